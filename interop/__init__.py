@@ -1,0 +1,1 @@
+"""Recovery Interop: FHIR R4 interoperability for addiction-treatment case management."""

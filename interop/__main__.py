@@ -1,0 +1,5 @@
+"""`python -m interop` is the `interop` command."""
+
+from interop.cli import app
+
+app(prog_name="interop")

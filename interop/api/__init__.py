@@ -1,0 +1,1 @@
+"""Inbound HTTP: thin routes that parse, call one service and render."""

@@ -1,0 +1,70 @@
+"""Annotated dependencies: the services, the client's format, the base URL, the parsed body."""
+
+from typing import Annotated, Any
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from interop.api.formats import (
+    ContentTooLarge,
+    Format,
+    empty_body,
+    request_format,
+    response_format,
+)
+from interop.services.bundles import BundleService
+from interop.services.resources import ResourceService
+from interop.settings import Settings
+from mappings import fhir
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _resources(request: Request) -> ResourceService:
+    service: ResourceService = request.app.state.resources
+    return service
+
+
+def _bundles(request: Request) -> BundleService:
+    service: BundleService = request.app.state.bundles
+    return service
+
+
+def _base_url(request: Request) -> str:
+    """The FHIR base partners see: the configured public URL, or this request's own."""
+    settings = _settings(request)
+    root = settings.public_base_url or str(request.base_url)
+    return root.rstrip("/") + "/fhir"
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """The request's FHIR resource, parsed by its Content-Type, within the size limit."""
+    fmt = request_format(request)
+    limit = _settings(request).max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ContentTooLarge(f"the body exceeds the limit of {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > limit:
+            raise ContentTooLarge(f"the body exceeds the limit of {limit} bytes")
+    if not raw.strip():
+        raise empty_body()
+    return fhir.parse_json(bytes(raw)) if fmt is Format.JSON else fhir.parse_xml(bytes(raw))
+
+
+def _strict(request: Request) -> bool:
+    """`Prefer: handling=strict` turns ignored search parameters into errors."""
+    return "handling=strict" in request.headers.get("prefer", "").replace(" ", "")
+
+
+ResourcesDep = Annotated[ResourceService, Depends(_resources)]
+BundlesDep = Annotated[BundleService, Depends(_bundles)]
+FormatDep = Annotated[Format, Depends(response_format)]
+BaseUrlDep = Annotated[str, Depends(_base_url)]
+BodyDep = Annotated[dict[str, Any], Depends(_body)]
+StrictDep = Annotated[bool, Depends(_strict)]

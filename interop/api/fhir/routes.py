@@ -1,0 +1,205 @@
+"""FHIR R4 RESTful interactions (R4 §3.1.0): each route parses, calls one service, renders."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from interop.api.deps import (
+    BaseUrlDep,
+    BodyDep,
+    BundlesDep,
+    FormatDep,
+    ResourcesDep,
+    StrictDep,
+)
+from interop.api.formats import Format
+from interop.api.responses import FhirResponse, version_headers
+from interop.services.outcomes import outcome
+from interop.services.resources import WriteOutcome
+from mappings.errors import Issue
+
+router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
+
+FHIR_MEDIA: dict[str, dict[str, Any]] = {"application/fhir+json": {}, "application/fhir+xml": {}}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    "default": {"description": "An OperationOutcome describing the error", "content": FHIR_MEDIA}
+}
+
+
+@router.get("/metadata", operation_id="fhir_capabilities", responses=RESPONSES)
+def capabilities(request: Request, fmt: FormatDep) -> FhirResponse:
+    """The CapabilityStatement (R4 §3.1.0.13)."""
+    return FhirResponse(request.app.state.capability, fmt=fmt)
+
+
+@router.post("", operation_id="fhir_transaction", responses=RESPONSES)
+def transaction(
+    bundles: BundlesDep, body: BodyDep, fmt: FormatDep, base: BaseUrlDep
+) -> FhirResponse:
+    """Process a transaction or batch Bundle (R4 §3.1.0.11)."""
+    return FhirResponse(bundles.process(body, base_url=base), fmt=fmt)
+
+
+@router.get("/_history", operation_id="fhir_history_system", responses=RESPONSES)
+def history_system(
+    request: Request, resources: ResourcesDep, fmt: FormatDep, base: BaseUrlDep
+) -> FhirResponse:
+    """Every change to every resource, newest first (R4 §3.1.0.10)."""
+    params = list(request.query_params.multi_items())
+    return FhirResponse(resources.history(None, None, params, base_url=base), fmt=fmt)
+
+
+@router.get("/{resource_type}", operation_id="fhir_search", responses=RESPONSES)
+def search(
+    resource_type: str,
+    request: Request,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    strict: StrictDep,
+) -> FhirResponse:
+    """Search by GET (R4 §3.1.0.9)."""
+    params = list(request.query_params.multi_items())
+    bundle = resources.search(resource_type, params, base_url=base, strict=strict)
+    return FhirResponse(bundle, fmt=fmt)
+
+
+@router.post("/{resource_type}/_search", operation_id="fhir_search_post", responses=RESPONSES)
+async def search_post(
+    resource_type: str,
+    request: Request,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    strict: StrictDep,
+) -> FhirResponse:
+    """Search by POST, form-encoded: for criteria too long, or too private, for a URL."""
+    form: FormData = await request.form()
+    params = list(request.query_params.multi_items()) + [
+        (name, value) for name, value in form.multi_items() if isinstance(value, str)
+    ]
+    bundle = await run_in_threadpool(
+        resources.search, resource_type, params, base_url=base, strict=strict
+    )
+    return FhirResponse(bundle, fmt=fmt)
+
+
+@router.post("/{resource_type}", operation_id="fhir_create", status_code=201, responses=RESPONSES)
+def create(
+    resource_type: str,
+    resources: ResourcesDep,
+    body: BodyDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    if_none_exist: Annotated[str | None, Header()] = None,
+    prefer: Annotated[str | None, Header()] = None,
+) -> FhirResponse:
+    """Create with a server-assigned id; conditional with If-None-Exist (R4 §3.1.0.7-8)."""
+    written = resources.create(resource_type, body, base_url=base, if_none_exist=if_none_exist)
+    return _written(written, fmt, base, prefer)
+
+
+@router.post("/{resource_type}/$validate", operation_id="fhir_validate", responses=RESPONSES)
+def validate(
+    resource_type: str, resources: ResourcesDep, body: BodyDep, fmt: FormatDep
+) -> FhirResponse:
+    """$validate (R4 Resource-validate): an OperationOutcome, errors included, with 200 OK."""
+    return FhirResponse(resources.validate(resource_type, body), fmt=fmt)
+
+
+@router.get("/{resource_type}/_history", operation_id="fhir_history_type", responses=RESPONSES)
+def history_type(
+    resource_type: str,
+    request: Request,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+) -> FhirResponse:
+    params = list(request.query_params.multi_items())
+    return FhirResponse(resources.history(resource_type, None, params, base_url=base), fmt=fmt)
+
+
+@router.get("/{resource_type}/{resource_id}", operation_id="fhir_read", responses=RESPONSES)
+def read(
+    resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep
+) -> FhirResponse:
+    """The current version (R4 §3.1.0.2); 410 once deleted."""
+    stored = resources.read(resource_type, resource_id)
+    return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
+
+
+@router.put("/{resource_type}/{resource_id}", operation_id="fhir_update", responses=RESPONSES)
+def update(
+    resource_type: str,
+    resource_id: str,
+    resources: ResourcesDep,
+    body: BodyDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    if_match: Annotated[str | None, Header()] = None,
+    prefer: Annotated[str | None, Header()] = None,
+) -> FhirResponse:
+    """Update, or create with the client's id; If-Match prevents lost updates (R4 §3.1.0.4)."""
+    written = resources.update(resource_type, resource_id, body, if_match=if_match)
+    return _written(written, fmt, base, prefer)
+
+
+@router.delete(
+    "/{resource_type}/{resource_id}",
+    operation_id="fhir_delete",
+    status_code=204,
+    responses=RESPONSES,
+)
+def delete(
+    resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep
+) -> FhirResponse:
+    resources.delete(resource_type, resource_id)
+    return FhirResponse(None, fmt=fmt, status_code=204)
+
+
+@router.get(
+    "/{resource_type}/{resource_id}/_history",
+    operation_id="fhir_history_instance",
+    responses=RESPONSES,
+)
+def history_instance(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+) -> FhirResponse:
+    params = list(request.query_params.multi_items())
+    bundle = resources.history(resource_type, resource_id, params, base_url=base)
+    return FhirResponse(bundle, fmt=fmt)
+
+
+@router.get(
+    "/{resource_type}/{resource_id}/_history/{version_id}",
+    operation_id="fhir_vread",
+    responses=RESPONSES,
+)
+def vread(
+    resource_type: str, resource_id: str, version_id: str, resources: ResourcesDep, fmt: FormatDep
+) -> FhirResponse:
+    """One version as it was (R4 §3.1.0.3)."""
+    stored = resources.vread(resource_type, resource_id, version_id)
+    return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
+
+
+def _written(written: WriteOutcome, fmt: Format, base: str, prefer: str | None) -> FhirResponse:
+    """201 with Location after a creation, 200 otherwise; the body as `Prefer: return=` asks."""
+    stored = written.stored
+    location = f"{base}/{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}"
+    headers = version_headers(stored, location)
+    status = 201 if written.created else 200
+    wanted = (prefer or "").replace(" ", "")
+    if "return=minimal" in wanted:
+        return FhirResponse(None, fmt=fmt, status_code=status, headers=headers)
+    if "return=OperationOutcome" in wanted:
+        done = outcome(Issue("information", "informational", "the resource was saved"))
+        return FhirResponse(done, fmt=fmt, status_code=status, headers=headers)
+    return FhirResponse(stored.content, fmt=fmt, status_code=status, headers=headers)

@@ -1,0 +1,109 @@
+"""Every error leaves as an OperationOutcome (FHIR routes) or a problem detail (the rest).
+
+The status of each typed error comes from the one table in interop.services.outcomes; this
+module only adds what belongs to HTTP: negotiation of the error's format, the framework's own
+errors (unknown route, wrong method, unparseable parameters) and the catch-all.
+"""
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from interop.api.formats import (
+    ContentTooLarge,
+    Format,
+    NotAcceptable,
+    UnsupportedMediaType,
+    response_format,
+)
+from interop.api.responses import FhirResponse
+from interop.services.errors import ServiceError, TransactionFailed
+from interop.services.outcomes import outcome, outcome_of, status_of
+from mappings.errors import FhirContentError, Issue
+
+logger = logging.getLogger("interop.api")
+
+_HTTP_ONLY: dict[type[Exception], int] = {
+    NotAcceptable: 406,
+    UnsupportedMediaType: 415,
+    ContentTooLarge: 413,
+}
+_ISSUE_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 415: "not-supported"}
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _typed_error)
+    app.add_exception_handler(FhirContentError, _typed_error)
+    app.add_exception_handler(TransactionFailed, _typed_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def is_fhir_request(request: Request) -> bool:
+    return request.url.path.startswith("/fhir")
+
+
+def fhir_error(request: Request, status: int, document: dict[str, Any]) -> Response:
+    """The OperationOutcome in the client's format, or JSON when that cannot be negotiated."""
+    try:
+        fmt = response_format(request)
+    except NotAcceptable:
+        fmt = Format.JSON
+    return FhirResponse(document, fmt=fmt, status_code=status)
+
+
+def problem(status: int, title: str, detail: str) -> Response:
+    """An RFC 9457 problem detail for the routes that are not FHIR."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/problem+json")
+
+
+async def _typed_error(request: Request, error: Exception) -> Response:
+    status = _HTTP_ONLY.get(type(error)) or status_of(error)
+    return fhir_error(request, status, outcome_of(error))
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    detail = _http_detail(request, error.status_code)
+    if not is_fhir_request(request):
+        return problem(error.status_code, str(error.detail), detail)
+    code = _ISSUE_CODES.get(error.status_code, "processing")
+    response = fhir_error(request, error.status_code, outcome(Issue("error", code, detail)))
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
+
+
+def _http_detail(request: Request, status: int) -> str:
+    if status == 404:
+        return f"no such route: {request.url.path[:200]}"
+    if status == 405:
+        return f"{request.method} is not supported on {request.url.path[:200]}"
+    return "the request could not be processed"
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    messages = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
+    )
+    if not is_fhir_request(request):
+        return problem(422, "Invalid request", messages)
+    return fhir_error(request, 400, outcome(Issue("error", "invalid", messages)))
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    """Log the kind of failure, never its message: messages can carry patient data."""
+    route = getattr(request.scope.get("route"), "path", "(no route)")
+    logger.error("unhandled %s on %s %s", type(error).__name__, request.method, route)
+    if not is_fhir_request(request):
+        return problem(500, "Internal Server Error", "the server could not complete the request")
+    return fhir_error(request, 500, outcome_of(error))

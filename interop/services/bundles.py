@@ -1,0 +1,280 @@
+"""Transaction and batch Bundles (R4 §3.1.0.11).
+
+A transaction runs in one database transaction: every entry succeeds or nothing is written.
+Entries are processed in the order R4 prescribes (DELETE, POST, PUT, GET), `urn:uuid:` fullUrls
+of created resources are replaced by their new ids wherever they are referenced, and the
+response lists the entries in the order of the request. A batch runs each entry on its own,
+in a savepoint, and reports each entry's own status.
+"""
+
+import uuid
+from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from interop.services import bundle_builder as bb
+from interop.services.errors import InvalidRequest, ServiceError, TransactionFailed
+from interop.services.outcomes import outcome_of, status_line, status_of
+from interop.services.resources import ResourceOperations, WriteOutcome, check_type
+from interop.services.search_parser import Paging
+from interop.store.database import unit_of_work
+from interop.store.fhirdates import format_instant
+from interop.store.repository import ResourceRepository, StoredVersion
+from mappings.errors import FhirContentError
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Entry:
+    index: int
+    method: str
+    resource_type: str
+    resource_id: str | None
+    version: str | None
+    query: list[tuple[str, str]]
+    full_url: str | None
+    resource: dict[str, Any] | None
+    if_none_exist: str | None
+    if_match: str | None
+    assigned_id: str | None = None
+    existing: StoredVersion | None = field(default=None)
+
+
+class BundleService:
+    """Processes transaction and batch Bundles posted to the base URL."""
+
+    def __init__(self, engine: Engine, paging: Paging) -> None:
+        self._engine = engine
+        self._paging = paging
+
+    def process(self, bundle: dict[str, Any], *, base_url: str) -> dict[str, Any]:
+        if bundle.get("resourceType") != "Bundle":
+            raise InvalidRequest("POST to the base URL takes a Bundle of type transaction or batch")
+        kind = bundle.get("type")
+        raw_entries = bundle.get("entry", [])
+        if not isinstance(raw_entries, list):
+            raise InvalidRequest("Bundle.entry must be an array")
+        if kind == "transaction":
+            return self._transaction(raw_entries, base_url)
+        if kind == "batch":
+            return self._batch(raw_entries, base_url)
+        raise InvalidRequest(f"Bundle.type must be transaction or batch, not {str(kind)[:20]!r}")
+
+    def _transaction(self, raw_entries: list[Any], base_url: str) -> dict[str, Any]:
+        entries = [
+            _guarded(index, partial(_parse_entry, index, raw))
+            for index, raw in enumerate(raw_entries)
+        ]
+        _refuse_duplicates(entries)
+        responses: dict[int, dict[str, Any]] = {}
+        with unit_of_work(self._engine) as session:
+            operations = self._operations(session)
+            references = self._plan_references(operations, entries, base_url)
+            for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+                if entry.resource is not None:
+                    _guarded(entry.index, partial(_rewrite, entry, references))
+                responses[entry.index] = _guarded(
+                    entry.index, partial(self._execute, operations, entry, base_url)
+                )
+        ordered = [responses[index] for index in range(len(entries))]
+        return bb.bundle("transaction-response", entry=ordered)
+
+    def _batch(self, raw_entries: list[Any], base_url: str) -> dict[str, Any]:
+        results: list[dict[str, Any]] = []
+        with Session(
+            self._engine.execution_options(interop_writes=True), expire_on_commit=False
+        ) as session:
+            operations = self._operations(session)
+            for index, raw in enumerate(raw_entries):
+                results.append(self._batch_entry(session, operations, index, raw, base_url))
+        return bb.bundle("batch-response", entry=results)
+
+    def _batch_entry(
+        self,
+        session: Session,
+        operations: ResourceOperations,
+        index: int,
+        raw: Any,
+        base_url: str,
+    ) -> dict[str, Any]:
+        """One entry in its own transaction; its failure is its response, not the batch's."""
+        try:
+            with session.begin():
+                entry = _parse_entry(index, raw)
+                return self._execute(operations, entry, base_url)
+        except (ServiceError, FhirContentError) as error:
+            return {
+                "response": {"status": status_line(status_of(error)), "outcome": outcome_of(error)}
+            }
+
+    def _plan_references(
+        self, operations: ResourceOperations, entries: list[_Entry], base_url: str
+    ) -> dict[str, str]:
+        """fullUrl -> "Type/id" for every entry a reference may name (R4 §3.1.0.11.2)."""
+        references: dict[str, str] = {}
+        for entry in entries:
+            if entry.method == "POST":
+                if entry.if_none_exist is not None:
+                    match = partial(
+                        operations.conditional_match,
+                        entry.resource_type,
+                        entry.if_none_exist,
+                        base_url,
+                    )
+                    entry.existing = _guarded(entry.index, match)
+                entry.assigned_id = (
+                    entry.existing.resource_id if entry.existing else str(uuid.uuid4())
+                )
+                target = f"{entry.resource_type}/{entry.assigned_id}"
+            elif entry.method == "PUT" and entry.resource_id is not None:
+                target = f"{entry.resource_type}/{entry.resource_id}"
+            else:
+                continue
+            if entry.full_url:
+                references[entry.full_url] = target
+        return references
+
+    def _execute(
+        self, operations: ResourceOperations, entry: _Entry, base_url: str
+    ) -> dict[str, Any]:
+        if entry.method in ("GET", "HEAD"):
+            return {
+                "resource": self._read(operations, entry, base_url),
+                "response": {"status": "200 OK"},
+            }
+        if entry.method == "DELETE":
+            assert entry.resource_id is not None
+            operations.delete(entry.resource_type, entry.resource_id)
+            return {"response": {"status": "204 No Content"}}
+        assert entry.resource is not None
+        if entry.method == "POST":
+            if entry.existing is not None:
+                return _write_response(WriteOutcome(entry.existing, created=False))
+            outcome = operations.create(
+                entry.resource_type,
+                entry.resource,
+                base_url=base_url,
+                resource_id=entry.assigned_id,
+            )
+            return _write_response(outcome)
+        assert entry.resource_id is not None
+        outcome = operations.update(
+            entry.resource_type, entry.resource_id, entry.resource, if_match=entry.if_match
+        )
+        return _write_response(outcome)
+
+    def _read(self, operations: ResourceOperations, entry: _Entry, base_url: str) -> Any:
+        if entry.resource_id is None:
+            return operations.search(entry.resource_type, entry.query, base_url=base_url)
+        if entry.version is not None:
+            stored = operations.vread(entry.resource_type, entry.resource_id, entry.version)
+        else:
+            stored = operations.read(entry.resource_type, entry.resource_id)
+        return bb.search_entry(base_url, stored, "match")["resource"]
+
+    def _operations(self, session: Session) -> ResourceOperations:
+        return ResourceOperations(ResourceRepository(session), self._paging)
+
+
+def _guarded(index: int, action: Callable[[], _T]) -> _T:
+    """Run one step of entry `index`, naming the entry if it fails."""
+    try:
+        return action()
+    except (ServiceError, FhirContentError) as error:
+        raise TransactionFailed(index, error) from None
+
+
+def _parse_entry(index: int, raw: Any) -> _Entry:
+    """The entry's request: method and url as R4 Bundle.entry.request defines them."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
+        raise InvalidRequest("each entry needs a request with method and url")
+    request = raw["request"]
+    method, url = request.get("method"), request.get("url")
+    if method not in _ORDER or not isinstance(url, str) or not url:
+        raise InvalidRequest("entry.request needs a method (GET, POST, PUT, DELETE) and a url")
+    path, _, query_string = url.partition("?")
+    segments = [segment for segment in path.strip("/").split("/") if segment]
+    if not segments:
+        raise InvalidRequest(f"entry.request.url {url[:80]!r} names no resource type")
+    check_type(segments[0])
+    resource_id = segments[1] if len(segments) > 1 else None
+    version = segments[3] if len(segments) == 4 and segments[2] == "_history" else None
+    if len(segments) > 2 and version is None:
+        raise InvalidRequest(f"entry.request.url {url[:80]!r} is not a supported interaction")
+    resource = raw.get("resource")
+    _check_entry_shape(method, resource_id, resource, url)
+    return _Entry(
+        index=index,
+        method=method,
+        resource_type=segments[0],
+        resource_id=resource_id,
+        version=version,
+        query=parse_qsl(query_string, keep_blank_values=True),
+        full_url=raw.get("fullUrl"),
+        resource=resource,
+        if_none_exist=request.get("ifNoneExist"),
+        if_match=request.get("ifMatch"),
+    )
+
+
+def _check_entry_shape(method: str, resource_id: str | None, resource: Any, url: str) -> None:
+    if method in ("POST", "PUT") and not isinstance(resource, dict):
+        raise InvalidRequest(f"a {method} entry must carry a resource")
+    if method in ("PUT", "DELETE") and resource_id is None:
+        raise InvalidRequest(f"a {method} entry's url must be Type/id, not {url[:80]!r}")
+    if method == "POST" and resource_id is not None:
+        raise InvalidRequest(f"a POST entry's url must be the resource type, not {url[:80]!r}")
+
+
+def _refuse_duplicates(entries: list[_Entry]) -> None:
+    """Two entries may not write the same resource (R4 §3.1.0.11.2)."""
+    seen: dict[tuple[str, str], int] = {}
+    for entry in entries:
+        if entry.method in ("PUT", "DELETE") and entry.resource_id is not None:
+            key = (entry.resource_type, entry.resource_id)
+            if key in seen:
+                raise TransactionFailed(
+                    entry.index,
+                    InvalidRequest(f"{key[0]}/{key[1]} is also written by entry {seen[key]}"),
+                )
+            seen[key] = entry.index
+
+
+def _rewrite(entry: _Entry, references: dict[str, str]) -> None:
+    """Replace references to other entries' fullUrls; an unknown urn:uuid is an error."""
+    assert entry.resource is not None
+    entry.resource = _rewritten(entry.resource, references)
+
+
+def _rewritten(node: Any, references: dict[str, str]) -> Any:
+    if isinstance(node, list):
+        return [_rewritten(item, references) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {key: _rewritten(value, references) for key, value in node.items()}
+    reference = node.get("reference")
+    if isinstance(reference, str):
+        if reference in references:
+            result["reference"] = references[reference]
+        elif reference.startswith("urn:uuid:"):
+            raise InvalidRequest(f"reference {reference[:60]!r} matches no entry's fullUrl")
+    return result
+
+
+def _write_response(outcome: WriteOutcome) -> dict[str, Any]:
+    stored = outcome.stored
+    return {
+        "response": {
+            "status": "201 Created" if outcome.created else "200 OK",
+            "location": f"{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}",
+            "etag": bb.etag(stored.version_id),
+            "lastModified": format_instant(stored.last_updated),
+        }
+    }

@@ -1,0 +1,94 @@
+"""The CapabilityStatement: what this server does, and nothing it does not (R4 §3.1.0.13)."""
+
+from typing import Any
+
+from interop.store.search_params import SEARCH_PARAMS, ParamType, SearchParam
+from mappings.fhir import FHIR_VERSION
+
+_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
+_COMMON_PARAMS = (
+    {
+        "name": "_id",
+        "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
+        "type": "token",
+    },
+    {
+        "name": "_lastUpdated",
+        "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+        "type": "date",
+    },
+)
+
+
+def capability_statement(*, base_url: str, software_version: str, released: str) -> dict[str, Any]:
+    """A CapabilityStatement of kind instance for the server at `base_url`."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": released,
+        "publisher": "Recovery Interop",
+        "kind": "instance",
+        "software": {"name": "Recovery Interop", "version": software_version},
+        "implementation": {
+            "description": "Recovery Interop FHIR R4 server",
+            "url": base_url,
+        },
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "application/fhir+xml"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [
+                    _resource(kind, params) for kind, params in sorted(SEARCH_PARAMS.items())
+                ],
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+                "operation": [
+                    {
+                        "name": "validate",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _resource(resource_type: str, params: tuple[SearchParam, ...]) -> dict[str, Any]:
+    references = [p for p in params if p.type is ParamType.REFERENCE]
+    incoming = sorted(
+        f"{source}:{p.name}"
+        for source, source_params in SEARCH_PARAMS.items()
+        for p in source_params
+        if p.type is ParamType.REFERENCE and (not p.targets or resource_type in p.targets)
+    )
+    return {
+        "type": resource_type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        "interaction": [{"code": code} for code in _INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchInclude": ["*"] + [f"{resource_type}:{p.name}" for p in references],
+        "searchRevInclude": incoming,
+        "searchParam": [
+            *_COMMON_PARAMS,
+            *({"name": p.name, "definition": p.definition, "type": p.type.value} for p in params),
+        ],
+    }

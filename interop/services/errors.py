@@ -1,0 +1,52 @@
+"""The typed errors of the FHIR use cases; interop.api.outcomes turns each into a status.
+
+ServiceError
+├── InvalidRequest        the request itself is wrong (bad id, bad search value...)
+├── ResourceNotFound      nothing with that type, id or version
+├── ResourceGone          it existed and was deleted
+├── VersionConflict       another writer got there first
+├── PreconditionFailed    If-Match / If-None-Exist did not hold
+└── TransactionFailed     one entry of a transaction failed; nothing was written
+"""
+
+from dataclasses import dataclass
+
+from mappings.errors import FhirContentError
+
+
+class ServiceError(Exception):
+    """An expected failure of a use case, with the OperationOutcome issue type it maps to."""
+
+    issue_code = "processing"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(ServiceError):
+    issue_code = "invalid"
+
+
+class ResourceNotFound(ServiceError):
+    issue_code = "not-found"
+
+
+class ResourceGone(ServiceError):
+    issue_code = "deleted"
+
+
+class VersionConflict(ServiceError):
+    issue_code = "conflict"
+
+
+class PreconditionFailed(ServiceError):
+    issue_code = "conflict"
+
+
+@dataclass
+class TransactionFailed(Exception):
+    """Entry `index` of a transaction Bundle failed with `cause`; the store is unchanged."""
+
+    index: int
+    cause: ServiceError | FhirContentError

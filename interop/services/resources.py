@@ -1,0 +1,454 @@
+"""The FHIR RESTful interactions on one resource type (R4 §3.1.0 RESTful API).
+
+`ResourceOperations` works inside a caller's transaction, so that a transaction Bundle can run
+many interactions in one; `ResourceService` gives each interaction a transaction of its own.
+"""
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from interop.services import bundle_builder as bb
+from interop.services.errors import (
+    InvalidRequest,
+    PreconditionFailed,
+    ResourceGone,
+    ResourceNotFound,
+    VersionConflict,
+)
+from interop.services.outcomes import outcome
+from interop.services.search_parser import Paging, parse_search
+from interop.store.database import unit_of_work
+from interop.store.fhirdates import format_instant, now_ms, parse_range
+from interop.store.repository import ResourceRepository, StoredVersion
+from interop.store.search import Inclusion, SearchQuery
+from interop.store.search_params import SUPPORTED_TYPES, extract
+from interop.store.tables import ResourceRow
+from mappings import fhir
+from mappings.errors import InvalidResource, Issue
+
+_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_MAX_INCLUDE_ROUNDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    stored: StoredVersion
+    created: bool  # 201 Created rather than 200 OK
+
+
+def check_type(resource_type: str) -> None:
+    """Unsupported types are "not found" on this server (R4 §3.1.0.1.1 Service Base URL)."""
+    if resource_type not in SUPPORTED_TYPES:
+        raise ResourceNotFound(f"resource type {resource_type[:64]!r} is not supported here")
+
+
+def check_id(resource_id: str) -> None:
+    if not _ID_RE.match(resource_id):
+        raise InvalidRequest(f"{resource_id[:70]!r} is not a valid FHIR id")
+
+
+class ResourceOperations:
+    """The interactions, inside the caller's unit of work."""
+
+    def __init__(self, repository: ResourceRepository, paging: Paging) -> None:
+        self._repository = repository
+        self._paging = paging
+
+    def read(self, resource_type: str, resource_id: str) -> StoredVersion:
+        check_type(resource_type)
+        check_id(resource_id)
+        row = self._repository.current(resource_type, resource_id)
+        if row is None:
+            raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
+        if row.deleted:
+            raise ResourceGone(f"{resource_type}/{resource_id} was deleted")
+        return _current(row)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
+        check_type(resource_type)
+        check_id(resource_id)
+        if not version_id.isdigit():
+            raise ResourceNotFound(
+                f"{resource_type}/{resource_id} has no version {version_id[:20]!r}"
+            )
+        stored = self._repository.version(resource_type, resource_id, int(version_id))
+        if stored is None:
+            raise ResourceNotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+        if stored.content is None:
+            raise ResourceGone(
+                f"version {version_id} of {resource_type}/{resource_id} is a deletion"
+            )
+        return stored
+
+    def create(
+        self,
+        resource_type: str,
+        resource: dict[str, Any],
+        *,
+        base_url: str,
+        if_none_exist: str | None = None,
+        resource_id: str | None = None,
+    ) -> WriteOutcome:
+        """Create with a server-assigned id; with If-None-Exist, only when nothing matches."""
+        check_type(resource_type)
+        _check_body_type(resource_type, resource)
+        fhir.validate(resource)
+        if if_none_exist is not None:
+            existing = self.conditional_match(resource_type, if_none_exist, base_url)
+            if existing is not None:
+                return WriteOutcome(existing, created=False)
+        new_id = resource_id or str(uuid.uuid4())
+        stored = self._store(None, resource_type, new_id, 1, resource, "POST")
+        return WriteOutcome(stored, created=True)
+
+    def update(
+        self,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> WriteOutcome:
+        """Update, or create with the client's id when it is new (update as create)."""
+        check_type(resource_type)
+        check_id(resource_id)
+        _check_body_type(resource_type, resource)
+        if resource.get("id") != resource_id:
+            raise InvalidRequest(
+                f"the resource's id must be present and equal {resource_id!r} (R4 §3.1.0.4)"
+            )
+        fhir.validate(resource)
+        row = self._repository.current(resource_type, resource_id, lock=True)
+        if if_match is not None:
+            _check_if_match(row, if_match)
+        version_id = 1 if row is None else row.version_id + 1
+        stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
+        return WriteOutcome(stored, created=row is None)
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        """Delete: a new version without content; deleting twice changes nothing."""
+        check_type(resource_type)
+        check_id(resource_id)
+        row = self._repository.current(resource_type, resource_id, lock=True)
+        if row is None:
+            raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
+        if row.deleted:
+            return
+        stored = StoredVersion(
+            resource_type, resource_id, row.version_id + 1, now_ms(), "DELETE", None
+        )
+        self._repository.write(row, stored, ())
+
+    def search(
+        self,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        base_url: str,
+        strict: bool = False,
+    ) -> dict[str, Any]:
+        """A searchset Bundle: one page of matches, their includes, paging links, the total."""
+        check_type(resource_type)
+        query = parse_search(
+            resource_type, params, base_url=base_url, paging=self._paging, strict=strict
+        )
+        total = self._repository.count(query)
+        used = [(name, value) for name, value in params if _is_used(name, query)]
+        links = bb.paging_links(
+            f"{base_url}/{resource_type}", used, query.offset, query.count, total
+        )
+        entries: list[dict[str, Any]] = []
+        if not query.summary_count:
+            entries = self._page_entries(query, base_url)
+        if query.ignored:
+            entries.append(bb.outcome_entry(_ignored_outcome(query.ignored)))
+        return bb.bundle("searchset", total=total, link=links, entry=entries)
+
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        params: Sequence[tuple[str, str]],
+        *,
+        base_url: str,
+    ) -> dict[str, Any]:
+        """A history Bundle, newest version first; `_since` and `_count` as R4 defines them."""
+        if resource_type is not None:
+            check_type(resource_type)
+        if resource_id is not None:
+            check_id(resource_id)
+        since, offset, count = _history_params(params, self._paging)
+        if (
+            resource_type is not None
+            and resource_id is not None
+            and self._repository.current(resource_type, resource_id) is None
+        ):
+            raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
+        total, versions = self._repository.history(resource_type, resource_id, since, offset, count)
+        path = "/".join(part for part in (resource_type, resource_id) if part)
+        url = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
+        used = [(name, value) for name, value in params if name == "_since"]
+        entries = [bb.history_entry(base_url, stored) for stored in versions]
+        links = bb.paging_links(url, used, offset, count, total)
+        return bb.bundle("history", total=total, link=links, entry=entries)
+
+    def conditional_match(
+        self, resource_type: str, criteria: str, base_url: str
+    ) -> StoredVersion | None:
+        """The one resource matching If-None-Exist criteria; 412 when several do (R4 §3.1.0.8)."""
+        params = parse_qsl(criteria.removeprefix("?").split("?")[-1], keep_blank_values=True)
+        if not params:
+            raise InvalidRequest("If-None-Exist must carry search criteria")
+        query = parse_search(
+            resource_type, params, base_url=base_url, paging=Paging(2, 2), strict=True
+        )
+        rows = self._repository.page(query)
+        if len(rows) > 1:
+            raise PreconditionFailed(
+                f"the conditional criteria match {len(rows)} or more resources"
+            )
+        return _current(rows[0]) if rows else None
+
+    def _store(
+        self,
+        row: ResourceRow | None,
+        resource_type: str,
+        resource_id: str,
+        version_id: int,
+        resource: dict[str, Any],
+        method: str,
+    ) -> StoredVersion:
+        last_updated = now_ms()
+        body = _with_identity(resource, resource_id, version_id, last_updated)
+        stored = StoredVersion(
+            resource_type, resource_id, version_id, last_updated, method, fhir.to_json(body)
+        )
+        try:
+            self._repository.write(row, stored, extract(body))
+        except IntegrityError:
+            raise VersionConflict(
+                f"{resource_type}/{resource_id} was changed by another request; read it and retry"
+            ) from None
+        return stored
+
+    def _page_entries(self, query: SearchQuery, base_url: str) -> list[dict[str, Any]]:
+        rows = self._repository.page(query)
+        seen = {(row.resource_type, row.resource_id) for row in rows}
+        included = self._inclusions(rows, query.includes, query.revincludes, seen)
+        entries = [bb.search_entry(base_url, _current(row), "match") for row in rows]
+        entries.extend(bb.search_entry(base_url, _current(row), "include") for row in included)
+        return entries
+
+    def _inclusions(
+        self,
+        matches: list[ResourceRow],
+        includes: Sequence[Inclusion],
+        revincludes: Sequence[Inclusion],
+        seen: set[tuple[str, str]],
+    ) -> list[ResourceRow]:
+        """_include and _revinclude, following :iterate ones over what was already included."""
+        included: list[ResourceRow] = []
+        frontier = matches
+        for round_number in range(_MAX_INCLUDE_ROUNDS):
+            found: list[ResourceRow] = []
+            for inclusion in includes:
+                if round_number and not inclusion.iterate:
+                    continue
+                sources = [r.pk for r in frontier if r.resource_type == inclusion.source_type]
+                if sources:
+                    found.extend(self._repository.included([pk for pk in sources if pk], inclusion))
+            for inclusion in revincludes:
+                if (round_number and not inclusion.iterate) or not frontier:
+                    continue
+                found.extend(self._repository.revincluded(frontier, inclusion))
+            fresh = _unseen(found, seen)
+            if not fresh:
+                break
+            included.extend(fresh)
+            frontier = fresh
+        return included
+
+
+class ResourceService:
+    """Each interaction in a transaction of its own."""
+
+    def __init__(self, engine: Engine, paging: Paging) -> None:
+        self._engine = engine
+        self._paging = paging
+
+    def read(self, resource_type: str, resource_id: str) -> StoredVersion:
+        with unit_of_work(self._engine, writes=False) as session:
+            return self._operations(session).read(resource_type, resource_id)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
+        with unit_of_work(self._engine, writes=False) as session:
+            return self._operations(session).vread(resource_type, resource_id, version_id)
+
+    def create(
+        self,
+        resource_type: str,
+        resource: dict[str, Any],
+        *,
+        base_url: str,
+        if_none_exist: str | None = None,
+    ) -> WriteOutcome:
+        with unit_of_work(self._engine) as session:
+            return self._operations(session).create(
+                resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
+            )
+
+    def update(
+        self,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> WriteOutcome:
+        with unit_of_work(self._engine) as session:
+            return self._operations(session).update(
+                resource_type, resource_id, resource, if_match=if_match
+            )
+
+    def validate(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """Validate without storing; any R4 type, since validation needs no storage."""
+        if resource_type not in fhir.RESOURCE_TYPES:
+            raise ResourceNotFound(f"{resource_type[:64]!r} is not a FHIR R4 resource type")
+        _check_body_type(resource_type, resource)
+        try:
+            fhir.validate(resource)
+        except InvalidResource as invalid:
+            return outcome(*invalid.issues)
+        return outcome(Issue("information", "informational", "no errors found"))
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        with unit_of_work(self._engine) as session:
+            self._operations(session).delete(resource_type, resource_id)
+
+    def search(
+        self,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        base_url: str,
+        strict: bool = False,
+    ) -> dict[str, Any]:
+        with unit_of_work(self._engine, writes=False) as session:
+            return self._operations(session).search(
+                resource_type, params, base_url=base_url, strict=strict
+            )
+
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        params: Sequence[tuple[str, str]],
+        *,
+        base_url: str,
+    ) -> dict[str, Any]:
+        with unit_of_work(self._engine, writes=False) as session:
+            return self._operations(session).history(
+                resource_type, resource_id, params, base_url=base_url
+            )
+
+    def _operations(self, session: Any) -> ResourceOperations:
+        return ResourceOperations(ResourceRepository(session), self._paging)
+
+
+def _current(row: ResourceRow) -> StoredVersion:
+    return StoredVersion(
+        row.resource_type,
+        row.resource_id,
+        row.version_id,
+        row.last_updated,
+        "PUT",
+        row.content,
+    )
+
+
+def _check_body_type(resource_type: str, resource: dict[str, Any]) -> None:
+    if resource.get("resourceType") != resource_type:
+        raise InvalidRequest(
+            f"the body is a {str(resource.get('resourceType'))[:64]}, not a {resource_type}"
+        )
+
+
+def _check_if_match(row: ResourceRow | None, if_match: str) -> None:
+    """If-Match carries the ETag of the version the client read: W/"3" (R4 §3.1.0.5)."""
+    match = re.fullmatch(r'(?:W/)?"?(\d+)"?', if_match.strip())
+    if match is None:
+        raise InvalidRequest(f'If-Match must be an ETag such as W/"3", not {if_match[:30]!r}')
+    current = None if row is None or row.deleted else row.version_id
+    if current != int(match.group(1)):
+        raise PreconditionFailed(
+            f"If-Match names version {match.group(1)}, but the current version is {current}"
+        )
+
+
+def _with_identity(
+    resource: dict[str, Any], resource_id: str, version_id: int, last_updated: datetime
+) -> dict[str, Any]:
+    """The resource as written by the client, with the server's id, versionId and lastUpdated."""
+    meta = {
+        **resource.get("meta", {}),
+        "versionId": str(version_id),
+        "lastUpdated": format_instant(last_updated),
+    }
+    rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
+    return {"resourceType": resource["resourceType"], "id": resource_id, "meta": meta, **rest}
+
+
+def _is_used(name: str, query: SearchQuery) -> bool:
+    return name not in query.ignored and name not in ("_count", "_offset", "_format")
+
+
+def _ignored_outcome(ignored: Sequence[str]) -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "warning",
+                "code": "not-supported",
+                "diagnostics": f"search parameter {name!r} is not supported and was ignored",
+            }
+            for name in ignored
+        ],
+    }
+
+
+def _history_params(
+    params: Sequence[tuple[str, str]], paging: Paging
+) -> tuple[datetime | None, int, int]:
+    since, offset, count = None, 0, paging.default_count
+    for name, value in params:
+        if name == "_since":
+            try:
+                since = parse_range(value)[0]
+            except ValueError:
+                raise InvalidRequest(f"_since must be an instant, not {value[:40]!r}") from None
+        elif name in ("_count", "_offset"):
+            if not value.isdigit():
+                raise InvalidRequest(f"{name} must be a non-negative integer")
+            if name == "_count":
+                count = min(int(value), paging.max_count)
+            else:
+                offset = int(value)
+    return since, offset, count
+
+
+def _unseen(rows: list[ResourceRow], seen: set[tuple[str, str]]) -> list[ResourceRow]:
+    fresh: list[ResourceRow] = []
+    for row in rows:
+        key = (row.resource_type, row.resource_id)
+        if key not in seen:
+            seen.add(key)
+            fresh.append(row)
+    return fresh

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, repositories (flush, never commit) and migrations."""

@@ -1,0 +1,58 @@
+"""Engines and units of work for SQLite (embedded) and PostgreSQL."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlmodel import Session
+
+from interop.settings import sqlalchemy_url
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine tuned for the backend: SQLite gets WAL, foreign keys and a busy timeout."""
+    url = sqlalchemy_url(database_url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    _ensure_parent_directory(url)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin_immediate)
+    return engine
+
+
+def _ensure_parent_directory(url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    if path and path != ":memory:" and not path.startswith("file:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    connection.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN itself
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Writers take the write lock at BEGIN, so that they queue instead of failing to upgrade
+    a read lock; readers begin deferred and go on reading beside them under WAL."""
+    if connection.get_execution_options().get(_WRITES):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.exec_driver_sql("BEGIN")
+
+
+_WRITES = "interop_writes"
+
+
+@contextmanager
+def unit_of_work(engine: Engine, *, writes: bool = True) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back when it raises."""
+    bind = engine.execution_options(**{_WRITES: True}) if writes else engine
+    with Session(bind, expire_on_commit=False) as session, session.begin():
+        yield session

@@ -1,0 +1,212 @@
+"""Queries and writes of FHIR resources; the caller owns the transaction (flush, never commit)."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlmodel import Session
+
+from interop.store import search
+from interop.store.search_params import IndexValue, ParamType, params_for
+from interop.store.tables import (
+    INDEX_TABLE,
+    RESOURCE_TABLE,
+    VERSION_TABLE,
+    ResourceRow,
+    ResourceVersionRow,
+    SearchIndexRow,
+)
+
+RESOURCE = RESOURCE_TABLE.c
+VERSION = VERSION_TABLE.c
+INDEX = INDEX_TABLE.c
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One version of a resource as served: its identity, its time and its JSON bytes."""
+
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: datetime
+    method: str
+    content: bytes | None  # None for a deletion
+
+
+class ResourceRepository:
+    """All SQL about resources, their versions and their search index."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def current(
+        self, resource_type: str, resource_id: str, *, lock: bool = False
+    ) -> ResourceRow | None:
+        """The current row, locked against concurrent writers when `lock` is set."""
+        statement = select(ResourceRow).where(
+            RESOURCE.resource_type == resource_type, RESOURCE.resource_id == resource_id
+        )
+        if lock:
+            statement = statement.with_for_update()
+        return self._session.execute(statement).scalars().first()
+
+    def version(
+        self, resource_type: str, resource_id: str, version_id: int
+    ) -> StoredVersion | None:
+        statement = select(ResourceVersionRow).where(
+            VERSION.resource_type == resource_type,
+            VERSION.resource_id == resource_id,
+            VERSION.version_id == version_id,
+        )
+        row = self._session.execute(statement).scalars().first()
+        return _stored(row) if row is not None else None
+
+    def write(
+        self,
+        existing: ResourceRow | None,
+        stored: StoredVersion,
+        index: Sequence[IndexValue],
+    ) -> None:
+        """Record a new version as current, in history, and in the search index."""
+        row = existing or ResourceRow(
+            resource_type=stored.resource_type,
+            resource_id=stored.resource_id,
+            version_id=stored.version_id,
+            last_updated=stored.last_updated,
+        )
+        row.version_id = stored.version_id
+        row.last_updated = stored.last_updated
+        row.deleted = stored.content is None
+        row.content = stored.content
+        self._session.add(row)
+        self._session.add(
+            ResourceVersionRow(
+                resource_type=stored.resource_type,
+                resource_id=stored.resource_id,
+                version_id=stored.version_id,
+                last_updated=stored.last_updated,
+                method=stored.method,
+                content=stored.content,
+            )
+        )
+        self._session.flush()
+        assert row.pk is not None
+        self._replace_index(row.pk, stored.resource_type, index)
+
+    def _replace_index(
+        self, resource_pk: int, resource_type: str, index: Sequence[IndexValue]
+    ) -> None:
+        self._session.execute(delete(SearchIndexRow).where(INDEX.resource_pk == resource_pk))
+        self._session.add_all(
+            SearchIndexRow(
+                resource_pk=resource_pk,
+                resource_type=resource_type,
+                param=value.param,
+                system=value.system,
+                value=value.value,
+                norm=value.norm,
+                lo=value.lo,
+                hi=value.hi,
+            )
+            for value in index
+        )
+        self._session.flush()
+
+    def count(self, query: search.SearchQuery) -> int:
+        matches = search.matching_rows(query).subquery()
+        return int(self._session.execute(select(func.count()).select_from(matches)).scalar_one())
+
+    def page(self, query: search.SearchQuery) -> list[ResourceRow]:
+        """One page of matches, in the query's sort order."""
+        matches = search.matching_rows(query)
+        statement = (
+            select(ResourceRow)
+            .where(RESOURCE.pk.in_(matches))
+            .order_by(*search.sort_columns(query))
+            .offset(query.offset)
+            .limit(query.count)
+        )
+        return list(self._session.execute(statement).scalars())
+
+    def included(self, pks: Sequence[int], inclusion: search.Inclusion) -> list[ResourceRow]:
+        """The resources that the rows `pks` refer to through the inclusion's parameter."""
+        if inclusion.param == "*":
+            names = [
+                p.name
+                for p in params_for(inclusion.source_type).values()
+                if p.type is ParamType.REFERENCE
+            ]
+        else:
+            names = [inclusion.param]
+        pairs = self._session.execute(search.references_from(pks, inclusion, names)).all()
+        return self.current_rows({(str(kind), str(ident)) for kind, ident in pairs})
+
+    def revincluded(
+        self, rows: Sequence[ResourceRow], inclusion: search.Inclusion
+    ) -> list[ResourceRow]:
+        """The `inclusion.source_type` resources that refer to any of `rows`."""
+        targets: dict[str, list[str]] = {}
+        for row in rows:
+            targets.setdefault(row.resource_type, []).append(row.resource_id)
+        statement = select(ResourceRow).where(
+            RESOURCE.pk.in_(search.referencing(inclusion, targets)),
+            RESOURCE.deleted == False,
+        )
+        return list(self._session.execute(statement).scalars())
+
+    def current_rows(self, identities: set[tuple[str, str]]) -> list[ResourceRow]:
+        """Current undeleted rows for (type, id) pairs; unknown ones are simply absent."""
+        by_type: dict[str, list[str]] = {}
+        for kind, ident in identities:
+            by_type.setdefault(kind, []).append(ident)
+        rows: list[ResourceRow] = []
+        for kind, ids in by_type.items():
+            statement = select(ResourceRow).where(
+                RESOURCE.resource_type == kind,
+                RESOURCE.resource_id.in_(ids),
+                RESOURCE.deleted == False,
+            )
+            rows.extend(self._session.execute(statement).scalars())
+        return rows
+
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        since: datetime | None,
+        offset: int,
+        count: int,
+    ) -> tuple[int, list[StoredVersion]]:
+        """(total, one page) of versions, newest first (R4 §3.1.0.10 history)."""
+        conditions = []
+        if resource_type is not None:
+            conditions.append(VERSION.resource_type == resource_type)
+        if resource_id is not None:
+            conditions.append(VERSION.resource_id == resource_id)
+        if since is not None:
+            conditions.append(VERSION.last_updated >= since)
+        total = self._session.execute(
+            select(func.count()).select_from(ResourceVersionRow).where(*conditions)
+        ).scalar_one()
+        statement = (
+            select(ResourceVersionRow)
+            .where(*conditions)
+            .order_by(VERSION.last_updated.desc(), VERSION.pk.desc())
+            .offset(offset)
+            .limit(count)
+        )
+        rows = self._session.execute(statement).scalars()
+        return int(total), [_stored(row) for row in rows]
+
+
+def _stored(row: ResourceVersionRow) -> StoredVersion:
+    return StoredVersion(
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        version_id=row.version_id,
+        last_updated=row.last_updated,
+        method=row.method,
+        content=row.content,
+    )

@@ -1,0 +1,263 @@
+"""FHIR search criteria as SQL over the search index (R4 §3.1.1 Search).
+
+A criterion is one query parameter: its values are ORed, repeated parameters are ANDed.
+Everything here builds SQLAlchemy expressions; parsing the query string into criteria is the
+services layer's job, so that the rules of FHIR search syntax and those of SQL stay apart.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
+from sqlalchemy.sql.elements import KeyedColumnElement
+
+from interop.store.search_params import ParamType, SearchParam, normalize
+from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, ResourceRow
+
+RESOURCE = RESOURCE_TABLE.c
+INDEX = INDEX_TABLE.c
+
+ID_PARAM = "_id"
+LAST_UPDATED_PARAM = "_lastUpdated"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenValue:
+    system: str | None  # None: any system; "": explicitly no system ("|code")
+    code: str | None  # None: any code in the system ("system|")
+
+
+@dataclass(frozen=True, slots=True)
+class DateValue:
+    prefix: str  # eq ne gt lt ge le sa eb ap
+    lo: datetime
+    hi: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceValue:
+    target_type: str | None
+    target_id: str | None
+    absolute_url: str | None  # a reference to another server, matched as written
+
+
+SearchValue = TokenValue | DateValue | ReferenceValue | str
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """One parameter of a query: `name:modifier=v1,v2` (values ORed)."""
+
+    name: str
+    param: SearchParam | None  # None for _id and _lastUpdated, which live on the resource row
+    modifier: str | None
+    values: tuple[SearchValue, ...]
+    missing: bool | None = None  # set for :missing=true|false
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    name: str
+    param: SearchParam | None
+    descending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Inclusion:
+    """_include / _revinclude: source type, its reference parameter, optional target type."""
+
+    source_type: str
+    param: str
+    target_type: str | None
+    iterate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    resource_type: str
+    criteria: tuple[Criterion, ...] = ()
+    sort: tuple[SortKey, ...] = ()
+    includes: tuple[Inclusion, ...] = ()
+    revincludes: tuple[Inclusion, ...] = ()
+    offset: int = 0
+    count: int = 50
+    summary_count: bool = False
+    ignored: tuple[str, ...] = field(default=())
+
+
+def matching_rows(query: SearchQuery) -> Select[tuple[int]]:
+    """The primary keys of the current, undeleted resources the criteria select."""
+    statement = select(RESOURCE.pk).where(
+        RESOURCE.resource_type == query.resource_type, RESOURCE.deleted == false()
+    )
+    for criterion in query.criteria:
+        statement = statement.where(_criterion(query.resource_type, criterion))
+    return statement
+
+
+def sort_columns(query: SearchQuery) -> list[Any]:
+    """ORDER BY terms; ties are broken by insertion order so paging is stable."""
+    terms: list[Any] = []
+    for key in query.sort:
+        column = _sort_column(query.resource_type, key)
+        terms.append(column.desc().nulls_last() if key.descending else column.asc().nulls_last())
+    terms.append(RESOURCE.pk.asc())
+    return terms
+
+
+def _sort_column(resource_type: str, key: SortKey) -> Any:
+    if key.param is None:
+        return RESOURCE.resource_id if key.name == ID_PARAM else RESOURCE.last_updated
+    index = INDEX
+    if key.param.type is ParamType.DATE:
+        column: KeyedColumnElement[Any] = index.hi if key.descending else index.lo
+    elif key.param.type is ParamType.STRING:
+        column = index.norm
+    else:
+        column = index.value
+    aggregate = func.max(column) if key.descending else func.min(column)
+    return (
+        select(aggregate)
+        .where(
+            index.resource_pk == RESOURCE.pk,
+            index.resource_type == resource_type,
+            index.param == key.param.name,
+        )
+        .scalar_subquery()
+    )
+
+
+def _criterion(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
+    if criterion.param is None:
+        return _row_criterion(criterion)
+    indexed = select(INDEX.resource_pk).where(
+        INDEX.resource_type == resource_type,
+        INDEX.param == criterion.param.name,
+    )
+    if criterion.missing is not None:
+        has_value = RESOURCE.pk.in_(indexed)
+        return not_(has_value) if criterion.missing else has_value
+    matches = or_(*(_value_condition(criterion, value) for value in criterion.values))
+    if criterion.modifier == "not":
+        return not_(RESOURCE.pk.in_(indexed.where(matches)))
+    return RESOURCE.pk.in_(indexed.where(matches))
+
+
+def _row_criterion(criterion: Criterion) -> ColumnElement[bool]:
+    if criterion.name == ID_PARAM:
+        ids = [value for value in criterion.values if isinstance(value, str)]
+        return RESOURCE.resource_id.in_(ids)
+    dates = [value for value in criterion.values if isinstance(value, DateValue)]
+    lu = RESOURCE.last_updated
+    return or_(*(_date_condition(value, lu, lu) for value in dates))
+
+
+def _value_condition(criterion: Criterion, value: SearchValue) -> ColumnElement[bool]:
+    index = INDEX
+    if isinstance(value, TokenValue):
+        return _token_condition(value)
+    if isinstance(value, DateValue):
+        return _date_condition(value, index.lo, index.hi)
+    if isinstance(value, ReferenceValue):
+        return _reference_condition(value)
+    return _string_condition(criterion.modifier, value)
+
+
+def _token_condition(value: TokenValue) -> ColumnElement[bool]:
+    index = INDEX
+    conditions: list[ColumnElement[bool]] = []
+    if value.system == "":
+        conditions.append(index.system.is_(None))
+    elif value.system is not None:
+        conditions.append(index.system == value.system)
+    if value.code is not None:
+        conditions.append(index.value == value.code)
+    return and_(true(), *conditions)
+
+
+def _string_condition(modifier: str | None, value: str) -> ColumnElement[bool]:
+    index = INDEX
+    if modifier == "exact":
+        return index.value == value
+    pattern = _escape_like(normalize(value))
+    if modifier == "contains":
+        return index.norm.like(f"%{pattern}%", escape="\\")
+    return index.norm.like(f"{pattern}%", escape="\\")
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _reference_condition(value: ReferenceValue) -> ColumnElement[bool]:
+    index = INDEX
+    if value.absolute_url is not None:
+        return index.norm == value.absolute_url
+    conditions: list[ColumnElement[bool]] = [index.norm.is_(None)]
+    if value.target_type is not None:
+        conditions.append(index.system == value.target_type)
+    if value.target_id is not None:
+        conditions.append(index.value == value.target_id)
+    return and_(*conditions)
+
+
+def _date_condition(
+    value: DateValue, lo: ColumnElement[Any], hi: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """The prefix semantics of R4 §3.1.1.4.7: each side is a range, not a point."""
+    contained = and_(lo >= value.lo, hi <= value.hi)
+    match value.prefix:
+        case "eq":
+            return contained
+        case "ne":
+            return not_(contained)
+        case "gt":
+            return hi > value.hi
+        case "lt":
+            return lo < value.lo
+        case "ge":
+            return or_(hi > value.hi, contained)
+        case "le":
+            return or_(lo < value.lo, contained)
+        case "sa":
+            return lo > value.hi
+        case "eb":
+            return hi < value.lo
+    return and_(lo <= value.hi, hi >= value.lo)  # ap: the ranges overlap
+
+
+def references_from(
+    source_pks: Sequence[int], inclusion: Inclusion, reference_params: Sequence[str]
+) -> Select[tuple[str | None, str | None]]:
+    """(type, id) of the local resources that `source_pks` point at through the parameter."""
+    index = INDEX
+    statement = select(index.system, index.value).where(
+        index.resource_pk.in_(source_pks),
+        index.param.in_(reference_params),
+        index.norm.is_(None),
+    )
+    if inclusion.target_type is not None:
+        statement = statement.where(index.system == inclusion.target_type)
+    return statement.distinct()
+
+
+def referencing(inclusion: Inclusion, targets: dict[str, list[str]]) -> Select[tuple[int]]:
+    """Primary keys of `inclusion.source_type` resources referring to any of the targets."""
+    index = INDEX
+    by_type = [
+        and_(index.system == target_type, index.value.in_(ids))
+        for target_type, ids in targets.items()
+        if inclusion.target_type in (None, target_type)
+    ]
+    return (
+        select(index.resource_pk)
+        .where(
+            index.resource_type == inclusion.source_type,
+            index.param == inclusion.param,
+            index.norm.is_(None),
+            or_(false(), *by_type),
+        )
+        .distinct()
+    )

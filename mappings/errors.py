@@ -1,0 +1,52 @@
+"""Typed errors for FHIR content that cannot be accepted, each carrying OperationOutcome issues.
+
+    FhirContentError            the content is not an acceptable FHIR R4 resource
+    ├── MalformedContent        it cannot be parsed at all (syntax, DOCTYPE, entities, wrong root)
+    ├── InvalidResource         it parses, but breaks the R4 rules (structure, bindings, invariants)
+    └── UnknownResourceType     its resourceType is not an R4 resource type this server knows
+
+The edge maps them to HTTP statuses (400, 422, and the caller's choice for an unknown type, which
+may be a 404 for a URL or a 400 for a body); the issues become the OperationOutcome unchanged.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["fatal", "error", "warning", "information"]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One OperationOutcome.issue: what is wrong (IssueType code) and where (FHIRPath).
+
+    `diagnostics` is written for a human and never echoes long input back, since error text
+    travels to clients and logs.
+    """
+
+    severity: Severity
+    code: str
+    diagnostics: str
+    expression: tuple[str, ...] = ()
+
+
+class FhirContentError(Exception):
+    """Root of the content errors; always carries at least one issue."""
+
+    def __init__(self, issues: Iterable[Issue]) -> None:
+        self.issues: tuple[Issue, ...] = tuple(issues)
+        if not self.issues:
+            raise ValueError("a FHIR content error needs at least one issue")
+        super().__init__(self.issues[0].diagnostics)
+
+
+class MalformedContent(FhirContentError):
+    """The bytes are not a parseable FHIR document: bad JSON/XML syntax, DTDs, wrong root."""
+
+
+class InvalidResource(FhirContentError):
+    """The document parses but is not a valid FHIR R4 resource."""
+
+
+class UnknownResourceType(FhirContentError):
+    """The resourceType is not an R4 resource type this server knows."""

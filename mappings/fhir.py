@@ -1,0 +1,964 @@
+"""The FHIR release pin: FHIR R4 (4.0.1) through the fhir.resources R4B models, and its formats.
+
+This is the only module that imports fhir.resources, and always its R4B models: they carry the R4
+4.0.1 wire format for the types in RESOURCE_TYPES, where the package's default (R5) models refuse
+most R4 instances. It is also the only module that knows FHIR JSON and FHIR XML.
+
+fhir.resources is used for what it does cheaply, checking a dict against a model
+(`model_validate`, ~0.7 ms). It never transforms what a client wrote, because a model round trip
+is not faithful (it rewrites instants such as ...31.512Z into ...31.512000Z): the server keeps the
+client's dict. XML is written from that dict and read back into one directly, driven by metadata
+taken once per class from the models (element order, lists, primitive, complex or resource
+types, which names are XML attributes), which is an order of magnitude faster than
+`model_dump_xml`.
+
+Decimals: dicts returned by parse_json and parse_xml hold FHIR decimals that have a fraction or an
+exponent as `decimal.Decimal`, so that "1.50" keeps its digits (a float would make it 1.5);
+integers stay `int`. orjson cannot write a Decimal by itself: serialise such dicts with to_json.
+"""
+
+import json
+import re
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache, lru_cache
+from itertools import zip_longest
+from typing import Any, Final, Literal, NoReturn
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.extension import Extension
+from fhir.resources.R4B.fhirprimitiveextension import FHIRPrimitiveExtension
+from fhir_core.constraints import FHIR_PRIMITIVES_MAPS
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from fhir_core.types import FhirBase
+from lxml import etree
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from mappings import invariants
+from mappings.errors import InvalidResource, Issue, MalformedContent, UnknownResourceType
+from mappings.invariants import Node, Tree, quote
+from mappings.terminology import REQUIRED_BINDINGS, ValueSet
+
+FHIR_VERSION: Final = "4.0.1"
+FHIR_NAMESPACE: Final = "http://hl7.org/fhir"
+XHTML_NAMESPACE: Final = invariants.XHTML_NAMESPACE
+MAX_BYTES: Final = 16 * 1024 * 1024
+MAX_XML_DEPTH: Final = 256
+# fhir.resources validates nested models by Python recursion and overflows the stack past ~150
+# levels; real resources nest far less deeply, so deeper ones are refused before it runs.
+MAX_NESTING: Final = 64
+
+# The R4 4.0.1 resource types that have an R4B model of the same shape. Left out: the R4 types
+# that R4B removed (EffectEvidenceSynthesis, RiskEvidenceSynthesis, MedicinalProduct*, and
+# Substance{NucleicAcid, Polymer, Protein, ReferenceInformation, SourceMaterial, Specification}),
+# the two R4B redefined incompatibly (Evidence, EvidenceVariable), and the R4B-only types
+# (SubscriptionTopic, SubscriptionStatus, Citation, EvidenceReport, Ingredient, ...).
+RESOURCE_TYPES: Final = frozenset(
+    """
+    Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse
+    AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement
+    CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Claim ClaimResponse
+    ClinicalImpression CodeSystem Communication CommunicationRequest CompartmentDefinition
+    Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
+    CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest
+    DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference Encounter Endpoint
+    EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition ExampleScenario
+    ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse
+    HealthcareService ImagingStudy Immunization ImmunizationEvaluation
+    ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice Library Linkage List
+    Location Measure MeasureReport Media Medication MedicationAdministration MedicationDispense
+    MedicationKnowledge MedicationRequest MedicationStatement MessageDefinition MessageHeader
+    MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition
+    OperationDefinition OperationOutcome Organization OrganizationAffiliation Parameters Patient
+    PaymentNotice PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole
+    Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson RequestGroup
+    ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
+    Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition
+    StructureMap Subscription Substance SupplyDelivery SupplyRequest Task
+    TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription
+    """.split()  # noqa: SIM905 - a block of names reads better than 126 quoted strings
+)
+
+Kind = Literal["primitive", "xhtml", "complex", "resource"]
+_INTEGER_TYPES: Final = frozenset({"integer", "unsignedInt", "positiveInt", "integer64"})
+_XSI_SCHEMA_LOCATION: Final = "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"
+_BOM: Final = b"\xef\xbb\xbf"
+# Every JSON number with a fraction or an exponent has a digit then "." or "e" then a digit or a
+# sign. Dates and OIDs in strings match too, which only costs the slower, exact parse (~13 µs).
+_FRACTION_OR_EXPONENT: Final = re.compile(rb"[0-9][.eE][0-9+\-]")
+_XML_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+_XML_DECIMAL: Final = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_ATTRIBUTE_ESCAPES: Final = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\n": "&#10;",
+        "\r": "&#13;",
+        "\t": "&#9;",
+    }
+)
+_MESSAGE_LIMIT: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Element:
+    """One element of a FHIR type, as both wire formats need it."""
+
+    name: str
+    order: int
+    kind: Kind
+    fhir_type: str
+    is_list: bool
+    is_attribute: bool
+    model: type[FHIRAbstractModel] | None
+    binding: ValueSet | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Type:
+    """A resource, data type or backbone element: its elements by name, in the spec's order."""
+
+    path: str
+    is_resource: bool
+    elements: Mapping[str, _Element]
+    attributes: tuple[_Element, ...]
+
+
+def parse_json(raw: bytes, *, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+    """FHIR JSON bytes to the resource dict, refusing anything that is not one JSON resource."""
+    _check_size(raw, max_bytes)
+    raw = raw.removeprefix(_BOM)
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise MalformedContent([_json_syntax_issue(raw, error)]) from None
+    if _FRACTION_OR_EXPONENT.search(raw):
+        document = _loads_with_decimals(raw)
+    if not isinstance(document, dict):
+        raise MalformedContent([_fatal("structure", "A FHIR resource must be a JSON object")])
+    resource_type = document.get("resourceType")
+    if not isinstance(resource_type, str):
+        raise MalformedContent(
+            [_fatal("structure", "The resource has no resourceType string property")]
+        )
+    _check_resource_type(resource_type)
+    return document
+
+
+def _check_size(raw: bytes, max_bytes: int) -> None:
+    if len(raw) > max_bytes:
+        raise MalformedContent(
+            [_fatal("too-long", f"The document is larger than the {max_bytes} bytes accepted")]
+        )
+
+
+def _json_syntax_issue(raw: bytes, error: orjson.JSONDecodeError) -> Issue:
+    """orjson's message with its line and column; comments get the reason they are refused."""
+    if raw[error.pos : error.pos + 2] in (b"//", b"/*"):
+        reason = "comments are not allowed in JSON"
+    else:
+        reason = error.msg
+    return _fatal("invalid", f"Invalid JSON at line {error.lineno}, column {error.colno}: {reason}")
+
+
+def _loads_with_decimals(raw: bytes) -> Any:
+    """The same document with exact decimals; orjson has already proven it well formed."""
+    try:
+        return json.loads(raw, parse_float=Decimal)
+    except RecursionError:
+        raise MalformedContent([_fatal("too-long", "The JSON is nested too deeply")]) from None
+
+
+def _check_resource_type(resource_type: str) -> None:
+    if resource_type not in RESOURCE_TYPES:
+        raise UnknownResourceType(
+            [
+                Issue(
+                    "error",
+                    "not-supported",
+                    f"{quote(resource_type)} is not a FHIR R4 resource type this server knows",
+                    ("resourceType",),
+                )
+            ]
+        )
+
+
+def _fatal(code: str, diagnostics: str) -> Issue:
+    return Issue("fatal", code, diagnostics)
+
+
+def to_json(resource: dict[str, Any]) -> bytes:
+    """The dict as FHIR JSON, decimals written with the digits they came with."""
+    return orjson.dumps(resource, default=_json_default)
+
+
+def _json_default(value: Any) -> orjson.Fragment:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(_decimal_text(value))
+    raise TypeError(f"{type(value).__name__} is not a FHIR JSON value")
+
+
+def _decimal_text(value: Decimal) -> str:
+    """1.50 stays 1.50 and 0.0000001 is not turned into 1E-7; only exponents above 0 remain."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent <= 0:
+        return format(value, "f")
+    return str(value)
+
+
+def validate(resource: dict[str, Any]) -> None:
+    """Check a resource against R4: the R4B model, the JSON rules, required bindings, invariants.
+
+    Raises InvalidResource with every issue found, each with a FHIRPath expression.
+    """
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        raise InvalidResource(
+            [Issue("error", "structure", "The resource has no resourceType string property")]
+        )
+    _check_resource_type(resource_type)
+    walk = _Walk()
+    walk.resource(resource, resource_type, 0)
+    checked = invariants.check(Tree(walk.nodes))
+    flagged = {issue.expression for issue in checked}
+    model = _model_issues(resource, resource_type, walk.covered) if walk.sound else []
+    issues = [*walk.issues, *(i for i in model if i.expression not in flagged), *checked]
+    if issues:
+        raise InvalidResource(issues)
+
+
+class _Walk:
+    """One pass over a resource: the nodes for the invariants, and the FHIR JSON rule breaks.
+
+    fhir.resources lets through what pydantic's lax mode coerces ("true" for a boolean), nulls
+    and empty arrays, field names used as keys (`status__ext`) and `fhir_comments`; the walk
+    refuses them. Where it reports a path, pydantic's complaints about that path are dropped
+    (`covered`).
+    If a resource is malformed or too deep, `sound` is False and fhir.resources is not asked,
+    since it can fail with an exception instead of a validation error on such input.
+    """
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.issues: list[Issue] = []
+        self.covered: list[str] = []
+        self.sound = True
+
+    def fail(self, code: str, diagnostics: str, path: str, *, covers: str | None = None) -> None:
+        self.issues.append(Issue("error", code, diagnostics, (path,)))
+        self.covered.append(covers or path)
+
+    def resource(self, value: Any, path: str, depth: int) -> None:
+        resource_type = value.get("resourceType") if isinstance(value, dict) else None
+        if not isinstance(resource_type, str) or resource_type not in RESOURCE_TYPES:
+            self.sound = False
+            self.fail("structure", "Expected a resource with a known R4 resourceType", path)
+            return
+        self.nodes.append(Node(path, "Resource", value, path))
+        self.object(value, _resource_info(resource_type), path, path, depth + 1)
+
+    def object(
+        self, value: dict[str, Any], info: _Type, path: str, resource: str, depth: int
+    ) -> None:
+        if depth > MAX_NESTING:
+            self.sound = False
+            self.fail("too-long", f"Elements are nested more than {MAX_NESTING} deep", path)
+            return
+        for key in value:
+            if key == "resourceType" and info.is_resource:
+                continue
+            name = key.removeprefix("_")
+            element = info.elements.get(name)
+            if element is None or (key != name and element.kind != "primitive"):
+                self.fail(
+                    "structure",
+                    f"Unrecognized property {quote(key)}",
+                    path,
+                    covers=f"{path}.{key}",
+                )
+            elif key == name or name not in value:
+                extension = value.get("_" + name) if element.kind == "primitive" else None
+                self.element(element, value.get(name), extension, f"{path}.{name}", resource, depth)
+
+    def element(
+        self, element: _Element, value: Any, extension: Any, path: str, resource: str, depth: int
+    ) -> None:
+        if not element.is_list:
+            if isinstance(value, list) or isinstance(extension, list):
+                self.fail(
+                    "structure", "This element does not repeat: it must not be an array", path
+                )
+            else:
+                self.item(element, value, extension, path, resource, depth)
+            return
+        if not isinstance(value, list | None) or not isinstance(extension, list | None):
+            self.fail("structure", "This element repeats: it must be a JSON array", path)
+        elif value == [] or extension == []:
+            self.fail("invalid", "Array cannot be empty - leave the property out instead", path)
+        elif value is not None and extension is not None and len(value) != len(extension):
+            self.fail("structure", "The value and _extension arrays differ in length", path)
+        else:
+            pairs = zip_longest(value or [], extension or [])
+            for index, (item, item_extension) in enumerate(pairs):
+                self.item(element, item, item_extension, f"{path}[{index}]", resource, depth)
+
+    def item(
+        self, element: _Element, value: Any, extension: Any, path: str, resource: str, depth: int
+    ) -> None:
+        if value is None and extension is None:
+            self.fail("invalid", "null is not a FHIR value - leave the property out instead", path)
+        elif element.kind == "primitive":
+            self.primitive(element, value, extension, path, resource, depth)
+        elif element.kind == "xhtml":
+            self.xhtml(value, path, resource)
+        elif element.kind == "resource":
+            self.resource(value, path, depth)
+        elif not isinstance(value, dict):
+            self.fail("structure", "This element must be a JSON object", path)
+        elif not value:
+            self.fail("invalid", "Object cannot be empty - leave the property out instead", path)
+        elif value.keys() <= {"id"}:
+            self.fail("invariant", "ele-1: All FHIR elements must have a @value or children", path)
+        else:
+            assert element.model is not None
+            self.nodes.append(Node(path, element.fhir_type, value, resource))
+            self.object(value, _type_info(element.model), path, resource, depth + 1)
+
+    def primitive(
+        self, element: _Element, value: Any, extension: Any, path: str, resource: str, depth: int
+    ) -> None:
+        if extension is not None:
+            self.primitive_extension(extension, value is None, path, resource, depth)
+        if value is None:
+            return
+        expected = _json_type_error(element.fhir_type, value)
+        if expected is not None:
+            self.fail("structure", f"A FHIR {element.fhir_type} must be {expected}", path)
+        elif value == "":
+            self.fail("invalid", "A value cannot be empty - leave the property out instead", path)
+        else:
+            self.nodes.append(Node(path, element.fhir_type, value, resource, element.binding))
+
+    def primitive_extension(
+        self, extension: Any, without_value: bool, path: str, resource: str, depth: int
+    ) -> None:
+        if not isinstance(extension, dict) or not extension:
+            self.fail("structure", "The _ property must be a non-empty JSON object", path)
+        elif without_value and not extension.get("extension"):
+            self.fail("invariant", "ele-1: All FHIR elements must have a @value or children", path)
+        else:
+            self.object(extension, _PRIMITIVE_EXTENSION, path, resource, depth + 1)
+
+    def xhtml(self, value: Any, path: str, resource: str) -> None:
+        if not isinstance(value, str):
+            self.fail("structure", "The narrative div must be a JSON string", path)
+            return
+        try:
+            self.nodes.append(Node(path, "xhtml", _parse_xhtml(value), resource))
+        except MalformedContent as error:
+            self.fail("invalid", f"The narrative is not valid XHTML: {error}", path)
+
+
+def _json_type_error(primitive: str, value: Any) -> str | None:
+    """The JSON type a FHIR primitive needs, when `value` is not of it (R4 §2.6.2)."""
+    if primitive == "boolean":
+        return None if isinstance(value, bool) else "a JSON boolean"
+    if primitive in _INTEGER_TYPES:
+        valid = isinstance(value, int) and not isinstance(value, bool)
+        return None if valid else "a JSON integer"
+    if primitive == "decimal":
+        valid = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+        return None if valid else "a JSON number"
+    return None if isinstance(value, str) else "a JSON string"
+
+
+def _model_issues(resource: dict[str, Any], resource_type: str, covered: list[str]) -> list[Issue]:
+    """fhir.resources' complaints, as issues, minus those the walk already explained."""
+    try:
+        _resource_model(resource_type).model_validate(resource)
+    except ValidationError as error:
+        issues = (
+            _pydantic_issue(resource, details)
+            for details in error.errors(include_url=False, include_input=False)
+        )
+        return [issue for issue in issues if not _is_covered(issue.expression[0], covered)]
+    return []
+
+
+def _pydantic_issue(resource: dict[str, Any], details: ErrorDetails) -> Issue:
+    kind = details["type"]
+    if kind in ("missing", "model_field_validation.missing"):
+        code = "required"
+    elif kind.endswith("_type") or kind in ("extra_forbidden", "model_validation_format"):
+        code = "structure"
+    else:
+        code = "value"
+    message = " ".join(details["msg"].split())[:_MESSAGE_LIMIT]
+    return Issue("error", code, message, (_fhirpath(resource, details["loc"]),))
+
+
+def _fhirpath(resource: dict[str, Any], location: tuple[int | str, ...]) -> str:
+    """A pydantic error location as FHIRPath, following the data to know each step's type.
+
+    ('activity', 0, 'detail', 'status') on a CarePlan is "CarePlan.activity[0].detail.status";
+    fhir.resources' own steps (`_status`, `status__ext`, `root`, union tags) name no element and
+    fold into the element they belong to.
+    """
+    path: str = resource["resourceType"]
+    info: _Type | None = _resource_info(path)
+    value: Any = resource
+    element: _Element | None = None
+    for step in location:
+        if isinstance(step, int):
+            if not isinstance(value, list) or not 0 <= step < len(value):
+                break
+            value = value[step]
+            path += f"[{step}]"
+            info = _value_info(element, value)
+            continue
+        name = step.removeprefix("_").removesuffix("__ext")
+        element = info.elements.get(name) if info is not None else None
+        if element is None and isinstance(value, dict) and step in value:
+            return f"{path}.{step}"  # an unknown property, which the walk reports
+        if element is None or not isinstance(value, dict):
+            continue
+        path += f".{name}"
+        value = value.get(step, value.get(name))
+        info = None if element.is_list else _value_info(element, value)
+    return path
+
+
+def _value_info(element: _Element | None, value: Any) -> _Type | None:
+    if element is None or element.kind in ("primitive", "xhtml"):
+        return None
+    if element.kind == "resource":
+        resource_type = value.get("resourceType") if isinstance(value, dict) else None
+        return _resource_info(resource_type) if resource_type in RESOURCE_TYPES else None
+    assert element.model is not None
+    return _type_info(element.model)
+
+
+def _is_covered(path: str, covered: list[str]) -> bool:
+    return any(
+        path == prefix or path.startswith((prefix + ".", prefix + "[")) for prefix in covered
+    )
+
+
+def _resource_model(resource_type: str) -> type[FHIRAbstractModel]:
+    return get_fhir_model_class(resource_type)
+
+
+def _resource_info(resource_type: str) -> _Type:
+    return _type_info(_resource_model(resource_type))
+
+
+@cache
+def _type_info(model: type[FHIRAbstractModel]) -> _Type:
+    """The wire-format metadata of one model class, built once."""
+    is_resource = model.has_resource_base()
+    path = _definition_paths(model.__module__)[model]
+    aliases = model.get_alias_mapping()
+    elements = {
+        name: _element(model, name, order, aliases[name], path, is_resource)
+        for order, name in enumerate(model.elements_sequence())
+    }
+    attributes = tuple(element for element in elements.values() if element.is_attribute)
+    return _Type(path, is_resource, elements, attributes)
+
+
+def _element(
+    model: type[FHIRAbstractModel], name: str, order: int, field: str, path: str, is_resource: bool
+) -> _Element:
+    info = model.model_fields[field]
+    target = _model_of(info.annotation)
+    kind: Kind
+    binding = None
+    if target is not None:
+        kind = "resource" if target.has_resource_base() else "complex"
+        type_ = target.__name__
+    else:
+        type_ = _primitive_of(info.annotation)
+        kind = "xhtml" if type_ == "xhtml" else "primitive"
+        if type_ == "code":
+            binding = REQUIRED_BINDINGS.get(f"{path}.{name}") or _model_binding(
+                info.json_schema_extra
+            )
+    is_attribute = (name == "id" and not is_resource) or (model is Extension and name == "url")
+    return _Element(
+        name, order, kind, type_, _is_list(info.annotation), is_attribute, target, binding
+    )
+
+
+def _model_binding(extra: Any) -> ValueSet | None:
+    """fhir.resources' enum_values for a code, unless truncated (they then end with "+")."""
+    codes = extra.get("enum_values") if isinstance(extra, dict) else None
+    if not codes or codes[-1] == "+":
+        return None
+    return ValueSet(None, tuple(codes))
+
+
+def _model_of(annotation: Any) -> type[FHIRAbstractModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, FhirBase):
+        return annotation.get_model_klass()
+    for argument in typing.get_args(annotation):
+        found = _model_of(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _primitive_of(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *markers = typing.get_args(annotation)
+        for marker in markers:
+            if type(marker) in FHIR_PRIMITIVES_MAPS:
+                return FHIR_PRIMITIVES_MAPS[type(marker)]
+        return FHIR_PRIMITIVES_MAPS[base]
+    if annotation in FHIR_PRIMITIVES_MAPS:
+        return FHIR_PRIMITIVES_MAPS[annotation]
+    arguments = [argument for argument in typing.get_args(annotation) if argument is not type(None)]
+    return _primitive_of(arguments[0])
+
+
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list or any(
+        _is_list(argument) for argument in typing.get_args(annotation)
+    )
+
+
+@cache
+def _definition_paths(module_name: str) -> Mapping[type[FHIRAbstractModel], str]:
+    """Element paths of one model module: its resource or data type, then its backbone elements.
+
+    A backbone element's path is the path it is first reached by from the module's main class
+    ("CarePlan.activity.detail"), which is where the specification defines its bindings.
+    """
+    module = sys.modules[module_name]
+    short_name = module_name.rpartition(".")[2]
+    main: type[FHIRAbstractModel] = next(
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and value.__module__ == module_name
+        and value.__name__.lower() == short_name
+    )
+    paths: dict[type[FHIRAbstractModel], str] = {main: main.__name__}
+    queue = [main]
+    for model in queue:
+        for name, field in model.get_alias_mapping().items():
+            target = _model_of(model.model_fields[field].annotation)
+            if target is not None and target.__module__ == module_name and target not in paths:
+                paths[target] = f"{paths[model]}.{name}"
+                queue.append(target)
+    return paths
+
+
+_PRIMITIVE_EXTENSION: Final = _type_info(FHIRPrimitiveExtension)
+_EXTENSION: Final = _type_info(Extension)
+_EXTENSION_TAG: Final = f"{{{FHIR_NAMESPACE}}}extension"
+
+
+def to_xml(resource: dict[str, Any]) -> bytes:
+    """A validated resource dict as FHIR XML (R4 §2.6.1), elements in the specification's order."""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>']
+    _write_resource(out, resource, f' xmlns="{FHIR_NAMESPACE}"')
+    return "".join(out).encode()
+
+
+def _write_resource(out: list[str], resource: dict[str, Any], namespace: str = "") -> None:
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or resource_type not in RESOURCE_TYPES:
+        raise InvalidResource([Issue("error", "structure", "Expected a known R4 resource")])
+    out.append(f"<{resource_type}{namespace}>")
+    _write_children(out, _resource_info(resource_type), resource)
+    out.append(f"</{resource_type}>")
+
+
+def _write_object(out: list[str], name: str, info: _Type, value: dict[str, Any]) -> None:
+    attributes, children = _layout(info, tuple(value))
+    opening = f"<{name}" + "".join(f' {key}="{_attribute(value[key])}"' for key in attributes)
+    if not children:
+        out.append(opening + "/>")
+        return
+    out.append(opening + ">")
+    _write_elements(out, children, value)
+    out.append(f"</{name}>")
+
+
+def _write_children(out: list[str], info: _Type, value: dict[str, Any]) -> None:
+    _write_elements(out, _layout(info, tuple(value))[1], value)
+
+
+def _write_elements(out: list[str], elements: tuple[_Element, ...], value: dict[str, Any]) -> None:
+    for element in elements:
+        name = element.name
+        if element.kind == "primitive":
+            _write_primitives(out, element, value.get(name), value.get("_" + name))
+        elif element.kind == "xhtml":
+            out.append(_xhtml_out(value[name]))
+        else:
+            for item in value[name] if element.is_list else [value[name]]:
+                _write_item(out, element, item)
+
+
+@lru_cache(maxsize=4096)
+def _layout(info: _Type, keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[_Element, ...]]:
+    """The XML attributes and the child elements, in order, of an object with these keys.
+
+    Cached: resources repeat a few shapes (a Coding with system, code and display) many times.
+    """
+    names = {key.removeprefix("_") for key in keys} - {"resourceType"}
+    unknown = names - info.elements.keys()
+    if unknown:
+        raise InvalidResource(
+            [Issue("error", "structure", f"Unrecognized property {quote(min(unknown))}")]
+        )
+    present = sorted((info.elements[name] for name in names), key=_order)
+    attributes = tuple(element.name for element in present if element.is_attribute)
+    return attributes, tuple(element for element in present if not element.is_attribute)
+
+
+def _order(element: _Element) -> int:
+    return element.order
+
+
+def _write_primitives(out: list[str], element: _Element, value: Any, extension: Any) -> None:
+    if not element.is_list:
+        _write_primitive(out, element.name, value, extension)
+        return
+    for item, item_extension in zip_longest(value or [], extension or []):
+        _write_primitive(out, element.name, item, item_extension)
+
+
+def _write_primitive(out: list[str], name: str, value: Any, extension: Any) -> None:
+    attributes = ""
+    if extension and "id" in extension:
+        attributes += f' id="{_attribute(extension["id"])}"'
+    if value is not None:
+        attributes += f' value="{_attribute(_primitive_text(value))}"'
+    extensions = extension.get("extension") if extension else None
+    if not extensions:
+        out.append(f"<{name}{attributes}/>")
+        return
+    out.append(f"<{name}{attributes}>")
+    for item in extensions:
+        _write_object(out, "extension", _EXTENSION, item)
+    out.append(f"</{name}>")
+
+
+def _write_item(out: list[str], element: _Element, value: dict[str, Any]) -> None:
+    if element.kind == "resource":
+        out.append(f"<{element.name}>")
+        _write_resource(out, value)
+        out.append(f"</{element.name}>")
+    else:
+        assert element.model is not None
+        _write_object(out, element.name, _type_info(element.model), value)
+
+
+def _primitive_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return _decimal_text(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _attribute(value: Any) -> str:
+    """An attribute value; newlines and tabs as references, which XML would turn into spaces."""
+    return str(value).translate(_ATTRIBUTE_ESCAPES)
+
+
+def _xhtml_out(div: str) -> str:
+    """The narrative div, re-serialised after a hardened parse so the output is well formed."""
+    return etree.tostring(_parse_xhtml(div), encoding="unicode")
+
+
+def parse_xml(
+    raw: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_XML_DEPTH
+) -> dict[str, Any]:
+    """FHIR XML bytes to the FHIR JSON dict of the same resource (R4 §2.6.1, §2.6.2).
+
+    Elements repeat exactly where the model's element is a list; values become JSON numbers and
+    booleans by their FHIR type; the narrative div becomes the string of the div element with
+    the XHTML default namespace.
+    """
+    _check_size(raw, max_bytes)
+    root = _parse_document(raw)
+    namespace, name = _split(root.tag)
+    if namespace != FHIR_NAMESPACE:
+        raise MalformedContent(
+            [_fatal("structure", f"The root element must be in the {FHIR_NAMESPACE} namespace")]
+        )
+    _check_resource_type(name)
+    reader = _XmlReader(max_depth)
+    resource = reader.resource(root, name, 0)
+    if reader.issues:
+        raise InvalidResource(reader.issues)
+    return resource
+
+
+class _DenyAll(etree.Resolver):
+    """Refuses every external entity, DTD and XInclude the parser asks for."""
+
+    def resolve(self, system_url: str, public_id: str, context: object = None) -> NoReturn:
+        raise MalformedContent([_fatal("security", "External XML resources are not loaded")])
+
+
+def _xml_parser() -> etree.XMLParser:
+    """A fresh hardened parser: no DTDs, no entity expansion, no network, no huge trees."""
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+    parser.resolvers.add(_DenyAll())
+    return parser
+
+
+def _parse_document(raw: bytes) -> etree._Element:
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        raise MalformedContent([_fatal("security", "XML with a DOCTYPE or ENTITY is refused")])
+    try:
+        root = etree.fromstring(raw, _xml_parser())
+    except etree.XMLSyntaxError as error:
+        raise MalformedContent([_fatal("invalid", f"Invalid XML: {_xml_message(error)}")]) from None
+    if root.getroottree().docinfo.internalDTD is not None:
+        raise MalformedContent([_fatal("security", "XML with a DOCTYPE is refused")])
+    return root
+
+
+def _xml_message(error: etree.XMLSyntaxError) -> str:
+    return " ".join(error.msg.split())[:_MESSAGE_LIMIT]
+
+
+def _parse_xhtml(div: str) -> etree._Element:
+    """A narrative div, parsed as hardened as a whole document; its errors name the reason."""
+    return _parse_document(div.encode())
+
+
+@lru_cache(maxsize=1024)
+def _split(tag: Any) -> tuple[str, str]:
+    """("namespace", "local name") of an element tag; ("", "") for comments and the like."""
+    if not isinstance(tag, str):
+        return "", ""
+    namespace, _, local_name = tag[1:].rpartition("}") if tag.startswith("{") else ("", "", tag)
+    return namespace, local_name
+
+
+class _XmlReader:
+    """FHIR XML elements to FHIR JSON values, collecting every structural issue it meets."""
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self.issues: list[Issue] = []
+
+    def fail(self, code: str, diagnostics: str, path: str) -> None:
+        self.issues.append(Issue("error", code, diagnostics, (path,)))
+
+    def resource(self, element: etree._Element, path: str, depth: int) -> dict[str, Any]:
+        namespace, name = _split(element.tag)
+        if namespace != FHIR_NAMESPACE or name not in RESOURCE_TYPES:
+            self.fail("structure", f"{quote(name)} is not an R4 resource type", path)
+            return {}
+        resource: dict[str, Any] = {"resourceType": name}
+        self.read_into(resource, element, _resource_info(name), path, depth)
+        return resource
+
+    def read_into(
+        self, target: dict[str, Any], element: etree._Element, info: _Type, path: str, depth: int
+    ) -> None:
+        if depth > self.max_depth:
+            raise MalformedContent(
+                [_fatal("too-long", f"The XML is nested more than {self.max_depth} deep")]
+            )
+        self.attributes(target, element, info, path)
+        self.no_text(element.text, path)
+        repeats: dict[str, int] = {}
+        for child in element:
+            self.no_text(child.tail, path)
+            namespace, name = _split(child.tag)
+            child_element = info.elements.get(name)
+            if (
+                child_element is None
+                or child_element.is_attribute
+                or namespace
+                != (XHTML_NAMESPACE if child_element.kind == "xhtml" else FHIR_NAMESPACE)
+            ):
+                self.fail("structure", f"Undefined element {quote(name)}", path)
+            elif not child_element.is_list and (name in target or "_" + name in target):
+                repeats[name] = repeats.get(name, 1) + 1
+            else:
+                self.child(target, child, child_element, f"{path}.{name}", depth + 1)
+        for name, count in repeats.items():
+            self.fail("structure", f"{info.path}.{name}: max allowed = 1, but found {count}", path)
+        _drop_null_values(target, info)
+
+    def attributes(
+        self, target: dict[str, Any], element: etree._Element, info: _Type, path: str
+    ) -> None:
+        for name, value in element.attrib.items():
+            attribute = info.elements.get(str(name))
+            if attribute is not None and attribute.is_attribute:
+                target[attribute.name] = value
+            elif name != _XSI_SCHEMA_LOCATION:
+                self.fail("structure", f"Undefined attribute {quote(str(name))}", path)
+
+    def no_text(self, text: str | None, path: str) -> None:
+        if text is not None and text.strip():
+            self.fail("structure", "Text is not allowed between FHIR elements", path)
+
+    def child(
+        self,
+        target: dict[str, Any],
+        child: etree._Element,
+        element: _Element,
+        path: str,
+        depth: int,
+    ) -> None:
+        if element.is_list:
+            path = f"{path}[{len(target.get(element.name) or target.get('_' + element.name, []))}]"
+        if element.kind == "primitive":
+            value, extension = self.primitive(child, element, path, depth)
+            _store_primitive(target, element, value, extension)
+        elif element.is_list:
+            target.setdefault(element.name, []).append(self.content(child, element, path, depth))
+        else:
+            target[element.name] = self.content(child, element, path, depth)
+
+    def content(self, child: etree._Element, element: _Element, path: str, depth: int) -> Any:
+        if element.kind == "xhtml":
+            return _xhtml_string(child)
+        if element.kind == "resource":
+            return self.contained(child, path, depth)
+        assert element.model is not None
+        content: dict[str, Any] = {}
+        self.read_into(content, child, _type_info(element.model), path, depth)
+        return content
+
+    def primitive(
+        self, child: etree._Element, element: _Element, path: str, depth: int
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """The value attribute, converted, and the {"id", "extension"} object of R4 §2.6.2.7."""
+        extension: dict[str, Any] = {}
+        for name, attribute in child.attrib.items():
+            if name == "id":
+                extension["id"] = attribute
+            elif name not in ("value", _XSI_SCHEMA_LOCATION):
+                self.fail("structure", f"Undefined attribute {quote(str(name))}", path)
+        self.no_text(child.text, path)
+        for grandchild in child:
+            self.no_text(grandchild.tail, path)
+            if grandchild.tag != _EXTENSION_TAG:
+                self.fail(
+                    "structure", f"Undefined element {quote(_split(grandchild.tag)[1])}", path
+                )
+                continue
+            extensions: list[Any] = extension.setdefault("extension", [])
+            item: dict[str, Any] = {}
+            item_path = f"{path}.extension[{len(extensions)}]"
+            self.read_into(item, grandchild, _EXTENSION, item_path, depth + 1)
+            extensions.append(item)
+        text = child.get("value")
+        value = None if text is None else self.convert(text, element.fhir_type, path)
+        return value, extension or None
+
+    def convert(self, text: str, primitive: str, path: str) -> Any:
+        if primitive == "boolean":
+            if text not in ("true", "false"):
+                self.fail("value", f"A boolean must be true or false, not {quote(text)}", path)
+            return text == "true"
+        if primitive in _INTEGER_TYPES:
+            if not _XML_INTEGER.fullmatch(text):
+                self.fail("value", f"Not a valid {primitive}: {quote(text)}", path)
+                return text
+            return int(text)
+        if primitive == "decimal":
+            if not _XML_DECIMAL.fullmatch(text):
+                self.fail("value", f"Not a valid decimal: {quote(text)}", path)
+                return text
+            return int(text) if _XML_INTEGER.fullmatch(text) else Decimal(text)
+        return text
+
+    def contained(self, child: etree._Element, path: str, depth: int) -> dict[str, Any]:
+        if child.attrib:
+            self.fail("structure", "A resource element has no attributes", path)
+        self.no_text(child.text, path)
+        resources = list(child)
+        if len(resources) != 1:
+            self.fail("structure", "A resource element must hold exactly one resource", path)
+            return {}
+        self.no_text(resources[0].tail, path)
+        return self.resource(resources[0], path, depth + 1)
+
+
+def _store_primitive(
+    target: dict[str, Any], element: _Element, value: Any, extension: dict[str, Any] | None
+) -> None:
+    """Put a primitive and its extension into the JSON object, as R4 §2.6.2.7 lays them out.
+
+    A repeating primitive keeps its values and extensions in two arrays of equal length, with
+    nulls where one side is missing.
+    """
+    name, extension_name = element.name, "_" + element.name
+    if not element.is_list:
+        if value is not None:
+            target[name] = value
+        if extension is not None:
+            target[extension_name] = extension
+        return
+    values: list[Any] = target.setdefault(name, [])
+    values.append(value)
+    if extension is not None:
+        extensions: list[Any] = target.setdefault(extension_name, [])
+        extensions.extend([None] * (len(values) - 1 - len(extensions)))
+        extensions.append(extension)
+    elif extension_name in target:
+        target[extension_name].append(None)
+
+
+def _drop_null_values(target: dict[str, Any], info: _Type) -> None:
+    """A repeating primitive that only has extensions keeps its _ array and no value array."""
+    for name in [key for key, value in target.items() if type(value) is list]:
+        element = info.elements.get(name)
+        values = target[name]
+        if (
+            element is not None
+            and element.kind == "primitive"
+            and values.count(None) == len(values)
+        ):
+            del target[name]
+
+
+def _xhtml_string(div: etree._Element) -> str:
+    """The div as a string with the XHTML default namespace and nothing inherited from FHIR."""
+    if div.prefix is None and div.nsmap == {None: XHTML_NAMESPACE}:
+        return etree.tostring(div, encoding="unicode", with_tail=False)
+    return etree.tostring(_xhtml_copy(div, None), encoding="unicode")
+
+
+def _xhtml_copy(source: etree._Element, parent: etree._Element | None) -> etree._Element:
+    if parent is None:
+        # lxml-stubs leave out the None key that names a default namespace
+        copy = etree.Element(source.tag, nsmap={None: XHTML_NAMESPACE})  # type: ignore[dict-item]
+    else:
+        copy = etree.SubElement(parent, source.tag)
+        copy.tail = source.tail
+    copy.attrib.update(source.attrib)
+    copy.text = source.text
+    for child in source:
+        _xhtml_copy(child, copy)
+    return copy

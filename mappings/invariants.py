@@ -1,0 +1,481 @@
+"""The FHIR R4 rules that fhir.resources does not check, as small functions over a walked resource.
+
+fhir.resources checks element names, types, cardinality and value formats. It does not evaluate
+the specification's constraints (ele-1, txt-1, per-1, ext-1, dom-2/3/4), the required bindings, the
+Resource.id length, or what the reference validator checks in its security mode (HTML in strings
+and markdown), and it knows nothing of the Bundle as a whole. `mappings.fhir` walks a resource
+once into `Node`s (contained and Bundle entry resources included) and each rule here turns the
+nodes it cares about into issues, every one with the FHIRPath of the offending element.
+
+Expressions follow the reference validator where it reports the same rule (an extension's rules
+point at the extension, a Bundle entry's fullUrl at the entry), so the two can be compared.
+"""
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from mappings.errors import Issue
+from mappings.terminology import ValueSet
+
+XHTML_NAMESPACE: Final = "http://www.w3.org/1999/xhtml"
+
+# R4 §6.4.2 (Narrative): the basic HTML 4.0 formatting elements; no script, form, iframe, object or
+# style elements.
+NARRATIVE_ELEMENTS: Final = frozenset(
+    {
+        "a",
+        "abbr",
+        "acronym",
+        "b",
+        "big",
+        "blockquote",
+        "br",
+        "caption",
+        "cite",
+        "code",
+        "col",
+        "colgroup",
+        "dd",
+        "dfn",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "i",
+        "img",
+        "li",
+        "ol",
+        "p",
+        "pre",
+        "q",
+        "samp",
+        "small",
+        "span",
+        "strong",
+        "sub",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "tt",
+        "ul",
+        "var",
+    }
+)
+STRING_TYPES: Final = frozenset(
+    {
+        "string",
+        "markdown",
+        "code",
+        "id",
+        "uri",
+        "url",
+        "canonical",
+        "oid",
+        "uuid",
+        "base64Binary",
+        "date",
+        "dateTime",
+        "instant",
+        "time",
+    }
+)
+
+_RESOURCE_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_ID_CHARACTERS: Final = re.compile(r"[A-Za-z0-9\-.]+")
+# A tag is "<", an optional "/", a letter, then anything but angle brackets up to ">"; "a<b" and
+# "< 5 mg" have no closing bracket or no letter, so they stay valid text.
+_HTML_TAG: Final = re.compile(r"<(?:/?[A-Za-z][^<>]*|!--.*?--)>", re.DOTALL)
+# Characters XML 1.0 cannot carry: such a string could never be served as application/fhir+xml.
+_NOT_XML: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_SCRIPT_URL: Final = re.compile(r"javascript:|vbscript:|data:text/html")
+_SPACE_OR_CONTROL: Final = re.compile(r"[\x00-\x20]+")
+_ABSOLUTE_URI: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
+_FULL_URL: Final = re.compile(
+    r"https?://\S+|urn:uuid:[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+    r"|urn:oid:[0-2](\.(0|[1-9][0-9]*))+"
+)
+_RELATIVE_REFERENCE: Final = re.compile(
+    r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?"
+)
+_DATE_TIME: Final = re.compile(
+    r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2})(T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:Z|[+\-][0-9]{2}:[0-9]{2}))?)?)?"
+)
+_QUOTE_LIMIT: Final = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One value of a walked resource.
+
+    `type` is the FHIR type ("code", "Period", "Extension"), or "Resource" for a resource;
+    `value` is the JSON value, except for "xhtml" where it is the parsed XHTML element;
+    `resource` is the FHIRPath of the resource the value belongs to; `binding` is the required
+    value set of a code.
+    """
+
+    path: str
+    type: str
+    value: Any
+    resource: str
+    binding: ValueSet | None = None
+
+
+class Tree:
+    """The nodes of one resource, grouped by type so that each rule reads only its own."""
+
+    def __init__(self, nodes: Iterable[Node]) -> None:
+        self._by_type: dict[str, list[Node]] = {}
+        for node in nodes:
+            self._by_type.setdefault(node.type, []).append(node)
+
+    def of(self, *types: str) -> Iterator[Node]:
+        """The nodes of these types, in walk order within each type."""
+        for type_ in types:
+            yield from self._by_type.get(type_, ())
+
+
+Rule = Callable[[Tree], Iterator[Issue]]
+
+
+def check(tree: Tree) -> list[Issue]:
+    """Every rule's issues, rule by rule."""
+    return [issue for rule in RULES for issue in rule(tree)]
+
+
+def _error(code: str, diagnostics: str, expression: str) -> Issue:
+    return Issue("error", code, diagnostics, (expression,))
+
+
+def quote(text: str) -> str:
+    """`text` quoted for a diagnostic, cut short so that errors never echo long input."""
+    if len(text) <= _QUOTE_LIMIT:
+        return repr(text)
+    return repr(text[:_QUOTE_LIMIT] + "...")
+
+
+def resource_ids(tree: Tree) -> Iterator[Issue]:
+    """Resource.id is 1 to 64 of A-Z a-z 0-9 - . (R4 §2.24.0.1); fhir.resources allows 255."""
+    for node in tree.of("Resource"):
+        resource_id = node.value.get("id")
+        if not isinstance(resource_id, str) or _RESOURCE_ID.fullmatch(resource_id):
+            continue
+        if _ID_CHARACTERS.fullmatch(resource_id):
+            reason = f"too long ({len(resource_id)} characters, at most 64)"
+        else:
+            reason = f"invalid characters in {quote(resource_id)}"
+        yield _error(
+            "value",
+            f"Invalid resource id: {reason}; ids are letters, digits, '-' and '.'",
+            f"{node.path}.id",
+        )
+
+
+def required_bindings(tree: Tree) -> Iterator[Issue]:
+    """A code bound to a required value set must be one of its codes (R4 §4.1.5.1)."""
+    for node in tree.of("code"):
+        value_set = node.binding
+        if value_set is None or node.value in value_set.codes:
+            continue
+        where = f" {value_set.url}" if value_set.url else ""
+        yield _error(
+            "code-invalid",
+            f"The code {quote(node.value)} is not in the required value set{where}; "
+            f"allowed: {', '.join(value_set.codes)}",
+            node.path,
+        )
+
+
+def narratives(tree: Tree) -> Iterator[Issue]:
+    """txt-1 and txt-2: basic HTML only, nothing that runs, and some content (R4 §6.4.2)."""
+    for node in tree.of("xhtml"):
+        div = node.value
+        if div.tag != f"{{{XHTML_NAMESPACE}}}div":
+            yield _error(
+                "invalid",
+                f'The narrative must be a <div xmlns="{XHTML_NAMESPACE}"> element',
+                node.path,
+            )
+            continue
+        for problem in dict.fromkeys(_markup_problems(div)):
+            yield _error("invariant", f"txt-1: {problem}", node.path)
+        if not _has_content(div):
+            yield _error(
+                "invariant",
+                "txt-2: The narrative SHALL have some non-whitespace content",
+                node.path,
+            )
+
+
+def _markup_problems(div: Any) -> Iterator[str]:
+    for element in div.iter():
+        namespace, _, name = element.tag.rpartition("}")
+        if namespace != "{" + XHTML_NAMESPACE or name not in NARRATIVE_ELEMENTS:
+            yield f"the element <{name}> is not allowed in a narrative"
+        for attribute, value in element.attrib.items():
+            attribute_name = attribute.rpartition("}")[2]
+            if attribute_name.lower().startswith("on"):
+                yield f"the event attribute {attribute_name!r} is not allowed in a narrative"
+            elif _SCRIPT_URL.search(_SPACE_OR_CONTROL.sub("", value).lower()):
+                yield f"the attribute {attribute_name!r} holds a script URL"
+
+
+def _has_content(div: Any) -> bool:
+    return any(text.strip() for text in div.itertext()) or any(
+        True for _ in div.iter(f"{{{XHTML_NAMESPACE}}}img")
+    )
+
+
+def embedded_html(tree: Tree) -> Iterator[Issue]:
+    """Strings and markdown must not carry HTML tags, which a careless client would render.
+
+    This is the reference validator's security-checks and noHtmlInMarkdown behaviour, enforced
+    always: narrative belongs in Narrative.div, where txt-1 keeps it harmless.
+    """
+    for node in tree.of("string", "markdown"):
+        tag = _HTML_TAG.search(node.value)
+        if tag is not None:
+            yield _error(
+                "security",
+                f"The {node.type} contains text that looks like an HTML tag, starting at "
+                f"{quote(tag.group()[:6])}; embedded markup is not accepted for security reasons",
+                node.path,
+            )
+
+
+def xml_characters(tree: Tree) -> Iterator[Issue]:
+    """Strings must not hold control characters: XML cannot carry them (R4 §2.24.0.1 string)."""
+    for node in tree.of(*STRING_TYPES):
+        if _NOT_XML.search(node.value):
+            yield _error(
+                "value",
+                "The value contains a control character, which FHIR does not allow in strings",
+                node.path,
+            )
+
+
+def periods(tree: Tree) -> Iterator[Issue]:
+    """per-1: if present, start SHALL have a lower value than end."""
+    for node in tree.of("Period"):
+        start, end = node.value.get("start"), node.value.get("end")
+        if isinstance(start, str) and isinstance(end, str) and _after(start, end):
+            yield _error(
+                "invariant",
+                f"per-1: If present, start SHALL have a lower value than end "
+                f"(start {quote(start)}, end {quote(end)})",
+                node.path,
+            )
+
+
+def _after(start: str, end: str) -> bool:
+    """Whether `start` is not known to be at or before `end`.
+
+    Two times of day compare as instants. Otherwise the values compare on the calendar fields
+    both have, so "2020" is not after "2020-05-01". When exactly one has a time of day and the
+    days are equal ("2023-06-21" against "2023-06-21T06:20:00Z"), the order depends on the
+    timezone the date was meant in; FHIRPath calls that comparison empty and the reference
+    validator fails the constraint, and so does this check.
+    """
+    start_match, end_match = _DATE_TIME.fullmatch(start), _DATE_TIME.fullmatch(end)
+    if start_match is None or end_match is None:
+        return False
+    start_time, end_time = start_match.group(4), end_match.group(4)
+    if start_time and end_time:
+        start_moment, end_moment = _moment(start), _moment(end)
+        return start_moment is not None and end_moment is not None and start_moment > end_moment
+    start_fields, end_fields = _calendar_fields(start_match), _calendar_fields(end_match)
+    common = min(len(start_fields), len(end_fields))
+    if start_fields[:common] != end_fields[:common]:
+        return start_fields[:common] > end_fields[:common]
+    return bool(start_time) != bool(end_time)
+
+
+def _calendar_fields(match: re.Match[str]) -> tuple[int, ...]:
+    return tuple(int(field) for field in match.groups()[:3] if field is not None)
+
+
+def _moment(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:  # a leap second, or a date fhir.resources reports as invalid
+        return None
+
+
+def extensions(tree: Tree) -> Iterator[Issue]:
+    """Extension.url is required, absolute and unversioned; ext-1: value or extensions, not both.
+
+    The extensions inside a complex extension are named by a relative url ("species" in
+    patient-animal), so only the outermost ones must be absolute.
+    """
+    nodes = list(tree.of("Extension"))
+    paths = {node.path for node in nodes}
+    for node in nodes:
+        nested = node.path.rpartition(".")[0] in paths
+        yield from _extension_url(node, nested)
+        has_value = any(key.startswith("value") for key in node.value)
+        if has_value == bool(node.value.get("extension")):
+            yield _error(
+                "invariant", "ext-1: Must have either extensions or value[x], not both", node.path
+            )
+
+
+def _extension_url(node: Node, nested: bool) -> Iterator[Issue]:
+    url = node.value.get("url")
+    if not url:
+        yield _error(
+            "required",
+            "Extension.url is required in order to identify, use and validate the extension",
+            node.path,
+        )
+    elif not isinstance(url, str):
+        return
+    elif not nested and not _ABSOLUTE_URI.fullmatch(url):
+        yield _error("value", f"Extension.url must be an absolute URL, not {quote(url)}", node.path)
+    elif "|" in url:
+        yield _error(
+            "value", f"The extension URL must not contain a version: {quote(url)}", node.path
+        )
+
+
+def contained_resources(tree: Tree) -> Iterator[Issue]:
+    """dom-2, dom-3 and dom-4 on every resource that contains others (R4 §2.36.0.1)."""
+    for node in tree.of("Resource"):
+        contained = node.value.get("contained")
+        if not isinstance(contained, list) or not contained:
+            continue
+        references = _local_references(tree, node.path)
+        referenced = {value for _, value in references}
+        for index, resource in enumerate(contained):
+            path = f"{node.path}.contained[{index}]"
+            if isinstance(resource, dict):
+                refers_back = (path, "#") in references
+                yield from _contained_issues(resource, path, referenced, refers_back)
+
+
+def _local_references(tree: Tree, container: str) -> set[tuple[str, str]]:
+    """(resource path, "#...") for every local reference in a container or what it contains."""
+    inside = container + ".contained["
+    found: set[tuple[str, str]] = set()
+    for node in tree.of("Reference", "canonical", "uri", "url"):
+        if node.resource != container and not node.resource.startswith(inside):
+            continue
+        value = node.value.get("reference") if node.type == "Reference" else node.value
+        if isinstance(value, str) and value.startswith("#"):
+            found.add((node.resource, value))
+    return found
+
+
+def _contained_issues(
+    resource: dict[str, Any], path: str, referenced: set[str], refers_back: bool
+) -> Iterator[Issue]:
+    if "contained" in resource:
+        yield _error(
+            "invariant",
+            "dom-2: If the resource is contained in another resource, "
+            "it SHALL NOT contain nested Resources",
+            path,
+        )
+    meta = resource.get("meta")
+    if isinstance(meta, dict) and ("versionId" in meta or "lastUpdated" in meta):
+        yield _error(
+            "invariant",
+            "dom-4: If a resource is contained in another resource, "
+            "it SHALL NOT have a meta.versionId or a meta.lastUpdated",
+            path,
+        )
+    resource_id = resource.get("id")
+    if f"#{resource_id}" not in referenced and not refers_back:
+        yield _error(
+            "invariant",
+            f"dom-3: The contained resource {quote(str(resource_id))} is not referenced from "
+            "elsewhere in the containing resource, nor does it refer to the containing resource",
+            path,
+        )
+
+
+def bundles(tree: Tree) -> Iterator[Issue]:
+    """Entry fullUrls are absolute, and a "Type/id" reference to an entry names its real type."""
+    for node in tree.of("Resource"):
+        entries = node.value.get("entry") if node.value.get("resourceType") == "Bundle" else None
+        if not isinstance(entries, list):
+            continue
+        yield from _full_urls(entries, node.path)
+        yield from _reference_types(tree, node.path, _entry_types(entries))
+
+
+def _full_urls(entries: list[Any], bundle: str) -> Iterator[Issue]:
+    for index, entry in enumerate(entries):
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if isinstance(full_url, str) and not _FULL_URL.fullmatch(full_url):
+            yield _error(
+                "value",
+                f"The fullUrl must be an absolute URL (http, https, urn:uuid or urn:oid), "
+                f"not {quote(full_url)}",
+                f"{bundle}.entry[{index}]",
+            )
+
+
+def _entry_types(entries: list[Any]) -> dict[str, set[str]]:
+    """The resource types each entry id is known by: its resource's id and its fullUrl's."""
+    types: dict[str, set[str]] = {}
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            continue
+        ids = {resource.get("id"), _full_url_id(entry.get("fullUrl"))}
+        for entry_id in ids - {None}:
+            types.setdefault(str(entry_id), set()).add(resource["resourceType"])
+    return types
+
+
+def _full_url_id(full_url: Any) -> str | None:
+    if isinstance(full_url, str) and full_url.startswith("urn:uuid:"):
+        return full_url.removeprefix("urn:uuid:")
+    return None
+
+
+def _reference_types(tree: Tree, bundle: str, types: dict[str, set[str]]) -> Iterator[Issue]:
+    inside = bundle + ".entry["
+    for node in tree.of("Reference"):
+        reference = node.value.get("reference")
+        if not node.resource.startswith(inside) or not isinstance(reference, str):
+            continue
+        match = _RELATIVE_REFERENCE.fullmatch(reference)
+        if match is None or match.group(2) not in types:
+            continue
+        found = types[match.group(2)]
+        if match.group(1) not in found:
+            yield _error(
+                "value",
+                f"The reference {quote(reference)} matches a Bundle entry whose resourceType is "
+                f"{' or '.join(sorted(found))}",
+                node.path,
+            )
+
+
+RULES: Final[tuple[Rule, ...]] = (
+    resource_ids,
+    required_bindings,
+    narratives,
+    embedded_html,
+    xml_characters,
+    periods,
+    extensions,
+    contained_resources,
+    bundles,
+)

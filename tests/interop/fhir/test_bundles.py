@@ -1,0 +1,194 @@
+"""Transaction and batch Bundles (R4 §3.1.0.11): all or nothing, urn:uuid references resolved."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.builders import MRN, care_plan, patient, service_request, task
+from tests.interop.fhir.test_crud import FHIR_JSON, create
+
+PATIENT_URN = "urn:uuid:6f2b6c8e-2f55-4d1c-9b8e-7a1a0c7d0001"
+REFERRAL_URN = "urn:uuid:6f2b6c8e-2f55-4d1c-9b8e-7a1a0c7d0002"
+
+
+def post(client: TestClient, bundle: dict[str, Any]) -> Any:
+    return client.post("/fhir", json=bundle, headers=FHIR_JSON)
+
+
+def referral_transaction(task_status: str = "requested") -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": REFERRAL_URN,
+                "resource": service_request(PATIENT_URN),
+                "request": {"method": "POST", "url": "ServiceRequest"},
+            },
+            {
+                "resource": task(REFERRAL_URN, PATIENT_URN, status=task_status),
+                "request": {"method": "POST", "url": "Task"},
+            },
+            {
+                "fullUrl": PATIENT_URN,
+                "resource": patient(mrn="MRN-T"),
+                "request": {
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": f"identifier={MRN}|MRN-T",
+                },
+            },
+        ],
+    }
+
+
+def total(client: TestClient, resource_type: str) -> int:
+    count: int = client.get(f"/fhir/{resource_type}", params={"_summary": "count"}).json()["total"]
+    return count
+
+
+class TestTransaction:
+    def test_urn_uuid_references_become_server_ids(self, client: TestClient) -> None:
+        response = post(client, referral_transaction())
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["type"] == "transaction-response"
+        statuses = [e["response"]["status"] for e in body["entry"]]
+        assert statuses == ["201 Created"] * 3
+        locations = [e["response"]["location"] for e in body["entry"]]
+        referral_id = locations[0].split("/")[1]
+        patient_id = locations[2].split("/")[1]
+        stored_task = client.get(f"/fhir/{locations[1].rsplit('/_history', 1)[0]}").json()
+        assert stored_task["focus"]["reference"] == f"ServiceRequest/{referral_id}"
+        assert stored_task["for"]["reference"] == f"Patient/{patient_id}"
+        found = client.get("/fhir/Task", params={"patient": f"Patient/{patient_id}"}).json()
+        assert found["total"] == 1
+
+    def test_conditional_create_inside_a_transaction_links_to_the_existing(
+        self, client: TestClient
+    ) -> None:
+        existing = create(client, patient(mrn="MRN-T"))
+        body = post(client, referral_transaction()).json()
+        assert body["entry"][2]["response"]["status"] == "200 OK"
+        assert total(client, "Patient") == 1
+        referral = client.get("/fhir/ServiceRequest").json()["entry"][0]["resource"]
+        assert referral["subject"]["reference"] == f"Patient/{existing['id']}"
+
+    def test_a_failing_entry_leaves_the_store_as_it_was(self, client: TestClient) -> None:
+        response = post(client, referral_transaction(task_status="bogus"))
+        assert response.status_code == 422
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["expression"][0].startswith("Bundle.entry[1]")
+        assert (
+            total(client, "Patient"),
+            total(client, "ServiceRequest"),
+            total(client, "Task"),
+        ) == (0, 0, 0)
+        assert client.get("/fhir/_history").json()["total"] == 0
+
+    def test_unresolved_urn_is_refused(self, client: TestClient) -> None:
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": care_plan("urn:uuid:0000"),
+                    "request": {"method": "POST", "url": "CarePlan"},
+                }
+            ],
+        }
+        response = post(client, bundle)
+        assert response.status_code == 400
+        assert "matches no entry" in response.json()["issue"][0]["diagnostics"]
+        assert total(client, "CarePlan") == 0
+
+    def test_update_delete_and_read_in_one_transaction(self, client: TestClient) -> None:
+        keep = create(client, patient(family="Keep"))
+        drop = create(client, patient(family="Drop", mrn="MRN-D"))
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"request": {"method": "GET", "url": "Patient?family=keep"}},
+                {
+                    "resource": {**keep, "active": False},
+                    "request": {
+                        "method": "PUT",
+                        "url": f"Patient/{keep['id']}",
+                        "ifMatch": 'W/"1"',
+                    },
+                },
+                {"request": {"method": "DELETE", "url": f"Patient/{drop['id']}"}},
+            ],
+        }
+        body = post(client, bundle).json()
+        assert [e["response"]["status"] for e in body["entry"]] == [
+            "200 OK",
+            "200 OK",
+            "204 No Content",
+        ]
+        assert (
+            body["entry"][0]["resource"]["entry"][0]["resource"]["active"] is False
+        )  # GET runs last
+        assert client.get(f"/fhir/Patient/{drop['id']}").status_code == 410
+
+    def test_stale_if_match_rolls_back_everything(self, client: TestClient) -> None:
+        keep = create(client, patient(family="Keep"))
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": patient(family="New", mrn="MRN-N"),
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {
+                    "resource": keep,
+                    "request": {
+                        "method": "PUT",
+                        "url": f"Patient/{keep['id']}",
+                        "ifMatch": 'W/"9"',
+                    },
+                },
+            ],
+        }
+        response = post(client, bundle)
+        assert response.status_code == 412
+        assert total(client, "Patient") == 1
+
+
+class TestBatch:
+    def test_each_entry_succeeds_or_fails_on_its_own(self, client: TestClient) -> None:
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {
+                    "resource": patient(mrn="MRN-B1"),
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {
+                    "resource": {**patient(), "gender": "sometimes"},
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {"request": {"method": "GET", "url": "Patient/unknown"}},
+                {"request": {"method": "GET", "url": "Patient?identifier=MRN-B1"}},
+            ],
+        }
+        response = post(client, bundle)
+        assert response.status_code == 200
+        entries = response.json()["entry"]
+        assert [e["response"]["status"] for e in entries] == [
+            "201 Created",
+            "422 Unprocessable Entity",
+            "404 Not Found",
+            "200 OK",
+        ]
+        assert entries[1]["response"]["outcome"]["issue"][0]["expression"] == ["Patient.gender"]
+        assert entries[3]["resource"]["total"] == 1
+        assert total(client, "Patient") == 1
+
+    def test_other_bundle_types_are_refused(self, client: TestClient) -> None:
+        response = post(client, {"resourceType": "Bundle", "type": "collection"})
+        assert response.status_code == 400

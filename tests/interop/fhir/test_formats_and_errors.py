@@ -1,0 +1,131 @@
+"""JSON and XML both ways, and every error as an OperationOutcome with the right status."""
+
+from fastapi.testclient import TestClient
+from lxml import etree
+
+from tests.builders import patient
+from tests.interop.fhir.test_crud import FHIR_JSON, create, issue
+
+FHIR_NS = "{http://hl7.org/fhir}"
+PATIENT_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
+<Patient xmlns="http://hl7.org/fhir">
+  <identifier>
+    <system value="urn:oid:2.16.840.1.113883.3.9999.2"/><value value="MRN-X"/>
+  </identifier>
+  <name><family value="Xmlperson"/><given value="Robin"/><given value="Lee"/></name>
+  <gender value="female"/>
+  <birthDate value="1979-03-02"/>
+</Patient>"""
+
+
+class TestXml:
+    def test_xml_in_json_out_and_xml_out(self, client: TestClient) -> None:
+        response = client.post(
+            "/fhir/Patient", content=PATIENT_XML, headers={"Content-Type": "application/fhir+xml"}
+        )
+        assert response.status_code == 201, response.text
+        assert response.headers["content-type"].startswith("application/fhir+json")
+        created = response.json()
+        assert created["name"][0]["given"] == ["Robin", "Lee"]
+        as_xml = client.get(f"/fhir/Patient/{created['id']}", params={"_format": "xml"})
+        assert as_xml.headers["content-type"].startswith("application/fhir+xml")
+        root = etree.fromstring(as_xml.content)
+        assert root.tag == f"{FHIR_NS}Patient"
+        assert [g.get("value") for g in root.iter(f"{FHIR_NS}given")] == ["Robin", "Lee"]
+        assert root.find(f"{FHIR_NS}meta/{FHIR_NS}versionId").get("value") == "1"
+
+    def test_accept_header_chooses_xml_for_bundles_and_errors(self, client: TestClient) -> None:
+        create(client, patient())
+        bundle = client.get("/fhir/Patient", headers={"Accept": "application/fhir+xml"})
+        assert etree.fromstring(bundle.content).tag == f"{FHIR_NS}Bundle"
+        missing = client.get("/fhir/Patient/nope", headers={"Accept": "application/fhir+xml"})
+        assert missing.status_code == 404
+        assert etree.fromstring(missing.content).tag == f"{FHIR_NS}OperationOutcome"
+
+    def test_doctype_is_refused(self, client: TestClient) -> None:
+        evil = (
+            b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            b'<Patient xmlns="http://hl7.org/fhir"><gender value="&x;"/></Patient>'
+        )
+        response = client.post(
+            "/fhir/Patient", content=evil, headers={"Content-Type": "application/fhir+xml"}
+        )
+        assert response.status_code == 400
+        assert "root:" not in response.text
+        assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 0
+
+
+class TestErrors:
+    def test_unparseable_json_is_400(self, client: TestClient) -> None:
+        response = client.post(
+            "/fhir/Patient", content=b'{"resourceType": "Patient",', headers=FHIR_JSON
+        )
+        assert response.status_code == 400
+        assert issue(response)["severity"] in ("error", "fatal")
+
+    def test_invalid_resource_is_422_naming_the_element(self, client: TestClient) -> None:
+        response = client.post(
+            "/fhir/Patient", json={**patient(), "birthDate": "not a date"}, headers=FHIR_JSON
+        )
+        assert response.status_code == 422
+        assert issue(response)["expression"] == ["Patient.birthDate"]
+
+    def test_wrong_code_in_a_required_binding_is_422(self, client: TestClient) -> None:
+        plan = {
+            "resourceType": "CarePlan",
+            "status": "bogus",
+            "intent": "plan",
+            "subject": {"reference": "Patient/x"},
+        }
+        response = client.post("/fhir/CarePlan", json=plan, headers=FHIR_JSON)
+        assert response.status_code == 422
+        assert issue(response)["expression"] == ["CarePlan.status"]
+
+    def test_unsupported_content_type_is_415(self, client: TestClient) -> None:
+        response = client.post(
+            "/fhir/Patient", content=b"name=x", headers={"Content-Type": "text/plain"}
+        )
+        assert response.status_code == 415
+        assert issue(response)["code"] == "not-supported"
+
+    def test_unacceptable_accept_is_406(self, client: TestClient) -> None:
+        response = client.get("/fhir/metadata", headers={"Accept": "application/pdf"})
+        assert response.status_code == 406
+        assert issue(response)["code"] == "not-supported"
+
+    def test_unsupported_method_is_405_outcome(self, client: TestClient) -> None:
+        response = client.patch(
+            "/fhir/Patient/x",
+            content=b"[]",
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+        assert response.status_code == 405
+        assert issue(response)["code"] == "not-supported"
+
+    def test_non_fhir_routes_answer_problem_details(self, client: TestClient) -> None:
+        response = client.get("/nowhere")
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["status"] == 404
+
+
+class TestCapabilityStatement:
+    def test_lists_only_what_works(self, client: TestClient) -> None:
+        statement = client.get("/fhir/metadata").json()
+        assert statement["resourceType"] == "CapabilityStatement"
+        assert statement["fhirVersion"] == "4.0.1"
+        assert set(statement["format"]) == {"application/fhir+json", "application/fhir+xml"}
+        rest = statement["rest"][0]
+        for resource in rest["resource"]:
+            for param in resource["searchParam"]:
+                response = client.get(
+                    f"/fhir/{resource['type']}",
+                    params={f"{param['name']}:missing": "false"}
+                    if not param["name"].startswith("_")
+                    else {"_id": "x"},
+                    headers={"Prefer": "handling=strict"},
+                )
+                assert response.status_code == 200, (resource["type"], param["name"], response.text)
+        care_plan = next(r for r in rest["resource"] if r["type"] == "CarePlan")
+        names = {p["name"] for p in care_plan["searchParam"]}
+        assert {"patient", "subject", "status", "category", "date", "activity-reference"} <= names
