@@ -2,16 +2,24 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
+import httpx
 from fastapi import FastAPI
 
 from interop.api import outcomes
+from interop.api.admin.routes import router as admin_router
+from interop.api.auth.routes import router as auth_router
 from interop.api.fhir.routes import router as fhir_router
+from interop.auth.jwks import JwksFetcher
 from interop.services.bundles import BundleService
 from interop.services.capability import capability_statement
+from interop.services.partners import PartnerService
 from interop.services.resources import ResourceService
 from interop.services.search_parser import Paging
+from interop.services.staff import LoginPolicy, StaffService
+from interop.services.tokens import TokenPolicy, TokenService
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.migrate import upgrade
@@ -31,10 +39,12 @@ def create_app(settings: Settings) -> FastAPI:
     engine = make_engine(settings.database_url)
     if settings.auto_migrate:
         upgrade(engine)
+    http = httpx.Client()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        http.close()
         engine.dispose()
 
     app = FastAPI(
@@ -47,11 +57,33 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.resources = ResourceService(engine, paging)
     app.state.bundles = BundleService(engine, paging)
+    app.state.partners = PartnerService(engine)
+    app.state.tokens = TokenService(
+        engine,
+        app.state.partners,
+        JwksFetcher(http, settings.jwks_cache_seconds),
+        TokenPolicy(
+            signing_key=settings.signing_key(),
+            access_token_lifetime=timedelta(seconds=settings.access_token_seconds),
+            assertion_max_lifetime_seconds=settings.assertion_max_lifetime_seconds,
+        ),
+    )
+    app.state.staff = StaffService(engine, login_policy(settings))
     app.state.capability = capability_statement(
         base_url=(settings.public_base_url or "") + "/fhir",
         software_version=software_version(),
         released=RELEASED,
     )
     outcomes.install(app)
+    app.include_router(auth_router)
     app.include_router(fhir_router)
+    app.include_router(admin_router)
     return app
+
+
+def login_policy(settings: Settings) -> LoginPolicy:
+    return LoginPolicy(
+        max_failures=settings.login_max_failures,
+        lockout=timedelta(minutes=settings.login_lockout_minutes),
+        session_lifetime=timedelta(hours=settings.session_hours),
+    )

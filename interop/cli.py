@@ -1,20 +1,34 @@
 """The `interop` command: serve the API, manage the database, export the OpenAPI document."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
 import uvicorn
+from sqlalchemy import Engine
 
-from interop.app import create_app
+from interop.api.admin.routes import describe, split_identifier
+from interop.app import create_app, login_policy
+from interop.services.errors import ServiceError
+from interop.services.partners import NewPartner, PartnerService
+from interop.services.staff import Role, StaffService
 from interop.settings import Settings
 from interop.store.database import make_engine
+from interop.store.fhirdates import now_ms
 from interop.store.migrate import upgrade
 
 app = typer.Typer(help="Recovery Interop: FHIR R4 interoperability for addiction treatment.")
 db_app = typer.Typer(help="Database schema.")
+partners_app = typer.Typer(help="Partner systems (SMART Backend Services clients).")
+users_app = typer.Typer(help="Staff accounts.")
 app.add_typer(db_app, name="db")
+app.add_typer(partners_app, name="partners")
+app.add_typer(users_app, name="users")
+
+DatabaseOption = Annotated[
+    str | None, typer.Option(help="Database URL (default: DATABASE_URL or SQLite under ./var/).")
+]
 
 
 def _settings(database_url: str | None) -> Settings:
@@ -66,3 +80,152 @@ def openapi_document() -> bytes:
     return (
         orjson.dumps(service.openapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
+
+
+def _engine(database_url: str | None) -> Engine:
+    settings = _settings(database_url)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+def _fhir_base(database_url: str | None) -> str:
+    settings = _settings(database_url)
+    return (settings.public_base_url or "http://127.0.0.1:8080").rstrip("/") + "/fhir"
+
+
+def _print_json(value: object) -> None:
+    typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _fail(error: ServiceError) -> NoReturn:
+    typer.echo(f"error: {error.message}", err=True)
+    raise typer.Exit(2)
+
+
+def _load_jwks(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    document = orjson.loads(path.read_bytes())
+    if not isinstance(document, dict):
+        raise typer.BadParameter("the JWKS file must hold a JSON object")
+    return document
+
+
+@partners_app.command("add")
+def partners_add(
+    name: Annotated[str, typer.Argument(help="The partner organization's name.")],
+    identifier: Annotated[list[str], typer.Option(help="SYSTEM|VALUE; repeatable.")],
+    scope: Annotated[str, typer.Option(help='Granted scopes, e.g. "system/*.rs system/Task.cru".')],
+    jwks: Annotated[
+        Path | None, typer.Option(help="File holding the partner's public JWKS.")
+    ] = None,
+    jwks_url: Annotated[str | None, typer.Option(help="HTTPS URL of the partner's JWKS.")] = None,
+    part2_program: Annotated[
+        bool, typer.Option(help="The partner is a 42 CFR Part 2 program.")
+    ] = False,
+    covered_entity: Annotated[
+        bool, typer.Option(help="The partner is a HIPAA covered entity.")
+    ] = False,
+    first_party: Annotated[
+        bool, typer.Option(help="The operating program's own system: may author any resource.")
+    ] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Register a partner; prints its client_id, token_url, fhir_base and organization as JSON."""
+    service = PartnerService(_engine(database_url))
+    try:
+        partner = service.register(
+            NewPartner(
+                name=name,
+                identifiers=[split_identifier(text) for text in identifier],
+                scopes=scope,
+                jwks=_load_jwks(jwks),
+                jwks_url=jwks_url,
+                part2_program=part2_program,
+                covered_entity=covered_entity,
+                first_party=first_party,
+            )
+        )
+    except ServiceError as error:
+        _fail(error)
+    described = describe(partner, _fhir_base(database_url))
+    _print_json(
+        described.model_dump(include={"client_id", "token_url", "fhir_base", "organization"})
+    )
+
+
+@partners_app.command("list")
+def partners_list(database_url: DatabaseOption = None) -> None:
+    """Every registered partner, as JSON."""
+    base = _fhir_base(database_url)
+    partners = PartnerService(_engine(database_url)).list()
+    _print_json([describe(partner, base).model_dump() for partner in partners])
+
+
+@partners_app.command("disable")
+def partners_disable(client_id: str, database_url: DatabaseOption = None) -> None:
+    """Refuse the partner new tokens, and its current tokens at once."""
+    try:
+        PartnerService(_engine(database_url)).set_enabled(client_id, False)
+    except ServiceError as error:
+        _fail(error)
+    typer.echo(f"disabled {client_id}")
+
+
+@partners_app.command("rotate-key")
+def partners_rotate_key(
+    client_id: str,
+    jwks: Annotated[Path | None, typer.Option(help="File holding the new public JWKS.")] = None,
+    jwks_url: Annotated[str | None, typer.Option(help="HTTPS URL of the new JWKS.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Replace the partner's keys."""
+    try:
+        PartnerService(_engine(database_url)).rotate_key(client_id, _load_jwks(jwks), jwks_url)
+    except ServiceError as error:
+        _fail(error)
+    typer.echo(f"rotated the keys of {client_id}")
+
+
+def _staff(database_url: str | None) -> StaffService:
+    return StaffService(_engine(database_url), login_policy(_settings(database_url)))
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[Role, typer.Option(help="case-manager, compliance-officer or administrator.")],
+    program: Annotated[
+        list[str], typer.Option(help="Organization id of a program; repeatable.")
+    ] = [],  # noqa: B006
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a staff account; the password is asked for, never taken from the command line."""
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        _staff(database_url).add(username, password, role, tuple(program), now_ms())
+    except ServiceError as error:
+        _fail(error)
+    typer.echo(f"added {username} ({role.value})")
+
+
+@users_app.command("disable")
+def users_disable(username: str, database_url: DatabaseOption = None) -> None:
+    """Disable the account and end its sessions."""
+    try:
+        _staff(database_url).set_enabled(username, False)
+    except ServiceError as error:
+        _fail(error)
+    typer.echo(f"disabled {username}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(username: str, database_url: DatabaseOption = None) -> None:
+    """Set a new password (asked for), end the account's sessions and lift any lockout."""
+    password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        _staff(database_url).reset_password(username, password)
+    except ServiceError as error:
+        _fail(error)
+    typer.echo(f"reset the password of {username}")

@@ -4,9 +4,11 @@ Values come from environment variables (prefix-free, as twelve-factor deployment
 from the command line, are parsed once at start-up and passed down typed.
 """
 
+import secrets
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///" + str(Path("var") / "interop.sqlite3")
@@ -32,6 +34,51 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(
         default=True, description="Bring the database schema up to date at start-up."
     )
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production refuses generated secrets and insecure cookies.",
+    )
+    token_signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key (32+ bytes) signing access tokens; shared by every API process. "
+        "In development a random key is generated at start-up.",
+    )
+    access_token_seconds: int = Field(default=300, ge=30, le=3600)
+    assertion_max_lifetime_seconds: int = Field(
+        default=300, description="SMART Backend Services: exp at most 5 minutes ahead."
+    )
+    jwks_cache_seconds: int = Field(default=300, ge=0)
+    session_hours: int = Field(default=8, ge=1, le=24)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID Connect provider for staff login (discovery URL base)."
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Self:
+        """Outside development a missing or short signing key is a configuration error."""
+        key = self.token_signing_key
+        if self.environment == "production" and (key is None or len(key.get_secret_value()) < 32):
+            raise ValueError(
+                "TOKEN_SIGNING_KEY of at least 32 characters is required in production"
+            )
+        return self
+
+    def signing_key(self) -> bytes:
+        """The access-token key; development without one gets a per-process random key."""
+        if self.token_signing_key is not None:
+            return self.token_signing_key.get_secret_value().encode()
+        return _DEVELOPMENT_KEY
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.environment == "production"
+
+
+_DEVELOPMENT_KEY = secrets.token_bytes(32)
 
 
 def sqlalchemy_url(database_url: str) -> str:

@@ -91,7 +91,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 # Every JSON number with a fraction or an exponent has a digit then "." or "e" then a digit or a
 # sign. Dates and OIDs in strings match too, which only costs the slower, exact parse (~13 µs).
 _FRACTION_OR_EXPONENT: Final = re.compile(rb"[0-9][.eE][0-9+\-]")
-_XML_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+_XML_INTEGER: Final = re.compile(r"-?(0|[1-9][0-9]*)")
 _XML_DECIMAL: Final = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _ATTRIBUTE_ESCAPES: Final = str.maketrans(
     {
@@ -128,7 +128,6 @@ class _Type:
     path: str
     is_resource: bool
     elements: Mapping[str, _Element]
-    attributes: tuple[_Element, ...]
 
 
 def parse_json(raw: bytes, *, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
@@ -240,9 +239,9 @@ class _Walk:
     fhir.resources lets through what pydantic's lax mode coerces ("true" for a boolean), nulls
     and empty arrays, field names used as keys (`status__ext`) and `fhir_comments`; the walk
     refuses them. Where it reports a path, pydantic's complaints about that path are dropped
-    (`covered`).
-    If a resource is malformed or too deep, `sound` is False and fhir.resources is not asked,
-    since it can fail with an exception instead of a validation error on such input.
+    (`covered`). When a value has the wrong JSON shape or nests too deeply, `sound` turns False
+    and fhir.resources is not asked: on such input it can raise TypeError or AttributeError, or
+    parse a string as JSON, instead of reporting a validation error.
     """
 
     def __init__(self) -> None:
@@ -255,11 +254,14 @@ class _Walk:
         self.issues.append(Issue("error", code, diagnostics, (path,)))
         self.covered.append(covers or path)
 
+    def misshapen(self, diagnostics: str, path: str) -> None:
+        self.sound = False
+        self.fail("structure", diagnostics, path)
+
     def resource(self, value: Any, path: str, depth: int) -> None:
         resource_type = value.get("resourceType") if isinstance(value, dict) else None
         if not isinstance(resource_type, str) or resource_type not in RESOURCE_TYPES:
-            self.sound = False
-            self.fail("structure", "Expected a resource with a known R4 resourceType", path)
+            self.misshapen("Expected a resource with a known R4 resourceType", path)
             return
         self.nodes.append(Node(path, "Resource", value, path))
         self.object(value, _resource_info(resource_type), path, path, depth + 1)
@@ -292,18 +294,18 @@ class _Walk:
     ) -> None:
         if not element.is_list:
             if isinstance(value, list) or isinstance(extension, list):
-                self.fail(
-                    "structure", "This element does not repeat: it must not be an array", path
-                )
+                self.misshapen("This element does not repeat: it must not be an array", path)
             else:
                 self.item(element, value, extension, path, resource, depth)
             return
-        if not isinstance(value, list | None) or not isinstance(extension, list | None):
-            self.fail("structure", "This element repeats: it must be a JSON array", path)
+        if value is None and extension is None:
+            self.fail("invalid", "null is not a FHIR value - leave the property out instead", path)
+        elif not isinstance(value, list | None) or not isinstance(extension, list | None):
+            self.misshapen("This element repeats: it must be a JSON array", path)
         elif value == [] or extension == []:
             self.fail("invalid", "Array cannot be empty - leave the property out instead", path)
         elif value is not None and extension is not None and len(value) != len(extension):
-            self.fail("structure", "The value and _extension arrays differ in length", path)
+            self.misshapen("The value and _extension arrays differ in length", path)
         else:
             pairs = zip_longest(value or [], extension or [])
             for index, (item, item_extension) in enumerate(pairs):
@@ -321,7 +323,7 @@ class _Walk:
         elif element.kind == "resource":
             self.resource(value, path, depth)
         elif not isinstance(value, dict):
-            self.fail("structure", "This element must be a JSON object", path)
+            self.misshapen("This element must be a JSON object", path)
         elif not value:
             self.fail("invalid", "Object cannot be empty - leave the property out instead", path)
         elif value.keys() <= {"id"}:
@@ -340,7 +342,7 @@ class _Walk:
             return
         expected = _json_type_error(element.fhir_type, value)
         if expected is not None:
-            self.fail("structure", f"A FHIR {element.fhir_type} must be {expected}", path)
+            self.misshapen(f"A FHIR {element.fhir_type} must be {expected}", path)
         elif value == "":
             self.fail("invalid", "A value cannot be empty - leave the property out instead", path)
         else:
@@ -350,7 +352,7 @@ class _Walk:
         self, extension: Any, without_value: bool, path: str, resource: str, depth: int
     ) -> None:
         if not isinstance(extension, dict) or not extension:
-            self.fail("structure", "The _ property must be a non-empty JSON object", path)
+            self.misshapen("The _ property must be a non-empty JSON object", path)
         elif without_value and not extension.get("extension"):
             self.fail("invariant", "ele-1: All FHIR elements must have a @value or children", path)
         else:
@@ -358,7 +360,7 @@ class _Walk:
 
     def xhtml(self, value: Any, path: str, resource: str) -> None:
         if not isinstance(value, str):
-            self.fail("structure", "The narrative div must be a JSON string", path)
+            self.misshapen("The narrative div must be a JSON string", path)
             return
         try:
             self.nodes.append(Node(path, "xhtml", _parse_xhtml(value), resource))
@@ -389,6 +391,10 @@ def _model_issues(resource: dict[str, Any], resource_type: str, covered: list[st
             for details in error.errors(include_url=False, include_input=False)
         )
         return [issue for issue in issues if not _is_covered(issue.expression[0], covered)]
+    except (TypeError, AttributeError, KeyError, RecursionError):
+        # fhir.resources' own validators fail this way on some invalid shapes; content that
+        # could not be checked is refused, never let through
+        return [Issue("error", "structure", "The resource could not be checked", (resource_type,))]
     return []
 
 
@@ -408,20 +414,21 @@ def _fhirpath(resource: dict[str, Any], location: tuple[int | str, ...]) -> str:
     """A pydantic error location as FHIRPath, following the data to know each step's type.
 
     ('activity', 0, 'detail', 'status') on a CarePlan is "CarePlan.activity[0].detail.status";
-    fhir.resources' own steps (`_status`, `status__ext`, `root`, union tags) name no element and
-    fold into the element they belong to.
+    a primitive's extension (`_created`, `created__ext`) is the primitive's own path, and
+    fhir.resources' other steps (`root`, union tags) name no element and are left out.
     """
     path: str = resource["resourceType"]
     info: _Type | None = _resource_info(path)
     value: Any = resource
     element: _Element | None = None
+    into_extension = False
     for step in location:
         if isinstance(step, int):
             if not isinstance(value, list) or not 0 <= step < len(value):
                 break
             value = value[step]
             path += f"[{step}]"
-            info = _value_info(element, value)
+            info = _PRIMITIVE_EXTENSION if into_extension else _value_info(element, value)
             continue
         name = step.removeprefix("_").removesuffix("__ext")
         element = info.elements.get(name) if info is not None else None
@@ -431,7 +438,11 @@ def _fhirpath(resource: dict[str, Any], location: tuple[int | str, ...]) -> str:
             continue
         path += f".{name}"
         value = value.get(step, value.get(name))
-        info = None if element.is_list else _value_info(element, value)
+        into_extension = step != name
+        if element.is_list:
+            info = None
+        else:
+            info = _PRIMITIVE_EXTENSION if into_extension else _value_info(element, value)
     return path
 
 
@@ -469,8 +480,7 @@ def _type_info(model: type[FHIRAbstractModel]) -> _Type:
         name: _element(model, name, order, aliases[name], path, is_resource)
         for order, name in enumerate(model.elements_sequence())
     }
-    attributes = tuple(element for element in elements.values() if element.is_attribute)
-    return _Type(path, is_resource, elements, attributes)
+    return _Type(path, is_resource, elements)
 
 
 def _element(
@@ -873,6 +883,8 @@ class _XmlReader:
             self.read_into(item, grandchild, _EXTENSION, item_path, depth + 1)
             extensions.append(item)
         text = child.get("value")
+        if text is None and "extension" not in extension:
+            self.fail("invariant", "ele-1: All FHIR elements must have a @value or children", path)
         value = None if text is None else self.convert(text, element.fhir_type, path)
         return value, extension or None
 

@@ -12,9 +12,10 @@ point at the extension, a Bundle entry's fullUrl at the entry), so the two can b
 """
 
 import re
+from calendar import monthrange
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Final
 
 from mappings.errors import Issue
@@ -117,6 +118,9 @@ _DATE_TIME: Final = re.compile(
     r"(?:Z|[+\-][0-9]{2}:[0-9]{2}))?)?)?"
 )
 _QUOTE_LIMIT: Final = 40
+# The offsets a date without a timezone may have been meant in (UTC-12:00 to UTC+14:00).
+_LATEST_ZONE: Final = timezone(timedelta(hours=-12))
+_EARLIEST_ZONE: Final = timezone(timedelta(hours=14))
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,9 +240,8 @@ def _markup_problems(div: Any) -> Iterator[str]:
 
 
 def _has_content(div: Any) -> bool:
-    return any(text.strip() for text in div.itertext()) or any(
-        True for _ in div.iter(f"{{{XHTML_NAMESPACE}}}img")
-    )
+    has_text = any(text.strip() for text in div.itertext())
+    return has_text or div.find(f".//{{{XHTML_NAMESPACE}}}img") is not None
 
 
 def embedded_html(tree: Tree) -> Iterator[Issue]:
@@ -283,37 +286,48 @@ def periods(tree: Tree) -> Iterator[Issue]:
 
 
 def _after(start: str, end: str) -> bool:
-    """Whether `start` is not known to be at or before `end`.
+    """Whether `start` can be later than `end`, each taken as the span its precision covers.
 
-    Two times of day compare as instants. Otherwise the values compare on the calendar fields
-    both have, so "2020" is not after "2020-05-01". When exactly one has a time of day and the
-    days are equal ("2023-06-21" against "2023-06-21T06:20:00Z"), the order depends on the
-    timezone the date was meant in; FHIRPath calls that comparison empty and the reference
-    validator fails the constraint, and so does this check.
+    A partial date is the span of its calendar fields: "2020" is not after "2020-05-01". Two
+    values with times of day are instants. A date compared with a time of day has no timezone of
+    its own (R4 §2.24.0.1), so the check must hold whatever zone, from UTC-12:00 to UTC+14:00, the
+    date was meant in: "2023-06-21" can begin after 2023-06-21T06:20:00Z, as the reference
+    validator also reports, while 2023-06-21T06:20:00Z always ends before "2023-06-21" does.
     """
     start_match, end_match = _DATE_TIME.fullmatch(start), _DATE_TIME.fullmatch(end)
     if start_match is None or end_match is None:
         return False
-    start_time, end_time = start_match.group(4), end_match.group(4)
-    if start_time and end_time:
-        start_moment, end_moment = _moment(start), _moment(end)
-        return start_moment is not None and end_moment is not None and start_moment > end_moment
-    start_fields, end_fields = _calendar_fields(start_match), _calendar_fields(end_match)
-    common = min(len(start_fields), len(end_fields))
-    if start_fields[:common] != end_fields[:common]:
-        return start_fields[:common] > end_fields[:common]
-    return bool(start_time) != bool(end_time)
-
-
-def _calendar_fields(match: re.Match[str]) -> tuple[int, ...]:
-    return tuple(int(field) for field in match.groups()[:3] if field is not None)
-
-
-def _moment(value: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(value)
-    except ValueError:  # a leap second, or a date fhir.resources reports as invalid
-        return None
+        if start_match.group(4) and end_match.group(4):
+            return datetime.fromisoformat(start) > datetime.fromisoformat(end)
+        if not start_match.group(4) and not end_match.group(4):
+            return _first_day(start_match) > _last_day(end_match)
+        earliest_start = (
+            datetime.fromisoformat(start)
+            if start_match.group(4)
+            else datetime.combine(_first_day(start_match), time(), _LATEST_ZONE)
+        )
+        latest_end = (
+            datetime.fromisoformat(end)
+            if end_match.group(4)
+            else datetime.combine(_last_day(end_match), time.max, _EARLIEST_ZONE)
+        )
+    except ValueError:  # an impossible date or a leap second, which fhir.resources reports
+        return False
+    return earliest_start > latest_end
+
+
+def _first_day(match: re.Match[str]) -> date:
+    year, month, day = match.group(1, 2, 3)
+    return date(int(year), int(month or 1), int(day or 1))
+
+
+def _last_day(match: re.Match[str]) -> date:
+    year, month, day = match.group(1, 2, 3)
+    if day:
+        return date(int(year), int(month), int(day))
+    last_month = int(month or 12)
+    return date(int(year), last_month, monthrange(int(year), last_month)[1])
 
 
 def extensions(tree: Tree) -> Iterator[Issue]:

@@ -54,7 +54,9 @@ def care_plan(patient_ref: str, status: str = "active", **extra: Any) -> dict[st
     )
 
 
-def service_request(patient_ref: str, placer: str = "REF-1", **extra: Any) -> dict[str, Any]:
+def service_request(
+    patient_ref: str, placer: str = "REF-1", requester: str | None = None, **extra: Any
+) -> dict[str, Any]:
     return _without_nones(
         {
             "resourceType": "ServiceRequest",
@@ -63,6 +65,7 @@ def service_request(patient_ref: str, placer: str = "REF-1", **extra: Any) -> di
             "intent": "order",
             "subject": {"reference": patient_ref},
             "authoredOn": "2026-02-01T10:15:00Z",
+            "requester": {"reference": requester} if requester else None,
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "385828006"}]},
             **extra,
         }
@@ -70,7 +73,11 @@ def service_request(patient_ref: str, placer: str = "REF-1", **extra: Any) -> di
 
 
 def task(
-    focus_ref: str, patient_ref: str, status: str = "requested", **extra: Any
+    focus_ref: str,
+    patient_ref: str,
+    status: str = "requested",
+    requester: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     return _without_nones(
         {
@@ -86,6 +93,7 @@ def task(
             "for": {"reference": patient_ref},
             "authoredOn": "2026-02-01T10:15:00Z",
             "lastModified": "2026-02-01T10:15:00Z",
+            "requester": {"reference": requester} if requester else None,
             **extra,
         }
     )

@@ -3,22 +3,28 @@ the app over it, and the external corpora."""
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from interop.app import create_app
+from interop.services.partners import NewPartner, PartnerService
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.migrate import upgrade
+from tests.keys import ClientKey, assertion, rsa_key, token_form
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHARED = REPOSITORY.parent / "shared"
 CORPORA = SHARED / "corpora"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
-_POSTGRES_TABLES = "resource_version, search_index, resource"
+_POSTGRES_TABLES = (
+    "resource_version, search_index, resource, partner, used_assertion, staff_session, staff_user"
+)
 
 
 def corpus(*parts: str) -> Path:
@@ -61,6 +67,59 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def anonymous(settings: Settings) -> Iterator[TestClient]:
+    """The app over the test's database, without credentials."""
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@dataclass(frozen=True)
+class RegisteredPartner:
+    client_id: str
+    organization: str
+    key: ClientKey
+
+
+def register_partner(
+    client: TestClient,
+    scope: str = "system/*.cruds",
+    name: str = "Harbor Detox Unit",
+    **flags: bool,
+) -> RegisteredPartner:
+    """A partner registered through the service, with a key generated here."""
+    key = rsa_key()
+    service: PartnerService = client.app.state.partners  # type: ignore[attr-defined]
+    partner = service.register(
+        NewPartner(
+            name=name,
+            identifiers=[("urn:oid:2.16.840.1.113883.3.9999.10", name)],
+            scopes=scope,
+            jwks=key.jwks(),
+            **flags,
+        )
+    )
+    return RegisteredPartner(partner.client_id, partner.organization, key)
+
+
+def bearer(
+    client: TestClient, partner: RegisteredPartner, scope: str = "system/*.cruds", **claims: Any
+) -> str:
+    """An access token from the real token endpoint."""
+    signed = assertion(partner.key, partner.client_id, "http://testserver/auth/token", **claims)
+    response = client.post("/auth/token", data=token_form(signed, scope))
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return f"Bearer {token}"
+
+
+@pytest.fixture
+def harness(anonymous: TestClient) -> RegisteredPartner:
+    """The program's own EHR, which the `client` fixture acts as (isolation does not apply)."""
+    return register_partner(anonymous, name="Test Harness EHR", first_party=True)
+
+
+@pytest.fixture
+def client(anonymous: TestClient, harness: RegisteredPartner) -> TestClient:
+    """The app, authenticated as a partner granted every system scope."""
+    anonymous.headers["Authorization"] = bearer(anonymous, harness)
+    return anonymous

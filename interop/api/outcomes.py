@@ -23,8 +23,10 @@ from interop.api.formats import (
     response_format,
 )
 from interop.api.responses import FhirResponse
+from interop.api.security import CsrfRejected, StaffUnauthenticated
 from interop.services.errors import ServiceError, TransactionFailed
-from interop.services.outcomes import outcome, outcome_of, status_of
+from interop.services.outcomes import REASONS, outcome, outcome_of, status_of
+from interop.services.tokens import TokenRefused, Unauthenticated
 from mappings.errors import FhirContentError, Issue
 
 logger = logging.getLogger("interop.api")
@@ -38,6 +40,10 @@ _ISSUE_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 41
 
 
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Unauthenticated, _unauthenticated)
+    app.add_exception_handler(TokenRefused, _token_refused)
+    app.add_exception_handler(StaffUnauthenticated, _staff_unauthenticated)
+    app.add_exception_handler(CsrfRejected, _csrf_rejected)
     app.add_exception_handler(ServiceError, _typed_error)
     app.add_exception_handler(FhirContentError, _typed_error)
     app.add_exception_handler(TransactionFailed, _typed_error)
@@ -67,7 +73,39 @@ def problem(status: int, title: str, detail: str) -> Response:
 
 async def _typed_error(request: Request, error: Exception) -> Response:
     status = _HTTP_ONLY.get(type(error)) or status_of(error)
+    if not is_fhir_request(request):
+        detail = error.message if isinstance(error, ServiceError) else str(error)
+        return problem(status, REASONS.get(status, "Error"), detail)
     return fhir_error(request, status, outcome_of(error))
+
+
+async def _unauthenticated(request: Request, error: Exception) -> Response:
+    """401 with the Bearer challenge of RFC 6750 §3; the body says nothing about the data."""
+    response = fhir_error(request, 401, outcome(Issue("error", "login", str(error))))
+    response.headers["WWW-Authenticate"] = 'Bearer realm="fhir", error="invalid_token"'
+    return response
+
+
+async def _token_refused(_request: Request, error: Exception) -> Response:
+    """OAuth 2.0 error response (RFC 6749 §5.2)."""
+    assert isinstance(error, TokenRefused)
+    body = {"error": error.error, "error_description": error.description}
+    headers = {"Cache-Control": "no-store"}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="token"'
+    return Response(
+        orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers
+    )
+
+
+async def _staff_unauthenticated(_request: Request, _error: Exception) -> Response:
+    return problem(401, "Unauthorized", "sign in at /auth/login first")
+
+
+async def _csrf_rejected(_request: Request, _error: Exception) -> Response:
+    return problem(
+        403, "CSRF check failed", "send the session's CSRF token in the X-CSRF-Token header"
+    )
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

@@ -8,9 +8,9 @@ in a savepoint, and reports each entry's own status.
 """
 
 import uuid
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -20,7 +20,12 @@ from sqlmodel import Session
 from interop.services import bundle_builder as bb
 from interop.services.errors import InvalidRequest, ServiceError, TransactionFailed
 from interop.services.outcomes import outcome_of, status_line, status_of
-from interop.services.resources import ResourceOperations, WriteOutcome, check_type
+from interop.services.resources import (
+    ResourceOperations,
+    WriteGuard,
+    WriteOutcome,
+    check_type,
+)
 from interop.services.search_parser import Paging
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant
@@ -29,6 +34,17 @@ from mappings.errors import FhirContentError
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 _T = TypeVar("_T")
+_PERMISSIONS = {"GET": "r", "HEAD": "r", "POST": "c", "PUT": "u", "DELETE": "d"}
+
+Authorizer = Callable[[str, str], None]
+"""Raises Forbidden unless the requester may do permission (c r u d s) on the resource type."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    base_url: str
+    authorize: Authorizer
+    guard: WriteGuard | None
 
 
 @dataclass
@@ -54,46 +70,55 @@ class BundleService:
         self._engine = engine
         self._paging = paging
 
-    def process(self, bundle: dict[str, Any], *, base_url: str) -> dict[str, Any]:
+    def process(
+        self,
+        bundle: dict[str, Any],
+        *,
+        base_url: str,
+        authorize: Authorizer,
+        guard: WriteGuard | None = None,
+    ) -> dict[str, Any]:
+        """Run the Bundle; `authorize` checks each entry's interaction against the scopes."""
         if bundle.get("resourceType") != "Bundle":
             raise InvalidRequest("POST to the base URL takes a Bundle of type transaction or batch")
         kind = bundle.get("type")
         raw_entries = bundle.get("entry", [])
         if not isinstance(raw_entries, list):
             raise InvalidRequest("Bundle.entry must be an array")
+        context = _Context(base_url, authorize, guard)
         if kind == "transaction":
-            return self._transaction(raw_entries, base_url)
+            return self._transaction(raw_entries, context)
         if kind == "batch":
-            return self._batch(raw_entries, base_url)
+            return self._batch(raw_entries, context)
         raise InvalidRequest(f"Bundle.type must be transaction or batch, not {str(kind)[:20]!r}")
 
-    def _transaction(self, raw_entries: list[Any], base_url: str) -> dict[str, Any]:
+    def _transaction(self, raw_entries: list[Any], context: _Context) -> dict[str, Any]:
         entries = [
-            _guarded(index, partial(_parse_entry, index, raw))
+            _guarded(index, partial(_authorized_entry, index, raw, context.authorize))
             for index, raw in enumerate(raw_entries)
         ]
         _refuse_duplicates(entries)
         responses: dict[int, dict[str, Any]] = {}
         with unit_of_work(self._engine) as session:
-            operations = self._operations(session)
-            references = self._plan_references(operations, entries, base_url)
+            operations = self._operations(session, context.guard)
+            references = self._plan_references(operations, entries, context.base_url)
             for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
                 if entry.resource is not None:
                     _guarded(entry.index, partial(_rewrite, entry, references))
                 responses[entry.index] = _guarded(
-                    entry.index, partial(self._execute, operations, entry, base_url)
+                    entry.index, partial(self._execute, operations, entry, context.base_url)
                 )
         ordered = [responses[index] for index in range(len(entries))]
         return bb.bundle("transaction-response", entry=ordered)
 
-    def _batch(self, raw_entries: list[Any], base_url: str) -> dict[str, Any]:
+    def _batch(self, raw_entries: list[Any], context: _Context) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
         with Session(
             self._engine.execution_options(interop_writes=True), expire_on_commit=False
         ) as session:
-            operations = self._operations(session)
+            operations = self._operations(session, context.guard)
             for index, raw in enumerate(raw_entries):
-                results.append(self._batch_entry(session, operations, index, raw, base_url))
+                results.append(self._batch_entry(session, operations, index, raw, context))
         return bb.bundle("batch-response", entry=results)
 
     def _batch_entry(
@@ -102,13 +127,13 @@ class BundleService:
         operations: ResourceOperations,
         index: int,
         raw: Any,
-        base_url: str,
+        context: _Context,
     ) -> dict[str, Any]:
         """One entry in its own transaction; its failure is its response, not the batch's."""
         try:
             with session.begin():
-                entry = _parse_entry(index, raw)
-                return self._execute(operations, entry, base_url)
+                entry = _authorized_entry(index, raw, context.authorize)
+                return self._execute(operations, entry, context.base_url)
         except (ServiceError, FhirContentError) as error:
             return {
                 "response": {"status": status_line(status_of(error)), "outcome": outcome_of(error)}
@@ -179,8 +204,8 @@ class BundleService:
             stored = operations.read(entry.resource_type, entry.resource_id)
         return bb.search_entry(base_url, stored, "match")["resource"]
 
-    def _operations(self, session: Session) -> ResourceOperations:
-        return ResourceOperations(ResourceRepository(session), self._paging)
+    def _operations(self, session: Session, guard: WriteGuard | None) -> ResourceOperations:
+        return ResourceOperations(ResourceRepository(session), self._paging, guard)
 
 
 def _guarded(index: int, action: Callable[[], _T]) -> _T:
@@ -189,6 +214,14 @@ def _guarded(index: int, action: Callable[[], _T]) -> _T:
         return action()
     except (ServiceError, FhirContentError) as error:
         raise TransactionFailed(index, error) from None
+
+
+def _authorized_entry(index: int, raw: Any, authorize: Authorizer) -> _Entry:
+    """The parsed entry, once the requester's scopes allow its interaction."""
+    entry = _parse_entry(index, raw)
+    searching = entry.method in ("GET", "HEAD") and entry.resource_id is None
+    authorize(entry.resource_type, "s" if searching else _PERMISSIONS[entry.method])
+    return entry
 
 
 def _parse_entry(index: int, raw: Any) -> _Entry:

@@ -4,6 +4,7 @@ ServiceError
 ├── InvalidRequest        the request itself is wrong (bad id, bad search value...)
 ├── ResourceNotFound      nothing with that type, id or version
 ├── ResourceGone          it existed and was deleted
+├── Forbidden             the requester may not do this (scope, or partner isolation)
 ├── VersionConflict       another writer got there first
 ├── PreconditionFailed    If-Match / If-None-Exist did not hold
 └── TransactionFailed     one entry of a transaction failed; nothing was written
@@ -34,6 +35,10 @@ class ResourceNotFound(ServiceError):
 
 class ResourceGone(ServiceError):
     issue_code = "deleted"
+
+
+class Forbidden(ServiceError):
+    issue_code = "forbidden"
 
 
 class VersionConflict(ServiceError):

@@ -7,6 +7,7 @@ it, so a failure reads the same whichever way it was requested.
 from typing import Any
 
 from interop.services.errors import (
+    Forbidden,
     InvalidRequest,
     PreconditionFailed,
     ResourceGone,
@@ -28,6 +29,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnknownResourceType, 400),
     (InvalidResource, 422),
     (InvalidRequest, 400),
+    (Forbidden, 403),
     (ResourceNotFound, 404),
     (ResourceGone, 410),
     (VersionConflict, 409),

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
@@ -38,6 +38,12 @@ _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _MAX_INCLUDE_ROUNDS = 4
 
 
+class WriteGuard(Protocol):
+    """Decides whether the requester may write this resource (partner isolation)."""
+
+    def check(self, resource_type: str, old: bytes | None, new: dict[str, Any] | None) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
     stored: StoredVersion
@@ -58,9 +64,12 @@ def check_id(resource_id: str) -> None:
 class ResourceOperations:
     """The interactions, inside the caller's unit of work."""
 
-    def __init__(self, repository: ResourceRepository, paging: Paging) -> None:
+    def __init__(
+        self, repository: ResourceRepository, paging: Paging, guard: WriteGuard | None = None
+    ) -> None:
         self._repository = repository
         self._paging = paging
+        self._guard = guard
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         check_type(resource_type)
@@ -101,6 +110,8 @@ class ResourceOperations:
         check_type(resource_type)
         _check_body_type(resource_type, resource)
         fhir.validate(resource)
+        if self._guard is not None:
+            self._guard.check(resource_type, None, resource)
         if if_none_exist is not None:
             existing = self.conditional_match(resource_type, if_none_exist, base_url)
             if existing is not None:
@@ -127,6 +138,8 @@ class ResourceOperations:
             )
         fhir.validate(resource)
         row = self._repository.current(resource_type, resource_id, lock=True)
+        if self._guard is not None:
+            self._guard.check(resource_type, row.content if row is not None else None, resource)
         if if_match is not None:
             _check_if_match(row, if_match)
         version_id = 1 if row is None else row.version_id + 1
@@ -142,6 +155,8 @@ class ResourceOperations:
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         if row.deleted:
             return
+        if self._guard is not None:
+            self._guard.check(resource_type, row.content, None)
         stored = StoredVersion(
             resource_type, resource_id, row.version_id + 1, now_ms(), "DELETE", None
         )
@@ -299,9 +314,10 @@ class ResourceService:
         *,
         base_url: str,
         if_none_exist: str | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteOutcome:
         with unit_of_work(self._engine) as session:
-            return self._operations(session).create(
+            return self._operations(session, guard).create(
                 resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
             )
 
@@ -312,9 +328,10 @@ class ResourceService:
         resource: dict[str, Any],
         *,
         if_match: str | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteOutcome:
         with unit_of_work(self._engine) as session:
-            return self._operations(session).update(
+            return self._operations(session, guard).update(
                 resource_type, resource_id, resource, if_match=if_match
             )
 
@@ -329,9 +346,11 @@ class ResourceService:
             return outcome(*invalid.issues)
         return outcome(Issue("information", "informational", "no errors found"))
 
-    def delete(self, resource_type: str, resource_id: str) -> None:
+    def delete(
+        self, resource_type: str, resource_id: str, *, guard: WriteGuard | None = None
+    ) -> None:
         with unit_of_work(self._engine) as session:
-            self._operations(session).delete(resource_type, resource_id)
+            self._operations(session, guard).delete(resource_type, resource_id)
 
     def search(
         self,
@@ -359,8 +378,8 @@ class ResourceService:
                 resource_type, resource_id, params, base_url=base_url
             )
 
-    def _operations(self, session: Any) -> ResourceOperations:
-        return ResourceOperations(ResourceRepository(session), self._paging)
+    def _operations(self, session: Any, guard: WriteGuard | None = None) -> ResourceOperations:
+        return ResourceOperations(ResourceRepository(session), self._paging, guard)
 
 
 def _current(row: ResourceRow) -> StoredVersion:

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, false, func, select
 from sqlmodel import Session
 
 from interop.store import search
@@ -152,7 +152,7 @@ class ResourceRepository:
             targets.setdefault(row.resource_type, []).append(row.resource_id)
         statement = select(ResourceRow).where(
             RESOURCE.pk.in_(search.referencing(inclusion, targets)),
-            RESOURCE.deleted == False,
+            RESOURCE.deleted.is_(false()),
         )
         return list(self._session.execute(statement).scalars())
 
@@ -166,7 +166,7 @@ class ResourceRepository:
             statement = select(ResourceRow).where(
                 RESOURCE.resource_type == kind,
                 RESOURCE.resource_id.in_(ids),
-                RESOURCE.deleted == False,
+                RESOURCE.deleted.is_(false()),
             )
             rows.extend(self._session.execute(statement).scalars())
         return rows

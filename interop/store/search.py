@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, sele
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from interop.store.search_params import ParamType, SearchParam, normalize
-from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, ResourceRow
+from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE
 
 RESOURCE = RESOURCE_TABLE.c
 INDEX = INDEX_TABLE.c

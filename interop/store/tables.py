@@ -7,7 +7,6 @@ interop.store.search_params extract, one row per value.
 """
 
 from datetime import datetime
-
 from typing import Final
 
 from sqlalchemy import Column, Index, LargeBinary, Table, UniqueConstraint
@@ -74,6 +73,65 @@ class SearchIndexRow(SQLModel, table=True):
     norm: str | None = Field(default=None, max_length=2048)
     lo: datetime | None = None
     hi: datetime | None = None
+
+
+class PartnerRow(SQLModel, table=True):
+    """A registered partner system: its OAuth client, keys, grants and what it is in law."""
+
+    __tablename__ = "partner"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    client_id: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    organization_id: str = Field(max_length=64, index=True)
+    scopes: str = Field(max_length=2000)
+    jwks: str | None = Field(default=None, max_length=100_000)
+    jwks_url: str | None = Field(default=None, max_length=2000)
+    part2_program: bool = False
+    covered_entity: bool = False
+    first_party: bool = False
+    enabled: bool = True
+    created_at: datetime
+
+
+class UsedAssertionRow(SQLModel, table=True):
+    """A client assertion's jti, kept until the assertion expires, so it is never accepted twice."""
+
+    __tablename__ = "used_assertion"
+    __table_args__ = (UniqueConstraint("client_id", "jti", name="uq_used_assertion"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    client_id: str = Field(max_length=64)
+    jti: str = Field(max_length=256)
+    expires_at: datetime = Field(index=True)
+
+
+class StaffUserRow(SQLModel, table=True):
+    """A person: case manager, compliance officer or administrator."""
+
+    __tablename__ = "staff_user"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=200, unique=True)
+    password_hash: str | None = Field(default=None, max_length=512)
+    role: str = Field(max_length=32)
+    programs: str = Field(default="", max_length=4000)
+    enabled: bool = True
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    created_at: datetime
+
+
+class StaffSessionRow(SQLModel, table=True):
+    """A signed-in browser session; only the hash of its cookie value is stored."""
+
+    __tablename__ = "staff_session"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    csrf_token: str = Field(max_length=64)
+    user_pk: int = Field(foreign_key="staff_user.pk", index=True, ondelete="CASCADE")
+    expires_at: datetime
 
 
 RESOURCE_TABLE: Final[Table] = ResourceRow.__table__  # type: ignore[attr-defined]

@@ -5,12 +5,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from interop.services.partners import NewPartner, PartnerService
+from interop.store.database import make_engine
+from interop.store.migrate import upgrade
 from tests.conftest import REPOSITORY
+from tests.keys import ClientKey, assertion, rsa_key, token_form
 
 
 def free_port() -> int:
@@ -35,9 +40,45 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) ->
     raise RuntimeError(f"the server did not answer within 30 s:\n{log.read_text()[-2000:]}")
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    base: str  # the FHIR base URL
+    authorization: str  # "Bearer ..." for a partner granted system/*.cruds
+    organization: str  # that partner's Organization reference
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": self.authorization, "Content-Type": "application/fhir+json"}
+
+
+def _register(database_url: str) -> tuple[str, str, ClientKey]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    key = rsa_key()
+    partner = PartnerService(engine).register(
+        NewPartner(
+            name="E2E Partner",
+            identifiers=[("urn:oid:2.16.840.1.113883.3.9999.10", "e2e")],
+            scopes="system/*.cruds",
+            jwks=key.jwks(),
+            first_party=True,
+        )
+    )
+    engine.dispose()
+    return partner.client_id, partner.organization, key
+
+
+def _token(root: str, client_id: str, key: ClientKey) -> str:
+    signed = assertion(key, client_id, f"{root}/auth/token")
+    response = httpx.post(f"{root}/auth/token", data=token_form(signed, "system/*.cruds"))
+    response.raise_for_status()
+    return f"Bearer {response.json()['access_token']}"
+
+
 @pytest.fixture
-def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """The base URL of `interop serve` running as its own process."""
+def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """`interop serve` running as its own process, and a partner's token for it."""
+    client_id, organization, key = _register(database_url)
     port = free_port()
     log = tmp_path / "server.log"
     with log.open("wb") as output:
@@ -56,10 +97,10 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    base = f"http://127.0.0.1:{port}/fhir"
+    root = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(f"{base}/metadata", process, log)
-        yield base
+        wait_until_serving(f"{root}/fhir/metadata", process, log)
+        yield LiveServer(f"{root}/fhir", _token(root, client_id, key), organization)
     finally:
         process.terminate()
         process.wait(timeout=10)

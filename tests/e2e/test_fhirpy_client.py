@@ -7,12 +7,13 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import MultipleResourcesFound, ResourceNotFound
 
 from tests.builders import MRN, patient, service_request, task
+from tests.e2e.conftest import LiveServer
 
 pytestmark = pytest.mark.e2e
 
 
-def test_create_read_search_and_page(live_server: str) -> None:
-    client = SyncFHIRClient(live_server)
+def test_create_read_search_and_page(live_server: LiveServer) -> None:
+    client = SyncFHIRClient(live_server.base, authorization=live_server.authorization)
     created = [
         client.resource("Patient", **patient(mrn=f"E2E-{n}", family=f"Pagewalker{n}"))
         for n in range(12)
@@ -29,22 +30,26 @@ def test_create_read_search_and_page(live_server: str) -> None:
         client.reference("Patient", "nobody-here").to_resource()
 
 
-def test_update_with_a_stale_version_is_refused(live_server: str) -> None:
-    client = SyncFHIRClient(live_server)
+def test_update_with_a_stale_version_is_refused(live_server: LiveServer) -> None:
+    client = SyncFHIRClient(live_server.base, authorization=live_server.authorization)
     resource = client.resource("Patient", **patient(family="Versioned"))
     resource.save()
     resource["active"] = True
     resource.save()
     assert resource["meta"]["versionId"] == "2"
-    stale = SyncFHIRClient(live_server, extra_headers={"If-Match": 'W/"1"'})
+    stale = SyncFHIRClient(
+        live_server.base,
+        authorization=live_server.authorization,
+        extra_headers={"If-Match": 'W/"1"'},
+    )
     with pytest.raises(MultipleResourcesFound) as refused:  # fhirpy's name for any 412
         stale.resource("Patient", **{**resource.serialize(), "active": False}).save()
     assert "current version is 2" in str(refused.value)
     assert client.reference("Patient", resource.id).to_resource()["active"] is True
 
 
-def test_transaction_through_the_client(live_server: str) -> None:
-    client = SyncFHIRClient(live_server)
+def test_transaction_through_the_client(live_server: LiveServer) -> None:
+    client = SyncFHIRClient(live_server.base, authorization=live_server.authorization)
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -56,13 +61,17 @@ def test_transaction_through_the_client(live_server: str) -> None:
             },
             {
                 "fullUrl": "urn:uuid:aaaa0000-0000-4000-8000-000000000002",
-                "resource": service_request("urn:uuid:aaaa0000-0000-4000-8000-000000000001"),
+                "resource": service_request(
+                    "urn:uuid:aaaa0000-0000-4000-8000-000000000001",
+                    requester=live_server.organization,
+                ),
                 "request": {"method": "POST", "url": "ServiceRequest"},
             },
             {
                 "resource": task(
                     "urn:uuid:aaaa0000-0000-4000-8000-000000000002",
                     "urn:uuid:aaaa0000-0000-4000-8000-000000000001",
+                    requester=live_server.organization,
                 ),
                 "request": {"method": "POST", "url": "Task"},
             },

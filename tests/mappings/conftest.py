@@ -7,15 +7,24 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 CORPORA = SHARED / "corpora"
-VALID_FOLDERS = (("fhir-r4-examples",), ("fhir-r4-examples", "extras"), ("fhir-r4-examples", "ds4p-ig"))
+VALID_FOLDERS = (
+    ("fhir-r4-examples",),
+    ("fhir-r4-examples", "extras"),
+    ("fhir-r4-examples", "ds4p-ig"),
+)
+
+
+def absent(path: Path, values: int = 1) -> Any:
+    """A param that skips its test, saying which corpus path is missing."""
+    reason = f"external corpus {path} is absent (it lives in ../shared beside the repository)"
+    return pytest.param(*[None] * values, marks=pytest.mark.skip(reason=reason))
 
 
 def corpus_params(*folders: tuple[str, ...], pattern: str = "*.json") -> list[Any]:
     """The files of corpus folders as pytest params, or one skipped param saying why."""
-    missing = [CORPORA.joinpath(*folder) for folder in folders if not CORPORA.joinpath(*folder).is_dir()]
-    if missing:
-        reason = f"external corpus {missing[0]} is absent (it lives in ../shared beside the repository)"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
+    for folder in folders:
+        if not CORPORA.joinpath(*folder).is_dir():
+            return [absent(CORPORA.joinpath(*folder))]
     files = [
         path
         for folder in folders
@@ -28,3 +37,13 @@ def corpus_params(*folders: tuple[str, ...], pattern: str = "*.json") -> list[An
 def valid_examples() -> list[Any]:
     """Every official R4 example, related type and DS4P example the corpus holds."""
     return corpus_params(*VALID_FOLDERS)
+
+
+def example(name: str, folder: str = "fhir-r4-examples") -> Path:
+    """One corpus file; the calling test skips, saying why, when the corpus is absent."""
+    path = CORPORA / folder / name
+    if not path.is_file():
+        pytest.skip(
+            f"external corpus {path} is absent (it lives in ../shared beside the repository)"
+        )
+    return path

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -16,11 +16,26 @@ from interop.api.deps import (
 )
 from interop.api.formats import Format
 from interop.api.responses import FhirResponse, version_headers
+from interop.api.security import (
+    RequesterDep,
+    requires,
+    scope_authorizer,
+    system_reader,
+    write_guard,
+)
+from interop.auth.requester import Requester
 from interop.services.outcomes import outcome
 from interop.services.resources import WriteOutcome
 from mappings.errors import Issue
 
 router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
+
+Reader = Annotated[Requester, Depends(requires("r"))]
+Searcher = Annotated[Requester, Depends(requires("s"))]
+Creator = Annotated[Requester, Depends(requires("c"))]
+Updater = Annotated[Requester, Depends(requires("u"))]
+Deleter = Annotated[Requester, Depends(requires("d"))]
+SystemReader = Annotated[Requester, Depends(system_reader)]
 
 FHIR_MEDIA: dict[str, dict[str, Any]] = {"application/fhir+json": {}, "application/fhir+xml": {}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -36,15 +51,21 @@ def capabilities(request: Request, fmt: FormatDep) -> FhirResponse:
 
 @router.post("", operation_id="fhir_transaction", responses=RESPONSES)
 def transaction(
-    bundles: BundlesDep, body: BodyDep, fmt: FormatDep, base: BaseUrlDep
+    bundles: BundlesDep, body: BodyDep, fmt: FormatDep, base: BaseUrlDep, requester: RequesterDep
 ) -> FhirResponse:
-    """Process a transaction or batch Bundle (R4 §3.1.0.11)."""
-    return FhirResponse(bundles.process(body, base_url=base), fmt=fmt)
+    """Process a transaction or batch Bundle (R4 §3.1.0.11); each entry is authorized."""
+    result = bundles.process(
+        body,
+        base_url=base,
+        authorize=scope_authorizer(requester),
+        guard=write_guard(requester, base),
+    )
+    return FhirResponse(result, fmt=fmt)
 
 
 @router.get("/_history", operation_id="fhir_history_system", responses=RESPONSES)
 def history_system(
-    request: Request, resources: ResourcesDep, fmt: FormatDep, base: BaseUrlDep
+    request: Request, resources: ResourcesDep, fmt: FormatDep, base: BaseUrlDep, _: SystemReader
 ) -> FhirResponse:
     """Every change to every resource, newest first (R4 §3.1.0.10)."""
     params = list(request.query_params.multi_items())
@@ -59,6 +80,7 @@ def search(
     fmt: FormatDep,
     base: BaseUrlDep,
     strict: StrictDep,
+    _: Searcher,
 ) -> FhirResponse:
     """Search by GET (R4 §3.1.0.9)."""
     params = list(request.query_params.multi_items())
@@ -74,6 +96,7 @@ async def search_post(
     fmt: FormatDep,
     base: BaseUrlDep,
     strict: StrictDep,
+    _: Searcher,
 ) -> FhirResponse:
     """Search by POST, form-encoded: for criteria too long, or too private, for a URL."""
     form: FormData = await request.form()
@@ -93,11 +116,18 @@ def create(
     body: BodyDep,
     fmt: FormatDep,
     base: BaseUrlDep,
+    requester: Creator,
     if_none_exist: Annotated[str | None, Header()] = None,
     prefer: Annotated[str | None, Header()] = None,
 ) -> FhirResponse:
     """Create with a server-assigned id; conditional with If-None-Exist (R4 §3.1.0.7-8)."""
-    written = resources.create(resource_type, body, base_url=base, if_none_exist=if_none_exist)
+    written = resources.create(
+        resource_type,
+        body,
+        base_url=base,
+        if_none_exist=if_none_exist,
+        guard=write_guard(requester, base),
+    )
     return _written(written, fmt, base, prefer)
 
 
@@ -116,6 +146,7 @@ def history_type(
     resources: ResourcesDep,
     fmt: FormatDep,
     base: BaseUrlDep,
+    _: Searcher,
 ) -> FhirResponse:
     params = list(request.query_params.multi_items())
     return FhirResponse(resources.history(resource_type, None, params, base_url=base), fmt=fmt)
@@ -138,11 +169,14 @@ def update(
     body: BodyDep,
     fmt: FormatDep,
     base: BaseUrlDep,
+    requester: Updater,
     if_match: Annotated[str | None, Header()] = None,
     prefer: Annotated[str | None, Header()] = None,
 ) -> FhirResponse:
     """Update, or create with the client's id; If-Match prevents lost updates (R4 §3.1.0.4)."""
-    written = resources.update(resource_type, resource_id, body, if_match=if_match)
+    written = resources.update(
+        resource_type, resource_id, body, if_match=if_match, guard=write_guard(requester, base)
+    )
     return _written(written, fmt, base, prefer)
 
 
@@ -171,6 +205,7 @@ def history_instance(
     resources: ResourcesDep,
     fmt: FormatDep,
     base: BaseUrlDep,
+    _: Reader,
 ) -> FhirResponse:
     params = list(request.query_params.multi_items())
     bundle = resources.history(resource_type, resource_id, params, base_url=base)
@@ -183,7 +218,12 @@ def history_instance(
     responses=RESPONSES,
 )
 def vread(
-    resource_type: str, resource_id: str, version_id: str, resources: ResourcesDep, fmt: FormatDep
+    resource_type: str,
+    resource_id: str,
+    version_id: str,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    _: Reader,
 ) -> FhirResponse:
     """One version as it was (R4 §3.1.0.3)."""
     stored = resources.vread(resource_type, resource_id, version_id)

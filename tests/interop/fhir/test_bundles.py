@@ -5,6 +5,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.builders import MRN, care_plan, patient, service_request, task
+from tests.conftest import RegisteredPartner
 from tests.interop.fhir.test_crud import FHIR_JSON, create
 
 PATIENT_URN = "urn:uuid:6f2b6c8e-2f55-4d1c-9b8e-7a1a0c7d0001"
@@ -15,18 +16,20 @@ def post(client: TestClient, bundle: dict[str, Any]) -> Any:
     return client.post("/fhir", json=bundle, headers=FHIR_JSON)
 
 
-def referral_transaction(task_status: str = "requested") -> dict[str, Any]:
+def referral_transaction(requester: str, task_status: str = "requested") -> dict[str, Any]:
     return {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             {
                 "fullUrl": REFERRAL_URN,
-                "resource": service_request(PATIENT_URN),
+                "resource": service_request(PATIENT_URN, requester=requester),
                 "request": {"method": "POST", "url": "ServiceRequest"},
             },
             {
-                "resource": task(REFERRAL_URN, PATIENT_URN, status=task_status),
+                "resource": task(
+                    REFERRAL_URN, PATIENT_URN, status=task_status, requester=requester
+                ),
                 "request": {"method": "POST", "url": "Task"},
             },
             {
@@ -48,8 +51,10 @@ def total(client: TestClient, resource_type: str) -> int:
 
 
 class TestTransaction:
-    def test_urn_uuid_references_become_server_ids(self, client: TestClient) -> None:
-        response = post(client, referral_transaction())
+    def test_urn_uuid_references_become_server_ids(
+        self, client: TestClient, harness: RegisteredPartner
+    ) -> None:
+        response = post(client, referral_transaction(harness.organization))
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["type"] == "transaction-response"
@@ -65,17 +70,20 @@ class TestTransaction:
         assert found["total"] == 1
 
     def test_conditional_create_inside_a_transaction_links_to_the_existing(
-        self, client: TestClient
+        self, client: TestClient, harness: RegisteredPartner
     ) -> None:
         existing = create(client, patient(mrn="MRN-T"))
-        body = post(client, referral_transaction()).json()
+        body = post(client, referral_transaction(harness.organization)).json()
         assert body["entry"][2]["response"]["status"] == "200 OK"
         assert total(client, "Patient") == 1
         referral = client.get("/fhir/ServiceRequest").json()["entry"][0]["resource"]
         assert referral["subject"]["reference"] == f"Patient/{existing['id']}"
 
-    def test_a_failing_entry_leaves_the_store_as_it_was(self, client: TestClient) -> None:
-        response = post(client, referral_transaction(task_status="bogus"))
+    def test_a_failing_entry_leaves_the_store_as_it_was(
+        self, client: TestClient, harness: RegisteredPartner
+    ) -> None:
+        history_before = client.get("/fhir/_history").json()["total"]
+        response = post(client, referral_transaction(harness.organization, task_status="bogus"))
         assert response.status_code == 422
         outcome = response.json()
         assert outcome["resourceType"] == "OperationOutcome"
@@ -85,7 +93,7 @@ class TestTransaction:
             total(client, "ServiceRequest"),
             total(client, "Task"),
         ) == (0, 0, 0)
-        assert client.get("/fhir/_history").json()["total"] == 0
+        assert client.get("/fhir/_history").json()["total"] == history_before
 
     def test_unresolved_urn_is_refused(self, client: TestClient) -> None:
         bundle = {

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.builders import MRN, PLACER, care_plan, organization, patient, service_request, task
+from tests.conftest import RegisteredPartner
 from tests.interop.fhir.test_crud import create
 
 
@@ -110,18 +111,24 @@ class TestDates:
 
 class TestReferences:
     def test_referral_task_by_focus_owner_and_patient(
-        self, client: TestClient, people: dict[str, str]
+        self, client: TestClient, people: dict[str, str], harness: RegisteredPartner
     ) -> None:
         pat = f"Patient/{people['kim']}"
         program = create(client, organization("Riverside Residential"))
         referral = create(
-            client, service_request(pat, performer=[{"reference": f"Organization/{program['id']}"}])
+            client,
+            service_request(
+                pat,
+                requester=harness.organization,
+                performer=[{"reference": f"Organization/{program['id']}"}],
+            ),
         )
         fulfil = create(
             client,
             task(
                 f"ServiceRequest/{referral['id']}",
                 pat,
+                requester=harness.organization,
                 owner={"reference": f"Organization/{program['id']}"},
                 businessStatus={"text": "awaiting review"},
             ),
@@ -150,10 +157,14 @@ class TestReferences:
         assert search(client, "CarePlan", patient=f"Patient/{people['kim']}")["total"] == 0
         assert search(client, "CarePlan", subject=remote)["total"] == 1
 
-    def test_include_and_revinclude(self, client: TestClient, people: dict[str, str]) -> None:
+    def test_include_and_revinclude(
+        self, client: TestClient, people: dict[str, str], harness: RegisteredPartner
+    ) -> None:
         pat = f"Patient/{people['ines']}"
-        referral = create(client, service_request(pat))
-        fulfil = create(client, task(f"ServiceRequest/{referral['id']}", pat))
+        referral = create(client, service_request(pat, requester=harness.organization))
+        fulfil = create(
+            client, task(f"ServiceRequest/{referral['id']}", pat, requester=harness.organization)
+        )
         found = search(client, "Task", _id=fulfil["id"], _include=["Task:focus", "Task:patient"])
         assert ids(found) == [fulfil["id"]]
         assert sorted(ids(found, "include")) == sorted([referral["id"], people["ines"]])

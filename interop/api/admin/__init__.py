@@ -1,0 +1,1 @@
+"""Administrator-only API: partner registrations."""

@@ -1,0 +1,1 @@
+"""SMART discovery, the token endpoint, and staff sign-in."""

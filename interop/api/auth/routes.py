@@ -1,0 +1,153 @@
+"""SMART Backend Services discovery and token endpoint; staff sign-in and sign-out."""
+
+import html
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Form, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from interop.api.deps import BaseUrlDep
+from interop.api.security import CSRF_HEADER, SESSION_COOKIE, staff_session
+from interop.auth.assertions import ALGORITHMS
+from interop.services.staff import LoginFailed, StaffService, StaffSession
+from interop.services.tokens import Endpoints, TokenService
+from interop.settings import Settings
+
+router = APIRouter(tags=["Authorization"])
+_LOGIN_CSRF_COOKIE = "interop_login_csrf"
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def endpoints(base: str) -> Endpoints:
+    """The token URL sits beside the FHIR base: https://host/auth/token for https://host/fhir."""
+    return Endpoints(token_url=base.removesuffix("/fhir") + "/auth/token", fhir_base=base)
+
+
+@router.get("/fhir/.well-known/smart-configuration", operation_id="smart_configuration")
+def smart_configuration(request: Request, base: BaseUrlDep) -> JSONResponse:
+    """SMART App Launch 2.x §"Conformance": what a backend client needs to obtain a token."""
+    return JSONResponse(
+        {
+            "issuer": base,
+            "token_endpoint": endpoints(base).token_url,
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
+            "grant_types_supported": ["client_credentials"],
+            "scopes_supported": [
+                "system/*.cruds",
+                "system/*.rs",
+                "system/*.read",
+                "system/*.write",
+            ],
+            "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        }
+    )
+
+
+@router.post("/auth/token", operation_id="token")
+async def token(request: Request, base: BaseUrlDep) -> JSONResponse:
+    """client_credentials with a private_key_jwt client assertion (RFC 6749 §4.4, RFC 7523)."""
+    form = await request.form()
+    fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    service: TokenService = request.app.state.tokens
+    issued = await run_in_threadpool(service.issue, fields, endpoints(base), datetime.now(UTC))
+    return JSONResponse(issued, headers=_NO_STORE)
+
+
+@router.get("/auth/login", operation_id="login_form", response_class=HTMLResponse)
+def login_form(request: Request) -> HTMLResponse:
+    """A sign-in form protected by a double-submit CSRF token."""
+    csrf = secrets.token_urlsafe(32)
+    page = _LOGIN_PAGE.format(csrf=html.escape(csrf))
+    response = HTMLResponse(page, headers=_NO_STORE)
+    _set_cookie(request, response, _LOGIN_CSRF_COOKIE, csrf, max_age=900)
+    return response
+
+
+@router.post("/auth/login", operation_id="login")
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1000)],
+    csrf_token: Annotated[str, Form(max_length=100)],
+) -> Response:
+    cookie = request.cookies.get(_LOGIN_CSRF_COOKIE)
+    if cookie is None or not secrets.compare_digest(cookie, csrf_token):
+        return _problem(403, "CSRF check failed", "reload the sign-in form and try again")
+    service: StaffService = request.app.state.staff
+    try:
+        session = service.login(username, password, datetime.now(UTC))
+    except LoginFailed:
+        return _problem(
+            401, "Sign-in failed", "the name or password is wrong, or the account is locked"
+        )
+    response = JSONResponse(
+        {
+            "username": session.principal.username,
+            "role": session.principal.role.value,
+            "csrf_token": session.csrf_token,
+        },
+        headers=_NO_STORE,
+    )
+    lifetime = int((session.expires_at - datetime.now(UTC)).total_seconds())
+    _set_cookie(request, response, SESSION_COOKIE, session.token, max_age=lifetime)
+    response.delete_cookie(_LOGIN_CSRF_COOKIE, path="/auth")
+    return response
+
+
+@router.get("/auth/session", operation_id="current_session")
+def current_session(session: Annotated[StaffSession, Depends(staff_session)]) -> dict[str, Any]:
+    """Who is signed in, and the CSRF token their unsafe requests must send as X-CSRF-Token."""
+    return {
+        "username": session.principal.username,
+        "role": session.principal.role.value,
+        "programs": list(session.principal.programs),
+        "csrf_token": session.csrf_token,
+        "csrf_header": CSRF_HEADER,
+    }
+
+
+@router.post("/auth/logout", operation_id="logout", status_code=204)
+def logout(request: Request, session: Annotated[StaffSession, Depends(staff_session)]) -> Response:
+    service: StaffService = request.app.state.staff
+    service.logout(session.token)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _set_cookie(
+    request: Request, response: Response, name: str, value: str, *, max_age: int
+) -> None:
+    settings: Settings = request.app.state.settings
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/auth" if name == _LOGIN_CSRF_COOKIE else "/",
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def _problem(status: int, title: str, detail: str) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/problem+json")
+
+
+_LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Recovery Interop: sign in</title></head>
+<body><main><h1>Sign in</h1>
+<form method="post" action="/auth/login">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<label>Name <input name="username" autocomplete="username" required></label>
+<label>Password
+<input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button>
+</form></main></body></html>
+"""

@@ -1,0 +1,1 @@
+"""Who is asking: SMART Backend Services tokens, scopes, staff accounts and roles."""

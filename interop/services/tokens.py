@@ -1,0 +1,169 @@
+"""The token endpoint and bearer-token checking of SMART Backend Services (SMART App Launch 2.x)."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from interop.auth import assertions, tokens
+from interop.auth.assertions import ASSERTION_TYPE, AssertionRejected
+from interop.auth.jwks import JwksFetcher
+from interop.auth.requester import Requester
+from interop.auth.scopes import InvalidScope, format_scopes, grant, parse_scopes
+from interop.services.partners import Partner, PartnerService
+from interop.store.database import unit_of_work
+from interop.store.tables import UsedAssertionRow
+
+
+class TokenRefused(Exception):
+    """An OAuth 2.0 error response (RFC 6749 §5.2): `error` code and HTTP status."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+class Unauthenticated(Exception):
+    """No valid bearer token: 401 with a WWW-Authenticate challenge."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    signing_key: bytes
+    access_token_lifetime: timedelta
+    assertion_max_lifetime_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    token_url: str
+    fhir_base: str
+
+
+class TokenService:
+    def __init__(
+        self,
+        engine: Engine,
+        partners: PartnerService,
+        fetcher: JwksFetcher,
+        policy: TokenPolicy,
+    ) -> None:
+        self._engine = engine
+        self._partners = partners
+        self._fetcher = fetcher
+        self._policy = policy
+
+    def issue(self, form: Mapping[str, str], endpoints: Endpoints, now: datetime) -> dict[str, Any]:
+        """client_credentials with a private_key_jwt assertion -> a short-lived access token."""
+        if form.get("grant_type") != "client_credentials":
+            raise TokenRefused("unsupported_grant_type", "only client_credentials is supported")
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise TokenRefused(
+                "invalid_client", f"client_assertion_type must be {ASSERTION_TYPE}", 401
+            )
+        assertion = form.get("client_assertion", "")
+        try:
+            verified, partner = self._authenticate_client(assertion, endpoints.token_url, now)
+        except AssertionRejected as rejected:
+            raise TokenRefused(rejected.error, rejected.description, 401) from None
+        scopes = self._granted_scopes(form.get("scope", ""), partner)
+        purposes = verified.purposes
+        emergency = verified.emergency if "ETREAT" in purposes else None
+        token, claims = tokens.issue(
+            client_id=partner.client_id,
+            organization=partner.organization,
+            scopes=scopes,
+            purposes=purposes,
+            emergency=emergency,
+            audience=endpoints.fhir_base,
+            key=self._policy.signing_key,
+            now=now,
+            lifetime=self._policy.access_token_lifetime,
+        )
+        return {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": int(self._policy.access_token_lifetime.total_seconds()),
+            "scope": format_scopes(claims.scopes),
+        }
+
+    def authenticate(self, authorization: str | None, fhir_base: str, now: datetime) -> Requester:
+        """The requester behind `Authorization: Bearer ...`; its partner must still be enabled."""
+        if authorization is None or not authorization.lower().startswith("bearer "):
+            raise Unauthenticated("a bearer access token is required")
+        try:
+            claims = tokens.verify(
+                authorization[7:].strip(), key=self._policy.signing_key, audience=fhir_base, now=now
+            )
+        except tokens.InvalidToken:
+            raise Unauthenticated("the access token is not valid") from None
+        partner = self._partners.find(claims.client_id)
+        if partner is None or not partner.enabled:
+            raise Unauthenticated("the access token's client is not enabled")
+        return Requester(
+            client_id=claims.client_id,
+            organization=claims.organization,
+            scopes=claims.scopes,
+            purposes=claims.purposes,
+            emergency=claims.emergency,
+            part2_program=partner.part2_program,
+            covered_entity=partner.covered_entity,
+            first_party=partner.first_party,
+        )
+
+    def _authenticate_client(
+        self, assertion: str, token_url: str, now: datetime
+    ) -> tuple[assertions.VerifiedAssertion, Partner]:
+        unverified = assertions.peek(assertion)
+        partner = self._partners.find(unverified.client_id)
+        if partner is None or not partner.enabled:
+            raise AssertionRejected("invalid_client", "unknown or disabled client")
+        jwks = partner.jwks
+        if jwks is None:
+            assert partner.jwks_url is not None
+            jwks = self._fetcher.get(partner.jwks_url, key_id=unverified.key_id)
+        verified = assertions.verify(
+            assertion,
+            unverified,
+            jwks,
+            token_url=token_url,
+            now=now,
+            max_lifetime_seconds=self._policy.assertion_max_lifetime_seconds,
+        )
+        self._remember(verified, now)
+        return verified, partner
+
+    def _remember(self, verified: assertions.VerifiedAssertion, now: datetime) -> None:
+        """Record the jti; a second use of it is a replay (RFC 7523 §3, SMART: jti not reused)."""
+        try:
+            with unit_of_work(self._engine) as session:
+                session.execute(
+                    delete(UsedAssertionRow).where(col(UsedAssertionRow.expires_at) < now)
+                )
+                session.add(
+                    UsedAssertionRow(
+                        client_id=verified.client_id,
+                        jti=verified.token_id,
+                        expires_at=verified.expires_at,
+                    )
+                )
+        except IntegrityError:
+            raise AssertionRejected(
+                "invalid_client", "this client assertion was already used"
+            ) from None
+
+    def _granted_scopes(self, requested: str, partner: Partner) -> tuple[Any, ...]:
+        try:
+            wanted = parse_scopes(requested)
+        except InvalidScope as error:
+            raise TokenRefused("invalid_scope", str(error)) from None
+        granted = grant(wanted, parse_scopes(partner.scopes))
+        if not granted:
+            raise TokenRefused("invalid_scope", "none of the requested scopes can be granted")
+        return granted

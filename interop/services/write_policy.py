@@ -1,0 +1,64 @@
+"""What a partner may write: isolation between partners sharing this service.
+
+A partner authors its own referrals (ServiceRequest.requester is its Organization), works the
+Tasks it requests or owns (REFERRALS.md: the requester and the owner share a Task), and never
+touches another partner's registration (Organizations tagged as partner registrations are
+written only by administrators, through the partner registry).
+"""
+
+from typing import Any
+
+import orjson
+
+from interop.auth.requester import Requester
+from interop.services.errors import Forbidden
+from interop.store.search_params import parse_reference
+
+REGISTRATION_TAG_CODE = (
+    "http://recovery-interop.example.org/fhir/CodeSystem/registration",
+    "partner",
+)
+
+
+class PartnerWriteGuard:
+    """Checks each create, update and delete a partner makes against what it may author."""
+
+    def __init__(self, requester: Requester, base_url: str) -> None:
+        self._organization = requester.organization
+        self._base_url = base_url.rstrip("/")
+
+    def check(self, resource_type: str, old: bytes | None, new: dict[str, Any] | None) -> None:
+        before = orjson.loads(old) if old is not None else None
+        for resource in (before, new):
+            if resource is not None and _is_registration(resource):
+                raise Forbidden("partner registrations are managed by administrators only")
+        if resource_type == "ServiceRequest":
+            self._require_party(before, new, ("requester",))
+        elif resource_type == "Task":
+            self._require_party(before, new, ("requester", "owner"))
+
+    def _require_party(
+        self, before: dict[str, Any] | None, after: dict[str, Any] | None, roles: tuple[str, ...]
+    ) -> None:
+        """Both the stored and the new version must name the partner in one of `roles`."""
+        for resource in (before, after):
+            if resource is not None and not any(
+                self._names_us(resource.get(role)) for role in roles
+            ):
+                raise Forbidden(f"a partner may write only where it is the {' or '.join(roles)}")
+
+    def _names_us(self, reference: Any) -> bool:
+        if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+            return False
+        text = reference["reference"].removeprefix(self._base_url + "/")
+        parsed = parse_reference(text)
+        return (
+            parsed is not None
+            and parsed[2] is None
+            and f"{parsed[0]}/{parsed[1]}" == self._organization
+        )
+
+
+def _is_registration(resource: dict[str, Any]) -> bool:
+    tags = resource.get("meta", {}).get("tag", [])
+    return any((tag.get("system"), tag.get("code")) == REGISTRATION_TAG_CODE for tag in tags)
