@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from interop.api import outcomes
 from interop.api.admin.routes import router as admin_router
 from interop.api.auth.routes import router as auth_router
+from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
 from interop.auth.jwks import JwksFetcher
 from interop.services.bundles import BundleService
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     outcomes.install(app)
     app.include_router(auth_router)
+    app.include_router(fhir_public_router)
     app.include_router(fhir_router)
     app.include_router(admin_router)
     return app

@@ -120,6 +120,7 @@ def harness(anonymous: TestClient) -> RegisteredPartner:
 
 @pytest.fixture
 def client(anonymous: TestClient, harness: RegisteredPartner) -> TestClient:
-    """The app, authenticated as a partner granted every system scope."""
-    anonymous.headers["Authorization"] = bearer(anonymous, harness)
-    return anonymous
+    """The same app, authenticated as a partner granted every system scope."""
+    authenticated = TestClient(anonymous.app)
+    authenticated.headers["Authorization"] = bearer(anonymous, harness)
+    return authenticated

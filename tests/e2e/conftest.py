@@ -45,6 +45,7 @@ class LiveServer:
     base: str  # the FHIR base URL
     authorization: str  # "Bearer ..." for a partner granted system/*.cruds
     organization: str  # that partner's Organization reference
+    log: Path  # everything the server process wrote
 
     @property
     def headers(self) -> dict[str, str]:
@@ -100,7 +101,7 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     root = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(f"{root}/fhir/metadata", process, log)
-        yield LiveServer(f"{root}/fhir", _token(root, client_id, key), organization)
+        yield LiveServer(f"{root}/fhir", _token(root, client_id, key), organization, log)
     finally:
         process.terminate()
         process.wait(timeout=10)

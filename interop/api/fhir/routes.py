@@ -18,6 +18,7 @@ from interop.api.formats import Format
 from interop.api.responses import FhirResponse, version_headers
 from interop.api.security import (
     RequesterDep,
+    authenticated,
     requires,
     scope_authorizer,
     system_reader,
@@ -28,7 +29,9 @@ from interop.services.outcomes import outcome
 from interop.services.resources import WriteOutcome
 from mappings.errors import Issue
 
-router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
+public_router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
+router = APIRouter(prefix="/fhir", tags=["FHIR R4"], dependencies=[Depends(authenticated)])
+"""Every interaction but metadata needs a valid token; each route adds the scope it needs."""
 
 Reader = Annotated[Requester, Depends(requires("r"))]
 Searcher = Annotated[Requester, Depends(requires("s"))]
@@ -36,6 +39,7 @@ Creator = Annotated[Requester, Depends(requires("c"))]
 Updater = Annotated[Requester, Depends(requires("u"))]
 Deleter = Annotated[Requester, Depends(requires("d"))]
 SystemReader = Annotated[Requester, Depends(system_reader)]
+Validator = Annotated[Requester, Depends(requires("c"))]
 
 FHIR_MEDIA: dict[str, dict[str, Any]] = {"application/fhir+json": {}, "application/fhir+xml": {}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -43,7 +47,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/metadata", operation_id="fhir_capabilities", responses=RESPONSES)
+@public_router.get("/metadata", operation_id="fhir_capabilities", responses=RESPONSES)
 def capabilities(request: Request, fmt: FormatDep) -> FhirResponse:
     """The CapabilityStatement (R4 §3.1.0.13)."""
     return FhirResponse(request.app.state.capability, fmt=fmt)
@@ -133,7 +137,7 @@ def create(
 
 @router.post("/{resource_type}/$validate", operation_id="fhir_validate", responses=RESPONSES)
 def validate(
-    resource_type: str, resources: ResourcesDep, body: BodyDep, fmt: FormatDep
+    resource_type: str, resources: ResourcesDep, body: BodyDep, fmt: FormatDep, _: Validator
 ) -> FhirResponse:
     """$validate (R4 Resource-validate): an OperationOutcome, errors included, with 200 OK."""
     return FhirResponse(resources.validate(resource_type, body), fmt=fmt)
@@ -154,7 +158,7 @@ def history_type(
 
 @router.get("/{resource_type}/{resource_id}", operation_id="fhir_read", responses=RESPONSES)
 def read(
-    resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep
+    resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep, _: Reader
 ) -> FhirResponse:
     """The current version (R4 §3.1.0.2); 410 once deleted."""
     stored = resources.read(resource_type, resource_id)
@@ -187,9 +191,14 @@ def update(
     responses=RESPONSES,
 )
 def delete(
-    resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep
+    resource_type: str,
+    resource_id: str,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    requester: Deleter,
 ) -> FhirResponse:
-    resources.delete(resource_type, resource_id)
+    resources.delete(resource_type, resource_id, guard=write_guard(requester, base))
     return FhirResponse(None, fmt=fmt, status_code=204)
 
 

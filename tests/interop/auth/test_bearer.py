@@ -1,0 +1,242 @@
+"""Bearer tokens on the FHIR API, and partner isolation between partners sharing the service."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from interop.auth import tokens
+from interop.auth.scopes import parse_scopes
+from interop.services.partners import PartnerService
+from tests.builders import organization, patient, service_request, task
+from tests.conftest import RegisteredPartner, bearer, register_partner
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+BASE = "http://testserver/fhir"
+
+
+def as_partner(client: TestClient, partner: RegisteredPartner) -> dict[str, str]:
+    return {**FHIR_JSON, "Authorization": bearer(client, partner)}
+
+
+def unauthorized(response: Any) -> None:
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "login"
+
+
+@pytest.fixture
+def stored_patient(client: TestClient) -> dict[str, Any]:
+    created: dict[str, Any] = client.post(
+        "/fhir/Patient", json=patient(family="Hidden"), headers=FHIR_JSON
+    ).json()
+    return created
+
+
+class TestBearer:
+    def test_no_token_is_401_and_discloses_nothing(
+        self, anonymous: TestClient, stored_patient: dict[str, Any]
+    ) -> None:
+        response = anonymous.get(f"/fhir/Patient/{stored_patient['id']}")
+        unauthorized(response)
+        assert "Hidden" not in response.text
+
+    def test_metadata_and_discovery_need_no_token(self, anonymous: TestClient) -> None:
+        assert anonymous.get("/fhir/metadata").json()["resourceType"] == "CapabilityStatement"
+        assert "token_endpoint" in anonymous.get("/fhir/.well-known/smart-configuration").json()
+
+    @pytest.mark.parametrize("header", ["Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "Bearer "])
+    def test_malformed_credentials_are_401(self, anonymous: TestClient, header: str) -> None:
+        unauthorized(anonymous.get("/fhir/Patient", headers={"Authorization": header}))
+
+    def test_expired_access_token_is_401(
+        self, anonymous: TestClient, harness: RegisteredPartner
+    ) -> None:
+        token = _minted(anonymous, harness, issued=datetime.now(UTC) - timedelta(minutes=10))
+        unauthorized(anonymous.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"}))
+
+    def test_token_signed_with_another_key_is_401(
+        self, anonymous: TestClient, harness: RegisteredPartner
+    ) -> None:
+        token = _minted(anonymous, harness, key=b"x" * 32)
+        unauthorized(anonymous.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"}))
+
+    def test_token_of_a_disabled_partner_stops_working_at_once(
+        self, anonymous: TestClient, stored_patient: dict[str, Any]
+    ) -> None:
+        partner = register_partner(anonymous, scope="system/*.rs", name="Soon Disabled Clinic")
+        headers = {"Authorization": bearer(anonymous, partner, scope="system/*.rs")}
+        assert anonymous.get("/fhir/Patient", headers=headers).status_code == 200
+        service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+        service.set_enabled(partner.client_id, False)
+        response = anonymous.get(f"/fhir/Patient/{stored_patient['id']}", headers=headers)
+        unauthorized(response)
+        assert "Hidden" not in response.text
+
+    def test_missing_scope_is_403_per_interaction(
+        self, anonymous: TestClient, stored_patient: dict[str, Any]
+    ) -> None:
+        partner = register_partner(anonymous, scope="system/Patient.s", name="Search Only Clinic")
+        headers = {"Authorization": bearer(anonymous, partner, scope="system/Patient.s")}
+        assert anonymous.get("/fhir/Patient", headers=headers).json()["total"] >= 1
+        read = anonymous.get(f"/fhir/Patient/{stored_patient['id']}", headers=headers)
+        assert read.status_code == 403
+        assert "Hidden" not in read.text
+        assert anonymous.get("/fhir/_history", headers=headers).status_code == 403
+
+    def test_transaction_entries_are_checked_against_scopes(self, anonymous: TestClient) -> None:
+        partner = register_partner(anonymous, scope="system/Patient.c", name="Create Patients Only")
+        headers = {
+            **FHIR_JSON,
+            "Authorization": bearer(anonymous, partner, scope="system/Patient.c"),
+        }
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": patient(), "request": {"method": "POST", "url": "Patient"}},
+                {"resource": organization(), "request": {"method": "POST", "url": "Organization"}},
+            ],
+        }
+        response = anonymous.post("/fhir", json=bundle, headers=headers)
+        assert response.status_code == 403
+        assert response.json()["issue"][0]["expression"] == ["Bundle.entry[1]"]
+
+
+class TestPartnerIsolation:
+    @pytest.fixture
+    def two_partners(self, anonymous: TestClient) -> tuple[RegisteredPartner, RegisteredPartner]:
+        return (
+            register_partner(anonymous, name="Partner A Detox"),
+            register_partner(anonymous, name="Partner B Residential"),
+        )
+
+    def test_a_partner_writes_only_its_own_referrals(
+        self, anonymous: TestClient, two_partners: tuple[RegisteredPartner, RegisteredPartner]
+    ) -> None:
+        a, b = two_partners
+        mine = anonymous.post(
+            "/fhir/ServiceRequest",
+            json=service_request("Patient/p1", requester=a.organization),
+            headers=as_partner(anonymous, a),
+        )
+        assert mine.status_code == 201
+        theirs = anonymous.post(
+            "/fhir/ServiceRequest",
+            json=service_request("Patient/p1", requester=b.organization),
+            headers=as_partner(anonymous, a),
+        )
+        assert theirs.status_code == 403
+        referral = mine.json()
+        hijack = anonymous.put(
+            f"/fhir/ServiceRequest/{referral['id']}",
+            json={**referral, "status": "revoked"},
+            headers=as_partner(anonymous, b),
+        )
+        assert hijack.status_code == 403
+        assert (
+            anonymous.delete(
+                f"/fhir/ServiceRequest/{referral['id']}", headers=as_partner(anonymous, b)
+            ).status_code
+            == 403
+        )
+
+    def test_task_owner_may_update_and_a_stranger_may_not(
+        self, anonymous: TestClient, two_partners: tuple[RegisteredPartner, RegisteredPartner]
+    ) -> None:
+        a, b = two_partners
+        stranger = register_partner(anonymous, name="Partner C Stranger")
+        created = anonymous.post(
+            "/fhir/Task",
+            json=task(
+                "ServiceRequest/r1",
+                "Patient/p1",
+                requester=a.organization,
+                owner={"reference": b.organization},
+            ),
+            headers=as_partner(anonymous, a),
+        ).json()
+        accepted = {**created, "status": "accepted"}
+        url = f"/fhir/Task/{created['id']}"
+        assert (
+            anonymous.put(url, json=accepted, headers=as_partner(anonymous, b)).status_code == 200
+        )
+        assert (
+            anonymous.put(url, json=accepted, headers=as_partner(anonymous, stranger)).status_code
+            == 403
+        )
+        steal = {
+            **accepted,
+            "owner": {"reference": stranger.organization},
+            "requester": {"reference": stranger.organization},
+        }
+        assert (
+            anonymous.put(url, json=steal, headers=as_partner(anonymous, stranger)).status_code
+            == 403
+        )
+
+    def test_registrations_are_not_writable_by_partners(
+        self, anonymous: TestClient, two_partners: tuple[RegisteredPartner, RegisteredPartner]
+    ) -> None:
+        a, b = two_partners
+        b_org_id = b.organization.split("/")[1]
+        registration = anonymous.get(
+            f"/fhir/Organization/{b_org_id}", headers=as_partner(anonymous, a)
+        ).json()
+        renamed = {**registration, "name": "Taken Over"}
+        response = anonymous.put(
+            f"/fhir/Organization/{b_org_id}", json=renamed, headers=as_partner(anonymous, a)
+        )
+        assert response.status_code == 403
+        assert (
+            anonymous.delete(
+                f"/fhir/Organization/{b_org_id}", headers=as_partner(anonymous, a)
+            ).status_code
+            == 403
+        )
+        assert (
+            anonymous.put(
+                f"/fhir/Organization/{b_org_id}", json=renamed, headers=as_partner(anonymous, b)
+            ).status_code
+            == 403
+        )
+
+
+def _minted(
+    client: TestClient,
+    partner: RegisteredPartner,
+    *,
+    issued: datetime | None = None,
+    key: bytes | None = None,
+) -> str:
+    token, _claims = tokens.issue(
+        client_id=partner.client_id,
+        organization=partner.organization,
+        scopes=parse_scopes("system/*.rs"),
+        purposes=("TREAT",),
+        emergency=None,
+        audience=BASE,
+        key=key or client.app.state.settings.signing_key(),  # type: ignore[attr-defined]
+        now=issued or datetime.now(UTC),
+        lifetime=timedelta(minutes=5),
+    )
+    return token
+
+
+def test_every_fhir_route_but_metadata_demands_a_token(anonymous: TestClient) -> None:
+    """Walk the app's published paths, so that a route added later cannot slip past."""
+    open_paths = {"/fhir/metadata", "/fhir/.well-known/smart-configuration"}
+    checked = 0
+    paths = anonymous.app.openapi()["paths"]  # type: ignore[attr-defined]
+    for template, operations in paths.items():
+        if not template.startswith("/fhir") or template in open_paths:
+            continue
+        path = template.format(resource_type="Patient", resource_id="x", version_id="1")
+        for method in operations:
+            response = anonymous.request(method.upper(), path, content=b"{}", headers=FHIR_JSON)
+            assert response.status_code == 401, (method, template)
+            checked += 1
+    assert checked >= 12
