@@ -14,6 +14,7 @@ from interop.api.auth.routes import router as auth_router
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
 from interop.auth.jwks import JwksFetcher
+from interop.auth.oidc import OidcClient, OidcConfig
 from interop.services.bundles import BundleService
 from interop.services.capability import capability_statement
 from interop.services.partners import PartnerService
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         ),
     )
     app.state.staff = StaffService(engine, login_policy(settings))
+    app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(
         base_url=(settings.public_base_url or "") + "/fhir",
         software_version=software_version(),
@@ -81,6 +83,21 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(fhir_router)
     app.include_router(admin_router)
     return app
+
+
+def oidc_client(settings: Settings, http: httpx.Client) -> OidcClient | None:
+    """Staff sign-in through an OpenID Connect provider, when the settings name one."""
+    if settings.oidc_issuer is None or settings.oidc_client_id is None:
+        return None
+    secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else ""
+    root = (settings.public_base_url or "http://127.0.0.1:8080").rstrip("/")
+    config = OidcConfig(
+        issuer=settings.oidc_issuer,
+        client_id=settings.oidc_client_id,
+        client_secret=secret,
+        redirect_uri=f"{root}/auth/oidc/callback",
+    )
+    return OidcClient(config, http, settings.signing_key())
 
 
 def login_policy(settings: Settings) -> LoginPolicy:

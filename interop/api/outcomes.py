@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from interop.api.auth.routes import OidcDisabled
 from interop.api.formats import (
     ContentTooLarge,
     Format,
@@ -44,6 +45,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TokenRefused, _token_refused)
     app.add_exception_handler(StaffUnauthenticated, _staff_unauthenticated)
     app.add_exception_handler(CsrfRejected, _csrf_rejected)
+    app.add_exception_handler(OidcDisabled, _oidc_disabled)
     app.add_exception_handler(ServiceError, _typed_error)
     app.add_exception_handler(FhirContentError, _typed_error)
     app.add_exception_handler(TransactionFailed, _typed_error)
@@ -100,6 +102,10 @@ async def _token_refused(_request: Request, error: Exception) -> Response:
 
 async def _staff_unauthenticated(_request: Request, _error: Exception) -> Response:
     return problem(401, "Unauthorized", "sign in at /auth/login first")
+
+
+async def _oidc_disabled(_request: Request, _error: Exception) -> Response:
+    return problem(404, "Not Found", "OpenID Connect sign-in is not configured here")
 
 
 async def _csrf_rejected(_request: Request, _error: Exception) -> Response:

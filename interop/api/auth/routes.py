@@ -6,19 +6,27 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from interop.api.deps import BaseUrlDep
 from interop.api.security import CSRF_HEADER, SESSION_COOKIE, staff_session
 from interop.auth.assertions import ALGORITHMS
+from interop.auth.oidc import OidcClient, OidcFailed
 from interop.services.staff import LoginFailed, StaffService, StaffSession
 from interop.services.tokens import Endpoints, TokenService
 from interop.settings import Settings
 
 router = APIRouter(tags=["Authorization"])
 _LOGIN_CSRF_COOKIE = "interop_login_csrf"
+_OIDC_COOKIE = "interop_oidc"
+
+
+class OidcDisabled(Exception):
+    """OIDC sign-in is not configured on this deployment."""
+
+
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -85,18 +93,72 @@ def login(
         return _problem(
             401, "Sign-in failed", "the name or password is wrong, or the account is locked"
         )
+    response = _signed_in(request, session)
+    response.delete_cookie(_LOGIN_CSRF_COOKIE, path="/auth")
+    return response
+
+
+def _signed_in(request: Request, session: StaffSession) -> Response:
+    """Who signed in, and the session cookie; the CSRF token goes in the body, never a cookie."""
+    principal = session.principal
     response = JSONResponse(
         {
-            "username": session.principal.username,
-            "role": session.principal.role.value,
+            "username": principal.username,
+            "role": principal.role.value,
             "csrf_token": session.csrf_token,
         },
         headers=_NO_STORE,
     )
     lifetime = int((session.expires_at - datetime.now(UTC)).total_seconds())
     _set_cookie(request, response, SESSION_COOKIE, session.token, max_age=lifetime)
-    response.delete_cookie(_LOGIN_CSRF_COOKIE, path="/auth")
     return response
+
+
+@router.get("/auth/oidc/login", operation_id="oidc_login", status_code=302)
+def oidc_login(request: Request) -> Response:
+    """Send the browser to the identity provider (when OIDC sign-in is configured)."""
+    client = _oidc(request)
+    url, pending = client.start()
+    response = RedirectResponse(url, status_code=302, headers=_NO_STORE)
+    settings: Settings = request.app.state.settings
+    response.set_cookie(
+        _OIDC_COOKIE,
+        pending,
+        max_age=600,
+        path="/auth/oidc",
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",  # the provider's redirect back is a cross-site top-level navigation
+    )
+    return response
+
+
+@router.get("/auth/oidc/callback", operation_id="oidc_callback")
+def oidc_callback(
+    request: Request,
+    code: Annotated[str, Query(max_length=2000)],
+    state: Annotated[str, Query(max_length=200)],
+) -> Response:
+    """The provider's redirect back: check everything, then open a staff session."""
+    client = _oidc(request)
+    try:
+        username = client.finish(code, state, request.cookies.get(_OIDC_COOKIE))
+        service: StaffService = request.app.state.staff
+        session = service.login_external(username, datetime.now(UTC))
+    except OidcFailed as failed:
+        return _problem(401, "Sign-in failed", str(failed))
+    except LoginFailed:
+        return _problem(401, "Sign-in failed", "no enabled account has that name here")
+    response = _signed_in(request, session)
+    response.delete_cookie(_OIDC_COOKIE, path="/auth/oidc")
+    return response
+
+
+def _oidc(request: Request) -> OidcClient:
+    client: OidcClient | None = request.app.state.oidc
+    if client is None:
+        raise OidcDisabled
+    return client
 
 
 @router.get("/auth/session", operation_id="current_session")
