@@ -17,6 +17,7 @@ from interop.auth.jwks import JwksFetcher
 from interop.auth.oidc import OidcClient, OidcConfig
 from interop.services.bundles import BundleService
 from interop.services.capability import capability_statement
+from interop.services.disclosure import DisclosureGate
 from interop.services.partners import PartnerService
 from interop.services.resources import ResourceService
 from interop.services.search_parser import Paging
@@ -57,8 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     paging = Paging(settings.default_page_size, settings.max_page_size)
     app.state.settings = settings
-    app.state.resources = ResourceService(engine, paging)
-    app.state.bundles = BundleService(engine, paging)
+    gates = DisclosureGate(engine)
+    app.state.resources = ResourceService(engine, paging, gates)
+    app.state.bundles = BundleService(engine, paging, gates)
     app.state.partners = PartnerService(engine)
     app.state.tokens = TokenService(
         engine,

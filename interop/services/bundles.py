@@ -17,10 +17,13 @@ from urllib.parse import parse_qsl
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
 from interop.services.errors import InvalidRequest, ServiceError, TransactionFailed
 from interop.services.outcomes import outcome_of, status_line, status_of
 from interop.services.resources import (
+    Gate,
+    GateFactory,
     ResourceOperations,
     WriteGuard,
     WriteOutcome,
@@ -45,6 +48,7 @@ class _Context:
     base_url: str
     authorize: Authorizer
     guard: WriteGuard | None
+    requester: Requester
 
 
 @dataclass
@@ -66,26 +70,29 @@ class _Entry:
 class BundleService:
     """Processes transaction and batch Bundles posted to the base URL."""
 
-    def __init__(self, engine: Engine, paging: Paging) -> None:
+    def __init__(self, engine: Engine, paging: Paging, gates: GateFactory) -> None:
         self._engine = engine
         self._paging = paging
+        self._gates = gates
 
     def process(
         self,
         bundle: dict[str, Any],
+        requester: Requester,
         *,
         base_url: str,
         authorize: Authorizer,
         guard: WriteGuard | None = None,
     ) -> dict[str, Any]:
-        """Run the Bundle; `authorize` checks each entry's interaction against the scopes."""
+        """Run the Bundle; `authorize` checks each entry's interaction against the scopes, and
+        what GET entries return passes the requester's disclosure gate."""
         if bundle.get("resourceType") != "Bundle":
             raise InvalidRequest("POST to the base URL takes a Bundle of type transaction or batch")
         kind = bundle.get("type")
         raw_entries = bundle.get("entry", [])
         if not isinstance(raw_entries, list):
             raise InvalidRequest("Bundle.entry must be an array")
-        context = _Context(base_url, authorize, guard)
+        context = _Context(base_url, authorize, guard, requester)
         if kind == "transaction":
             return self._transaction(raw_entries, context)
         if kind == "batch":
@@ -98,27 +105,44 @@ class BundleService:
             for index, raw in enumerate(raw_entries)
         ]
         _refuse_duplicates(entries)
-        responses: dict[int, dict[str, Any]] = {}
-        with unit_of_work(self._engine) as session:
-            operations = self._operations(session, context.guard)
-            references = self._plan_references(operations, entries, context.base_url)
-            for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-                if entry.resource is not None:
-                    _guarded(entry.index, partial(_rewrite, entry, references))
-                responses[entry.index] = _guarded(
-                    entry.index, partial(self._execute, operations, entry, context.base_url)
-                )
+        gate: Gate | None = None
+        try:
+            with unit_of_work(self._engine) as session:
+                gate = self._gates.open(session, context.requester, "transaction")
+                responses = self._run_transaction(session, gate, entries, context)
+        finally:
+            if gate is not None:
+                self._gates.record(gate)
         ordered = [responses[index] for index in range(len(entries))]
         return bb.bundle("transaction-response", entry=ordered)
+
+    def _run_transaction(
+        self, session: Session, gate: Gate, entries: list[_Entry], context: _Context
+    ) -> dict[int, dict[str, Any]]:
+        """The entries in R4's processing order, inside the caller's one transaction."""
+        responses: dict[int, dict[str, Any]] = {}
+        operations = self._operations(session, context.guard, gate)
+        references = self._plan_references(operations, entries, context.base_url)
+        for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+            if entry.resource is not None:
+                _guarded(entry.index, partial(_rewrite, entry, references))
+            responses[entry.index] = _guarded(
+                entry.index, partial(self._execute, operations, entry, context.base_url)
+            )
+        return responses
 
     def _batch(self, raw_entries: list[Any], context: _Context) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
         with Session(
             self._engine.execution_options(interop_writes=True), expire_on_commit=False
         ) as session:
-            operations = self._operations(session, context.guard)
-            for index, raw in enumerate(raw_entries):
-                results.append(self._batch_entry(session, operations, index, raw, context))
+            gate = self._gates.open(session, context.requester, "batch")
+            try:
+                operations = self._operations(session, context.guard, gate)
+                for index, raw in enumerate(raw_entries):
+                    results.append(self._batch_entry(session, operations, index, raw, context))
+            finally:
+                self._gates.record(gate)
         return bb.bundle("batch-response", entry=results)
 
     def _batch_entry(
@@ -204,8 +228,10 @@ class BundleService:
             stored = operations.read(entry.resource_type, entry.resource_id)
         return bb.search_entry(base_url, stored, "match")["resource"]
 
-    def _operations(self, session: Session, guard: WriteGuard | None) -> ResourceOperations:
-        return ResourceOperations(ResourceRepository(session), self._paging, guard)
+    def _operations(
+        self, session: Session, guard: WriteGuard | None, gate: Gate
+    ) -> ResourceOperations:
+        return ResourceOperations(ResourceRepository(session), self._paging, guard, gate)
 
 
 def _guarded(index: int, action: Callable[[], _T]) -> _T:

@@ -6,15 +6,17 @@ many interactions in one; `ResourceService` gives each interaction a transaction
 
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
+from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
 from interop.services.errors import (
     InvalidRequest,
@@ -36,6 +38,15 @@ from mappings.errors import InvalidResource, Issue
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _MAX_INCLUDE_ROUNDS = 4
+_T = TypeVar("_T")
+
+
+class Gate(Protocol):
+    """The disclosure gate of one request (interop.services.disclosure.GateSession)."""
+
+    def admit(self, stored: StoredVersion) -> bytes | None: ...
+
+    def seal(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class WriteGuard(Protocol):
@@ -62,40 +73,61 @@ def check_id(resource_id: str) -> None:
 
 
 class ResourceOperations:
-    """The interactions, inside the caller's unit of work."""
+    """The interactions, inside the caller's unit of work.
+
+    Reads go through `gate` (the disclosure gate of this request) whenever one is given: what
+    it withholds is treated exactly as what does not exist.
+    """
 
     def __init__(
-        self, repository: ResourceRepository, paging: Paging, guard: WriteGuard | None = None
+        self,
+        repository: ResourceRepository,
+        paging: Paging,
+        guard: WriteGuard | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._repository = repository
         self._paging = paging
         self._guard = guard
+        self._gate = gate
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         check_type(resource_type)
         check_id(resource_id)
+        unknown = ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         row = self._repository.current(resource_type, resource_id)
         if row is None:
-            raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
+            raise unknown
         if row.deleted:
+            if self._admitted(_current(row)) is None:
+                raise unknown
             raise ResourceGone(f"{resource_type}/{resource_id} was deleted")
-        return _current(row)
+        released = self._admitted(_current(row))
+        if released is None:
+            raise unknown
+        return released
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
         check_type(resource_type)
         check_id(resource_id)
+        unknown = ResourceNotFound(
+            f"{resource_type}/{resource_id} has no version {version_id[:20]!r}"
+        )
         if not version_id.isdigit():
-            raise ResourceNotFound(
-                f"{resource_type}/{resource_id} has no version {version_id[:20]!r}"
-            )
+            raise unknown
         stored = self._repository.version(resource_type, resource_id, int(version_id))
         if stored is None:
-            raise ResourceNotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+            raise unknown
         if stored.content is None:
+            if self._admitted(stored) is None:
+                raise unknown
             raise ResourceGone(
                 f"version {version_id} of {resource_type}/{resource_id} is a deletion"
             )
-        return stored
+        released = self._admitted(stored)
+        if released is None:
+            raise unknown
+        return released
 
     def create(
         self,
@@ -170,22 +202,30 @@ class ResourceOperations:
         base_url: str,
         strict: bool = False,
     ) -> dict[str, Any]:
-        """A searchset Bundle: one page of matches, their includes, paging links, the total."""
+        """A searchset Bundle: one page of matches, their includes, paging links, the total.
+
+        The total counts only what the gate releases, so that a withheld record cannot be
+        inferred from it (PART2.md S3); the page is cut from the released matches.
+        """
         check_type(resource_type)
         query = parse_search(
             resource_type, params, base_url=base_url, paging=self._paging, strict=strict
         )
-        total = self._repository.count(query)
+        released = self._released_matches(query)
+        total = len(released)
+        page = released[query.offset : query.offset + query.count]
         used = [(name, value) for name, value in params if _is_used(name, query)]
         links = bb.paging_links(
             f"{base_url}/{resource_type}", used, query.offset, query.count, total
         )
         entries: list[dict[str, Any]] = []
         if not query.summary_count:
-            entries = self._page_entries(query, base_url)
+            entries = [bb.search_entry(base_url, stored, "match") for _row, stored in page]
+            included = self._inclusions([row for row, _ in page], query.includes, query.revincludes)
+            entries.extend(bb.search_entry(base_url, stored, "include") for stored in included)
         if query.ignored:
             entries.append(bb.outcome_entry(_ignored_outcome(query.ignored)))
-        return bb.bundle("searchset", total=total, link=links, entry=entries)
+        return self._sealed(bb.bundle("searchset", total=total, link=links, entry=entries))
 
     def history(
         self,
@@ -207,30 +247,36 @@ class ResourceOperations:
             and self._repository.current(resource_type, resource_id) is None
         ):
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
-        total, versions = self._repository.history(resource_type, resource_id, since, offset, count)
+        versions = self._repository.history(resource_type, resource_id, since)
+        released = [kept for kept in map(self._admitted, versions) if kept is not None]
+        if resource_id is not None and not released and versions:
+            raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         path = "/".join(part for part in (resource_type, resource_id) if part)
         url = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
         used = [(name, value) for name, value in params if name == "_since"]
-        entries = [bb.history_entry(base_url, stored) for stored in versions]
-        links = bb.paging_links(url, used, offset, count, total)
-        return bb.bundle("history", total=total, link=links, entry=entries)
+        page = released[offset : offset + count]
+        entries = [bb.history_entry(base_url, stored) for stored in page]
+        links = bb.paging_links(url, used, offset, count, len(released))
+        bundle = bb.bundle("history", total=len(released), link=links, entry=entries)
+        return self._sealed(bundle)
 
     def conditional_match(
         self, resource_type: str, criteria: str, base_url: str
     ) -> StoredVersion | None:
-        """The one resource matching If-None-Exist criteria; 412 when several do (R4 §3.1.0.8)."""
+        """The one resource matching If-None-Exist criteria; 412 when several do (R4 §3.1.0.8).
+
+        Only what the gate releases can match: a withheld record is, to this requester, absent.
+        """
         params = parse_qsl(criteria.removeprefix("?").split("?")[-1], keep_blank_values=True)
         if not params:
             raise InvalidRequest("If-None-Exist must carry search criteria")
         query = parse_search(
-            resource_type, params, base_url=base_url, paging=Paging(2, 2), strict=True
+            resource_type, params, base_url=base_url, paging=self._paging, strict=True
         )
-        rows = self._repository.page(query)
-        if len(rows) > 1:
-            raise PreconditionFailed(
-                f"the conditional criteria match {len(rows)} or more resources"
-            )
-        return _current(rows[0]) if rows else None
+        released = self._released_matches(query)
+        if len(released) > 1:
+            raise PreconditionFailed("the conditional criteria match more than one resource")
+        return released[0][1] if released else None
 
     def _store(
         self,
@@ -254,23 +300,24 @@ class ResourceOperations:
             ) from None
         return stored
 
-    def _page_entries(self, query: SearchQuery, base_url: str) -> list[dict[str, Any]]:
-        rows = self._repository.page(query)
-        seen = {(row.resource_type, row.resource_id) for row in rows}
-        included = self._inclusions(rows, query.includes, query.revincludes, seen)
-        entries = [bb.search_entry(base_url, _current(row), "match") for row in rows]
-        entries.extend(bb.search_entry(base_url, _current(row), "include") for row in included)
-        return entries
+    def _released_matches(self, query: SearchQuery) -> list[tuple[ResourceRow, StoredVersion]]:
+        """Every match in sort order, as the gate releases it (withheld ones left out)."""
+        released: list[tuple[ResourceRow, StoredVersion]] = []
+        for row in self._repository.matches(query):
+            stored = self._admitted(_current(row))
+            if stored is not None:
+                released.append((row, stored))
+        return released
 
     def _inclusions(
         self,
         matches: list[ResourceRow],
         includes: Sequence[Inclusion],
         revincludes: Sequence[Inclusion],
-        seen: set[tuple[str, str]],
-    ) -> list[ResourceRow]:
+    ) -> list[StoredVersion]:
         """_include and _revinclude, following :iterate ones over what was already included."""
-        included: list[ResourceRow] = []
+        seen = {(row.resource_type, row.resource_id) for row in matches}
+        included: list[StoredVersion] = []
         frontier = matches
         for round_number in range(_MAX_INCLUDE_ROUNDS):
             found: list[ResourceRow] = []
@@ -284,42 +331,114 @@ class ResourceOperations:
                 if (round_number and not inclusion.iterate) or not frontier:
                     continue
                 found.extend(self._repository.revincluded(frontier, inclusion))
-            fresh = _unseen(found, seen)
-            if not fresh:
+            admitted = [
+                (row, kept)
+                for row in _unseen(found, seen)
+                if (kept := self._admitted(_current(row))) is not None
+            ]
+            if not admitted:
                 break
-            included.extend(fresh)
-            frontier = fresh
+            included.extend(kept for _row, kept in admitted)
+            frontier = [row for row, _kept in admitted]
         return included
+
+    def _admitted(self, stored: StoredVersion) -> StoredVersion | None:
+        """The version as the gate releases it (labelled), or None when it is withheld."""
+        if self._gate is None:
+            return stored
+        if stored.content is None:
+            return stored if self._deletion_visible(stored) else None
+        content = self._gate.admit(stored)
+        if content is None:
+            return None
+        return replace(stored, content=content)
+
+    def _deletion_visible(self, deletion: StoredVersion) -> bool:
+        """A deletion shows only to whom the version it ended would show."""
+        ended = self._repository.version(
+            deletion.resource_type, deletion.resource_id, deletion.version_id - 1
+        )
+        return ended is not None and self._admitted(ended) is not None
+
+    def _sealed(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        return bundle if self._gate is None else self._gate.seal(bundle)
+
+
+class GateFactory(Protocol):
+    """Where a request's gate comes from, and where its decisions go (the disclosure log)."""
+
+    def open(self, session: Session, requester: Requester, interaction: str) -> Gate: ...
+
+    def record(self, gate: Any) -> None: ...
 
 
 class ResourceService:
-    """Each interaction in a transaction of its own."""
+    """Each interaction in a transaction of its own; every read through the disclosure gate."""
 
-    def __init__(self, engine: Engine, paging: Paging) -> None:
+    def __init__(self, engine: Engine, paging: Paging, gates: GateFactory) -> None:
         self._engine = engine
         self._paging = paging
+        self._gates = gates
 
-    def read(self, resource_type: str, resource_id: str) -> StoredVersion:
-        with unit_of_work(self._engine, writes=False) as session:
-            return self._operations(session).read(resource_type, resource_id)
+    def read(self, resource_type: str, resource_id: str, requester: Requester) -> StoredVersion:
+        return self._gated(requester, "read", lambda ops: ops.read(resource_type, resource_id))
 
-    def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
-        with unit_of_work(self._engine, writes=False) as session:
-            return self._operations(session).vread(resource_type, resource_id, version_id)
+    def vread(
+        self, resource_type: str, resource_id: str, version_id: str, requester: Requester
+    ) -> StoredVersion:
+        return self._gated(
+            requester, "vread", lambda ops: ops.vread(resource_type, resource_id, version_id)
+        )
+
+    def search(
+        self,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        requester: Requester,
+        *,
+        base_url: str,
+        strict: bool = False,
+    ) -> dict[str, Any]:
+        return self._gated(
+            requester,
+            "search",
+            lambda ops: ops.search(resource_type, params, base_url=base_url, strict=strict),
+        )
+
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        params: Sequence[tuple[str, str]],
+        requester: Requester,
+        *,
+        base_url: str,
+    ) -> dict[str, Any]:
+        return self._gated(
+            requester,
+            "history",
+            lambda ops: ops.history(resource_type, resource_id, params, base_url=base_url),
+        )
 
     def create(
         self,
         resource_type: str,
         resource: dict[str, Any],
+        requester: Requester,
         *,
         base_url: str,
         if_none_exist: str | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteOutcome:
-        with unit_of_work(self._engine) as session:
-            return self._operations(session, guard).create(
+        return self._gated(
+            requester,
+            "create",
+            lambda ops: ops.create(
                 resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
-            )
+            ),
+            guard=guard,
+            writes=True,
+        )
 
     def update(
         self,
@@ -352,34 +471,30 @@ class ResourceService:
         with unit_of_work(self._engine) as session:
             self._operations(session, guard).delete(resource_type, resource_id)
 
-    def search(
+    def _gated(
         self,
-        resource_type: str,
-        params: Sequence[tuple[str, str]],
+        requester: Requester,
+        interaction: str,
+        action: Callable[[ResourceOperations], _T],
         *,
-        base_url: str,
-        strict: bool = False,
-    ) -> dict[str, Any]:
-        with unit_of_work(self._engine, writes=False) as session:
-            return self._operations(session).search(
-                resource_type, params, base_url=base_url, strict=strict
-            )
+        guard: WriteGuard | None = None,
+        writes: bool = False,
+    ) -> _T:
+        """Run `action` behind a fresh gate; its decisions are logged, denials included,
+        before the result is handed back (PART2.md A1)."""
+        gate: Gate | None = None
+        try:
+            with unit_of_work(self._engine, writes=writes) as session:
+                gate = self._gates.open(session, requester, interaction)
+                return action(self._operations(session, guard, gate))
+        finally:
+            if gate is not None:
+                self._gates.record(gate)
 
-    def history(
-        self,
-        resource_type: str | None,
-        resource_id: str | None,
-        params: Sequence[tuple[str, str]],
-        *,
-        base_url: str,
-    ) -> dict[str, Any]:
-        with unit_of_work(self._engine, writes=False) as session:
-            return self._operations(session).history(
-                resource_type, resource_id, params, base_url=base_url
-            )
-
-    def _operations(self, session: Any, guard: WriteGuard | None = None) -> ResourceOperations:
-        return ResourceOperations(ResourceRepository(session), self._paging, guard)
+    def _operations(
+        self, session: Any, guard: WriteGuard | None = None, gate: Gate | None = None
+    ) -> ResourceOperations:
+        return ResourceOperations(ResourceRepository(session), self._paging, guard, gate)
 
 
 def _current(row: ResourceRow) -> StoredVersion:

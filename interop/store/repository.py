@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, false, func, select
+from sqlalchemy import delete, false, select
 from sqlmodel import Session
 
 from interop.store import search
@@ -114,19 +114,12 @@ class ResourceRepository:
         )
         self._session.flush()
 
-    def count(self, query: search.SearchQuery) -> int:
-        matches = search.matching_rows(query).subquery()
-        return int(self._session.execute(select(func.count()).select_from(matches)).scalar_one())
-
-    def page(self, query: search.SearchQuery) -> list[ResourceRow]:
-        """One page of matches, in the query's sort order."""
-        matches = search.matching_rows(query)
+    def matches(self, query: search.SearchQuery) -> list[ResourceRow]:
+        """Every match, in the query's sort order; the caller pages what it may release."""
         statement = (
             select(ResourceRow)
-            .where(RESOURCE.pk.in_(matches))
+            .where(RESOURCE.pk.in_(search.matching_rows(query)))
             .order_by(*search.sort_columns(query))
-            .offset(query.offset)
-            .limit(query.count)
         )
         return list(self._session.execute(statement).scalars())
 
@@ -172,14 +165,9 @@ class ResourceRepository:
         return rows
 
     def history(
-        self,
-        resource_type: str | None,
-        resource_id: str | None,
-        since: datetime | None,
-        offset: int,
-        count: int,
-    ) -> tuple[int, list[StoredVersion]]:
-        """(total, one page) of versions, newest first (R4 §3.1.0.10 history)."""
+        self, resource_type: str | None, resource_id: str | None, since: datetime | None
+    ) -> list[StoredVersion]:
+        """Every version in scope, newest first (R4 §3.1.0.10 history)."""
         conditions = []
         if resource_type is not None:
             conditions.append(VERSION.resource_type == resource_type)
@@ -187,18 +175,12 @@ class ResourceRepository:
             conditions.append(VERSION.resource_id == resource_id)
         if since is not None:
             conditions.append(VERSION.last_updated >= since)
-        total = self._session.execute(
-            select(func.count()).select_from(ResourceVersionRow).where(*conditions)
-        ).scalar_one()
         statement = (
             select(ResourceVersionRow)
             .where(*conditions)
             .order_by(VERSION.last_updated.desc(), VERSION.pk.desc())
-            .offset(offset)
-            .limit(count)
         )
-        rows = self._session.execute(statement).scalars()
-        return int(total), [_stored(row) for row in rows]
+        return [_stored(row) for row in self._session.execute(statement).scalars()]
 
 
 def _stored(row: ResourceVersionRow) -> StoredVersion:

@@ -16,6 +16,9 @@ from typing import Any
 from interop.store.fhirdates import EARLIEST, LATEST, parse_range
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
+_PROJECT = "http://recovery-interop.example.org/fhir"
+_EXTENSIONS = {"part2-program": f"{_PROJECT}/StructureDefinition/part2-program"}
+"""Extensions a path may select by name: `extension(name)` picks those with that url."""
 
 
 class ParamType(StrEnum):
@@ -156,6 +159,12 @@ SEARCH_PARAMS: dict[str, tuple[SearchParam, ...]] = {
         _p("type", T, "type", definition="Organization-type"),
         _p("partof", R, "partOf", definition="Organization-partof"),
         _p("endpoint", R, "endpoint", definition="Organization-endpoint"),
+        SearchParam(
+            "part2-program",
+            T,
+            ("extension(part2-program).valueBoolean",),
+            f"{_PROJECT}/SearchParameter/Organization-part2-program",
+        ),
     ),
     "Goal": (
         _p("patient", R, "subject", definition="clinical-patient", targets=PATIENT),
@@ -290,6 +299,12 @@ def _walk(node: Any, segments: list[str]) -> Iterator[Any]:
     if not isinstance(node, dict):
         return
     head, rest = segments[0], segments[1:]
+    if head.startswith("extension("):
+        url = _EXTENSIONS[head[len("extension(") : -1]]
+        for extension in _as_list(node.get("extension")):
+            if isinstance(extension, dict) and extension.get("url") == url:
+                yield from _walk(extension, rest)
+        return
     if head.endswith("*"):
         name = head[:-1]
         for child in _as_list(node.get(name)):

@@ -134,7 +134,47 @@ class StaffSessionRow(SQLModel, table=True):
     expires_at: datetime
 
 
+class DisclosureLogRow(SQLModel, table=True):
+    """One disclosure decision (42 CFR §2.24/§2.25, PART2.md A1), chained to the one before.
+
+    `hash` is SHA-256 over `prev_hash` and the row's canonical content, so an edited,
+    deleted or reordered row breaks the chain; `seq` is contiguous from 1.
+    """
+
+    __tablename__ = "disclosure_log"
+
+    seq: int = Field(primary_key=True)
+    recorded_at: datetime = Field(index=True)
+    client_id: str = Field(max_length=64)
+    requester: str = Field(max_length=200, index=True)
+    patient: str | None = Field(default=None, max_length=200, index=True)
+    purposes: str = Field(default="", max_length=500)
+    interaction: str = Field(max_length=32)
+    decision: str = Field(max_length=8)
+    rule: str = Field(max_length=16)
+    consent: str | None = Field(default=None, max_length=200, index=True)
+    provision: str | None = Field(default=None, max_length=200)
+    resources: str = Field(max_length=100_000)
+    labels: str = Field(default="", max_length=1000)
+    part2: bool
+    emergency: bool = False
+    emergency_facts: str | None = Field(default=None, max_length=4000)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class ChainHeadRow(SQLModel, table=True):
+    """The last link of the disclosure chain; writers lock it so links are added one at a time."""
+
+    __tablename__ = "chain_head"
+
+    name: str = Field(primary_key=True, max_length=32)
+    seq: int
+    hash: str = Field(max_length=64)
+
+
 RESOURCE_TABLE: Final[Table] = ResourceRow.__table__  # type: ignore[attr-defined]
 VERSION_TABLE: Final[Table] = ResourceVersionRow.__table__  # type: ignore[attr-defined]
 INDEX_TABLE: Final[Table] = SearchIndexRow.__table__  # type: ignore[attr-defined]
+LOG_TABLE: Final[Table] = DisclosureLogRow.__table__  # type: ignore[attr-defined]
 """Typed handles on the tables, for SQL expressions (SQLModel types the fields as values)."""

@@ -60,6 +60,7 @@ def transaction(
     """Process a transaction or batch Bundle (R4 §3.1.0.11); each entry is authorized."""
     result = bundles.process(
         body,
+        requester,
         base_url=base,
         authorize=scope_authorizer(requester),
         guard=write_guard(requester, base),
@@ -69,11 +70,15 @@ def transaction(
 
 @router.get("/_history", operation_id="fhir_history_system", responses=RESPONSES)
 def history_system(
-    request: Request, resources: ResourcesDep, fmt: FormatDep, base: BaseUrlDep, _: SystemReader
+    request: Request,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    requester: SystemReader,
 ) -> FhirResponse:
     """Every change to every resource, newest first (R4 §3.1.0.10)."""
     params = list(request.query_params.multi_items())
-    return FhirResponse(resources.history(None, None, params, base_url=base), fmt=fmt)
+    return FhirResponse(resources.history(None, None, params, requester, base_url=base), fmt=fmt)
 
 
 @router.get("/{resource_type}", operation_id="fhir_search", responses=RESPONSES)
@@ -84,11 +89,11 @@ def search(
     fmt: FormatDep,
     base: BaseUrlDep,
     strict: StrictDep,
-    _: Searcher,
+    requester: Searcher,
 ) -> FhirResponse:
     """Search by GET (R4 §3.1.0.9)."""
     params = list(request.query_params.multi_items())
-    bundle = resources.search(resource_type, params, base_url=base, strict=strict)
+    bundle = resources.search(resource_type, params, requester, base_url=base, strict=strict)
     return FhirResponse(bundle, fmt=fmt)
 
 
@@ -100,7 +105,7 @@ async def search_post(
     fmt: FormatDep,
     base: BaseUrlDep,
     strict: StrictDep,
-    _: Searcher,
+    requester: Searcher,
 ) -> FhirResponse:
     """Search by POST, form-encoded: for criteria too long, or too private, for a URL."""
     form: FormData = await request.form()
@@ -108,7 +113,7 @@ async def search_post(
         (name, value) for name, value in form.multi_items() if isinstance(value, str)
     ]
     bundle = await run_in_threadpool(
-        resources.search, resource_type, params, base_url=base, strict=strict
+        resources.search, resource_type, params, requester, base_url=base, strict=strict
     )
     return FhirResponse(bundle, fmt=fmt)
 
@@ -128,6 +133,7 @@ def create(
     written = resources.create(
         resource_type,
         body,
+        requester,
         base_url=base,
         if_none_exist=if_none_exist,
         guard=write_guard(requester, base),
@@ -150,18 +156,20 @@ def history_type(
     resources: ResourcesDep,
     fmt: FormatDep,
     base: BaseUrlDep,
-    _: Searcher,
+    requester: Searcher,
 ) -> FhirResponse:
     params = list(request.query_params.multi_items())
-    return FhirResponse(resources.history(resource_type, None, params, base_url=base), fmt=fmt)
+    return FhirResponse(
+        resources.history(resource_type, None, params, requester, base_url=base), fmt=fmt
+    )
 
 
 @router.get("/{resource_type}/{resource_id}", operation_id="fhir_read", responses=RESPONSES)
 def read(
-    resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep, _: Reader
+    resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep, requester: Reader
 ) -> FhirResponse:
     """The current version (R4 §3.1.0.2); 410 once deleted."""
-    stored = resources.read(resource_type, resource_id)
+    stored = resources.read(resource_type, resource_id, requester)
     return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
 
 
@@ -214,10 +222,10 @@ def history_instance(
     resources: ResourcesDep,
     fmt: FormatDep,
     base: BaseUrlDep,
-    _: Reader,
+    requester: Reader,
 ) -> FhirResponse:
     params = list(request.query_params.multi_items())
-    bundle = resources.history(resource_type, resource_id, params, base_url=base)
+    bundle = resources.history(resource_type, resource_id, params, requester, base_url=base)
     return FhirResponse(bundle, fmt=fmt)
 
 
@@ -232,10 +240,10 @@ def vread(
     version_id: str,
     resources: ResourcesDep,
     fmt: FormatDep,
-    _: Reader,
+    requester: Reader,
 ) -> FhirResponse:
     """One version as it was (R4 §3.1.0.3)."""
-    stored = resources.vread(resource_type, resource_id, version_id)
+    stored = resources.vread(resource_type, resource_id, version_id, requester)
     return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
 
 

@@ -1,0 +1,1 @@
+"""Compliance records: the hash-chained disclosure log, AuditEvents, accounting of disclosures."""
