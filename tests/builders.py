@@ -97,3 +97,68 @@ def task(
             **extra,
         }
     )
+
+
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+EXT = "http://recovery-interop.example.org/fhir/StructureDefinition/"
+PART2_PROGRAM = EXT + "part2-program"
+
+
+def part2_program(name: str = "Harbor Detox Unit") -> dict[str, Any]:
+    """An Organization that is a 42 CFR Part 2 program."""
+    return organization(name, extension=[{"url": PART2_PROGRAM, "valueBoolean": True}])
+
+
+def part2_consent(
+    patient_ref: str,
+    discloser: str,
+    recipient: str,
+    *,
+    purposes: tuple[str, ...] = ("TREAT",),
+    labels: tuple[str, ...] = ("SUD",),
+    end: str = "2030-12-31",
+    status: str = "active",
+    nested_deny: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A §2.31-complete Consent in the representation of mappings/consent.py."""
+    permit: dict[str, Any] = {
+        "type": "permit",
+        "actor": [
+            {
+                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                "reference": {"reference": recipient},
+            }
+        ],
+        "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p} for p in purposes],
+        "securityLabel": [{"system": ACT_CODE, "code": code} for code in labels],
+    }
+    if nested_deny is not None:
+        permit["provision"] = [{"type": "deny", **nested_deny}]
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [
+            {"coding": [{"system": "http://loinc.org", "code": "64292-6"}]},
+            {"coding": [{"system": ACT_CODE, "code": "42CFRPart2CD"}]},
+        ],
+        "patient": {"reference": patient_ref, "display": "Alex Testperson"},
+        "dateTime": "2026-01-05T10:00:00Z",
+        "performer": [{"reference": patient_ref}],
+        "organization": [{"reference": discloser}],
+        "sourceAttachment": {
+            "contentType": "application/pdf",
+            "title": "Signed 42 CFR Part 2 consent form",
+            "url": "https://forms.example.org/consents/1.pdf",
+            "extension": [
+                {"url": EXT + "consent-form-statement", "valueCode": "right-to-revoke"},
+                {"url": EXT + "consent-form-statement", "valueCode": "redisclosure-risk"},
+            ],
+        },
+        "policyRule": {"coding": [{"system": ACT_CODE, "code": "42CFRPart2"}]},
+        "provision": {
+            "type": "deny",
+            "period": {"start": "2026-01-05", "end": end},
+            "provision": [permit],
+        },
+    }
