@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from interop.api import outcomes
 from interop.api.admin.routes import router as admin_router
+from interop.api.audit.routes import router as audit_router
 from interop.api.auth.routes import router as auth_router
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
@@ -17,6 +18,7 @@ from interop.auth.jwks import JwksFetcher
 from interop.auth.oidc import OidcClient, OidcConfig
 from interop.services.bundles import BundleService
 from interop.services.capability import capability_statement
+from interop.services.compliance import ComplianceService
 from interop.services.disclosure import DisclosureGate
 from interop.services.partners import PartnerService
 from interop.services.resources import ResourceService
@@ -73,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         ),
     )
     app.state.staff = StaffService(engine, login_policy(settings))
+    app.state.compliance = ComplianceService(engine)
     app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(
         base_url=(settings.public_base_url or "") + "/fhir",
@@ -84,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(fhir_public_router)
     app.include_router(fhir_router)
     app.include_router(admin_router)
+    app.include_router(audit_router)
     return app
 
 

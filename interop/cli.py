@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from interop.api.admin.routes import describe, split_identifier
 from interop.app import create_app, login_policy
+from interop.services.compliance import ComplianceService
 from interop.services.errors import ServiceError
 from interop.services.partners import NewPartner, PartnerService
 from interop.services.staff import Role, StaffService
@@ -22,9 +23,11 @@ app = typer.Typer(help="Recovery Interop: FHIR R4 interoperability for addiction
 db_app = typer.Typer(help="Database schema.")
 partners_app = typer.Typer(help="Partner systems (SMART Backend Services clients).")
 users_app = typer.Typer(help="Staff accounts.")
+audit_app = typer.Typer(help="The disclosure log.")
 app.add_typer(db_app, name="db")
 app.add_typer(partners_app, name="partners")
 app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 
 DatabaseOption = Annotated[
     str | None, typer.Option(help="Database URL (default: DATABASE_URL or SQLite under ./var/).")
@@ -229,3 +232,14 @@ def users_reset_password(username: str, database_url: DatabaseOption = None) -> 
     except ServiceError as error:
         _fail(error)
     typer.echo(f"reset the password of {username}")
+
+
+@audit_app.command("verify")
+def audit_verify(database_url: DatabaseOption = None) -> None:
+    """Check the disclosure log's hash chain; exit 1 naming the first row that does not hold."""
+    report = ComplianceService(_engine(database_url)).verify()
+    if report.intact:
+        typer.echo(f"intact: {report.rows} rows")
+        return
+    typer.echo(f"BROKEN at row {report.first_broken_seq}: {report.problem}", err=True)
+    raise typer.Exit(1)

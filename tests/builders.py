@@ -125,11 +125,21 @@ def part2_consent(
         "type": "permit",
         "actor": [
             {
-                "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                "role": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                            "code": "IRCP",
+                        }
+                    ]
+                },
                 "reference": {"reference": recipient},
             }
         ],
-        "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p} for p in purposes],
+        "purpose": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p}
+            for p in purposes
+        ],
         "securityLabel": [{"system": ACT_CODE, "code": code} for code in labels],
     }
     if nested_deny is not None:
@@ -137,7 +147,14 @@ def part2_consent(
     return {
         "resourceType": "Consent",
         "status": status,
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
         "category": [
             {"coding": [{"system": "http://loinc.org", "code": "64292-6"}]},
             {"coding": [{"system": ACT_CODE, "code": "42CFRPart2CD"}]},

@@ -23,7 +23,8 @@ SHARED = REPOSITORY.parent / "shared"
 CORPORA = SHARED / "corpora"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 _POSTGRES_TABLES = (
-    "resource_version, search_index, resource, partner, used_assertion, staff_session, staff_user"
+    "resource_version, search_index, resource, partner, used_assertion, staff_session, staff_user,"
+    " disclosure_log, chain_head"
 )
 
 

@@ -285,6 +285,8 @@ class GateSession:
         part2: bool,
         emergency: dict[str, str] | None,
     ) -> None:
+        if consent is not None and "/" not in consent:
+            consent = f"Consent/{consent}"
         self._entries.append(
             LogEntry(
                 recorded_at=self._now,

@@ -1,60 +1,20 @@
-"""The disclosure gate end to end through the FHIR API, with real tokens (PART2.md rules cited).
+"""The disclosure gate end to end through the FHIR API with real tokens (PART2.md rules cited).
 
 A detox unit (a Part 2 program) holds a client's record; partner A has the client's consent,
 partner B has none. B must not learn a single byte of the Part 2 record, on any read path.
 """
 
-from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from interop.audit.log import verify
 from interop.store.tables import DisclosureLogRow
-from tests.builders import care_plan, part2_consent, part2_program, patient
-from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.interop.disclosure.conftest import World, as_
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 NOTICE = "http://recovery-interop.example.org/fhir/StructureDefinition/part2-disclosure-notice"
-
-
-@dataclass
-class World:
-    detox: str
-    client_ref: str
-    plan_id: str
-    ordinary_ref: str
-    consent_id: str
-    a: RegisteredPartner
-    b: RegisteredPartner
-
-
-def make(client: TestClient, resource: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=FHIR_JSON)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
-@pytest.fixture
-def world(client: TestClient, anonymous: TestClient) -> World:
-    detox = f"Organization/{make(client, part2_program())['id']}"
-    a = register_partner(anonymous, scope="system/*.rs", name="Riverside Residential")
-    b = register_partner(anonymous, scope="system/*.rs", name="Unrelated Clinic")
-    person = make(
-        client, patient(family="Partwo", mrn="MRN-P2", managingOrganization={"reference": detox})
-    )
-    client_ref = f"Patient/{person['id']}"
-    plan = make(client, care_plan(client_ref, author={"reference": detox}))
-    ordinary = make(client, patient(family="Ordinary", mrn="MRN-ORD"))
-    consent = make(client, part2_consent(client_ref, detox, a.organization))
-    return World(detox, client_ref, plan["id"], f"Patient/{ordinary['id']}", consent["id"], a, b)
-
-
-def as_(anonymous: TestClient, partner: RegisteredPartner, **claims: Any) -> dict[str, str]:
-    return {"Authorization": bearer(anonymous, partner, scope="system/*.rs", **claims)}
 
 
 def codes(resource: dict[str, Any]) -> set[str]:
@@ -225,8 +185,11 @@ class TestAuditTrail:
             and r.decision == "deny"
             and r.requester == world.b.organization
         ]
-        assert permits and permits[0].consent is not None and world.consent_id in permits[0].consent
+        assert permits
+        assert permits[0].consent is not None
+        assert world.consent_id in permits[0].consent
         assert permits[0].purposes == "TREAT"
         assert permits[0].part2 is True
-        assert denies and denies[0].rule == "P2"
+        assert denies
+        assert denies[0].rule == "P2"
         assert report.intact, report

@@ -1,0 +1,68 @@
+"""Hardened reader of C-CDA R2.1 documents (Referral Note, Transfer Summary, Care Plan, CCD)
+with their DS4P security labels; see `reader` for the decisions and `parser` for the
+hardening."""
+
+from adapters.ccda.model import (
+    Address,
+    Allergy,
+    Author,
+    CcdaDocument,
+    Code,
+    Goal,
+    HealthConcern,
+    Identifier,
+    LabelScope,
+    Medication,
+    NonXmlBody,
+    Organization,
+    Patient,
+    Period,
+    PersonName,
+    PlannedActivity,
+    Problem,
+    Quantity,
+    QuantityRange,
+    RelatedDocument,
+    SectionSummary,
+    SecurityLabel,
+    Telecom,
+    TemplateId,
+    Value,
+)
+from adapters.ccda.parser import Refusal
+from adapters.ccda.reader import read_document
+from adapters.ccda.templates import Confidentiality, DocumentKind, LabelKind, SectionKind
+
+__all__ = [
+    "Address",
+    "Allergy",
+    "Author",
+    "CcdaDocument",
+    "Code",
+    "Confidentiality",
+    "DocumentKind",
+    "Goal",
+    "HealthConcern",
+    "Identifier",
+    "LabelKind",
+    "LabelScope",
+    "Medication",
+    "NonXmlBody",
+    "Organization",
+    "Patient",
+    "Period",
+    "PersonName",
+    "PlannedActivity",
+    "Problem",
+    "Quantity",
+    "QuantityRange",
+    "Refusal",
+    "RelatedDocument",
+    "SectionKind",
+    "SectionSummary",
+    "SecurityLabel",
+    "Telecom",
+    "TemplateId",
+    "Value",
+    "read_document",
+]

@@ -1,0 +1,80 @@
+"""The 42 CFR Part 2 consent decision engine: pure, stdlib only, time passed in.
+
+`decide` answers whether one record may be disclosed to one requester for given purposes, on
+the patient's consent directives; `check` says whether one directive can be relied on (§2.31).
+The rules are those of PART2.md, each cited by number in reasons and problems.
+"""
+
+from consent.engine import decide
+from consent.model import (
+    AccountingEntry,
+    Actor,
+    ActorGroup,
+    Coding,
+    ConsentDirective,
+    ConsentElement,
+    ConsentKind,
+    ConsentStatus,
+    DataItem,
+    DataMeaning,
+    DataReference,
+    Decision,
+    DisclosureRequest,
+    EmergencyFacts,
+    Identifier,
+    NonConsentBasis,
+    Notice,
+    Obligations,
+    Outcome,
+    PatientCapacity,
+    Period,
+    Problem,
+    Provision,
+    ProvisionIndex,
+    ProvisionType,
+    Reason,
+    Requester,
+    Signer,
+    SignerRole,
+    Validity,
+)
+from consent.rules import NOTICE_FULL, NOTICE_SHORT
+from consent.validity import check, kind_from_content
+
+__all__ = [
+    "NOTICE_FULL",
+    "NOTICE_SHORT",
+    "AccountingEntry",
+    "Actor",
+    "ActorGroup",
+    "Coding",
+    "ConsentDirective",
+    "ConsentElement",
+    "ConsentKind",
+    "ConsentStatus",
+    "DataItem",
+    "DataMeaning",
+    "DataReference",
+    "Decision",
+    "DisclosureRequest",
+    "EmergencyFacts",
+    "Identifier",
+    "NonConsentBasis",
+    "Notice",
+    "Obligations",
+    "Outcome",
+    "PatientCapacity",
+    "Period",
+    "Problem",
+    "Provision",
+    "ProvisionIndex",
+    "ProvisionType",
+    "Reason",
+    "Requester",
+    "Signer",
+    "SignerRole",
+    "Validity",
+    "check",
+    "decide",
+    "kind_from_content",
+]

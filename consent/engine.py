@@ -1,0 +1,481 @@
+"""The Part 2 decision: may this record go to this requester, for these purposes, now?
+
+    decide(request, directives, as_of)
+    ├── P1  not Part 2 data .................................. permit, accounted, no labels
+    ├── S4  no purpose ....................................... deny
+    ├── E2  research, audit, QSOA ............................ deny (out of scope)
+    ├── per purpose, over the patient's consents (deny-overrides across consents):
+    │     each consent: the provisions that apply, most specific first; only a valid
+    │     consent (C1-C7) counts; C3 counseling notes and C4 legal proceedings only on
+    │     their own kind of consent
+    ├── every purpose permitted ..................... permit (C1-C4), S1 notice, S2 labels
+    ├── E1  emergency purpose, medical personnel, §2.51 facts ... permit, flagged for review
+    └── P2  otherwise ........................................ deny
+
+How a consent's provision tree applies (FHIR R4 Consent.provision): a provision applies when
+every criterion it states matches (period, actor, action, purpose through the v3-ActReason
+hierarchy, class, code, securityLabel, dataPeriod, data) and its parent applies. Within one
+consent the most specific applicable provisions decide: those with no applicable typed
+provision beneath them; if any of them denies, the consent denies (so a deny nested in a
+permit wins for what it covers). An untyped provision takes its parent's type. Where the
+request does not say what a criterion needs (a record with no date against a dataPeriod, no
+source program against the disclosing actors), the criterion holds for a deny and fails for a
+permit, so missing facts never widen a disclosure.
+
+Decisions are values: a deny is returned, never raised. `ValueError` means the request cannot
+be evaluated (a naive `as_of` or record date).
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from consent import rules, validity
+from consent import vocabulary as v
+from consent.model import (
+    ActorGroup,
+    ConsentDirective,
+    ConsentKind,
+    DataMeaning,
+    Decision,
+    DisclosureRequest,
+    Identifier,
+    Obligations,
+    Outcome,
+    Provision,
+    ProvisionIndex,
+    ProvisionType,
+    Reason,
+)
+
+_PERMIT_RULE = {
+    ConsentKind.GENERAL: "C1",
+    ConsentKind.TPO: "C2",
+    ConsentKind.COUNSELING_NOTES: "C3",
+    ConsentKind.LEGAL_PROCEEDINGS: "C4",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """The request, flattened once into the sets provisions are matched against."""
+
+    as_of: datetime
+    action: str
+    requester: str | None
+    requester_ids: tuple[Identifier, ...]
+    designated: bool
+    labels: frozenset[tuple[str | None, str]]
+    confidentiality: int
+    classes: frozenset[tuple[str | None, str]]
+    class_codes: frozenset[str]
+    codes: frozenset[tuple[str | None, str]]
+    code_codes: frozenset[str]
+    date: datetime | None
+    reference: str | None
+    related: frozenset[str]
+    authors: frozenset[str]
+    source: str | None
+    source_ids: tuple[Identifier, ...]
+    source_known: bool
+    counseling: bool
+
+    @classmethod
+    def of(cls, request: DisclosureRequest, as_of: datetime) -> "_Facts":
+        item = request.item
+        labels = {
+            (lb.system, v.NO_REDISCLOSURE if lb.code == v.NO_REDISCLOSURE_RETIRED else lb.code)
+            for lb in item.security_labels
+        }
+        counseling = item.is_counseling_note or (v.ACT_CODE, v.COUNSELING_NOTE) in labels
+        # Part 2 data is SUD information under 42 CFR Part 2 (P1) even when unlabelled.
+        if not any((v.ACT_CODE, code) in labels for code in v.SUD_SENSITIVITY):
+            labels.add((v.ACT_CODE, v.SUD))
+        labels.add((v.ACT_CODE, v.LAW_42CFR_PART2))
+        if counseling:
+            labels.add((v.ACT_CODE, v.COUNSELING_NOTE))
+        ranks = [
+            v.CONFIDENTIALITY_RANK[lb.code]
+            for lb in item.security_labels
+            if lb.system == v.CONFIDENTIALITY and lb.code in v.CONFIDENTIALITY_RANK
+        ]
+        classes = {(c.system, c.code) for c in item.classes}
+        classes.add((v.RESOURCE_TYPES, item.resource_type))
+        related = set(item.related)
+        if item.reference is not None:
+            related.add(item.reference)
+        authors = set(item.authors)
+        if item.source_program is not None:
+            authors.add(item.source_program)
+        requester = request.requester
+        return cls(
+            as_of=as_of,
+            action=request.action,
+            requester=requester.reference,
+            requester_ids=requester.identifiers,
+            designated=requester.is_covered_entity or requester.is_part2_program,
+            labels=frozenset(labels),
+            confidentiality=max(ranks, default=v.CONFIDENTIALITY_RANK[v.RESTRICTED]),
+            classes=frozenset(classes),
+            class_codes=frozenset(code for _, code in classes),
+            codes=frozenset((c.system, c.code) for c in item.codes),
+            code_codes=frozenset(c.code for c in item.codes),
+            date=item.date,
+            reference=item.reference,
+            related=frozenset(related),
+            authors=frozenset(authors),
+            source=item.source_program,
+            source_ids=item.source_identifiers,
+            source_known=item.source_program is not None or bool(item.source_identifiers),
+            counseling=counseling,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """A consent provision that decided one purpose, by its child indices from the root."""
+
+    directive: ConsentDirective
+    root: Provision
+    indices: tuple[int, ...]
+
+    @property
+    def path(self) -> str:
+        """The provision as a FHIRPath-like location: provision.provision[1]..."""
+        return "provision" + "".join(f".provision[{number}]" for number in self.indices)
+
+    @property
+    def sort_key(self) -> tuple[str, tuple[int, ...]]:
+        return (self.directive.id or "", self.indices)
+
+
+def decide(
+    request: DisclosureRequest, directives: Iterable[ConsentDirective], as_of: datetime
+) -> Decision:
+    """Decide one disclosure of one record, on the patient's consents, at `as_of`."""
+    if as_of.utcoffset() is None:
+        raise ValueError("as_of must be timezone-aware")
+    if request.item.date is not None and request.item.date.utcoffset() is None:
+        raise ValueError("the record's date must be timezone-aware")
+    item = request.item
+    if not rules.is_part2_data(item):
+        return _ordinary(request, as_of)
+    refusal = rules.missing_purpose(request) or rules.out_of_scope(request)
+    if refusal is not None:
+        return _deny(request, as_of, refusal, [])
+    facts = _Facts.of(request, as_of)
+    candidates: list[tuple[ConsentDirective, Provision, bool | None]] = []
+    for directive in directives:
+        if directive.patient != request.patient or directive.provision is None:
+            continue
+        source = _discloser_matches(directive.discloser_group, facts)
+        if source is not False:
+            candidates.append((directive, directive.provision, source))
+    notes = _Notes()
+    permits: list[_Hit] = []
+    for purpose in request.purposes:
+        deny, permit = _by_consents(request, facts, purpose, candidates, notes)
+        if deny is not None:
+            text = f"consent {deny.directive.id} denies this disclosure at {deny.path}"
+            return _without_consent(request, facts, as_of, Reason("P2", text), notes, deny)
+        if permit is None:
+            return _without_consent(request, facts, as_of, rules.default_deny(), notes)
+        permits.append(permit)
+    return _permit(request, as_of, permits)
+
+
+def _by_consents(
+    request: DisclosureRequest,
+    facts: _Facts,
+    purpose: str,
+    candidates: list[tuple[ConsentDirective, Provision, bool | None]],
+    notes: "_Notes",
+) -> tuple[_Hit | None, _Hit | None]:
+    """The deciding deny, else the deciding permit, of the patient's consents for a purpose.
+
+    A consent's validity is checked only once its provisions are found to apply: most
+    consents on file are about other recipients, and rejecting them is cheaper.
+    """
+    closure = v.purpose_closure(purpose)
+    denies: list[_Hit] = []
+    permits: list[_Hit] = []
+    leaves: list[tuple[ProvisionType, tuple[int, ...]]] = []
+    for directive, root, source in candidates:
+        leaves.clear()
+        if not _walk(root, facts, closure, None, (), leaves):
+            continue
+        if not validity.is_valid(directive, facts.as_of, request.occurred_events):
+            notes.unrelied[directive] = None
+            continue
+        for kind, path in leaves:
+            hit = _Hit(directive, root, path)
+            if kind is ProvisionType.DENY:
+                denies.append(hit)
+            elif source is None:
+                notes.add(Reason("P2", "the record's source program is unknown"))
+            elif not rules.counseling_permit_allowed(directive, facts.counseling):
+                text = f"consent {directive.id} is not a consent for SUD counseling notes"
+                notes.add(Reason("C3", text))
+            elif not rules.legal_permit_allowed(directive, purpose):
+                text = f"consent {directive.id} is not a consent for legal proceedings"
+                notes.add(Reason("C4", text))
+            else:
+                permits.append(hit)
+    deny = min(denies, key=lambda hit: hit.sort_key) if denies else None
+    if deny is not None or not permits:
+        return deny, None
+    # Several consents permit: rely on the one that allows least redisclosure, then by id, so
+    # the outcome and its obligations do not depend on the order consents were stored.
+    permit = min(
+        permits,
+        key=lambda hit: (
+            rules.redisclosure_permitted(hit.directive, request.requester, request.purposes),
+            hit.sort_key,
+        ),
+    )
+    return None, permit
+
+
+def _discloser_matches(group: ActorGroup | None, facts: _Facts) -> bool | None:
+    """Whether the record's source program may disclose under the consent (§2.31(a)(2)).
+
+    None when the request does not name the source: only the consent's denies then count.
+    """
+    if group is None or group.general:
+        return True
+    if not facts.source_known:
+        return None
+    return group.names(facts.source, facts.source_ids)
+
+
+def _walk(
+    provision: Provision,
+    facts: _Facts,
+    purposes: frozenset[str],
+    inherited: ProvisionType | None,
+    path: tuple[int, ...],
+    leaves: list[tuple[ProvisionType, tuple[int, ...]]],
+) -> bool:
+    """Collect the most specific applicable typed provisions; True if any was found here."""
+    kind = provision.type or inherited
+    # The root's period is the consent's own term, which validity judges (C5), so that an
+    # expired consent is reported as such rather than silently not applying.
+    if path and provision.period is not None and not provision.period.contains(facts.as_of):
+        return False
+    if not _applies(provision, facts, purposes, kind is ProvisionType.DENY):
+        return False
+    found = False
+    for number, child in enumerate(provision.provisions):
+        if _walk(child, facts, purposes, kind, (*path, number), leaves):
+            found = True
+    if not found and kind is not None:
+        leaves.append((kind, path))
+        return True
+    return found
+
+
+def _applies(provision: Provision, facts: _Facts, purposes: frozenset[str], deny: bool) -> bool:
+    """Whether every criterion the provision states, but its period, matches the request."""
+    index = provision.index
+    if provision.purposes and index.purposes.isdisjoint(purposes):
+        return False
+    if provision.actions and facts.action not in index.actions:
+        return False
+    if provision.actors and not _actors_match(index, facts, deny):
+        return False
+    if (
+        provision.security_labels
+        and facts.confidentiality > index.confidentiality
+        and index.labels.isdisjoint(facts.labels)
+    ):
+        return False
+    if (
+        provision.classes
+        and index.classes.isdisjoint(facts.classes)
+        and index.bare_classes.isdisjoint(facts.class_codes)
+    ):
+        return False
+    if (
+        provision.codes
+        and index.codes.isdisjoint(facts.codes)
+        and index.bare_codes.isdisjoint(facts.code_codes)
+    ):
+        return False
+    if provision.data_period is not None:
+        if facts.date is None:
+            return deny
+        if not provision.data_period.contains(facts.date):
+            return False
+    return not provision.data or _data_matches(provision, facts, deny)
+
+
+def _actors_match(index: ProvisionIndex, facts: _Facts, deny: bool) -> bool:
+    """Recipients name the requester; disclosing actors name the record's source; actors in
+    other roles name either. Each group present must match."""
+    recipients = index.recipients
+    if recipients is not None and not (
+        recipients.names(facts.requester, facts.requester_ids)
+        or (recipients.general and facts.designated)
+    ):
+        return False
+    sources = index.sources
+    if sources is not None and not sources.general:
+        if not facts.source_known:
+            return deny
+        if not sources.names(facts.source, facts.source_ids):
+            return False
+    others = index.others
+    return others is None or (
+        others.names(facts.requester, facts.requester_ids)
+        or others.names(facts.source, facts.source_ids)
+    )
+
+
+def _data_matches(provision: Provision, facts: _Facts, deny: bool) -> bool:
+    """FHIR consent-data-meaning: the record itself (instance), or a record that refers to it
+    (related, dependents), or a record authored by it (authoredby)."""
+    for data in provision.data:
+        if data.meaning is DataMeaning.AUTHOREDBY:
+            if not facts.authors:
+                return deny
+            if data.reference in facts.authors:
+                return True
+        elif facts.reference is None:
+            return deny
+        elif data.meaning is DataMeaning.INSTANCE:
+            if data.reference == facts.reference:
+                return True
+        elif data.reference in facts.related:
+            return True
+    return False
+
+
+class _Notes:
+    """Why consents that apply did not decide, explained only when a decision reports them
+    (a permit rests on its one consent; a deny says what kept the others from counting)."""
+
+    __slots__ = ("reasons", "unrelied")
+
+    def __init__(self) -> None:
+        self.reasons: dict[Reason, None] = {}
+        self.unrelied: dict[ConsentDirective, None] = {}
+
+    def add(self, reason: Reason) -> None:
+        self.reasons[reason] = None
+
+    def explain(self, request: DisclosureRequest, as_of: datetime) -> list[Reason]:
+        """The reasons, with the first problem of each consent not relied on, sorted so that
+        they do not depend on the order of the consents."""
+        reasons = dict(self.reasons)
+        for directive in self.unrelied:
+            problem = validity.problems(directive, as_of, request.occurred_events)[0]
+            text = f"consent {directive.id} not relied on: {problem.text}"
+            reasons[Reason(problem.rule, text)] = None
+        return sorted(reasons, key=lambda note: (note.rule, note.text))
+
+
+def _ordinary(request: DisclosureRequest, as_of: datetime) -> Decision:
+    """P1: data that is not Part 2 data follows HIPAA; the engine only accounts for it."""
+    released = rules.released_classes(request.item)
+    return Decision(
+        outcome=Outcome.PERMIT,
+        reasons=(Reason("P1", "not Part 2 data: ordinary HIPAA rules apply"),),
+        consent_id=None,
+        provision_path=None,
+        obligations=Obligations(released=released),
+        accounting=rules.accounting_entry(request, as_of, Outcome.PERMIT, "P1", released=released),
+    )
+
+
+def _permit(request: DisclosureRequest, as_of: datetime, hits: list[_Hit]) -> Decision:
+    """A disclosure with consent: S1 notice, S2 labels, S3 what is released, A1 the entry."""
+    hit = hits[0]
+    directive = hit.directive
+    redisclosure = all(
+        rules.redisclosure_permitted(h.directive, request.requester, request.purposes) for h in hits
+    )
+    released = rules.released_classes(request.item)
+    rule = _PERMIT_RULE[directive.kind]
+    reason = Reason(rule, f"consent {directive.id} permits this disclosure at {hit.path}")
+    return Decision(
+        outcome=Outcome.PERMIT,
+        reasons=(reason,),
+        consent_id=directive.id,
+        provision_path=hit.path,
+        obligations=Obligations(
+            labels=rules.disclosure_labels(request.item, redisclosure),
+            notice=rules.notice(directive, hit.root, hit.indices, hit.path),
+            released=released,
+            redisclosure_permitted=redisclosure,
+        ),
+        accounting=rules.accounting_entry(
+            request, as_of, Outcome.PERMIT, rule, directive.id, hit.path, released
+        ),
+    )
+
+
+def _without_consent(
+    request: DisclosureRequest,
+    facts: _Facts,
+    as_of: datetime,
+    refusal: Reason,
+    notes: _Notes,
+    deny: _Hit | None = None,
+) -> Decision:
+    """No consent permits (or one denies): E1 for an emergency purpose, else the refusal.
+
+    §2.51 needs no consent, so a patient's restriction does not stop an emergency
+    disclosure; the restriction is kept among the reasons for the compliance review.
+    """
+    if not all(rules.is_emergency_purpose(purpose) for purpose in request.purposes):
+        return _deny(request, as_of, refusal, notes.explain(request, as_of), deny)
+    if deny is not None:
+        notes.add(refusal)
+    missing = rules.missing_emergency_facts(request)
+    if missing:
+        text = "emergency disclosure refused: " + "; ".join(missing) + " (§2.51)"
+        return _deny(request, as_of, Reason("E1", text), notes.explain(request, as_of))
+    if not rules.emergency_releases(request.item, facts.counseling):
+        text = (
+            f"an emergency does not need {request.item.resource_type}"
+            f"{' counseling notes' if facts.counseling else ''}: not released (§2.51(a))"
+        )
+        return _deny(request, as_of, Reason("E1", text), notes.explain(request, as_of))
+    released = rules.released_classes(request.item)
+    return Decision(
+        outcome=Outcome.PERMIT,
+        reasons=(
+            Reason("E1", "bona fide medical emergency disclosure (§2.51)"),
+            *notes.explain(request, as_of),
+        ),
+        consent_id=None,
+        provision_path=None,
+        obligations=Obligations(
+            labels=rules.disclosure_labels(request.item, redisclosure_allowed=False),
+            released=released,
+            compliance_review=True,
+        ),
+        accounting=rules.accounting_entry(request, as_of, Outcome.PERMIT, "E1", released=released),
+        emergency=True,
+    )
+
+
+def _deny(
+    request: DisclosureRequest,
+    as_of: datetime,
+    reason: Reason,
+    notes: list[Reason],
+    hit: _Hit | None = None,
+) -> Decision:
+    consent_id = None if hit is None else hit.directive.id
+    path = None if hit is None else hit.path
+    return Decision(
+        outcome=Outcome.DENY,
+        reasons=(reason, *notes),
+        consent_id=consent_id,
+        provision_path=path,
+        obligations=Obligations(),
+        accounting=rules.accounting_entry(
+            request, as_of, Outcome.DENY, reason.rule, consent_id, path
+        ),
+    )

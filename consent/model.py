@@ -1,0 +1,524 @@
+"""The engine's values: consent directives, disclosure requests, decisions and validity findings.
+
+All are frozen slotted dataclasses: they are built once (by `mappings.consent` from a FHIR
+Consent, or by the disclosure gate for each outgoing item) and read many times by `decide`,
+which must answer tens of thousands of requests a second, so nothing here validates on
+construction. The mapping is where input is checked. `Provision` derives, once, the lookup sets
+the engine matches against (`ProvisionIndex`); they never take part in equality.
+
+Times are timezone-aware datetimes. A FHIR Period's end that was given as a date stands for the
+last instant of that day (`mappings.consent` does the widening), so `Period.contains` is a plain
+inclusive comparison.
+"""
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from enum import StrEnum
+
+from consent import vocabulary as v
+
+
+class ConsentStatus(StrEnum):
+    """FHIR R4 consent-state-codes; only `active` can be relied on (§2.31(c))."""
+
+    DRAFT = "draft"
+    PROPOSED = "proposed"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    INACTIVE = "inactive"
+    ENTERED_IN_ERROR = "entered-in-error"
+
+
+class ConsentKind(StrEnum):
+    """Which §2.31 consent this is: each kind has its own required elements and reach.
+
+    GENERAL: named recipients and purposes (§2.31(a)). TPO: one consent for all future
+    treatment, payment and health care operations (§2.31(a)(4)(i), (a)(5), (a)(10); §2.33(b)).
+    COUNSELING_NOTES: SUD counseling notes only (§2.31(b)). LEGAL_PROCEEDINGS: use in
+    proceedings against the patient only (§2.31(d)).
+    """
+
+    GENERAL = "general"
+    TPO = "tpo"
+    COUNSELING_NOTES = "counseling-notes"
+    LEGAL_PROCEEDINGS = "legal-proceedings"
+
+
+class ProvisionType(StrEnum):
+    """FHIR R4 consent-provision-type."""
+
+    PERMIT = "permit"
+    DENY = "deny"
+
+
+class PatientCapacity(StrEnum):
+    """Who may sign for the patient (§2.14 minors, §2.15 incompetent and deceased patients)."""
+
+    ADULT = "adult"
+    MINOR_SELF_CONSENT = "minor-self-consent"
+    MINOR_PARENTAL_CONSENT = "minor-parental-consent"
+    LACKS_CAPACITY = "lacks-capacity"
+    DECEASED = "deceased"
+
+
+class SignerRole(StrEnum):
+    """Whether the signer is the patient or someone signing on the patient's behalf."""
+
+    PATIENT = "patient"
+    REPRESENTATIVE = "representative"
+
+
+class DataMeaning(StrEnum):
+    """FHIR R4 consent-data-meaning: how a provision's data reference reaches other records."""
+
+    INSTANCE = "instance"
+    RELATED = "related"
+    DEPENDENTS = "dependents"
+    AUTHOREDBY = "authoredby"
+
+
+class Outcome(StrEnum):
+    """The decision: disclose or not."""
+
+    PERMIT = "permit"
+    DENY = "deny"
+
+
+class NonConsentBasis(StrEnum):
+    """Part 2 disclosures without consent that this service does not perform (PART2.md E2)."""
+
+    AUDIT_EVALUATION = "audit-evaluation"
+    RESEARCH = "research"
+    QSOA = "qsoa"
+
+
+class ConsentElement(StrEnum):
+    """The parts of a consent a validity problem can name; `mappings.consent` maps each to
+    the FHIR element that carries it."""
+
+    PATIENT_NAME = "patient-name"
+    DISCLOSERS = "disclosers"
+    INFORMATION = "information"
+    RECIPIENTS = "recipients"
+    PURPOSES = "purposes"
+    REVOCATION_STATEMENT = "revocation-statement"
+    EXPIRATION = "expiration"
+    SIGNATURE = "signature"
+    DATE_SIGNED = "date-signed"
+    REDISCLOSURE_STATEMENT = "redisclosure-statement"
+    REFUSAL_STATEMENT = "refusal-consequences-statement"
+    STATUS = "status"
+    PROVISIONS = "provisions"
+    TRUTHFULNESS = "truthfulness"
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    """A code and its system (None when the source gave no system)."""
+
+    system: str | None
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """A business identifier: system and value."""
+
+    system: str | None
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """An inclusive time range; a missing bound is open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def contains(self, moment: datetime) -> bool:
+        """Whether the moment falls inside the range."""
+        return (self.start is None or self.start <= moment) and (
+            self.end is None or moment <= self.end
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A party named by a consent: a recipient, a disclosing program, or another role.
+
+    An actor with only a display is a general designation ("my treating providers"), which
+    §2.31(a)(4)(i) allows for recipients of a TPO consent.
+    """
+
+    role: Coding | None
+    reference: str | None = None
+    identifiers: tuple[Identifier, ...] = ()
+    display: str | None = None
+
+    @property
+    def is_general_designation(self) -> bool:
+        """Named by description only, with no reference or identifier to match."""
+        return self.reference is None and not self.identifiers and bool(self.display)
+
+
+@dataclass(frozen=True, slots=True)
+class DataReference:
+    """A provision's `data`: a specific record and how far the rule reaches from it."""
+
+    meaning: DataMeaning
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActorGroup:
+    """The references, identifiers and general designations of one group of actors."""
+
+    references: frozenset[str]
+    identifiers: frozenset[Identifier]
+    general: bool
+
+    @classmethod
+    def of(cls, actors: tuple[Actor, ...]) -> "ActorGroup | None":
+        """The group of these actors, or None when there are none (no constraint)."""
+        if not actors:
+            return None
+        return cls(
+            references=frozenset(a.reference for a in actors if a.reference is not None),
+            identifiers=frozenset(i for a in actors for i in a.identifiers),
+            general=any(a.is_general_designation for a in actors),
+        )
+
+    def names(self, reference: str | None, identifiers: tuple[Identifier, ...]) -> bool:
+        """Whether a party with this reference or one of these identifiers is in the group."""
+        if reference is not None and reference in self.references:
+            return True
+        return bool(identifiers) and not self.identifiers.isdisjoint(identifiers)
+
+
+def _label_keys(labels: tuple[Coding, ...]) -> tuple[frozenset[tuple[str | None, str]], int]:
+    """The item labels a provision's labels cover, and its confidentiality high-water mark."""
+    keys: set[tuple[str | None, str]] = set()
+    confidentiality = -1
+    for label in labels:
+        if label.system == v.CONFIDENTIALITY and label.code in v.CONFIDENTIALITY_RANK:
+            confidentiality = max(confidentiality, v.CONFIDENTIALITY_RANK[label.code])
+        elif label.system == v.ACT_CODE and label.code in v.SENSITIVITY_COVERS:
+            keys.update((v.ACT_CODE, code) for code in v.SENSITIVITY_COVERS[label.code])
+        elif label.system == v.ACT_CODE and label.code == v.NO_REDISCLOSURE_RETIRED:
+            keys.add((v.ACT_CODE, v.NO_REDISCLOSURE))
+        else:
+            keys.add((label.system, label.code))
+    return frozenset(keys), confidentiality
+
+
+def _coded(codings: tuple[Coding, ...]) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
+    """Codings with a system as (system, code) keys; those without as bare codes."""
+    keyed = frozenset((c.system, c.code) for c in codings if c.system is not None)
+    bare = frozenset(c.code for c in codings if c.system is None)
+    return keyed, bare
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionIndex:
+    """What a provision matches on, as sets, derived once so that matching is set lookups."""
+
+    purposes: frozenset[str]
+    actions: frozenset[str]
+    labels: frozenset[tuple[str | None, str]]
+    confidentiality: int
+    classes: frozenset[tuple[str, str]]
+    bare_classes: frozenset[str]
+    codes: frozenset[tuple[str, str]]
+    bare_codes: frozenset[str]
+    recipients: ActorGroup | None
+    sources: ActorGroup | None
+    others: ActorGroup | None
+
+    @classmethod
+    def of(cls, provision: "Provision") -> "ProvisionIndex":
+        """Index a provision's criteria."""
+        labels, confidentiality = _label_keys(provision.security_labels)
+        classes, bare_classes = _coded(provision.classes)
+        codes, bare_codes = _coded(provision.codes)
+
+        def role(actor: Actor) -> str | None:
+            return None if actor.role is None else actor.role.code
+
+        actors = provision.actors
+        return cls(
+            purposes=frozenset(
+                p.code for p in provision.purposes if p.system in (v.ACT_REASON, None)
+            ),
+            actions=frozenset(a.code for a in provision.actions),
+            labels=labels,
+            confidentiality=confidentiality,
+            classes=classes,
+            bare_classes=bare_classes,
+            codes=codes,
+            bare_codes=bare_codes,
+            recipients=ActorGroup.of(tuple(a for a in actors if role(a) in v.RECIPIENT_ROLES)),
+            sources=ActorGroup.of(tuple(a for a in actors if role(a) in v.SOURCE_ROLES)),
+            others=ActorGroup.of(
+                tuple(
+                    a
+                    for a in actors
+                    if role(a) not in v.RECIPIENT_ROLES and role(a) not in v.SOURCE_ROLES
+                )
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Provision:
+    """One rule of a consent (FHIR R4 Consent.provision), with its nested exceptions.
+
+    Every criterion that is given must match for the rule to apply; an untyped provision takes
+    its type from the nearest typed ancestor.
+    """
+
+    type: ProvisionType | None = None
+    period: Period | None = None
+    actors: tuple[Actor, ...] = ()
+    actions: tuple[Coding, ...] = ()
+    purposes: tuple[Coding, ...] = ()
+    classes: tuple[Coding, ...] = ()
+    codes: tuple[Coding, ...] = ()
+    security_labels: tuple[Coding, ...] = ()
+    data_period: Period | None = None
+    data: tuple[DataReference, ...] = ()
+    provisions: tuple["Provision", ...] = ()
+    index: ProvisionIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The index is derived data of a frozen value, so setting it once here is safe.
+        object.__setattr__(self, "index", ProvisionIndex.of(self))
+
+    @property
+    def has_content_criteria(self) -> bool:
+        """Whether this rule says which information it covers (§2.31(a)(3))."""
+        return bool(self.security_labels or self.classes or self.codes or self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """Who signed the consent (FHIR Consent.performer) and in what capacity."""
+
+    role: SignerRole
+    reference: str | None = None
+    relationship: Coding | None = None
+    display: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentDirective:
+    """A patient's Part 2 consent (or restriction) as the engine reads it.
+
+    `has_signed_form` says whether the signed form itself is on file (FHIR sourceAttachment or
+    sourceReference); the `has_*_statement` flags say which §2.31 statements that form holds.
+    `materially_false` records that the program knows, or should know, the consent to be false
+    (§2.31(c)(4)). The expiration is the root provision's period end, an event
+    (`expiration_event`, e.g. "end-of-treatment", or "none" for a TPO consent), or both.
+    """
+
+    id: str | None
+    status: ConsentStatus
+    patient: str | None
+    patient_name: str | None = None
+    disclosers: tuple[Actor, ...] = ()
+    kind: ConsentKind = ConsentKind.GENERAL
+    signed_at: datetime | None = None
+    signers: tuple[Signer, ...] = ()
+    patient_capacity: PatientCapacity = PatientCapacity.ADULT
+    expiration_event: str | None = None
+    has_signed_form: bool = False
+    has_revocation_statement: bool = False
+    has_redisclosure_statement: bool = False
+    has_refusal_consequences_statement: bool = False
+    materially_false: bool = False
+    provision: Provision | None = None
+    discloser_group: ActorGroup | None = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "discloser_group", ActorGroup.of(self.disclosers))
+        # Hashed once: `consent.validity` memoizes what does not depend on time per directive,
+        # and a directive's tree is too deep to rehash on every decision.
+        values = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
+        object.__setattr__(self, "_hash", hash(values))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """The expiration date: the end of the root provision's period."""
+        if self.provision is None or self.provision.period is None:
+            return None
+        return self.provision.period.end
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a consent cannot be relied on: the PART2.md rule, the element at fault, and text."""
+
+    rule: str
+    element: ConsentElement
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Validity:
+    """The outcome of checking a consent against §2.31: valid, or the problems found."""
+
+    problems: tuple[Problem, ...]
+
+    @property
+    def valid(self) -> bool:
+        """No problem was found."""
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks for the data (the recipient of the disclosure) and what kind of party it is.
+
+    `is_covered_entity` covers HIPAA covered entities and business associates alike, the
+    recipients that may redisclose under a TPO consent (§2.33(b)).
+    """
+
+    reference: str | None
+    identifiers: tuple[Identifier, ...] = ()
+    display: str | None = None
+    is_covered_entity: bool = False
+    is_part2_program: bool = False
+    is_medical_personnel: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DataItem:
+    """The record asked for, described by what the consent rules match on.
+
+    `is_part2` is set by the caller from the record's source program or labels (PART2.md P1);
+    the engine also treats SUD-labelled records and counseling notes as Part 2 data.
+    `source_program` is the Part 2 program that created or holds the record (author or
+    custodian); `authors` and `related` are the references the record makes, for provisions
+    whose `data` reaches records authored by, or related to, a given record.
+    """
+
+    resource_type: str
+    reference: str | None = None
+    security_labels: tuple[Coding, ...] = ()
+    classes: tuple[Coding, ...] = ()
+    codes: tuple[Coding, ...] = ()
+    date: datetime | None = None
+    source_program: str | None = None
+    source_identifiers: tuple[Identifier, ...] = ()
+    authors: tuple[str, ...] = ()
+    related: tuple[str, ...] = ()
+    is_part2: bool = False
+    is_counseling_note: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyFacts:
+    """What §2.51(c) requires the program to document at once for an emergency disclosure."""
+
+    personnel_name: str | None = None
+    personnel_affiliation: str | None = None
+    nature_of_emergency: str | None = None
+    disclosed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureRequest:
+    """One record asked for by one requester, for the given purposes (v3-ActReason codes).
+
+    `occurred_events` are the consent expiration events known to have happened for this
+    patient (e.g. "end-of-treatment" once discharged). `non_consent_basis` is set when the
+    caller claims a Part 2 exception other than a medical emergency.
+    """
+
+    patient: str
+    requester: Requester
+    purposes: tuple[str, ...]
+    item: DataItem
+    action: str = v.DISCLOSE
+    emergency: EmergencyFacts | None = None
+    non_consent_basis: NonConsentBasis | None = None
+    occurred_events: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One step of the decision: the PART2.md rule that applied and what it found."""
+
+    rule: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What travels with a disclosure made with consent (§2.32): the statement, in full and in
+    its short form, and a copy of the consent or a clear explanation of its scope."""
+
+    statement: str
+    short_statement: str
+    consent_reference: str | None
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class Obligations:
+    """What the gate must do with a permitted record, and what it releases.
+
+    `labels` go into meta.security (S2); `released` names the data classes disclosed (S3);
+    `compliance_review` marks an emergency disclosure for compliance staff (E1).
+    """
+
+    labels: tuple[Coding, ...] = ()
+    notice: Notice | None = None
+    released: tuple[str, ...] = ()
+    redisclosure_permitted: bool = False
+    compliance_review: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingEntry:
+    """The record of one decision for compliance staff and the patient (§2.24, §2.25)."""
+
+    at: datetime
+    patient: str
+    requester: Requester
+    purposes: tuple[str, ...]
+    action: str
+    resource_type: str
+    resource_reference: str | None
+    outcome: Outcome
+    rule: str
+    consent_id: str | None
+    provision_path: str | None
+    released: tuple[str, ...]
+    emergency: EmergencyFacts | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's answer for one request, with the reasons, obligations and accounting."""
+
+    outcome: Outcome
+    reasons: tuple[Reason, ...]
+    consent_id: str | None
+    provision_path: str | None
+    obligations: Obligations
+    accounting: AccountingEntry
+    emergency: bool = False
+
+    @property
+    def permitted(self) -> bool:
+        """Whether the record may be disclosed."""
+        return self.outcome is Outcome.PERMIT
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The rules cited by the reasons, in order."""
+        return tuple(reason.rule for reason in self.reasons)

@@ -1,0 +1,1 @@
+"""Compliance staff's API: the disclosure log as AuditEvents, its verification, accountings."""

@@ -1,0 +1,97 @@
+"""For compliance officers (and administrators): read-only views of the disclosure log."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import HTMLResponse, Response
+
+from interop.api.formats import Format
+from interop.api.responses import FhirResponse
+from interop.api.security import requires_role
+from interop.audit import accounting as acc
+from interop.services.compliance import ComplianceService, LogQuery
+from interop.services.staff import Role, StaffSession
+from interop.store.fhirdates import parse_range
+
+router = APIRouter(prefix="/audit", tags=["Compliance"])
+
+ReviewerDep = Annotated[
+    StaffSession, Depends(requires_role(Role.COMPLIANCE_OFFICER, Role.ADMINISTRATOR))
+]
+
+
+def _compliance(request: Request) -> ComplianceService:
+    service: ComplianceService = request.app.state.compliance
+    return service
+
+
+ComplianceDep = Annotated[ComplianceService, Depends(_compliance)]
+
+
+@router.get("/verify", operation_id="verify_audit_chain")
+def verify_chain(compliance: ComplianceDep, _: ReviewerDep) -> dict[str, Any]:
+    """Walk the hash chain; the first edited, deleted or reordered row is named."""
+    report = compliance.verify()
+    return {
+        "intact": report.intact,
+        "rows": report.rows,
+        "first_broken_seq": report.first_broken_seq,
+        "problem": report.problem,
+    }
+
+
+@router.get("/AuditEvent", operation_id="search_audit_events")
+def search_audit_events(
+    compliance: ComplianceDep,
+    _: ReviewerDep,
+    patient: Annotated[str | None, Query(pattern=r"^Patient/[A-Za-z0-9\-.]{1,64}$")] = None,
+    agent: Annotated[str | None, Query(pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$")] = None,
+    consent: Annotated[str | None, Query(max_length=100)] = None,
+    date_from: Annotated[str | None, Query(alias="date-from", max_length=40)] = None,
+    date_to: Annotated[str | None, Query(alias="date-to", max_length=40)] = None,
+    outcome: Annotated[Literal["released", "withheld"] | None, Query()] = None,
+    emergency: bool | None = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
+) -> FhirResponse:
+    """Disclosure decisions as FHIR AuditEvents, newest first (A3: by patient or consent)."""
+    query = LogQuery(
+        patient=patient,
+        requester=agent,
+        consent=consent,
+        since=parse_range(date_from)[0] if date_from else None,
+        until=parse_range(date_to)[1] if date_to else None,
+        decision={"released": "permit", "withheld": "deny", None: None}[outcome],
+        emergency=emergency,
+        offset=offset,
+        count=count,
+    )
+    return FhirResponse(compliance.audit_events(query), fmt=Format.JSON)
+
+
+@router.get("/emergencies", operation_id="emergency_disclosures")
+def emergency_disclosures(compliance: ComplianceDep, _: ReviewerDep) -> FhirResponse:
+    """Every break-the-glass disclosure, for compliance review (E1)."""
+    query = LogQuery(emergency=True, decision="permit", count=1000)
+    return FhirResponse(compliance.audit_events(query), fmt=Format.JSON)
+
+
+@router.get("/accounting/Patient/{patient_id}", operation_id="accounting_of_disclosures")
+def accounting_of_disclosures(
+    patient_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")],
+    compliance: ComplianceDep,
+    _: ReviewerDep,
+    format: Literal["fhir", "csv", "html"] = "html",
+) -> Response:
+    """The patient's accounting of disclosures for the past three years (A2)."""
+    report = compliance.accounting(patient_id, datetime.now(UTC))
+    if format == "fhir":
+        return FhirResponse(acc.as_bundle(report), fmt=Format.JSON)
+    if format == "csv":
+        return Response(
+            acc.as_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="accounting-{patient_id}.csv"'},
+        )
+    return HTMLResponse(acc.as_letter(report))

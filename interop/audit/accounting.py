@@ -1,0 +1,195 @@
+"""The accounting of disclosures a patient may ask for (42 CFR §2.24; PART2.md A2, E1).
+
+Disclosures made with the patient's consent over the past three years: to whom, when, and a
+brief description of what; medical-emergency disclosures made without consent are listed
+apart, as compliance staff review them (§2.51). Rendered as a FHIR Bundle of AuditEvents, as
+CSV, and as a letter the patient can read (HTML, every value escaped).
+"""
+
+import csv
+import html
+import io
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from interop.audit.events import audit_event
+from interop.store.fhirdates import format_instant
+from interop.store.tables import DisclosureLogRow
+
+ACCOUNTING_YEARS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    when: datetime
+    recipient: str
+    recipient_name: str
+    purposes: str
+    description: str
+    consent: str | None
+    emergency: bool
+    row: DisclosureLogRow
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    patient: str
+    patient_name: str
+    since: datetime
+    until: datetime
+    with_consent: tuple[Disclosure, ...]
+    emergencies: tuple[Disclosure, ...]
+
+
+def accounting(
+    patient: str,
+    patient_name: str,
+    rows: Sequence[DisclosureLogRow],
+    names: Mapping[str, str],
+    since: datetime,
+    until: datetime,
+) -> Accounting:
+    """Only releases of Part 2 data to others count: a program's own use is no disclosure."""
+    disclosed = [
+        _disclosure(row, names)
+        for row in rows
+        if row.decision == "permit" and row.part2 and row.rule != "USE"
+    ]
+    return Accounting(
+        patient,
+        patient_name,
+        since,
+        until,
+        tuple(d for d in disclosed if not d.emergency),
+        tuple(d for d in disclosed if d.emergency),
+    )
+
+
+def as_bundle(report: Accounting) -> dict[str, Any]:
+    entries = [
+        {"resource": audit_event(d.row)} for d in (*report.with_consent, *report.emergencies)
+    ]
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": format_instant(report.until),
+        "total": len(entries),
+        "entry": entries,
+    }
+
+
+def as_csv(report: Accounting) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "date",
+            "recipient",
+            "recipient_reference",
+            "purpose",
+            "description",
+            "consent",
+            "emergency",
+        ]
+    )
+    for d in (*report.with_consent, *report.emergencies):
+        writer.writerow(
+            [
+                format_instant(d.when),
+                _safe(d.recipient_name),
+                d.recipient,
+                d.purposes,
+                d.description,
+                d.consent or "",
+                "yes" if d.emergency else "no",
+            ]
+        )
+    return buffer.getvalue()
+
+
+def as_letter(report: Accounting) -> str:
+    """A plain letter: who received the patient's records, when, and what."""
+    e = html.escape
+    rows = "".join(_letter_row(d) for d in report.with_consent) or (
+        '<tr><td colspan="4">No disclosures were made with your consent in this period.</td></tr>'
+    )
+    emergencies = "".join(_letter_row(d) for d in report.emergencies)
+    emergency_part = (
+        "<h2>Disclosures in a medical emergency</h2><p>These were made without your consent, "
+        "because of a medical emergency, as 42 CFR §2.51 allows.</p>"
+        f"<table><thead>{_HEAD}</thead><tbody>{emergencies}</tbody></table>"
+        if report.emergencies
+        else ""
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Accounting of disclosures</title></head><body><main>"
+        f"<h1>Accounting of disclosures for {e(report.patient_name)}</h1>"
+        f"<p>From {e(report.since.date().isoformat())} to {e(report.until.date().isoformat())}, "
+        "Recovery Interop disclosed records of your substance use disorder care to the "
+        "recipients below, with your written consent (42 CFR §2.24).</p>"
+        f"<table><thead>{_HEAD}</thead><tbody>{rows}</tbody></table>"
+        f"{emergency_part}</main></body></html>"
+    )
+
+
+_HEAD = "<tr><th>Date</th><th>Recipient</th><th>Purpose</th><th>What was disclosed</th></tr>"
+_PURPOSES = {
+    "TREAT": "treatment",
+    "ETREAT": "emergency treatment",
+    "HPAYMT": "payment",
+    "HOPERAT": "health care operations",
+    "COC": "coordination of care",
+    "PATRQT": "at your request",
+}
+
+
+def _letter_row(d: Disclosure) -> str:
+    e = html.escape
+    purposes = ", ".join(_PURPOSES.get(code, code) for code in d.purposes.split())
+    return (
+        f"<tr><td>{e(d.when.date().isoformat())}</td><td>{e(d.recipient_name)}</td>"
+        f"<td>{e(purposes)}</td><td>{e(d.description)}</td></tr>"
+    )
+
+
+def _disclosure(row: DisclosureLogRow, names: Mapping[str, str]) -> Disclosure:
+    kinds = Counter(reference.split("/")[0] for reference in row.resources.split())
+    description = ", ".join(
+        f"{count} {_plain(kind)}{'s' if count > 1 else ''}" for kind, count in sorted(kinds.items())
+    )
+    return Disclosure(
+        when=row.recorded_at,
+        recipient=row.requester,
+        recipient_name=names.get(row.requester, row.requester),
+        purposes=row.purposes,
+        description=description,
+        consent=row.consent,
+        emergency=row.emergency,
+        row=row,
+    )
+
+
+_PLAIN = {
+    "CarePlan": "care plan",
+    "ServiceRequest": "referral",
+    "Task": "referral task",
+    "Patient": "demographic record",
+    "EpisodeOfCare": "episode of care",
+    "Condition": "problem or health concern",
+    "Goal": "care plan goal",
+    "DocumentReference": "document",
+    "Encounter": "visit record",
+}
+
+
+def _plain(kind: str) -> str:
+    return _PLAIN.get(kind, kind)
+
+
+def _safe(text: str) -> str:
+    """Spreadsheets run cells that start with = + - @ as formulas (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

@@ -1,0 +1,147 @@
+"""Disclosure log rows as FHIR R4 AuditEvents, in the manner of IHE Basic Audit Log Patterns.
+
+Each row becomes one AuditEvent: type DICOM 110106 "Export" (data leaving the custodian),
+subtype the RESTful interaction, the requesting organization as the destination agent, this
+service as the source, the patient, the consent relied on and the records as entities, the
+purpose of use, and the outcome (0 success when released, 4 when the gate withheld). The
+chain position and hash travel as entity details so a reviewer can check the row verbatim.
+"""
+
+from typing import Any
+
+import orjson
+
+from interop.store.fhirdates import format_instant
+from interop.store.tables import DisclosureLogRow
+
+_DCM = "http://dicom.nema.org/resources/ontology/DCM"
+_INTERACTIONS = {
+    "read": "read",
+    "vread": "vread",
+    "search": "search-type",
+    "history": "history-instance",
+    "transaction": "transaction",
+    "batch": "batch",
+    "create": "create",
+    "cds": "operation",
+}
+_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+SERVICE_NAME = "Recovery Interop"
+
+
+def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
+    released = row.decision == "permit"
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": f"disclosure-{row.seq}",
+        "type": {"system": _DCM, "code": "110106", "display": "Export"},
+        "subtype": [
+            {
+                "system": "http://hl7.org/fhir/restful-interaction",
+                "code": _INTERACTIONS.get(row.interaction, "operation"),
+            }
+        ],
+        "action": "R" if row.interaction in ("read", "vread", "search", "history") else "E",
+        "recorded": format_instant(row.recorded_at),
+        "outcome": "0" if released else "4",
+        "outcomeDesc": f"{'released' if released else 'withheld'} under Part 2 rule {row.rule}",
+        "agent": [
+            {
+                "type": {
+                    "coding": [{"system": _DCM, "code": "110152", "display": "Destination Role ID"}]
+                },
+                "who": {"reference": row.requester},
+                "altId": row.client_id,
+                "requestor": True,
+            },
+            {
+                "type": {
+                    "coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]
+                },
+                "who": {"display": SERVICE_NAME},
+                "requestor": False,
+            },
+        ],
+        "source": {
+            "observer": {"display": SERVICE_NAME},
+            "type": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4",
+                    "display": "Application Server",
+                }
+            ],
+        },
+        "entity": _entities(row),
+    }
+    purposes = row.purposes.split()
+    if purposes:
+        event["purposeOfEvent"] = [
+            {"coding": [{"system": _ACT_REASON, "code": p}]} for p in purposes
+        ]
+    return event
+
+
+def _entities(row: DisclosureLogRow) -> list[dict[str, Any]]:
+    entities: list[dict[str, Any]] = []
+    if row.patient:
+        entities.append(
+            {
+                "what": {"reference": row.patient},
+                "type": _object_type("1", "Person"),
+                "role": _object_role("1", "Patient"),
+            }
+        )
+    labels = [{"system": _ACT_CODE, "code": code} for code in row.labels.split()]
+    for reference in row.resources.split():
+        entity: dict[str, Any] = {
+            "what": {"reference": reference},
+            "type": _object_type("2", "System Object"),
+            "role": _object_role("4", "Domain Resource"),
+        }
+        if labels:
+            entity["securityLabel"] = labels
+        entities.append(entity)
+    entities.append(_chain_entity(row))
+    return entities
+
+
+def _chain_entity(row: DisclosureLogRow) -> dict[str, Any]:
+    """The decision's own record: consent relied on, rule, chain position and hash."""
+    details = [
+        {"type": "rule", "valueString": row.rule},
+        {"type": "log-sequence", "valueString": str(row.seq)},
+        {"type": "log-hash", "valueString": row.hash},
+    ]
+    if row.provision:
+        details.append({"type": "consent-provision", "valueString": row.provision})
+    if row.emergency_facts:
+        facts = orjson.loads(row.emergency_facts)
+        details.extend(
+            {"type": f"emergency-{key}", "valueString": value} for key, value in facts.items()
+        )
+    entity: dict[str, Any] = {
+        "type": _object_type("2", "System Object"),
+        "role": _object_role("13", "Security Resource"),
+        "detail": details,
+    }
+    if row.consent:
+        entity["what"] = {"reference": row.consent.split(", ")[0]}
+    return entity
+
+
+def _object_type(code: str, display: str) -> dict[str, str]:
+    return {
+        "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+        "code": code,
+        "display": display,
+    }
+
+
+def _object_role(code: str, display: str) -> dict[str, str]:
+    return {
+        "system": "http://terminology.hl7.org/CodeSystem/object-role",
+        "code": code,
+        "display": display,
+    }

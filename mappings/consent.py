@@ -1,0 +1,588 @@
+"""FHIR R4 Consent JSON <-> the engine's ConsentDirective, as PART2.md lays the §2.31 elements out.
+
+Pure and dict-based (no fhir.resources): the gate and the API call it on stored JSON. Where a
+§2.31 element lives in a Consent (partners write consents to this table):
+
+- (1) patient's name: `patient`, a Reference whose `display` is the name (or the name passed
+  as `patient_name` from the resolved Patient).
+- (2) who may disclose: `organization[]` (reference, identifier, or display only as a general
+  designation).
+- (3) what information: each permit's `securityLabel` / `class` / `code` / `data`; "all my SUD
+  records" is v3-ActCode SUD (ETH accepted); SUD counseling notes are v3-ActCode PSYTHPN.
+- (4) recipients: each permit's `actor` with v3-ParticipationType IRCP (or PRCP); a TPO
+  consent's general designation ("my treating providers") is a display-only reference.
+- (5) purposes: each permit's `purpose` (v3-ActReason).
+- (6) right to revoke, and (10) the TPO statements: the signed form, `sourceAttachment` or
+  `sourceReference`, carrying the extension FORM_STATEMENT once per statement it contains:
+  `right-to-revoke`, `redisclosure-risk`, `refusal-consequences`.
+- (7) expiration: the root `provision.period.end`, and/or the extension EXPIRATION_EVENT
+  (valueCode) on the root `provision`: `end-of-treatment`, `none` (TPO only) or another event.
+- (8) signature: `performer[]`, the Patient itself or a RelatedPerson (or another Patient)
+  signing for them, with the extension SIGNER_RELATIONSHIP (valueCoding, v3-RoleCode such as
+  GUARD, PRN, EXCEST) on the reference; plus the signed form itself.
+- (9) date signed: `dateTime`.
+
+Also on the Consent: CONSENT_KIND (valueCode `general` | `tpo` | `counseling-notes` |
+`legal-proceedings`; derived from the permits when absent, see
+`consent.validity.kind_from_content`), PATIENT_CAPACITY (valueCode `adult` (default) |
+`minor-self-consent` | `minor-parental-consent` | `lacks-capacity` | `deceased`, for §2.14 and
+§2.15) and KNOWN_FALSE (valueBoolean, §2.31(c)(4)). Revocation is `status` = `inactive`.
+`directive_to_fhir` writes the same representation back, with scope `patient-privacy`,
+category LOINC 64292-6 plus v3-ActCode 42CFRPart2CD and policyRule v3-ActCode 42CFRPart2.
+
+Dates: a FHIR date or partial dateTime without a zone is read in UTC; a period's start is the
+first instant it names and its end the last (an end of "2026-06-30" lasts all that day).
+
+Content that cannot be read as a Consent raises InvalidResource; a Consent that reads but
+cannot be relied on under Part 2 is a value, reported by `directive_problems_as_issues`.
+"""
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final, TypeVar
+
+from consent import vocabulary as v
+from consent.model import (
+    Actor,
+    Coding,
+    ConsentDirective,
+    ConsentElement,
+    ConsentKind,
+    ConsentStatus,
+    DataMeaning,
+    DataReference,
+    Identifier,
+    PatientCapacity,
+    Period,
+    Provision,
+    ProvisionType,
+    Signer,
+    SignerRole,
+)
+from consent.validity import check, kind_from_content
+from mappings.errors import InvalidResource, Issue
+
+EXTENSION_BASE: Final = "http://recovery-interop.example.org/fhir/StructureDefinition/"
+EXPIRATION_EVENT: Final = EXTENSION_BASE + "consent-expiration-event"
+FORM_STATEMENT: Final = EXTENSION_BASE + "consent-form-statement"
+CONSENT_KIND: Final = EXTENSION_BASE + "part2-consent-kind"
+PATIENT_CAPACITY: Final = EXTENSION_BASE + "consent-patient-capacity"
+SIGNER_RELATIONSHIP: Final = EXTENSION_BASE + "consent-signer-relationship"
+KNOWN_FALSE: Final = EXTENSION_BASE + "consent-known-false"
+
+RIGHT_TO_REVOKE: Final = "right-to-revoke"
+REDISCLOSURE_RISK: Final = "redisclosure-risk"
+REFUSAL_CONSEQUENCES: Final = "refusal-consequences"
+FORM_TITLE: Final = "Signed 42 CFR Part 2 consent form"
+
+# Where each problem points, as FHIRPath into the Consent (OperationOutcome.issue.expression).
+ELEMENT_EXPRESSIONS: Final[Mapping[ConsentElement, str]] = {
+    ConsentElement.PATIENT_NAME: "Consent.patient",
+    ConsentElement.DISCLOSERS: "Consent.organization",
+    ConsentElement.INFORMATION: "Consent.provision.securityLabel",
+    ConsentElement.RECIPIENTS: "Consent.provision.actor",
+    ConsentElement.PURPOSES: "Consent.provision.purpose",
+    ConsentElement.REVOCATION_STATEMENT: "Consent.sourceAttachment",
+    ConsentElement.EXPIRATION: "Consent.provision.period.end",
+    ConsentElement.SIGNATURE: "Consent.performer",
+    ConsentElement.DATE_SIGNED: "Consent.dateTime",
+    ConsentElement.REDISCLOSURE_STATEMENT: "Consent.sourceAttachment",
+    ConsentElement.REFUSAL_STATEMENT: "Consent.sourceAttachment",
+    ConsentElement.STATUS: "Consent.status",
+    ConsentElement.PROVISIONS: "Consent.provision",
+    ConsentElement.TRUTHFULNESS: f"Consent.extension('{KNOWN_FALSE}')",
+}
+
+# Consent.provision nests without limit in FHIR; a deeper tree than this is refused rather
+# than walked by recursion.
+MAX_PROVISION_DEPTH: Final = 32
+
+_DATE_TIME = re.compile(
+    r"(?P<year>\d{4})(-(?P<month>\d{2})(-(?P<day>\d{2})"
+    r"(T(?P<time>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d+)?(?P<zone>Z|[+-]\d{2}:\d{2}))?)?)?"
+)
+_END_OF_DAY: Final = time(23, 59, 59, 999999, tzinfo=UTC)
+_REPRESENTATIVE_TYPES: Final = frozenset({"RelatedPerson", "Patient"})
+_E = TypeVar("_E", ConsentKind, PatientCapacity, DataMeaning)
+
+
+def directive_from_fhir(
+    consent: Mapping[str, Any], *, patient_name: str | None = None
+) -> ConsentDirective:
+    """Read a FHIR R4 Consent (a parsed JSON dict) as a Part 2 consent directive.
+
+    `patient_name` is the name of the resolved Patient, used when `Consent.patient` carries no
+    display. Raises InvalidResource when the dict is not a readable Consent.
+    """
+    reader = _Reader()
+    directive = reader.directive(consent, patient_name)
+    if reader.issues:
+        raise InvalidResource(reader.issues)
+    return directive
+
+
+def directive_problems_as_issues(
+    directive: ConsentDirective,
+    as_of: datetime,
+    occurred_events: frozenset[str] = frozenset(),
+) -> tuple[Issue, ...]:
+    """Why a consent cannot be relied on now, as OperationOutcome warnings (business-rule)."""
+    return tuple(
+        Issue(
+            severity="warning",
+            code="business-rule",
+            diagnostics=f"{problem.rule}: {problem.text}",
+            expression=(ELEMENT_EXPRESSIONS[problem.element],),
+        )
+        for problem in check(directive, as_of, occurred_events).problems
+    )
+
+
+def directive_to_fhir(directive: ConsentDirective) -> dict[str, Any]:
+    """Write a directive as a FHIR R4 Consent in this module's representation."""
+    extensions: list[dict[str, Any]] = [{"url": CONSENT_KIND, "valueCode": directive.kind.value}]
+    if directive.patient_capacity is not PatientCapacity.ADULT:
+        extensions.append({"url": PATIENT_CAPACITY, "valueCode": directive.patient_capacity.value})
+    if directive.materially_false:
+        extensions.append({"url": KNOWN_FALSE, "valueBoolean": True})
+    resource: dict[str, Any] = {"resourceType": "Consent"}
+    if directive.id is not None:
+        resource["id"] = directive.id
+    resource["extension"] = extensions
+    resource["status"] = directive.status.value
+    resource["scope"] = _concept(Coding(v.CONSENT_SCOPE, v.PATIENT_PRIVACY))
+    resource["category"] = [
+        _concept(Coding(v.LOINC, v.LOINC_RELEASE_OF_INFORMATION)),
+        _concept(Coding(v.ACT_CODE, v.PART2_CONSENT_DIRECTIVE)),
+    ]
+    patient = _without_nones({"reference": directive.patient, "display": directive.patient_name})
+    if patient:
+        resource["patient"] = patient
+    if directive.signed_at is not None:
+        resource["dateTime"] = directive.signed_at.isoformat()
+    if directive.signers:
+        resource["performer"] = [_signer_to_fhir(signer) for signer in directive.signers]
+    if directive.disclosers:
+        resource["organization"] = [_reference_to_fhir(actor) for actor in directive.disclosers]
+    if directive.has_signed_form:
+        statements = [
+            {"url": FORM_STATEMENT, "valueCode": code}
+            for code, present in (
+                (RIGHT_TO_REVOKE, directive.has_revocation_statement),
+                (REDISCLOSURE_RISK, directive.has_redisclosure_statement),
+                (REFUSAL_CONSEQUENCES, directive.has_refusal_consequences_statement),
+            )
+            if present
+        ]
+        resource["sourceAttachment"] = _without_nones(
+            {"extension": statements or None, "title": FORM_TITLE}
+        )
+    resource["policyRule"] = _concept(Coding(v.ACT_CODE, v.LAW_42CFR_PART2))
+    if directive.provision is not None:
+        provision = _provision_to_fhir(directive.provision)
+        if directive.expiration_event:
+            event = {"url": EXPIRATION_EVENT, "valueCode": directive.expiration_event}
+            provision = {"extension": [event], **provision}
+        resource["provision"] = provision
+    return resource
+
+
+class _Reader:
+    """Reads a Consent dict, collecting an issue (with its FHIRPath) for each unreadable part."""
+
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+
+    def fail(self, path: str, code: str, text: str) -> None:
+        self.issues.append(Issue("error", code, text, (path,)))
+
+    def directive(self, consent: Mapping[str, Any], patient_name: str | None) -> ConsentDirective:
+        if not isinstance(consent, Mapping) or consent.get("resourceType") != "Consent":
+            self.fail("Consent", "structure", "not a FHIR Consent resource")
+            return ConsentDirective(id=None, status=ConsentStatus.ENTERED_IN_ERROR, patient=None)
+        status = self.status(consent.get("status"))
+        patient = self.mapping(consent, "patient", "Consent.patient") or {}
+        patient_reference = self.string(patient, "reference", "Consent.patient.reference")
+        name = self.string(patient, "display", "Consent.patient.display") or patient_name
+        source, source_path = _source(consent)
+        statements = set(self.codes(source or {}, FORM_STATEMENT, f"{source_path}.extension"))
+        root = consent.get("provision")
+        provision = None if root is None else self.provision(root, "Consent.provision", 0)
+        events = (
+            self.codes(root, EXPIRATION_EVENT, "Consent.provision.extension")
+            if isinstance(root, Mapping)
+            else []
+        )
+        kind_codes = self.codes(consent, CONSENT_KIND, "Consent.extension")
+        capacity_codes = self.codes(consent, PATIENT_CAPACITY, "Consent.extension")
+        return ConsentDirective(
+            id=self.string(consent, "id", "Consent.id"),
+            status=status,
+            patient=patient_reference,
+            patient_name=name,
+            disclosers=tuple(
+                self.actor_reference(reference, None, f"Consent.organization[{number}]")
+                for number, reference in enumerate(
+                    self.sequence(consent, "organization", "Consent.organization")
+                )
+            ),
+            kind=(
+                self.enum(ConsentKind, kind_codes[0], "Consent.extension")
+                if kind_codes
+                else kind_from_content(provision)
+            )
+            or ConsentKind.GENERAL,
+            signed_at=self.instant(consent.get("dateTime"), "Consent.dateTime", end=False),
+            signers=self.signers(consent, patient_reference),
+            patient_capacity=(
+                self.enum(PatientCapacity, capacity_codes[0], "Consent.extension")
+                if capacity_codes
+                else None
+            )
+            or PatientCapacity.ADULT,
+            expiration_event=events[0] if events else None,
+            has_signed_form=bool(source),
+            has_revocation_statement=RIGHT_TO_REVOKE in statements,
+            has_redisclosure_statement=REDISCLOSURE_RISK in statements,
+            has_refusal_consequences_statement=REFUSAL_CONSEQUENCES in statements,
+            materially_false=any(
+                extension.get("valueBoolean") is True
+                for extension in self.extensions(consent, KNOWN_FALSE, "Consent.extension")
+            ),
+            provision=provision,
+        )
+
+    def status(self, value: Any) -> ConsentStatus:
+        try:
+            return ConsentStatus(value)
+        except ValueError:
+            self.fail("Consent.status", "value", "status is missing or not a consent-state code")
+            return ConsentStatus.ENTERED_IN_ERROR
+
+    def signers(self, consent: Mapping[str, Any], patient: str | None) -> tuple[Signer, ...]:
+        signers = []
+        for number, performer in enumerate(
+            self.sequence(consent, "performer", "Consent.performer")
+        ):
+            path = f"Consent.performer[{number}]"
+            if not isinstance(performer, Mapping):
+                self.fail(path, "structure", "a performer must be a Reference object")
+                continue
+            reference = self.string(performer, "reference", f"{path}.reference")
+            relationships = [
+                self.coding(extension.get("valueCoding"), f"{path}.extension")
+                for extension in self.extensions(
+                    performer, SIGNER_RELATIONSHIP, f"{path}.extension"
+                )
+            ]
+            relationship = next((coding for coding in relationships if coding), None)
+            display = self.string(performer, "display", f"{path}.display")
+            if reference is not None and reference == patient:
+                signers.append(Signer(SignerRole.PATIENT, reference, relationship, display))
+            elif relationship is not None or _resource_type(reference) in _REPRESENTATIVE_TYPES:
+                signers.append(Signer(SignerRole.REPRESENTATIVE, reference, relationship, display))
+        return tuple(signers)
+
+    def provision(self, value: Any, path: str, depth: int) -> Provision | None:
+        if not isinstance(value, Mapping):
+            self.fail(path, "structure", "a provision must be an object")
+            return None
+        if depth >= MAX_PROVISION_DEPTH:
+            self.fail(path, "too-costly", f"provisions nest deeper than {MAX_PROVISION_DEPTH}")
+            return None
+        kind = value.get("type")
+        if kind is not None and kind not in ("permit", "deny"):
+            self.fail(f"{path}.type", "value", "type must be permit or deny")
+        children = (
+            self.provision(child, f"{path}.provision[{number}]", depth + 1)
+            for number, child in enumerate(self.sequence(value, "provision", f"{path}.provision"))
+        )
+        return Provision(
+            type=ProvisionType(kind) if kind in ("permit", "deny") else None,
+            period=self.period(value.get("period"), f"{path}.period"),
+            actors=tuple(
+                self.actor(actor, f"{path}.actor[{number}]")
+                for number, actor in enumerate(self.sequence(value, "actor", f"{path}.actor"))
+            ),
+            actions=self.concepts(value, "action", f"{path}.action"),
+            purposes=self.codings(value, "purpose", f"{path}.purpose"),
+            classes=self.codings(value, "class", f"{path}.class"),
+            codes=self.concepts(value, "code", f"{path}.code"),
+            security_labels=self.codings(value, "securityLabel", f"{path}.securityLabel"),
+            data_period=self.period(value.get("dataPeriod"), f"{path}.dataPeriod"),
+            data=tuple(
+                data
+                for number, item in enumerate(self.sequence(value, "data", f"{path}.data"))
+                if (data := self.data(item, f"{path}.data[{number}]")) is not None
+            ),
+            provisions=tuple(child for child in children if child is not None),
+        )
+
+    def actor(self, value: Any, path: str) -> Actor:
+        if not isinstance(value, Mapping):
+            self.fail(path, "structure", "an actor must be an object")
+            return Actor(role=None)
+        role = self.concepts(value, "role", f"{path}.role", single=True)
+        reference = self.mapping(value, "reference", f"{path}.reference") or {}
+        return self.actor_reference(reference, role[0] if role else None, f"{path}.reference")
+
+    def actor_reference(self, value: Any, role: Coding | None, path: str) -> Actor:
+        if not isinstance(value, Mapping):
+            self.fail(path, "structure", "a reference must be an object")
+            return Actor(role=role)
+        identifier = self.mapping(value, "identifier", f"{path}.identifier")
+        identifiers: tuple[Identifier, ...] = ()
+        if identifier:
+            identifier_value = self.string(identifier, "value", f"{path}.identifier.value")
+            if identifier_value is not None:
+                system = self.string(identifier, "system", f"{path}.identifier.system")
+                identifiers = (Identifier(system, identifier_value),)
+        return Actor(
+            role=role,
+            reference=self.string(value, "reference", f"{path}.reference"),
+            identifiers=identifiers,
+            display=self.string(value, "display", f"{path}.display"),
+        )
+
+    def data(self, value: Any, path: str) -> DataReference | None:
+        if not isinstance(value, Mapping):
+            self.fail(path, "structure", "data must be an object")
+            return None
+        meaning = self.enum(DataMeaning, value.get("meaning"), f"{path}.meaning")
+        reference = self.string(
+            self.mapping(value, "reference", f"{path}.reference") or {},
+            "reference",
+            f"{path}.reference.reference",
+        )
+        if meaning is None or reference is None:
+            self.fail(path, "required", "data needs a meaning and a literal reference")
+            return None
+        return DataReference(meaning, reference)
+
+    def period(self, value: Any, path: str) -> Period | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.fail(path, "structure", "a period must be an object")
+            return None
+        return Period(
+            start=self.instant(value.get("start"), f"{path}.start", end=False),
+            end=self.instant(value.get("end"), f"{path}.end", end=True),
+        )
+
+    def instant(self, value: Any, path: str, *, end: bool) -> datetime | None:
+        if value is None:
+            return None
+        moment = _instant(value, end=end) if isinstance(value, str) else None
+        if moment is None:
+            self.fail(path, "value", "not a FHIR date or dateTime")
+        return moment
+
+    def concepts(
+        self, value: Mapping[str, Any], key: str, path: str, *, single: bool = False
+    ) -> tuple[Coding, ...]:
+        """CodeableConcepts, flattened: a rule matches on any of their codings."""
+        concepts = [value[key]] if single and key in value else None
+        items = concepts if concepts is not None else self.sequence(value, key, path)
+        codings: list[Coding] = []
+        for number, concept in enumerate(items):
+            where = path if single else f"{path}[{number}]"
+            if not isinstance(concept, Mapping):
+                self.fail(where, "structure", "a CodeableConcept must be an object")
+                continue
+            codings.extend(self.codings(concept, "coding", f"{where}.coding"))
+        return tuple(codings)
+
+    def codings(self, value: Mapping[str, Any], key: str, path: str) -> tuple[Coding, ...]:
+        return tuple(
+            coding
+            for number, item in enumerate(self.sequence(value, key, path))
+            if (coding := self.coding(item, f"{path}[{number}]")) is not None
+        )
+
+    def coding(self, value: Any, path: str) -> Coding | None:
+        if not isinstance(value, Mapping):
+            self.fail(path, "structure", "a Coding must be an object")
+            return None
+        code = self.string(value, "code", f"{path}.code")
+        if code is None:
+            return None
+        return Coding(self.string(value, "system", f"{path}.system"), code)
+
+    def codes(self, value: Mapping[str, Any], url: str, path: str) -> list[str]:
+        """The valueCode of every extension with this URL."""
+        codes = []
+        for extension in self.extensions(value, url, path):
+            code = extension.get("valueCode")
+            if isinstance(code, str) and code:
+                codes.append(code)
+            else:
+                self.fail(f"{path}('{url}')", "value", "the extension needs a valueCode")
+        return codes
+
+    def extensions(self, value: Mapping[str, Any], url: str, path: str) -> list[Mapping[str, Any]]:
+        return [
+            extension
+            for extension in self.sequence(value, "extension", path)
+            if isinstance(extension, Mapping) and extension.get("url") == url
+        ]
+
+    def enum(self, kind: type[_E], value: Any, path: str) -> _E | None:
+        try:
+            return kind(value)
+        except ValueError:
+            self.fail(path, "value", f"{value!r} is not one of {', '.join(kind)}")
+            return None
+
+    def mapping(self, value: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
+        item = value.get(key)
+        if item is None or isinstance(item, Mapping):
+            return item
+        self.fail(path, "structure", f"{key} must be an object")
+        return None
+
+    def sequence(self, value: Mapping[str, Any], key: str, path: str) -> list[Any]:
+        item = value.get(key)
+        if item is None:
+            return []
+        if isinstance(item, list):
+            return item
+        self.fail(path, "structure", f"{key} must be an array")
+        return []
+
+    def string(self, value: Mapping[str, Any], key: str, path: str) -> str | None:
+        item = value.get(key)
+        if item is None or isinstance(item, str):
+            return item
+        self.fail(path, "structure", f"{key} must be a string")
+        return None
+
+
+def _resource_type(reference: str | None) -> str | None:
+    """The type of a relative or absolute literal reference (`.../RelatedPerson/7`)."""
+    if reference is None:
+        return None
+    parts = reference.split("/")
+    return parts[-2] if len(parts) >= 2 else None
+
+
+def _source(consent: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]:
+    """The signed form: sourceAttachment or sourceReference (R4 source[x])."""
+    for key in ("sourceAttachment", "sourceReference"):
+        value = consent.get(key)
+        if isinstance(value, Mapping) and value:
+            return value, f"Consent.{key}"
+    return None, "Consent.sourceAttachment"
+
+
+def _instant(text: str, *, end: bool) -> datetime | None:
+    """The first (or, for `end`, the last) instant a FHIR date or dateTime names."""
+    match = _DATE_TIME.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day = match["year"], match["month"], match["day"]
+    try:
+        if match["time"] is not None:
+            fraction = (match["fraction"] or "")[:7]
+            zone = "+00:00" if match["zone"] == "Z" else match["zone"]
+            return datetime.fromisoformat(f"{year}-{month}-{day}T{match['time']}{fraction}{zone}")
+        first = date(int(year), int(month or 1), int(day or 1))
+    except ValueError:
+        return None
+    if not end:
+        return datetime.combine(first, time(tzinfo=UTC))
+    if day is not None:
+        last = first
+    elif month is not None:
+        last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    else:
+        last = first.replace(month=12, day=31)
+    return datetime.combine(last, _END_OF_DAY)
+
+
+def _moment_to_fhir(moment: datetime, *, end: bool) -> str:
+    """A FHIR date where the instant is a whole UTC day's bound, else a dateTime."""
+    if moment.utcoffset() == timedelta(0) and moment.timetz() == (
+        _END_OF_DAY if end else time(tzinfo=UTC)
+    ):
+        return moment.date().isoformat()
+    return moment.isoformat()
+
+
+def _concept(coding: Coding) -> dict[str, Any]:
+    return {"coding": [_coding_to_fhir(coding)]}
+
+
+def _coding_to_fhir(coding: Coding) -> dict[str, Any]:
+    return _without_nones({"system": coding.system, "code": coding.code})
+
+
+def _reference_to_fhir(actor: Actor) -> dict[str, Any]:
+    identifier = actor.identifiers[0] if actor.identifiers else None
+    return _without_nones(
+        {
+            "reference": actor.reference,
+            "identifier": None
+            if identifier is None
+            else _without_nones({"system": identifier.system, "value": identifier.value}),
+            "display": actor.display,
+        }
+    )
+
+
+def _signer_to_fhir(signer: Signer) -> dict[str, Any]:
+    relationship = (
+        None
+        if signer.relationship is None
+        else [{"url": SIGNER_RELATIONSHIP, "valueCoding": _coding_to_fhir(signer.relationship)}]
+    )
+    return _without_nones(
+        {"extension": relationship, "reference": signer.reference, "display": signer.display}
+    )
+
+
+def _period_to_fhir(period: Period | None) -> dict[str, Any] | None:
+    if period is None:
+        return None
+    return _without_nones(
+        {
+            "start": None if period.start is None else _moment_to_fhir(period.start, end=False),
+            "end": None if period.end is None else _moment_to_fhir(period.end, end=True),
+        }
+    )
+
+
+def _provision_to_fhir(provision: Provision) -> dict[str, Any]:
+    return _without_nones(
+        {
+            "type": None if provision.type is None else provision.type.value,
+            "period": _period_to_fhir(provision.period),
+            "actor": [
+                _without_nones(
+                    {
+                        "role": None if actor.role is None else _concept(actor.role),
+                        "reference": _reference_to_fhir(actor),
+                    }
+                )
+                for actor in provision.actors
+            ]
+            or None,
+            "action": [_concept(action) for action in provision.actions] or None,
+            "securityLabel": [_coding_to_fhir(c) for c in provision.security_labels] or None,
+            "purpose": [_coding_to_fhir(c) for c in provision.purposes] or None,
+            "class": [_coding_to_fhir(c) for c in provision.classes] or None,
+            "code": [_concept(code) for code in provision.codes] or None,
+            "dataPeriod": _period_to_fhir(provision.data_period),
+            "data": [
+                {"meaning": data.meaning.value, "reference": {"reference": data.reference}}
+                for data in provision.data
+            ]
+            or None,
+            "provision": [_provision_to_fhir(child) for child in provision.provisions] or None,
+        }
+    )
+
+
+def _without_nones(value: dict[str, Any]) -> dict[str, Any]:
+    return {key: item for key, item in value.items() if item is not None}

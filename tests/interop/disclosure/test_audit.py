@@ -1,0 +1,228 @@
+"""The disclosure log for compliance staff: AuditEvents, tamper evidence, accountings, and
+medical emergencies."""
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from interop.services.staff import Role
+from interop.store.database import make_engine
+from tests.conftest import bearer, register_partner
+from tests.interop.auth.test_staff import add_user, sign_in
+from tests.interop.disclosure.conftest import World, as_, make
+
+EMERGENCY = {
+    "recovery-interop-emergency": {
+        "personnel_name": "Dr. Robin Example",
+        "personnel_affiliation": "County General Emergency Department",
+        "nature_of_emergency": "unresponsive patient, suspected opioid overdose",
+    }
+}
+
+
+def opioid_use_disorder(patient_ref: str, program: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+        "code": {
+            "coding": [
+                {"system": "http://snomed.info/sct", "code": "5602001", "display": "Opioid abuse"}
+            ]
+        },
+        "subject": {"reference": patient_ref},
+        "asserter": {"reference": program},
+    }
+
+
+@pytest.fixture
+def compliance(anonymous: TestClient) -> TestClient:
+    reviewer = TestClient(anonymous.app)
+    add_user(reviewer, "cora.compliance", Role.COMPLIANCE_OFFICER)
+    assert sign_in(reviewer, "cora.compliance").status_code == 200
+    return reviewer
+
+
+def disclose(anonymous: TestClient, world: World) -> None:
+    anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, world.a))
+    anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, world.b))
+
+
+def tamper(database_url: str, statement: str) -> None:
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text(statement))
+    engine.dispose()
+
+
+class TestAuditEvents:
+    def test_decisions_are_searchable_by_patient_as_audit_events(
+        self, anonymous: TestClient, compliance: TestClient, world: World
+    ) -> None:
+        disclose(anonymous, world)
+        bundle = compliance.get("/audit/AuditEvent", params={"patient": world.client_ref}).json()
+        assert bundle["resourceType"] == "Bundle"
+        outcomes = {
+            (e["resource"]["agent"][0]["who"]["reference"], e["resource"]["outcome"])
+            for e in bundle["entry"]
+        }
+        assert (world.a.organization, "0") in outcomes
+        assert (world.b.organization, "4") in outcomes
+        released = next(
+            e["resource"]
+            for e in bundle["entry"]
+            if e["resource"]["outcome"] == "0"
+            and e["resource"]["agent"][0]["who"]["reference"] == world.a.organization
+        )
+        assert released["type"]["code"] == "110106"
+        assert released["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT"
+        entities = [entity.get("what", {}).get("reference") for entity in released["entity"]]
+        assert world.client_ref in entities
+        assert any(ref and ref.startswith("Consent/") for ref in entities)
+
+    def test_partners_and_case_managers_cannot_read_the_log(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        assert (
+            anonymous.get("/audit/AuditEvent", headers=as_(anonymous, world.a)).status_code == 401
+        )
+        manager = TestClient(anonymous.app)
+        add_user(manager, "casey.manager", Role.CASE_MANAGER)
+        sign_in(manager, "casey.manager")
+        assert manager.get("/audit/verify").status_code == 403
+
+
+class TestTamperEvidence:
+    """A1: append-only and tamper-evident, on SQLite and PostgreSQL."""
+
+    def test_intact_chain_verifies(
+        self, anonymous: TestClient, compliance: TestClient, world: World
+    ) -> None:
+        disclose(anonymous, world)
+        report = compliance.get("/audit/verify").json()
+        assert report["intact"] is True
+        assert report["rows"] >= 2
+
+    @pytest.mark.parametrize(
+        ("statement", "problem"),
+        [
+            ("UPDATE disclosure_log SET decision = 'permit' WHERE decision = 'deny'", "changed"),
+            (
+                "UPDATE disclosure_log SET requester = 'Organization/elsewhere' WHERE seq = 2",
+                "changed",
+            ),
+            ("DELETE FROM disclosure_log WHERE seq = 2", "missing"),
+            ("UPDATE disclosure_log SET seq = seq + 1000 WHERE seq = 1", "missing"),
+            (
+                "DELETE FROM disclosure_log WHERE seq = (SELECT MAX(seq) FROM disclosure_log)",
+                "removed",
+            ),
+        ],
+        ids=["edit-decision", "edit-recipient", "delete-row", "reorder", "truncate-tail"],
+    )
+    def test_tampering_is_detected(
+        self,
+        anonymous: TestClient,
+        compliance: TestClient,
+        world: World,
+        database_url: str,
+        statement: str,
+        problem: str,
+    ) -> None:
+        disclose(anonymous, world)
+        disclose(anonymous, world)
+        tamper(database_url, statement)
+        report = compliance.get("/audit/verify").json()
+        assert report["intact"] is False
+        assert problem in report["problem"]
+        assert report["first_broken_seq"] is not None
+
+
+class TestAccounting:
+    def test_accounting_lists_disclosures_with_consent_in_three_forms(
+        self, anonymous: TestClient, compliance: TestClient, world: World
+    ) -> None:
+        """A2: recipient, date, brief description; denials and own use are not disclosures."""
+        disclose(anonymous, world)
+        patient_id = world.client_ref.split("/")[1]
+        bundle = compliance.get(
+            f"/audit/accounting/Patient/{patient_id}", params={"format": "fhir"}
+        ).json()
+        recipients = {e["resource"]["agent"][0]["who"]["reference"] for e in bundle["entry"]}
+        assert recipients == {world.a.organization}
+        csv_text = compliance.get(
+            f"/audit/accounting/Patient/{patient_id}", params={"format": "csv"}
+        ).text
+        lines = csv_text.strip().splitlines()
+        assert lines[0].startswith("date,recipient,")
+        assert "Riverside Residential" in lines[1]
+        assert "1 care plan" in lines[1]
+        letter = compliance.get(f"/audit/accounting/Patient/{patient_id}")
+        assert letter.headers["content-type"].startswith("text/html")
+        assert "Alex Partwo" in letter.text
+        assert "Riverside Residential" in letter.text
+        assert "Unrelated Clinic" not in letter.text
+
+    def test_unknown_patient_is_404_problem(self, compliance: TestClient) -> None:
+        response = compliance.get("/audit/accounting/Patient/nobody")
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+class TestBreakTheGlass:
+    def test_emergency_release_is_flagged_listed_and_accounted_apart(
+        self, client: TestClient, anonymous: TestClient, compliance: TestClient, world: World
+    ) -> None:
+        """E1: ETREAT to medical personnel with the §2.51 facts; recorded and reviewable."""
+        er = register_partner(anonymous, scope="system/*.rs", name="County General ED")
+        headers = {
+            "Authorization": bearer(
+                anonymous,
+                er,
+                scope="system/*.rs",
+                purposes=["ETREAT"],
+                extra={
+                    "extensions": {
+                        **EMERGENCY,
+                        "hl7-b2b": {
+                            "version": "1",
+                            "organization_id": "urn:oid:1.2.3",
+                            "purpose_of_use": ["ETREAT"],
+                        },
+                    }
+                },
+            )
+        }
+        condition = make(client, opioid_use_disorder(world.client_ref, world.detox))
+        response = anonymous.get(f"/fhir/Condition/{condition['id']}", headers=headers)
+        assert response.status_code == 200, response.text
+        assert anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=headers).status_code == 404
+        patient_id = world.client_ref.split("/")[1]
+        flagged = compliance.get("/audit/emergencies").json()
+        assert flagged["total"] >= 1
+        details = {
+            d["type"]: d["valueString"]
+            for e in flagged["entry"]
+            for entity in e["resource"]["entity"]
+            for d in entity.get("detail", [])
+        }
+        assert details["emergency-personnel_name"] == "Dr. Robin Example"
+        assert details["emergency-nature_of_emergency"].startswith("unresponsive")
+        letter = compliance.get(f"/audit/accounting/Patient/{patient_id}").text
+        assert "medical emergency" in letter
+        assert "County General ED" in letter
+
+    def test_without_the_facts_the_glass_stays_closed(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        er = register_partner(anonymous, scope="system/*.rs", name="Walk-in Clinic")
+        headers = {"Authorization": bearer(anonymous, er, scope="system/*.rs", purposes=["ETREAT"])}
+        assert anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=headers).status_code == 404
