@@ -15,7 +15,7 @@ extension `consent` (valueReference) naming the consent relied on. Bundles also 
 labels of everything in them (high-water mark) in Bundle.meta.security.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -74,14 +74,20 @@ class _Released:
     consents: set[str] = field(default_factory=set)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class GateSession:
     """The gate for one request: decisions are made, cached and logged per request."""
 
-    def __init__(self, session: Session, requester: Requester, interaction: str) -> None:
+    def __init__(
+        self, session: Session, requester: Requester, interaction: str, now: datetime
+    ) -> None:
         self._session = session
         self._requester = requester
         self._interaction = interaction
-        self._now = datetime.now(UTC)
+        self._now = now
         self._part2_programs: frozenset[str] | None = None
         self._directives: dict[str, list[ConsentDirective]] = {}
         self._consent_requester: ConsentRequester | None = None
@@ -312,11 +318,13 @@ class DisclosureGate:
     """Opens a GateSession per request and writes its decisions before the response leaves:
     if they cannot be written, the request fails and nothing is disclosed."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = _utc_now) -> None:
         self._engine = engine
+        self._clock = clock
 
     def open(self, session: Session, requester: Requester, interaction: str) -> GateSession:
-        return GateSession(session, requester, interaction)
+        """A gate for one request; consents are judged as of the moment it opens."""
+        return GateSession(session, requester, interaction, self._clock())
 
     def record(self, gate: GateSession) -> None:
         grouped = _grouped(gate.entries())
