@@ -1,8 +1,8 @@
 """create_app(settings) -> FastAPI: routers, error handlers, and the services they call."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 import httpx
@@ -12,12 +12,14 @@ from interop.api import outcomes
 from interop.api.admin.routes import router as admin_router
 from interop.api.audit.routes import router as audit_router
 from interop.api.auth.routes import router as auth_router
+from interop.api.cds.routes import router as cds_router
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
 from interop.auth.jwks import JwksFetcher
 from interop.auth.oidc import OidcClient, OidcConfig
 from interop.services.bundles import BundleService
 from interop.services.capability import capability_statement
+from interop.services.cds import ConsentConsult
 from interop.services.compliance import ComplianceService
 from interop.services.disclosure import DisclosureGate
 from interop.services.partners import PartnerService
@@ -32,6 +34,10 @@ from interop.store.migrate import upgrade
 RELEASED = "2026-11-25"
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def software_version() -> str:
     try:
         return version("recovery-interop")
@@ -39,8 +45,9 @@ def software_version() -> str:
         return "0.0.0+unknown"
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The service, wired to the database `settings` name."""
+def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """The service, wired to the database `settings` name; `clock` is the time consents are
+    judged at (tests pin it; production uses the wall clock)."""
     engine = make_engine(settings.database_url)
     if settings.auto_migrate:
         upgrade(engine)
@@ -60,7 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     paging = Paging(settings.default_page_size, settings.max_page_size)
     app.state.settings = settings
-    gates = DisclosureGate(engine)
+    gates = DisclosureGate(engine, clock)
     app.state.resources = ResourceService(engine, paging, gates)
     app.state.bundles = BundleService(engine, paging, gates)
     app.state.partners = PartnerService(engine)
@@ -76,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.staff = StaffService(engine, login_policy(settings))
     app.state.compliance = ComplianceService(engine)
+    app.state.consent_consult = ConsentConsult(engine, clock)
     app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(
         base_url=(settings.public_base_url or "") + "/fhir",
@@ -88,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(fhir_router)
     app.include_router(admin_router)
     app.include_router(audit_router)
+    app.include_router(cds_router)
     return app
 
 

@@ -17,7 +17,7 @@ ValueError; the mappings turn what cannot be built from FHIR into MappingError.
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import Final, TypeAlias
@@ -29,6 +29,8 @@ _ABSOLUTE: Final = re.compile(
 _CODE: Final = re.compile(r"[^\s]+( [^\s]+)*")
 _URI: Final = re.compile(r"\S+")
 _RESOURCE_TYPE: Final = re.compile(r"[A-Z][A-Za-z]+")
+_LATEST_ZONE: Final = timezone(timedelta(hours=-12))
+_EARLIEST_ZONE: Final = timezone(timedelta(hours=14))
 
 
 class Id(str):
@@ -206,14 +208,20 @@ class Period:
 
 
 def _in_order(start: When, end: When) -> bool:
-    """Instants compare as instants; a day against anything compares by calendar day (per-1)."""
-    if isinstance(start, datetime) and isinstance(end, datetime):
+    """per-1, as the FHIR validator reads it: start may not be later than end.
+
+    Two instants or two days compare directly. A day against an instant has no zone of its own
+    (R4 §2.24.0.1), so the day must be in order in every zone from UTC-12:00 to UTC+14:00.
+    """
+    if isinstance(start, datetime) == isinstance(end, datetime):
         return start <= end
-    return _day(start) <= _day(end)
-
-
-def _day(value: When) -> date:
-    return value.date() if isinstance(value, datetime) else value
+    earliest_start = (
+        start if isinstance(start, datetime) else datetime.combine(start, time(), _LATEST_ZONE)
+    )
+    latest_end = (
+        end if isinstance(end, datetime) else datetime.combine(end, time.max, _EARLIEST_ZONE)
+    )
+    return earliest_start <= latest_end
 
 
 @dataclass(frozen=True, slots=True)

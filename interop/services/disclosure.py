@@ -198,26 +198,8 @@ class GateSession:
         return self._part2_programs
 
     def _consents(self, patient: str) -> list[ConsentDirective]:
-        """The patient's consents as directives; one that cannot be read is never relied on."""
         if patient not in self._directives:
-            statement = select(RESOURCE_TABLE.c.content).where(
-                RESOURCE_TABLE.c.resource_type == "Consent",
-                RESOURCE_TABLE.c.deleted.is_(False),
-                RESOURCE_TABLE.c.pk.in_(
-                    select(INDEX_TABLE.c.resource_pk).where(
-                        INDEX_TABLE.c.resource_type == "Consent",
-                        INDEX_TABLE.c.param == "patient",
-                        INDEX_TABLE.c.value == patient.split("/", 1)[1],
-                        INDEX_TABLE.c.norm.is_(None),
-                    )
-                ),
-            )
-            directives = []
-            for content in self._session.execute(statement).scalars():
-                directive = _directive(orjson.loads(content))
-                if directive is not None:
-                    directives.append(directive)
-            self._directives[patient] = directives
+            self._directives[patient] = read_directives(self._session, patient)
         return self._directives[patient]
 
     def _request(
@@ -355,6 +337,28 @@ def label(
         others = [e for e in meta.get("extension", []) if e.get("url") != NOTICE_EXTENSION]
         meta["extension"] = [*others, extension]
     return {**resource, "meta": meta}
+
+
+def read_directives(session: Session, patient: str) -> list[ConsentDirective]:
+    """The patient's stored consents as directives; one that cannot be read is never relied on."""
+    statement = select(RESOURCE_TABLE.c.content).where(
+        RESOURCE_TABLE.c.resource_type == "Consent",
+        RESOURCE_TABLE.c.deleted.is_(False),
+        RESOURCE_TABLE.c.pk.in_(
+            select(INDEX_TABLE.c.resource_pk).where(
+                INDEX_TABLE.c.resource_type == "Consent",
+                INDEX_TABLE.c.param == "patient",
+                INDEX_TABLE.c.value == patient.split("/", 1)[1],
+                INDEX_TABLE.c.norm.is_(None),
+            )
+        ),
+    )
+    directives = []
+    for content in session.execute(statement).scalars():
+        directive = _directive(orjson.loads(content))
+        if directive is not None:
+            directives.append(directive)
+    return directives
 
 
 def patient_of(resource: dict[str, Any]) -> str | None:

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
@@ -34,6 +34,7 @@ from interop.store.search import Inclusion, SearchQuery
 from interop.store.search_params import SUPPORTED_TYPES, extract
 from interop.store.tables import ResourceRow
 from mappings import fhir
+from mappings.consent import directive_from_fhir, directive_problems_as_issues
 from mappings.errors import InvalidResource, Issue
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -59,6 +60,15 @@ class WriteGuard(Protocol):
 class WriteOutcome:
     stored: StoredVersion
     created: bool  # 201 Created rather than 200 OK
+    warnings: tuple[Issue, ...] = ()  # e.g. why a stored Consent cannot be relied on
+
+
+def reliance_warnings(resource_type: str, resource: dict[str, Any]) -> tuple[Issue, ...]:
+    """Why a Consent may be stored (a draft, say) yet not relied on under 42 CFR §2.31."""
+    if resource_type != "Consent":
+        return ()
+    directive = directive_from_fhir(resource)
+    return directive_problems_as_issues(directive, datetime.now(UTC))
 
 
 def check_type(resource_type: str) -> None:
@@ -150,7 +160,7 @@ class ResourceOperations:
                 return WriteOutcome(existing, created=False)
         new_id = resource_id or str(uuid.uuid4())
         stored = self._store(None, resource_type, new_id, 1, resource, "POST")
-        return WriteOutcome(stored, created=True)
+        return WriteOutcome(stored, True, reliance_warnings(resource_type, resource))
 
     def update(
         self,
@@ -176,7 +186,7 @@ class ResourceOperations:
             _check_if_match(row, if_match)
         version_id = 1 if row is None else row.version_id + 1
         stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
-        return WriteOutcome(stored, created=row is None)
+        return WriteOutcome(stored, row is None, reliance_warnings(resource_type, resource))
 
     def delete(self, resource_type: str, resource_id: str) -> None:
         """Delete: a new version without content; deleting twice changes nothing."""
@@ -463,7 +473,8 @@ class ResourceService:
             fhir.validate(resource)
         except InvalidResource as invalid:
             return outcome(*invalid.issues)
-        return outcome(Issue("information", "informational", "no errors found"))
+        warnings = reliance_warnings(resource_type, resource)
+        return outcome(Issue("information", "informational", "no errors found"), *warnings)
 
     def delete(
         self, resource_type: str, resource_id: str, *, guard: WriteGuard | None = None

@@ -257,6 +257,7 @@ def _written(written: WriteOutcome, fmt: Format, base: str, prefer: str | None) 
     if "return=minimal" in wanted:
         return FhirResponse(None, fmt=fmt, status_code=status, headers=headers)
     if "return=OperationOutcome" in wanted:
-        done = outcome(Issue("information", "informational", "the resource was saved"))
+        saved = Issue("information", "informational", "the resource was saved")
+        done = outcome(saved, *written.warnings)
         return FhirResponse(done, fmt=fmt, status_code=status, headers=headers)
     return FhirResponse(stored.content, fmt=fmt, status_code=status, headers=headers)
