@@ -17,7 +17,10 @@ every criterion it states matches (period, actor, action, purpose through the v3
 hierarchy, class, code, securityLabel, dataPeriod, data) and its parent applies. Within one
 consent the most specific applicable provisions decide: those with no applicable typed
 provision beneath them; if any of them denies, the consent denies (so a deny nested in a
-permit wins for what it covers). An untyped provision takes its parent's type. Where the
+permit wins for what it covers). A root deny with provisions beneath it is an opt-in
+consent's base policy ("nothing but what is permitted below"): towards a request that none
+of its permits covers it is silent, so one recipient's consent never blocks another's.
+An untyped provision takes its parent's type. Where the
 request does not say what a criterion needs (a record with no date against a dataPeriod, no
 source program against the disclosing actors), the criterion holds for a deny and fails for a
 permit, so missing facts never widen a disclosure.
@@ -208,6 +211,11 @@ def _by_consents(
             notes.unrelied[directive] = None
             continue
         for kind, path in leaves:
+            if kind is ProvisionType.DENY and not path and root.provisions:
+                # The base policy of an opt-in consent ("deny, except as permitted below") is
+                # silence towards whom it does not permit, not a restriction: a consent for one
+                # recipient must not block another consent's recipient (deny-overrides).
+                continue
             hit = _Hit(directive, root, path)
             if kind is ProvisionType.DENY:
                 denies.append(hit)

@@ -18,7 +18,8 @@ Concerns 7.0.0:
 | onset, abatement       | onsetDateTime, abatementDateTime                                |
 | recorded               | recordedDate                                                    |
 
-Codes from other systems in Condition.code are refused (US Core Condition Codes draw on SNOMED
+SDOHCC Condition is claimed when the barrier has an SDOH category; US Core always. Codes from
+other systems in Condition.code are refused (US Core Condition Codes draw on SNOMED
 CT and ICD-10-CM only). Verification status, severity, evidence, notes and the like are
 reported as unmapped.
 """
@@ -27,7 +28,7 @@ from typing import Any, Final
 
 from mappings import datatypes as dt
 from mappings.errors import Mapped, MappingError
-from mappings.goal import categories, read_categories
+from mappings.goal import categories, is_sdoh, read_categories
 from mappings.model import Barrier, ClinicalStatus, Code, ConcernKind
 from mappings.terminology import (
     CONCERN_CATEGORY,
@@ -46,21 +47,24 @@ PROFILES: Final = (SDOHCC_PROFILE, US_CORE_PROFILE)
 
 
 def to_fhir(barrier: Barrier) -> dict[str, Any]:
-    """The barrier as an SDOHCC Condition."""
+    """The barrier as a US Core problem or health concern (SDOHCC Condition when SDOH)."""
     _check_code(barrier)
-    resource: dt.Json = {"resourceType": "Condition", "id": barrier.id, "meta": dt.meta(*PROFILES)}
+    sdoh = is_sdoh(barrier.domain, barrier.extra_sdoh_categories)
+    resource: dt.Json = {
+        "resourceType": "Condition",
+        "id": barrier.id,
+        "meta": dt.meta(*PROFILES) if sdoh else dt.meta(US_CORE_PROFILE),
+    }
     if barrier.clinical_status is not None:
         resource["clinicalStatus"] = {
             "coding": [dt.coded(CONDITION_CLINICAL_DISPLAYS, barrier.clinical_status.value)]
         }
     system, display = CONCERN_CATEGORY[barrier.kind.value]
     kind = {"system": system, "code": barrier.kind.value, "display": display}
-    sdoh = categories(barrier.domain, barrier.extra_sdoh_categories, goal=False)
-    if barrier.extra_sdoh_categories or (
-        barrier.domain is not None and barrier.domain.sdoh_category is not None
-    ):
-        sdoh.insert(0, {"coding": [dt.coding(SDOH)]})
-    resource["category"] = [{"coding": [kind]}, *sdoh]
+    others = categories(barrier.domain, barrier.extra_sdoh_categories, goal=False)
+    if sdoh:
+        others.insert(0, {"coding": [dt.coding(SDOH)]})
+    resource["category"] = [{"coding": [kind]}, *others]
     resource["code"] = dt.concept(barrier.code)
     resource["subject"] = dt.reference("Patient", barrier.client_id)
     if barrier.onset is not None:

@@ -208,7 +208,9 @@ class Reader:
 
 def _leftover(path: str, key: str) -> Unmapped:
     if key.startswith("_"):
-        return Unmapped(f"{path}.{key[1:]}", f"the extensions on this value {_NO_PLACE}")
+        return Unmapped(
+            f"{path}.{key[1:]}", "the extensions on this value have no place in the domain"
+        )
     return Unmapped(f"{path}.{key}", f"this element {_NO_PLACE}")
 
 

@@ -20,6 +20,7 @@
 | barrier_ids            | addresses -> Condition (SDOHCC must support)                    |
 | notes                  | note.text (progress notes)                                      |
 
+SDOHCC Goal is claimed (meta.profile) when the goal has an SDOH category; US Core Goal always.
 Ranges and ratios as target details, outcome codes and references, and who wrote a note and
 when are reported as unmapped.
 """
@@ -66,11 +67,11 @@ _EXPRESSED_BY: Final = (
 
 
 def to_fhir(goal: Goal) -> dict[str, Any]:
-    """The goal as an SDOHCC Goal."""
+    """The goal as a US Core Goal, and an SDOHCC Goal when it has an SDOH category."""
     resource: dt.Json = {
         "resourceType": "Goal",
         "id": goal.id,
-        "meta": dt.meta(*PROFILES),
+        "meta": dt.meta(*_profiles(goal)),
         "lifecycleStatus": goal.lifecycle.value,
     }
     if goal.achievement is not None:
@@ -92,6 +93,17 @@ def to_fhir(goal: Goal) -> dict[str, Any]:
     dt.put(resource, "addresses", [dt.reference("Condition", ref) for ref in goal.barrier_ids])
     dt.put(resource, "note", [{"text": note} for note in goal.notes])
     return resource
+
+
+def is_sdoh(domain: GoalDomain | None, extra: tuple[SdohCategory, ...]) -> bool:
+    """Whether a goal or barrier has an SDOH category, and so is written to the SDOHCC profile."""
+    return bool(extra) or (domain is not None and domain.sdoh_category is not None)
+
+
+def _profiles(goal: Goal) -> tuple[str, ...]:
+    if is_sdoh(goal.domain, goal.extra_sdoh_categories):
+        return PROFILES
+    return (US_CORE_PROFILE,)
 
 
 def categories(

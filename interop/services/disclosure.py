@@ -15,6 +15,7 @@ extension `consent` (valueReference) naming the consent relied on. Bundles also 
 labels of everything in them (high-water mark) in Bundle.meta.security.
 """
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -82,9 +83,15 @@ class GateSession:
     """The gate for one request: decisions are made, cached and logged per request."""
 
     def __init__(
-        self, session: Session, requester: Requester, interaction: str, now: datetime
+        self,
+        session: Session,
+        requester: Requester,
+        interaction: str,
+        now: datetime,
+        cache: "DirectiveCache",
     ) -> None:
         self._session = session
+        self._cache = cache
         self._requester = requester
         self._interaction = interaction
         self._now = now
@@ -199,7 +206,7 @@ class GateSession:
 
     def _consents(self, patient: str) -> list[ConsentDirective]:
         if patient not in self._directives:
-            self._directives[patient] = read_directives(self._session, patient)
+            self._directives[patient] = read_directives(self._session, patient, self._cache)
         return self._directives[patient]
 
     def _request(
@@ -303,10 +310,11 @@ class DisclosureGate:
     def __init__(self, engine: Engine, clock: Callable[[], datetime] = _utc_now) -> None:
         self._engine = engine
         self._clock = clock
+        self._cache = DirectiveCache()
 
     def open(self, session: Session, requester: Requester, interaction: str) -> GateSession:
         """A gate for one request; consents are judged as of the moment it opens."""
-        return GateSession(session, requester, interaction, self._clock())
+        return GateSession(session, requester, interaction, self._clock(), self._cache)
 
     def record(self, gate: GateSession) -> None:
         grouped = _grouped(gate.entries())
@@ -339,9 +347,33 @@ def label(
     return {**resource, "meta": meta}
 
 
-def read_directives(session: Session, patient: str) -> list[ConsentDirective]:
+class DirectiveCache:
+    """Consents as directives, kept per stored version: mapping a Consent costs far more than
+    reading it, and a version never changes (a new version is a new key)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self._capacity = capacity
+        self._directives: OrderedDict[tuple[str, int], ConsentDirective | None] = OrderedDict()
+
+    def directive(self, ident: str, version: int, content: bytes) -> ConsentDirective | None:
+        key = (ident, version)
+        if key in self._directives:
+            self._directives.move_to_end(key)
+            return self._directives[key]
+        directive = _directive(orjson.loads(content))
+        self._directives[key] = directive
+        if len(self._directives) > self._capacity:
+            self._directives.popitem(last=False)
+        return directive
+
+
+def read_directives(
+    session: Session, patient: str, cache: DirectiveCache | None = None
+) -> list[ConsentDirective]:
     """The patient's stored consents as directives; one that cannot be read is never relied on."""
-    statement = select(RESOURCE_TABLE.c.content).where(
+    statement = select(
+        RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.version_id, RESOURCE_TABLE.c.content
+    ).where(
         RESOURCE_TABLE.c.resource_type == "Consent",
         RESOURCE_TABLE.c.deleted.is_(False),
         RESOURCE_TABLE.c.pk.in_(
@@ -353,9 +385,10 @@ def read_directives(session: Session, patient: str) -> list[ConsentDirective]:
             )
         ),
     )
+    cache = cache or DirectiveCache()
     directives = []
-    for content in session.execute(statement).scalars():
-        directive = _directive(orjson.loads(content))
+    for ident, version, content in session.execute(statement).all():
+        directive = cache.directive(ident, version, content)
         if directive is not None:
             directives.append(directive)
     return directives

@@ -818,7 +818,22 @@ DECISION_CASES: list[DecisionCase] = [
         request(who=requester(PAYER), purposes=("HPAYMT",)),
         DENY,
         "P2",
-        provision_path="provision",
+    ),
+    row(
+        "C1-another-recipients-opt-in-consent-does-not-block",
+        [
+            consent(
+                id="consent-for-payer",
+                root=provision(
+                    "deny", children=[permit(actors=[actor(PAYER)], purposes=["HPAYMT"])]
+                ),
+            ),
+            consent(id="consent-for-clinic", root=provision("deny", children=[permit()])),
+        ],
+        request(),
+        PERMIT,
+        "C1",
+        consent_id="consent-for-clinic",
     ),
     row(
         "S3-data-period-excludes-older-records",
@@ -899,7 +914,6 @@ DECISION_CASES: list[DecisionCase] = [
         request(),
         DENY,
         "P2",
-        provision_path="provision",
     ),
     # S4: purposes
     row("S4-request-without-purpose-denied", [GENERAL], request(purposes=()), DENY, "S4"),

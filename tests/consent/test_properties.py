@@ -146,10 +146,12 @@ def _oracle(directive: ConsentDirective, req: DisclosureRequest) -> ProvisionTyp
 
     visit(directive.provision, (), None)
     paths = {path for path, _ in applicable}
+    opt_in_base = bool(directive.provision.provisions)
     specific = [
         kind
         for path, kind in applicable
         if not any(other[: len(path)] == path and other != path for other in paths)
+        and not (path == () and kind is ProvisionType.DENY and opt_in_base)
     ]
     if ProvisionType.DENY in specific:
         return ProvisionType.DENY

@@ -154,7 +154,9 @@ IDENTIFIERS = st.builds(Identifier, optional(URIS), CODE_TEXT)
 NAMES = st.one_of(
     st.builds(Name, TEXT, tuples(WORD)), st.builds(Name, st.none(), tuples(WORD).filter(bool))
 )
-CONTACTS = st.builds(Contact, st.sampled_from(ContactSystem), CODE_TEXT, optional(st.sampled_from(ContactUse)))
+CONTACTS = st.builds(
+    Contact, st.sampled_from(ContactSystem), CODE_TEXT, optional(st.sampled_from(ContactUse))
+)
 ADDRESSES = constructed(
     Address,
     lines=tuples(TEXT, 2),
@@ -170,7 +172,7 @@ PERIODS = constructed(Period, start=optional(WHENS), end=optional(WHENS))
 QUANTITIES = st.one_of(
     st.builds(
         Quantity,
-        st.decimals(min_value=-10**6, max_value=10**6, places=2, allow_nan=False),
+        st.decimals(min_value=-(10**6), max_value=10**6, places=2, allow_nan=False),
         optional(TEXT),
     ),
     st.builds(
@@ -289,14 +291,23 @@ def barriers(draw: st.DrawFn) -> Barrier:
     domain, extra = draw(domains_and_categories())
     abatement = draw(optional(WHENS))
     settled = [ClinicalStatus.INACTIVE, ClinicalStatus.REMISSION, ClinicalStatus.RESOLVED]
-    status = draw(st.sampled_from(settled) if abatement else optional(st.sampled_from(ClinicalStatus)))
+    status = draw(
+        st.sampled_from(settled) if abatement else optional(st.sampled_from(ClinicalStatus))
+    )
     return Barrier(
         id=draw(IDS),
         client_id=draw(refs("Patient")),
         code=draw(
             st.builds(
                 Concept,
-                tuples(st.builds(Code, st.sampled_from([SNOMED, "http://hl7.org/fhir/sid/icd-10-cm"]), CODE_TEXT, optional(TEXT))),
+                tuples(
+                    st.builds(
+                        Code,
+                        st.sampled_from([SNOMED, "http://hl7.org/fhir/sid/icd-10-cm"]),
+                        CODE_TEXT,
+                        optional(TEXT),
+                    )
+                ),
                 TEXT,
             )
         ),
@@ -352,7 +363,9 @@ REFERRALS = st.builds(
     client_id=refs("Patient"),
     requester=parties(),
     status=st.sampled_from(RequestStatus),
-    service=st.builds(Code, st.sampled_from(sorted(PROCEDURE_CODE_SYSTEMS)), CODE_TEXT, optional(TEXT)),
+    service=st.builds(
+        Code, st.sampled_from(sorted(PROCEDURE_CODE_SYSTEMS)), CODE_TEXT, optional(TEXT)
+    ),
     authored_on=WHENS,
     performer_id=optional(refs("Organization")),
     urgency=st.sampled_from(Urgency),
