@@ -133,6 +133,9 @@ def partners_add(
     first_party: Annotated[
         bool, typer.Option(help="The operating program's own system: may author any resource.")
     ] = False,
+    endpoint: Annotated[
+        str | None, typer.Option(help="The partner's own FHIR base URL, if it has a server.")
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Register a partner; prints its client_id, token_url, fhir_base and organization as JSON."""
@@ -148,6 +151,7 @@ def partners_add(
                 part2_program=part2_program,
                 covered_entity=covered_entity,
                 first_party=first_party,
+                endpoint=endpoint,
             )
         )
     except ServiceError as error:

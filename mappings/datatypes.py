@@ -621,7 +621,8 @@ def listed(reader: Reader, key: str, read: Callable[[Reader], _T]) -> tuple[_T, 
         try:
             found.append(read(item))
         except MappingError as error:
-            item.report(error.reason)
+            where = error.path.removeprefix(item.path).removeprefix(".")
+            item.report(f"{where} {error.reason}" if where else error.reason)
     return tuple(found)
 
 

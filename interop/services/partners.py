@@ -57,6 +57,7 @@ class NewPartner:
     part2_program: bool = False
     covered_entity: bool = False
     first_party: bool = False
+    endpoint: str | None = None  # the partner's own FHIR server, when it has one
 
 
 class PartnerService:
@@ -70,8 +71,17 @@ class PartnerService:
         jwks = _checked_jwks(new.jwks, new.jwks_url)
         with unit_of_work(self._engine) as session:
             operations = ResourceOperations(ResourceRepository(session), Paging(1, 1))
+            organization_id = str(uuid.uuid4())
+            endpoint_id = None
+            if new.endpoint is not None:
+                endpoint_id = str(uuid.uuid4())
+                endpoint = _endpoint(new.name, new.endpoint, organization_id)
+                operations.create("Endpoint", endpoint, base_url="", resource_id=endpoint_id)
             organization = operations.create(
-                "Organization", _organization(new), base_url="", resource_id=str(uuid.uuid4())
+                "Organization",
+                _organization(new, endpoint_id),
+                base_url="",
+                resource_id=organization_id,
             ).stored
             row = PartnerRow(
                 client_id=str(uuid.uuid4()),
@@ -148,9 +158,30 @@ def _partner(row: PartnerRow) -> Partner:
     )
 
 
-def _organization(new: NewPartner) -> dict[str, Any]:
+def _endpoint(name: str, address: str, organization_id: str) -> dict[str, Any]:
+    """The partner's FHIR server (R4 Endpoint), where referrals to it are delivered."""
+    if not address.startswith("https://") and not address.startswith("http://127.0.0.1"):
+        raise InvalidRequest("a partner's FHIR endpoint must use https")
+    return {
+        "resourceType": "Endpoint",
+        "meta": {"tag": [REGISTRATION_TAG]},
+        "status": "active",
+        "connectionType": {
+            "system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+            "code": "hl7-fhir-rest",
+        },
+        "name": f"{name} FHIR R4 server",
+        "managingOrganization": {"reference": f"Organization/{organization_id}"},
+        "payloadType": [{"text": "FHIR R4 resources"}],
+        "payloadMimeType": ["application/fhir+json"],
+        "address": address,
+    }
+
+
+def _organization(new: NewPartner, endpoint_id: str | None) -> dict[str, Any]:
     if not new.identifiers:
         raise InvalidRequest("a partner needs at least one identifier (SYSTEM|VALUE)")
+    endpoint = {"endpoint": [{"reference": f"Endpoint/{endpoint_id}"}]} if endpoint_id else {}
     return {
         "resourceType": "Organization",
         "meta": {"tag": [REGISTRATION_TAG]},
@@ -161,6 +192,7 @@ def _organization(new: NewPartner) -> dict[str, Any]:
         "identifier": [{"system": system, "value": value} for system, value in new.identifiers],
         "active": True,
         "name": new.name,
+        **endpoint,
     }
 
 

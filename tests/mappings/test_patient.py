@@ -78,7 +78,7 @@ class TestFromFhir:
 
         assert mapped.value == a_client()
         assert mapped.unmapped == (
-            Unmapped("Patient.telecom[0]", "is required here"),
+            Unmapped("Patient.telecom[0]", "system is required here"),
             Unmapped("Patient.extension[0]", f"extension {race} has no place in the domain"),
         )
 

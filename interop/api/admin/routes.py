@@ -23,6 +23,7 @@ class PartnerIn(BaseModel):
     part2_program: bool = False
     covered_entity: bool = False
     first_party: bool = False
+    endpoint: str | None = Field(default=None, description="The partner's FHIR base, if any")
 
 
 class KeysIn(BaseModel):
@@ -92,6 +93,7 @@ def register_partner(
         part2_program=body.part2_program,
         covered_entity=body.covered_entity,
         first_party=body.first_party,
+        endpoint=body.endpoint,
     )
     return describe(partners.register(new), base)
 

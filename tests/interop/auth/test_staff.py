@@ -145,3 +145,25 @@ class TestAdministration:
         response = anonymous.post("/admin/partners", json=body, headers={"X-CSRF-Token": admin})
         assert response.status_code == 400
         assert response.json()["detail"] == "give either a JWKS or a JWKS URL"
+
+
+def test_registration_creates_the_organization_and_its_endpoint(
+    anonymous: TestClient, admin: str, client: TestClient
+) -> None:
+    body = {
+        "name": "Northside Primary Care",
+        "identifiers": ["http://hl7.org/fhir/sid/us-npi|1234567893"],
+        "scope": "system/Task.cru",
+        "jwks": rsa_key().jwks(),
+        "covered_entity": True,
+        "endpoint": "https://fhir.northside.example.org/r4",
+    }
+    partner = anonymous.post("/admin/partners", json=body, headers={"X-CSRF-Token": admin}).json()
+    organization = client.get(f"/fhir/{partner['organization']}").json()
+    assert organization["identifier"] == [
+        {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}
+    ]
+    endpoint = client.get(f"/fhir/{organization['endpoint'][0]['reference']}").json()
+    assert endpoint["address"] == "https://fhir.northside.example.org/r4"
+    assert endpoint["managingOrganization"]["reference"] == partner["organization"]
+    assert endpoint["connectionType"]["code"] == "hl7-fhir-rest"
