@@ -18,18 +18,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from interop.app import create_app  # noqa: E402
-from interop.auth.scopes import parse_scopes  # noqa: E402
-from interop.auth.requester import Requester  # noqa: E402
-from interop.services.disclosure import DisclosureGate  # noqa: E402
-from interop.services.partners import NewPartner  # noqa: E402
-from interop.settings import Settings  # noqa: E402
-from interop.store.database import unit_of_work  # noqa: E402
-from interop.store.repository import ResourceRepository, StoredVersion  # noqa: E402
-from tests.builders import care_plan, part2_consent, part2_program, patient  # noqa: E402
-from tests.keys import rsa_key  # noqa: E402
+from interop.app import create_app
+from interop.auth.requester import Requester
+from interop.auth.scopes import parse_scopes
+from interop.services.disclosure import DisclosureGate
+from interop.services.partners import NewPartner
+from interop.settings import Settings
+from interop.store.database import unit_of_work
+from interop.store.repository import ResourceRepository, StoredVersion
+from tests.builders import care_plan, part2_consent, part2_program, patient
+from tests.keys import rsa_key
 
 JSON = {"Content-Type": "application/fhir+json"}
 CONSENTS = 20
@@ -51,23 +51,37 @@ def main() -> None:
     url = arguments.database_url or f"sqlite:///{folder}/bench.sqlite3"
     app = create_app(Settings(database_url=url))
     ehr = app.state.partners.register(
-        NewPartner("Bench EHR", [("urn:oid:1.2.3", "ehr")], "system/*.cruds", jwks=rsa_key().jwks(), first_party=True)
+        NewPartner(
+            "Bench EHR",
+            [("urn:oid:1.2.3", "ehr")],
+            "system/*.cruds",
+            jwks=rsa_key().jwks(),
+            first_party=True,
+        )
     )
     recipient = app.state.partners.register(
-        NewPartner("Bench Clinic", [("urn:oid:1.2.3", "clinic")], "system/*.rs", jwks=rsa_key().jwks())
+        NewPartner(
+            "Bench Clinic", [("urn:oid:1.2.3", "clinic")], "system/*.rs", jwks=rsa_key().jwks()
+        )
     )
     writer = _requester(ehr.client_id, ehr.organization, first_party=True)
     with TestClient(app):
         resources = app.state.resources
         detox = resources.create("Organization", part2_program(), writer, base_url="").stored
         program = f"Organization/{detox.resource_id}"
-        person = resources.create("Patient", patient(managingOrganization={"reference": program}), writer, base_url="").stored
+        person = resources.create(
+            "Patient", patient(managingOrganization={"reference": program}), writer, base_url=""
+        ).stored
         subject = f"Patient/{person.resource_id}"
-        plan = resources.create("CarePlan", care_plan(subject, author={"reference": program}), writer, base_url="").stored
+        plan = resources.create(
+            "CarePlan", care_plan(subject, author={"reference": program}), writer, base_url=""
+        ).stored
         for n in range(CONSENTS - 1):
             other = part2_consent(subject, program, f"Organization/other-{n}", purposes=("HPAYMT",))
             resources.create("Consent", other, writer, base_url="")
-        resources.create("Consent", part2_consent(subject, program, recipient.organization), writer, base_url="")
+        resources.create(
+            "Consent", part2_consent(subject, program, recipient.organization), writer, base_url=""
+        )
         reader = _requester(recipient.client_id, recipient.organization, first_party=False)
         _measure(app.state.resources._engine, plan, reader, arguments.runs)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from interop.auth import tokens  # noqa: E402
-from interop.auth.scopes import parse_scopes  # noqa: E402
+from interop.auth import tokens
+from interop.auth.scopes import parse_scopes
 
 AUDIENCE = "https://interop.example.org/fhir"
 KEY = b"k" * 32

@@ -12,6 +12,7 @@ from interop.api import outcomes
 from interop.api.admin.routes import router as admin_router
 from interop.api.audit.routes import router as audit_router
 from interop.api.auth.routes import router as auth_router
+from interop.api.cases.routes import router as cases_router
 from interop.api.cds.routes import router as cds_router
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
@@ -19,6 +20,7 @@ from interop.auth.jwks import JwksFetcher
 from interop.auth.oidc import OidcClient, OidcConfig
 from interop.services.bundles import BundleService
 from interop.services.capability import capability_statement
+from interop.services.cases import CaseService
 from interop.services.cds import ConsentConsult
 from interop.services.compliance import ComplianceService
 from interop.services.disclosure import DisclosureGate
@@ -84,6 +86,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.state.staff = StaffService(engine, login_policy(settings))
     app.state.compliance = ComplianceService(engine)
     app.state.consent_consult = ConsentConsult(engine, clock)
+    app.state.cases = CaseService(engine, gates)
     app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(
         base_url=(settings.public_base_url or "") + "/fhir",
@@ -97,6 +100,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.include_router(admin_router)
     app.include_router(audit_router)
     app.include_router(cds_router)
+    app.include_router(cases_router)
     return app
 
 

@@ -10,10 +10,13 @@ from sqlalchemy import Engine
 
 from interop.api.admin.routes import describe, split_identifier
 from interop.app import create_app, login_policy
+from interop.services.cases import CaseService
 from interop.services.compliance import ComplianceService
+from interop.services.demo import CLIENT, story
+from interop.services.disclosure import DisclosureGate
 from interop.services.errors import ServiceError
 from interop.services.partners import NewPartner, PartnerService
-from interop.services.staff import Role, StaffService
+from interop.services.staff import Role, StaffPrincipal, StaffService
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.fhirdates import now_ms
@@ -247,3 +250,18 @@ def audit_verify(database_url: DatabaseOption = None) -> None:
         return
     typer.echo(f"BROKEN at row {report.first_broken_seq}: {report.problem}", err=True)
     raise typer.Exit(1)
+
+
+@app.command()
+def demo(database_url: DatabaseOption = None) -> None:
+    """Seed a synthetic client's story: detox, care plan, referral, handoffs, IOP, aftercare."""
+    engine = _engine(database_url)
+    settings = _settings(database_url)
+    cases = CaseService(engine, DisclosureGate(engine))
+    seeder = StaffPrincipal("interop-demo", Role.ADMINISTRATOR, ())
+    for kind, value in story():
+        cases.put(kind, value, seeder)
+    base = (settings.public_base_url or "http://127.0.0.1:8080").rstrip("/")
+    typer.echo(f"seeded {len(story())} records for the synthetic client {CLIENT}")
+    typer.echo(f"case API: {base}/cases/care-plans?client={CLIENT}")
+    typer.echo(f"FHIR API: {base}/fhir/CarePlan?patient=Patient/{CLIENT}")

@@ -108,15 +108,16 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[CarePlan]:
 
 
 def _activities(reader: dt.Reader) -> tuple[Activity, ...]:
-    """Activities that refer to a Task or a ServiceRequest; inline details are reported."""
+    """Activities that refer to a Task or a ServiceRequest; all others are reported whole."""
     found = []
     kinds = {kind.value: kind for kind in ActivityKind}
     for entry in reader.children("activity"):
-        target = entry.child("reference")
-        typed = None if target is None else dt.usable_reference(target)
-        if typed is None:
-            entry.report("only activities that refer to a Task or a ServiceRequest are kept")
-        elif typed.resource_type in kinds:
+        target = entry.peek("reference")
+        text = target.get("reference") if isinstance(target, dict) else None
+        typed = None
+        if isinstance(text, str) and not text.startswith("#"):
+            typed = dt.read_reference(entry.need_child("reference"))
+        if typed is not None and typed.resource_type in kinds:
             found.append(Activity(kinds[typed.resource_type], typed.ref))
         else:
             entry.report("only activities that refer to a Task or a ServiceRequest are kept")

@@ -90,7 +90,6 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[Barrier]:
     """A Condition as a barrier; Conditions that are not problems or health concerns are refused."""
     reader = dt.Reader.resource(resource, "Condition")
     dt.read_meta(reader, PROFILES)
-    dt.read_generated_narrative(reader)
     kinds: list[ConcernKind] = []
 
     def concern(code: Code) -> bool:

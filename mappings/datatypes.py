@@ -227,9 +227,6 @@ def read_id(reader: Reader) -> Id:
     return domain_value(reader.at("id"), lambda: Id(text))
 
 
-# --- meta and narrative ---------------------------------------------------------------------
-
-
 def meta(*profiles: str) -> Json:
     """Resource.meta claiming the profiles the resource is written to."""
     return {"profile": list(profiles)}
@@ -250,7 +247,11 @@ def read_meta(reader: Reader, profiles: Collection[str]) -> None:
 
 
 def read_generated_narrative(reader: Reader) -> None:
-    """Take a generated narrative (it is written again from the data); report any other."""
+    """Take a generated narrative, for a mapping that writes it again from the data.
+
+    Any other narrative (written by hand, or with extensions) is reported. Mappings that write
+    no narrative leave Resource.text to be reported like any other element.
+    """
     text = reader.child("text")
     if text is None:
         return
@@ -258,9 +259,6 @@ def read_generated_narrative(reader: Reader) -> None:
     text.raw("div")
     if status != "generated":
         text.report("a narrative written by hand (not generated) has no place in the domain")
-
-
-# --- references -----------------------------------------------------------------------------
 
 
 def reference(resource_type: str, ref: Ref) -> Json:
@@ -369,9 +367,6 @@ def read_party(reader: Reader, kinds: Collection[PartyKind]) -> Party:
     return Party(PartyKind(found.resource_type), found.ref)
 
 
-# --- codes ----------------------------------------------------------------------------------
-
-
 def coding(code: Code) -> Json:
     found: Json = {"system": code.system, "code": code.code}
     if code.display is not None:
@@ -466,9 +461,6 @@ def check_system(path: str, code: Code, systems: Collection[str], binding: str) 
         )
 
 
-# --- dates ----------------------------------------------------------------------------------
-
-
 def when(value: When) -> str:
     """A date or an instant in FHIR form (an instant always carries its offset)."""
     return value.isoformat()
@@ -520,9 +512,6 @@ def read_period(reader: Reader | None) -> Period | None:
     if start is None and end is None:
         return None
     return domain_value(reader.path, lambda: Period(start, end))
-
-
-# --- identifiers, names, contacts, addresses, quantities -------------------------------------
 
 
 def identifier(value: Identifier) -> Json:

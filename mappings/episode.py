@@ -83,7 +83,6 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[Episode]:
     """An EpisodeOfCare as an episode at one level of care."""
     reader = dt.Reader.resource(resource, "EpisodeOfCare")
     dt.read_meta(reader, ())
-    dt.read_generated_narrative(reader)
     levels = [read_level(entry) for entry in reader.children("type")]
     found = [level for level in levels if level is not None]
     episode = Episode(

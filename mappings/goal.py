@@ -183,7 +183,6 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[Goal]:
     """A Goal as a case-management goal; what has no place is reported."""
     reader = dt.Reader.resource(resource, "Goal")
     dt.read_meta(reader, PROFILES)
-    dt.read_generated_narrative(reader)
     domain, extra = read_categories(reader)
     achievement = reader.child("achievementStatus")
     priority = reader.child("priority")

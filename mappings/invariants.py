@@ -445,15 +445,20 @@ def _full_urls(entries: list[Any], bundle: str) -> Iterator[Issue]:
 
 
 def _entry_types(entries: list[Any]) -> dict[str, set[str]]:
-    """The resource types each entry id is known by: its resource's id and its fullUrl's."""
+    """The resource types each urn:uuid fullUrl stands for.
+
+    Only type-less identities count: resource ids are unique per type, so `Patient/0` beside a
+    Task whose id is 0 is no mismatch, while `Practitioner/x` naming the entry whose fullUrl is
+    urn:uuid:x, an Organization, is.
+    """
     types: dict[str, set[str]] = {}
     for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             continue
-        ids = {resource.get("id"), _full_url_id(entry.get("fullUrl"))}
-        for entry_id in ids - {None}:
-            types.setdefault(str(entry_id), set()).add(resource["resourceType"])
+        entry_id = _full_url_id(entry.get("fullUrl"))
+        if entry_id is not None:
+            types.setdefault(entry_id, set()).add(resource["resourceType"])
     return types
 
 

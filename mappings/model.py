@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
+
+from pydantic_core import CoreSchema, core_schema
 
 _ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ABSOLUTE: Final = re.compile(
@@ -43,6 +45,13 @@ class Id(str):
             raise ValueError(f"not a FHIR id: {value[:70]!r}")
         return super().__new__(cls, value)
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> CoreSchema:
+        """Typed request and response bodies (the case API) validate it as a checked string."""
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema()
+        )
+
 
 class Ref(str):
     """A reference: the id of a resource here, or an absolute URL (http, https, urn:uuid)."""
@@ -53,6 +62,13 @@ class Ref(str):
         if not (_ID.fullmatch(value) or _ABSOLUTE.fullmatch(value)):
             raise ValueError(f"not a FHIR id or an absolute URL: {value[:70]!r}")
         return super().__new__(cls, value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> CoreSchema:
+        """Typed request and response bodies (the case API) validate it as a checked string."""
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema()
+        )
 
     @property
     def is_local(self) -> bool:
@@ -85,9 +101,6 @@ def _aware(value: date | None, what: str) -> None:
 
 def _ids_unique(values: tuple[str, ...], what: str) -> None:
     _require(len(set(values)) == len(values), f"{what} must not repeat")
-
-
-# --- shared values -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,9 +281,6 @@ class TypedRef:
         _require(_RESOURCE_TYPE.fullmatch(self.resource_type) is not None, "not a resource type")
 
 
-# --- people and programs -------------------------------------------------------------------
-
-
 class Gender(StrEnum):
     """FHIR R4 administrative-gender (US Core Patient requires it)."""
 
@@ -357,9 +367,6 @@ class CaseManager:
     telecom: tuple[Contact, ...] = ()
 
 
-# --- levels of care ------------------------------------------------------------------------
-
-
 class CareSetting(StrEnum):
     """The settings case managers speak of; each groups one or more ASAM levels."""
 
@@ -441,9 +448,6 @@ class Episode:
     """The case manager's Practitioner (R4 EpisodeOfCare.careManager refers to a Practitioner)."""
     referral_ids: tuple[Ref, ...] = ()
     identifiers: tuple[Identifier, ...] = ()
-
-
-# --- goals, barriers, actions, plans -------------------------------------------------------
 
 
 class GoalDomain(StrEnum):
@@ -787,9 +791,6 @@ class CarePlan:
         _text(self.title, "a plan title")
         _text(self.description, "a plan description")
         _aware(self.created, "created")
-
-
-# --- referrals and handoffs ----------------------------------------------------------------
 
 
 class Urgency(StrEnum):

@@ -74,7 +74,6 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[Program]:
     """An Organization as a program; what the program has no place for is reported."""
     reader = dt.Reader.resource(resource, "Organization")
     dt.read_meta(reader, (PROFILE,))
-    dt.read_generated_narrative(reader)
     name = reader.string("name")
     if name is None:
         raise MappingError(reader.at("name"), "a program needs a name", code="required")

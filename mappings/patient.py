@@ -48,7 +48,6 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[Client]:
     """A Patient as a client; what the client has no place for is reported."""
     reader = dt.Reader.resource(resource, "Patient")
     dt.read_meta(reader, (PROFILE,))
-    dt.read_generated_narrative(reader)
     identifiers = dt.listed(reader, "identifier", dt.read_identifier)
     names = dt.listed(reader, "name", dt.read_name)
     for key, found in (("identifier", identifiers), ("name", names)):
@@ -82,8 +81,13 @@ def _language(reader: dt.Reader) -> str | None:
     if chosen is None:
         return None
     language = chosen.need_child("language")
-    for item, code in dt.codes_of(language):
-        if code.system == BCP47:
-            return code.code
+    tags = [code.code for item, code in dt.codes_of(language) if _is_tag(item, code.system)]
+    for extra in tags[1:]:
+        language.note(language.at("coding"), f"only the first language tag is kept, not {extra}")
+    return tags[0] if tags else None
+
+
+def _is_tag(item: dt.Reader, system: str) -> bool:
+    if system != BCP47:
         item.report("only BCP 47 language tags are kept")
-    raise MappingError(language.path, "the preferred language has no BCP 47 code")
+    return system == BCP47

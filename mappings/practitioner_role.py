@@ -47,7 +47,6 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[CaseManager]:
     """A PractitionerRole as a case manager; other roles and specialties are reported."""
     reader = dt.Reader.resource(resource, "PractitionerRole")
     dt.read_meta(reader, PROFILES)
-    dt.read_generated_narrative(reader)
     for entry in reader.children("specialty"):
         for item, code in dt.codes_of(entry):
             if (code.system, code.code) != (

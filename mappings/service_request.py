@@ -146,7 +146,6 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[Referral]:
     """A ServiceRequest as a referral; a request that is not an order is refused."""
     reader = dt.Reader.resource(resource, "ServiceRequest")
     dt.read_meta(reader, PROFILES)
-    dt.read_generated_narrative(reader)
     intent = reader.need_string("intent")
     if intent != INTENT:
         raise MappingError(reader.at("intent"), f"a referral is an order, not a {intent}")

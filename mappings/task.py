@@ -115,9 +115,6 @@ def from_fhir(resource: dict[str, Any]) -> Mapped[Action | ReferralTask]:
     return reader.mapped(_read_action(reader))
 
 
-# --- the referral Task ----------------------------------------------------------------------
-
-
 def _referral_task(task: ReferralTask) -> dt.Json:
     if task.requester.kind not in _REFERRAL_REQUESTERS:
         raise MappingError(
@@ -185,7 +182,6 @@ def task_input(item: TaskInput) -> dt.Json:
 
 def _read_referral_task(reader: dt.Reader) -> ReferralTask:
     dt.read_meta(reader, (PROFILE,))
-    dt.read_generated_narrative(reader)
     intent = reader.need_string("intent")
     if intent != REFERRAL_INTENT:
         raise MappingError(reader.at("intent"), f"a referral Task is an order, not a {intent}")
@@ -291,9 +287,6 @@ def _read_input_value(entry: dt.Reader) -> TaskInputValue | None:
     return None
 
 
-# --- the action -----------------------------------------------------------------------------
-
-
 def _action(action: Action) -> dt.Json:
     resource: dt.Json = {"resourceType": "Task", "id": action.id}
     dt.put(
@@ -326,7 +319,6 @@ def _action(action: Action) -> dt.Json:
 
 def _read_action(reader: dt.Reader) -> Action:
     dt.read_meta(reader, ())
-    dt.read_generated_narrative(reader)
     code = reader.need_child("code")
     for item, _ in dt.codes_of(code):
         item.report("an action is named by its text")

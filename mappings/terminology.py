@@ -5,6 +5,12 @@ fhir.resources accepts any code in a `code` element (`status = "bogus"` passes) 
 codes), so the value sets of the required bindings we rely on are written out here from FHIR R4
 4.0.1 (http://hl7.org/fhir/R4/terminologies-valuesets.html). Keys are element paths as the
 specification writes them: the resource or data type, then the element names.
+
+Below them, the vocabulary of the case-management mappings: the SDOH Clinical Care IG 2.3 SDOH
+categories, BSeR's Task business statuses, the LOINC, SNOMED CT and NUCC codes the mappings write,
+and the project's local code systems (goal domains, ASAM-aligned levels of care, referral business
+statuses and status reasons, action owners, program kinds, handoff items), each documented with
+why no standard code system fits.
 """
 
 from collections.abc import Mapping
@@ -218,11 +224,9 @@ REQUIRED_BINDINGS: Final[Mapping[str, ValueSet]] = MappingProxyType(
 )
 
 
-# --- The case-management vocabulary ---------------------------------------------------------
-#
-# Standard code systems first, then the project's local ones (under PROJECT_BASE/CodeSystem/),
-# each local one saying why no standard code fits. The domain enumerations of mappings.model
-# carry the codes themselves; these tables carry their systems, displays and cross-mappings.
+# The case-management vocabulary: standard code systems, then the project's local ones (under
+# PROJECT_BASE/CodeSystem/), each saying why no standard code fits. The enumerations of
+# mappings.model carry the codes; these tables carry their systems, displays and cross-maps.
 
 PROJECT_BASE: Final = "http://recovery-interop.example.org/fhir"
 PART2_PROGRAM_EXTENSION: Final = f"{PROJECT_BASE}/StructureDefinition/part2-program"

@@ -46,8 +46,8 @@ from interop.store.search_params import parse_reference
 from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE
 from mappings.consent import directive_from_fhir
 from mappings.errors import FhirContentError
+from mappings.terminology import PROJECT_BASE
 
-PROJECT_BASE = "http://recovery-interop.example.org/fhir"
 NOTICE_EXTENSION = f"{PROJECT_BASE}/StructureDefinition/part2-disclosure-notice"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _SUD_CODES = frozenset({"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN"})
@@ -64,7 +64,16 @@ _SOURCE_ELEMENTS = (
     "organization",
     "serviceProvider",
 )
-_DATE_ELEMENTS = ("authoredOn", "recorded", "dateTime", "date", "issued", "effectiveDateTime")
+_DATE_ELEMENTS = (
+    "authoredOn",
+    "recorded",
+    "recordedDate",
+    "onsetDateTime",
+    "dateTime",
+    "date",
+    "issued",
+    "effectiveDateTime",
+)
 _PERIOD_ELEMENTS = ("period", "executionPeriod", "effectivePeriod")
 
 
@@ -111,7 +120,9 @@ class GateSession:
             return stored.content
         reference = f"{stored.resource_type}/{stored.resource_id}"
         part2 = self._is_part2(resource)
-        if self._requester.first_party:
+        if self._requester.first_party or self._requester.organization in sources_of(resource):
+            # The program's own systems, or a program reading records it is the source of:
+            # use within the program, not a disclosure.
             self._log(patient, reference, "permit", "USE", None, None, (), part2, None)
             return stored.content
         decision = decide(
@@ -238,6 +249,7 @@ class GateSession:
                 reference=self._requester.organization,
                 identifiers=self._organization_identifiers(),
                 is_covered_entity=self._requester.covered_entity,
+                is_part2_program=self._requester.part2_program,
                 is_medical_personnel=self._requester.emergency is not None,
             )
         return self._consent_requester

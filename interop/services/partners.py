@@ -23,11 +23,13 @@ from interop.store.database import unit_of_work
 from interop.store.fhirdates import now_ms
 from interop.store.repository import ResourceRepository
 from interop.store.tables import PartnerRow
+from mappings.terminology import (
+    COVERED_ENTITY_EXTENSION,
+    PART2_PROGRAM_EXTENSION,
+    REGISTRATION_TAG_SYSTEM,
+)
 
-PROJECT = "http://recovery-interop.example.org/fhir"
-PART2_PROGRAM_EXTENSION = f"{PROJECT}/StructureDefinition/part2-program"
-COVERED_ENTITY_EXTENSION = f"{PROJECT}/StructureDefinition/hipaa-covered-entity"
-REGISTRATION_TAG = {"system": REGISTRATION_TAG_CODE[0], "code": REGISTRATION_TAG_CODE[1]}
+REGISTRATION_TAG = {"system": REGISTRATION_TAG_SYSTEM, "code": REGISTRATION_TAG_CODE[1]}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from consent.vocabulary import ETREAT, purpose_closure
 from interop.auth import assertions, tokens
 from interop.auth.assertions import ASSERTION_TYPE, AssertionRejected
 from interop.auth.jwks import JwksFetcher
@@ -74,7 +75,7 @@ class TokenService:
             raise TokenRefused(rejected.error, rejected.description, 401) from None
         scopes = self._granted_scopes(form.get("scope", ""), partner)
         purposes = verified.purposes
-        emergency = verified.emergency if "ETREAT" in purposes else None
+        emergency = verified.emergency if _emergency_purpose(purposes) else None
         token, claims = tokens.issue(
             client_id=partner.client_id,
             organization=partner.organization,
@@ -167,3 +168,8 @@ class TokenService:
         if not granted:
             raise TokenRefused("invalid_scope", "none of the requested scopes can be granted")
         return granted
+
+
+def _emergency_purpose(purposes: tuple[str, ...]) -> bool:
+    """ETREAT or one of its children (BTG...): only then do the §2.51 facts travel."""
+    return any(ETREAT in purpose_closure(purpose) for purpose in purposes)

@@ -13,11 +13,9 @@ import orjson
 from interop.auth.requester import Requester
 from interop.services.errors import Forbidden
 from interop.store.search_params import parse_reference
+from mappings.terminology import REGISTRATION_TAG_SYSTEM
 
-REGISTRATION_TAG_CODE = (
-    "http://recovery-interop.example.org/fhir/CodeSystem/registration",
-    "partner",
-)
+REGISTRATION_TAG_CODE = (REGISTRATION_TAG_SYSTEM, "partner")
 
 
 class PartnerWriteGuard:

@@ -14,10 +14,11 @@ from enum import StrEnum
 from typing import Any
 
 from interop.store.fhirdates import EARLIEST, LATEST, parse_range
+from mappings.terminology import PART2_PROGRAM_EXTENSION, PROJECT_BASE
 
 _SP = "http://hl7.org/fhir/SearchParameter/"
-_PROJECT = "http://recovery-interop.example.org/fhir"
-_EXTENSIONS = {"part2-program": f"{_PROJECT}/StructureDefinition/part2-program"}
+_PROJECT = PROJECT_BASE
+_EXTENSIONS = {"part2-program": PART2_PROGRAM_EXTENSION}
 """Extensions a path may select by name: `extension(name)` picks those with that url."""
 
 

@@ -30,7 +30,9 @@ def a_plan(**changes: Any) -> CarePlan:
         "barrier_ids": (Ref("b1"),),
         "activities": (
             Activity(ActivityKind.ACTION, Ref("a1")),
-            Activity(ActivityKind.REFERRAL, Ref("https://partner.example.org/fhir/ServiceRequest/9")),
+            Activity(
+                ActivityKind.REFERRAL, Ref("https://partner.example.org/fhir/ServiceRequest/9")
+            ),
         ),
     }
     return CarePlan(**(values | changes))

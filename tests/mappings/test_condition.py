@@ -7,7 +7,7 @@ import pytest
 
 from mappings import condition, fhir
 from mappings.errors import MappingError
-from mappings.model import Barrier, ClinicalStatus, Code, ConcernKind, Concept, GoalDomain, Id, Ref
+from mappings.model import Barrier, ClinicalStatus, Code, Concept, ConcernKind, GoalDomain, Id, Ref
 from mappings.terminology import GOAL_DOMAIN, ICD10CM, SDOHCC_CODES, SNOMED
 
 
@@ -15,7 +15,9 @@ def a_barrier(**changes: Any) -> Barrier:
     values: dict[str, Any] = {
         "id": Id("b1"),
         "client_id": Ref("c1"),
-        "code": Concept((Code(ICD10CM, "Z59.00", "Homelessness, unspecified"),), "No fixed address"),
+        "code": Concept(
+            (Code(ICD10CM, "Z59.00", "Homelessness, unspecified"),), "No fixed address"
+        ),
         "kind": ConcernKind.HEALTH_CONCERN,
         "domain": GoalDomain.HOUSING,
         "clinical_status": ClinicalStatus.ACTIVE,

@@ -1,6 +1,6 @@
 """The Reader reports what nobody took; the data type codecs keep what the domain holds."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -138,7 +138,7 @@ class TestDates:
     def test_days_and_instants(self) -> None:
         reader = _reader({"a": "2025-03-01", "b": "2025-03-01T10:15:30.512Z", "c": "2025-03"})
         assert dt.read_when(reader, "a") == date(2025, 3, 1)
-        assert dt.read_when(reader, "b") == datetime(2025, 3, 1, 10, 15, 30, 512000, timezone.utc)
+        assert dt.read_when(reader, "b") == datetime(2025, 3, 1, 10, 15, 30, 512000, UTC)
         assert dt.read_when(reader, "c") is None
         assert reader.mapped(None).unmapped == (
             Unmapped("Basic.c", "a partial date (year or month) has no place in the domain"),

@@ -1,4 +1,4 @@
-"""MappingError, Unmapped and Mapped: what cannot be mapped is an error; what has no place is a report."""
+"""MappingError, Unmapped and Mapped: what cannot be mapped is refused, the rest reported."""
 
 import dataclasses
 

@@ -35,7 +35,11 @@ def a_goal(**changes: Any) -> Goal:
         "achievement": Achievement.IMPROVING,
         "start": date(2025, 3, 1),
         "targets": (
-            Target(Concept(text="Nights in own housing"), Quantity(Decimal(30), "day", UCUM, "d"), date(2025, 6, 1)),
+            Target(
+                Concept(text="Nights in own housing"),
+                Quantity(Decimal(30), "day", UCUM, "d"),
+                date(2025, 6, 1),
+            ),
         ),
         "expressed_by": Party(PartyKind.CLIENT, Ref("c1")),
         "barrier_ids": (Ref("b1"),),
@@ -61,7 +65,12 @@ class TestToFhir:
         assert resource["target"] == [
             {
                 "measure": {"text": "Nights in own housing"},
-                "detailQuantity": {"value": Decimal(30), "unit": "day", "system": UCUM, "code": "d"},
+                "detailQuantity": {
+                    "value": Decimal(30),
+                    "unit": "day",
+                    "system": UCUM,
+                    "code": "d",
+                },
                 "dueDate": "2025-06-01",
             }
         ]

@@ -724,15 +724,31 @@ class TestBundles:
         assert ("value", "Bundle.entry[0]") in _found(resource)
 
     def test_refuses_a_reference_to_an_entry_of_another_type(self) -> None:
+        other = "9b9c2c1e-8c83-4bd1-a0a4-2b1d1c3f0a11"
         resource = bundle(
             {
                 "fullUrl": UUID,
-                "resource": patient(generalPractitioner=[{"reference": "Practitioner/org1"}]),
+                "resource": patient(generalPractitioner=[{"reference": f"Practitioner/{other}"}]),
             },
-            {"resource": {"resourceType": "Organization", "id": "org1", "name": "x"}},
+            {
+                "fullUrl": f"urn:uuid:{other}",
+                "resource": {"resourceType": "Organization", "name": "x"},
+            },
         )
 
         assert ("value", "Bundle.entry[0].resource.generalPractitioner[0]") in _found(resource)
+
+    def test_ids_are_unique_per_type_only(self) -> None:
+        """Patient/0 beside a Task whose id is 0 is no mismatch (R4 §2.24.0.1 ids per type)."""
+        fhir.validate(
+            bundle(
+                {
+                    "fullUrl": UUID,
+                    "resource": patient(generalPractitioner=[{"reference": "Practitioner/org1"}]),
+                },
+                {"resource": {"resourceType": "Organization", "id": "org1", "name": "x"}},
+            )
+        )
 
     def test_accepts_a_reference_to_an_entry_of_its_type(self) -> None:
         fhir.validate(

@@ -52,7 +52,10 @@ class TestToFhir:
                 {"line": ["12 Elm St"], "city": "Springfield", "state": "MA", "postalCode": "01101"}
             ],
             "communication": [
-                {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "es"}]}, "preferred": True}
+                {
+                    "language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "es"}]},
+                    "preferred": True,
+                }
             ],
         }
 
@@ -86,7 +89,10 @@ class TestFromFhir:
         resource = patient.to_fhir(a_client(language=None))
         resource["communication"] = [
             {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en"}]}},
-            {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "vi"}]}, "preferred": True},
+            {
+                "language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "vi"}]},
+                "preferred": True,
+            },
         ]
 
         mapped = patient.from_fhir(resource)
@@ -94,7 +100,14 @@ class TestFromFhir:
         assert mapped.value.language == "vi"
         assert [item.path for item in mapped.unmapped] == ["Patient.communication[0]"]
 
-    @pytest.mark.parametrize(("element", "path"), [("identifier", "Patient.identifier"), ("name", "Patient.name"), ("gender", "Patient.gender")])
+    @pytest.mark.parametrize(
+        ("element", "path"),
+        [
+            ("identifier", "Patient.identifier"),
+            ("name", "Patient.name"),
+            ("gender", "Patient.gender"),
+        ],
+    )
     def test_refuses_a_patient_us_core_would_refuse(self, element: str, path: str) -> None:
         resource = patient.to_fhir(a_client())
         del resource[element]
@@ -108,4 +121,7 @@ class TestFromFhir:
 
         with pytest.raises(MappingError) as raised:
             patient.from_fhir(resource)
-        assert (raised.value.path, raised.value.to_issue().code) == ("Patient.gender", "code-invalid")
+        assert (raised.value.path, raised.value.to_issue().code) == (
+            "Patient.gender",
+            "code-invalid",
+        )

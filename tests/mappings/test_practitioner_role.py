@@ -35,7 +35,9 @@ def test_writes_the_case_manager_specialty() -> None:
 
 def test_reports_other_specialties() -> None:
     resource = practitioner_role.to_fhir(A_CASE_MANAGER)
-    resource["specialty"][0]["coding"].append({"system": "http://snomed.info/sct", "code": "408443003"})
+    resource["specialty"][0]["coding"].append(
+        {"system": "http://snomed.info/sct", "code": "408443003"}
+    )
 
     mapped = practitioner_role.from_fhir(resource)
 

@@ -39,11 +39,11 @@ from mappings.model import (
     CarePlan,
     CaseManager,
     ChecklistItem,
-    ClinicalStatus,
     Client,
+    ClinicalStatus,
     Code,
-    ConcernKind,
     Concept,
+    ConcernKind,
     Contact,
     ContactSystem,
     ContactUse,
@@ -85,8 +85,6 @@ from mappings.model import (
 from mappings.terminology import LOINC, PROCEDURE_CODE_SYSTEMS, SNOMED, UCUM
 
 T = TypeVar("T")
-
-# --- building blocks --------------------------------------------------------------------------
 
 WORD = st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,8}", fullmatch=True)
 TEXT = st.lists(WORD, min_size=1, max_size=5).map(" ".join)
@@ -190,8 +188,6 @@ def parties(*kinds: PartyKind) -> st.SearchStrategy[Party]:
         lambda kind: refs(kind.value).map(lambda ref: Party(kind, ref))
     )
 
-
-# --- the domain ---------------------------------------------------------------------------------
 
 CLIENTS = st.builds(
     Client,
@@ -444,9 +440,6 @@ def _shared_ids(value: Handoff) -> bool:
     references |= {value.from_episode_id, value.transfer_summary, value.consent}
     references.add(value.medication_reconciliation or value.transfer_summary)
     return bool({str(ref) for ref in references} & {value.id, value.referral_id})
-
-
-# --- the property -------------------------------------------------------------------------------
 
 
 def assert_lossless(mapping: Any, value: object) -> None:

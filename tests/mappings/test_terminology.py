@@ -96,10 +96,18 @@ def test_workflow_statuses_bser_lacks_stay_local() -> None:
 
 def test_the_project_constants_keep_the_urls_partners_were_registered_with() -> None:
     base = "http://recovery-interop.example.org/fhir"
-    assert t.PROJECT_BASE == base
-    assert t.PART2_PROGRAM_EXTENSION == f"{base}/StructureDefinition/part2-program"
-    assert t.COVERED_ENTITY_EXTENSION == f"{base}/StructureDefinition/hipaa-covered-entity"
-    assert t.REGISTRATION_TAG_SYSTEM == f"{base}/CodeSystem/registration"
+    constants = (
+        t.PROJECT_BASE,
+        t.PART2_PROGRAM_EXTENSION,
+        t.COVERED_ENTITY_EXTENSION,
+        t.REGISTRATION_TAG_SYSTEM,
+    )
+    assert constants == (
+        base,
+        f"{base}/StructureDefinition/part2-program",
+        f"{base}/StructureDefinition/hipaa-covered-entity",
+        f"{base}/CodeSystem/registration",
+    )
 
 
 def test_standard_codes_written() -> None:

@@ -25,10 +25,10 @@ from a Part 2 program is Part 2 data by definition (P1), which is what the row's
 
 Rows the API cannot express (an action other than disclose, a claimed non-consent basis, an
 expiration event known to have occurred, records related to the asked-for one, a resource type
-the server does not store, emergency facts from someone who is not medical personnel) are
-skipped, each saying which capability is missing. Rows where the gate derives the request
-differently from the row are strict xfails naming the gap (KNOWN_GATE_GAPS), so that closing
-the gap makes them fail until the mark is removed.
+the server does not store, emergency facts from someone who is not medical personnel: see
+`unexpressible`) are skipped, each saying which capability is missing. Rows where the gate
+derives the request differently from the row are strict xfails naming the gap
+(KNOWN_GATE_GAPS), so that closing the gap makes them fail until the mark is removed.
 """
 
 import json
@@ -75,9 +75,11 @@ UNKNOWN_ID = "no-such-record"
 PROGRAMS = (PROGRAM, OTHER_PROGRAM)
 OTHER_ORGANIZATIONS = (CLINIC, PAYER, STRANGER, COURT)
 
-# Where each stored type keeps what the gate reads: the patient (`patient_of`), the source
-# program (`sources_of`), the clinical date (`_record_date`) and the codes (`_concept_codings`).
-# The elements are those FHIR R4 defines for the purpose, whether or not the gate reads them.
+# How each stored type carries what the gate reads: its required elements; the patient as
+# `subject` (`patient_of`); the source program in an element `sources_of` reads (an
+# Organization even where R4 lists other targets, as the gate tests store it); the codes in an
+# element `_concept_codings` reads. The clinical date goes where FHIR R4 keeps it for the type
+# (see `record`), whether or not `_record_date` reads it: where it does not, KNOWN_GATE_GAPS.
 REQUIRED: dict[str, dict[str, Any]] = {
     "Condition": {},
     "CarePlan": {"status": "active", "intent": "plan"},
@@ -95,29 +97,7 @@ SOURCE_ELEMENT = {
 }
 CODE_ELEMENT = {"Condition": "code", "DocumentReference": "type"}
 
-KNOWN_GATE_GAPS = {
-    "S3-data-period-includes-records-inside": (
-        "the gate reads no clinical date of a Condition: _record_date lacks recordedDate "
-        "(and onsetDateTime), so a dated Condition is matched as undated"
-    ),
-    "S3-dated-deny-leaves-other-years": (
-        "the gate reads no clinical date of a Condition (_record_date lacks recordedDate), so "
-        "the dated deny catches it as an undated record"
-    ),
-    "S3-permit-at-depth-two-under-a-base-deny": (
-        "the gate reads no clinical date of a Condition (_record_date lacks recordedDate), so "
-        "the 2019 deny at depth three catches it as an undated record"
-    ),
-    "E1-break-the-glass-with-facts-permits": (
-        "TokenService.issue keeps the §2.51 facts only when the purposes include ETREAT "
-        "itself, so a BTG token (a child of ETREAT) carries none"
-    ),
-    "C2-tpo-general-designation-includes-part2-programs": (
-        "the gate never passes the partner's part2_program flag to consent.Requester "
-        "(GateSession._as_consent_requester), so a Part 2 program that is not a covered "
-        "entity is outside the TPO general designation"
-    ),
-}
+KNOWN_GATE_GAPS: dict[str, str] = {}
 
 
 def unexpressible(case: DecisionCase) -> str | None:
@@ -141,6 +121,12 @@ def unexpressible(case: DecisionCase) -> str | None:
             "the gate never derives DataItem.related from a stored record (no reverse lookup "
             "of e.g. CarePlan.goal), and an R4 Goal cannot reference its CarePlan"
         )
+    if item.source_identifiers:
+        return "the gate never sets DataItem.source_identifiers from a stored record"
+    if any(coding.system != v.RESOURCE_TYPES for coding in item.classes):
+        return "the gate classes a record by its resource type only"
+    if item.is_counseling_note and all(c.code != v.COUNSELING_NOTE for c in item.security_labels):
+        return "through the API a counseling note is one labelled PSYTHPN"
     if item.resource_type not in SUPPORTED_TYPES:
         return f"the FHIR API does not store {item.resource_type} (not in SUPPORTED_TYPES)"
     if request.emergency is not None and not request.requester.is_medical_personnel:
@@ -181,18 +167,24 @@ def register(
     app_client: TestClient,
     name: str,
     identifiers: list[tuple[str | None, str]],
-    **flags: bool,
+    *,
+    covered_entity: bool = False,
+    part2_program: bool = False,
+    first_party: bool = False,
 ) -> RegisteredPartner:
-    """A partner registered through the partner registry, with the given identifiers."""
+    """A partner registered through the partner registry, with the given identifiers (the
+    conftest's `register_partner` names every partner by one synthetic identifier)."""
     service: PartnerService = app_client.app.state.partners  # type: ignore[attr-defined]
     key = shared_key()
     partner = service.register(
         NewPartner(
             name=name,
             identifiers=[(system or PARTNER_ID_SYSTEM, value) for system, value in identifiers],
-            scopes="system/*.cruds" if flags.get("first_party") else SCOPE,
+            scopes="system/*.cruds" if first_party else SCOPE,
             jwks=key.jwks(),
-            **flags,
+            covered_entity=covered_entity,
+            part2_program=part2_program,
+            first_party=first_party,
         )
     )
     return RegisteredPartner(partner.client_id, partner.organization, key)
@@ -293,7 +285,9 @@ def record(item: DataItem, subject: str) -> dict[str, Any]:
     resource: dict[str, Any] = {"resourceType": kind, "id": ident(item.reference)}
     if item.security_labels:
         resource["meta"] = {
-            "security": [{"system": label.system, "code": label.code} for label in item.security_labels]
+            "security": [
+                {"system": label.system, "code": label.code} for label in item.security_labels
+            ]
         }
     resource.update(REQUIRED[kind])
     resource["subject"] = {"reference": subject}

@@ -1,0 +1,1 @@
+"""The case-management API (native JSON) for case managers' tools."""

@@ -1,0 +1,347 @@
+"""A synthetic client's recovery story, end to end, for `interop demo` and the story tests.
+
+Jordan Rivers (a synthetic person) is admitted to Harbor Detox Unit, gets a care plan with
+goals in eight domains case managers work (housing, job-protected leave, transportation,
+benefits, medication continuity, legal obligations, family, primary care), is referred to
+Riverside Residential, handed off there, then to Bayview Intensive Outpatient, then to
+Lakeside Recovery Community for aftercare.
+"""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from interop.services.cases import KINDS_BY_NAME, Kind
+from mappings.model import (
+    Achievement,
+    Action,
+    ActionOwner,
+    Activity,
+    ActivityKind,
+    Barrier,
+    CarePlan,
+    CaseManager,
+    ChecklistItem,
+    Client,
+    Concept,
+    ConcernKind,
+    Episode,
+    EpisodeStatus,
+    Gender,
+    Goal,
+    GoalDomain,
+    GoalLifecycle,
+    Handoff,
+    Id,
+    Identifier,
+    LevelOfCare,
+    Name,
+    Party,
+    PartyKind,
+    Period,
+    Program,
+    ProgramKind,
+    Quantity,
+    Ref,
+    Referral,
+    RequestStatus,
+    Target,
+    TaskStatus,
+    TransitionItem,
+    Urgency,
+)
+from mappings.terminology import REFERRAL_TO_DRUG_REHABILITATION
+
+CLIENT = "jordan-rivers"
+MRN = Identifier("urn:oid:2.16.840.1.113883.3.9999.2", "DEMO-0001")
+NPI = "http://hl7.org/fhir/sid/us-npi"
+_UCUM = "http://unitsofmeasure.org"
+
+
+def _program(ident: str, name: str, kind: ProgramKind, part2: bool, npi: str) -> Program:
+    return Program(
+        id=Id(ident),
+        name=name,
+        part2_program=part2,
+        kind=kind,
+        covered_entity=True,
+        identifiers=(Identifier(NPI, npi),),
+    )
+
+
+PROGRAMS = (
+    _program("harbor-detox", "Harbor Detox Unit", ProgramKind.DETOX, True, "1093817465"),
+    _program(
+        "riverside-residential",
+        "Riverside Residential",
+        ProgramKind.RESIDENTIAL,
+        True,
+        "1184627395",
+    ),
+    _program(
+        "bayview-iop", "Bayview Intensive Outpatient", ProgramKind.OUTPATIENT, True, "1275936104"
+    ),
+    _program(
+        "northside-primary", "Northside Primary Care", ProgramKind.PRIMARY_CARE, False, "1366045813"
+    ),
+    _program(
+        "lakeside-recovery",
+        "Lakeside Recovery Community",
+        ProgramKind.COMMUNITY_SERVICE,
+        False,
+        "1457154522",
+    ),
+)
+
+_GOALS: tuple[tuple[str, GoalDomain, str, str | None, tuple[int, str, str] | None], ...] = (
+    (
+        "goal-housing",
+        GoalDomain.HOUSING,
+        "Move into stable housing before discharge",
+        "Nights in own housing",
+        (30, "day", "d"),
+    ),
+    (
+        "goal-leave",
+        GoalDomain.JOB_PROTECTED_LEAVE,
+        "FMLA leave approved while in residential treatment",
+        None,
+        None,
+    ),
+    (
+        "goal-transport",
+        GoalDomain.TRANSPORTATION,
+        "Reliable rides to IOP sessions",
+        "Sessions attended",
+        (12, "sessions", "{session}"),
+    ),
+    (
+        "goal-benefits",
+        GoalDomain.INSURANCE_BENEFITS,
+        "Medicaid prior authorization for residential care",
+        None,
+        None,
+    ),
+    (
+        "goal-mat",
+        GoalDomain.MEDICATION_CONTINUITY,
+        "Buprenorphine continued without a gap across every handoff",
+        "Days without a missed dose",
+        (90, "day", "d"),
+    ),
+    ("goal-legal", GoalDomain.LEGAL, "Drug court compliance letters filed on time", None, None),
+    ("goal-family", GoalDomain.FAMILY_INVOLVEMENT, "Family joins two sessions a month", None, None),
+    (
+        "goal-primary",
+        GoalDomain.PRIMARY_CARE,
+        "Established with a primary care clinician",
+        None,
+        None,
+    ),
+)
+
+
+def _goal(spec: tuple[str, GoalDomain, str, str | None, tuple[int, str, str] | None]) -> Goal:
+    ident, domain, text, measure, amount = spec
+    targets: tuple[Target, ...] = ()
+    if measure is not None and amount is not None:
+        value, unit, code = amount
+        quantity = Quantity(Decimal(value), unit, _UCUM, code)
+        targets = (Target(Concept(text=measure), quantity, date(2026, 9, 30)),)
+    return Goal(
+        id=Id(ident),
+        client_id=Ref(CLIENT),
+        description=Concept(text=text),
+        lifecycle=GoalLifecycle.ACTIVE,
+        domain=domain,
+        achievement=Achievement.IN_PROGRESS,
+        start=date(2026, 6, 2),
+        targets=targets,
+        expressed_by=Party(PartyKind.CLIENT, Ref(CLIENT)),
+    )
+
+
+def _episode(
+    ident: str, program: str, level: LevelOfCare, start: date, end: date | None
+) -> Episode:
+    return Episode(
+        id=Id(ident),
+        client_id=Ref(CLIENT),
+        program_id=Ref(program),
+        status=EpisodeStatus.FINISHED if end else EpisodeStatus.ACTIVE,
+        level=level,
+        period=Period(start, end),
+        care_manager_id=Ref("cm-harbor"),
+    )
+
+
+def _handoff(
+    ident: str,
+    referral: str,
+    origin: tuple[str, str, LevelOfCare],
+    target: tuple[str, LevelOfCare],
+    day: date,
+    status: TaskStatus,
+) -> Handoff:
+    from_program, from_episode, from_level = origin
+    to_program, to_level = target
+    return Handoff(
+        id=Id(ident),
+        referral_id=Id(referral),
+        client_id=Ref(CLIENT),
+        from_program_id=Ref(from_program),
+        from_episode_id=Ref(from_episode),
+        from_level=from_level,
+        to_program_id=Ref(to_program),
+        to_level=to_level,
+        planned_date=day,
+        authored_on=datetime(day.year, day.month, day.day, 9, 0, tzinfo=UTC),
+        status=status,
+        transfer_summary=Ref(f"{ident}-transfer-summary"),
+        consent=Ref("consent-jordan"),
+        medication_reconciliation=Ref(f"{ident}-medrec"),
+        checklist=(
+            ChecklistItem(TransitionItem.RECORDS_SENT, True),
+            ChecklistItem(TransitionItem.MEDICATIONS_ON_HAND, True),
+            ChecklistItem(TransitionItem.INTAKE_CONFIRMED, status is TaskStatus.COMPLETED),
+        ),
+        transportation_arranged=True,
+    )
+
+
+def story() -> list[tuple[Kind[Any], Any]]:
+    """Every record of the story, in the order a case manager would enter them."""
+    client = Client(
+        id=Id(CLIENT),
+        identifiers=(MRN,),
+        names=(Name(family="Rivers", given=("Jordan",)),),
+        gender=Gender.UNKNOWN,
+        birth_date=date(1991, 8, 14),
+    )
+    detox, residential, iop = (
+        LevelOfCare.WM_INPATIENT_MONITORED,
+        LevelOfCare.RESIDENTIAL_HIGH_INTENSITY,
+        LevelOfCare.INTENSIVE_OUTPATIENT,
+    )
+    goals = [_goal(spec) for spec in _GOALS]
+    barrier = Barrier(
+        id=Id("barrier-housing"),
+        client_id=Ref(CLIENT),
+        code=Concept(text="Staying with a friend; no lease"),
+        kind=ConcernKind.HEALTH_CONCERN,
+        domain=GoalDomain.HOUSING,
+    )
+    action = Action(
+        id=Id("action-fmla-forms"),
+        client_id=Ref(CLIENT),
+        title="Send FMLA certification to the employer's HR",
+        owner=ActionOwner.CASE_MANAGER,
+        status=TaskStatus.IN_PROGRESS,
+        plan_id=Ref("plan-jordan"),
+        goal_ids=(Ref("goal-leave"),),
+        due=date(2026, 6, 12),
+    )
+    referral = Referral(
+        id=Id("referral-residential"),
+        client_id=Ref(CLIENT),
+        requester=Party(PartyKind.PROGRAM, Ref("harbor-detox")),
+        status=RequestStatus.ACTIVE,
+        service=REFERRAL_TO_DRUG_REHABILITATION,
+        authored_on=datetime(2026, 6, 3, 10, 0, tzinfo=UTC),
+        performer_id=Ref("riverside-residential"),
+        urgency=Urgency.URGENT,
+        requested_level=residential,
+        reason="Completing withdrawal management; needs residential treatment",
+        goal_ids=(Ref("goal-mat"),),
+        consents=(Ref("consent-jordan"),),
+    )
+    plan = CarePlan(
+        id=Id("plan-jordan"),
+        client_id=Ref(CLIENT),
+        status=RequestStatus.ACTIVE,
+        title="Jordan's recovery plan",
+        period=Period(date(2026, 6, 2), date(2026, 12, 31)),
+        author=Party(PartyKind.PROGRAM, Ref("harbor-detox")),
+        goal_ids=tuple(Ref(goal.id) for goal in goals),
+        barrier_ids=(Ref("barrier-housing"),),
+        activities=(
+            Activity(ActivityKind.ACTION, Ref("action-fmla-forms")),
+            Activity(ActivityKind.REFERRAL, Ref("referral-residential")),
+        ),
+    )
+    kinds = KINDS_BY_NAME
+    records: list[tuple[Kind[Any], Any]] = [(kinds["programs"], program) for program in PROGRAMS]
+    records += [
+        (
+            kinds["case-managers"],
+            CaseManager(Id("cm-harbor"), Ref("practitioner-avery"), Ref("harbor-detox")),
+        ),
+        (kinds["clients"], client),
+        (
+            kinds["episodes"],
+            _episode("episode-detox", "harbor-detox", detox, date(2026, 6, 1), date(2026, 6, 8)),
+        ),
+        *((kinds["goals"], goal) for goal in goals),
+        (kinds["barriers"], barrier),
+        (kinds["actions"], action),
+        (kinds["referrals"], referral),
+        (kinds["care-plans"], plan),
+        (
+            kinds["handoffs"],
+            _handoff(
+                "handoff-to-residential",
+                "referral-to-residential",
+                ("harbor-detox", "episode-detox", detox),
+                ("riverside-residential", residential),
+                date(2026, 6, 8),
+                TaskStatus.COMPLETED,
+            ),
+        ),
+        (
+            kinds["episodes"],
+            _episode(
+                "episode-residential",
+                "riverside-residential",
+                residential,
+                date(2026, 6, 8),
+                date(2026, 7, 20),
+            ),
+        ),
+        (
+            kinds["handoffs"],
+            _handoff(
+                "handoff-to-iop",
+                "referral-to-iop",
+                ("riverside-residential", "episode-residential", residential),
+                ("bayview-iop", iop),
+                date(2026, 7, 20),
+                TaskStatus.COMPLETED,
+            ),
+        ),
+        (
+            kinds["episodes"],
+            _episode("episode-iop", "bayview-iop", iop, date(2026, 7, 20), date(2026, 10, 12)),
+        ),
+        (
+            kinds["handoffs"],
+            _handoff(
+                "handoff-to-aftercare",
+                "referral-to-aftercare",
+                ("bayview-iop", "episode-iop", iop),
+                ("lakeside-recovery", LevelOfCare.RECOVERY_SUPPORT),
+                date(2026, 10, 12),
+                TaskStatus.ACCEPTED,
+            ),
+        ),
+        (
+            kinds["episodes"],
+            _episode(
+                "episode-aftercare",
+                "lakeside-recovery",
+                LevelOfCare.RECOVERY_SUPPORT,
+                date(2026, 10, 12),
+                None,
+            ),
+        ),
+    ]
+    return records

@@ -1,0 +1,157 @@
+"""A client's whole story through the case API, read back through the FHIR API (issue 3)."""
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
+
+from interop.services.demo import CLIENT, story
+from interop.services.staff import Role
+from tests.interop.auth.test_staff import sign_in
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def staff(
+    anonymous: TestClient, username: str, role: Role, programs: tuple[str, ...] = ()
+) -> tuple[TestClient, dict[str, str]]:
+    browser = TestClient(anonymous.app)
+    from datetime import UTC, datetime
+
+    anonymous.app.state.staff.add(
+        username, "correct horse battery staple", role, programs, datetime.now(UTC)
+    )  # type: ignore[attr-defined]
+    response = sign_in(browser, username)
+    assert response.status_code == 200
+    return browser, {"X-CSRF-Token": response.json()["csrf_token"]}
+
+
+def enter_story(browser: TestClient, csrf: dict[str, str]) -> list[dict[str, Any]]:
+    answers = []
+    for kind, value in story():
+        body = TypeAdapter(kind.model).dump_python(value, mode="json")
+        response = browser.put(f"/cases/{kind.name}/{value.id}", json=body, headers=csrf)
+        assert response.status_code == 200, (kind.name, response.text)
+        answer = response.json()
+        assert answer["value"] == body, kind.name
+        answers.append(answer)
+    return answers
+
+
+@pytest.fixture
+def admin(anonymous: TestClient) -> tuple[TestClient, dict[str, str]]:
+    return staff(anonymous, "ada.admin", Role.ADMINISTRATOR)
+
+
+def search(client: TestClient, resource_type: str, **params: str) -> list[dict[str, Any]]:
+    bundle = client.get(f"/fhir/{resource_type}", params=params).json()
+    return [entry["resource"] for entry in bundle.get("entry", [])]
+
+
+class TestStory:
+    def test_every_record_round_trips_through_the_case_api(
+        self, admin: tuple[TestClient, dict[str, str]]
+    ) -> None:
+        answers = enter_story(*admin)
+        assert len(answers) == len(story())
+        assert all(answer["unmapped"] == [] for answer in answers)
+        plan = next(a for a in answers if a["reference"] == "CarePlan/plan-jordan")
+        assert plan["version"] == 1
+
+    def test_the_story_is_visible_through_the_fhir_api(
+        self, admin: tuple[TestClient, dict[str, str]], client: TestClient
+    ) -> None:
+        enter_story(*admin)
+        patient = f"Patient/{CLIENT}"
+        plans = search(client, "CarePlan", patient=patient)
+        assert [p["id"] for p in plans] == ["plan-jordan"]
+        goals = search(client, "Goal", patient=patient)
+        assert {g["id"] for g in goals} == {
+            g.removeprefix("Goal/") for g in (r["reference"] for r in plans[0]["goal"])
+        }
+        assert len(goals) >= 6
+        episodes = search(client, "EpisodeOfCare", patient=patient, _sort="date")
+        assert [e["id"] for e in episodes] == [
+            "episode-detox",
+            "episode-residential",
+            "episode-iop",
+            "episode-aftercare",
+        ]
+        referrals = search(client, "ServiceRequest", patient=patient)
+        assert len(referrals) == 4
+        handoffs = search(client, "Task", patient=patient, code="fulfill")
+        assert {t["id"] for t in handoffs} == {
+            "handoff-to-residential",
+            "handoff-to-iop",
+            "handoff-to-aftercare",
+        }
+        transfer = next(t for t in handoffs if t["id"] == "handoff-to-iop")
+        assert transfer["focus"]["reference"] == "ServiceRequest/referral-to-iop"
+        assert any(i["type"]["coding"][0]["code"] == "18761-7" for i in transfer["input"])
+
+    def test_a_fhir_update_by_a_partner_shows_in_the_case_api(
+        self, admin: tuple[TestClient, dict[str, str]], client: TestClient
+    ) -> None:
+        browser, csrf = admin
+        enter_story(browser, csrf)
+        task = client.get("/fhir/Task/handoff-to-aftercare").json()
+        started = {**task, "status": "in-progress"}
+        assert (
+            client.put(
+                "/fhir/Task/handoff-to-aftercare", json=started, headers=FHIR_JSON
+            ).status_code
+            == 200
+        )
+        record = browser.get("/cases/handoffs/handoff-to-aftercare").json()
+        assert record["value"]["status"] == "in-progress"
+        assert record["version"] == 2
+        listed = browser.get("/cases/handoffs", params={"client": CLIENT}).json()
+        assert {r["value"]["id"] for r in listed} == {
+            "handoff-to-residential",
+            "handoff-to-iop",
+            "handoff-to-aftercare",
+        }
+
+
+class TestCaseApiErrors:
+    def test_errors_are_problem_details(self, admin: tuple[TestClient, dict[str, str]]) -> None:
+        browser, csrf = admin
+        mismatched = browser.put("/cases/goals/goal-a", json={"id": "goal-b"}, headers=csrf)
+        assert mismatched.status_code == 422
+        assert mismatched.headers["content-type"] == "application/problem+json"
+        kind, value = next((k, v) for k, v in story() if k.name == "goals")
+        body = TypeAdapter(kind.model).dump_python(value, mode="json")
+        wrong_id = browser.put("/cases/goals/another-goal", json=body, headers=csrf)
+        assert wrong_id.status_code == 400
+        assert "another-goal" in wrong_id.json()["detail"]
+        bad_domain = browser.put(
+            f"/cases/goals/{value.id}", json={**body, "domain": "astrology"}, headers=csrf
+        )
+        assert bad_domain.status_code == 422
+        assert "domain" in bad_domain.json()["detail"]
+        missing = browser.get("/cases/care-plans/no-such-plan")
+        assert missing.status_code == 404
+        assert missing.json()["status"] == 404
+
+    def test_writes_need_a_session_and_its_csrf_token(
+        self, admin: tuple[TestClient, dict[str, str]], anonymous: TestClient
+    ) -> None:
+        browser, _csrf = admin
+        kind, value = next((k, v) for k, v in story() if k.name == "clients")
+        body = TypeAdapter(kind.model).dump_python(value, mode="json")
+        assert browser.put(f"/cases/clients/{value.id}", json=body).status_code == 403
+        assert anonymous.get("/cases/clients/jordan-rivers").status_code == 401
+
+
+class TestAcrossPrograms:
+    def test_a_case_manager_sees_other_programs_part2_records_only_as_the_gate_allows(
+        self, anonymous: TestClient, admin: tuple[TestClient, dict[str, str]]
+    ) -> None:
+        enter_story(*admin)
+        harbor, _ = staff(anonymous, "casey.harbor", Role.CASE_MANAGER, ("harbor-detox",))
+        outsider, _ = staff(anonymous, "olive.elsewhere", Role.CASE_MANAGER, ("northside-primary",))
+        assert harbor.get("/cases/care-plans/plan-jordan").status_code == 200
+        hidden = outsider.get("/cases/care-plans/plan-jordan")
+        assert hidden.status_code == 404
+        assert outsider.get("/cases/care-plans", params={"client": CLIENT}).json() == []
