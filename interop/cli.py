@@ -1,5 +1,6 @@
 """The `interop` command: serve the API, manage the database, export the OpenAPI document."""
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -8,13 +9,15 @@ import typer
 import uvicorn
 from sqlalchemy import Engine
 
+from adapters.hl7v2 import serve_mllp
 from interop.api.admin.routes import describe, split_identifier
-from interop.app import create_app, login_policy
+from interop.app import create_app, login_policy, utc_now
 from interop.services.cases import CaseService
 from interop.services.compliance import ComplianceService
 from interop.services.demo import CLIENT, story
 from interop.services.disclosure import DisclosureGate
 from interop.services.errors import ServiceError
+from interop.services.inbound import InboundService
 from interop.services.partners import NewPartner, PartnerService
 from interop.services.staff import Role, StaffPrincipal, StaffService
 from interop.settings import Settings
@@ -27,10 +30,12 @@ db_app = typer.Typer(help="Database schema.")
 partners_app = typer.Typer(help="Partner systems (SMART Backend Services clients).")
 users_app = typer.Typer(help="Staff accounts.")
 audit_app = typer.Typer(help="The disclosure log.")
+hl7v2_app = typer.Typer(help="HL7 v2 messages from files.")
 app.add_typer(db_app, name="db")
 app.add_typer(partners_app, name="partners")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(hl7v2_app, name="hl7v2")
 
 DatabaseOption = Annotated[
     str | None, typer.Option(help="Database URL (default: DATABASE_URL or SQLite under ./var/).")
@@ -265,3 +270,48 @@ def demo(database_url: DatabaseOption = None) -> None:
     typer.echo(f"seeded {len(story())} records for the synthetic client {CLIENT}")
     typer.echo(f"case API: {base}/cases/care-plans?client={CLIENT}")
     typer.echo(f"FHIR API: {base}/fhir/CarePlan?patient=Patient/{CLIENT}")
+
+
+@app.command()
+def mllp(
+    port: Annotated[int, typer.Option(help="TCP port of the MLLP listener.")] = 2575,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; loopback by default.")
+    ] = "127.0.0.1",
+    database_url: DatabaseOption = None,
+    max_message_bytes: Annotated[
+        int, typer.Option(help="Larger frames are refused (AR).")
+    ] = 1_048_576,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds before a silent peer is dropped.")
+    ] = 300.0,
+) -> None:
+    """Receive HL7 v2 REF^I12 and ADT^A03 over MLLP; every message is kept and acknowledged."""
+    inbound = InboundService(_engine(database_url), utc_now)
+
+    async def handle(payload: bytes) -> bytes:
+        return await asyncio.to_thread(inbound.receive, payload, "mllp")
+
+    async def run() -> None:
+        server = await serve_mllp(
+            host, port, handle, max_message_bytes=max_message_bytes, idle_timeout=idle_timeout
+        )
+        typer.echo(f"MLLP listener on {host}:{server.port}")
+        async with server:
+            await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+@hl7v2_app.command("import")
+def hl7v2_import(
+    file: Annotated[Path, typer.Argument(help="A file of messages: bare, MLLP-framed or a batch.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Read a file of HL7 v2 messages; prints one line per message with its ACK code."""
+    acks = InboundService(_engine(database_url), utc_now).receive_file(file.read_bytes())
+    for number, ack in enumerate(acks, start=1):
+        code = next(
+            (line.split(b"|")[1] for line in ack.split(b"\r") if line.startswith(b"MSA")), b""
+        )
+        typer.echo(f"message {number}: {code.decode()}")

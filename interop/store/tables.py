@@ -173,6 +173,25 @@ class ChainHeadRow(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+class InboundMessageRow(SQLModel, table=True):
+    """Every HL7 v2 message received, kept as received: nothing is silently dropped, and what
+    could not be read or processed waits here (status "held") for staff to inspect."""
+
+    __tablename__ = "inbound_message"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(index=True)
+    channel: str = Field(max_length=16)
+    sender: str = Field(default="", max_length=400)
+    control_id: str = Field(default="", max_length=200)
+    message_type: str = Field(default="", max_length=40)
+    ack_code: str = Field(max_length=2)
+    status: str = Field(max_length=16, index=True)
+    problems: str = Field(default="", max_length=100_000)
+    resources: str = Field(default="", max_length=10_000)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 RESOURCE_TABLE: Final[Table] = ResourceRow.__table__  # type: ignore[attr-defined]
 VERSION_TABLE: Final[Table] = ResourceVersionRow.__table__  # type: ignore[attr-defined]
 INDEX_TABLE: Final[Table] = SearchIndexRow.__table__  # type: ignore[attr-defined]

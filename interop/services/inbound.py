@@ -1,0 +1,330 @@
+"""HL7 v2 partners' referrals and discharges, received over MLLP or from files.
+
+Each message is read by adapters.hl7v2 and kept as received, whatever happens next. A REF^I12
+becomes the referral's ServiceRequest and its fulfillment Task (via mappings.service_request
+and mappings.task), with the patient and the two programs matched by identifier or name, or
+registered; the referrer's own id (RF1-6) is the placer identifier, so a resent referral
+updates the same records instead of doubling them. An ADT^A03 discharge starts a handoff: the
+discharged patient gets an action for their case manager to plan the next level of care.
+Everything of one message, and its inbound row, is written in one transaction; a message that
+cannot be read or mapped is held for staff with its problems, and answered AE or AR.
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, select
+from sqlmodel import col
+
+from adapters.hl7v2 import (
+    AckCode,
+    Discharge,
+    ErrorCode,
+    Inbound,
+    Location,
+    Problem,
+    Referral,
+    acknowledge,
+    build_ack,
+    encode_ack,
+    read_file,
+    read_message,
+)
+from adapters.hl7v2.messages import Hl7DateTime
+from adapters.hl7v2.messages import Patient as V2Patient
+from interop.services.errors import ServiceError
+from interop.services.resources import ResourceOperations
+from interop.services.search_parser import Paging
+from interop.store.database import unit_of_work
+from interop.store.repository import ResourceRepository
+from interop.store.tables import InboundMessageRow
+from mappings import model as m
+from mappings import organization, patient, service_request, task
+from mappings.errors import FhirContentError
+from mappings.terminology import PATIENT_REFERRAL
+
+_PAGING = Paging(2, 2)
+_V2_IDENTIFIERS = "urn:recovery-interop:hl7v2"
+_PRIORITIES = {"S": m.Urgency.STAT, "A": m.Urgency.ASAP, "R": m.Urgency.ROUTINE}
+_SEX = {"F": m.Gender.FEMALE, "M": m.Gender.MALE, "O": m.Gender.OTHER}
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A message staff must look at: why it was not processed, and what was received."""
+
+    pk: int
+    received_at: datetime
+    channel: str
+    sender: str
+    message_type: str
+    ack_code: str
+    problems: list[str]
+
+
+class InboundService:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def receive(self, raw: bytes, channel: str) -> bytes:
+        """Keep the message, process it when it can be, and answer with its ACK."""
+        return self._process(read_message(raw), channel)
+
+    def receive_file(self, data: bytes) -> list[bytes]:
+        """A file of messages (bare, MLLP-framed, or a batch): one ACK per message."""
+        return [self._process(item, "file") for item in read_file(data).items]
+
+    def held(self) -> list[Held]:
+        with unit_of_work(self._engine, writes=False) as session:
+            statement = select(InboundMessageRow).where(col(InboundMessageRow.status) == "held")
+            rows = session.execute(statement.order_by(col(InboundMessageRow.pk))).scalars()
+            return [
+                Held(
+                    row.pk or 0,
+                    row.received_at,
+                    row.channel,
+                    row.sender,
+                    row.message_type,
+                    row.ack_code,
+                    orjson.loads(row.problems) if row.problems else [],
+                )
+                for row in rows
+            ]
+
+    def _process(self, inbound: Inbound, channel: str) -> bytes:
+        now = self._clock()
+        control_id = uuid.uuid4().hex[:20]
+        if inbound.accepted:
+            try:
+                with unit_of_work(self._engine) as session:
+                    created = _apply(
+                        ResourceOperations(ResourceRepository(session), _PAGING), inbound
+                    )
+                    session.add(_row(inbound, channel, now, "processed", created, []))
+                return acknowledge(inbound, control_id=control_id, at=now)
+            except (ServiceError, FhirContentError, ValueError) as error:
+                reason = _reason(error)
+                problem = Problem(Location("MSH"), ErrorCode.APPLICATION_INTERNAL_ERROR, reason)
+                self._hold(inbound, channel, now, AckCode.ERROR, [str(problem)])
+                ack = build_ack(
+                    inbound.header, AckCode.ERROR, (problem,), control_id=control_id, at=now
+                )
+                return encode_ack(ack)
+        self._hold(inbound, channel, now, inbound.ack_code, [str(p) for p in inbound.problems])
+        return acknowledge(inbound, control_id=control_id, at=now)
+
+    def _hold(
+        self, inbound: Inbound, channel: str, now: datetime, code: AckCode, problems: list[str]
+    ) -> None:
+        with unit_of_work(self._engine) as session:
+            row = _row(inbound, channel, now, "held", [], problems)
+            row.ack_code = code.value
+            session.add(row)
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, FhirContentError):
+        return "; ".join(issue.diagnostics for issue in error.issues)[:500]
+    if isinstance(error, ServiceError):
+        return error.message[:500]
+    return str(error)[:500]
+
+
+def _row(
+    inbound: Inbound,
+    channel: str,
+    now: datetime,
+    status: str,
+    created: list[str],
+    problems: list[str],
+) -> InboundMessageRow:
+    header = inbound.header
+    sender = ""
+    message_type = ""
+    control_id = ""
+    if header is not None:
+        sender = f"{header.segment.value(3)}^{header.segment.value(4)}"
+        message_type = f"{header.message_code}^{header.trigger_event}"
+        control_id = header.control_id
+    return InboundMessageRow(
+        received_at=now,
+        channel=channel,
+        sender=sender[:400],
+        control_id=control_id[:200],
+        message_type=message_type[:40],
+        ack_code=inbound.ack_code.value,
+        status=status,
+        problems=orjson.dumps(problems).decode() if problems else "",
+        resources=" ".join(created),
+        raw=inbound.raw,
+    )
+
+
+def _apply(operations: ResourceOperations, inbound: Inbound) -> list[str]:
+    content = inbound.content
+    if isinstance(content, Referral):
+        return _referral(operations, content)
+    if isinstance(content, Discharge):
+        return _discharge(operations, content)
+    return []
+
+
+def _referral(operations: ResourceOperations, message: Referral) -> list[str]:
+    """REF^I12 -> ServiceRequest + fulfillment Task, deduplicated by the referrer's id."""
+    client = _client(operations, message.patient)
+    referring = _program(operations, message.referring, message.header.segment.value(4))
+    receiving = _program(operations, message.referred_to, "")
+    placer = m.Identifier(
+        f"{_V2_IDENTIFIERS}:referral:{_namespace(message)}", message.originating_id.value
+    )
+    existing = operations.conditional_match(
+        "ServiceRequest", f"identifier={placer.system}|{placer.value}", ""
+    )
+    referral_id = m.Id(existing.resource_id if existing else str(uuid.uuid4()))
+    authored = _when(message.header.sent_at) or datetime.now(UTC)
+    referral = m.Referral(
+        id=referral_id,
+        client_id=m.Ref(client),
+        requester=m.Party(m.PartyKind.PROGRAM, m.Ref(referring)),
+        status=m.RequestStatus.ACTIVE,
+        service=PATIENT_REFERRAL,
+        authored_on=authored,
+        performer_id=m.Ref(receiving) if receiving else None,
+        urgency=_PRIORITIES.get(
+            message.priority.code if message.priority else "", m.Urgency.ROUTINE
+        ),
+        reason=_reason_text(message),
+        placer_identifier=placer,
+    )
+    fulfillment = m.ReferralTask(
+        id=m.Id(f"{referral_id}-task"[:64]),
+        referral_id=m.Ref(referral_id),
+        client_id=m.Ref(client),
+        requester=m.Party(m.PartyKind.PROGRAM, m.Ref(referring)),
+        status=m.TaskStatus.REQUESTED,
+        authored_on=authored,
+        owner=m.Party(m.PartyKind.PROGRAM, m.Ref(receiving)) if receiving else None,
+    )
+    made = []
+    for resource in (service_request.to_fhir(referral), task.to_fhir(fulfillment)):
+        operations.update(resource["resourceType"], resource["id"], resource)
+        made.append(f"{resource['resourceType']}/{resource['id']}")
+    return [f"Patient/{client}", *made]
+
+
+def _discharge(operations: ResourceOperations, message: Discharge) -> list[str]:
+    """ADT^A03 starts a handoff: an action for the case manager to plan the next level."""
+    client = _client(operations, message.patient)
+    when = message.discharged_at
+    facility = message.facility.namespace_id if message.facility is not None else ""
+    title = f"Plan the handoff after discharge{f' from {facility}' if facility else ''}"
+    action = m.Action(
+        id=m.Id(str(uuid.uuid4())),
+        client_id=m.Ref(client),
+        title=title[:200],
+        owner=m.ActionOwner.CASE_MANAGER,
+        status=m.TaskStatus.REQUESTED,
+        authored_on=_when(when.text) if when else None,
+    )
+    resource = task.to_fhir(action)
+    operations.update("Task", resource["id"], resource)
+    return [f"Patient/{client}", f"Task/{resource['id']}"]
+
+
+def _client(operations: ResourceOperations, person: V2Patient) -> str:
+    """The patient with one of PID-3's identifiers here, or registered from PID."""
+    identifiers = [
+        m.Identifier(_identifier_system(ident.assigning_authority), ident.value)
+        for ident in person.identifiers
+        if ident.value
+    ]
+    if not identifiers:
+        raise ValueError("PID-3 carries no patient identifier")
+    for identifier in identifiers:
+        found = operations.conditional_match(
+            "Patient", f"identifier={identifier.system}|{identifier.value}", ""
+        )
+        if found is not None:
+            return found.resource_id
+    names = tuple(
+        m.Name(family=name.family or None, given=tuple(g for g in (name.given, name.middle) if g))
+        for name in person.names
+    )
+    birth = person.birth_date
+    client = m.Client(
+        id=m.Id(str(uuid.uuid4())),
+        identifiers=tuple(identifiers),
+        names=names,
+        gender=_SEX.get(person.sex, m.Gender.UNKNOWN),
+        birth_date=date(birth.year, birth.month or 1, birth.day or 1)
+        if birth and birth.day
+        else None,
+    )
+    resource = patient.to_fhir(client)
+    operations.update("Patient", resource["id"], resource)
+    return str(client.id)
+
+
+def _program(operations: ResourceOperations, provider: Any, fallback_name: str) -> str:
+    """The Organization of a PRD (by name), registered when it is new here."""
+    name = ""
+    if provider is not None and provider.organization is not None:
+        name = provider.organization.name
+    elif provider is not None and provider.location is not None and provider.location.facility:
+        name = provider.location.facility.namespace_id
+    name = (name or fallback_name).strip()
+    if not name:
+        return ""
+    found = operations.conditional_match("Organization", f"name:exact={name}", "")
+    if found is not None:
+        return found.resource_id
+    program = m.Program(id=m.Id(str(uuid.uuid4())), name=name, part2_program=False)
+    resource = organization.to_fhir(program)
+    operations.update("Organization", resource["id"], resource)
+    return str(program.id)
+
+
+def _identifier_system(authority: Any) -> str:
+    """PID-3's assigning authority as a URI: its OID when it has one, else its name."""
+    if authority is not None and authority.universal_id and authority.universal_id_type == "ISO":
+        return f"urn:oid:{authority.universal_id}"
+    name = authority.namespace_id if authority is not None else ""
+    return f"{_V2_IDENTIFIERS}:assigning-authority:{name or 'unknown'}"
+
+
+def _namespace(message: Referral) -> str:
+    return message.originating_id.namespace_id or message.header.segment.value(4) or "unknown"
+
+
+def _reason_text(message: Referral) -> str | None:
+    parts = [message.reason_text, *(r.display or r.code for r in message.reasons)]
+    parts += [
+        d.description or (d.code.display or d.code.code if d.code else "")
+        for d in message.diagnoses
+    ]
+    text = "; ".join(part for part in parts if part)
+    return text[:1000] or None
+
+
+def _when(text: str) -> datetime | None:
+    """An HL7 DTM as an aware instant (UTC when the sender gave no offset)."""
+    try:
+        moment = Hl7DateTime.parse(text)
+    except ValueError:
+        return None
+    if moment.day is None:
+        return None
+    return datetime(
+        moment.year,
+        moment.month or 1,
+        moment.day,
+        moment.hour or 0,
+        moment.minute or 0,
+        moment.second or 0,
+        tzinfo=UTC,
+    )

@@ -1,0 +1,107 @@
+"""HL7 v2 referrals and discharges become FHIR records; nothing received is dropped (issue 6)."""
+
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from interop.services.inbound import InboundService
+from tests.conftest import corpus
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def msa(ack: bytes) -> str:
+    line = next(line for line in ack.split(b"\r") if line.startswith(b"MSA"))
+    return line.split(b"|")[1].decode()
+
+
+@pytest.fixture
+def inbound(anonymous: TestClient) -> InboundService:
+    engine = anonymous.app.state.partners._engine  # type: ignore[attr-defined]
+    return InboundService(engine, lambda: datetime.now(UTC))
+
+
+def total(client: TestClient, resource_type: str, **params: str) -> int:
+    count: int = client.get(
+        f"/fhir/{resource_type}", params={**params, "_summary": "count"}
+    ).json()["total"]
+    return count
+
+
+def test_a_referral_becomes_a_service_request_and_its_task(
+    inbound: InboundService, client: TestClient
+) -> None:
+    raw = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes()
+    assert msa(inbound.receive(raw, "mllp")) == "AA"
+    referrals = client.get("/fhir/ServiceRequest").json()["entry"]
+    assert len(referrals) == 1
+    referral = referrals[0]["resource"]
+    placer = referral["identifier"][0]
+    assert (placer["system"], placer["value"]) == (
+        "urn:recovery-interop:hl7v2:referral:EPIC",
+        "226839",
+    )
+    assert placer["type"]["coding"][0]["code"] == "PLAC"
+    tasks = client.get("/fhir/Task", params={"focus": f"ServiceRequest/{referral['id']}"}).json()
+    assert tasks["total"] == 1
+    fulfillment = tasks["entry"][0]["resource"]
+    assert fulfillment["status"] == "requested"
+    assert fulfillment["code"]["coding"][0]["code"] == "fulfill"
+    patient = client.get(f"/fhir/{referral['subject']['reference']}").json()
+    assert patient["birthDate"] == "1961-06-15"
+
+
+def test_a_resent_referral_updates_instead_of_doubling(
+    inbound: InboundService, client: TestClient
+) -> None:
+    raw = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes()
+    inbound.receive(raw, "mllp")
+    inbound.receive(raw, "mllp")
+    assert (total(client, "ServiceRequest"), total(client, "Patient", identifier="PATID1234")) == (
+        1,
+        1,
+    )
+    referral = client.get("/fhir/ServiceRequest").json()["entry"][0]["resource"]
+    assert referral["meta"]["versionId"] == "2"
+
+
+def test_a_discharge_starts_a_handoff_for_the_case_manager(
+    inbound: InboundService, client: TestClient
+) -> None:
+    raw = (corpus("hl7v2") / "ADT-A03-01.hl7").read_bytes()
+    assert msa(inbound.receive(raw, "mllp")) == "AA"
+    actions = client.get("/fhir/Task", params={"status": "requested"}).json()["entry"]
+    titles = [a["resource"]["code"]["text"] for a in actions]
+    assert titles == ["Plan the handoff after discharge from HOMERTON UNIVER"]
+
+
+def test_a_malformed_message_is_refused_and_held_for_staff(
+    inbound: InboundService, client: TestClient
+) -> None:
+    raw = (corpus("hl7v2") / "python-hl7_sample_bad_file.hl7").read_bytes()
+    acks = inbound.receive_file(raw)
+    assert [msa(ack) for ack in acks] == ["AR"]
+    held = inbound.held()
+    assert len(held) == 1
+    assert "EVN" in held[0].problems[0]
+    assert total(client, "ServiceRequest") == 0
+
+
+def test_an_unsupported_message_type_is_held_with_its_reason(inbound: InboundService) -> None:
+    raw = (corpus("hl7v2") / "MDM-T02-01.hl7").read_bytes()
+    assert msa(inbound.receive(raw, "mllp")) == "AR"
+    assert inbound.held()[0].message_type == "MDM^T02"
+
+
+def test_lf_separated_messages_are_read_as_their_segments(
+    inbound: InboundService, client: TestClient
+) -> None:
+    raw = (
+        (corpus("hl7v2") / "REF-I12-01.hl7")
+        .read_bytes()
+        .replace(b"\r\n", b"\n")
+        .replace(b"\r", b"\n")
+    )
+    assert msa(inbound.receive(raw, "file")) == "AA"
+    assert total(client, "ServiceRequest") == 1
