@@ -16,6 +16,7 @@ from interop.api.cases.routes import router as cases_router
 from interop.api.cds.routes import router as cds_router
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
+from interop.api.inbound.routes import router as inbound_router
 from interop.auth.jwks import JwksFetcher
 from interop.auth.oidc import OidcClient, OidcConfig
 from interop.services.bundles import BundleService
@@ -24,6 +25,7 @@ from interop.services.cases import CaseService
 from interop.services.cds import ConsentConsult
 from interop.services.compliance import ComplianceService
 from interop.services.disclosure import DisclosureGate
+from interop.services.inbound import InboundService
 from interop.services.partners import PartnerService
 from interop.services.resources import ResourceService
 from interop.services.search_parser import Paging
@@ -87,6 +89,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.state.compliance = ComplianceService(engine)
     app.state.consent_consult = ConsentConsult(engine, clock)
     app.state.cases = CaseService(engine, gates)
+    app.state.inbound = InboundService(engine, clock)
     app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(
         base_url=(settings.public_base_url or "") + "/fhir",
@@ -101,6 +104,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.include_router(audit_router)
     app.include_router(cds_router)
     app.include_router(cases_router)
+    app.include_router(inbound_router)
     return app
 
 

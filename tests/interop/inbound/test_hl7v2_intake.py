@@ -6,7 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from interop.services.inbound import InboundService
+from interop.services.staff import Role
 from tests.conftest import corpus
+from tests.interop.auth.test_staff import add_user, sign_in
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -105,3 +107,12 @@ def test_lf_separated_messages_are_read_as_their_segments(
     )
     assert msa(inbound.receive(raw, "file")) == "AA"
     assert total(client, "ServiceRequest") == 1
+
+
+def test_staff_see_held_messages(inbound: InboundService, anonymous: TestClient) -> None:
+    inbound.receive((corpus("hl7v2") / "MDM-T02-01.hl7").read_bytes(), "mllp")
+    add_user(anonymous, "casey.manager", Role.CASE_MANAGER)
+    sign_in(anonymous, "casey.manager")
+    held = anonymous.get("/inbound/held").json()
+    assert [(m["message_type"], m["ack_code"]) for m in held] == [("MDM^T02", "AR")]
+    assert "200" in held[0]["problems"][0]
