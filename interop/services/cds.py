@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
@@ -35,7 +34,12 @@ from consent.model import (
 from consent.model import Requester as ConsentRequester
 from interop.audit.log import LogEntry, append
 from interop.auth.requester import Requester
-from interop.services.disclosure import label, patient_of, read_directives
+from interop.services.disclosure import (
+    label,
+    organization_identifiers,
+    patient_of,
+    read_directives,
+)
 from interop.services.errors import InvalidRequest
 from interop.store.database import unit_of_work
 from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE
@@ -83,33 +87,19 @@ class ConsentConsult:
             patients = _patients(session, context.patient_ids)
             directives = [d for patient in patients for d in read_directives(session, patient)]
             recipient = _recipient(session, context.actors)
-            source = _identifiers_of(session, caller.organization)
+            source = organization_identifiers(session, caller.organization)
         if not directives:
             self._record(caller, patients, context, "deny", "NO_CONSENT", None, now)
             return _card("NO_CONSENT", "No consent is on file for this patient.", None, [], None)
         ask = _Asker(patients[0], recipient, context, caller, source, directives, now)
+        released: dict[str, Any] | None = None
+        withheld: list[Coding] = []
         if context.content is None:
             decision = ask(_general_item(context))
-            self._record(
-                caller,
-                patients,
-                context,
-                decision.outcome.value,
-                _rule(decision),
-                decision.consent_id,
-                now,
-            )
-            return _card_for(decision, [], None)
-        released, withheld, decision = _filter_content(ask, context.content)
-        self._record(
-            caller,
-            patients,
-            context,
-            decision.outcome.value,
-            _rule(decision),
-            decision.consent_id,
-            now,
-        )
+        else:
+            released, withheld, decision = _filter_content(ask, context.content)
+        verdict, rule = decision.outcome.value, _rule(decision)
+        self._record(caller, patients, context, verdict, rule, decision.consent_id, now)
         return _card_for(decision, withheld, released)
 
     def _record(
@@ -263,22 +253,6 @@ def _recipient(session: Session, actors: Sequence[Identifier]) -> ConsentRequest
         if ident is not None:
             return ConsentRequester(reference=f"Organization/{ident}", identifiers=tuple(actors))
     return ConsentRequester(reference=None, identifiers=tuple(actors))
-
-
-def _identifiers_of(session: Session, reference: str) -> tuple[Identifier, ...]:
-    kind, _, ident = reference.partition("/")
-    content = session.execute(
-        select(RESOURCE_TABLE.c.content).where(
-            RESOURCE_TABLE.c.resource_type == kind, RESOURCE_TABLE.c.resource_id == ident
-        )
-    ).scalar()
-    if content is None:
-        return ()
-    return tuple(
-        Identifier(item.get("system"), item["value"])
-        for item in orjson.loads(content).get("identifier", [])
-        if isinstance(item.get("value"), str)
-    )
 
 
 _SUD_RECORD = DataItem("Patient", security_labels=(Coding(_ACT_CODE, "SUD"),), is_part2=True)

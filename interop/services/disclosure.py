@@ -247,28 +247,12 @@ class GateSession:
         if self._consent_requester is None:
             self._consent_requester = ConsentRequester(
                 reference=self._requester.organization,
-                identifiers=self._organization_identifiers(),
+                identifiers=organization_identifiers(self._session, self._requester.organization),
                 is_covered_entity=self._requester.covered_entity,
                 is_part2_program=self._requester.part2_program,
                 is_medical_personnel=self._requester.emergency is not None,
             )
         return self._consent_requester
-
-    def _organization_identifiers(self) -> tuple[Identifier, ...]:
-        kind, _, ident = self._requester.organization.partition("/")
-        content = self._session.execute(
-            select(RESOURCE_TABLE.c.content).where(
-                RESOURCE_TABLE.c.resource_type == kind, RESOURCE_TABLE.c.resource_id == ident
-            )
-        ).scalar()
-        if content is None:
-            return ()
-        organization = orjson.loads(content)
-        return tuple(
-            Identifier(item.get("system"), item["value"])
-            for item in organization.get("identifier", [])
-            if isinstance(item.get("value"), str)
-        )
 
     def _emergency_facts(self) -> dict[str, str] | None:
         facts = self._requester.emergency
@@ -404,6 +388,23 @@ def read_directives(
         if directive is not None:
             directives.append(directive)
     return directives
+
+
+def organization_identifiers(session: Session, reference: str) -> tuple[Identifier, ...]:
+    """The identifiers of a stored Organization, which consents may name it by."""
+    kind, _, ident = reference.partition("/")
+    content = session.execute(
+        select(RESOURCE_TABLE.c.content).where(
+            RESOURCE_TABLE.c.resource_type == kind, RESOURCE_TABLE.c.resource_id == ident
+        )
+    ).scalar()
+    if content is None:
+        return ()
+    return tuple(
+        Identifier(item.get("system"), item["value"])
+        for item in orjson.loads(content).get("identifier", [])
+        if isinstance(item.get("value"), str)
+    )
 
 
 def patient_of(resource: dict[str, Any]) -> str | None:
