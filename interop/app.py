@@ -92,9 +92,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.state.inbound = InboundService(engine, clock)
     app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(
-        base_url=(settings.public_base_url or "") + "/fhir",
-        software_version=software_version(),
-        released=RELEASED,
+        software_version=software_version(), released=RELEASED
     )
     outcomes.install(app)
     app.include_router(auth_router)

@@ -29,8 +29,8 @@ _COMMON_PARAMS = (
 )
 
 
-def capability_statement(*, base_url: str, software_version: str, released: str) -> dict[str, Any]:
-    """A CapabilityStatement of kind instance for the server at `base_url`."""
+def capability_statement(*, software_version: str, released: str) -> dict[str, Any]:
+    """A CapabilityStatement of kind instance; the route fills in the base URL it serves."""
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -40,7 +40,6 @@ def capability_statement(*, base_url: str, software_version: str, released: str)
         "software": {"name": "Recovery Interop", "version": software_version},
         "implementation": {
             "description": "Recovery Interop FHIR R4 server",
-            "url": base_url,
         },
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "application/fhir+xml"],

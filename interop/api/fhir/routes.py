@@ -48,9 +48,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @public_router.get("/metadata", operation_id="fhir_capabilities", responses=RESPONSES)
-def capabilities(request: Request, fmt: FormatDep) -> FhirResponse:
-    """The CapabilityStatement (R4 §3.1.0.13)."""
-    return FhirResponse(request.app.state.capability, fmt=fmt)
+def capabilities(request: Request, fmt: FormatDep, base: BaseUrlDep) -> FhirResponse:
+    """The CapabilityStatement (R4 §3.1.0.13), naming the base URL it was reached at."""
+    statement = request.app.state.capability
+    implementation = {**statement["implementation"], "url": base}
+    return FhirResponse({**statement, "implementation": implementation}, fmt=fmt)
 
 
 @router.post("", operation_id="fhir_transaction", responses=RESPONSES)

@@ -114,6 +114,7 @@ class TestCapabilityStatement:
         statement = client.get("/fhir/metadata").json()
         assert statement["resourceType"] == "CapabilityStatement"
         assert statement["fhirVersion"] == "4.0.1"
+        assert statement["implementation"]["url"] == "http://testserver/fhir"
         assert set(statement["format"]) == {"application/fhir+json", "application/fhir+xml"}
         rest = statement["rest"][0]
         for resource in rest["resource"]:
