@@ -10,6 +10,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from adapters.hl7v2 import serve_mllp
+from interop import logs
 from interop.api.admin.routes import describe, split_identifier
 from interop.app import create_app, login_policy, utc_now
 from interop.services.cases import CaseService
@@ -61,7 +62,10 @@ def serve(
 ) -> None:
     """Run the HTTP service."""
     service = create_app(_settings(database_url))
-    uvicorn.run(service, host=host, port=port, log_level="info", access_log=False)
+    config = uvicorn.Config(service, host=host, port=port, log_level="info", access_log=False)
+    server = uvicorn.Server(config)
+    logs.install()  # after uvicorn configured its loggers, so the filters stay
+    server.run()
 
 
 @db_app.command("upgrade")
