@@ -25,6 +25,7 @@ from interop.services.cases import CaseService
 from interop.services.cds import ConsentConsult
 from interop.services.compliance import ComplianceService
 from interop.services.disclosure import DisclosureGate
+from interop.services.exports import DocumentExports
 from interop.services.inbound import InboundService
 from interop.services.partners import PartnerService
 from interop.services.resources import ResourceService
@@ -89,6 +90,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.state.compliance = ComplianceService(engine)
     app.state.consent_consult = ConsentConsult(engine, clock)
     app.state.cases = CaseService(engine, gates)
+    app.state.exports = DocumentExports(
+        engine, gates, app.state.cases, settings.document_oid_root, clock
+    )
     app.state.inbound = InboundService(engine, clock)
     app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=8, ge=1, le=24)
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
+    document_oid_root: str = Field(
+        default="2.16.840.1.113883.3.9999",
+        description="The OID under which documents this service writes get their ids; "
+        "set it to the deployment's own OID (the default is an example arc).",
+    )
     oidc_issuer: str | None = Field(
         default=None, description="OpenID Connect provider for staff login (discovery URL base)."
     )

@@ -32,8 +32,19 @@ from adapters.ccda.model import (
 from adapters.ccda.parser import Refusal
 from adapters.ccda.reader import read_document
 from adapters.ccda.templates import Confidentiality, DocumentKind, LabelKind, SectionKind
+from adapters.ccda.writer import (
+    NO_KNOWN_ALLERGIES,
+    LevelOfCareTransition,
+    OutgoingDocument,
+    Part2Marking,
+    PlanItem,
+    PlannedKind,
+    Recipient,
+    write_document,
+)
 
 __all__ = [
+    "NO_KNOWN_ALLERGIES",
     "Address",
     "Allergy",
     "Author",
@@ -46,16 +57,22 @@ __all__ = [
     "Identifier",
     "LabelKind",
     "LabelScope",
+    "LevelOfCareTransition",
     "Medication",
     "NonXmlBody",
     "Organization",
+    "OutgoingDocument",
+    "Part2Marking",
     "Patient",
     "Period",
     "PersonName",
+    "PlanItem",
     "PlannedActivity",
+    "PlannedKind",
     "Problem",
     "Quantity",
     "QuantityRange",
+    "Recipient",
     "Refusal",
     "RelatedDocument",
     "SectionKind",
@@ -65,4 +82,5 @@ __all__ = [
     "TemplateId",
     "Value",
     "read_document",
+    "write_document",
 ]

@@ -12,10 +12,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, create_model
+from starlette.responses import Response
 
 from interop.api.security import staff_session
 from interop.services.cases import KINDS, CaseService, Kind, Record
 from interop.services.errors import InvalidRequest
+from interop.services.exports import DocumentExports
 from interop.services.staff import StaffSession
 
 router = APIRouter(prefix="/cases", tags=["Case management"])
@@ -124,3 +126,24 @@ def _add_routes(kind: Kind[Any]) -> None:
 
 for _kind in KINDS:
     _add_routes(_kind)
+
+
+def _exports(request: Request) -> DocumentExports:
+    service: DocumentExports = request.app.state.exports
+    return service
+
+
+@router.get(
+    "/handoffs/{id}/transfer-summary",
+    operation_id="handoff_transfer_summary",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+def handoff_transfer_summary(
+    ident: Annotated[str, Path(alias="id", pattern=_ID)],
+    staff: StaffDep,
+    exports: Annotated[DocumentExports, Depends(_exports)],
+) -> Response:
+    """The handoff's C-CDA Transfer Summary, of what the receiving program may receive."""
+    document = exports.transfer_summary(ident, staff.principal)
+    return Response(document, media_type="application/xml")

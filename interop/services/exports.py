@@ -1,0 +1,264 @@
+"""C-CDA documents for partners that do not speak FHIR: a handoff's Transfer Summary, made of
+what the disclosure gate releases to the receiving program, and nothing else.
+
+The gate is asked as the receiving program would be, for treatment: records it may not receive
+are left out, and when Part 2 data goes, the document carries the DS4P markings and the §2.32
+notice the gate's decisions oblige (adapters.ccda.writer). Every decision is logged as for any
+other disclosure.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine
+
+from adapters.ccda import model as cda
+from adapters.ccda.templates import LOINC, SNOMED_CT, DocumentKind
+from adapters.ccda.writer import (
+    LevelOfCareTransition,
+    OutgoingDocument,
+    Part2Marking,
+    PlanItem,
+    PlannedKind,
+    Recipient,
+    write_document,
+)
+from interop.auth.requester import Requester
+from interop.auth.scopes import parse_scopes
+from interop.services.cases import KINDS_BY_NAME, CaseService
+from interop.services.disclosure import DisclosureGate
+from interop.services.errors import Forbidden, ServiceError
+from interop.services.resources import ResourceOperations
+from interop.services.search_parser import Paging
+from interop.services.staff import StaffPrincipal
+from interop.store.database import unit_of_work
+from interop.store.repository import ResourceRepository
+from mappings.model import Handoff
+from mappings.terminology import LEVEL_OF_CARE
+
+_PAGING = Paging(1000, 1000)
+_NPI = "http://hl7.org/fhir/sid/us-npi"
+_SYSTEM_OIDS = {
+    "http://snomed.info/sct": SNOMED_CT,
+    "http://loinc.org": LOINC,
+    "http://hl7.org/fhir/sid/icd-10-cm": "2.16.840.1.113883.6.90",
+    _NPI: "2.16.840.1.113883.4.6",
+}
+_GENDER = {"male": "M", "female": "F", "other": "UN", "unknown": "UN"}
+_ADMINISTRATIVE_GENDER = "2.16.840.1.113883.5.1"
+
+
+class DocumentExports:
+    def __init__(
+        self,
+        engine: Engine,
+        gates: DisclosureGate,
+        cases: CaseService,
+        oid_root: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._gates = gates
+        self._cases = cases
+        self._oid_root = oid_root
+        self._clock = clock
+
+    def transfer_summary(self, handoff_id: str, staff: StaffPrincipal) -> bytes:
+        """The Transfer Summary (C-CDA R2.1, LOINC 18761-7) of a handoff, for its receiver."""
+        handoff: Handoff = self._cases.get(KINDS_BY_NAME["handoffs"], handoff_id, staff).value
+        receiver = _local("Organization", handoff.to_program_id)
+        gate = None
+        try:
+            with unit_of_work(self._engine, writes=False) as session:
+                gate = self._gates.open(session, _receiving(receiver, handoff_id), "ccda-export")
+                operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
+                document = self._document(operations, handoff, receiver, gate.released)
+        finally:
+            if gate is not None:
+                self._gates.record(gate)
+        return write_document(document)
+
+    def _document(
+        self, operations: ResourceOperations, handoff: Handoff, receiver: str, released: Any
+    ) -> OutgoingDocument:
+        client = f"Patient/{handoff.client_id}"
+        patient = _released(operations, "Patient", str(handoff.client_id))
+        if patient is None:
+            raise Forbidden(
+                "no consent on file lets the receiving program have this client's records"
+            )
+        conditions = _search(operations, "Condition", client)
+        goals = _search(operations, "Goal", client)
+        sender = _released(operations, "Organization", str(handoff.from_program_id))
+        receiving = _released(operations, "Organization", receiver.split("/")[1])
+        now = self._clock()
+        return OutgoingDocument(
+            kind=DocumentKind.TRANSFER_SUMMARY,
+            id=cda.Identifier(self._oid_root, f"transfer-summary-{handoff.id}-{now:%Y%m%d%H%M%S}"),
+            effective_time=f"{now.astimezone(UTC):%Y%m%d%H%M%S}+0000",
+            title="Transfer Summary",
+            patient=self._patient(patient),
+            author=cda.Author(
+                time=f"{now.astimezone(UTC):%Y%m%d%H%M%S}+0000",
+                ids=(),
+                code=None,
+                names=(),
+                device_model="Recovery Interop",
+                device_software="Recovery Interop",
+                organization=self._organization(sender),
+            ),
+            custodian=self._organization(sender),
+            recipient=Recipient(self._organization(receiving)),
+            reason=_transition_text(handoff),
+            problems=tuple(_problem(c) for c in conditions),
+            goals=tuple(_goal(g) for g in goals),
+            plan=(
+                PlanItem(
+                    PlannedKind.ENCOUNTER,
+                    f"Admission at the receiving program on {handoff.planned_date.isoformat()}",
+                ),
+            ),
+            transition=LevelOfCareTransition(
+                from_level=self._level_code(handoff.from_level.value),
+                to_level=self._level_code(handoff.to_level.value),
+                planned_date=f"{handoff.planned_date:%Y%m%d}",
+            ),
+            part2=self._marking(released),
+        )
+
+    def _level_code(self, code: str) -> cda.Code:
+        """Levels of care have no HL7 code system (REFERRALS.md); C-CDA wants an OID, so the
+        local system is published under the deployment's OID, arc .1."""
+        return cda.Code(f"{self._oid_root}.1", code, _level(code))
+
+    def _marking(self, released: Any) -> Part2Marking | None:
+        """DS4P markings only when the gate released Part 2 data, with its notice."""
+        if not released.labels or released.notice is None:
+            return None
+        codes = {code for _system, code in released.labels}
+        sensitivities = tuple(sorted(codes & {"SUD", "ETHUD", "OPIOIDUD"})) or ("SUD",)
+        consent = sorted(released.consents)[0] if released.consents else None
+        return Part2Marking(
+            notice=released.notice,
+            sensitivities=sensitivities,
+            redisclosure_permitted="NORDSCLCD" not in codes,
+            purposes_of_use=("TREAT",),
+            consent=cda.Identifier(self._oid_root, consent) if consent else None,
+        )
+
+    def _patient(self, resource: dict[str, Any]) -> cda.Patient:
+        names = tuple(
+            cda.PersonName(
+                given=tuple(n.get("given", [])), family=(n["family"],) if n.get("family") else ()
+            )
+            for n in resource.get("name", [])
+        )
+        birth = resource.get("birthDate")
+        gender = _GENDER.get(resource.get("gender", "unknown"), "UN")
+        return cda.Patient(
+            ids=tuple(self._identifier(i) for i in resource.get("identifier", [])),
+            names=names,
+            birth_time=birth.replace("-", "") if isinstance(birth, str) else None,
+            gender=cda.Code(_ADMINISTRATIVE_GENDER, gender),
+            addresses=(),
+            telecoms=(),
+            provider_organization=None,
+        )
+
+    def _organization(self, resource: dict[str, Any] | None) -> cda.Organization:
+        if resource is None:
+            return cda.Organization()
+        return cda.Organization(
+            ids=tuple(self._identifier(i) for i in resource.get("identifier", [])),
+            names=(str(resource.get("name", "")),) if resource.get("name") else (),
+        )
+
+    def _identifier(self, identifier: dict[str, Any]) -> cda.Identifier:
+        """FHIR Identifier -> II: an OID root where the system has one, else ours with the
+        system kept in the extension."""
+        system = str(identifier.get("system", ""))
+        value = str(identifier.get("value", ""))
+        if system.startswith("urn:oid:"):
+            return cda.Identifier(system.removeprefix("urn:oid:"), value)
+        if system in _SYSTEM_OIDS:
+            return cda.Identifier(_SYSTEM_OIDS[system], value)
+        return cda.Identifier(self._oid_root, f"{system}|{value}" if system else value)
+
+
+def _receiving(receiver: str, handoff_id: str) -> Requester:
+    """The receiving program as the gate's requester, asking for treatment."""
+    return Requester(
+        client_id=f"ccda-export:{handoff_id}",
+        organization=receiver,
+        scopes=parse_scopes("system/*.rs"),
+        purposes=("TREAT",),
+        emergency=None,
+        part2_program=False,
+        covered_entity=True,
+        first_party=False,
+    )
+
+
+def _local(kind: str, ref: str) -> str:
+    return ref if "/" in ref else f"{kind}/{ref}"
+
+
+def _released(operations: ResourceOperations, kind: str, ident: str) -> dict[str, Any] | None:
+    try:
+        stored = operations.read(kind, ident.split("/")[-1])
+    except ServiceError:  # withheld, unknown, or on another server: not in the document
+        return None
+    return orjson.loads(stored.content) if stored.content else None
+
+
+def _search(operations: ResourceOperations, kind: str, patient: str) -> list[dict[str, Any]]:
+    bundle = operations.search(kind, [("patient", patient)], base_url="")
+    return [
+        orjson.loads(orjson.dumps(e["resource"]))
+        for e in bundle.get("entry", [])
+        if e["search"]["mode"] == "match"
+    ]
+
+
+def _transition_text(handoff: Handoff) -> str:
+    return f"Transition from {_level(handoff.from_level.value)} to {_level(handoff.to_level.value)}"
+
+
+def _level(code: str) -> str:
+    return LEVEL_OF_CARE.display(code) or code
+
+
+def _code(concept: dict[str, Any]) -> cda.Code | None:
+    for coding in concept.get("coding", []):
+        oid = _SYSTEM_OIDS.get(coding.get("system", ""))
+        if oid is not None and coding.get("code"):
+            return cda.Code(oid, coding["code"], coding.get("display"))
+    return None
+
+
+def _problem(condition: dict[str, Any]) -> cda.Problem:
+    concept = condition.get("code", {})
+    onset = condition.get("onsetDateTime") or condition.get("recordedDate")
+    return cda.Problem(
+        concern_status="active",
+        code=None,
+        value=_code(concept),
+        value_translations=(),
+        text=concept.get("text") or None,
+        status=None,
+        effective=cda.Period(low=onset[:10].replace("-", "")) if isinstance(onset, str) else None,
+        negated=False,
+    )
+
+
+def _goal(goal: dict[str, Any]) -> cda.Goal:
+    description = goal.get("description", {})
+    return cda.Goal(
+        code=_code(description),
+        value=None,
+        text=description.get("text") or None,
+        status=None,
+        effective=None,
+    )

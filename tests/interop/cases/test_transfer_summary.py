@@ -1,0 +1,103 @@
+"""A handoff's C-CDA Transfer Summary: only what the receiving program may receive, with the
+Part 2 markings when Part 2 data goes (issue 6, through the gate of issue 5)."""
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapters.ccda import read_document
+from adapters.ccda.templates import DocumentKind
+from interop.services.staff import Role
+from tests.builders import part2_consent
+from tests.interop.cases.test_story import enter_story, staff
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+SUMMARY = "/cases/handoffs/handoff-to-iop/transfer-summary"
+
+
+def opioid_use_disorder() -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": "oud-jordan",
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                        "code": "problem-list-item",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {"system": "http://snomed.info/sct", "code": "5602001", "display": "Opioid abuse"}
+            ],
+            "text": "Opioid use disorder",
+        },
+        "subject": {"reference": "Patient/jordan-rivers"},
+        "asserter": {"reference": "Organization/riverside-residential"},
+        "recordedDate": "2026-06-09",
+    }
+
+
+@pytest.fixture
+def admin(anonymous: TestClient, client: TestClient) -> TestClient:
+    browser, csrf = staff(anonymous, "ada.admin", Role.ADMINISTRATOR)
+    enter_story(browser, csrf)
+    assert (
+        client.put(
+            "/fhir/Condition/oud-jordan", json=opioid_use_disorder(), headers=FHIR_JSON
+        ).status_code
+        == 201
+    )
+    return browser
+
+
+def test_without_consent_the_part2_records_stay_out(admin: TestClient) -> None:
+    """P1/P2: the client's demographics are not Part 2 data here, the Part 2 program's
+    diagnosis is, and without a consent for the receiver it is left out, unmarked."""
+    response = admin.get(SUMMARY)
+    assert response.status_code == 200, response.text
+    assert "Opioid" not in response.text
+    assert "5602001" not in response.text
+    document = read_document(response.content)
+    assert all(problem.value is None for problem in document.problems)
+    assert document.confidentiality.value == "N"
+
+
+def test_with_consent_the_document_carries_the_records_and_the_part2_markings(
+    admin: TestClient, client: TestClient
+) -> None:
+    consent = part2_consent(
+        "Patient/jordan-rivers", "Organization/riverside-residential", "Organization/bayview-iop"
+    )
+    assert (
+        client.put(
+            "/fhir/Consent/consent-jordan",
+            json={**consent, "id": "consent-jordan"},
+            headers=FHIR_JSON,
+        ).status_code
+        == 201
+    )
+    response = admin.get(SUMMARY)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/xml")
+    document = read_document(response.content)
+    assert document.kind is DocumentKind.TRANSFER_SUMMARY
+    assert document.patient is not None
+    assert document.patient.names[0].family == ("Rivers",)
+    assert [p.value.code for p in document.problems if p.value] == ["5602001"]
+    assert document.confidentiality.value == "R"
+    codes = {label.code for label in document.security_labels}
+    assert {"SUD", "42CFRPart2", "NORDSCLCD"} <= codes
+    assert "NORDSLCD" not in response.text
