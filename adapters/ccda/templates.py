@@ -277,5 +277,5 @@ OBLIGATION_SECURITY_OBSERVATION = "2.16.840.1.113883.3.445.14"
 PURPOSE_OF_USE_SECURITY_OBSERVATION = "2.16.840.1.113883.3.445.22"
 REFRAIN_SECURITY_OBSERVATION = "2.16.840.1.113883.3.445.23"
 # The code system DS4P R1 binds the Security Observation's code to (CONF:16838): the HL7
-# SecurityObservationType identifier, as the IG and the ONC test data write it.
+# SecurityObservationType identifier, as the IG writes it.
 SECURITY_OBSERVATION_TYPE = "2.16.840.1.113883.1.11.20457"

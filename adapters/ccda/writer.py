@@ -18,8 +18,8 @@ release date):
   and an Assessment Section with a Plan of Treatment Section (V2) (CONF:1198-29102 / 31582);
   the Transfer Summary adds Results (entries required) (V3) and Vital Signs (entries required)
   (V3); a Goals Section is added when there are goals. A section with required entries and
-  nothing to say carries @nullFlavor="NI" and the narrative "No information" (C-CDA R2.1 Vol. 1,
-  CONF:1198-32834 and kin);
+  nothing to say carries @nullFlavor="NI" and the narrative "No information", as those section
+  templates allow (e.g. CONF:1098-32845, CONF:1198-32875);
 - entries: Problem Concern Act (V3) > Problem Observation (V3); Medication Activity (V2) >
   Medication Information (V2); Allergy Concern Act (V3) > Allergy - Intolerance Observation (V2)
   > Reaction Observation (V2) > Severity Observation (V2); Goal Observation; Planned Act,
@@ -45,9 +45,9 @@ no marking.
 
 The clinical items are the reader's own types (`Problem`, `Medication`, `Allergy`, `Goal`), so
 what is written reads back as the same value, with these rules:
-- a value the template fixes may be left None and is written as fixed: Problem.status and
-  Allergy.status "completed", Goal.status "active", Medication.mood "EVN", a concern's status
-  "active"; any other value is refused;
+- a value the template fixes may be left None and is written as fixed (Problem.status and
+  Allergy.status "completed", Goal.status "active"); any other value is refused; a None
+  concern status is "active", a None Medication.mood "EVN";
 - Problem.code None is the Problem Type "Problem" (SNOMED CT 55607006, with the LOINC 75326-9
   translation CONF:1198-32950 asks for);
 - each entry's narrative text is its own text, else its code's display name, else the code, and
@@ -59,10 +59,10 @@ Input this writer cannot write faithfully raises ValueError naming the field.
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from lxml import etree
 
@@ -118,11 +118,11 @@ _CONCERN: Final = Code(t.ACT_CLASS, "CONC", "Concern")
 _ASSERTION: Final = Code(t.ACT_CODE, "ASSERTION", "Assertion")
 _SEVERITY: Final = Code(t.ACT_CODE, "SEV", "Severity Observation")
 _RELEASE_OF_INFORMATION: Final = Code(t.LOINC, "64292-6", "Release of information consent")
-_PRIVACY_POLICY: Final = Code(t.LOINC, "57017-6", "Privacy policy Organization")
 
-_DOCUMENTS: Final[Mapping[DocumentKind, tuple[str, str]]] = {
-    DocumentKind.REFERRAL_NOTE: ("2.16.840.1.113883.10.20.22.1.14", "Referral note"),
-    DocumentKind.TRANSFER_SUMMARY: ("2.16.840.1.113883.10.20.22.1.13", "Transfer summary note"),
+_DOCUMENT_TEMPLATES: Final = {kind: root for root, kind in t.DOCUMENT_TEMPLATES.items()}
+_DOCUMENT_NAMES: Final = {
+    DocumentKind.REFERRAL_NOTE: "Referral note",
+    DocumentKind.TRANSFER_SUMMARY: "Transfer summary note",
 }
 _CONFIDENTIALITY_NAMES: Final = {
     Confidentiality.NORMAL: "normal",
@@ -605,6 +605,16 @@ _PRIVACY: Final = _Section(
 )
 
 
+class _Label(NamedTuple):
+    """One DS4P Security Observation: its specific template (None for the generic Security
+    Observation), observation type and the type's display name, and the label itself."""
+
+    template: str | None
+    kind: str
+    kind_display: str
+    value: Code
+
+
 class _Writer:
     """Writes one OutgoingDocument."""
 
@@ -616,6 +626,7 @@ class _Writer:
         self._namespace = uuid.uuid5(
             uuid.NAMESPACE_OID, f"{identifier.root}^{identifier.extension or ''}"
         )
+        self.labels = () if document.part2 is None else tuple(_security_labels(document.part2))
 
     def entry_id(self, parent: etree._Element, *place: object) -> None:
         """An id for an entry the input gives none: a UUID named by the document and the
@@ -628,7 +639,7 @@ class _Writer:
 
     def clinical_document(self) -> etree._Element:
         document = self.document
-        if document.kind not in _DOCUMENTS:
+        if document.kind not in _DOCUMENT_NAMES:
             raise ValueError(
                 f"the writer writes Referral Notes and Transfer Summaries, not {document.kind}"
             )
@@ -638,18 +649,18 @@ class _Writer:
             )
         if (document.set_id is None) != (document.version_number is None):
             raise ValueError("setId and versionNumber go together (CONF:1198-6380, 6387)")
-        template, display = _DOCUMENTS[document.kind]
         marking = document.part2
         # lxml-stubs 0.5 type nsmap keys as str; lxml takes None for the default namespace.
         root = etree.Element(_V3 + "ClinicalDocument", nsmap=_NSMAP)  # type: ignore[arg-type]
         _el(root, "realmCode", {"code": "US"})
         _el(root, "typeId", {"root": "2.16.840.1.113883.1.3", "extension": "POCD_HD000040"})
         _template(root, t.US_REALM_HEADER, _R21, r11=True)
-        _template(root, template, _R21, r11=False)
+        _template(root, _DOCUMENT_TEMPLATES[document.kind], _R21, r11=False)
         if marking is not None:
             _template(root, t.PRIVACY_SEGMENTED_DOCUMENT, None, r11=False)
         _identifier(root, document.id)
-        _code(root, "code", Code(t.LOINC, t.DOCUMENT_CODES[document.kind], display))
+        code = Code(t.LOINC, t.DOCUMENT_CODES[document.kind], _DOCUMENT_NAMES[document.kind])
+        _code(root, "code", code)
         _el(root, "title", text=document.title)
         _el(
             root,
@@ -663,7 +674,7 @@ class _Writer:
             {
                 "code": confidentiality.value,
                 "codeSystem": t.CONFIDENTIALITY_SYSTEM,
-                "displayName": _CONFIDENTIALITY_NAMES.get(confidentiality),
+                "displayName": _CONFIDENTIALITY_NAMES[confidentiality],
             },
         )
         _el(root, "languageCode", {"code": document.language})
@@ -1119,8 +1130,8 @@ class _Writer:
     def planned_entry(
         self, entry: etree._Element, item: PlanItem, number: int, narrative_id: str
     ) -> None:
-        """Planned Act, Encounter, Procedure or Observation (V2): status active
-        (CONF:1098-30430 and kin), mood from the planned mood value sets."""
+        """Planned Act, Encounter, Procedure or Observation (V2): status fixed to active, mood
+        from the planned mood value sets."""
         if item.mood not in _PLANNED_MOODS:
             raise ValueError(
                 f"plan item {number} has mood {item.mood!r}; one of {sorted(_PLANNED_MOODS)}"
@@ -1170,38 +1181,46 @@ class _Writer:
         """DS4P Privacy Markings Section (first in the body, as DS4P asks): the notice as
         narrative, then a Privacy Markings Entry holding one Privacy Annotation organizer of
         Security Observations."""
-        labels = list(_security_labels(marking))
         section, text = self.section(body, _PRIVACY)
         _el(text, "paragraph", text=_described(marking.notice, what="the Part 2 notice"))
         listing = _el(text, "list")
-        for _, _, kind, label in labels:
-            _el(listing, "item", text=f"{kind}: {label.display or label.code} ({label.code})")
+        for label in self.labels:
+            value = label.value
+            _el(
+                listing,
+                "item",
+                text=f"{label.kind_display}: {value.display or value.code} ({value.code})",
+            )
         entry = _el(section, "entry", {"typeCode": "COMP"})
         _template(entry, t.PRIVACY_MARKINGS_ENTRY, None, r11=False)
         organizer = _el(entry, "organizer", {"classCode": "CLUSTER", "moodCode": "EVN"})
         _template(organizer, t.PRIVACY_ANNOTATION, None, r11=False)
         _el(organizer, "statusCode", {"code": "active"})
-        for template, observation_type, display, label in labels:
+        for label in self.labels:
             observation = _el(
                 _el(organizer, "component", {"typeCode": "COMP"}),
                 "observation",
                 {"classCode": "OBS", "moodCode": "EVN"},
             )
             _template(observation, t.SECURITY_OBSERVATION, None, r11=False)
-            if template is not None:
-                _template(observation, template, None, r11=False)
-            _code(observation, "code", Code(t.SECURITY_OBSERVATION_TYPE, observation_type, display))
-            _code(observation, "value", label, "CE")
+            if label.template is not None:
+                _template(observation, label.template, None, r11=False)
+            kind = Code(t.SECURITY_OBSERVATION_TYPE, label.kind, label.kind_display)
+            _code(observation, "code", kind)
+            _code(observation, "value", label.value, "CE")
 
 
-def _security_labels(marking: Part2Marking) -> Iterable[tuple[str | None, str, str, Code]]:
-    """The Part 2 labels (PART2.md S2) as (specific template, observation type, its display,
-    label), in a fixed order: confidentiality, sensitivities, law, refrain, purposes."""
+def _security_labels(marking: Part2Marking) -> Iterator[_Label]:
+    """The Part 2 labels (PART2.md S2) in a fixed order: confidentiality (a Confidentiality
+    Security Observation, SECCLASSOBS), sensitivities and the law (Security Observations of
+    security category, SECCATOBS: DS4P R1 has no specific template for them), the refrain
+    (Refrain Policy Security Observation) and purposes of use (Purpose Of Use Security
+    Observation), both SECCONOBS."""
     if marking.confidentiality not in (Confidentiality.RESTRICTED, Confidentiality.VERY_RESTRICTED):
         raise ValueError("Part 2 data is confidentiality R or V")
     if not marking.sensitivities:
         raise ValueError("Part 2 data carries the SUD sensitivity or one of its children")
-    yield (
+    yield _Label(
         t.CONFIDENTIALITY_SECURITY_OBSERVATION,
         "SECCLASSOBS",
         "Security Classification",
@@ -1218,14 +1237,16 @@ def _security_labels(marking: Part2Marking) -> Iterable[tuple[str | None, str, s
                 f"({', '.join(_PART2_SENSITIVITIES)}; ETH is written as SUD)"
             )
         display = _PART2_SENSITIVITIES[sensitivity]
-        yield None, "SECCATOBS", "Security Category", Code(t.ACT_CODE, sensitivity, display)
-    yield None, "SECCATOBS", "Security Category", _PART2_LAW
+        yield _Label(None, "SECCATOBS", "Security Category", Code(t.ACT_CODE, sensitivity, display))
+    yield _Label(None, "SECCATOBS", "Security Category", _PART2_LAW)
     if not marking.redisclosure_permitted:
-        yield t.REFRAIN_SECURITY_OBSERVATION, "SECCONOBS", "Security Control", _NO_REDISCLOSURE
+        yield _Label(
+            t.REFRAIN_SECURITY_OBSERVATION, "SECCONOBS", "Security Control", _NO_REDISCLOSURE
+        )
     for purpose in marking.purposes_of_use:
         if t.label_kind(purpose) is not LabelKind.PURPOSE_OF_USE:
             raise ValueError(f"{purpose!r} is not an ActReason purpose of use")
-        yield (
+        yield _Label(
             t.PURPOSE_OF_USE_SECURITY_OBSERVATION,
             "SECCONOBS",
             "Security Control",

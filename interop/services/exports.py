@@ -8,6 +8,7 @@ other disclosure.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,13 +30,13 @@ from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
 from interop.services.cases import KINDS_BY_NAME, CaseService
 from interop.services.disclosure import DisclosureGate
-from interop.services.errors import Forbidden, ServiceError
+from interop.services.errors import Forbidden, InvalidRequest, ServiceError
 from interop.services.resources import ResourceOperations
 from interop.services.search_parser import Paging
 from interop.services.staff import StaffPrincipal
 from interop.store.database import unit_of_work
 from interop.store.repository import ResourceRepository
-from mappings.model import Handoff
+from mappings.model import Handoff, PartyKind, Referral
 from mappings.terminology import LEVEL_OF_CARE
 
 _PAGING = Paging(1000, 1000)
@@ -48,6 +49,20 @@ _SYSTEM_OIDS = {
 }
 _GENDER = {"male": "M", "female": "F", "other": "UN", "unknown": "UN"}
 _ADMINISTRATIVE_GENDER = "2.16.840.1.113883.5.1"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """What a document is about, from a handoff or a referral."""
+
+    kind: DocumentKind
+    key: str
+    client: str
+    sender: str
+    receiver: str
+    reason: str
+    plan: tuple[PlanItem, ...]
+    transition: LevelOfCareTransition | None
 
 
 class DocumentExports:
@@ -68,40 +83,83 @@ class DocumentExports:
     def transfer_summary(self, handoff_id: str, staff: StaffPrincipal) -> bytes:
         """The Transfer Summary (C-CDA R2.1, LOINC 18761-7) of a handoff, for its receiver."""
         handoff: Handoff = self._cases.get(KINDS_BY_NAME["handoffs"], handoff_id, staff).value
-        receiver = _local("Organization", handoff.to_program_id)
+        planned = f"Admission at the receiving program on {handoff.planned_date.isoformat()}"
+        return self._export(
+            _Outgoing(
+                kind=DocumentKind.TRANSFER_SUMMARY,
+                key=f"transfer-summary-{handoff.id}",
+                client=str(handoff.client_id),
+                sender=str(handoff.from_program_id),
+                receiver=_local("Organization", handoff.to_program_id),
+                reason=_transition_text(handoff),
+                plan=(PlanItem(PlannedKind.ENCOUNTER, planned),),
+                transition=LevelOfCareTransition(
+                    from_level=self._level_code(handoff.from_level.value),
+                    to_level=self._level_code(handoff.to_level.value),
+                    planned_date=f"{handoff.planned_date:%Y%m%d}",
+                ),
+            )
+        )
+
+    def referral_note(self, referral_id: str, staff: StaffPrincipal) -> bytes:
+        """The Referral Note (C-CDA R2.1, LOINC 57133-1) of a referral, for the program asked."""
+        referral: Referral = self._cases.get(KINDS_BY_NAME["referrals"], referral_id, staff).value
+        if referral.performer_id is None:
+            raise InvalidRequest("the referral names no program to send a Referral Note to")
+        sender = referral.requester.ref if referral.requester.kind is PartyKind.PROGRAM else ""
+        asked = referral.service.display or referral.service.code
+        return self._export(
+            _Outgoing(
+                kind=DocumentKind.REFERRAL_NOTE,
+                key=f"referral-note-{referral.id}",
+                client=str(referral.client_id),
+                sender=str(sender),
+                receiver=_local("Organization", referral.performer_id),
+                reason=referral.reason or asked,
+                plan=(PlanItem(PlannedKind.ENCOUNTER, f"Referral: {asked}"),),
+                transition=None,
+            )
+        )
+
+    def _export(self, outgoing: "_Outgoing") -> bytes:
+        """Gather, as the receiver is allowed to have it, and write."""
         gate = None
         try:
             with unit_of_work(self._engine, writes=False) as session:
-                gate = self._gates.open(session, _receiving(receiver, handoff_id), "ccda-export")
+                requester = _receiving(outgoing.receiver, outgoing.key)
+                gate = self._gates.open(session, requester, "ccda-export")
                 operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
-                document = self._document(operations, handoff, receiver, gate.released)
+                document = self._document(operations, outgoing, gate.released)
         finally:
             if gate is not None:
                 self._gates.record(gate)
         return write_document(document)
 
     def _document(
-        self, operations: ResourceOperations, handoff: Handoff, receiver: str, released: Any
+        self, operations: ResourceOperations, outgoing: "_Outgoing", released: Any
     ) -> OutgoingDocument:
-        client = f"Patient/{handoff.client_id}"
-        patient = _released(operations, "Patient", str(handoff.client_id))
+        client = f"Patient/{outgoing.client}"
+        patient = _released(operations, "Patient", outgoing.client)
         if patient is None:
             raise Forbidden(
                 "no consent on file lets the receiving program have this client's records"
             )
         conditions = _search(operations, "Condition", client)
         goals = _search(operations, "Goal", client)
-        sender = _released(operations, "Organization", str(handoff.from_program_id))
-        receiving = _released(operations, "Organization", receiver.split("/")[1])
+        sender = _released(operations, "Organization", outgoing.sender) if outgoing.sender else None
+        receiving = _released(operations, "Organization", outgoing.receiver.split("/")[-1])
         now = self._clock()
+        stamp = f"{now.astimezone(UTC):%Y%m%d%H%M%S}+0000"
         return OutgoingDocument(
-            kind=DocumentKind.TRANSFER_SUMMARY,
-            id=cda.Identifier(self._oid_root, f"transfer-summary-{handoff.id}-{now:%Y%m%d%H%M%S}"),
-            effective_time=f"{now.astimezone(UTC):%Y%m%d%H%M%S}+0000",
-            title="Transfer Summary",
+            kind=outgoing.kind,
+            id=cda.Identifier(self._oid_root, f"{outgoing.key}-{now:%Y%m%d%H%M%S}"),
+            effective_time=stamp,
+            title="Transfer Summary"
+            if outgoing.kind is DocumentKind.TRANSFER_SUMMARY
+            else "Referral Note",
             patient=self._patient(patient),
             author=cda.Author(
-                time=f"{now.astimezone(UTC):%Y%m%d%H%M%S}+0000",
+                time=stamp,
                 ids=(),
                 code=None,
                 names=(),
@@ -111,20 +169,11 @@ class DocumentExports:
             ),
             custodian=self._organization(sender),
             recipient=Recipient(self._organization(receiving)),
-            reason=_transition_text(handoff),
+            reason=outgoing.reason,
             problems=tuple(_problem(c) for c in conditions),
             goals=tuple(_goal(g) for g in goals),
-            plan=(
-                PlanItem(
-                    PlannedKind.ENCOUNTER,
-                    f"Admission at the receiving program on {handoff.planned_date.isoformat()}",
-                ),
-            ),
-            transition=LevelOfCareTransition(
-                from_level=self._level_code(handoff.from_level.value),
-                to_level=self._level_code(handoff.to_level.value),
-                planned_date=f"{handoff.planned_date:%Y%m%d}",
-            ),
+            plan=outgoing.plan,
+            transition=outgoing.transition,
             part2=self._marking(released),
         )
 

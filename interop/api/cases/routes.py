@@ -147,3 +147,19 @@ def handoff_transfer_summary(
     """The handoff's C-CDA Transfer Summary, of what the receiving program may receive."""
     document = exports.transfer_summary(ident, staff.principal)
     return Response(document, media_type="application/xml")
+
+
+@router.get(
+    "/referrals/{id}/referral-note",
+    operation_id="referral_note",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+def referral_note(
+    ident: Annotated[str, Path(alias="id", pattern=_ID)],
+    staff: StaffDep,
+    exports: Annotated[DocumentExports, Depends(_exports)],
+) -> Response:
+    """The referral's C-CDA Referral Note, of what the program asked may receive."""
+    document = exports.referral_note(ident, staff.principal)
+    return Response(document, media_type="application/xml")

@@ -101,3 +101,11 @@ def test_with_consent_the_document_carries_the_records_and_the_part2_markings(
     codes = {label.code for label in document.security_labels}
     assert {"SUD", "42CFRPart2", "NORDSCLCD"} <= codes
     assert "NORDSLCD" not in response.text
+
+
+def test_a_referral_note_goes_to_the_program_asked(admin: TestClient) -> None:
+    response = admin.get("/cases/referrals/referral-residential/referral-note")
+    assert response.status_code == 200, response.text
+    document = read_document(response.content)
+    assert document.kind is DocumentKind.REFERRAL_NOTE
+    assert "withdrawal management" in (document.reason_for_referral or "").lower()
