@@ -112,7 +112,7 @@ class GateSession:
 
     def admit(self, stored: StoredVersion) -> bytes | None:
         """The bytes to send for this resource, labelled, or None when it must be withheld."""
-        if stored.content is None:
+        if stored.content is None or not self._in_scope(stored.resource_type):
             return None
         resource: dict[str, Any] = orjson.loads(stored.content)
         patient = patient_of(resource)
@@ -129,6 +129,12 @@ class GateSession:
             self._request(patient, resource, reference, part2), self._consents(patient), self._now
         )
         return self._apply(decision, resource, stored.content, patient, reference, part2)
+
+    def _in_scope(self, resource_type: str) -> bool:
+        """Includes and Bundle entries reach types the route did not check: the token's
+        scopes must allow reading them too (SMART: no scope, no data)."""
+        requester = self._requester
+        return requester.may(resource_type, "r") or requester.may(resource_type, "s")
 
     def entries(self) -> list[LogEntry]:
         return self._entries

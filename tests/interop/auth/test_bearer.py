@@ -240,3 +240,23 @@ def test_every_fhir_route_but_metadata_demands_a_token(anonymous: TestClient) ->
             assert response.status_code == 401, (method, template)
             checked += 1
     assert checked >= 12
+
+
+def test_includes_of_types_outside_the_scopes_are_left_out(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    person = client.post("/fhir/Patient", json=patient(family="Scoped"), headers=FHIR_JSON).json()
+    plan = {
+        "resourceType": "CarePlan",
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": f"Patient/{person['id']}"},
+    }
+    client.post("/fhir/CarePlan", json=plan, headers=FHIR_JSON)
+    partner = register_partner(anonymous, scope="system/CarePlan.rs", name="Care Plans Only")
+    headers = {"Authorization": bearer(anonymous, partner, scope="system/CarePlan.rs")}
+    found = anonymous.get(
+        "/fhir/CarePlan", params={"_include": "CarePlan:subject"}, headers=headers
+    ).json()
+    assert [e["resource"]["resourceType"] for e in found["entry"]] == ["CarePlan"]
+    assert "Scoped" not in str(found)
