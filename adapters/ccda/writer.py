@@ -521,11 +521,15 @@ def _shown_value(value: Value | None) -> str:
     return _shown_quantity(value)
 
 
+_XML_WHITE_SPACE: Final = " \t\r\n"
+"""What XML collapses; a no-break space is text (XML 1.0 §2.3 S)."""
+
+
 def _described(*candidates: str | None, what: str) -> str:
     """The first non-blank description of an entry; an entry the narrative cannot describe is
     refused, since C-CDA requires the narrative to carry what the entries code."""
     for candidate in candidates:
-        if candidate is not None and candidate.strip():
+        if candidate is not None and candidate.strip(_XML_WHITE_SPACE):
             return candidate
     raise ValueError(f"{what} has neither text nor a code to show in the narrative")
 

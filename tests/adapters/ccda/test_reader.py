@@ -55,7 +55,7 @@ def section(template: str, code: str, *entries: str, text: str = "", extra: str 
 def test_the_public_names_exist_and_are_all_listed() -> None:
     public = {name for name in dir(adapters.ccda) if not name.startswith("_")}
     assert set(adapters.ccda.__all__) <= public
-    modules = {"model", "parser", "reader", "templates"}
+    modules = {"model", "parser", "reader", "templates", "writer"}
     assert public - set(adapters.ccda.__all__) == modules
 
 
