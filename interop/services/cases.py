@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from sqlalchemy import Engine
 
+from consent.model import ConsentDirective
 from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
 from interop.services.errors import Forbidden, InvalidRequest, ResourceNotFound
@@ -36,6 +37,7 @@ from mappings import (
     service_request,
     task,
 )
+from mappings.consent import directive_from_fhir, directive_to_fhir
 from mappings.errors import Mapped, MappingError, Unmapped
 from mappings.model import (
     Action,
@@ -69,6 +71,15 @@ class Kind(Generic[T]):
 
 def _client_id(value: Any) -> str | None:
     return str(value.client_id)
+
+
+def _consent(resource: dict[str, Any]) -> Mapped[ConsentDirective]:
+    """Consents map as the engine reads them (mappings.consent), reporting nothing unmapped."""
+    return Mapped(directive_from_fhir(resource))
+
+
+def _consent_client(directive: ConsentDirective) -> str | None:
+    return directive.patient.removeprefix("Patient/") if directive.patient else None
 
 
 KINDS: tuple[Kind[Any], ...] = (
@@ -135,6 +146,15 @@ KINDS: tuple[Kind[Any], ...] = (
         "referral-tasks", "Task", ReferralTask, task.to_fhir, task.from_fhir, _client_id, "patient"
     ),
     Kind("handoffs", "Task", Handoff, handoff.to_fhir, handoff.from_fhir, _client_id, "patient"),
+    Kind(
+        "consents",
+        "Consent",
+        ConsentDirective,
+        directive_to_fhir,
+        _consent,
+        _consent_client,
+        "patient",
+    ),
 )
 KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
 

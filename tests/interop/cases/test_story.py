@@ -1,13 +1,17 @@
 """A client's whole story through the case API, read back through the FHIR API (issue 3)."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
+from consent.model import ConsentDirective
 from interop.services.demo import CLIENT, story
 from interop.services.staff import Role
+from mappings.consent import directive_from_fhir
+from tests.builders import part2_consent
 from tests.interop.auth.test_staff import sign_in
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -17,8 +21,6 @@ def staff(
     anonymous: TestClient, username: str, role: Role, programs: tuple[str, ...] = ()
 ) -> tuple[TestClient, dict[str, str]]:
     browser = TestClient(anonymous.app)
-    from datetime import UTC, datetime
-
     anonymous.app.state.staff.add(
         username, "correct horse battery staple", role, programs, datetime.now(UTC)
     )  # type: ignore[attr-defined]
@@ -155,3 +157,25 @@ class TestAcrossPrograms:
         hidden = outsider.get("/cases/care-plans/plan-jordan")
         assert hidden.status_code == 404
         assert outsider.get("/cases/care-plans", params={"client": CLIENT}).json() == []
+
+
+class TestConsents:
+    def test_a_consent_directive_through_the_case_api_is_the_fhir_consent(
+        self, admin: tuple[TestClient, dict[str, str]], client: TestClient
+    ) -> None:
+        browser, csrf = admin
+        resource = {
+            **part2_consent(
+                f"Patient/{CLIENT}", "Organization/harbor-detox", "Organization/bayview-iop"
+            ),
+            "id": "consent-jordan",
+        }
+        directive = directive_from_fhir(resource)
+        body = TypeAdapter(ConsentDirective).dump_python(directive, mode="json")
+        stored = browser.put("/cases/consents/consent-jordan", json=body, headers=csrf)
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["value"] == body
+        consent = client.get("/fhir/Consent/consent-jordan").json()
+        assert directive_from_fhir(consent) == directive
+        listed = browser.get("/cases/consents", params={"client": CLIENT}).json()
+        assert [record["value"]["id"] for record in listed] == ["consent-jordan"]
