@@ -357,11 +357,14 @@ class DirectiveCache:
         self._capacity = capacity
         self._directives: OrderedDict[tuple[str, int], ConsentDirective | None] = OrderedDict()
 
-    def directive(self, ident: str, version: int, content: bytes) -> ConsentDirective | None:
-        key = (ident, version)
-        if key in self._directives:
-            self._directives.move_to_end(key)
-            return self._directives[key]
+    def get(self, key: tuple[str, int]) -> tuple[bool, ConsentDirective | None]:
+        """(known, directive): whether the version was mapped before, and to what."""
+        if key not in self._directives:
+            return False, None
+        self._directives.move_to_end(key)
+        return True, self._directives[key]
+
+    def put(self, key: tuple[str, int], content: bytes) -> ConsentDirective | None:
         directive = _directive(orjson.loads(content))
         self._directives[key] = directive
         if len(self._directives) > self._capacity:
@@ -372,9 +375,13 @@ class DirectiveCache:
 def read_directives(
     session: Session, patient: str, cache: DirectiveCache | None = None
 ) -> list[ConsentDirective]:
-    """The patient's stored consents as directives; one that cannot be read is never relied on."""
-    statement = select(
-        RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.version_id, RESOURCE_TABLE.c.content
+    """The patient's stored consents as directives; one that cannot be read is never relied on.
+
+    Only the (id, version) pairs are read first; the JSON of a version is fetched only when it
+    was never mapped before, which on a busy server is almost never.
+    """
+    consents = select(
+        RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.version_id
     ).where(
         RESOURCE_TABLE.c.resource_type == "Consent",
         RESOURCE_TABLE.c.deleted.is_(False),
@@ -388,12 +395,21 @@ def read_directives(
         ),
     )
     cache = cache or DirectiveCache()
-    directives = []
-    for ident, version, content in session.execute(statement).all():
-        directive = cache.directive(ident, version, content)
-        if directive is not None:
-            directives.append(directive)
-    return directives
+    found: list[ConsentDirective | None] = []
+    unknown: dict[int, tuple[str, int]] = {}
+    for pk, ident, version in session.execute(consents).all():
+        known, directive = cache.get((ident, version))
+        if known:
+            found.append(directive)
+        else:
+            unknown[pk] = (ident, version)
+    if unknown:
+        contents = select(RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.content).where(
+            RESOURCE_TABLE.c.pk.in_(list(unknown))
+        )
+        for pk, content in session.execute(contents).all():
+            found.append(cache.put(unknown[pk], content))
+    return [directive for directive in found if directive is not None]
 
 
 def organization_identifiers(session: Session, reference: str) -> tuple[Identifier, ...]:
