@@ -24,7 +24,7 @@ CORPORA = SHARED / "corpora"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 _POSTGRES_TABLES = (
     "resource_version, search_index, resource, partner, used_assertion, staff_session, staff_user,"
-    " disclosure_log, chain_head, inbound_message"
+    " disclosure_log, inbound_message"
 )
 
 
@@ -58,6 +58,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     engine = make_engine(url)
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {_POSTGRES_TABLES} RESTART IDENTITY CASCADE"))
+        connection.execute(
+            text("UPDATE chain_head SET seq = 0, hash = :genesis"), {"genesis": "0" * 64}
+        )
     engine.dispose()
     yield url
 

@@ -17,13 +17,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    head = op.create_table(
         "chain_head",
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
+    # The chain starts here, so that the very first writers already have a row to lock.
+    op.bulk_insert(head, [{"name": "disclosures", "seq": 0, "hash": "0" * 64}])
     op.create_table(
         "disclosure_log",
         sa.Column("seq", sa.Integer(), nullable=False),
