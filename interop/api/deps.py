@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 from starlette.requests import Request
 
+from adapters import fhir_xml
 from interop.api.formats import (
     ContentTooLarge,
     Format,
@@ -54,7 +55,7 @@ async def _body(request: Request) -> dict[str, Any]:
             raise ContentTooLarge(f"the body exceeds the limit of {limit} bytes")
     if not raw.strip():
         raise empty_body()
-    return fhir.parse_json(bytes(raw)) if fmt is Format.JSON else fhir.parse_xml(bytes(raw))
+    return fhir.parse_json(bytes(raw)) if fmt is Format.JSON else fhir_xml.parse_xml(bytes(raw))
 
 
 def _strict(request: Request) -> bool:

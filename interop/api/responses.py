@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from adapters import fhir_xml
 from interop.api.formats import Format
 from interop.store.repository import StoredVersion
 from mappings import fhir
@@ -40,7 +41,7 @@ def _encode(body: dict[str, Any] | bytes, fmt: Format) -> bytes:
     json = body if isinstance(body, bytes) else fhir.to_json(body)
     if fmt is Format.JSON:
         return json
-    return fhir.to_xml(fhir.parse_json(json))
+    return fhir_xml.to_xml(fhir.parse_json(json))
 
 
 def version_headers(stored: StoredVersion, location: str | None = None) -> dict[str, str]:

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
+from adapters import fhir_xml
 from mappings import fhir
 from mappings.errors import InvalidResource, MalformedContent, UnknownResourceType
 from tests.mappings.conftest import example, valid_examples
@@ -146,7 +147,7 @@ class TestXmlFormat:
             "id": "p1",
         }
 
-        assert fhir.to_xml(resource) == _xml(
+        assert fhir_xml.to_xml(resource) == _xml(
             '<Patient xmlns="http://hl7.org/fhir"><id value="p1"/>'
             '<extension url="http://x.org/flag"><valueBoolean value="true"/></extension>'
             '<name id="n1"><given value="Alex"/><given>'
@@ -158,10 +159,10 @@ class TestXmlFormat:
     def test_escapes_markup_and_keeps_line_breaks_in_attributes(self) -> None:
         resource = {"resourceType": "Patient", "name": [{"text": 'a < b & "c"\n\td\r'}]}
 
-        xml = fhir.to_xml(resource)
+        xml = fhir_xml.to_xml(resource)
 
         assert b'value="a &lt; b &amp; &quot;c&quot;&#10;&#9;d&#13;"' in xml
-        assert fhir.parse_xml(xml) == resource
+        assert fhir_xml.parse_xml(xml) == resource
 
     def test_writes_numbers_and_booleans_as_their_lexical_forms(self) -> None:
         resource = {
@@ -176,11 +177,11 @@ class TestXmlFormat:
             ],
         }
 
-        xml = fhir.to_xml(resource)
+        xml = fhir_xml.to_xml(resource)
 
         for value in (b"1.50", b"-3", b"false", b"2.25"):
             assert b'value="' + value + b'"' in xml
-        assert fhir.parse_xml(xml)["valueQuantity"] == {"value": Decimal("1.50")}
+        assert fhir_xml.parse_xml(xml)["valueQuantity"] == {"value": Decimal("1.50")}
 
     def test_the_order_of_json_keys_does_not_matter(self) -> None:
         resource = {
@@ -191,11 +192,11 @@ class TestXmlFormat:
         }
         reversed_keys = {key: resource[key] for key in reversed(resource)}
 
-        assert fhir.to_xml(reversed_keys) == fhir.to_xml(resource)
+        assert fhir_xml.to_xml(reversed_keys) == fhir_xml.to_xml(resource)
 
     def test_refuses_unknown_properties(self) -> None:
         with pytest.raises(InvalidResource):
-            fhir.to_xml({"resourceType": "Patient", "nickname": "x"})
+            fhir_xml.to_xml({"resourceType": "Patient", "nickname": "x"})
 
 
 class TestXmlRoundTrip:
@@ -204,7 +205,7 @@ class TestXmlRoundTrip:
     def test_every_example_survives_json_to_xml_to_json(self, path: Path) -> None:
         resource = fhir.parse_json(path.read_bytes())
 
-        back = fhir.parse_xml(fhir.to_xml(resource))
+        back = fhir_xml.parse_xml(fhir_xml.to_xml(resource))
 
         assert _normalized(back) == _normalized(resource)
 
@@ -236,23 +237,23 @@ class TestXmlRoundTrip:
             ],
         }
 
-        xml = fhir.to_xml(bundle)
+        xml = fhir_xml.to_xml(bundle)
 
         assert b"<resource><Parameters><parameter>" in xml
         assert b"<outcome><OperationOutcome>" in xml
-        assert fhir.parse_xml(xml) == bundle
+        assert fhir_xml.parse_xml(xml) == bundle
 
     def test_a_repeating_primitive_with_only_extensions_keeps_no_value_array(self) -> None:
         extension = {"extension": [{"url": "http://x.org/e", "valueString": "x"}]}
         resource = {"resourceType": "Patient", "name": [{"_given": [extension, extension]}]}
 
-        assert fhir.parse_xml(fhir.to_xml(resource)) == resource
+        assert fhir_xml.parse_xml(fhir_xml.to_xml(resource)) == resource
 
     @given(st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1))
     def test_any_printable_string_survives(self, text: str) -> None:
         resource = {"resourceType": "Patient", "name": [{"text": text}]}
 
-        assert fhir.parse_xml(fhir.to_xml(resource)) == resource
+        assert fhir_xml.parse_xml(fhir_xml.to_xml(resource)) == resource
 
 
 class TestParseXml:
@@ -264,7 +265,7 @@ class TestParseXml:
             "</Patient>"
         )
 
-        div = fhir.parse_xml(raw)["text"]["div"]
+        div = fhir_xml.parse_xml(raw)["text"]["div"]
 
         assert div == f'<div xmlns="{XHTML}"><p>Hi <b>there</b></p></div>'
 
@@ -273,7 +274,7 @@ class TestParseXml:
         text = f'<text><status value="generated"/>{div}</text>'
         raw = _xml(f'<Patient xmlns="http://hl7.org/fhir">{text}</Patient>')
 
-        assert fhir.parse_xml(raw)["text"]["div"] == div
+        assert fhir_xml.parse_xml(raw)["text"]["div"] == div
 
     def test_a_repeated_single_element_is_refused(self) -> None:
         raw = _xml(
@@ -282,7 +283,7 @@ class TestParseXml:
         )
 
         with pytest.raises(InvalidResource) as raised:
-            fhir.parse_xml(raw)
+            fhir_xml.parse_xml(raw)
 
         (issue,) = raised.value.issues
         assert issue.diagnostics == "Patient.gender: max allowed = 1, but found 2"
@@ -331,7 +332,7 @@ class TestParseXml:
         self, body: str, diagnostics: str, expression: str
     ) -> None:
         with pytest.raises(InvalidResource) as raised:
-            fhir.parse_xml(_xml(f'<Patient xmlns="http://hl7.org/fhir">{body}</Patient>'))
+            fhir_xml.parse_xml(_xml(f'<Patient xmlns="http://hl7.org/fhir">{body}</Patient>'))
 
         assert (diagnostics, (expression,)) in {
             (issue.diagnostics, issue.expression) for issue in raised.value.issues
@@ -341,18 +342,18 @@ class TestParseXml:
         raw = _xml('<Patient xmlns="http://hl7.org/fhir"><a/><active value="1"/><b/></Patient>')
 
         with pytest.raises(InvalidResource) as raised:
-            fhir.parse_xml(raw)
+            fhir_xml.parse_xml(raw)
 
         assert len(raised.value.issues) == 3
 
     def test_a_root_outside_the_fhir_namespace_is_malformed(self) -> None:
         with pytest.raises(MalformedContent):
-            fhir.parse_xml(_xml("<Patient/>"))
+            fhir_xml.parse_xml(_xml("<Patient/>"))
 
     @pytest.mark.parametrize("name", ["Foo", "SubscriptionTopic"])
     def test_a_root_that_is_no_r4_resource_is_an_unknown_type(self, name: str) -> None:
         with pytest.raises(UnknownResourceType):
-            fhir.parse_xml(_xml(f'<{name} xmlns="http://hl7.org/fhir"/>'))
+            fhir_xml.parse_xml(_xml(f'<{name} xmlns="http://hl7.org/fhir"/>'))
 
     def test_schema_location_is_ignored(self) -> None:
         raw = _xml(
@@ -361,7 +362,7 @@ class TestParseXml:
             'xsi:schemaLocation="http://hl7.org/fhir patient.xsd"><id value="p"/></Patient>'
         )
 
-        assert fhir.parse_xml(raw) == {"resourceType": "Patient", "id": "p"}
+        assert fhir_xml.parse_xml(raw) == {"resourceType": "Patient", "id": "p"}
 
 
 class TestXmlHardening:
@@ -380,37 +381,39 @@ class TestXmlHardening:
     )
     def test_refuses_any_doctype(self, raw: bytes) -> None:
         with pytest.raises(MalformedContent):
-            fhir.parse_xml(raw)
+            fhir_xml.parse_xml(raw)
 
     def test_refuses_undefined_entities(self) -> None:
         raw = _xml('<Patient xmlns="http://hl7.org/fhir"><id value="a&reg;"/></Patient>')
 
         with pytest.raises(MalformedContent, match="reg"):
-            fhir.parse_xml(raw)
+            fhir_xml.parse_xml(raw)
 
     def test_refuses_xml_that_is_not_well_formed_without_recovering(self) -> None:
         with pytest.raises(MalformedContent):
-            fhir.parse_xml(_xml('<Patient xmlns="http://hl7.org/fhir"><id value="p"></Patient>'))
+            fhir_xml.parse_xml(
+                _xml('<Patient xmlns="http://hl7.org/fhir"><id value="p"></Patient>')
+            )
 
     def test_refuses_documents_over_the_size_limit(self) -> None:
         raw = _xml('<Patient xmlns="http://hl7.org/fhir"/>')
 
         with pytest.raises(MalformedContent):
-            fhir.parse_xml(raw, max_bytes=len(raw) - 1)
+            fhir_xml.parse_xml(raw, max_bytes=len(raw) - 1)
 
     def test_refuses_nesting_over_the_depth_limit(self) -> None:
         extensions = '<extension url="http://x.org/e">' * 10 + "</extension>" * 10
         raw = _xml(f'<Patient xmlns="http://hl7.org/fhir">{extensions}</Patient>')
 
         with pytest.raises(MalformedContent, match="nested"):
-            fhir.parse_xml(raw, max_depth=5)
+            fhir_xml.parse_xml(raw, max_depth=5)
 
     def test_refuses_nesting_deeper_than_libxml2_allows(self) -> None:
         extensions = '<extension url="http://x.org/e">' * 300 + "</extension>" * 300
         raw = _xml(f'<Patient xmlns="http://hl7.org/fhir">{extensions}</Patient>')
 
         with pytest.raises(MalformedContent):
-            fhir.parse_xml(raw)
+            fhir_xml.parse_xml(raw)
 
 
 # fhir.resources' model_validate_xml drops the id attribute of elements (<agent id="a1">), so it
@@ -449,7 +452,7 @@ class TestCrossCheckWithFhirResources:
         resource = fhir.parse_json(example(name).read_bytes())
         model = get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
-        ours = etree.fromstring(fhir.to_xml(resource))
+        ours = etree.fromstring(fhir_xml.to_xml(resource))
         theirs = etree.fromstring(model.model_dump_xml())
 
         assert _tree(ours) == _tree(theirs)
@@ -460,7 +463,7 @@ class TestCrossCheckWithFhirResources:
         resource = fhir.parse_json(path.read_bytes())
         model_class = get_fhir_model_class(resource["resourceType"])
 
-        from_xml = model_class.model_validate_xml(fhir.to_xml(resource))
+        from_xml = model_class.model_validate_xml(fhir_xml.to_xml(resource))
 
         expected = model_class.model_validate(resource).model_dump()
         assert _normalized(from_xml.model_dump()) == _normalized(expected)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters import fhir_xml
 from mappings import fhir
 from mappings.errors import FhirContentError, InvalidResource, Issue, MalformedContent
 from mappings.terminology import REQUIRED_BINDINGS, TASK_STATUS
@@ -126,7 +127,7 @@ def _reference_line(issue: dict[str, Any]) -> str:
 
 def _read(path: Path) -> None:
     raw = path.read_bytes()
-    fhir.validate(fhir.parse_xml(raw) if path.suffix == ".xml" else fhir.parse_json(raw))
+    fhir.validate(fhir_xml.parse_xml(raw) if path.suffix == ".xml" else fhir.parse_json(raw))
 
 
 class TestInvalidCorpus:
@@ -817,6 +818,6 @@ class TestRobustness:
         except InvalidResource as error:
             issues = error.issues
         else:
-            fhir.validate(fhir.parse_xml(fhir.to_xml(resource)))
+            fhir.validate(fhir_xml.parse_xml(fhir_xml.to_xml(resource)))
 
         assert all(issue.expression for issue in issues)
