@@ -15,14 +15,15 @@ extension `consent` (valueReference) naming the consent relied on. Bundles also 
 labels of everything in them (high-water mark) in Bundle.meta.security.
 """
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, func, select
 from sqlmodel import Session
 
 from consent.engine import decide
@@ -43,7 +44,7 @@ from interop.store.database import unit_of_work
 from interop.store.fhirdates import parse_range
 from interop.store.repository import StoredVersion
 from interop.store.search_params import parse_reference
-from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE
+from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, VERSION_TABLE
 from mappings.consent import directive_from_fhir
 from mappings.errors import FhirContentError
 from mappings.terminology import PROJECT_BASE
@@ -98,13 +99,16 @@ class GateSession:
         interaction: str,
         now: datetime,
         cache: "DirectiveCache",
+        organizations: "OrganizationFacts",
     ) -> None:
         self._session = session
         self._cache = cache
+        self._organizations = organizations
         self._requester = requester
         self._interaction = interaction
         self._now = now
         self._part2_programs: frozenset[str] | None = None
+        self._known_identifiers: dict[str, tuple[Identifier, ...]] = {}
         self._directives: dict[str, list[ConsentDirective]] = {}
         self._consent_requester: ConsentRequester | None = None
         self._entries: list[LogEntry] = []
@@ -210,15 +214,9 @@ class GateSession:
 
     def _programs(self) -> frozenset[str]:
         if self._part2_programs is None:
-            statement = select(INDEX_TABLE.c.resource_pk).where(
-                INDEX_TABLE.c.resource_type == "Organization",
-                INDEX_TABLE.c.param == "part2-program",
-                INDEX_TABLE.c.value == "true",
+            self._part2_programs, self._known_identifiers = self._organizations.current(
+                self._session
             )
-            ids = self._session.execute(
-                select(RESOURCE_TABLE.c.resource_id).where(RESOURCE_TABLE.c.pk.in_(statement))
-            ).scalars()
-            self._part2_programs = frozenset(f"Organization/{ident}" for ident in ids)
         return self._part2_programs
 
     def _consents(self, patient: str) -> list[ConsentDirective]:
@@ -253,12 +251,20 @@ class GateSession:
         if self._consent_requester is None:
             self._consent_requester = ConsentRequester(
                 reference=self._requester.organization,
-                identifiers=organization_identifiers(self._session, self._requester.organization),
+                identifiers=self._requester_identifiers(),
                 is_covered_entity=self._requester.covered_entity,
                 is_part2_program=self._requester.part2_program,
                 is_medical_personnel=self._requester.emergency is not None,
             )
         return self._consent_requester
+
+    def _requester_identifiers(self) -> tuple[Identifier, ...]:
+        """Read once per state of the Organizations, then kept with the Part 2 program set."""
+        self._programs()
+        reference = self._requester.organization
+        if reference not in self._known_identifiers:
+            self._known_identifiers[reference] = organization_identifiers(self._session, reference)
+        return self._known_identifiers[reference]
 
     def _emergency_facts(self) -> dict[str, str] | None:
         facts = self._requester.emergency
@@ -313,10 +319,13 @@ class DisclosureGate:
         self._engine = engine
         self._clock = clock
         self._cache = DirectiveCache()
+        self._organizations = OrganizationFacts()
 
     def open(self, session: Session, requester: Requester, interaction: str) -> GateSession:
         """A gate for one request; consents are judged as of the moment it opens."""
-        return GateSession(session, requester, interaction, self._clock(), self._cache)
+        return GateSession(
+            session, requester, interaction, self._clock(), self._cache, self._organizations
+        )
 
     def record(self, gate: GateSession) -> None:
         grouped = _grouped(gate.entries())
@@ -347,6 +356,67 @@ def label(
         others = [e for e in meta.get("extension", []) if e.get("url") != NOTICE_EXTENSION]
         meta["extension"] = [*others, extension]
     return {**resource, "meta": meta}
+
+
+_ORGANIZATION_MARKER: Final = select(func.max(VERSION_TABLE.c.pk)).where(
+    VERSION_TABLE.c.resource_type == "Organization"
+)
+_CONSENTS: Final = select(
+    RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.version_id
+).where(
+    RESOURCE_TABLE.c.resource_type == "Consent",
+    RESOURCE_TABLE.c.deleted.is_(False),
+    RESOURCE_TABLE.c.pk.in_(
+        select(INDEX_TABLE.c.resource_pk).where(
+            INDEX_TABLE.c.resource_type == "Consent",
+            INDEX_TABLE.c.param == "patient",
+            INDEX_TABLE.c.value == bindparam("patient"),
+            INDEX_TABLE.c.norm.is_(None),
+        )
+    ),
+)
+"""Built once: the per-request cost is then the query alone, not its construction."""
+
+
+class OrganizationFacts:
+    """Which Organizations are Part 2 programs, and each one's identifiers, kept between
+    requests for as long as no Organization has changed anywhere.
+
+    Every write of an Organization, by any process, adds a resource_version row with a larger
+    key; one cheap query for the largest such key tells whether what is kept still holds, so
+    a program flagged Part 2 a moment ago is known as such on the very next request. The kept
+    facts are replaced whole, under a lock, and the marker only after them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._marker: int | None = None
+        self._programs: frozenset[str] = frozenset()
+        self._identifiers: dict[str, tuple[Identifier, ...]] = {}
+
+    def current(self, session: Session) -> tuple[frozenset[str], dict[str, tuple[Identifier, ...]]]:
+        """(Part 2 programs, identifiers known so far) as the database has them now."""
+        marker = session.execute(_ORGANIZATION_MARKER).scalar()
+        with self._lock:
+            if marker is not None and marker == self._marker:
+                return self._programs, self._identifiers
+        programs = _part2_programs(session)
+        identifiers: dict[str, tuple[Identifier, ...]] = {}
+        with self._lock:
+            self._programs, self._identifiers, self._marker = programs, identifiers, marker
+        return programs, identifiers
+
+
+def _part2_programs(session: Session) -> frozenset[str]:
+    statement = select(INDEX_TABLE.c.resource_pk).where(
+        INDEX_TABLE.c.resource_type == "Organization",
+        INDEX_TABLE.c.param == "part2-program",
+        INDEX_TABLE.c.value == "true",
+    )
+    ids = session.execute(
+        select(RESOURCE_TABLE.c.resource_id).where(RESOURCE_TABLE.c.pk.in_(statement))
+    ).scalars()
+    return frozenset(f"Organization/{ident}" for ident in ids)
 
 
 class DirectiveCache:
@@ -380,24 +450,12 @@ def read_directives(
     Only the (id, version) pairs are read first; the JSON of a version is fetched only when it
     was never mapped before, which on a busy server is almost never.
     """
-    consents = select(
-        RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.version_id
-    ).where(
-        RESOURCE_TABLE.c.resource_type == "Consent",
-        RESOURCE_TABLE.c.deleted.is_(False),
-        RESOURCE_TABLE.c.pk.in_(
-            select(INDEX_TABLE.c.resource_pk).where(
-                INDEX_TABLE.c.resource_type == "Consent",
-                INDEX_TABLE.c.param == "patient",
-                INDEX_TABLE.c.value == patient.split("/", 1)[1],
-                INDEX_TABLE.c.norm.is_(None),
-            )
-        ),
-    )
     cache = cache or DirectiveCache()
     found: list[ConsentDirective | None] = []
     unknown: dict[int, tuple[str, int]] = {}
-    for pk, ident, version in session.execute(consents).all():
+    for pk, ident, version in session.execute(
+        _CONSENTS, {"patient": patient.split("/", 1)[1]}
+    ).all():
         known, directive = cache.get((ident, version))
         if known:
             found.append(directive)

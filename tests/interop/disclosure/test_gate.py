@@ -193,3 +193,42 @@ class TestAuditTrail:
         assert denies
         assert denies[0].rule == "P2"
         assert report.intact, report
+
+
+def test_a_program_flagged_part2_is_known_on_the_very_next_request(
+    client: TestClient, anonymous: TestClient, world: World
+) -> None:
+    """P1: the gate keeps the Part 2 program set between requests only while no Organization
+    changed; flagging a program takes effect at once."""
+    clinic = client.post(
+        "/fhir/Organization",
+        json={"resourceType": "Organization", "name": "Late Flag"},
+        headers=FHIR_JSON,
+    ).json()
+    person = client.post(
+        "/fhir/Patient",
+        json={
+            "resourceType": "Patient",
+            "name": [{"family": "Lateflag"}],
+            "managingOrganization": {"reference": f"Organization/{clinic['id']}"},
+        },
+        headers=FHIR_JSON,
+    ).json()
+    headers = as_(anonymous, world.b)
+    assert anonymous.get(f"/fhir/Patient/{person['id']}", headers=headers).status_code == 200
+    flagged = {
+        **clinic,
+        "extension": [
+            {
+                "url": "http://recovery-interop.example.org/fhir/StructureDefinition/part2-program",
+                "valueBoolean": True,
+            }
+        ],
+    }
+    assert (
+        client.put(
+            f"/fhir/Organization/{clinic['id']}", json=flagged, headers=FHIR_JSON
+        ).status_code
+        == 200
+    )
+    assert anonymous.get(f"/fhir/Patient/{person['id']}", headers=headers).status_code == 404
