@@ -340,11 +340,6 @@ class MessageHeader:
         """MSH-12.1, e.g. 2.5.1."""
         return self.segment.value(12).strip()
 
-    @property
-    def character_set(self) -> str:
-        """MSH-18 (first repetition), HL7 table 0211; "" means ASCII or UTF-8 in practice."""
-        return self.segment.value(18).strip()
-
 
 # --- parsing ----------------------------------------------------------------------------------
 

@@ -57,11 +57,6 @@ class ErrorCode(IntEnum):
         """The table's display text for this code."""
         return _CODE_TEXT[self]
 
-    @property
-    def rejects(self) -> bool:
-        """True when the code means AR (the message was not processed), not AE."""
-        return self >= ErrorCode.UNSUPPORTED_MESSAGE_TYPE and self not in _APPLICATION_ERRORS
-
 
 _CODE_TEXT = {
     ErrorCode.MESSAGE_ACCEPTED: "Message accepted",
@@ -79,14 +74,6 @@ _CODE_TEXT = {
     ErrorCode.APPLICATION_RECORD_LOCKED: "Application record locked",
     ErrorCode.APPLICATION_INTERNAL_ERROR: "Application internal error",
 }
-# 204-206 are about the content (AE); 200-203 about the envelope and 207 about us (AR).
-_APPLICATION_ERRORS = frozenset(
-    {
-        ErrorCode.UNKNOWN_KEY_IDENTIFIER,
-        ErrorCode.DUPLICATE_KEY_IDENTIFIER,
-        ErrorCode.APPLICATION_RECORD_LOCKED,
-    }
-)
 
 
 @dataclass(frozen=True)

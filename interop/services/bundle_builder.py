@@ -90,3 +90,9 @@ def paging_links(
         links.append(link("next", offset + count))
     links.append(link("last", last))
     return links
+
+
+def plain(resource: Any) -> dict[str, Any]:
+    """A Bundle entry's resource as a plain dict: stored JSON fragments resolved."""
+    value: dict[str, Any] = orjson.loads(orjson.dumps(resource))
+    return value

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from consent.model import ConsentDirective
 from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
+from interop.services import bundle_builder as bb
 from interop.services.errors import Forbidden, InvalidRequest, ResourceNotFound
 from interop.services.resources import GateFactory, ResourceOperations
 from interop.services.search_parser import Paging
@@ -216,7 +217,7 @@ class CaseService:
                 operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
                 bundle = operations.search(kind.resource_type, params, base_url="")
                 for entry in bundle.get("entry", []):
-                    stored = _as_stored(orjson.loads(orjson.dumps(entry["resource"])))
+                    stored = _as_stored(bb.plain(entry["resource"]))
                     record = _record(kind, [stored, *_companions(kind, stored, operations)])
                     if record is not None:
                         records.append(record)

@@ -219,40 +219,33 @@ def _list(value: Any) -> list[Any]:
 
 def _patients(session: Session, identifiers: Sequence[Identifier]) -> list[str]:
     """Patients here with any of the identifiers (system and value both match)."""
-    found: list[str] = []
-    for identifier in identifiers:
-        statement = select(RESOURCE_TABLE.c.resource_id).where(
-            RESOURCE_TABLE.c.deleted.is_(False),
-            RESOURCE_TABLE.c.pk.in_(
-                select(INDEX_TABLE.c.resource_pk).where(
-                    INDEX_TABLE.c.resource_type == "Patient",
-                    INDEX_TABLE.c.param == "identifier",
-                    INDEX_TABLE.c.system == identifier.system,
-                    INDEX_TABLE.c.value == identifier.value,
-                )
-            ),
-        )
-        found.extend(f"Patient/{ident}" for ident in session.execute(statement).scalars())
-    return sorted(set(found))
+    found = {ident for identifier in identifiers for ident in _with(session, "Patient", identifier)}
+    return sorted(f"Patient/{ident}" for ident in found)
 
 
 def _recipient(session: Session, actors: Sequence[Identifier]) -> ConsentRequester:
     """The actor as the engine knows requesters: an Organization here when one has the id."""
     for actor in actors:
-        statement = select(RESOURCE_TABLE.c.resource_id).where(
-            RESOURCE_TABLE.c.pk.in_(
-                select(INDEX_TABLE.c.resource_pk).where(
-                    INDEX_TABLE.c.resource_type == "Organization",
-                    INDEX_TABLE.c.param == "identifier",
-                    INDEX_TABLE.c.system == actor.system,
-                    INDEX_TABLE.c.value == actor.value,
-                )
-            )
-        )
-        ident = session.execute(statement).scalar()
-        if ident is not None:
-            return ConsentRequester(reference=f"Organization/{ident}", identifiers=tuple(actors))
+        found = _with(session, "Organization", actor)
+        if found:
+            return ConsentRequester(reference=f"Organization/{found[0]}", identifiers=tuple(actors))
     return ConsentRequester(reference=None, identifiers=tuple(actors))
+
+
+def _with(session: Session, resource_type: str, identifier: Identifier) -> list[str]:
+    """Ids of the current resources of a type that carry the identifier."""
+    statement = select(RESOURCE_TABLE.c.resource_id).where(
+        RESOURCE_TABLE.c.deleted.is_(False),
+        RESOURCE_TABLE.c.pk.in_(
+            select(INDEX_TABLE.c.resource_pk).where(
+                INDEX_TABLE.c.resource_type == resource_type,
+                INDEX_TABLE.c.param == "identifier",
+                INDEX_TABLE.c.system == identifier.system,
+                INDEX_TABLE.c.value == identifier.value,
+            )
+        ),
+    )
+    return list(session.execute(statement).scalars())
 
 
 _SUD_RECORD = DataItem("Patient", security_labels=(Coding(_ACT_CODE, "SUD"),), is_part2=True)

@@ -28,6 +28,7 @@ from adapters.ccda.writer import (
 )
 from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
+from interop.services import bundle_builder as bb
 from interop.services.cases import KINDS_BY_NAME, CaseService
 from interop.services.disclosure import DisclosureGate
 from interop.services.errors import Forbidden, InvalidRequest, ServiceError
@@ -265,9 +266,7 @@ def _released(operations: ResourceOperations, kind: str, ident: str) -> dict[str
 def _search(operations: ResourceOperations, kind: str, patient: str) -> list[dict[str, Any]]:
     bundle = operations.search(kind, [("patient", patient)], base_url="")
     return [
-        orjson.loads(orjson.dumps(e["resource"]))
-        for e in bundle.get("entry", [])
-        if e["search"]["mode"] == "match"
+        bb.plain(e["resource"]) for e in bundle.get("entry", []) if e["search"]["mode"] == "match"
     ]
 
 
