@@ -1,8 +1,12 @@
 """Typed errors raised by the adapters, which speak external formats and transports.
 
     AdapterError            root: something outside the service could not be used
-    └── MalformedDocument   a document arrived but cannot be read safely (syntax, encoding,
-                            DOCTYPE or entities, size or depth limits, not the expected kind)
+    ├── MalformedDocument   a document arrived but cannot be read safely (syntax, encoding,
+    │                       DOCTYPE or entities, size or depth limits, not the expected kind)
+    ├── PartnerUnavailable  a delivery did not get through, or its answer could not be trusted
+    │                       (down, timed out, 5xx, 429, an unreadable answer): send it again
+    └── PartnerRejected     the partner read the delivery and refused it (4xx with an
+                            OperationOutcome, an HL7 AE/AR): sending it again will not help
 
 The service maps each to an OperationOutcome at its edge; the adapters know nothing of HTTP.
 """
@@ -28,3 +32,25 @@ class MalformedDocument(AdapterError):
         self.detail = detail
         message = reason if location is None else f"{reason} (at {location})"
         super().__init__(message if detail is None else f"{message}: {detail}")
+
+
+class PartnerUnavailable(AdapterError):
+    """Retryable: the delivery may not have arrived. Partners deduplicate by identifier, so
+    sending again is safe. `retry_after` is the partner's own hint in seconds, when it gave one.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
+class PartnerRejected(AdapterError):
+    """Permanent: the partner refused the delivery. `reason` is a short sentence of ours
+    ("HTTP 422", "AR: required field missing"); `detail` is the partner's own explanation
+    (OperationOutcome diagnostics, ERR text), cut short, never the payload sent."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(reason if detail is None else f"{reason}: {detail}")

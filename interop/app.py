@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from interop.api import outcomes
+from interop.api.admin.deliveries import router as deliveries_router
 from interop.api.admin.routes import router as admin_router
 from interop.api.audit.routes import router as audit_router
 from interop.api.auth.routes import router as auth_router
@@ -35,6 +36,8 @@ from interop.services.tokens import TokenPolicy, TokenService
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.migrate import upgrade
+from interop.sync.deliveries import Deliveries
+from interop.sync.runtime import sync_identity
 
 RELEASED = "2026-11-25"
 
@@ -94,6 +97,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         engine, gates, app.state.cases, settings.document_oid_root, clock
     )
     app.state.inbound = InboundService(engine, clock)
+    app.state.deliveries = Deliveries(engine, clock)
+    app.state.sync_identity = sync_identity(settings)
     app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(
         software_version=software_version(), released=RELEASED
@@ -103,6 +108,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.include_router(fhir_public_router)
     app.include_router(fhir_router)
     app.include_router(admin_router)
+    app.include_router(deliveries_router)
     app.include_router(audit_router)
     app.include_router(cds_router)
     app.include_router(cases_router)

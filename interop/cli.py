@@ -1,6 +1,9 @@
 """The `interop` command: serve the API, manage the database, export the OpenAPI document."""
 
 import asyncio
+import signal
+import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -19,12 +22,15 @@ from interop.services.demo import CLIENT, story
 from interop.services.disclosure import DisclosureGate
 from interop.services.errors import ServiceError
 from interop.services.inbound import InboundService
-from interop.services.partners import NewPartner, PartnerService
+from interop.services.outbox import ChannelKind
+from interop.services.partners import ChannelConfig, NewPartner, PartnerService
 from interop.services.staff import Role, StaffPrincipal, StaffService
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.fhirdates import now_ms
 from interop.store.migrate import upgrade
+from interop.sync.deliveries import Deliveries
+from interop.sync.runtime import dispatcher, sync_identity
 
 app = typer.Typer(help="Recovery Interop: FHIR R4 interoperability for addiction treatment.")
 db_app = typer.Typer(help="Database schema.")
@@ -32,11 +38,13 @@ partners_app = typer.Typer(help="Partner systems (SMART Backend Services clients
 users_app = typer.Typer(help="Staff accounts.")
 audit_app = typer.Typer(help="The disclosure log.")
 hl7v2_app = typer.Typer(help="HL7 v2 messages from files.")
+sync_app = typer.Typer(help="Deliveries of changes to partners (the sync outbox).")
 app.add_typer(db_app, name="db")
 app.add_typer(partners_app, name="partners")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(hl7v2_app, name="hl7v2")
+app.add_typer(sync_app, name="sync")
 
 DatabaseOption = Annotated[
     str | None, typer.Option(help="Database URL (default: DATABASE_URL or SQLite under ./var/).")
@@ -118,6 +126,30 @@ def _fail(error: ServiceError) -> NoReturn:
     raise typer.Exit(2)
 
 
+ChannelOption = Annotated[
+    ChannelKind | None,
+    typer.Option(help="How changes reach the partner; leave out when it polls our FHIR API."),
+]
+ChannelAddressOption = Annotated[
+    str | None,
+    typer.Option(help="FHIR base URL, document drop URL, absolute directory, or host:port."),
+]
+ChannelClientOption = Annotated[
+    str | None, typer.Option(help="Our client_id at the partner's authorization server.")
+]
+ChannelTokenOption = Annotated[str | None, typer.Option(help="The partner's OAuth token URL.")]
+
+
+def _channel(
+    kind: ChannelKind | None, address: str | None, client_id: str | None, token_url: str | None
+) -> ChannelConfig | None:
+    if kind is None or kind is ChannelKind.NONE:
+        return None
+    if address is None:
+        raise typer.BadParameter("--channel-address is required with --channel")
+    return ChannelConfig(kind, address, client_id, token_url)
+
+
 def _load_jwks(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
@@ -145,12 +177,14 @@ def partners_add(
     first_party: Annotated[
         bool, typer.Option(help="The operating program's own system: may author any resource.")
     ] = False,
-    endpoint: Annotated[
-        str | None, typer.Option(help="The partner's own FHIR base URL, if it has a server.")
-    ] = None,
+    channel: ChannelOption = None,
+    channel_address: ChannelAddressOption = None,
+    channel_client_id: ChannelClientOption = None,
+    channel_token_url: ChannelTokenOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Register a partner; prints its client_id, token_url, fhir_base and organization as JSON."""
+    config = _channel(channel, channel_address, channel_client_id, channel_token_url)
     service = PartnerService(_engine(database_url))
     try:
         partner = service.register(
@@ -163,7 +197,7 @@ def partners_add(
                 part2_program=part2_program,
                 covered_entity=covered_entity,
                 first_party=first_party,
-                endpoint=endpoint,
+                channel=config,
             )
         )
     except ServiceError as error:
@@ -172,6 +206,24 @@ def partners_add(
     _print_json(
         described.model_dump(include={"client_id", "token_url", "fhir_base", "organization"})
     )
+
+
+@partners_app.command("set-channel")
+def partners_set_channel(
+    client_id: str,
+    channel: ChannelOption = None,
+    channel_address: ChannelAddressOption = None,
+    channel_client_id: ChannelClientOption = None,
+    channel_token_url: ChannelTokenOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Change how changes reach the partner; without --channel it polls our FHIR API."""
+    config = _channel(channel, channel_address, channel_client_id, channel_token_url)
+    try:
+        PartnerService(_engine(database_url)).set_channel(client_id, config)
+    except ServiceError as error:
+        _fail(error)
+    typer.echo(f"{client_id} is reached by {config.kind.value if config else 'polling'}")
 
 
 @partners_app.command("list")
@@ -319,3 +371,62 @@ def hl7v2_import(
             (line.split(b"|")[1] for line in ack.split(b"\r") if line.startswith(b"MSA")), b""
         )
         typer.echo(f"message {number}: {code.decode()}")
+
+
+@sync_app.command("dispatch")
+def sync_dispatch(
+    once: Annotated[bool, typer.Option(help="Work what is due now, then stop.")] = False,
+    interval: Annotated[
+        float, typer.Option(help="Seconds to rest when nothing is due.", min=0.05)
+    ] = 2.0,
+    batch: Annotated[int, typer.Option(help="Deliveries claimed per round.", min=1)] = 20,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Deliver queued changes to partners; run as many dispatchers as you like, anywhere."""
+    settings = _settings(database_url)
+    logs.install()
+    engine = _engine(database_url)
+    with dispatcher(settings, engine) as worker:
+        if once:
+            outcomes = worker.run_once(batch)
+            _print_json([{"id": o.pk, "state": o.state.value, "error": o.error} for o in outcomes])
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        worker.run_forever(stop, interval, batch)
+
+
+@sync_app.command("status")
+def sync_status(
+    state: Annotated[list[str], typer.Option(help="Transport state; repeatable.")] = [],  # noqa: B006
+    partner: Annotated[str | None, typer.Option(help="A partner's client_id.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Deliveries, newest first, as JSON."""
+    try:
+        views = Deliveries(_engine(database_url), utc_now).list(state, partner, limit)
+    except ServiceError as error:
+        _fail(error)
+    _print_json([asdict(view) for view in views])
+
+
+@sync_app.command("retry")
+def sync_retry(delivery_id: int, database_url: DatabaseOption = None) -> None:
+    """Send a failed or withheld delivery again, from its first attempt."""
+    try:
+        view = Deliveries(_engine(database_url), utc_now).retry(delivery_id)
+    except ServiceError as error:
+        _fail(error)
+    typer.echo(f"delivery {view.id} is {view.state}")
+
+
+@sync_app.command("jwks")
+def sync_jwks() -> None:
+    """The public key partners register for us (SYNC_SIGNING_KEY_FILE's public half)."""
+    identity = sync_identity(Settings())
+    if identity is None:
+        typer.echo("error: SYNC_SIGNING_KEY_FILE is not set", err=True)
+        raise typer.Exit(1)
+    _print_json(identity.jwks())

@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     )
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
+    sync_signing_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key (RSA or EC P-384) signing our client assertions at "
+        "partners' token endpoints; its public half is served at /auth/jwks.json.",
+    )
+    sync_signing_kid: str = Field(default="recovery-interop-sync-1", max_length=200)
+    sync_max_attempts: int = Field(default=12, ge=1, description="Then a delivery has failed.")
+    sync_backoff_seconds: float = Field(default=30.0, gt=0)
+    sync_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    sync_lease_seconds: int = Field(
+        default=300, ge=10, description="A claimed delivery is taken again after this long."
+    )
+    sync_timeout_seconds: float = Field(default=15.0, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Self:

@@ -24,7 +24,7 @@ CORPORA = SHARED / "corpora"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 _POSTGRES_TABLES = (
     "resource_version, search_index, resource, partner, used_assertion, staff_session, staff_user,"
-    " disclosure_log, inbound_message"
+    " disclosure_log, inbound_message, outbox"
 )
 
 

@@ -1,42 +1,81 @@
-"""HL7 v2 inbound: REF^I12 and ADT^A03 in ER7, over MLLP or from files, answered with ACKs.
+"""HL7 v2 both ways: REF^I12 and ADT^A03 in, referrals and their answers out, over MLLP or files.
 
     er7        sans-I/O ER7 parsing and encoding (delimiters, escapes, batches)
     messages   read_message / read_file: typed Referral and Discharge, or the problems found
     ack        ACK^<trigger> with MSA and ERR (table 0357), and AR for unreadable input
     mllp       MLLP framing (sans-I/O decoder) and the asyncio listener serve_mllp
+    outbound   write_referral (REF^I12), write_cancellation (REF^I14), write_return (RRI^I12):
+               v2.5.1 ER7 bytes from typed values, keyed for the partner by RF1-6
+    client     MllpChannel: deliver one message over MLLP, its ACK judged into a Receipt,
+               PartnerRejected (AE/AR) or PartnerUnavailable (retry)
     errors     Problem, Location (ERR-2), ErrorCode (table 0357), AckCode, Hl7ParseError
 
-Typical use by the service: `inbound = read_message(payload)`; store `inbound.raw` with its
-problems when `not inbound.accepted`; answer `acknowledge(inbound, control_id=..., at=...)`.
+Typical use by the service, inbound: `inbound = read_message(payload)`; store `inbound.raw` with
+its problems when `not inbound.accepted`; answer `acknowledge(inbound, control_id=..., at=...)`.
+Outbound: `channel.deliver(write_referral(referral, envelope))`, with a new envelope (MSH-10)
+per message and the same one for a resend of it.
 """
 
 from adapters.hl7v2.ack import Responder, acknowledge, build_ack, encode_ack, refuse
+from adapters.hl7v2.client import MllpChannel
 from adapters.hl7v2.errors import AckCode, ErrorCode, Hl7ParseError, Location, Problem, Severity
 from adapters.hl7v2.messages import (
     Discharge,
+    EntityIdentifier,
     FileRead,
+    HierarchicDesignator,
+    Identifier,
     Inbound,
+    PersonName,
     Referral,
     read_file,
     read_message,
 )
 from adapters.hl7v2.mllp import MllpDecoder, MllpServer, MllpStats, frame, serve_mllp
+from adapters.hl7v2.outbound import (
+    Code,
+    Envelope,
+    OutgoingPatient,
+    OutgoingReferral,
+    Party,
+    Priority,
+    ReferralStatus,
+    ReturnedReferral,
+    Sex,
+    write_cancellation,
+    write_referral,
+    write_return,
+)
 
 __all__ = [
     "AckCode",
+    "Code",
     "Discharge",
+    "EntityIdentifier",
+    "Envelope",
     "ErrorCode",
     "FileRead",
+    "HierarchicDesignator",
     "Hl7ParseError",
+    "Identifier",
     "Inbound",
     "Location",
+    "MllpChannel",
     "MllpDecoder",
     "MllpServer",
     "MllpStats",
+    "OutgoingPatient",
+    "OutgoingReferral",
+    "Party",
+    "PersonName",
+    "Priority",
     "Problem",
     "Referral",
+    "ReferralStatus",
     "Responder",
+    "ReturnedReferral",
     "Severity",
+    "Sex",
     "acknowledge",
     "build_ack",
     "encode_ack",
@@ -45,4 +84,7 @@ __all__ = [
     "read_message",
     "refuse",
     "serve_mllp",
+    "write_cancellation",
+    "write_referral",
+    "write_return",
 ]

@@ -37,6 +37,8 @@ from interop.services.search_parser import Paging
 from interop.services.staff import StaffPrincipal
 from interop.store.database import unit_of_work
 from interop.store.repository import ResourceRepository
+from mappings import handoff, service_request
+from mappings.errors import MappingError
 from mappings.model import Handoff, PartyKind, Referral
 from mappings.terminology import LEVEL_OF_CARE
 
@@ -63,7 +65,7 @@ class _Outgoing:
     receiver: str
     reason: str
     plan: tuple[PlanItem, ...]
-    transition: LevelOfCareTransition | None
+    transition: tuple[str, str, str] | None  # from level, to level, planned date (YYYYMMDD)
 
 
 class DocumentExports:
@@ -84,52 +86,41 @@ class DocumentExports:
     def transfer_summary(self, handoff_id: str, staff: StaffPrincipal) -> bytes:
         """The Transfer Summary (C-CDA R2.1, LOINC 18761-7) of a handoff, for its receiver."""
         handoff: Handoff = self._cases.get(KINDS_BY_NAME["handoffs"], handoff_id, staff).value
-        planned = f"Admission at the receiving program on {handoff.planned_date.isoformat()}"
-        return self._export(
-            _Outgoing(
-                kind=DocumentKind.TRANSFER_SUMMARY,
-                key=f"transfer-summary-{handoff.id}",
-                client=str(handoff.client_id),
-                sender=str(handoff.from_program_id),
-                receiver=_local("Organization", handoff.to_program_id),
-                reason=_transition_text(handoff),
-                plan=(PlanItem(PlannedKind.ENCOUNTER, planned),),
-                transition=LevelOfCareTransition(
-                    from_level=self._level_code(handoff.from_level.value),
-                    to_level=self._level_code(handoff.to_level.value),
-                    planned_date=f"{handoff.planned_date:%Y%m%d}",
-                ),
-            )
-        )
+        receiver = receiving_program(_local("Organization", handoff.to_program_id))
+        return self._export(receiver, lambda ops: _handoff_outgoing(ops, handoff_id))
 
     def referral_note(self, referral_id: str, staff: StaffPrincipal) -> bytes:
         """The Referral Note (C-CDA R2.1, LOINC 57133-1) of a referral, for the program asked."""
         referral: Referral = self._cases.get(KINDS_BY_NAME["referrals"], referral_id, staff).value
         if referral.performer_id is None:
             raise InvalidRequest("the referral names no program to send a Referral Note to")
-        sender = referral.requester.ref if referral.requester.kind is PartyKind.PROGRAM else ""
-        asked = referral.service.display or referral.service.code
-        return self._export(
-            _Outgoing(
-                kind=DocumentKind.REFERRAL_NOTE,
-                key=f"referral-note-{referral.id}",
-                client=str(referral.client_id),
-                sender=str(sender),
-                receiver=_local("Organization", referral.performer_id),
-                reason=referral.reason or asked,
-                plan=(PlanItem(PlannedKind.ENCOUNTER, f"Referral: {asked}"),),
-                transition=None,
-            )
-        )
+        receiver = receiving_program(_local("Organization", referral.performer_id))
+        return self._export(receiver, lambda ops: _referral_outgoing(ops, referral_id))
 
-    def _export(self, outgoing: "_Outgoing") -> bytes:
-        """Gather, as the receiver is allowed to have it, and write."""
+    def for_task(self, task_id: str, receiver: Requester) -> tuple[DocumentKind, bytes]:
+        """The document a referral's Task sends its owner: a Transfer Summary when the Task is
+        a handoff, else a Referral Note; read, like everything in it, as `receiver` may."""
+        kinds: list[DocumentKind] = []
+
+        def outgoing(operations: ResourceOperations) -> _Outgoing:
+            made = _task_outgoing(operations, task_id)
+            kinds.append(made.kind)
+            return made
+
+        document = self._export(receiver, outgoing)
+        return kinds[0], document
+
+    def _export(
+        self, receiver: Requester, outgoing_from: Callable[[ResourceOperations], "_Outgoing"]
+    ) -> bytes:
+        """Gather, as the receiver is allowed to have it (the referral itself included), and
+        write."""
         gate = None
         try:
             with unit_of_work(self._engine, writes=False) as session:
-                requester = _receiving(outgoing.receiver, outgoing.key)
-                gate = self._gates.open(session, requester, "ccda-export")
+                gate = self._gates.open(session, receiver, "ccda-export")
                 operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
+                outgoing = outgoing_from(operations)
                 document = self._document(operations, outgoing, gate.released)
         finally:
             if gate is not None:
@@ -174,8 +165,16 @@ class DocumentExports:
             problems=tuple(_problem(c) for c in conditions),
             goals=tuple(_goal(g) for g in goals),
             plan=outgoing.plan,
-            transition=outgoing.transition,
+            transition=self._transition(outgoing.transition),
             part2=self._marking(released),
+        )
+
+    def _transition(self, levels: tuple[str, str, str] | None) -> LevelOfCareTransition | None:
+        if levels is None:
+            return None
+        from_level, to_level, planned_date = levels
+        return LevelOfCareTransition(
+            self._level_code(from_level), self._level_code(to_level), planned_date
         )
 
     def _level_code(self, code: str) -> cda.Code:
@@ -237,10 +236,10 @@ class DocumentExports:
         return cda.Identifier(self._oid_root, f"{system}|{value}" if system else value)
 
 
-def _receiving(receiver: str, handoff_id: str) -> Requester:
-    """The receiving program as the gate's requester, asking for treatment."""
+def receiving_program(receiver: str) -> Requester:
+    """A program without a registration as the gate's requester, asking for treatment."""
     return Requester(
-        client_id=f"ccda-export:{handoff_id}",
+        client_id=f"ccda-export:{receiver}",
         organization=receiver,
         scopes=parse_scopes("system/*.rs"),
         purposes=("TREAT",),
@@ -249,6 +248,82 @@ def _receiving(receiver: str, handoff_id: str) -> Requester:
         covered_entity=True,
         first_party=False,
     )
+
+
+def _handoff_outgoing(operations: ResourceOperations, task_id: str) -> _Outgoing:
+    task = _released(operations, "Task", task_id)
+    order = _released(operations, "ServiceRequest", _focus(task)) if task else None
+    if task is None or order is None:
+        raise Forbidden(_WITHHELD)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": _plain(order)}, {"resource": _plain(task)}],
+    }
+    handoff_value = handoff.from_fhir(bundle).value
+    planned = f"Admission at the receiving program on {handoff_value.planned_date.isoformat()}"
+    return _Outgoing(
+        kind=DocumentKind.TRANSFER_SUMMARY,
+        key=f"transfer-summary-{handoff_value.id}",
+        client=str(handoff_value.client_id),
+        sender=str(handoff_value.from_program_id),
+        receiver=_local("Organization", handoff_value.to_program_id),
+        reason=_transition_text(handoff_value),
+        plan=(PlanItem(PlannedKind.ENCOUNTER, planned),),
+        transition=(
+            handoff_value.from_level.value,
+            handoff_value.to_level.value,
+            f"{handoff_value.planned_date:%Y%m%d}",
+        ),
+    )
+
+
+def _referral_outgoing(operations: ResourceOperations, referral_id: str) -> _Outgoing:
+    order = _released(operations, "ServiceRequest", referral_id)
+    if order is None:
+        raise Forbidden(_WITHHELD)
+    referral = service_request.from_fhir(_plain(order)).value
+    if referral.performer_id is None:
+        raise InvalidRequest("the referral names no program to send a Referral Note to")
+    sender = referral.requester.ref if referral.requester.kind is PartyKind.PROGRAM else ""
+    asked = referral.service.display or referral.service.code
+    return _Outgoing(
+        kind=DocumentKind.REFERRAL_NOTE,
+        key=f"referral-note-{referral.id}",
+        client=str(referral.client_id),
+        sender=str(sender),
+        receiver=_local("Organization", referral.performer_id),
+        reason=referral.reason or asked,
+        plan=(PlanItem(PlannedKind.ENCOUNTER, f"Referral: {asked}"),),
+        transition=None,
+    )
+
+
+def _task_outgoing(operations: ResourceOperations, task_id: str) -> _Outgoing:
+    task = _released(operations, "Task", task_id)
+    if task is None:
+        raise Forbidden(_WITHHELD)
+    try:
+        return _handoff_outgoing(operations, task_id)
+    except MappingError:
+        return _referral_outgoing(operations, _focus(task))
+
+
+def _focus(task: dict[str, Any]) -> str:
+    reference = str(task.get("focus", {}).get("reference", ""))
+    kind, _, ident = reference.rpartition("/")
+    return ident if kind.endswith("ServiceRequest") else ""
+
+
+def _plain(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without what the server and the gate put in meta, as the mappings read
+    domain values from what was written."""
+    rest = {k: v for k, v in resource.items() if k != "meta"}
+    profiles = resource.get("meta", {}).get("profile")
+    return {**rest, "meta": {"profile": profiles}} if profiles else rest
+
+
+_WITHHELD = "no consent on file lets the receiving program have this referral"
 
 
 def _local(kind: str, ref: str) -> str:

@@ -48,7 +48,7 @@ from mappings.errors import FhirContentError
 from mappings.terminology import PATIENT_REFERRAL
 
 _PAGING = Paging(2, 2)
-_V2_IDENTIFIERS = "urn:recovery-interop:hl7v2"
+V2_IDENTIFIERS = "urn:recovery-interop:hl7v2"
 _PRIORITIES = {"S": m.Urgency.STAT, "A": m.Urgency.ASAP, "R": m.Urgency.ROUTINE}
 _SEX = {"F": m.Gender.FEMALE, "M": m.Gender.MALE, "O": m.Gender.OTHER}
 
@@ -180,7 +180,7 @@ def _referral(operations: ResourceOperations, message: Referral) -> list[str]:
     referring = _program(operations, message.referring, message.header.segment.value(4))
     receiving = _program(operations, message.referred_to, "")
     placer = m.Identifier(
-        f"{_V2_IDENTIFIERS}:referral:{_namespace(message)}", message.originating_id.value
+        f"{V2_IDENTIFIERS}:referral:{_namespace(message)}", message.originating_id.value
     )
     existing = operations.conditional_match(
         "ServiceRequest", f"identifier={placer.system}|{placer.value}", ""
@@ -210,11 +210,12 @@ def _referral(operations: ResourceOperations, message: Referral) -> list[str]:
         authored_on=authored,
         owner=m.Party(m.PartyKind.PROGRAM, m.Ref(receiving)) if receiving else None,
     )
-    made = []
-    for resource in (service_request.to_fhir(referral), task.to_fhir(fulfillment)):
-        operations.update(resource["resourceType"], resource["id"], resource)
-        made.append(f"{resource['resourceType']}/{resource['id']}")
-    return [f"Patient/{client}", *made]
+    order = service_request.to_fhir(referral)
+    operations.update("ServiceRequest", order["id"], order)
+    shared = task.to_fhir(fulfillment)
+    if existing is None:  # a resend updates the order, never the Task's workflow state
+        operations.update("Task", shared["id"], shared)
+    return [f"Patient/{client}", f"ServiceRequest/{order['id']}", f"Task/{shared['id']}"]
 
 
 def _discharge(operations: ResourceOperations, message: Discharge) -> list[str]:
@@ -294,7 +295,7 @@ def _identifier_system(authority: Any) -> str:
     if authority is not None and authority.universal_id and authority.universal_id_type == "ISO":
         return f"urn:oid:{authority.universal_id}"
     name = authority.namespace_id if authority is not None else ""
-    return f"{_V2_IDENTIFIERS}:assigning-authority:{name or 'unknown'}"
+    return f"{V2_IDENTIFIERS}:assigning-authority:{name or 'unknown'}"
 
 
 def _namespace(message: Referral) -> str:

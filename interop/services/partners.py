@@ -9,13 +9,16 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from interop.auth.scopes import InvalidScope, format_scopes, parse_scopes
 from interop.services.errors import InvalidRequest, ResourceNotFound
+from interop.services.outbox import ChannelKind
 from interop.services.resources import ResourceOperations
 from interop.services.search_parser import Paging
 from interop.services.write_policy import REGISTRATION_TAG_CODE
@@ -30,6 +33,23 @@ from mappings.terminology import (
 )
 
 REGISTRATION_TAG = {"system": REGISTRATION_TAG_SYSTEM, "code": REGISTRATION_TAG_CODE[1]}
+_CONNECTION_TYPES = {ChannelKind.FHIR: "hl7-fhir-rest", ChannelKind.HL7V2_MLLP: "hl7v2-mllp"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """Where and how changes reach the partner (REFERRALS.md, "How partners learn of changes").
+
+    `address` is a FHIR base URL (fhir), a URL documents are POSTed to (ccda-http), a directory
+    the partner picks documents up from (ccda-directory), or host:port (hl7v2-mllp).
+    `client_id` and `token_url` are our registration at the partner's authorization server,
+    for SMART Backend Services tokens (fhir, ccda-http); without them nothing is signed.
+    """
+
+    kind: ChannelKind
+    address: str
+    client_id: str | None = None
+    token_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +64,7 @@ class Partner:
     covered_entity: bool
     first_party: bool
     enabled: bool
+    channel: ChannelConfig | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +80,7 @@ class NewPartner:
     part2_program: bool = False
     covered_entity: bool = False
     first_party: bool = False
-    endpoint: str | None = None  # the partner's own FHIR server, when it has one
+    channel: ChannelConfig | None = None  # None: the partner polls our FHIR API
 
 
 class PartnerService:
@@ -71,14 +92,11 @@ class PartnerService:
     def register(self, new: NewPartner) -> Partner:
         _check_scopes(new.scopes)
         jwks = _checked_jwks(new.jwks, new.jwks_url)
+        channel = _checked_channel(new.channel)
         with unit_of_work(self._engine) as session:
             operations = ResourceOperations(ResourceRepository(session), Paging(1, 1))
             organization_id = str(uuid.uuid4())
-            endpoint_id = None
-            if new.endpoint is not None:
-                endpoint_id = str(uuid.uuid4())
-                endpoint = _endpoint(new.name, new.endpoint, organization_id)
-                operations.create("Endpoint", endpoint, base_url="", resource_id=endpoint_id)
+            endpoint_id = _publish_endpoint(operations, new.name, organization_id, channel)
             organization = operations.create(
                 "Organization",
                 _organization(new, endpoint_id),
@@ -97,6 +115,7 @@ class PartnerService:
                 first_party=new.first_party,
                 created_at=now_ms(),
             )
+            _set_channel_columns(row, channel)
             session.add(row)
             return _partner(row)
 
@@ -131,6 +150,25 @@ class PartnerService:
             session.add(row)
             return _partner(row)
 
+    def set_channel(self, client_id: str, channel: ChannelConfig | None) -> Partner:
+        """Change how the partner is reached; its Organization's Endpoint follows. Changes
+        already queued go out through the new channel."""
+        checked = _checked_channel(channel)
+        with unit_of_work(self._engine) as session:
+            row = _existing(session, client_id)
+            operations = ResourceOperations(ResourceRepository(session), Paging(1, 1))
+            endpoint_id = _publish_endpoint(operations, row.name, row.organization_id, checked)
+            organization = orjson.loads(
+                operations.read("Organization", row.organization_id).content or b"{}"
+            )
+            organization.pop("endpoint", None)
+            if endpoint_id is not None:
+                organization["endpoint"] = [{"reference": f"Endpoint/{endpoint_id}"}]
+            operations.update("Organization", row.organization_id, organization)
+            _set_channel_columns(row, checked)
+            session.add(row)
+            return _partner(row)
+
 
 def _row(session: Any, client_id: str) -> PartnerRow | None:
     statement = select(PartnerRow).where(col(PartnerRow.client_id) == client_id)
@@ -157,26 +195,83 @@ def _partner(row: PartnerRow) -> Partner:
         covered_entity=row.covered_entity,
         first_party=row.first_party,
         enabled=row.enabled,
+        channel=_channel(row),
     )
 
 
-def _endpoint(name: str, address: str, organization_id: str) -> dict[str, Any]:
-    """The partner's FHIR server (R4 Endpoint), where referrals to it are delivered."""
-    if not address.startswith("https://") and not address.startswith("http://127.0.0.1"):
-        raise InvalidRequest("a partner's FHIR endpoint must use https")
+def _channel(row: PartnerRow) -> ChannelConfig | None:
+    if row.channel == ChannelKind.NONE or row.channel_address is None:
+        return None
+    return ChannelConfig(
+        ChannelKind(row.channel), row.channel_address, row.channel_client_id, row.channel_token_url
+    )
+
+
+def _set_channel_columns(row: PartnerRow, channel: ChannelConfig | None) -> None:
+    row.channel = channel.kind if channel is not None else ChannelKind.NONE
+    row.channel_address = channel.address if channel is not None else None
+    row.channel_client_id = channel.client_id if channel is not None else None
+    row.channel_token_url = channel.token_url if channel is not None else None
+
+
+def _checked_channel(channel: ChannelConfig | None) -> ChannelConfig | None:
+    """Refuse a channel that could not work, or would send patient data in the clear."""
+    if channel is None or channel.kind is ChannelKind.NONE:
+        return None
+    if channel.kind in (ChannelKind.FHIR, ChannelKind.CCDA_HTTP):
+        _require_https(channel.address, "a partner's channel URL")
+    elif channel.kind is ChannelKind.CCDA_DIRECTORY:
+        if not PurePosixPath(channel.address).is_absolute():
+            raise InvalidRequest("a drop directory must be an absolute path")
+    else:
+        _check_host_port(channel.address)
+    if channel.token_url is not None:
+        _require_https(channel.token_url, "a partner's token URL")
+        if not channel.client_id:
+            raise InvalidRequest("a token URL needs the client_id the partner gave us")
+    return channel
+
+
+def _require_https(url: str, what: str) -> None:
+    """https, or plain http to this machine's loopback (a tunnel, or tests)."""
+    if not url.startswith("https://") and not url.startswith("http://127.0.0.1"):
+        raise InvalidRequest(f"{what} must use https")
+
+
+def _check_host_port(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidRequest(f"an MLLP address is host:port, not {address[:80]!r}")
+
+
+def _publish_endpoint(
+    operations: ResourceOperations, name: str, organization_id: str, channel: ChannelConfig | None
+) -> str | None:
+    """An R4 Endpoint for channels other systems can address (FHIR, MLLP); documents dropped
+    in a directory or posted to a drop URL are not published."""
+    if channel is None or channel.kind not in _CONNECTION_TYPES:
+        return None
+    endpoint_id = str(uuid.uuid4())
+    endpoint = _endpoint(name, channel, organization_id)
+    operations.create("Endpoint", endpoint, base_url="", resource_id=endpoint_id)
+    return endpoint_id
+
+
+def _endpoint(name: str, channel: ChannelConfig, organization_id: str) -> dict[str, Any]:
+    fhir = channel.kind is ChannelKind.FHIR
     return {
         "resourceType": "Endpoint",
         "meta": {"tag": [REGISTRATION_TAG]},
         "status": "active",
         "connectionType": {
             "system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
-            "code": "hl7-fhir-rest",
+            "code": _CONNECTION_TYPES[channel.kind],
         },
-        "name": f"{name} FHIR R4 server",
+        "name": f"{name} FHIR R4 server" if fhir else f"{name} HL7 v2 interface",
         "managingOrganization": {"reference": f"Organization/{organization_id}"},
-        "payloadType": [{"text": "FHIR R4 resources"}],
-        "payloadMimeType": ["application/fhir+json"],
-        "address": address,
+        "payloadType": [{"text": "FHIR R4 resources" if fhir else "HL7 v2.5.1 REF/RRI messages"}],
+        "payloadMimeType": ["application/fhir+json" if fhir else "x-application/hl7-v2+er7"],
+        "address": channel.address if fhir else f"mllp://{channel.address}",
     }
 
 
@@ -212,8 +307,7 @@ def _checked_jwks(jwks: dict[str, Any] | None, jwks_url: str | None) -> dict[str
     if (jwks is None) == (jwks_url is None):
         raise InvalidRequest("give either a JWKS or a JWKS URL")
     if jwks_url is not None:
-        if not jwks_url.startswith("https://") and not jwks_url.startswith("http://127.0.0.1"):
-            raise InvalidRequest("a JWKS URL must use https")
+        _require_https(jwks_url, "a JWKS URL")
         return None
     assert jwks is not None
     keys = jwks.get("keys")

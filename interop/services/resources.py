@@ -25,6 +25,7 @@ from interop.services.errors import (
     ResourceNotFound,
     VersionConflict,
 )
+from interop.services.outbox import note_change
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.store.database import unit_of_work
@@ -52,6 +53,11 @@ class Gate(Protocol):
 
 class WriteGuard(Protocol):
     """Decides whether the requester may write this resource (partner isolation)."""
+
+    @property
+    def organization(self) -> str:
+        """The writing partner's Organization ("Organization/{id}")."""
+        ...
 
     def check(self, resource_type: str, old: bytes | None, new: dict[str, Any] | None) -> None: ...
 
@@ -86,7 +92,9 @@ class ResourceOperations:
     """The interactions, inside the caller's unit of work.
 
     Reads go through `gate` (the disclosure gate of this request) whenever one is given: what
-    it withholds is treated exactly as what does not exist.
+    it withholds is treated exactly as what does not exist. Writes queue what partners must be
+    told in the same transaction (interop.services.outbox); `origin` names the Organization
+    making the change when no guard does (an HL7 v2 sender), so it is not told of its own change.
     """
 
     def __init__(
@@ -95,11 +103,14 @@ class ResourceOperations:
         paging: Paging,
         guard: WriteGuard | None = None,
         gate: Gate | None = None,
+        *,
+        origin: str | None = None,
     ) -> None:
         self._repository = repository
         self._paging = paging
         self._guard = guard
         self._gate = gate
+        self._origin = origin if guard is None else guard.organization
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         check_type(resource_type)
@@ -302,12 +313,14 @@ class ResourceOperations:
         stored = StoredVersion(
             resource_type, resource_id, version_id, last_updated, method, fhir.to_json(body)
         )
+        before = row.content if row is not None and not row.deleted else None
         try:
             self._repository.write(row, stored, extract(body))
         except IntegrityError:
             raise VersionConflict(
                 f"{resource_type}/{resource_id} was changed by another request; read it and retry"
             ) from None
+        note_change(self._repository.session, stored, before, self._origin)
         return stored
 
     def _released_matches(self, query: SearchQuery) -> list[tuple[ResourceRow, StoredVersion]]:

@@ -25,6 +25,10 @@ class PartnerWriteGuard:
         self._organization = requester.organization
         self._base_url = base_url.rstrip("/")
 
+    @property
+    def organization(self) -> str:
+        return self._organization
+
     def check(self, resource_type: str, old: bytes | None, new: dict[str, Any] | None) -> None:
         before = orjson.loads(old) if old is not None else None
         for resource in (before, new):

@@ -41,6 +41,11 @@ class ResourceRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
+    @property
+    def session(self) -> Session:
+        """The caller's transaction, for writes that must commit with the resource's."""
+        return self._session
+
     def current(
         self, resource_type: str, resource_id: str, *, lock: bool = False
     ) -> ResourceRow | None:

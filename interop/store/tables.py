@@ -92,6 +92,10 @@ class PartnerRow(SQLModel, table=True):
     first_party: bool = False
     enabled: bool = True
     created_at: datetime
+    channel: str = Field(default="none", max_length=16)
+    channel_address: str | None = Field(default=None, max_length=2000)
+    channel_client_id: str | None = Field(default=None, max_length=200)
+    channel_token_url: str | None = Field(default=None, max_length=2000)
 
 
 class UsedAssertionRow(SQLModel, table=True):
@@ -192,8 +196,42 @@ class InboundMessageRow(SQLModel, table=True):
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class OutboxRow(SQLModel, table=True):
+    """One change that must reach one partner, written in the transaction of the change itself
+    (ARCHITECTURE.md rule 5) and worked by the dispatcher until delivered or given up.
+
+    `state` is transport state only (queued, sending, sent, acknowledged, failed, withheld),
+    never the Task's workflow state; `error` and `receipt` hold short texts of ours and the
+    partner's reference, never patient data. A row is the version of the resource that changed:
+    what is sent is decided by the disclosure gate when it is sent.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_subject", "partner_client_id", "resource_type", "resource_id"),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+    partner_client_id: str = Field(max_length=64)
+    channel: str = Field(max_length=16)
+    event: str = Field(max_length=32)
+    resource_type: str = Field(max_length=64)
+    resource_id: str = Field(max_length=64)
+    version_id: int
+    state: str = Field(max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    error: str = Field(default="", max_length=1000)
+    receipt: str = Field(default="", max_length=1000)
+    finished_at: datetime | None = None
+
+
 RESOURCE_TABLE: Final[Table] = ResourceRow.__table__  # type: ignore[attr-defined]
 VERSION_TABLE: Final[Table] = ResourceVersionRow.__table__  # type: ignore[attr-defined]
 INDEX_TABLE: Final[Table] = SearchIndexRow.__table__  # type: ignore[attr-defined]
 LOG_TABLE: Final[Table] = DisclosureLogRow.__table__  # type: ignore[attr-defined]
+OUTBOX_TABLE: Final[Table] = OutboxRow.__table__  # type: ignore[attr-defined]
 """Typed handles on the tables, for SQL expressions (SQLModel types the fields as values)."""

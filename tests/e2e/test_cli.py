@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from interop.settings import Settings
 from tests.conftest import REPOSITORY
+from tests.e2e.test_sync_delivery import refer
 from tests.keys import rsa_key
 
 pytestmark = pytest.mark.e2e
@@ -108,3 +111,34 @@ def test_users_add_reads_the_password_from_the_prompt(tmp_path: Path) -> None:
         stdin=f"{secret}\n{secret}\n",
     )
     assert again.returncode == 2
+
+
+def test_sync_dispatch_delivers_what_is_queued_and_status_shows_it(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    """An operator's round: a partner with a drop directory, a referral to it, one
+    `interop sync dispatch --once` in its own process, and `sync status` telling how it went."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    database = settings.database_url
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(rsa_key().jwks()))
+    added = interop(
+        "partners", "add", "Coastal Primary Care",
+        "--identifier", "http://hl7.org/fhir/sid/us-npi|1234567893",
+        "--jwks", str(jwks), "--scope", "system/*.rs",
+        "--channel", "ccda-directory", "--channel-address", str(drop),
+        "--database-url", database,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    program = json.loads(added.stdout)["organization"].split("/")[1]
+    refer(client, program)
+    dispatched = interop("sync", "dispatch", "--once", "--database-url", database)
+    assert dispatched.returncode == 0, dispatched.stderr
+    assert [entry["state"] for entry in json.loads(dispatched.stdout)] == ["sent"]
+    assert [path.name for path in drop.iterdir()] == ["referral-note-task-1-v1.xml"]
+    status = json.loads(interop("sync", "status", "--database-url", database).stdout)
+    assert [(row["event"], row["state"], row["resource"]) for row in status] == [
+        ("referral-sent", "sent", "Task/task-1")
+    ]
+    assert "Quill" not in dispatched.stdout + dispatched.stderr + json.dumps(status)

@@ -1,6 +1,6 @@
 """Partner registrations for administrators: the API twin of `interop partners`."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
@@ -9,9 +9,30 @@ from starlette.requests import Request
 from interop.api.deps import BaseUrlDep
 from interop.api.security import AdministratorDep
 from interop.services.errors import InvalidRequest
-from interop.services.partners import NewPartner, Partner, PartnerService
+from interop.services.outbox import ChannelKind
+from interop.services.partners import ChannelConfig, NewPartner, Partner, PartnerService
 
 router = APIRouter(prefix="/admin", tags=["Administration"])
+
+
+class ChannelIn(BaseModel):
+    """How changes reach the partner; leave it out when the partner polls our FHIR API."""
+
+    kind: Literal["fhir", "ccda-http", "ccda-directory", "hl7v2-mllp"]
+    address: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="FHIR base URL, document drop URL, absolute directory, or host:port",
+    )
+    client_id: str | None = Field(
+        default=None, max_length=200, description="Our client_id at the partner"
+    )
+    token_url: str | None = Field(
+        default=None, max_length=2000, description="The partner's OAuth token URL"
+    )
+
+    def config(self) -> ChannelConfig:
+        return ChannelConfig(ChannelKind(self.kind), self.address, self.client_id, self.token_url)
 
 
 class PartnerIn(BaseModel):
@@ -23,7 +44,7 @@ class PartnerIn(BaseModel):
     part2_program: bool = False
     covered_entity: bool = False
     first_party: bool = False
-    endpoint: str | None = Field(default=None, description="The partner's FHIR base, if any")
+    channel: ChannelIn | None = None
 
 
 class KeysIn(BaseModel):
@@ -42,6 +63,7 @@ class PartnerOut(BaseModel):
     enabled: bool
     token_url: str
     fhir_base: str
+    channel: ChannelIn | None
 
 
 def _partners(request: Request) -> PartnerService:
@@ -65,6 +87,18 @@ def describe(partner: Partner, base: str) -> PartnerOut:
         enabled=partner.enabled,
         token_url=base.removesuffix("/fhir") + "/auth/token",
         fhir_base=base,
+        channel=_channel_out(partner.channel),
+    )
+
+
+def _channel_out(channel: ChannelConfig | None) -> ChannelIn | None:
+    if channel is None:
+        return None
+    return ChannelIn(
+        kind=channel.kind.value,
+        address=channel.address,
+        client_id=channel.client_id,
+        token_url=channel.token_url,
     )
 
 
@@ -93,7 +127,7 @@ def register_partner(
         part2_program=body.part2_program,
         covered_entity=body.covered_entity,
         first_party=body.first_party,
-        endpoint=body.endpoint,
+        channel=body.channel.config() if body.channel is not None else None,
     )
     return describe(partners.register(new), base)
 
@@ -117,3 +151,16 @@ def rotate_partner_key(
     client_id: str, body: KeysIn, partners: PartnersDep, base: BaseUrlDep, _: AdministratorDep
 ) -> PartnerOut:
     return describe(partners.rotate_key(client_id, body.jwks, body.jwks_url), base)
+
+
+@router.put("/partners/{client_id}/channel", operation_id="set_partner_channel")
+def set_partner_channel(
+    client_id: str,
+    body: ChannelIn | None,
+    partners: PartnersDep,
+    base: BaseUrlDep,
+    _: AdministratorDep,
+) -> PartnerOut:
+    """Change how changes reach the partner; a null body means the partner polls."""
+    channel = body.config() if body is not None else None
+    return describe(partners.set_channel(client_id, channel), base)

@@ -17,6 +17,7 @@ from interop.auth.oidc import OidcClient, OidcFailed
 from interop.services.staff import LoginFailed, StaffService, StaffSession
 from interop.services.tokens import Endpoints, TokenService
 from interop.settings import Settings
+from interop.sync.identity import SyncIdentity
 
 router = APIRouter(tags=["Authorization"])
 _LOGIN_CSRF_COOKIE = "interop_login_csrf"
@@ -54,6 +55,16 @@ def smart_configuration(request: Request, base: BaseUrlDep) -> JSONResponse:
             "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
         }
     )
+
+
+@router.get("/auth/jwks.json", operation_id="our_jwks")
+def our_jwks(request: Request) -> JSONResponse:
+    """The public key our client assertions are signed with at partners' token endpoints
+    (SMART Backend Services), for partners to register as our JWKS URL; empty when this
+    deployment pushes to no partner that needs it."""
+    identity: SyncIdentity | None = request.app.state.sync_identity
+    keys = identity.jwks() if identity is not None else {"keys": []}
+    return JSONResponse(keys, headers={"Cache-Control": "public, max-age=300"})
 
 
 @router.post("/auth/token", operation_id="token")

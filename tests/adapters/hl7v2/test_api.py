@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-MODULES = ["", ".er7", ".messages", ".ack", ".mllp", ".errors"]
+MODULES = ["", ".er7", ".messages", ".ack", ".mllp", ".errors", ".outbound", ".client"]
 
 
 @pytest.mark.parametrize("suffix", MODULES)

@@ -156,7 +156,7 @@ def test_registration_creates_the_organization_and_its_endpoint(
         "scope": "system/Task.cru",
         "jwks": rsa_key().jwks(),
         "covered_entity": True,
-        "endpoint": "https://fhir.northside.example.org/r4",
+        "channel": {"kind": "fhir", "address": "https://fhir.northside.example.org/r4"},
     }
     partner = anonymous.post("/admin/partners", json=body, headers={"X-CSRF-Token": admin}).json()
     organization = client.get(f"/fhir/{partner['organization']}").json()

@@ -63,16 +63,16 @@ def admin(anonymous: TestClient, client: TestClient) -> TestClient:
     return browser
 
 
-def test_without_consent_the_part2_records_stay_out(admin: TestClient) -> None:
-    """P1/P2: the client's demographics are not Part 2 data here, the Part 2 program's
-    diagnosis is, and without a consent for the receiver it is left out, unmarked."""
+def test_without_consent_no_document_leaves(admin: TestClient) -> None:
+    """P1/P2: the handoff itself is a Part 2 record (the residential program's referral to the
+    next level names the client as its patient), so without a consent for the receiver no
+    Transfer Summary is written at all, and the refusal names no one."""
     response = admin.get(SUMMARY)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 403, response.text
+    problem = response.json()
+    assert problem["detail"] == "no consent on file lets the receiving program have this referral"
+    assert "Rivers" not in response.text
     assert "Opioid" not in response.text
-    assert "5602001" not in response.text
-    document = read_document(response.content)
-    assert all(problem.value is None for problem in document.problems)
-    assert document.confidentiality.value == "N"
 
 
 def test_with_consent_the_document_carries_the_records_and_the_part2_markings(
@@ -103,9 +103,23 @@ def test_with_consent_the_document_carries_the_records_and_the_part2_markings(
     assert "NORDSLCD" not in response.text
 
 
-def test_a_referral_note_goes_to_the_program_asked(admin: TestClient) -> None:
-    response = admin.get("/cases/referrals/referral-residential/referral-note")
+def test_a_referral_note_goes_to_the_program_asked_only_with_consent(
+    admin: TestClient, client: TestClient
+) -> None:
+    """The detox program's referral is Part 2 data: the residential program gets its Referral
+    Note once the client has consented to that disclosure, not before."""
+    note = "/cases/referrals/referral-residential/referral-note"
+    assert admin.get(note).status_code == 403
+    consent = part2_consent(
+        "Patient/jordan-rivers", "Organization/harbor-detox", "Organization/riverside-residential"
+    )
+    response = client.put(
+        "/fhir/Consent/consent-jordan", json={**consent, "id": "consent-jordan"}, headers=FHIR_JSON
+    )
+    assert response.status_code == 201, response.text
+    response = admin.get(note)
     assert response.status_code == 200, response.text
     document = read_document(response.content)
     assert document.kind is DocumentKind.REFERRAL_NOTE
     assert "withdrawal management" in (document.reason_for_referral or "").lower()
+    assert document.confidentiality.value == "R"

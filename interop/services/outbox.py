@@ -1,0 +1,137 @@
+"""Which changes must reach which partner: written to the outbox in the transaction of the
+change itself (ARCHITECTURE.md rule 5), so a change is never stored without its notice, nor a
+notice queued for a change that rolled back.
+
+A referral's Task is shared by its requester and its owner (REFERRALS.md); when either is a
+partner with a channel, the other side's changes are queued for it. What each channel can
+carry decides the events:
+
+    channel          partner is the Task's owner            partner is the Task's requester
+    fhir             every new version                      every status change
+    ccda-http,       the Task enters `requested`: a         nothing (C-CDA carries no
+    ccda-directory   Referral Note, or a Transfer Summary   status back)
+                     for a handoff
+    hl7v2-mllp       enters `requested` (REF^I12),          every status change (RRI^I12)
+                     enters `cancelled` (REF^I14)
+
+A partner is never told of a change it made itself, nor, as requester, of the Task it created.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlmodel import Session
+
+from interop.store import outbox
+from interop.store.repository import StoredVersion
+from interop.store.search_params import parse_reference
+from interop.store.tables import OutboxRow
+
+
+class ChannelKind(StrEnum):
+    """How a partner receives changes (part of its registration)."""
+
+    NONE = "none"  # the partner polls our FHIR API (REFERRALS.md, "a partner without one")
+    FHIR = "fhir"
+    CCDA_HTTP = "ccda-http"
+    CCDA_DIRECTORY = "ccda-directory"
+    HL7V2_MLLP = "hl7v2-mllp"
+
+
+class Event(StrEnum):
+    TASK_CHANGED = "task-changed"  # FHIR: the current Task and its ServiceRequest
+    REFERRAL_SENT = "referral-sent"  # a document or REF^I12 for a new referral
+    REFERRAL_CANCELLED = "referral-cancelled"  # REF^I14
+    STATUS_RETURNED = "status-returned"  # RRI^I12 to a v2 referrer
+
+
+_DOCUMENT_CHANNELS = (ChannelKind.CCDA_HTTP, ChannelKind.CCDA_DIRECTORY)
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """The parties and the status move of one Task write."""
+
+    owner: str | None
+    requester: str | None
+    old_status: str | None
+    new_status: str | None
+
+    @property
+    def status_moved(self) -> bool:
+        return self.old_status is not None and self.old_status != self.new_status
+
+    def entered(self, status: str) -> bool:
+        return self.new_status == status and self.old_status != status
+
+
+def event_for(channel: str, role: str, change: _Change, created: bool) -> Event | None:
+    """The table of the module docstring: what this partner is told of this change."""
+    if role == "owner":
+        if channel == ChannelKind.FHIR:
+            return Event.TASK_CHANGED
+        if change.entered("requested"):
+            return Event.REFERRAL_SENT
+        if channel == ChannelKind.HL7V2_MLLP and change.entered("cancelled"):
+            return Event.REFERRAL_CANCELLED
+        return None
+    if created or not change.status_moved or channel in _DOCUMENT_CHANNELS:
+        return None
+    return Event.TASK_CHANGED if channel == ChannelKind.FHIR else Event.STATUS_RETURNED
+
+
+def note_change(
+    session: Session,
+    stored: StoredVersion,
+    before: bytes | None,
+    origin: str | None,
+) -> None:
+    """Queue what this write must tell partners, in the caller's transaction; `origin` is the
+    Organization of the partner making the change, if a partner is."""
+    if stored.resource_type != "Task" or stored.content is None:
+        return
+    after = orjson.loads(stored.content)
+    previous = orjson.loads(before) if before is not None else None
+    change = _Change(
+        owner=_organization(after.get("owner")),
+        requester=_organization(after.get("requester")),
+        old_status=previous.get("status") if previous is not None else None,
+        new_status=after.get("status"),
+    )
+    ids = [ref.split("/")[1] for ref in (change.owner, change.requester) if ref is not None]
+    rows = []
+    for partner in outbox.pushing_partners(session, ids):
+        if partner.organization == origin:
+            continue
+        role = "owner" if partner.organization == change.owner else "requester"
+        event = event_for(partner.channel, role, change, previous is None)
+        if event is not None:
+            rows.append(_row(partner, event, stored))
+    if rows:
+        outbox.add(session, rows)
+
+
+def _row(partner: outbox.ChannelPartner, event: Event, stored: StoredVersion) -> OutboxRow:
+    return OutboxRow(
+        created_at=stored.last_updated,
+        partner_client_id=partner.client_id,
+        channel=partner.channel,
+        event=event,
+        resource_type=stored.resource_type,
+        resource_id=stored.resource_id,
+        version_id=stored.version_id,
+        state=outbox.TransportState.QUEUED,
+        next_attempt_at=stored.last_updated,
+    )
+
+
+def _organization(reference: Any) -> str | None:
+    """A local Organization reference; other servers' organizations are not our partners."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return None
+    parsed = parse_reference(reference["reference"])
+    if parsed is None or parsed[0] != "Organization" or parsed[2] is not None:
+        return None
+    return f"Organization/{parsed[1]}"

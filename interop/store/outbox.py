@@ -1,0 +1,141 @@
+"""SQL of the sync outbox: rows are added inside the caller's transaction, claimed by
+dispatchers, and finished with their transport state. The caller commits.
+
+Claims are safe with many dispatchers: on PostgreSQL `FOR UPDATE SKIP LOCKED` lets each take
+different rows, on SQLite the write lock taken at BEGIN serializes them. A claim is a lease:
+a dispatcher that dies mid-delivery leaves its rows to be claimed again once the lease ends,
+which is why delivery is at least once and partners deduplicate by identifier.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import and_, exists, or_, select
+from sqlmodel import Session, col
+
+from interop.store.tables import OUTBOX_TABLE, OutboxRow, PartnerRow
+
+OUTBOX = OUTBOX_TABLE.c
+
+
+class TransportState(StrEnum):
+    """How far a change has got towards a partner; never the Task's own workflow state."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a dispatcher, under lease
+    SENT = "sent"  # handed over, no application acknowledgment (a file dropped)
+    ACKNOWLEDGED = "acknowledged"
+    FAILED = "failed"  # the partner refused it, or it never got through in time
+    WITHHELD = "withheld"  # the disclosure gate did not release it to this partner
+
+
+PENDING = (TransportState.QUEUED, TransportState.SENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPartner:
+    """A partner that is told of changes, and the Organization it is in the store."""
+
+    client_id: str
+    organization: str  # "Organization/{id}"
+    channel: str
+
+
+def pushing_partners(session: Session, organizations: Iterable[str]) -> list[ChannelPartner]:
+    """Enabled partners with a channel among these Organization ids."""
+    ids = sorted(set(organizations))
+    if not ids:
+        return []
+    statement = select(PartnerRow).where(
+        col(PartnerRow.organization_id).in_(ids),
+        col(PartnerRow.enabled).is_(True),
+        col(PartnerRow.channel) != "none",
+    )
+    return [
+        ChannelPartner(row.client_id, f"Organization/{row.organization_id}", row.channel)
+        for row in session.execute(statement).scalars()
+    ]
+
+
+def add(session: Session, rows: Sequence[OutboxRow]) -> None:
+    session.add_all(rows)
+    session.flush()
+
+
+def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list[OutboxRow]:
+    """Due rows, oldest first, at most one per partner and resource: a later change waits for
+    the earlier one, so a cancellation never overtakes the referral it cancels."""
+    earlier = OUTBOX_TABLE.alias("earlier").c
+    blocked_by_earlier = exists().where(
+        earlier.partner_client_id == OUTBOX.partner_client_id,
+        earlier.resource_type == OUTBOX.resource_type,
+        earlier.resource_id == OUTBOX.resource_id,
+        earlier.pk < OUTBOX.pk,
+        earlier.state.in_(list(PENDING)),
+    )
+    due = or_(
+        and_(
+            col(OutboxRow.state) == TransportState.QUEUED,
+            col(OutboxRow.next_attempt_at) <= now,
+        ),
+        and_(
+            col(OutboxRow.state) == TransportState.SENDING,
+            col(OutboxRow.lease_until) < now,
+        ),
+    )
+    statement = (
+        select(OutboxRow)
+        .where(due, ~blocked_by_earlier)
+        .order_by(col(OutboxRow.pk))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = list(session.execute(statement).scalars())
+    for row in rows:
+        row.state = TransportState.SENDING
+        row.lease_until = now + lease
+        row.attempts += 1
+    session.flush()
+    return rows
+
+
+def get(session: Session, pk: int, *, lock: bool = False) -> OutboxRow | None:
+    statement = select(OutboxRow).where(col(OutboxRow.pk) == pk)
+    if lock:
+        statement = statement.with_for_update()
+    row: OutboxRow | None = session.execute(statement).scalars().first()
+    return row
+
+
+def listing(
+    session: Session, states: Sequence[str], partner: str | None, limit: int
+) -> list[OutboxRow]:
+    """Newest first, for staff watching deliveries."""
+    statement = select(OutboxRow).order_by(col(OutboxRow.pk).desc()).limit(limit)
+    if states:
+        statement = statement.where(col(OutboxRow.state).in_(list(states)))
+    if partner is not None:
+        statement = statement.where(col(OutboxRow.partner_client_id) == partner)
+    return list(session.execute(statement).scalars())
+
+
+def partner(session: Session, client_id: str) -> PartnerRow | None:
+    statement = select(PartnerRow).where(col(PartnerRow.client_id) == client_id)
+    row: PartnerRow | None = session.execute(statement).scalars().first()
+    return row
+
+
+def requeue(session: Session, pk: int, now: datetime) -> OutboxRow | None:
+    """A failed or withheld delivery sent again from the start (staff fixed the cause)."""
+    row = get(session, pk, lock=True)
+    if row is None or row.state not in (TransportState.FAILED, TransportState.WITHHELD):
+        return row
+    row.state = TransportState.QUEUED
+    row.attempts = 0
+    row.next_attempt_at = now
+    row.finished_at = None
+    row.error = ""
+    session.add(row)
+    return row

@@ -1,0 +1,96 @@
+"""Each partner's channel, from its registration: the payload its adapter carries, built
+through the gate as that partner (interop.sync.payloads), handed to the adapter.
+
+The gate is asked with the partner's own registration: its granted scopes bound what is
+pushed exactly as they bound what it could read (no scope, no data), and it asks for
+treatment, the purpose a referral is made for.
+"""
+
+from pathlib import Path
+
+import httpx
+
+from adapters.ccda.delivery import DirectoryChannel, HttpDropChannel
+from adapters.errors import PartnerRejected
+from adapters.fhir_http import BackendServicesAuth, BackendServicesConfig, FhirPartnerChannel
+from adapters.ports import Receipt
+from interop.auth.requester import Requester
+from interop.auth.scopes import parse_scopes
+from interop.services.outbox import ChannelKind
+from interop.store.tables import OutboxRow, PartnerRow
+from interop.sync.identity import SyncIdentity
+from interop.sync.payloads import Payloads
+from interop.sync.v2 import V2Messages
+
+
+class ChannelDeliverer:
+    """The dispatcher's Deliverer: one payload, through the partner's registered channel."""
+
+    def __init__(
+        self,
+        payloads: Payloads,
+        http: httpx.Client,
+        identity: SyncIdentity | None,
+        v2: V2Messages,
+        timeout: float,
+    ) -> None:
+        self._payloads = payloads
+        self._http = http
+        self._identity = identity
+        self._v2 = v2
+        self._timeout = timeout
+        self._auths: dict[tuple[str, str, str], BackendServicesAuth] = {}
+
+    def deliver(self, row: OutboxRow, partner: PartnerRow) -> Receipt:
+        requester = as_requester(partner)
+        address = partner.channel_address or ""
+        kind = ChannelKind(partner.channel)
+        if kind is ChannelKind.FHIR:
+            bundle = self._payloads.fhir_transaction(row, requester)
+            return FhirPartnerChannel(address, self._http, self._auth(partner)).deliver(bundle)
+        if kind is ChannelKind.CCDA_HTTP:
+            document = self._payloads.document(row, requester)
+            return HttpDropChannel(address, self._http, self._auth(partner)).deliver(document)
+        if kind is ChannelKind.CCDA_DIRECTORY:
+            return DirectoryChannel(Path(address)).deliver(self._payloads.document(row, requester))
+        if kind is ChannelKind.HL7V2_MLLP:
+            message = self._v2.message(row, requester)
+            return self._v2.channel(address, self._timeout).deliver(message)
+        raise PartnerRejected(f"the partner's channel {partner.channel!r} cannot be delivered to")
+
+    def _auth(self, partner: PartnerRow) -> BackendServicesAuth | None:
+        """One token cache per registration at a partner, kept across deliveries."""
+        if partner.channel_token_url is None or partner.channel_client_id is None:
+            return None
+        if self._identity is None:
+            raise PartnerRejected(
+                "the partner needs signed client assertions and SYNC_SIGNING_KEY_FILE is not set"
+            )
+        key = (partner.client_id, partner.channel_token_url, partner.channel_client_id)
+        if key not in self._auths:
+            config = BackendServicesConfig(
+                token_url=partner.channel_token_url,
+                client_id=partner.channel_client_id,
+                private_key_pem=self._identity.private_key_pem,
+                kid=self._identity.kid,
+                alg=self._identity.alg,
+                scope=_PUSH_SCOPES,
+            )
+            self._auths[key] = BackendServicesAuth(config, self._http)
+        return self._auths[key]
+
+
+_PUSH_SCOPES = "system/ServiceRequest.cu system/Task.cu"
+
+
+def as_requester(partner: PartnerRow) -> Requester:
+    return Requester(
+        client_id=partner.client_id,
+        organization=f"Organization/{partner.organization_id}",
+        scopes=parse_scopes(partner.scopes),
+        purposes=("TREAT",),
+        emergency=None,
+        part2_program=partner.part2_program,
+        covered_entity=partner.covered_entity,
+        first_party=partner.first_party,
+    )

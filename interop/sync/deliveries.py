@@ -1,0 +1,77 @@
+"""What staff see of deliveries to partners, and the one thing they may do: send again."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from interop.services.errors import InvalidRequest, ResourceNotFound
+from interop.store import outbox
+from interop.store.database import unit_of_work
+from interop.store.outbox import TransportState
+from interop.store.tables import OutboxRow
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """One queued change and how far it got; names resources by id only, never by content."""
+
+    id: int
+    partner: str
+    channel: str
+    event: str
+    resource: str
+    version: int
+    state: str
+    attempts: int
+    queued_at: datetime
+    next_attempt_at: datetime | None
+    finished_at: datetime | None
+    error: str
+    receipt: str
+
+
+class Deliveries:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def list(
+        self, states: Sequence[str] = (), partner: str | None = None, limit: int = 100
+    ) -> list[DeliveryView]:
+        known = {state.value for state in TransportState}
+        unknown = [state for state in states if state not in known]
+        if unknown:
+            raise InvalidRequest(f"unknown state {unknown[0][:20]!r}; one of {sorted(known)}")
+        with unit_of_work(self._engine, writes=False) as session:
+            rows = outbox.listing(session, states, partner, limit)
+            return [_view(row) for row in rows]
+
+    def retry(self, pk: int) -> DeliveryView:
+        """Send a failed or withheld delivery again; others are left as they are."""
+        with unit_of_work(self._engine) as session:
+            row = outbox.requeue(session, pk, self._clock())
+            if row is None:
+                raise ResourceNotFound(f"no delivery has id {pk}")
+            return _view(row)
+
+
+def _view(row: OutboxRow) -> DeliveryView:
+    assert row.pk is not None
+    pending = row.state == TransportState.QUEUED
+    return DeliveryView(
+        id=row.pk,
+        partner=row.partner_client_id,
+        channel=row.channel,
+        event=row.event,
+        resource=f"{row.resource_type}/{row.resource_id}",
+        version=row.version_id,
+        state=row.state,
+        attempts=row.attempts,
+        queued_at=row.created_at,
+        next_attempt_at=row.next_attempt_at if pending else None,
+        finished_at=row.finished_at,
+        error=row.error,
+        receipt=row.receipt,
+    )

@@ -1,0 +1,182 @@
+"""What a queued change becomes on the wire, built only from what the disclosure gate releases
+to the receiving partner at the moment of sending (PART2.md: a consent revoked after the
+change was queued is honoured).
+
+The gate is asked as the partner itself would be, with its granted scopes and for treatment;
+every decision is logged like any other disclosure. A payload the gate withholds is not sent
+in part: `Withheld` is raised and the delivery says so to staff.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import orjson
+from sqlalchemy import Engine
+
+from adapters.ccda.delivery import OutgoingDocumentFile
+from interop.auth.requester import Requester
+from interop.services.disclosure import DisclosureGate, GateSession
+from interop.services.errors import Forbidden, ServiceError
+from interop.services.exports import DocumentExports
+from interop.services.resources import ResourceOperations
+from interop.services.search_parser import Paging
+from interop.store.database import unit_of_work
+from interop.store.repository import ResourceRepository
+from interop.store.tables import OutboxRow
+
+_PAGING = Paging(1, 1)
+_T = TypeVar("_T")
+URI_SYSTEM = "urn:ietf:rfc:3986"
+_SERVER_META = ("versionId", "lastUpdated", "source")
+
+
+class Withheld(Exception):
+    """The gate released nothing, or not enough to make the payload, to this partner."""
+
+
+class Payloads:
+    def __init__(
+        self, engine: Engine, gates: DisclosureGate, exports: DocumentExports, base_url: str
+    ) -> None:
+        self._engine = engine
+        self._gates = gates
+        self._exports = exports
+        self._base = base_url.rstrip("/")
+
+    def fhir_transaction(self, row: OutboxRow, partner: Requester) -> dict[str, Any]:
+        """The referral and its Task as a transaction of conditional updates on our absolute
+        URLs as identifiers (R4 §3.1.0.4.3): a resend updates what the first one created, and a
+        later change reaches the partner's copy. References point back to this server, where
+        the partner reads the rest as our partner (REFERRALS.md: references are absolute)."""
+
+        def build(operations: ResourceOperations, gate: GateSession) -> dict[str, Any]:
+            task = _released(operations, "Task", row.resource_id)
+            order = _released(operations, "ServiceRequest", _focus_id(task))
+            entries = [self._entry(order), self._entry(task)]
+            return gate.seal({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+
+        return self._gated(partner, build)
+
+    def document(self, row: OutboxRow, partner: Requester) -> OutgoingDocumentFile:
+        """A Referral Note, or a Transfer Summary for a handoff (adapters.ccda.writer), named
+        by Task and version so that a resend replaces rather than doubles it."""
+        try:
+            kind, content = self._exports.for_task(row.resource_id, partner)
+        except Forbidden:
+            raise Withheld from None
+        slug = kind.name.lower().replace("_", "-")
+        return OutgoingDocumentFile(f"{slug}-{row.resource_id}-v{row.version_id}.xml", content)
+
+    def released(self, row: OutboxRow, partner: Requester) -> "Released":
+        """The Task, its referral, the client and both programs, as the gate releases them to
+        the partner; the HL7 v2 writers take their values from here and nowhere else."""
+
+        def build(operations: ResourceOperations, _gate: GateSession) -> Released:
+            task = _vread(operations, row)
+            order = _released(operations, "ServiceRequest", _focus_id(task))
+            subject = _reference_id(order.get("subject"), "Patient")
+            patient = _released(operations, "Patient", subject)
+            organizations = {
+                role: _optional(operations, _reference_id(order.get(role), "Organization"))
+                for role in ("requester", "performer")
+            }
+            return Released(task, order, patient, organizations)
+
+        return self._gated(partner, build)
+
+    def _gated(
+        self, partner: Requester, build: Callable[[ResourceOperations, GateSession], _T]
+    ) -> _T:
+        gate = None
+        try:
+            with unit_of_work(self._engine, writes=False) as session:
+                gate = self._gates.open(session, partner, "sync-push")
+                operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
+                return build(operations, gate)
+        finally:
+            if gate is not None:
+                self._gates.record(gate)
+
+    def _entry(self, resource: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self._base}/{resource['resourceType']}/{resource['id']}"
+        body = _absolute(resource, self._base)
+        body.pop("id", None)
+        meta = {k: v for k, v in body.get("meta", {}).items() if k not in _SERVER_META}
+        body["meta"] = meta
+        if not meta:
+            body.pop("meta")
+        ours = {"system": URI_SYSTEM, "value": url}
+        body["identifier"] = [*[i for i in body.get("identifier", []) if i != ours], ours]
+        criteria = f"identifier={quote(URI_SYSTEM, safe='')}|{quote(url, safe='')}"
+        return {
+            "fullUrl": url,
+            "resource": body,
+            "request": {"method": "PUT", "url": f"{resource['resourceType']}?{criteria}"},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    task: dict[str, Any]
+    order: dict[str, Any]
+    patient: dict[str, Any]
+    organizations: dict[str, dict[str, Any] | None]
+
+
+def _released(operations: ResourceOperations, kind: str, ident: str) -> dict[str, Any]:
+    found = _optional(operations, ident if ident else "", kind)
+    if found is None:
+        raise Withheld
+    return found
+
+
+def _optional(
+    operations: ResourceOperations, ident: str, kind: str = "Organization"
+) -> dict[str, Any] | None:
+    if not ident:
+        return None
+    try:
+        stored = operations.read(kind, ident)
+    except ServiceError:  # withheld, unknown or deleted: all the same to the partner
+        return None
+    content: dict[str, Any] = orjson.loads(stored.content or b"null")
+    return content
+
+
+def _vread(operations: ResourceOperations, row: OutboxRow) -> dict[str, Any]:
+    """The Task as it was when the change was queued: an HL7 v2 event reports that change."""
+    try:
+        stored = operations.vread(row.resource_type, row.resource_id, str(row.version_id))
+    except ServiceError:
+        raise Withheld from None
+    content: dict[str, Any] = orjson.loads(stored.content or b"null")
+    return content
+
+
+def _focus_id(task: dict[str, Any]) -> str:
+    return _reference_id(task.get("focus"), "ServiceRequest")
+
+
+def _reference_id(reference: Any, kind: str) -> str:
+    text = reference.get("reference", "") if isinstance(reference, dict) else ""
+    prefix, _, ident = str(text).rpartition("/")
+    return ident if prefix == kind else ""
+
+
+def _absolute(value: Any, base: str) -> Any:
+    """Relative literal references made absolute on this server."""
+    if isinstance(value, dict):
+        copied = {key: _absolute(item, base) for key, item in value.items()}
+        reference = copied.get("reference")
+        if isinstance(reference, str) and _is_relative(reference):
+            copied["reference"] = f"{base}/{reference}"
+        return copied
+    if isinstance(value, list):
+        return [_absolute(item, base) for item in value]
+    return value
+
+
+def _is_relative(reference: str) -> bool:
+    return "://" not in reference and not reference.startswith(("#", "urn:"))

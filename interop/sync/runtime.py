@@ -1,0 +1,58 @@
+"""A dispatcher wired from settings: the gate, the document exports, the channels' clients."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import Engine
+
+from interop.services.cases import CaseService
+from interop.services.disclosure import DisclosureGate
+from interop.services.exports import DocumentExports
+from interop.settings import Settings
+from interop.sync.channels import ChannelDeliverer
+from interop.sync.dispatcher import Dispatcher, RetryPolicy
+from interop.sync.identity import SyncIdentity, load_identity
+from interop.sync.payloads import Payloads
+from interop.sync.v2 import V2Messages
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def sync_identity(settings: Settings) -> SyncIdentity | None:
+    if settings.sync_signing_key_file is None:
+        return None
+    return load_identity(settings.sync_signing_key_file, settings.sync_signing_kid)
+
+
+def fhir_base(settings: Settings) -> str:
+    """Where partners reach our FHIR API: pushed references point there."""
+    return (settings.public_base_url or "http://127.0.0.1:8080").rstrip("/") + "/fhir"
+
+
+@contextmanager
+def dispatcher(
+    settings: Settings, engine: Engine, clock: Callable[[], datetime] = _utc_now
+) -> Iterator[Dispatcher]:
+    """A dispatcher and the HTTP client it shares between partners, closed on exit. Redirects
+    are never followed: patient data goes to the registered address or nowhere."""
+    gates = DisclosureGate(engine, clock)
+    exports = DocumentExports(
+        engine, gates, CaseService(engine, gates), settings.document_oid_root, clock
+    )
+    payloads = Payloads(engine, gates, exports, fhir_base(settings))
+    timeout = settings.sync_timeout_seconds
+    with httpx.Client(timeout=timeout, follow_redirects=False) as http:
+        deliverer = ChannelDeliverer(
+            payloads, http, sync_identity(settings), V2Messages(payloads, clock), timeout
+        )
+        policy = RetryPolicy(
+            max_attempts=settings.sync_max_attempts,
+            backoff=timedelta(seconds=settings.sync_backoff_seconds),
+            backoff_max=timedelta(seconds=settings.sync_backoff_max_seconds),
+            lease=timedelta(seconds=settings.sync_lease_seconds),
+        )
+        yield Dispatcher(engine, deliverer, policy, clock)
