@@ -10,6 +10,7 @@ BENCHMARKS = (
     ("disclosure gate", ["gate.py", "--runs", "1000"]),
     ("access tokens", ["tokens.py", "--runs", "20000"]),
     ("C-CDA parsing", ["ccda_parse.py", "--runs", "100"]),
+    ("sync dispatch", ["sync.py", "--referrals", "300"]),
 )
 
 

@@ -56,7 +56,6 @@ _PATIENT_ELEMENTS = ("subject", "patient", "for", "beneficiary")
 _SOURCE_ELEMENTS = (
     "author",
     "requester",
-    "owner",
     "custodian",
     "managingOrganization",
     "recorder",
@@ -65,6 +64,10 @@ _SOURCE_ELEMENTS = (
     "organization",
     "serviceProvider",
 )
+_RECIPIENT_ELEMENTS = ("owner",)
+"""Who a shared record (a referral's Task) was sent to: what that program adds to it makes it
+its record too (a Part 2 program's "admitted" is Part 2 data), but what the sender wrote there
+reached it by disclosure, so holding the Task is not "use" by it."""
 _DATE_ELEMENTS = (
     "authoredOn",
     "recorded",
@@ -124,7 +127,8 @@ class GateSession:
             return stored.content
         reference = f"{stored.resource_type}/{stored.resource_id}"
         part2 = self._is_part2(resource)
-        if self._requester.first_party or self._requester.organization in sources_of(resource):
+        own = sources_of(resource, recipients=False)
+        if self._requester.first_party or self._requester.organization in own:
             # The program's own systems, or a program reading records it is the source of:
             # use within the program, not a disclosure.
             self._log(patient, reference, "permit", "USE", None, None, (), part2, None)
@@ -499,15 +503,17 @@ def patient_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def sources_of(resource: dict[str, Any]) -> list[str]:
-    """The organizations a record comes from (author, requester, custodian...), and meta.source."""
+def sources_of(resource: dict[str, Any], *, recipients: bool = True) -> list[str]:
+    """The organizations a record comes from (author, requester, custodian...), and meta.source;
+    with `recipients`, also those a shared record was sent to and write into (Task.owner)."""
     found: list[str] = []
     source = resource.get("meta", {}).get("source")
     if isinstance(source, str):
         parsed = parse_reference(source)
         if parsed is not None and parsed[0] == "Organization":
             found.append(f"Organization/{parsed[1]}")
-    for element in _SOURCE_ELEMENTS:
+    elements = _SOURCE_ELEMENTS + _RECIPIENT_ELEMENTS if recipients else _SOURCE_ELEMENTS
+    for element in elements:
         for value in _as_list(resource.get(element)):
             organization = _local_reference(value, "Organization")
             if organization is not None:

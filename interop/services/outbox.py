@@ -128,10 +128,13 @@ def _row(partner: outbox.ChannelPartner, event: Event, stored: StoredVersion) ->
 
 
 def _organization(reference: Any) -> str | None:
-    """A local Organization reference; other servers' organizations are not our partners."""
+    """The Organization a party reference names, relative or absolute (REFERRALS.md: across
+    servers references are absolute, and partners write ours that way). Only ids of registered
+    partners' Organizations are then looked up, and those are UUIDs this server minted, so an
+    absolute URL naming one names ours, whichever base it was written with."""
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
     parsed = parse_reference(reference["reference"])
-    if parsed is None or parsed[0] != "Organization" or parsed[2] is not None:
+    if parsed is None or parsed[0] != "Organization":
         return None
     return f"Organization/{parsed[1]}"

@@ -6,11 +6,13 @@ it as extensions (the disclosure gate reads those facts from the token's partner
 """
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import Engine, select
@@ -33,6 +35,8 @@ from mappings.terminology import (
 )
 
 REGISTRATION_TAG = {"system": REGISTRATION_TAG_SYSTEM, "code": REGISTRATION_TAG_CODE[1]}
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+_HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}|[0-9A-Fa-f:]{2,39}")
 _CONNECTION_TYPES = {ChannelKind.FHIR: "hl7-fhir-rest", ChannelKind.HL7V2_MLLP: "hl7v2-mllp"}
 
 
@@ -161,7 +165,8 @@ class PartnerService:
             organization = orjson.loads(
                 operations.read("Organization", row.organization_id).content or b"{}"
             )
-            organization.pop("endpoint", None)
+            for old in organization.pop("endpoint", []):
+                _switch_off(operations, str(old.get("reference", "")))
             if endpoint_id is not None:
                 organization["endpoint"] = [{"reference": f"Endpoint/{endpoint_id}"}]
             operations.update("Organization", row.organization_id, organization)
@@ -233,15 +238,36 @@ def _checked_channel(channel: ChannelConfig | None) -> ChannelConfig | None:
 
 
 def _require_https(url: str, what: str) -> None:
-    """https, or plain http to this machine's loopback (a tunnel, or tests)."""
-    if not url.startswith("https://") and not url.startswith("http://127.0.0.1"):
-        raise InvalidRequest(f"{what} must use https")
+    """https, or plain http to this machine's loopback (a tunnel, or tests); parsed, so that
+    "http://127.0.0.1.evil.example" or "http://127.0.0.1@evil.example" are not loopback."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise InvalidRequest(f"{what} is not a URL") from None
+    if parts.username is not None or parts.password is not None or not hostname:
+        raise InvalidRequest(f"{what} must name a host, without credentials")
+    if parts.scheme == "https" or (parts.scheme == "http" and hostname in _LOOPBACK):
+        return
+    raise InvalidRequest(f"{what} must use https")
 
 
 def _check_host_port(address: str) -> None:
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not _HOST.fullmatch(host.removeprefix("[").removesuffix("]")) or not port.isdigit():
         raise InvalidRequest(f"an MLLP address is host:port, not {address[:80]!r}")
+    if not 0 < int(port) < 65536:
+        raise InvalidRequest(f"an MLLP address is host:port, not {address[:80]!r}")
+
+
+def _switch_off(operations: ResourceOperations, reference: str) -> None:
+    """A replaced channel's Endpoint stays on record, as status "off" (R4 endpoint-status)."""
+    kind, _, ident = reference.partition("/")
+    if kind != "Endpoint" or not ident:
+        return
+    endpoint = orjson.loads(operations.read("Endpoint", ident).content or b"{}")
+    operations.update("Endpoint", ident, {**endpoint, "status": "off"})
 
 
 def _publish_endpoint(

@@ -232,3 +232,31 @@ def test_a_program_flagged_part2_is_known_on_the_very_next_request(
         == 200
     )
     assert anonymous.get(f"/fhir/Patient/{person['id']}", headers=headers).status_code == 404
+
+
+def test_the_owner_of_a_part2_referral_task_needs_the_consent_too(
+    client: TestClient, anonymous: TestClient, world: World
+) -> None:
+    """P1/P2: a detox unit's referral Task owned by partner B names the client as the detox
+    unit's patient; B holding the Task is a disclosure to B, not B's own record, so without
+    B's consent B reads nothing, while A (consented) may."""
+    shared = {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "code": {
+            "coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]
+        },
+        "for": {"reference": world.client_ref},
+        "requester": {"reference": world.detox},
+        "owner": {"reference": world.b.organization},
+        "authoredOn": "2026-11-02T09:30:00Z",
+    }
+    created = client.post("/fhir/Task", json=shared, headers=FHIR_JSON).json()
+    as_b = as_(anonymous, world.b)
+    assert anonymous.get(f"/fhir/Task/{created['id']}", headers=as_b).status_code == 404
+    assert anonymous.get("/fhir/Task", headers=as_b).json()["total"] == 0
+    consented = {**shared, "owner": {"reference": world.a.organization}}
+    mine = client.post("/fhir/Task", json=consented, headers=FHIR_JSON).json()
+    answer = anonymous.get(f"/fhir/Task/{mine['id']}", headers=as_(anonymous, world.a)).json()
+    assert "42CFRPart2" in codes(answer)
