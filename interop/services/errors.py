@@ -7,6 +7,7 @@ ServiceError
 ├── Forbidden             the requester may not do this (scope, or partner isolation)
 ├── VersionConflict       another writer got there first
 ├── PreconditionFailed    If-Match / If-None-Exist did not hold
+├── BusinessRuleBroken    valid FHIR that the workflow forbids (a Task's status move)
 └── TransactionFailed     one entry of a transaction failed; nothing was written
 """
 
@@ -47,6 +48,10 @@ class VersionConflict(ServiceError):
 
 class PreconditionFailed(ServiceError):
     issue_code = "conflict"
+
+
+class BusinessRuleBroken(ServiceError):
+    issue_code = "business-rule"
 
 
 @dataclass

@@ -7,6 +7,7 @@ it, so a failure reads the same whichever way it was requested.
 from typing import Any
 
 from interop.services.errors import (
+    BusinessRuleBroken,
     Forbidden,
     InvalidRequest,
     PreconditionFailed,
@@ -34,6 +35,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (ResourceGone, 410),
     (VersionConflict, 409),
     (PreconditionFailed, 412),
+    (BusinessRuleBroken, 422),
 )
 
 REASONS = {

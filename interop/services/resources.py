@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
+import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -19,6 +20,7 @@ from sqlmodel import Session
 from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
 from interop.services.errors import (
+    BusinessRuleBroken,
     InvalidRequest,
     PreconditionFailed,
     ResourceGone,
@@ -32,11 +34,12 @@ from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
 from interop.store.repository import ResourceRepository, StoredVersion
 from interop.store.search import Inclusion, SearchQuery
-from interop.store.search_params import SUPPORTED_TYPES, extract
+from interop.store.search_params import SUPPORTED_TYPES, extract, parse_reference
 from interop.store.tables import ResourceRow
 from mappings import fhir
 from mappings.consent import directive_from_fhir, directive_problems_as_issues
 from mappings.errors import InvalidResource, Issue
+from mappings.workflow import Side, task_change_problem
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _MAX_INCLUDE_ROUNDS = 4
@@ -169,6 +172,7 @@ class ResourceOperations:
             existing = self.conditional_match(resource_type, if_none_exist, base_url)
             if existing is not None:
                 return WriteOutcome(existing, created=False)
+        self._check_workflow(resource_type, None, resource)
         new_id = resource_id or str(uuid.uuid4())
         stored = self._store(None, resource_type, new_id, 1, resource, "POST")
         return WriteOutcome(stored, True, reliance_warnings(resource_type, resource))
@@ -195,6 +199,8 @@ class ResourceOperations:
             self._guard.check(resource_type, row.content if row is not None else None, resource)
         if if_match is not None:
             _check_if_match(row, if_match)
+        before = row.content if row is not None and not row.deleted else None
+        self._check_workflow(resource_type, before, resource)
         version_id = 1 if row is None else row.version_id + 1
         stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
         return WriteOutcome(stored, row is None, reliance_warnings(resource_type, resource))
@@ -322,6 +328,18 @@ class ResourceOperations:
             ) from None
         note_change(self._repository.session, stored, before, self._origin)
         return stored
+
+    def _check_workflow(
+        self, resource_type: str, before: bytes | None, after: dict[str, Any]
+    ) -> None:
+        """A referral Task moves only as REFERRALS.md allows, for the side that writes."""
+        if resource_type != "Task":
+            return
+        previous = orjson.loads(before) if before is not None else None
+        side = _side(self._origin, previous or after)
+        problem = task_change_problem(previous, after, side)
+        if problem is not None:
+            raise BusinessRuleBroken(problem)
 
     def _released_matches(self, query: SearchQuery) -> list[tuple[ResourceRow, StoredVersion]]:
         """Every match in sort order, as the gate releases it (withheld ones left out)."""
@@ -519,6 +537,27 @@ class ResourceService:
         self, session: Any, guard: WriteGuard | None = None, gate: Gate | None = None
     ) -> ResourceOperations:
         return ResourceOperations(ResourceRepository(session), self._paging, guard, gate)
+
+
+def _side(origin: str | None, task: dict[str, Any]) -> Side:
+    """Which side of a Task the writing partner is on; staff and the program's own systems
+    (no origin) act for either."""
+    if origin is None:
+        return Side.EITHER
+    named = {role for role in ("requester", "owner") if _names(task.get(role), origin)}
+    if named == {"requester"}:
+        return Side.REQUESTER
+    if named == {"owner"}:
+        return Side.OWNER
+    return Side.EITHER
+
+
+def _names(reference: Any, organization: str) -> bool:
+    """Relative or absolute: partners write references across servers absolute."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return False
+    parsed = parse_reference(reference["reference"])
+    return parsed is not None and f"{parsed[0]}/{parsed[1]}" == organization
 
 
 def _current(row: ResourceRow) -> StoredVersion:

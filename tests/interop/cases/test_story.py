@@ -98,7 +98,7 @@ class TestStory:
         browser, csrf = admin
         enter_story(browser, csrf)
         task = client.get("/fhir/Task/handoff-to-aftercare").json()
-        started = {**task, "status": "in-progress"}
+        started = {**task, "status": "in-progress", "executionPeriod": {"start": "2026-07-21"}}
         assert (
             client.put(
                 "/fhir/Task/handoff-to-aftercare", json=started, headers=FHIR_JSON

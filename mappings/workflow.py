@@ -1,0 +1,149 @@
+"""The referral Task's workflow (REFERRALS.md, "Task.status transitions"): which status moves
+are allowed, by whom, carrying what, as a pure check of one write.
+
+Only fulfillment Tasks (task-code "fulfill", the shared state of a referral or a handoff) are
+checked; a case manager's own actions are free-form. `Side` is who writes: the requester's
+side, the owner's, or `EITHER` for this service's own staff and the operating program's
+systems, which act for both sides and may record a Task in any state (history brought over
+from a paper chart), but never break a rule that holds for both.
+
+Not checked here: that an owner's cancellation of work in progress follows a cancellation
+request (that needs the other Task), and what a new Task must carry (identifier, deadline,
+consent reference), which the referral mappings report.
+"""
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Final
+
+from mappings.terminology import TASK_CODE
+
+
+class Side(StrEnum):
+    REQUESTER = "requester"
+    OWNER = "owner"
+    EITHER = "either"
+
+
+TERMINAL: Final = frozenset({"rejected", "cancelled", "completed", "failed", "entered-in-error"})
+_R, _O = Side.REQUESTER, Side.OWNER
+_MOVES: Final[Mapping[tuple[str, str], Side]] = {
+    ("draft", "requested"): _R,
+    ("draft", "cancelled"): _R,
+    ("requested", "received"): _O,
+    ("requested", "accepted"): _O,
+    ("received", "accepted"): _O,
+    ("requested", "rejected"): _O,
+    ("received", "rejected"): _O,
+    ("requested", "cancelled"): _R,
+    ("received", "cancelled"): _R,
+    ("accepted", "cancelled"): _R,
+    ("received", "on-hold"): _O,
+    ("accepted", "on-hold"): _O,
+    ("in-progress", "on-hold"): _O,
+    ("on-hold", "accepted"): _O,
+    ("on-hold", "in-progress"): _O,
+    ("accepted", "in-progress"): _O,
+    ("in-progress", "cancelled"): _O,
+    ("on-hold", "cancelled"): _O,
+    ("in-progress", "completed"): _O,
+    ("in-progress", "failed"): _O,
+    ("on-hold", "failed"): _O,
+}
+_NEEDS_REASON: Final = frozenset({"rejected", "cancelled", "on-hold", "failed"})
+_REQUESTER_MAY_CHANGE: Final = frozenset(
+    {"status", "statusReason", "note", "input", "meta", "lastModified", "text"}
+)
+_OWNER_MAY_NOT_CHANGE: Final = ("focus", "for", "requester")
+
+
+def is_fulfillment(task: Mapping[str, Any]) -> bool:
+    codings = task.get("code", {}).get("coding", []) if isinstance(task.get("code"), dict) else []
+    return any(c.get("system") == TASK_CODE and c.get("code") == "fulfill" for c in codings)
+
+
+def task_change_problem(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any], side: Side
+) -> str | None:
+    """Why this write breaks the referral workflow, or None when it keeps it."""
+    if not is_fulfillment(after) and (before is None or not is_fulfillment(before)):
+        return None
+    if before is None:
+        return _creation_problem(after, side)
+    old, new = str(before.get("status")), str(after.get("status"))
+    if old in TERMINAL:
+        if _changed(before, after, exempt={"meta", "text"}):
+            return f"a {old} Task never changes again; a re-referral is a new Task"
+        return None
+    if new == "entered-in-error":
+        return None if side is not Side.OWNER else "only the Task's author marks it in error"
+    return (
+        _move_problem(old, new, side)
+        or _carried_problem(after, old, new)
+        or _field_problem(before, after, side)
+    )
+
+
+def _creation_problem(after: Mapping[str, Any], side: Side) -> str | None:
+    status = str(after.get("status"))
+    if side is Side.EITHER:  # the program's own records, history included
+        return None
+    if side is Side.OWNER:
+        return "a referral's Task is created by its requester"
+    if status not in ("draft", "requested"):
+        return f"a new referral's Task is draft or requested, not {status}"
+    return None
+
+
+def _move_problem(old: str, new: str, side: Side) -> str | None:
+    if old == new:
+        return None
+    allowed = _MOVES.get((old, new))
+    if allowed is None:
+        return f"a Task does not go from {old} to {new}"
+    if side is not Side.EITHER and side is not allowed:
+        return f"only the {allowed.value} moves a Task from {old} to {new}"
+    return None
+
+
+def _carried_problem(after: Mapping[str, Any], old: str | None, new: str) -> str | None:
+    """What a status must carry when it is entered (REFERRALS.md, "must carry")."""
+    if old == new:
+        return None
+    if new in _NEEDS_REASON and not _has_reason(after.get("statusReason")):
+        return f"a Task put {new} says why, in statusReason"
+    found = after.get("executionPeriod")
+    period: Mapping[str, Any] = found if isinstance(found, dict) else {}
+    if new == "in-progress" and not period.get("start"):
+        return "a Task put in-progress carries executionPeriod.start"
+    if new == "completed" and (not period.get("end") or not after.get("output")):
+        return "a completed Task carries executionPeriod.end and at least one output"
+    return None
+
+
+def _field_problem(before: Mapping[str, Any], after: Mapping[str, Any], side: Side) -> str | None:
+    if side is Side.REQUESTER:
+        changed = _changed(before, after, exempt=_REQUESTER_MAY_CHANGE)
+        if changed:
+            return f"the requester may change only status, note and input, not {changed}"
+    if side is Side.OWNER:
+        for element in _OWNER_MAY_NOT_CHANGE:
+            if before.get(element) != after.get(element):
+                return f"the owner may not change the Task's {element}"
+    return None
+
+
+def _changed(
+    before: Mapping[str, Any], after: Mapping[str, Any], exempt: frozenset[str] | set[str]
+) -> str | None:
+    """The first element that differs, outside `exempt`."""
+    for key in sorted((set(before) | set(after)) - exempt - {"id", "resourceType"}):
+        if before.get(key) != after.get(key):
+            return key
+    return None
+
+
+def _has_reason(concept: Any) -> bool:
+    if not isinstance(concept, dict):
+        return False
+    return bool(concept.get("text") or concept.get("coding"))

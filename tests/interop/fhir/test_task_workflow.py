@@ -1,0 +1,91 @@
+"""The referral workflow at the FHIR API: partners move a shared Task only as REFERRALS.md
+allows their side, and a refused move is a 422 OperationOutcome that changes nothing."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.builders import patient, service_request, task
+from tests.conftest import RegisteredPartner, bearer, register_partner
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def as_(anonymous: TestClient, partner: RegisteredPartner) -> dict[str, str]:
+    return {**FHIR_JSON, "Authorization": bearer(anonymous, partner, scope="system/*.cruds")}
+
+
+def referral(
+    anonymous: TestClient, client: TestClient
+) -> tuple[dict[str, Any], RegisteredPartner, RegisteredPartner]:
+    """Harbor (requester) refers a client to Bayview (owner); the Task is requested."""
+    harbor = register_partner(anonymous, name="Harbor Clinic")
+    bayview = register_partner(anonymous, name="Bayview Outpatient")
+    person = client.post("/fhir/Patient", json=patient(), headers=FHIR_JSON).json()
+    order = client.post(
+        "/fhir/ServiceRequest",
+        json=service_request(f"Patient/{person['id']}", requester=harbor.organization),
+        headers=FHIR_JSON,
+    ).json()
+    body = task(
+        f"ServiceRequest/{order['id']}",
+        f"Patient/{person['id']}",
+        requester=harbor.organization,
+        owner={"reference": bayview.organization},
+    )
+    created = anonymous.post("/fhir/Task", json=body, headers=as_(anonymous, harbor))
+    assert created.status_code == 201, created.text
+    return created.json(), harbor, bayview
+
+
+def put(anonymous: TestClient, partner: RegisteredPartner, body: dict[str, Any]) -> Any:
+    return anonymous.put(f"/fhir/Task/{body['id']}", json=body, headers=as_(anonymous, partner))
+
+
+def test_the_owner_accepts_and_the_requester_cannot(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    shared, harbor, bayview = referral(anonymous, client)
+    refused = put(anonymous, harbor, {**shared, "status": "accepted"})
+    assert refused.status_code == 422
+    [issue] = refused.json()["issue"]
+    assert (issue["code"], issue["diagnostics"]) == (
+        "business-rule",
+        "only the owner moves a Task from requested to accepted",
+    )
+    assert client.get(f"/fhir/Task/{shared['id']}").json()["meta"]["versionId"] == "1"
+    accepted = put(anonymous, bayview, {**shared, "status": "accepted"})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted"
+
+
+def test_a_decline_needs_its_reason_and_then_never_changes(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    shared, harbor, bayview = referral(anonymous, client)
+    bare = put(anonymous, bayview, {**shared, "status": "rejected"})
+    assert bare.json()["issue"][0]["diagnostics"] == "a Task put rejected says why, in statusReason"
+    declined = {**shared, "status": "rejected", "statusReason": {"text": "At capacity"}}
+    assert put(anonymous, bayview, declined).status_code == 200
+    current = client.get(f"/fhir/Task/{shared['id']}").json()
+    reopened = put(anonymous, harbor, {**current, "status": "requested"})
+    assert reopened.status_code == 422
+    assert "never changes again" in reopened.json()["issue"][0]["diagnostics"]
+
+
+def test_a_partner_creates_only_requests_it_makes(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    shared, harbor, bayview = referral(anonymous, client)
+    body = {k: v for k, v in shared.items() if k not in ("id", "meta")}
+    as_owner = anonymous.post("/fhir/Task", json=body, headers=as_(anonymous, bayview))
+    assert as_owner.status_code == 422
+    assert as_owner.json()["issue"][0]["diagnostics"] == (
+        "a referral's Task is created by its requester"
+    )
+    already = anonymous.post(
+        "/fhir/Task", json={**body, "status": "accepted"}, headers=as_(anonymous, harbor)
+    )
+    assert already.json()["issue"][0]["diagnostics"] == (
+        "a new referral's Task is draft or requested, not accepted"
+    )

@@ -1,0 +1,178 @@
+"""The referral Task's workflow, REFERRALS.md "Task.status transitions", row by row."""
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mappings.workflow import TERMINAL, Side, task_change_problem
+
+STATUSES = (
+    "draft",
+    "requested",
+    "received",
+    "accepted",
+    "rejected",
+    "cancelled",
+    "on-hold",
+    "in-progress",
+    "completed",
+    "failed",
+    "entered-in-error",
+)
+REASON = {"text": "Program at capacity"}
+
+
+def shared(status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Task",
+        "status": status,
+        "intent": "order",
+        "code": {
+            "coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]
+        },
+        "focus": {"reference": "ServiceRequest/referral-1"},
+        "for": {"reference": "Patient/robin"},
+        "requester": {"reference": "Organization/harbor"},
+        "owner": {"reference": "Organization/bayview"},
+        **extra,
+    }
+
+
+def carried(status: str) -> dict[str, Any]:
+    """What entering `status` must carry."""
+    if status in ("rejected", "cancelled", "on-hold", "failed"):
+        return {"statusReason": REASON}
+    if status == "in-progress":
+        return {"executionPeriod": {"start": "2026-11-03"}}
+    if status == "completed":
+        return {
+            "executionPeriod": {"start": "2026-11-03", "end": "2026-12-01"},
+            "output": [
+                {
+                    "type": {"text": "discharge summary"},
+                    "valueReference": {"reference": "DocumentReference/d1"},
+                }
+            ],
+        }
+    return {}
+
+
+ALLOWED = [
+    ("draft", "requested", Side.REQUESTER),
+    ("draft", "cancelled", Side.REQUESTER),
+    ("requested", "received", Side.OWNER),
+    ("requested", "accepted", Side.OWNER),
+    ("received", "accepted", Side.OWNER),
+    ("requested", "rejected", Side.OWNER),
+    ("received", "rejected", Side.OWNER),
+    ("requested", "cancelled", Side.REQUESTER),
+    ("received", "cancelled", Side.REQUESTER),
+    ("accepted", "cancelled", Side.REQUESTER),
+    ("received", "on-hold", Side.OWNER),
+    ("accepted", "on-hold", Side.OWNER),
+    ("in-progress", "on-hold", Side.OWNER),
+    ("on-hold", "accepted", Side.OWNER),
+    ("on-hold", "in-progress", Side.OWNER),
+    ("accepted", "in-progress", Side.OWNER),
+    ("in-progress", "cancelled", Side.OWNER),
+    ("on-hold", "cancelled", Side.OWNER),
+    ("in-progress", "completed", Side.OWNER),
+    ("in-progress", "failed", Side.OWNER),
+    ("on-hold", "failed", Side.OWNER),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "side"), ALLOWED)
+def test_each_move_of_the_table_is_allowed_to_its_side_and_to_staff(
+    old: str, new: str, side: Side
+) -> None:
+    before, after = shared(old), shared(new, **carried(new))
+    assert task_change_problem(before, after, side) is None
+    assert task_change_problem(before, after, Side.EITHER) is None
+    other = Side.OWNER if side is Side.REQUESTER else Side.REQUESTER
+    assert task_change_problem(before, after, other) == (
+        f"only the {side.value} moves a Task from {old} to {new}"
+    )
+
+
+@given(st.sampled_from(STATUSES), st.sampled_from(STATUSES))
+def test_no_other_move_exists(old: str, new: str) -> None:
+    """Whoever writes, a move outside the table is refused; terminal states never move."""
+    before = shared(old, **carried(old))
+    problem = task_change_problem(before, shared(new, **carried(new)), Side.EITHER)
+    listed = any((old, new) == (a, b) for a, b, _ in ALLOWED)
+    if old == new or (new == "entered-in-error" and old not in TERMINAL) or listed:
+        assert problem is None
+    else:
+        assert problem is not None
+
+
+@pytest.mark.parametrize("status", ["rejected", "cancelled", "on-hold", "failed"])
+def test_a_status_that_needs_a_reason_is_refused_without_one(status: str) -> None:
+    before = shared("in-progress" if status in ("on-hold", "failed") else "requested")
+    side = Side.REQUESTER if status == "cancelled" else Side.OWNER
+    assert task_change_problem(before, shared(status), side) == (
+        f"a Task put {status} says why, in statusReason"
+    )
+
+
+def test_in_progress_needs_a_start_and_completion_an_end_and_an_output() -> None:
+    assert "executionPeriod.start" in str(
+        task_change_problem(shared("accepted"), shared("in-progress"), Side.OWNER)
+    )
+    ended = shared("completed", executionPeriod={"end": "2026-12-01"})
+    assert "at least one output" in str(
+        task_change_problem(shared("in-progress"), ended, Side.OWNER)
+    )
+
+
+def test_terminal_tasks_never_change_not_even_their_note() -> None:
+    before = shared("completed", **carried("completed"))
+    assert task_change_problem(before, {**before, "note": [{"text": "late"}]}, Side.EITHER) == (
+        "a completed Task never changes again; a re-referral is a new Task"
+    )
+    assert task_change_problem(before, {**before, "meta": {"versionId": "9"}}, Side.OWNER) is None
+
+
+def test_the_requester_changes_only_status_note_and_input() -> None:
+    before = shared("requested")
+    assert (
+        task_change_problem(before, {**before, "note": [{"text": "call first"}]}, Side.REQUESTER)
+        is None
+    )
+    moved = {**before, "owner": {"reference": "Organization/elsewhere"}}
+    assert task_change_problem(before, moved, Side.REQUESTER) == (
+        "the requester may change only status, note and input, not owner"
+    )
+
+
+@pytest.mark.parametrize("element", ["focus", "for", "requester"])
+def test_the_owner_may_not_change_what_the_referral_is(element: str) -> None:
+    before = shared("accepted")
+    after = {**before, element: {"reference": "Organization/other"}}
+    assert task_change_problem(before, after, Side.OWNER) == (
+        f"the owner may not change the Task's {element}"
+    )
+
+
+def test_creation_by_a_partner_is_the_requesters_draft_or_request() -> None:
+    assert task_change_problem(None, shared("requested"), Side.REQUESTER) is None
+    assert task_change_problem(None, shared("accepted"), Side.REQUESTER) == (
+        "a new referral's Task is draft or requested, not accepted"
+    )
+    assert task_change_problem(None, shared("requested"), Side.OWNER) == (
+        "a referral's Task is created by its requester"
+    )
+    assert task_change_problem(None, shared("completed"), Side.EITHER) is None  # history
+
+
+def test_only_the_author_marks_a_task_in_error_and_actions_are_free() -> None:
+    before = shared("accepted")
+    assert task_change_problem(before, shared("entered-in-error"), Side.REQUESTER) is None
+    assert task_change_problem(before, shared("entered-in-error"), Side.OWNER) == (
+        "only the Task's author marks it in error"
+    )
+    action = {"resourceType": "Task", "status": "completed", "intent": "order"}
+    assert task_change_problem({**action, "status": "draft"}, action, Side.OWNER) is None
