@@ -30,7 +30,7 @@ from interop.store.database import make_engine
 from interop.store.fhirdates import now_ms
 from interop.store.migrate import upgrade
 from interop.sync.deliveries import Deliveries
-from interop.sync.runtime import dispatcher, sync_identity
+from interop.sync.runtime import dispatcher, poller, sync_identity
 
 app = typer.Typer(help="Recovery Interop: FHIR R4 interoperability for addiction treatment.")
 db_app = typer.Typer(help="Database schema.")
@@ -395,6 +395,28 @@ def sync_dispatch(
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         worker.run_forever(stop, interval, batch)
+
+
+@sync_app.command("poll")
+def sync_poll(
+    once: Annotated[bool, typer.Option(help="Read each partner once, then stop.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds.", min=1)] = 60.0,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Read FHIR partners' servers back for what they did to our referrals, and apply it."""
+    settings = _settings(database_url)
+    logs.install()
+    engine = _engine(database_url)
+    with poller(settings, engine) as reader:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.is_set():
+            reports = reader.run_once()
+            if once:
+                _print_json([asdict(report) for report in reports])
+                return
+            stop.wait(interval)
 
 
 @sync_app.command("status")

@@ -84,6 +84,23 @@ def task_change_problem(
     )
 
 
+def steps(old: str, new: str, side: Side) -> list[str] | None:
+    """The statuses `side` may take a Task through, in order, to get from `old` to `new` (the
+    shortest way; `new` last), or None when there is none: a partner read back between polls
+    may have made several moves, each of which must be one the table allows."""
+    frontier: list[list[str]] = [[old]]
+    seen = {old}
+    while frontier:
+        path = frontier.pop(0)
+        if path[-1] == new:
+            return path[1:]
+        for (start, end), mover in _MOVES.items():
+            if start == path[-1] and end not in seen and side in (mover, Side.EITHER):
+                seen.add(end)
+                frontier.append([*path, end])
+    return None
+
+
 def _creation_problem(after: Mapping[str, Any], side: Side) -> str | None:
     status = str(after.get("status"))
     if side is Side.EITHER:  # the program's own records, history included

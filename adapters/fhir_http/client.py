@@ -10,22 +10,28 @@ twice; that is why every answer we cannot read is a PartnerUnavailable (send aga
     2xx with any other body                                    PartnerUnavailable
                                                                ("unreadable answer")
     anything else                                              as adapters.fhir_http.exchange
+
+`search` reads the partner's server back (REFERRALS.md: poll the partner's Tasks as the fallback
+to subscriptions): a searchset, page by page, never following a link off the partner's base.
 """
 
+from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import httpx
 import orjson
 
-from adapters.errors import PartnerUnavailable
+from adapters.errors import PartnerRejected, PartnerUnavailable
 from adapters.fhir_http.auth import BackendServicesAuth
-from adapters.fhir_http.exchange import failure, post, shorten
+from adapters.fhir_http.exchange import failure, get, post, shorten
 from adapters.ports import Delivery, Receipt
 
 __all__ = ["FhirPartnerChannel"]
 
 _FHIR_JSON: Final = "application/fhir+json"
 _HEADERS: Final = {"Content-Type": _FHIR_JSON, "Accept": _FHIR_JSON}
+_SEARCH_HEADERS: Final = {"Accept": _FHIR_JSON}
 
 
 class FhirPartnerChannel:
@@ -55,6 +61,65 @@ class FhirPartnerChannel:
         if answer.body is None:
             raise PartnerUnavailable("answer too large")
         return Receipt(Delivery.ACKNOWLEDGED, _first_location(answer.body, expected))
+
+    def search(
+        self, resource_type: str, params: Mapping[str, str], *, max_pages: int = 20
+    ) -> list[dict[str, Any]]:
+        """The matches of a search on the partner's server, following its `next` links for
+        at most `max_pages` pages. A link that leaves the partner's base URL is refused: our
+        token would go with it."""
+        url = f"{self._base_url.rstrip('/')}/{resource_type}?{urlencode(params)}"
+        found: list[dict[str, Any]] = []
+        for _page in range(max_pages):
+            answer = get(self._client, url, headers=_SEARCH_HEADERS, auth=self._auth)
+            if not answer.succeeded:
+                raise failure(answer)
+            bundle = _searchset(answer.body)
+            found.extend(_matches(bundle, resource_type))
+            following = _next_link(bundle)
+            if following is None:
+                break
+            if not following.startswith(self._base_url.rstrip("/") + "/"):
+                raise PartnerRejected("a paging link leaves the partner's server")
+            url = following
+        return found
+
+
+def _searchset(body: bytes | None) -> dict[str, Any]:
+    if body is None:
+        raise PartnerUnavailable("answer too large")
+    try:
+        bundle = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise PartnerUnavailable("unreadable answer") from None
+    if not isinstance(bundle, dict) or bundle.get("type") != "searchset":
+        raise PartnerUnavailable("unreadable answer")
+    return bundle
+
+
+def _matches(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
+    """The matches of the page; includes and OperationOutcomes are not what was searched."""
+    found = []
+    for entry in bundle.get("entry", []):
+        if not isinstance(entry, dict):
+            continue
+        resource = entry.get("resource")
+        is_match = entry.get("search", {}).get("mode", "match") == "match"
+        if (
+            is_match
+            and isinstance(resource, dict)
+            and resource.get("resourceType") == resource_type
+        ):
+            found.append(resource)
+    return found
+
+
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    for link in bundle.get("link", []):
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            return url if isinstance(url, str) else None
+    return None
 
 
 def _entry_count(bundle: dict[str, Any]) -> int:

@@ -1,4 +1,5 @@
-"""One POST to a partner over HTTP, and what its answer means; shared by every HTTP channel.
+"""One request to a partner over HTTP (a POST, or a search's GET), and what its answer means;
+shared by every HTTP channel.
 
 What an answer means for the delivery (adapters.errors):
 
@@ -33,6 +34,7 @@ __all__ = [
     "Answer",
     "Authorizer",
     "failure",
+    "get",
     "post",
     "shorten",
 ]
@@ -73,10 +75,26 @@ def post(
     max_bytes: int = MAX_ANSWER_BYTES,
 ) -> Answer:
     """POST once, and once more with a new token when the partner answers 401 to ours."""
-    answer = _send(client, url, headers, content, form, auth, max_bytes)
+    answer = _send(client, "POST", url, headers, content, form, auth, max_bytes)
     if auth is not None and answer.status == 401:
         auth.invalidate()
-        answer = _send(client, url, headers, content, form, auth, max_bytes)
+        answer = _send(client, "POST", url, headers, content, form, auth, max_bytes)
+    return answer
+
+
+def get(
+    client: httpx.Client,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    auth: Authorizer | None = None,
+    max_bytes: int = MAX_ANSWER_BYTES,
+) -> Answer:
+    """GET once, and once more with a new token when the partner answers 401 to ours."""
+    answer = _send(client, "GET", url, headers, None, None, auth, max_bytes)
+    if auth is not None and answer.status == 401:
+        auth.invalidate()
+        answer = _send(client, "GET", url, headers, None, None, auth, max_bytes)
     return answer
 
 
@@ -141,6 +159,7 @@ def shorten(text: str | None) -> str | None:
 
 def _send(
     client: httpx.Client,
+    method: str,
     url: str,
     headers: Mapping[str, str],
     content: bytes | None,
@@ -152,7 +171,7 @@ def _send(
         headers = {**headers, "Authorization": f"Bearer {auth.access_token()}"}
     try:
         with client.stream(
-            "POST", url, content=content, data=form, headers=headers, follow_redirects=False
+            method, url, content=content, data=form, headers=headers, follow_redirects=False
         ) as response:
             return Answer(response.status_code, response.headers, _read(response, max_bytes))
     except httpx.TimeoutException as error:

@@ -108,7 +108,7 @@ class InboundService:
                     session.add(_row(inbound, channel, now, "processed", created, []))
                 return acknowledge(inbound, control_id=control_id, at=now)
             except (ServiceError, FhirContentError, ValueError) as error:
-                reason = _reason(error)
+                reason = reason_of(error)
                 problem = Problem(Location("MSH"), ErrorCode.APPLICATION_INTERNAL_ERROR, reason)
                 self._hold(inbound, channel, now, AckCode.ERROR, [str(problem)])
                 ack = build_ack(
@@ -127,7 +127,8 @@ class InboundService:
             session.add(row)
 
 
-def _reason(error: Exception) -> str:
+def reason_of(error: Exception) -> str:
+    """Why processing failed, in our words or the validator's, cut short."""
     if isinstance(error, FhirContentError):
         return "; ".join(issue.diagnostics for issue in error.issues)[:500]
     if isinstance(error, ServiceError):

@@ -96,6 +96,7 @@ class PartnerRow(SQLModel, table=True):
     channel_address: str | None = Field(default=None, max_length=2000)
     channel_client_id: str | None = Field(default=None, max_length=200)
     channel_token_url: str | None = Field(default=None, max_length=2000)
+    poll_watermark: str | None = Field(default=None, max_length=40)
 
 
 class UsedAssertionRow(SQLModel, table=True):

@@ -47,7 +47,7 @@ class ChannelDeliverer:
         kind = ChannelKind(partner.channel)
         if kind is ChannelKind.FHIR:
             bundle = self._payloads.fhir_transaction(row, requester)
-            return FhirPartnerChannel(address, self._http, self._auth(partner)).deliver(bundle)
+            return self.fhir_channel(partner).deliver(bundle)
         if kind is ChannelKind.CCDA_HTTP:
             document = self._payloads.document(row, requester)
             return HttpDropChannel(address, self._http, self._auth(partner)).deliver(document)
@@ -57,6 +57,10 @@ class ChannelDeliverer:
             message = self._v2.message(row, requester)
             return self._v2.channel(address, self._timeout).deliver(message)
         raise PartnerRejected(f"the partner's channel {partner.channel!r} cannot be delivered to")
+
+    def fhir_channel(self, partner: PartnerRow) -> FhirPartnerChannel:
+        """The partner's FHIR server, with its token cache (the poller reads through it too)."""
+        return FhirPartnerChannel(partner.channel_address or "", self._http, self._auth(partner))
 
     def _auth(self, partner: PartnerRow) -> BackendServicesAuth | None:
         """One token cache per registration at a partner, kept across deliveries."""

@@ -15,6 +15,7 @@ from interop.sync.channels import ChannelDeliverer
 from interop.sync.dispatcher import Dispatcher, RetryPolicy
 from interop.sync.identity import SyncIdentity, load_identity
 from interop.sync.payloads import Payloads
+from interop.sync.poller import Poller
 from interop.sync.v2 import V2Messages
 
 
@@ -34,11 +35,11 @@ def fhir_base(settings: Settings) -> str:
 
 
 @contextmanager
-def dispatcher(
-    settings: Settings, engine: Engine, clock: Callable[[], datetime] = _utc_now
-) -> Iterator[Dispatcher]:
-    """A dispatcher and the HTTP client it shares between partners, closed on exit. Redirects
-    are never followed: patient data goes to the registered address or nowhere."""
+def _deliverer(
+    settings: Settings, engine: Engine, clock: Callable[[], datetime]
+) -> Iterator[ChannelDeliverer]:
+    """The channels and the HTTP client they share between partners, closed on exit.
+    Redirects are never followed: patient data goes to the registered address or nowhere."""
     gates = DisclosureGate(engine, clock)
     exports = DocumentExports(
         engine, gates, CaseService(engine, gates), settings.document_oid_root, clock
@@ -46,9 +47,26 @@ def dispatcher(
     payloads = Payloads(engine, gates, exports, fhir_base(settings))
     timeout = settings.sync_timeout_seconds
     with httpx.Client(timeout=timeout, follow_redirects=False) as http:
-        deliverer = ChannelDeliverer(
+        yield ChannelDeliverer(
             payloads, http, sync_identity(settings), V2Messages(payloads, clock), timeout
         )
+
+
+@contextmanager
+def poller(
+    settings: Settings, engine: Engine, clock: Callable[[], datetime] = _utc_now
+) -> Iterator[Poller]:
+    """A poller of FHIR partners' servers, sharing the channels' clients and tokens."""
+    with _deliverer(settings, engine, clock) as deliverer:
+        yield Poller(engine, deliverer, fhir_base(settings), clock)
+
+
+@contextmanager
+def dispatcher(
+    settings: Settings, engine: Engine, clock: Callable[[], datetime] = _utc_now
+) -> Iterator[Dispatcher]:
+    """A dispatcher over the partners' channels."""
+    with _deliverer(settings, engine, clock) as deliverer:
         policy = RetryPolicy(
             max_attempts=settings.sync_max_attempts,
             backoff=timedelta(seconds=settings.sync_backoff_seconds),

@@ -181,6 +181,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        """A search: scripted like a POST, with an empty body."""
+        self.do_POST()
+
     def do_POST(self) -> None:
         assert isinstance(self.server, _Server)
         partner = self.server.partner

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
 import jwt
 import orjson
@@ -37,6 +37,7 @@ class FhirPartner:
     stored: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     tokens_issued: int = 0
+    searches: int = 0
     port: int = 0
 
     @property
@@ -88,6 +89,36 @@ class FhirPartner:
         self.transactions.append(bundle)
         return 200, orjson.dumps(self._apply(bundle)), {}
 
+    def work(self, kind: str, **changes: Any) -> dict[str, Any]:
+        """The partner's own staff change their copy (the only one of `kind`), as in its EHR."""
+        [(key, current)] = [(k, r) for k, r in self.stored.items() if k[0] == kind]
+        version = int(current["meta"]["versionId"]) + 1
+        meta = {**current["meta"], "versionId": str(version), "lastUpdated": _now()}
+        self.stored[key] = {**current, **changes, "meta": meta}
+        return self.stored[key]
+
+    def search(self, kind: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """A searchset of `kind` by _lastUpdated=ge..., oldest first, two per page."""
+        since = query.get("_lastUpdated", ["ge"])[0].removeprefix("ge")
+        offset = int(query.get("_offset", ["0"])[0])
+        matches = sorted(
+            (r for r in self.resources(kind) if r["meta"]["lastUpdated"] >= since),
+            key=lambda r: str(r["meta"]["lastUpdated"]),
+        )
+        page = matches[offset : offset + 2]
+        links = []
+        if offset + 2 < len(matches):
+            params = urlencode({"_lastUpdated": f"ge{since}", "_offset": offset + 2})
+            links.append({"relation": "next", "url": f"{self.base}/{kind}?{params}"})
+        self.searches += 1
+        return {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(matches),
+            "link": links,
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in page],
+        }
+
     def _apply(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """Conditional updates on identifier, with fullUrl references resolved (R4 §3.1.0.11)."""
         local: dict[str, str] = {}
@@ -107,7 +138,11 @@ class FhirPartner:
             self.stored[key] = {
                 **resource,
                 "id": ident,
-                "meta": {**resource.get("meta", {}), "versionId": str(version)},
+                "meta": {
+                    **resource.get("meta", {}),
+                    "versionId": str(version),
+                    "lastUpdated": _now(),
+                },
             }
             answers.append(
                 {
@@ -118,6 +153,10 @@ class FhirPartner:
                 }
             )
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": answers}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _resolved(value: Any, local: dict[str, str]) -> Any:
@@ -148,6 +187,16 @@ def _handler(partner: Any) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: test output stays readable."""
+
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            if isinstance(partner, DocumentDrop) or not path.startswith("/fhir/"):
+                self._answer(404, b"", {})
+            elif not self.headers.get("Authorization", "").startswith("Bearer "):
+                self._answer(401, b"", {})
+            else:
+                bundle = partner.search(path.removeprefix("/fhir/"), parse_qs(query))
+                self._answer(200, orjson.dumps(bundle), {"Content-Type": "application/fhir+json"})
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

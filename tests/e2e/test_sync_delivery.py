@@ -28,7 +28,7 @@ from interop.store.database import make_engine, unit_of_work
 from interop.store.outbox import TransportState
 from interop.store.tables import DisclosureLogRow, OutboxRow
 from interop.sync.dispatcher import Dispatcher
-from interop.sync.runtime import dispatcher
+from interop.sync.runtime import dispatcher, poller
 from mappings import model as m
 from mappings import service_request, task
 from mappings.terminology import PATIENT_REFERRAL
@@ -90,6 +90,11 @@ class World:
     def rows(self) -> list[OutboxRow]:
         with unit_of_work(self.engine, writes=False) as session:
             return list(reversed(outbox.listing(session, (), None, 100)))
+
+    def held(self) -> list[dict[str, Any]]:
+        """What staff see at GET /inbound/held, read through the service."""
+        inbound = self.client.app.state.inbound  # type: ignore[attr-defined]
+        return [{"channel": held.channel, "problems": held.problems} for held in inbound.held()]
 
     def run(self, **overrides: Any) -> list[Any]:
         settings = self.settings.model_copy(update=overrides)
@@ -455,3 +460,104 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+class TestReadingPartnersBack:
+    """REFERRALS.md: the partner works its copy; we poll its server and apply its side."""
+
+    def poll(self, world: World) -> list[Any]:
+        with poller(world.settings, world.engine, world.clock) as reader:
+            return reader.run_once()
+
+    def test_the_owners_work_comes_back_to_our_task_move_by_move(self, world: World) -> None:
+        partner = FhirPartner(world.key_jwks)
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program)
+            world.run()
+            partner.work("Task", status="accepted", businessStatus={"text": "accepted"})
+            [report] = self.poll(world)
+            assert (report.seen, report.applied, report.held, report.error) == (1, 1, 0, "")
+            ours = world.client.get("/fhir/Task/task-1").json()
+            assert (ours["status"], ours["meta"]["versionId"]) == ("accepted", "2")
+            partner.work("Task", status="in-progress", executionPeriod={"start": "2026-11-04"})
+            partner.work(
+                "Task",
+                status="completed",
+                executionPeriod={"start": "2026-11-04", "end": "2026-12-01"},
+                output=[
+                    {
+                        "type": {"text": "discharge summary"},
+                        "valueReference": {"reference": "DocumentReference/summary-9"},
+                    }
+                ],
+            )
+            [late] = self.poll(world)  # two moves since the last poll: applied one by one
+            assert (late.applied, late.held) == (1, 0)
+        history = world.client.get("/fhir/Task/task-1/_history").json()
+        statuses = [entry["resource"]["status"] for entry in history["entry"]]
+        assert statuses == ["completed", "in-progress", "accepted", "requested"]
+
+    def test_a_move_the_workflow_refuses_is_held_once_and_ours_stays(self, world: World) -> None:
+        partner = FhirPartner(world.key_jwks)
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program)
+            world.run()
+            partner.work("Task", status="completed")  # no start, no end, no output
+            [first] = self.poll(world)
+            [again] = self.poll(world)
+        assert (first.applied, first.held, again.held) == (0, 1, 1)
+        held = [row for row in world.held() if row["channel"] == "fhir-poll"]
+        assert held == [
+            {
+                "channel": "fhir-poll",
+                "problems": ["a Task put in-progress carries executionPeriod.start"],
+            }
+        ]
+        ours = world.client.get("/fhir/Task/task-1").json()  # no step kept: all or nothing
+        assert (ours["status"], ours["meta"]["versionId"]) == ("requested", "1")
+
+    def test_outputs_point_at_the_partners_server_and_a_copy_seen_again_changes_nothing(
+        self, world: World
+    ) -> None:
+        partner = FhirPartner(world.key_jwks)
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program, status="requested")
+            world.run()
+            for status, extra in (
+                ("accepted", {}),
+                ("in-progress", {"executionPeriod": {"start": "2026-11-04"}}),
+            ):
+                partner.work("Task", status=status, **extra)
+                self.poll(world)
+            output = [
+                {
+                    "type": {"text": "discharge summary"},
+                    "valueReference": {"reference": "DocumentReference/summary-9"},
+                }
+            ]
+            partner.work(
+                "Task",
+                status="completed",
+                executionPeriod={"start": "2026-11-04", "end": "2026-12-01"},
+                output=output,
+            )
+            [done] = self.poll(world)
+            [quiet] = self.poll(world)
+        assert (done.applied, quiet.applied, quiet.seen) == (1, 0, 1)
+        ours = world.client.get("/fhir/Task/task-1").json()
+        assert ours["status"] == "completed"
+        assert ours["output"][0]["valueReference"]["reference"] == (
+            f"{partner.base}/DocumentReference/summary-9"
+        )
+        assert ours["meta"]["versionId"] == "4"
+
+    def test_a_partner_that_is_down_is_reported_and_nothing_changes(self, world: World) -> None:
+        partner = FhirPartner(world.key_jwks, port=_free_port())
+        program = world.register("Bayview Outpatient", fhir_channel(partner))
+        refer(world.client, program)
+        [report] = self.poll(world)
+        assert report.error.startswith("token endpoint")
+        assert world.client.get("/fhir/Task/task-1").json()["meta"]["versionId"] == "1"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mappings.workflow import TERMINAL, Side, task_change_problem
+from mappings.workflow import TERMINAL, Side, steps, task_change_problem
 
 STATUSES = (
     "draft",
@@ -176,3 +176,11 @@ def test_only_the_author_marks_a_task_in_error_and_actions_are_free() -> None:
     )
     action = {"resourceType": "Task", "status": "completed", "intent": "order"}
     assert task_change_problem({**action, "status": "draft"}, action, Side.OWNER) is None
+
+
+def test_the_steps_between_two_polls_are_the_shortest_way_the_side_may_go() -> None:
+    assert steps("requested", "completed", Side.OWNER) == ["accepted", "in-progress", "completed"]
+    assert steps("accepted", "completed", Side.OWNER) == ["in-progress", "completed"]
+    assert steps("requested", "completed", Side.REQUESTER) is None
+    assert steps("completed", "accepted", Side.EITHER) is None
+    assert steps("draft", "cancelled", Side.REQUESTER) == ["cancelled"]

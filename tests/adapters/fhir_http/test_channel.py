@@ -299,3 +299,53 @@ class TestRejected:
     def test_only_transactions_are_delivered(self, channel: FhirPartnerChannel) -> None:
         with pytest.raises(ValueError, match="transaction"):
             channel.deliver({**transaction(), "type": "batch"})
+
+
+class TestSearch:
+    """Reading the partner's server back (REFERRALS.md: polling as the fallback)."""
+
+    def searchset(self, partner: Partner, ids: list[str], following: str | None) -> Scripted:
+        links = [{"relation": "next", "url": following}] if following else []
+        entries: list[dict[str, Any]] = [
+            {"resource": {"resourceType": "Task", "id": i}, "search": {"mode": "match"}}
+            for i in ids
+        ]
+        entries.append(
+            {"resource": {"resourceType": "Patient", "id": "p"}, "search": {"mode": "include"}}
+        )
+        return json_answer(
+            200, {"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries}
+        )
+
+    def test_pages_are_followed_on_the_partners_server(
+        self, partner: Partner, channel: FhirPartnerChannel
+    ) -> None:
+        partner.answers.append(
+            self.searchset(partner, ["a", "b"], partner.url("/fhir/Task?page=2"))
+        )
+        partner.answers.append(self.searchset(partner, ["c"], None))
+
+        found = channel.search("Task", {"_lastUpdated": "ge2026-11-01T00:00:00Z"})
+
+        assert [task["id"] for task in found] == ["a", "b", "c"]
+        first, second = partner.received
+        assert first.path == "/fhir/Task?_lastUpdated=ge2026-11-01T00%3A00%3A00Z"
+        assert second.path == "/fhir/Task?page=2"
+        assert second.headers["authorization"].startswith("Bearer ")
+
+    def test_a_paging_link_off_the_partners_server_is_refused_with_our_token_kept(
+        self, partner: Partner, channel: FhirPartnerChannel
+    ) -> None:
+        partner.answers.append(self.searchset(partner, ["a"], "http://127.0.0.1:9/steal"))
+
+        with pytest.raises(PartnerRejected, match="paging link leaves"):
+            channel.search("Task", {})
+        assert len(partner.received) == 1
+
+    def test_an_answer_that_is_not_a_searchset_is_unreadable(
+        self, partner: Partner, channel: FhirPartnerChannel
+    ) -> None:
+        partner.answers.append(json_answer(200, {"resourceType": "Patient"}))
+
+        with pytest.raises(PartnerUnavailable, match="unreadable answer"):
+            channel.search("Task", {})

@@ -1,0 +1,239 @@
+"""What partners with a FHIR server did to the referrals we sent them, read back from their
+server (REFERRALS.md: poll `Task?_lastUpdated=...` as the fallback to subscriptions) and
+applied to our Task as that partner's side of the workflow.
+
+A partner's copy of our Task carries our Task's absolute URL as an identifier (we pushed it so,
+interop.sync.payloads); only those are read. From each, the elements its side may change are
+taken (the owner: status, businessStatus, statusReason, executionPeriod, output, note,
+lastModified; the requester: status, statusReason, note, input) and written to our Task
+through the workflow check of mappings.workflow, with the partner as origin, so it is not
+told of its own change while the other party is. References in what is taken are made
+absolute on the partner's server, where they resolve.
+
+A change the workflow refuses, or that is not valid FHIR, is kept for staff like an HL7 v2
+message that could not be processed (`GET /inbound/held`, channel "fhir-poll"), once per
+version of the partner's copy, and our Task stays as it was.
+
+The watermark is the latest meta.lastUpdated seen on that partner's server, searched again with
+`ge`, so an update sharing that instant is never missed; seeing a copy again changes nothing.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, select
+from sqlmodel import Session, col
+
+from adapters.errors import PartnerRejected, PartnerUnavailable
+from interop.services.errors import ServiceError
+from interop.services.inbound import reason_of
+from interop.services.outbox import ChannelKind
+from interop.services.resources import ResourceOperations
+from interop.services.search_parser import Paging
+from interop.store.database import unit_of_work
+from interop.store.fhirdates import parse_range
+from interop.store.repository import ResourceRepository
+from interop.store.tables import InboundMessageRow, PartnerRow
+from interop.sync.channels import ChannelDeliverer
+from interop.sync.payloads import URI_SYSTEM
+from mappings.errors import FhirContentError
+from mappings.workflow import Side, steps
+
+_PAGING = Paging(1, 1)
+_OWNER_ELEMENTS = (
+    "status",
+    "businessStatus",
+    "statusReason",
+    "executionPeriod",
+    "output",
+    "note",
+    "lastModified",
+)
+_REQUESTER_ELEMENTS = ("status", "statusReason", "note", "input")
+CHANNEL = "fhir-poll"
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    """One partner's round: copies read, changes applied, changes held, or why it failed."""
+
+    partner: str
+    seen: int = 0
+    applied: int = 0
+    held: int = 0
+    error: str = ""
+
+
+class Poller:
+    def __init__(
+        self,
+        engine: Engine,
+        deliverer: ChannelDeliverer,
+        fhir_base: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._deliverer = deliverer
+        self._ours = fhir_base.rstrip("/") + "/Task/"
+        self._clock = clock
+
+    def run_once(self) -> list[PollReport]:
+        return [self._poll(partner) for partner in self._partners()]
+
+    def _partners(self) -> list[PartnerRow]:
+        with unit_of_work(self._engine, writes=False) as session:
+            statement = select(PartnerRow).where(
+                col(PartnerRow.enabled).is_(True), col(PartnerRow.channel) == ChannelKind.FHIR
+            )
+            return list(session.execute(statement).scalars())
+
+    def _poll(self, partner: PartnerRow) -> PollReport:
+        channel = self._deliverer.fhir_channel(partner)
+        params = {"_sort": "_lastUpdated", "_count": "100"}
+        if partner.poll_watermark:
+            params["_lastUpdated"] = f"ge{partner.poll_watermark}"
+        try:
+            copies = channel.search("Task", params)
+        except (PartnerUnavailable, PartnerRejected) as error:
+            return PollReport(partner.client_id, error=str(error)[:300])
+        applied = held = 0
+        for copy, our_id in self._ours_among(copies):
+            outcome = self._apply(partner, copy, our_id)
+            applied += outcome == "applied"
+            held += outcome == "held"
+        self._advance(partner, copies)
+        return PollReport(partner.client_id, len(copies), applied, held)
+
+    def _ours_among(self, copies: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str]]:
+        for copy in copies:
+            for identifier in copy.get("identifier", []):
+                value = str(identifier.get("value", ""))
+                if identifier.get("system") == URI_SYSTEM and value.startswith(self._ours):
+                    yield copy, value.removeprefix(self._ours)
+                    break
+
+    def _apply(self, partner: PartnerRow, copy: dict[str, Any], our_id: str) -> str:
+        """ "applied", "same" (nothing new), "held" (refused, kept for staff) or "unknown"."""
+        organization = f"Organization/{partner.organization_id}"
+        base = (partner.channel_address or "").rstrip("/")
+        try:
+            with unit_of_work(self._engine) as session:
+                operations = ResourceOperations(
+                    ResourceRepository(session), _PAGING, origin=organization
+                )
+                ours = orjson.loads(operations.read("Task", our_id).content or b"{}")
+                found = _side_of(ours, organization)
+                if found is None:
+                    return "unknown"
+                side, elements = found
+                merged = _merged(ours, copy, elements, base)
+                if _same(merged, ours):
+                    return "same"
+                for status in _statuses(ours, merged, side):
+                    operations.update("Task", our_id, {**merged, "status": status})
+            return "applied"
+        except (ServiceError, FhirContentError) as error:
+            return self._hold(partner, copy, our_id, reason_of(error))
+
+    def _hold(self, partner: PartnerRow, copy: dict[str, Any], our_id: str, reason: str) -> str:
+        version = f"{copy.get('id', '')}/_history/{copy.get('meta', {}).get('versionId', '')}"
+        with unit_of_work(self._engine) as session:
+            if not _already_held(session, partner.client_id, version):
+                session.add(
+                    InboundMessageRow(
+                        received_at=self._clock(),
+                        channel=CHANNEL,
+                        sender=partner.client_id,
+                        control_id=version[:200],
+                        message_type="Task",
+                        ack_code="",
+                        status="held",
+                        problems=orjson.dumps([reason]).decode(),
+                        resources=f"Task/{our_id}",
+                        raw=orjson.dumps(copy),
+                    )
+                )
+        return "held"
+
+    def _advance(self, partner: PartnerRow, copies: list[dict[str, Any]]) -> None:
+        latest = _latest(copies)
+        if latest is None:
+            return
+        with unit_of_work(self._engine) as session:
+            row = session.get(PartnerRow, partner.pk)
+            if row is not None:
+                row.poll_watermark = latest
+                session.add(row)
+
+
+def _side_of(ours: dict[str, Any], organization: str) -> tuple[Side, tuple[str, ...]] | None:
+    """The partner's side of our Task and the elements it may change; None if no party."""
+    for side, elements in ((Side.OWNER, _OWNER_ELEMENTS), (Side.REQUESTER, _REQUESTER_ELEMENTS)):
+        party = ours.get(side.value)
+        reference = party.get("reference", "") if isinstance(party, dict) else ""
+        if str(reference).split("/")[-2:] == organization.split("/"):
+            return side, elements
+    return None
+
+
+def _statuses(ours: dict[str, Any], merged: dict[str, Any], side: Side) -> list[str]:
+    """The status of each write: the moves the partner made between two polls, one by one, so
+    each is checked as the table allows it; one write when the status stayed or no way
+    exists (the workflow check then says why)."""
+    old, new = str(ours.get("status")), str(merged.get("status"))
+    return (steps(old, new, side) if old != new else None) or [new]
+
+
+def _merged(
+    ours: dict[str, Any], copy: dict[str, Any], elements: tuple[str, ...], base: str
+) -> dict[str, Any]:
+    merged = {key: value for key, value in ours.items() if key not in elements and key != "meta"}
+    for element in elements:
+        if element in copy:
+            merged[element] = _absolute(copy[element], base)
+    return merged
+
+
+def _same(merged: dict[str, Any], ours: dict[str, Any]) -> bool:
+    return merged == {key: value for key, value in ours.items() if key != "meta"}
+
+
+def _absolute(value: Any, base: str) -> Any:
+    """The partner's relative references, made absolute on its server."""
+    if isinstance(value, dict):
+        copied = {key: _absolute(item, base) for key, item in value.items()}
+        reference = copied.get("reference")
+        if (
+            isinstance(reference, str)
+            and "://" not in reference
+            and not reference.startswith(("#", "urn:"))
+        ):
+            copied["reference"] = f"{base}/{reference}"
+        return copied
+    if isinstance(value, list):
+        return [_absolute(item, base) for item in value]
+    return value
+
+
+def _latest(copies: list[dict[str, Any]]) -> str | None:
+    stamped = []
+    for copy in copies:
+        text = copy.get("meta", {}).get("lastUpdated")
+        if isinstance(text, str):
+            try:
+                stamped.append((parse_range(text)[0], text))
+            except ValueError:
+                continue
+    return max(stamped)[1] if stamped else None
+
+
+def _already_held(session: Session, sender: str, version: str) -> bool:
+    statement = select(col(InboundMessageRow.pk)).where(
+        col(InboundMessageRow.channel) == CHANNEL,
+        col(InboundMessageRow.sender) == sender,
+        col(InboundMessageRow.control_id) == version,
+    )
+    return session.execute(statement).first() is not None
