@@ -282,7 +282,11 @@ def _referral_outgoing(operations: ResourceOperations, referral_id: str) -> _Out
     order = _released(operations, "ServiceRequest", referral_id)
     if order is None:
         raise Forbidden(_WITHHELD)
-    referral = service_request.from_fhir(_plain(order)).value
+    try:
+        referral = service_request.from_fhir(_plain(order)).value
+    except MappingError as error:
+        reasons = "; ".join(issue.diagnostics for issue in error.issues)
+        raise InvalidRequest(f"the referral cannot be written as C-CDA: {reasons}") from None
     if referral.performer_id is None:
         raise InvalidRequest("the referral names no program to send a Referral Note to")
     sender = referral.requester.ref if referral.requester.kind is PartyKind.PROGRAM else ""

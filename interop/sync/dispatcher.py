@@ -112,6 +112,10 @@ class Dispatcher:
             return self._retry(row, unavailable)
         except ServiceError as error:
             return self._finish(row, TransportState.FAILED, error=error.message[:1000])
+        except Exception as error:  # a bug of ours: stop, say so, and keep the round going
+            _log.error("delivery %s failed: %s", row.pk, type(error).__name__)
+            reason = f"internal error ({type(error).__name__}); see the service log"
+            return self._finish(row, TransportState.FAILED, error=reason)
         return self._finish(row, TransportState(receipt.state.value), receipt=receipt.reference)
 
     def _partner(self, row: OutboxRow) -> PartnerRow:
