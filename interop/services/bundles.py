@@ -184,6 +184,13 @@ class BundleService:
                 target = f"{entry.resource_type}/{entry.assigned_id}"
             elif entry.method == "PUT" and entry.resource_id is not None:
                 target = f"{entry.resource_type}/{entry.resource_id}"
+            elif entry.method == "PUT":  # conditional: the match, or the resource it creates
+                match = partial(operations.single_match, entry.resource_type, entry.query, base_url)
+                entry.existing = _guarded(entry.index, match)
+                entry.assigned_id = (
+                    entry.existing.resource_id if entry.existing else str(uuid.uuid4())
+                )
+                target = f"{entry.resource_type}/{entry.assigned_id}"
             else:
                 continue
             if entry.full_url:
@@ -213,7 +220,15 @@ class BundleService:
                 resource_id=entry.assigned_id,
             )
             return _write_response(outcome)
-        assert entry.resource_id is not None
+        if entry.resource_id is None:
+            outcome = operations.conditional_update(
+                entry.resource_type,
+                entry.query,
+                entry.resource,
+                base_url=base_url,
+                resource_id=entry.assigned_id,
+            )
+            return _write_response(outcome)
         outcome = operations.update(
             entry.resource_type, entry.resource_id, entry.resource, if_match=entry.if_match
         )
@@ -286,8 +301,12 @@ def _parse_entry(index: int, raw: Any) -> _Entry:
 def _check_entry_shape(method: str, resource_id: str | None, resource: Any, url: str) -> None:
     if method in ("POST", "PUT") and not isinstance(resource, dict):
         raise InvalidRequest(f"a {method} entry must carry a resource")
-    if method in ("PUT", "DELETE") and resource_id is None:
-        raise InvalidRequest(f"a {method} entry's url must be Type/id, not {url[:80]!r}")
+    if method == "DELETE" and resource_id is None:
+        raise InvalidRequest(f"a DELETE entry's url must be Type/id, not {url[:80]!r}")
+    if method == "PUT" and resource_id is None and "?" not in url:
+        raise InvalidRequest(
+            f"a PUT entry's url must be Type/id or Type?criteria, not {url[:80]!r}"
+        )
     if method == "POST" and resource_id is not None:
         raise InvalidRequest(f"a POST entry's url must be the resource type, not {url[:80]!r}")
 

@@ -297,6 +297,12 @@ class ResourceOperations:
         params = parse_qsl(criteria.removeprefix("?").split("?")[-1], keep_blank_values=True)
         if not params:
             raise InvalidRequest("If-None-Exist must carry search criteria")
+        return self.single_match(resource_type, params, base_url)
+
+    def single_match(
+        self, resource_type: str, params: Sequence[tuple[str, str]], base_url: str
+    ) -> StoredVersion | None:
+        """The one released resource matching `params`, None for none, 412 for several."""
         query = parse_search(
             resource_type, params, base_url=base_url, paging=self._paging, strict=True
         )
@@ -304,6 +310,39 @@ class ResourceOperations:
         if len(released) > 1:
             raise PreconditionFailed("the conditional criteria match more than one resource")
         return released[0][1] if released else None
+
+    def conditional_update(
+        self,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        resource: dict[str, Any],
+        *,
+        base_url: str,
+        resource_id: str | None = None,
+    ) -> WriteOutcome:
+        """PUT [type]?[criteria] (R4 §3.1.0.4.3): update the one match, create when there is
+        none (with `resource_id` when the caller already assigned one), 412 for several. A
+        body id must name the match (409 otherwise); with no match an id is refused rather
+        than used, since whether that id exists is not the requester's to learn."""
+        check_type(resource_type)
+        criteria = [(name, value) for name, value in params if name != "_format"]
+        if not criteria:
+            raise InvalidRequest("a conditional update needs search criteria")
+        existing = self.single_match(resource_type, criteria, base_url)
+        given = resource.get("id")
+        if existing is None:
+            if given is not None:
+                raise InvalidRequest(
+                    "the criteria match nothing: leave the id out to create the resource"
+                )
+            return self.create(resource_type, resource, base_url=base_url, resource_id=resource_id)
+        if given is not None and given != existing.resource_id:
+            raise VersionConflict(
+                f"the criteria match {resource_type}/{existing.resource_id}, not the body's id"
+            )
+        return self.update(
+            resource_type, existing.resource_id, {**resource, "id": existing.resource_id}
+        )
 
     def _store(
         self,
@@ -494,6 +533,25 @@ class ResourceService:
             return self._operations(session, guard).update(
                 resource_type, resource_id, resource, if_match=if_match
             )
+
+    def conditional_update(
+        self,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        resource: dict[str, Any],
+        requester: Requester,
+        *,
+        base_url: str,
+        guard: WriteGuard | None = None,
+    ) -> WriteOutcome:
+        """Behind the gate: only what the requester may see can match."""
+        return self._gated(
+            requester,
+            "update",
+            lambda ops: ops.conditional_update(resource_type, params, resource, base_url=base_url),
+            guard=guard,
+            writes=True,
+        )
 
     def validate(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
         """Validate without storing; any R4 type, since validation needs no storage."""

@@ -194,6 +194,29 @@ def update(
     return _written(written, fmt, base, prefer)
 
 
+@router.put("/{resource_type}", operation_id="fhir_conditional_update", responses=RESPONSES)
+def conditional_update(
+    resource_type: str,
+    request: Request,
+    resources: ResourcesDep,
+    body: BodyDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    requester: Updater,
+    prefer: Annotated[str | None, Header()] = None,
+) -> FhirResponse:
+    """PUT [type]?[criteria]: update the one match, or create (R4 §3.1.0.4.3)."""
+    written = resources.conditional_update(
+        resource_type,
+        list(request.query_params.multi_items()),
+        body,
+        requester,
+        base_url=base,
+        guard=write_guard(requester, base),
+    )
+    return _written(written, fmt, base, prefer)
+
+
 @router.delete(
     "/{resource_type}/{resource_id}",
     operation_id="fhir_delete",
