@@ -1,4 +1,5 @@
-"""Typed readers of the two inbound messages: REF^I12 (a referral) and ADT^A03 (a discharge).
+"""Typed readers of the inbound messages: REF^I12 (a referral), REF^I14 (its cancellation),
+RRI^I12 (the answer to one we sent) and ADT^A03 (a discharge).
 
 `read_message(raw)` never raises for a bad message: it returns an `Inbound` that keeps the raw
 bytes, the acknowledgment code (AA, AE, AR), every `Problem` with its ERR-2 location and table
@@ -73,7 +74,10 @@ __all__ = [
     "read_message",
 ]
 
-SUPPORTED = frozenset({("REF", "I12"), ("ADT", "A03")})
+SUPPORTED = frozenset({("REF", "I12"), ("REF", "I14"), ("RRI", "I12"), ("ADT", "A03")})
+"""REF^I12 refers a patient, REF^I14 cancels that referral, RRI^I12 answers one we sent (all
+read as a `Referral`, told apart by the header), ADT^A03 reports a discharge."""
+_NAMES = "REF^I12, REF^I14, RRI^I12, ADT^A03"
 """(MSH-9.1, MSH-9.2) pairs this adapter reads."""
 _PROCESSING_IDS = frozenset({"P", "T", "D"})  # HL7 table 0103
 _SEX = frozenset({"F", "M", "O", "U", "A", "N", "X"})  # HL7 table 0001 (X since v2.9)
@@ -524,7 +528,7 @@ def read_message(raw: bytes) -> Inbound:
         return Inbound(raw, AckCode.REJECT, rejections, header, message)
     problems: list[Problem] = []
     content: Referral | Discharge | None
-    if (header.message_code, header.trigger_event) == ("REF", "I12"):
+    if header.message_code in ("REF", "RRI"):
         content = _read_referral(message, problems)
     else:
         content = _read_discharge(message, problems)
@@ -558,7 +562,7 @@ def _check_header(header: MessageHeader) -> tuple[Problem, ...]:
             problem(
                 9,
                 ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
-                f"message type {header.message_code} is not accepted (REF^I12, ADT^A03 are)",
+                f"message type {header.message_code} is not accepted ({_NAMES} are)",
             )
         )
     elif (header.message_code, header.trigger_event) not in SUPPORTED:
@@ -567,7 +571,7 @@ def _check_header(header: MessageHeader) -> tuple[Problem, ...]:
                 Location("MSH", 1, 9, repetition=1, component=2),
                 ErrorCode.UNSUPPORTED_EVENT_CODE,
                 f"event {header.message_code}^{header.trigger_event} is not accepted "
-                "(REF^I12, ADT^A03 are)",
+                f"({_NAMES} are)",
             )
         )
     if not header.control_id:

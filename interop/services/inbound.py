@@ -36,16 +36,18 @@ from adapters.hl7v2 import (
 )
 from adapters.hl7v2.messages import Hl7DateTime
 from adapters.hl7v2.messages import Patient as V2Patient
-from interop.services.errors import ServiceError
+from interop.services.errors import ResourceNotFound, ServiceError
 from interop.services.resources import ResourceOperations
 from interop.services.search_parser import Paging
 from interop.store.database import unit_of_work
 from interop.store.repository import ResourceRepository
+from interop.store.search_params import parse_reference
 from interop.store.tables import InboundMessageRow
 from mappings import model as m
 from mappings import organization, patient, service_request, task
 from mappings.errors import FhirContentError
 from mappings.terminology import PATIENT_REFERRAL
+from mappings.workflow import Side, steps
 
 _PAGING = Paging(2, 2)
 V2_IDENTIFIERS = "urn:recovery-interop:hl7v2"
@@ -102,9 +104,7 @@ class InboundService:
         if inbound.accepted:
             try:
                 with unit_of_work(self._engine) as session:
-                    created = _apply(
-                        ResourceOperations(ResourceRepository(session), _PAGING), inbound
-                    )
+                    created = _apply(ResourceRepository(session), inbound)
                     session.add(_row(inbound, channel, now, "processed", created, []))
                 return acknowledge(inbound, control_id=control_id, at=now)
             except (ServiceError, FhirContentError, ValueError) as error:
@@ -166,13 +166,88 @@ def _row(
     )
 
 
-def _apply(operations: ResourceOperations, inbound: Inbound) -> list[str]:
+def _apply(repository: ResourceRepository, inbound: Inbound) -> list[str]:
     content = inbound.content
+    operations = ResourceOperations(repository, _PAGING)
     if isinstance(content, Referral):
+        event = (content.header.message_code, content.header.trigger_event)
+        if event == ("REF", "I14"):
+            return _cancellation(repository, content)
+        if event == ("RRI", "I12"):
+            return _answer(repository, content)
         return _referral(operations, content)
     if isinstance(content, Discharge):
         return _discharge(operations, content)
     return []
+
+
+def _cancellation(repository: ResourceRepository, message: Referral) -> list[str]:
+    """REF^I14: the referrer withdraws a referral it sent us (found by its RF1-6); the Task is
+    cancelled as the requester's move, so the workflow decides whether it still may be."""
+    system = f"{V2_IDENTIFIERS}:referral:{_namespace(message)}"
+    lookup = ResourceOperations(repository, _PAGING)
+    criteria = f"identifier={system}|{message.originating_id.value}"
+    order = lookup.conditional_match("ServiceRequest", criteria, "")
+    if order is None:
+        raise ResourceNotFound(f"no referral with RF1-6 {message.originating_id.value!r} is known")
+    task_id = f"{order.resource_id}-task"[:64]
+    current = _plain(lookup.read("Task", task_id).content)
+    writer = ResourceOperations(repository, _PAGING, origin=_party(current, "requester"))
+    reason = _notes_text(message) or "Withdrawn by the referring program (REF^I14)"
+    writer.update(
+        "Task", task_id, {**current, "status": "cancelled", "statusReason": {"text": reason}}
+    )
+    return [f"ServiceRequest/{order.resource_id}", f"Task/{task_id}"]
+
+
+def _answer(repository: ResourceRepository, message: Referral) -> list[str]:
+    """RRI^I12: what the program we referred to did with our referral (RF1-1, table 0283),
+    applied as the owner's moves, one by one, through the workflow check."""
+    lookup = ResourceOperations(repository, _PAGING)
+    value = message.originating_id.value
+    order = lookup.conditional_match("ServiceRequest", f"identifier={value}", "")
+    if order is None:
+        order = lookup.single_match("ServiceRequest", [("_id", value)], "")
+    if order is None:
+        raise ResourceNotFound(f"no referral of ours has RF1-6 {value!r}")
+    focus = f"ServiceRequest/{order.resource_id}"
+    shared = lookup.single_match("Task", [("focus", focus)], "")
+    if shared is None:
+        raise ResourceNotFound(f"the referral with RF1-6 {value!r} has no Task")
+    current = _plain(shared.content)
+    target = _ANSWERS.get(message.status.code if message.status else "", "received")
+    writer = ResourceOperations(repository, _PAGING, origin=_party(current, "owner"))
+    reason = _notes_text(message) or _DECLINED
+    moves = steps(str(current.get("status")), target, Side.OWNER)
+    for status in [target] if moves is None else moves:  # no way: the check says why
+        current = {**current, "status": status}
+        if status == "rejected":
+            current["statusReason"] = {"text": reason}
+        current = _plain(writer.update("Task", shared.resource_id, current).stored.content)
+    return [focus, f"Task/{shared.resource_id}"]
+
+
+_ANSWERS = {"A": "accepted", "R": "rejected", "P": "received", "E": "rejected"}
+_DECLINED = "Declined by the receiving program (RRI^I12)"
+
+
+def _plain(content: bytes | None) -> dict[str, Any]:
+    resource: dict[str, Any] = orjson.loads(content or b"{}")
+    resource.pop("meta", None)
+    return resource
+
+
+def _party(task_resource: dict[str, Any], role: str) -> str | None:
+    """The Organization on that side of the Task, as "Organization/{id}" (the write's origin)."""
+    reference = task_resource.get(role, {}).get("reference")
+    parsed = parse_reference(reference) if isinstance(reference, str) else None
+    return f"{parsed[0]}/{parsed[1]}" if parsed is not None else None
+
+
+def _notes_text(message: Referral) -> str:
+    """The notes about the referral itself; those after an OBR or OBX are about results."""
+    about = [n.text for n in message.notes if n.text and n.follows not in ("OBR", "OBX")]
+    return "\n".join(about)[:1000]
 
 
 def _referral(operations: ResourceOperations, message: Referral) -> list[str]:

@@ -20,6 +20,16 @@ from adapters.ccda import read_document
 from adapters.ccda.templates import DocumentKind
 from adapters.hl7v2 import read_message
 from adapters.hl7v2.errors import AckCode
+from adapters.hl7v2.messages import EntityIdentifier, HierarchicDesignator, PersonName
+from adapters.hl7v2.messages import Identifier as V2Identifier
+from adapters.hl7v2.outbound import (
+    Envelope,
+    OutgoingPatient,
+    Party,
+    ReferralStatus,
+    ReturnedReferral,
+    write_return,
+)
 from interop.services.outbox import ChannelKind
 from interop.services.partners import ChannelConfig, NewPartner, PartnerService
 from interop.settings import Settings
@@ -368,6 +378,26 @@ class TestHl7v2:
         assert first.content.originating_id.value == "PLAC-77"  # type: ignore[union-attr]
         assert [row.receipt for row in world.rows] == ["RI1", "RI2"]  # MSA-2 echoes MSH-10
 
+    def test_the_partners_answer_closes_the_loop(self, world: World) -> None:
+        """The interface engine answers our REF^I12 with RRI^I12 (RF1-1 A, then an R it may no
+        longer give): the first moves our Task to accepted, the second is held."""
+        partner = MllpPartner()
+        with listening(partner):
+            program = world.register(
+                "Lakeside Behavioral", ChannelConfig(ChannelKind.HL7V2_MLLP, partner.address)
+            )
+            refer(world.client, program)
+            world.run()
+        inbound = world.client.app.state.inbound  # type: ignore[attr-defined]
+        accepted = inbound.receive(answer(ReferralStatus.ACCEPTED, "RRI-1"), "mllp")
+        assert b"MSA|AA|RRI-1" in accepted
+        ours = world.client.get("/fhir/Task/task-1").json()
+        assert (ours["status"], ours["meta"]["versionId"]) == ("accepted", "2")
+        declined = inbound.receive(answer(ReferralStatus.REJECTED, "RRI-2"), "mllp")
+        assert b"MSA|AE|RRI-2" in declined
+        assert world.client.get("/fhir/Task/task-1").json()["status"] == "accepted"
+        assert [row.event for row in world.rows] == ["referral-sent"]  # no echo to the partner
+
     def test_a_rejection_fails_the_delivery(self, world: World) -> None:
         partner = MllpPartner(answer=AckCode.REJECT)
         with listening(partner):
@@ -439,6 +469,25 @@ class TestAtLeastOnce:
         assert sorted(delivered) == sorted(set(delivered))
         assert {row.state for row in world.rows} == {"acknowledged"}
         assert len(partner.transactions) == len(world.rows) == 10
+
+
+def answer(status: ReferralStatus, control_id: str) -> bytes:
+    """An RRI^I12 from the partner's interface engine about our referral PLAC-77."""
+    patient = OutgoingPatient(
+        (V2Identifier("MRN-1", "MR", HierarchicDesignator("HARBOR")),), (PersonName("Quill"),)
+    )
+    returned = ReturnedReferral(
+        originating_id=EntityIdentifier("PLAC-77", "RECOVERY-INTEROP"),
+        status=status,
+        patient=patient,
+        referring=Party("Harbor Clinic", "1", "L"),
+        referred_to=Party("Lakeside Behavioral", "2", "L"),
+        reason="No bed before next month" if status is ReferralStatus.REJECTED else "",
+    )
+    envelope = Envelope(
+        "LAKESIDE", "LAKESIDE", "RECOVERY-INTEROP", "HARBOR", control_id, datetime.now(UTC)
+    )
+    return write_return(returned, envelope)
 
 
 def _drain(world: World) -> list[Any]:

@@ -42,9 +42,9 @@ class TestAcknowledge:
         ]
 
     def test_ar_for_an_unsupported_event(self) -> None:
-        raw = REFERRAL.replace(b"REF^I12^REF_I12", b"REF^I14^REF_I14")
+        raw = REFERRAL.replace(b"REF^I12^REF_I12", b"REF^I15^REF_I12")
         ack = lines(acknowledge(read_message(raw), control_id="ACK-4", at=AT))
-        assert ack[0].split("|")[8] == "ACK^I14^ACK"
+        assert ack[0].split("|")[8] == "ACK^I15^ACK"
         assert ack[1].startswith("MSA|AR|REF-0001|")
         assert ack[2].startswith("ERR||MSH^1^9^1^2|201^Unsupported event code^HL70357|E|")
 

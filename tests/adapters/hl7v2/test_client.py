@@ -170,14 +170,18 @@ class TestRejected:
         ("message", "reason", "detail"),
         [
             (
-                write_cancellation(referral(), envelope("OUT-0002")),
+                write_cancellation(referral(), envelope("OUT-0002")).replace(
+                    b"REF^I14^REF_I12", b"REF^I15^REF_I12"
+                ),
                 "AR 201",
-                "event REF^I14 is not accepted (REF^I12, ADT^A03 are)",
+                "event REF^I15 is not accepted (REF^I12, REF^I14, RRI^I12, ADT^A03 are)",
             ),
             (
-                write_return(returned(), envelope("OUT-0003")),
+                write_return(returned(), envelope("OUT-0003")).replace(
+                    b"RRI^I12^RRI_I12", b"ORU^R01^ORU_R01"
+                ),
                 "AR 200",
-                "message type RRI is not accepted (REF^I12, ADT^A03 are)",
+                "message type ORU is not accepted (REF^I12, REF^I14, RRI^I12, ADT^A03 are)",
             ),
         ],
     )

@@ -230,7 +230,7 @@ class TestProblems:
         [
             ("ORU^R01", Location("MSH", 1, 9), ErrorCode.UNSUPPORTED_MESSAGE_TYPE),
             ("ADT^A04", Location("MSH", 1, 9, 1, 2), ErrorCode.UNSUPPORTED_EVENT_CODE),
-            ("REF^I14^REF_I12", Location("MSH", 1, 9, 1, 2), ErrorCode.UNSUPPORTED_EVENT_CODE),
+            ("REF^I15^REF_I12", Location("MSH", 1, 9, 1, 2), ErrorCode.UNSUPPORTED_EVENT_CODE),
             ("", Location("MSH", 1, 9), ErrorCode.REQUIRED_FIELD_MISSING),
         ],
     )

@@ -116,3 +116,50 @@ def test_staff_see_held_messages(inbound: InboundService, anonymous: TestClient)
     held = anonymous.get("/inbound/held").json()
     assert [(m["message_type"], m["ack_code"]) for m in held] == [("MDM^T02", "AR")]
     assert "200" in held[0]["problems"][0]
+
+
+class TestCancellation:
+    """REF^I14 withdraws a referral received as REF^I12 (matched by RF1-6), as the
+    requester's move of the referral workflow."""
+
+    def test_the_corpus_cancellation_cancels_the_corpus_referral(
+        self, inbound: InboundService, client: TestClient
+    ) -> None:
+        folder = corpus("hl7v2")
+        assert msa(inbound.receive((folder / "REF-I12-01.hl7").read_bytes(), "mllp")) == "AA"
+        assert msa(inbound.receive((folder / "REF-I14-01.hl7").read_bytes(), "mllp")) == "AA"
+        [entry] = client.get("/fhir/Task", params={"code": "fulfill"}).json()["entry"]
+        task = entry["resource"]
+        assert task["status"] == "cancelled"
+        assert task["statusReason"]["text"] == "Lab test"  # its note on the referral (after PV2)
+
+    def test_a_cancellation_of_an_unknown_referral_is_held_with_its_reason(
+        self, inbound: InboundService
+    ) -> None:
+        raw = (corpus("hl7v2") / "REF-I14-01.hl7").read_bytes()
+        assert msa(inbound.receive(raw, "mllp")) == "AE"
+        [held] = inbound.held()
+        assert held.message_type == "REF^I14"
+        assert "no referral with RF1-6 '226839' is known" in held.problems[0]
+
+    def test_work_in_progress_is_not_cancelled_by_the_referrer(
+        self, inbound: InboundService, client: TestClient
+    ) -> None:
+        folder = corpus("hl7v2")
+        inbound.receive((folder / "REF-I12-01.hl7").read_bytes(), "mllp")
+        [entry] = client.get("/fhir/Task", params={"code": "fulfill"}).json()["entry"]
+        task = {k: v for k, v in entry["resource"].items() if k != "meta"}
+        for status, extra in (
+            ("accepted", {}),
+            ("in-progress", {"executionPeriod": {"start": "2026-11-20"}}),
+        ):
+            task = {**task, "status": status, **extra}
+            response = client.put(f"/fhir/Task/{task['id']}", json=task, headers=FHIR_JSON)
+            assert response.status_code == 200, response.text
+        assert msa(inbound.receive((folder / "REF-I14-01.hl7").read_bytes(), "mllp")) == "AE"
+        assert (
+            "only the owner moves a Task from in-progress to cancelled"
+            in (inbound.held()[0].problems[0])
+        )
+        current = client.get(f"/fhir/Task/{task['id']}").json()
+        assert current["status"] == "in-progress"

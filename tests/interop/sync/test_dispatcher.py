@@ -1,6 +1,7 @@
 """The dispatcher's own rules, with a deliverer that does what the test says: backoff, a bug
 in a payload never stalls the queue, a lost lease records nothing."""
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,7 +41,7 @@ class Slow:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Engine:
+def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     upgrade(engine)
     now = datetime.now(UTC)
@@ -69,7 +70,8 @@ def engine(database_url: str) -> Engine:
                 next_attempt_at=now,
             )
         )
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def rows(engine: Engine) -> list[OutboxRow]:
