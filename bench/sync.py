@@ -28,7 +28,7 @@ from interop.store.database import make_engine
 from interop.sync.runtime import dispatcher
 from tests.conftest import RegisteredPartner, bearer
 from tests.e2e.partners import FhirPartner, serving
-from tests.e2e.test_sync_delivery import fhir_channel, put, refer
+from tests.e2e.sync_world import fhir_channel, put, refer
 from tests.keys import rsa_key
 
 

@@ -18,6 +18,7 @@ from interop.api.cds.routes import router as cds_router
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
 from interop.api.inbound.routes import router as inbound_router
+from interop.api.sync.routes import router as sync_router
 from interop.auth.jwks import JwksFetcher
 from interop.auth.oidc import OidcClient, OidcConfig
 from interop.services.bundles import BundleService
@@ -38,6 +39,7 @@ from interop.store.database import make_engine
 from interop.store.migrate import upgrade
 from interop.sync.deliveries import Deliveries
 from interop.sync.runtime import sync_identity
+from interop.sync.subscribing import NotificationInbox
 
 RELEASED = "2026-11-25"
 
@@ -99,6 +101,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.state.inbound = InboundService(engine, clock)
     app.state.deliveries = Deliveries(engine, clock)
     app.state.sync_identity = sync_identity(settings)
+    app.state.notifications = NotificationInbox(engine, clock)
     app.state.oidc = oidc_client(settings, http)
     app.state.capability = capability_statement(
         software_version=software_version(), released=RELEASED
@@ -113,6 +116,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.include_router(cds_router)
     app.include_router(cases_router)
     app.include_router(inbound_router)
+    app.include_router(sync_router)
     return app
 
 

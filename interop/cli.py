@@ -3,6 +3,7 @@
 import asyncio
 import signal
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -12,6 +13,7 @@ import typer
 import uvicorn
 from sqlalchemy import Engine
 
+from adapters.errors import AdapterError
 from adapters.hl7v2 import serve_mllp
 from interop import logs
 from interop.api.admin.routes import describe, split_identifier
@@ -30,7 +32,9 @@ from interop.store.database import make_engine
 from interop.store.fhirdates import now_ms
 from interop.store.migrate import upgrade
 from interop.sync.deliveries import Deliveries
-from interop.sync.runtime import dispatcher, poller, sync_identity
+from interop.sync.runtime import deliverer, dispatcher, poller, public_root, sync_identity
+from interop.sync.subscribing import PartnerSubscriptions
+from mappings.terminology import REFERRAL_TASK_TOPIC
 
 app = typer.Typer(help="Recovery Interop: FHIR R4 interoperability for addiction treatment.")
 db_app = typer.Typer(help="Database schema.")
@@ -400,23 +404,53 @@ def sync_dispatch(
 @sync_app.command("poll")
 def sync_poll(
     once: Annotated[bool, typer.Option(help="Read each partner once, then stop.")] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between rounds.", min=1)] = 60.0,
+    interval: Annotated[float, typer.Option(help="Seconds between full rounds.", min=1)] = 60.0,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Read FHIR partners' servers back for what they did to our referrals, and apply it."""
+    """Read FHIR partners' servers back for what they did to our referrals, and apply it;
+    between rounds, at once for a partner whose server notified us."""
     settings = _settings(database_url)
     logs.install()
     engine = _engine(database_url)
     with poller(settings, engine) as reader:
+        if once:
+            _print_json([asdict(report) for report in reader.run_once()])
+            return
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         while not stop.is_set():
-            reports = reader.run_once()
-            if once:
-                _print_json([asdict(report) for report in reports])
-                return
-            stop.wait(interval)
+            reader.run_once()
+            deadline = time.monotonic() + interval
+            while not stop.is_set() and time.monotonic() < deadline:
+                reader.run_requested()
+                stop.wait(1.0)
+
+
+@sync_app.command("subscribe")
+def sync_subscribe(
+    client_id: str,
+    topic: Annotated[
+        str, typer.Option(help="The partner's subscription topic (canonical URL).")
+    ] = REFERRAL_TASK_TOPIC,
+    filter_criteria: Annotated[
+        list[str], typer.Option("--filter", help="e.g. Task?requester=...; repeatable.")
+    ] = [],  # noqa: B006
+    database_url: DatabaseOption = None,
+) -> None:
+    """Subscribe at a FHIR partner's server, so it notifies us of its changes."""
+    settings = _settings(database_url)
+    engine = _engine(database_url)
+    with deliverer(settings, engine) as channels:
+        subscriptions = PartnerSubscriptions(engine, channels, public_root(settings))
+        try:
+            location = subscriptions.subscribe(client_id, topic, filter_criteria)
+        except ServiceError as error:
+            _fail(error)
+        except AdapterError as error:
+            typer.echo(f"error: the partner did not take the Subscription: {error}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"subscribed at {client_id}: {location or 'created'}")
 
 
 @sync_app.command("status")

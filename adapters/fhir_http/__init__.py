@@ -2,7 +2,8 @@
 
     auth       BackendServicesAuth: client_credentials with a private_key_jwt assertion, cached
     client     FhirPartnerChannel: a transaction Bundle POSTed to the partner's base URL
-    exchange   one POST and what its answer means, shared with adapters.ccda.delivery
+    notify     RestHookChannel: Subscription notifications POSTed to a partner's endpoint
+    exchange   one request and what its answer means, shared with adapters.ccda.delivery
 
 The caller (the service's sync dispatcher) builds the httpx.Client, with its timeouts and TLS
 settings, and the typed configuration; nothing here reads settings or the environment.
@@ -11,5 +12,12 @@ settings, and the typed configuration; nothing here reads settings or the enviro
 from adapters.fhir_http.auth import BackendServicesAuth, BackendServicesConfig
 from adapters.fhir_http.client import FhirPartnerChannel
 from adapters.fhir_http.exchange import MAX_ANSWER_BYTES
+from adapters.fhir_http.notify import RestHookChannel
 
-__all__ = ["MAX_ANSWER_BYTES", "BackendServicesAuth", "BackendServicesConfig", "FhirPartnerChannel"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "BackendServicesAuth",
+    "BackendServicesConfig",
+    "FhirPartnerChannel",
+    "RestHookChannel",
+]

@@ -62,6 +62,16 @@ class FhirPartnerChannel:
             raise PartnerUnavailable("answer too large")
         return Receipt(Delivery.ACKNOWLEDGED, _first_location(answer.body, expected))
 
+    def create(self, resource: dict[str, Any]) -> str:
+        """POST one resource to the partner (R4 create); its Location, or "" when none."""
+        url = f"{self._base_url.rstrip('/')}/{resource['resourceType']}"
+        answer = post(
+            self._client, url, headers=_HEADERS, content=orjson.dumps(resource), auth=self._auth
+        )
+        if not answer.succeeded:
+            raise failure(answer)
+        return shorten(answer.headers.get("location")) or ""
+
     def search(
         self, resource_type: str, params: Mapping[str, str], *, max_pages: int = 20
     ) -> list[dict[str, Any]]:

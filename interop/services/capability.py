@@ -3,6 +3,7 @@
 from typing import Any
 
 from interop.store.search_params import SEARCH_PARAMS, ParamType, SearchParam
+from mappings import subscription
 from mappings.fhir import FHIR_VERSION
 
 _INTERACTIONS = (
@@ -65,6 +66,10 @@ def capability_statement(*, software_version: str, released: str) -> dict[str, A
     }
 
 
+_SUPPORTED_PROFILES = {"Subscription": [subscription.PROFILE]}
+"""Profiles beyond the base: Subscriptions are topic-based, in the Backport IG's R4 form."""
+
+
 def _resource(resource_type: str, params: tuple[SearchParam, ...]) -> dict[str, Any]:
     references = [p for p in params if p.type is ParamType.REFERENCE]
     incoming = sorted(
@@ -73,9 +78,11 @@ def _resource(resource_type: str, params: tuple[SearchParam, ...]) -> dict[str, 
         for p in source_params
         if p.type is ParamType.REFERENCE and (not p.targets or resource_type in p.targets)
     )
+    profiles = _SUPPORTED_PROFILES.get(resource_type)
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        **({"supportedProfile": profiles} if profiles else {}),
         "interaction": [{"code": code} for code in _INTERACTIONS],
         "versioning": "versioned-update",
         "readHistory": True,

@@ -47,6 +47,7 @@ from interop.store.search_params import parse_reference
 from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, VERSION_TABLE
 from mappings.consent import directive_from_fhir
 from mappings.errors import FhirContentError
+from mappings.subscription import subscriber_of
 from mappings.terminology import PROJECT_BASE
 
 NOTICE_EXTENSION = f"{PROJECT_BASE}/StructureDefinition/part2-disclosure-notice"
@@ -122,6 +123,10 @@ class GateSession:
         if stored.content is None or not self._in_scope(stored.resource_type):
             return None
         resource: dict[str, Any] = orjson.loads(stored.content)
+        if stored.resource_type == "Subscription" and not self._requester.first_party:
+            # A partner's Subscription names its endpoint and headers: its own business only.
+            mine = subscriber_of(resource) == self._requester.organization
+            return stored.content if mine else None
         patient = patient_of(resource)
         if patient is None:
             return stored.content

@@ -15,6 +15,10 @@ carry decides the events:
                      enters `cancelled` (REF^I14)
 
 A partner is never told of a change it made itself, nor, as requester, of the Task it created.
+
+Subscriptions (mappings.subscription) add to this, whatever the partner's channel: a
+Subscription entering `requested` queues its handshake, and each change of a Task its
+partner is party to (in the roles it subscribed for) queues an id-only notification.
 """
 
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ from interop.store import outbox
 from interop.store.repository import StoredVersion
 from interop.store.search_params import parse_reference
 from interop.store.tables import OutboxRow
+from mappings import subscription
 
 
 class ChannelKind(StrEnum):
@@ -45,9 +50,13 @@ class Event(StrEnum):
     REFERRAL_SENT = "referral-sent"  # a document or REF^I12 for a new referral
     REFERRAL_CANCELLED = "referral-cancelled"  # REF^I14
     STATUS_RETURNED = "status-returned"  # RRI^I12 to a v2 referrer
+    HANDSHAKE = "handshake"  # a Subscription's first notification, which activates it
+    NOTIFICATION = "notification"  # a Task a Subscription covers changed (id-only)
 
 
 _DOCUMENT_CHANNELS = (ChannelKind.CCDA_HTTP, ChannelKind.CCDA_DIRECTORY)
+REST_HOOK = "rest-hook"
+"""The channel of outbox rows for Subscriptions, whatever the partner's registered channel."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +99,8 @@ def note_change(
 ) -> None:
     """Queue what this write must tell partners, in the caller's transaction; `origin` is the
     Organization of the partner making the change, if a partner is."""
+    if stored.resource_type == "Subscription" and stored.content is not None:
+        _note_subscription(session, stored)
     if stored.resource_type != "Task" or stored.content is None:
         return
     after = orjson.loads(stored.content)
@@ -108,22 +119,61 @@ def note_change(
         role = "owner" if partner.organization == change.owner else "requester"
         event = event_for(partner.channel, role, change, previous is None)
         if event is not None:
-            rows.append(_row(partner, event, stored))
+            rows.append(_row(partner.client_id, partner.channel, event, stored))
+    rows.extend(_notifications(session, stored, change, origin))
     if rows:
         outbox.add(session, rows)
 
 
-def _row(partner: outbox.ChannelPartner, event: Event, stored: StoredVersion) -> OutboxRow:
+def _notifications(
+    session: Session, stored: StoredVersion, change: _Change, origin: str | None
+) -> list[OutboxRow]:
+    """One notification per active Subscription of a party to the Task, but not to the party
+    that made the change (Subscriptions R5 Backport: topic referral-task)."""
+    rows = []
+    for content in outbox.subscriptions(session):
+        subscribed = subscription.read(orjson.loads(content))
+        if subscribed is None or subscribed.status != "active" or subscribed.subscriber == origin:
+            continue
+        parties = {"owner": change.owner, "requester": change.requester}
+        if not any(parties[role] == subscribed.subscriber for role in subscribed.roles):
+            continue
+        partner = outbox.partner_of(session, subscribed.subscriber.split("/")[-1])
+        if partner is not None:
+            event = Event.NOTIFICATION
+            rows.append(_row(partner.client_id, REST_HOOK, event, stored, subscribed.id))
+    return rows
+
+
+def _note_subscription(session: Session, stored: StoredVersion) -> None:
+    """A Subscription requested (new, or changed by its partner) gets its handshake."""
+    subscribed = subscription.read(orjson.loads(stored.content or b"{}"))
+    if subscribed is None or subscribed.status != "requested":
+        return
+    partner = outbox.partner_of(session, subscribed.subscriber.split("/")[-1])
+    if partner is not None:
+        row = _row(partner.client_id, REST_HOOK, Event.HANDSHAKE, stored, subscribed.id)
+        outbox.add(session, [row])
+
+
+def _row(
+    client_id: str,
+    channel: str,
+    event: Event,
+    stored: StoredVersion,
+    subscription_id: str | None = None,
+) -> OutboxRow:
     return OutboxRow(
         created_at=stored.last_updated,
-        partner_client_id=partner.client_id,
-        channel=partner.channel,
+        partner_client_id=client_id,
+        channel=channel,
         event=event,
         resource_type=stored.resource_type,
         resource_id=stored.resource_id,
         version_id=stored.version_id,
         state=outbox.TransportState.QUEUED,
         next_attempt_at=stored.last_updated,
+        subscription_id=subscription_id,
     )
 
 

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import Engine, select
@@ -23,6 +22,7 @@ from interop.services.errors import InvalidRequest, ResourceNotFound
 from interop.services.outbox import ChannelKind
 from interop.services.resources import ResourceOperations
 from interop.services.search_parser import Paging
+from interop.services.urls import require_https
 from interop.services.write_policy import REGISTRATION_TAG_CODE
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import now_ms
@@ -35,7 +35,6 @@ from mappings.terminology import (
 )
 
 REGISTRATION_TAG = {"system": REGISTRATION_TAG_SYSTEM, "code": REGISTRATION_TAG_CODE[1]}
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}|[0-9A-Fa-f:]{2,39}")
 _CONNECTION_TYPES = {ChannelKind.FHIR: "hl7-fhir-rest", ChannelKind.HL7V2_MLLP: "hl7v2-mllp"}
 
@@ -224,33 +223,17 @@ def _checked_channel(channel: ChannelConfig | None) -> ChannelConfig | None:
     if channel is None or channel.kind is ChannelKind.NONE:
         return None
     if channel.kind in (ChannelKind.FHIR, ChannelKind.CCDA_HTTP):
-        _require_https(channel.address, "a partner's channel URL")
+        require_https(channel.address, "a partner's channel URL")
     elif channel.kind is ChannelKind.CCDA_DIRECTORY:
         if not PurePosixPath(channel.address).is_absolute():
             raise InvalidRequest("a drop directory must be an absolute path")
     else:
         _check_host_port(channel.address)
     if channel.token_url is not None:
-        _require_https(channel.token_url, "a partner's token URL")
+        require_https(channel.token_url, "a partner's token URL")
         if not channel.client_id:
             raise InvalidRequest("a token URL needs the client_id the partner gave us")
     return channel
-
-
-def _require_https(url: str, what: str) -> None:
-    """https, or plain http to this machine's loopback (a tunnel, or tests); parsed, so that
-    "http://127.0.0.1.evil.example" or "http://127.0.0.1@evil.example" are not loopback."""
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise InvalidRequest(f"{what} is not a URL") from None
-    if parts.username is not None or parts.password is not None or not hostname:
-        raise InvalidRequest(f"{what} must name a host, without credentials")
-    if parts.scheme == "https" or (parts.scheme == "http" and hostname in _LOOPBACK):
-        return
-    raise InvalidRequest(f"{what} must use https")
 
 
 def _check_host_port(address: str) -> None:
@@ -333,7 +316,7 @@ def _checked_jwks(jwks: dict[str, Any] | None, jwks_url: str | None) -> dict[str
     if (jwks is None) == (jwks_url is None):
         raise InvalidRequest("give either a JWKS or a JWKS URL")
     if jwks_url is not None:
-        _require_https(jwks_url, "a JWKS URL")
+        require_https(jwks_url, "a JWKS URL")
         return None
     assert jwks is not None
     keys = jwks.get("keys")

@@ -30,6 +30,7 @@ from interop.services.errors import (
 from interop.services.outbox import note_change
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
+from interop.services.subscriptions import prepare_subscription
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
 from interop.store.repository import ResourceRepository, StoredVersion
@@ -165,6 +166,7 @@ class ResourceOperations:
         """Create with a server-assigned id; with If-None-Exist, only when nothing matches."""
         check_type(resource_type)
         _check_body_type(resource_type, resource)
+        resource = self._prepared(resource_type, resource)
         fhir.validate(resource)
         if self._guard is not None:
             self._guard.check(resource_type, None, resource)
@@ -193,10 +195,11 @@ class ResourceOperations:
             raise InvalidRequest(
                 f"the resource's id must be present and equal {resource_id!r} (R4 §3.1.0.4)"
             )
-        fhir.validate(resource)
         row = self._repository.current(resource_type, resource_id, lock=True)
-        if self._guard is not None:
+        if self._guard is not None:  # first: who may write comes before what is written
             self._guard.check(resource_type, row.content if row is not None else None, resource)
+        resource = self._prepared(resource_type, resource)
+        fhir.validate(resource)
         if if_match is not None:
             _check_if_match(row, if_match)
         before = row.content if row is not None and not row.deleted else None
@@ -367,6 +370,12 @@ class ResourceOperations:
             ) from None
         note_change(self._repository.session, stored, before, self._origin)
         return stored
+
+    def _prepared(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """What the server owns in a resource, set before it is validated and stored."""
+        if resource_type == "Subscription":
+            return prepare_subscription(resource, self._origin)
+        return resource
 
     def _check_workflow(
         self, resource_type: str, before: bytes | None, after: dict[str, Any]

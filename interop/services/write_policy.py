@@ -12,6 +12,7 @@ import orjson
 
 from interop.auth.requester import Requester
 from interop.services.errors import Forbidden
+from interop.services.subscriptions import is_subscriber
 from interop.store.search_params import parse_reference
 from mappings.terminology import REGISTRATION_TAG_SYSTEM
 
@@ -34,6 +35,9 @@ class PartnerWriteGuard:
         for resource in (before, new):
             if resource is not None and _is_registration(resource):
                 raise Forbidden("partner registrations are managed by administrators only")
+        theirs = before is not None and not is_subscriber(before, self._organization)
+        if resource_type == "Subscription" and theirs:
+            raise Forbidden("a partner writes only its own Subscriptions")
         if resource_type == "ServiceRequest":
             self._require_party(before, new, ("requester",))
         elif resource_type == "Task":

@@ -15,7 +15,7 @@ from enum import StrEnum
 from sqlalchemy import and_, exists, or_, select
 from sqlmodel import Session, col
 
-from interop.store.tables import OUTBOX_TABLE, OutboxRow, PartnerRow
+from interop.store.tables import OUTBOX_TABLE, RESOURCE_TABLE, OutboxRow, PartnerRow
 
 OUTBOX = OUTBOX_TABLE.c
 
@@ -138,4 +138,21 @@ def requeue(session: Session, pk: int, now: datetime) -> OutboxRow | None:
     row.finished_at = None
     row.error = ""
     session.add(row)
+    return row
+
+
+def subscriptions(session: Session) -> list[bytes]:
+    """Every current Subscription; few (one or two per partner), read whole."""
+    statement = select(RESOURCE_TABLE.c.content).where(
+        RESOURCE_TABLE.c.resource_type == "Subscription", RESOURCE_TABLE.c.deleted.is_(False)
+    )
+    return [content for content in session.execute(statement).scalars() if content]
+
+
+def partner_of(session: Session, organization_id: str) -> PartnerRow | None:
+    """The enabled partner registered for this Organization."""
+    statement = select(PartnerRow).where(
+        col(PartnerRow.organization_id) == organization_id, col(PartnerRow.enabled).is_(True)
+    )
+    row: PartnerRow | None = session.execute(statement).scalars().first()
     return row

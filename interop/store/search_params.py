@@ -261,6 +261,11 @@ SEARCH_PARAMS: dict[str, tuple[SearchParam, ...]] = {
         _p("participant", R, "participant.member", definition="CareTeam-participant"),
         _clinical_identifier(),
     ),
+    "Subscription": (
+        _p("status", T, "status", definition="Subscription-status"),
+        _p("type", T, "channel.type", definition="Subscription-type"),
+        _p("url", T, "channel.endpoint", definition="Subscription-url"),
+    ),
     "Endpoint": (
         _p("identifier", T, "identifier", definition="Endpoint-identifier"),
         _p("organization", R, "managingOrganization", definition="Endpoint-organization"),

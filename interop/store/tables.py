@@ -97,6 +97,8 @@ class PartnerRow(SQLModel, table=True):
     channel_client_id: str | None = Field(default=None, max_length=200)
     channel_token_url: str | None = Field(default=None, max_length=2000)
     poll_watermark: str | None = Field(default=None, max_length=40)
+    notify_secret_hash: str | None = Field(default=None, max_length=64)
+    poll_requested_at: datetime | None = None
 
 
 class UsedAssertionRow(SQLModel, table=True):
@@ -228,6 +230,7 @@ class OutboxRow(SQLModel, table=True):
     error: str = Field(default="", max_length=1000)
     receipt: str = Field(default="", max_length=1000)
     finished_at: datetime | None = None
+    subscription_id: str | None = Field(default=None, max_length=64)
 
 
 RESOURCE_TABLE: Final[Table] = ResourceRow.__table__  # type: ignore[attr-defined]

@@ -16,9 +16,10 @@ from adapters.fhir_http import BackendServicesAuth, BackendServicesConfig, FhirP
 from adapters.ports import Receipt
 from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
-from interop.services.outbox import ChannelKind
+from interop.services.outbox import REST_HOOK, ChannelKind
 from interop.store.tables import OutboxRow, PartnerRow
 from interop.sync.identity import SyncIdentity
+from interop.sync.notifications import Notifier
 from interop.sync.payloads import Payloads
 from interop.sync.v2 import V2Messages
 
@@ -32,8 +33,10 @@ class ChannelDeliverer:
         http: httpx.Client,
         identity: SyncIdentity | None,
         v2: V2Messages,
+        notifier: Notifier,
         timeout: float,
     ) -> None:
+        self._notifier = notifier
         self._payloads = payloads
         self._http = http
         self._identity = identity
@@ -43,6 +46,8 @@ class ChannelDeliverer:
 
     def deliver(self, row: OutboxRow, partner: PartnerRow) -> Receipt:
         requester = as_requester(partner)
+        if row.channel == REST_HOOK:
+            return self._notifier.deliver(row, partner, requester)
         address = partner.channel_address or ""
         kind = ChannelKind(partner.channel)
         if kind is ChannelKind.FHIR:

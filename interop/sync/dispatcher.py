@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from adapters.errors import PartnerRejected, PartnerUnavailable
 from adapters.ports import Receipt
 from interop.services.errors import ServiceError
+from interop.services.outbox import REST_HOOK
 from interop.store import outbox
 from interop.store.database import unit_of_work
 from interop.store.outbox import TransportState
@@ -123,7 +124,7 @@ class Dispatcher:
             partner = outbox.partner(session, row.partner_client_id)
         if partner is None or not partner.enabled:
             raise PartnerRejected("the partner is disabled or no longer registered")
-        if partner.channel == "none":
+        if partner.channel == "none" and row.channel != REST_HOOK:
             raise PartnerRejected("the partner has no channel any more")
         return partner
 

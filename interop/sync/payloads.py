@@ -86,6 +86,15 @@ class Payloads:
 
         return self._gated(partner, build)
 
+    def check_released(self, row: OutboxRow, partner: Requester) -> None:
+        """Raise Withheld unless the gate releases the row's resource to the partner now:
+        even a notification naming only an id tells that the record exists."""
+
+        def build(operations: ResourceOperations, _gate: GateSession) -> None:
+            _released(operations, row.resource_type, row.resource_id)
+
+        self._gated(partner, build)
+
     def _gated(
         self, partner: Requester, build: Callable[[ResourceOperations, GateSession], _T]
     ) -> _T:

@@ -81,14 +81,33 @@ class Poller:
         self._clock = clock
 
     def run_once(self) -> list[PollReport]:
-        return [self._poll(partner) for partner in self._partners()]
+        return [self._poll(partner) for partner in self._partners(requested_only=False)]
 
-    def _partners(self) -> list[PartnerRow]:
+    def run_requested(self) -> list[PollReport]:
+        """Poll the partners whose servers notified us since their last poll."""
+        reports = []
+        for partner in self._partners(requested_only=True):
+            asked = partner.poll_requested_at
+            reports.append(self._poll(partner))
+            self._clear_request(partner, asked)
+        return reports
+
+    def _partners(self, *, requested_only: bool) -> list[PartnerRow]:
         with unit_of_work(self._engine, writes=False) as session:
             statement = select(PartnerRow).where(
                 col(PartnerRow.enabled).is_(True), col(PartnerRow.channel) == ChannelKind.FHIR
             )
+            if requested_only:
+                statement = statement.where(col(PartnerRow.poll_requested_at).is_not(None))
             return list(session.execute(statement).scalars())
+
+    def _clear_request(self, partner: PartnerRow, asked: datetime | None) -> None:
+        """Only the request this poll answered: one that came in meanwhile stays."""
+        with unit_of_work(self._engine) as session:
+            row = session.get(PartnerRow, partner.pk)
+            if row is not None and row.poll_requested_at == asked:
+                row.poll_requested_at = None
+                session.add(row)
 
     def _poll(self, partner: PartnerRow) -> PollReport:
         channel = self._deliverer.fhir_channel(partner)

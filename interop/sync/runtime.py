@@ -14,6 +14,7 @@ from interop.settings import Settings
 from interop.sync.channels import ChannelDeliverer
 from interop.sync.dispatcher import Dispatcher, RetryPolicy
 from interop.sync.identity import SyncIdentity, load_identity
+from interop.sync.notifications import Notifier
 from interop.sync.payloads import Payloads
 from interop.sync.poller import Poller
 from interop.sync.v2 import V2Messages
@@ -29,14 +30,19 @@ def sync_identity(settings: Settings) -> SyncIdentity | None:
     return load_identity(settings.sync_signing_key_file, settings.sync_signing_kid)
 
 
+def public_root(settings: Settings) -> str:
+    """Where partners reach this service."""
+    return (settings.public_base_url or "http://127.0.0.1:8080").rstrip("/")
+
+
 def fhir_base(settings: Settings) -> str:
     """Where partners reach our FHIR API: pushed references point there."""
-    return (settings.public_base_url or "http://127.0.0.1:8080").rstrip("/") + "/fhir"
+    return public_root(settings) + "/fhir"
 
 
 @contextmanager
-def _deliverer(
-    settings: Settings, engine: Engine, clock: Callable[[], datetime]
+def deliverer(
+    settings: Settings, engine: Engine, clock: Callable[[], datetime] = _utc_now
 ) -> Iterator[ChannelDeliverer]:
     """The channels and the HTTP client they share between partners, closed on exit.
     Redirects are never followed: patient data goes to the registered address or nowhere."""
@@ -47,8 +53,9 @@ def _deliverer(
     payloads = Payloads(engine, gates, exports, fhir_base(settings))
     timeout = settings.sync_timeout_seconds
     with httpx.Client(timeout=timeout, follow_redirects=False) as http:
+        notifier = Notifier(engine, payloads, http, fhir_base(settings), clock)
         yield ChannelDeliverer(
-            payloads, http, sync_identity(settings), V2Messages(payloads, clock), timeout
+            payloads, http, sync_identity(settings), V2Messages(payloads, clock), notifier, timeout
         )
 
 
@@ -57,8 +64,8 @@ def poller(
     settings: Settings, engine: Engine, clock: Callable[[], datetime] = _utc_now
 ) -> Iterator[Poller]:
     """A poller of FHIR partners' servers, sharing the channels' clients and tokens."""
-    with _deliverer(settings, engine, clock) as deliverer:
-        yield Poller(engine, deliverer, fhir_base(settings), clock)
+    with deliverer(settings, engine, clock) as channels:
+        yield Poller(engine, channels, fhir_base(settings), clock)
 
 
 @contextmanager
@@ -66,11 +73,11 @@ def dispatcher(
     settings: Settings, engine: Engine, clock: Callable[[], datetime] = _utc_now
 ) -> Iterator[Dispatcher]:
     """A dispatcher over the partners' channels."""
-    with _deliverer(settings, engine, clock) as deliverer:
+    with deliverer(settings, engine, clock) as channels:
         policy = RetryPolicy(
             max_attempts=settings.sync_max_attempts,
             backoff=timedelta(seconds=settings.sync_backoff_seconds),
             backoff_max=timedelta(seconds=settings.sync_backoff_max_seconds),
             lease=timedelta(seconds=settings.sync_lease_seconds),
         )
-        yield Dispatcher(engine, deliverer, policy, clock)
+        yield Dispatcher(engine, channels, policy, clock)

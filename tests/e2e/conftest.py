@@ -105,3 +105,6 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+from tests.e2e.sync_world import world  # noqa: E402, F401  (the delivery tests' fixture)

@@ -38,6 +38,7 @@ class FhirPartner:
     transactions: list[dict[str, Any]] = field(default_factory=list)
     tokens_issued: int = 0
     searches: int = 0
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
 
     @property
@@ -171,6 +172,20 @@ def _resolved(value: Any, local: dict[str, str]) -> Any:
 
 
 @dataclass
+class Hook:
+    """A partner's rest-hook endpoint for Subscription notifications; answers `status`."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    status: int = 200
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/notifications"
+
+
+@dataclass
 class DocumentDrop:
     """A partner's HTTP endpoint taking C-CDA documents; dedupes by Idempotency-Key."""
 
@@ -200,7 +215,11 @@ def _handler(partner: Any) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if isinstance(partner, DocumentDrop):
+            if isinstance(partner, Hook):
+                partner.received.append(orjson.loads(body))
+                partner.headers.append(dict(self.headers.items()))
+                self._answer(partner.status, b"", {})
+            elif isinstance(partner, DocumentDrop):
                 partner.posts += 1
                 partner.received[self.headers.get("Idempotency-Key", "")] = body
                 self._answer(201, b"", {"Location": f"/documents/{partner.posts}"})
@@ -209,6 +228,10 @@ def _handler(partner: Any) -> type[BaseHTTPRequestHandler]:
                 self._answer(status, orjson.dumps(answer), {"Content-Type": "application/json"})
             elif not self.headers.get("Authorization", "").startswith("Bearer "):
                 self._answer(401, b"", {})
+            elif self.path == "/fhir/Subscription":
+                partner.subscriptions.append(orjson.loads(body))
+                location = f"{partner.base}/Subscription/{len(partner.subscriptions)}"
+                self._answer(201, b"", {"Location": location})
             else:
                 status, payload, headers = partner.transaction(orjson.loads(body))
                 self._answer(status, payload, {"Content-Type": "application/fhir+json", **headers})
@@ -228,7 +251,7 @@ def _handler(partner: Any) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serving(partner: FhirPartner | DocumentDrop) -> Iterator[None]:
+def serving(partner: FhirPartner | DocumentDrop | Hook) -> Iterator[None]:
     """The partner listening on a free loopback port until the block ends."""
     server = ThreadingHTTPServer(("127.0.0.1", partner.port), _handler(partner))
     server.daemon_threads = True

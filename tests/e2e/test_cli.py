@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from interop.settings import Settings
 from tests.conftest import REPOSITORY
-from tests.e2e.test_sync_delivery import refer
+from tests.e2e.sync_world import refer
 from tests.keys import rsa_key
 
 pytestmark = pytest.mark.e2e

@@ -1,0 +1,108 @@
+"""Subscription notifications (REFERRALS.md item 3; Subscriptions R5 Backport, R4 form): the
+handshake that activates a Subscription, and an id-only notification for each change of a Task
+it covers, sent only when the disclosure gate releases that Task to the subscriber at the
+moment of sending (a notification naming an id still tells that the record exists).
+
+The handshake's answer decides the Subscription's status: acknowledged makes it `active`,
+refused makes it `error`; both are written as the server's own change.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+import orjson
+from sqlalchemy import Engine, func, select
+from sqlmodel import col
+
+from adapters.errors import PartnerRejected
+from adapters.fhir_http import RestHookChannel
+from adapters.ports import Receipt
+from interop.auth.requester import Requester
+from interop.services.errors import ResourceNotFound
+from interop.services.outbox import Event
+from interop.services.resources import ResourceOperations
+from interop.services.search_parser import Paging
+from interop.store.database import unit_of_work
+from interop.store.repository import ResourceRepository
+from interop.store.tables import OutboxRow, PartnerRow
+from interop.sync.payloads import Payloads
+from mappings import subscription
+from mappings.subscription import Subscribed
+
+_PAGING = Paging(1, 1)
+
+
+class Notifier:
+    def __init__(
+        self,
+        engine: Engine,
+        payloads: Payloads,
+        http: httpx.Client,
+        fhir_base: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._payloads = payloads
+        self._http = http
+        self._base = fhir_base.rstrip("/")
+        self._clock = clock
+
+    def deliver(self, row: OutboxRow, partner: PartnerRow, requester: Requester) -> Receipt:
+        subscribed = self._subscription(row, partner)
+        url = f"{self._base}/Subscription/{subscribed.id}"
+        channel = RestHookChannel(subscribed.endpoint, subscribed.headers, self._http)
+        if row.event == Event.HANDSHAKE:
+            bundle = subscription.notification(
+                url, "handshake", 0, None, self._clock(), subscribed.content
+            )
+            try:
+                receipt = channel.deliver(bundle)
+            except PartnerRejected:
+                self._set_status(subscribed.id, "error")
+                raise
+            self._set_status(subscribed.id, "active")
+            return receipt
+        self._payloads.check_released(row, requester)
+        focus = f"{self._base}/{row.resource_type}/{row.resource_id}"
+        number = self._event_number(row)
+        bundle = subscription.notification(
+            url, "event-notification", number, focus, self._clock(), subscribed.content
+        )
+        return channel.deliver(bundle)
+
+    def _subscription(self, row: OutboxRow, partner: PartnerRow) -> Subscribed:
+        """The Subscription as it is now: one ended or given to another meanwhile says no."""
+        with unit_of_work(self._engine, writes=False) as session:
+            found = ResourceRepository(session).current("Subscription", row.subscription_id or "")
+        content = found.content if found is not None and not found.deleted else None
+        subscribed = subscription.read(orjson.loads(content)) if content else None
+        if subscribed is None or subscribed.status == "off":
+            raise PartnerRejected("the Subscription was ended")
+        if subscribed.subscriber != f"Organization/{partner.organization_id}":
+            raise PartnerRejected("the Subscription belongs to another partner")
+        return subscribed
+
+    def _event_number(self, row: OutboxRow) -> int:
+        """events-since-subscription-start: this row's place among the Subscription's events."""
+        with unit_of_work(self._engine, writes=False) as session:
+            statement = select(func.count()).where(
+                col(OutboxRow.subscription_id) == row.subscription_id,
+                col(OutboxRow.event) == Event.NOTIFICATION,
+                col(OutboxRow.pk) <= row.pk,
+            )
+            return int(session.execute(statement).scalar_one())
+
+    def _set_status(self, subscription_id: str, status: str) -> None:
+        with unit_of_work(self._engine) as session:
+            operations = ResourceOperations(ResourceRepository(session), _PAGING)
+            try:
+                current = orjson.loads(
+                    operations.read("Subscription", subscription_id).content or b"{}"
+                )
+            except ResourceNotFound:
+                return
+            if current.get("status") in ("requested", "error", "active"):
+                body = {k: v for k, v in current.items() if k != "meta"}
+                body["meta"] = {k: v for k, v in current["meta"].items() if k in ("tag", "profile")}
+                operations.update("Subscription", subscription_id, {**body, "status": status})

@@ -1,0 +1,156 @@
+"""Subscriptions (REFERRALS.md item 3; Subscriptions R5 Backport IG, R4 form): a partner
+subscribes through the FHIR API, its rest-hook endpoint on loopback gets the handshake and then
+an id-only notification for each change of a Task it is party to, never for one the disclosure
+gate withholds from it, and nobody else sees or touches its Subscription."""
+
+from typing import Any
+
+from interop.store.outbox import TransportState
+from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.e2e.partners import Hook, serving
+from tests.e2e.sync_world import World, consent_for, refer, set_task
+
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+TOPIC = "http://recovery-interop.example.org/fhir/SubscriptionTopic/referral-task"
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def subscription_body(hook: Hook, organization: str, **channel: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Referrals we receive",
+        "criteria": TOPIC,
+        "_criteria": {
+            "extension": [
+                {
+                    "url": f"{BACKPORT}/backport-filter-criteria",
+                    "valueString": f"Task?owner={organization}",
+                }
+            ]
+        },
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": hook.url,
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [
+                    {"url": f"{BACKPORT}/backport-payload-content", "valueCode": "id-only"}
+                ]
+            },
+            "header": ["Authorization: Bearer hook-secret"],
+            **channel,
+        },
+    }
+
+
+def as_(world: World, partner: RegisteredPartner) -> dict[str, str]:
+    return {**FHIR_JSON, "Authorization": bearer(world.client, partner, scope="system/*.cruds")}
+
+
+def subscribe(world: World, hook: Hook) -> tuple[RegisteredPartner, dict[str, Any]]:
+    partner = register_partner(world.client, name="Bayview Outpatient", covered_entity=True)
+    body = subscription_body(hook, partner.organization)
+    created = world.client.post("/fhir/Subscription", json=body, headers=as_(world, partner))
+    assert created.status_code == 201, created.text
+    return partner, created.json()
+
+
+class TestLifecycle:
+    def test_handshake_then_id_only_notifications(self, world: World) -> None:
+        hook = Hook()
+        with serving(hook):
+            partner, created = subscribe(world, hook)
+            assert created["status"] == "requested"
+            [handshake] = world.run()
+            assert handshake.state is TransportState.ACKNOWLEDGED
+            mine = world.client.get(
+                f"/fhir/Subscription/{created['id']}", headers=as_(world, partner)
+            )
+            assert mine.json()["status"] == "active"
+            refer(world.client, partner.organization.split("/")[1])
+            [notified] = world.run()
+            assert notified.state is TransportState.ACKNOWLEDGED
+        first, second = hook.received
+        assert [
+            p["valueCode"]
+            for p in first["entry"][0]["resource"]["parameter"]
+            if p["name"] == "type"
+        ] == ["handshake"]
+        assert second["type"] == "history"
+        parameters = {p["name"]: p for p in second["entry"][0]["resource"]["parameter"]}
+        assert parameters["type"]["valueCode"] == "event-notification"
+        assert parameters["events-since-subscription-start"]["valueString"] == "1"
+        event = {p["name"]: p for p in parameters["notification-event"]["part"]}
+        assert event["focus"]["valueReference"]["reference"] == "http://testserver/fhir/Task/task-1"
+        assert second["entry"][1] == {
+            "fullUrl": "http://testserver/fhir/Task/task-1",
+            "request": {"method": "PUT", "url": "http://testserver/fhir/Task/task-1"},
+            "response": {"status": "200"},
+        }
+        assert "Quill" not in str(hook.received)
+        assert hook.headers[1]["Authorization"] == "Bearer hook-secret"
+
+    def test_a_part2_task_without_consent_is_never_notified(self, world: World) -> None:
+        hook = Hook()
+        with serving(hook):
+            partner, _created = subscribe(world, hook)
+            world.run()
+            refer(world.client, partner.organization.split("/")[1], part2=True)
+            [withheld] = world.run()
+            consent_for(world.client, partner.organization.split("/")[1])
+            set_task(world.client, partner.organization.split("/")[1], "cancelled")
+            [told] = world.run()
+        assert (withheld.state, told.state) == (
+            TransportState.WITHHELD,
+            TransportState.ACKNOWLEDGED,
+        )
+        assert len(hook.received) == 2  # the handshake, then only the consented change
+
+    def test_a_refused_handshake_leaves_the_subscription_in_error(self, world: World) -> None:
+        hook = Hook(status=410)
+        with serving(hook):
+            partner, created = subscribe(world, hook)
+            [outcome] = world.run()
+        assert outcome.state is TransportState.FAILED
+        mine = world.client.get(f"/fhir/Subscription/{created['id']}", headers=as_(world, partner))
+        assert mine.json()["status"] == "error"
+
+
+class TestIsolation:
+    def test_another_partner_neither_sees_nor_touches_it(self, world: World) -> None:
+        hook = Hook()
+        owner, created = subscribe(world, hook)
+        other = register_partner(world.client, name="Unrelated Clinic")
+        headers = as_(world, other)
+        url = f"/fhir/Subscription/{created['id']}"
+        assert world.client.get(url, headers=headers).status_code == 404
+        assert world.client.get("/fhir/Subscription", headers=headers).json()["total"] == 0
+        stolen = {
+            **created,
+            "channel": {**created["channel"], "endpoint": "https://evil.example/hook"},
+        }
+        assert world.client.put(url, json=stolen, headers=headers).status_code == 403
+        assert world.client.delete(url, headers=headers).status_code == 403
+        mine = world.client.get(url, headers=as_(world, owner)).json()
+        assert mine["channel"]["endpoint"] == hook.url
+
+    def test_what_cannot_work_or_would_leak_is_refused(self, world: World) -> None:
+        hook = Hook()
+        partner = register_partner(world.client, name="Bayview Outpatient")
+        headers = as_(world, partner)
+        full = subscription_body(hook, partner.organization)
+        full["channel"]["_payload"]["extension"][0]["valueCode"] = "full-resource"
+        other_org = subscription_body(hook, "Organization/someone-else")
+        clear = subscription_body(hook, partner.organization, endpoint="http://hooks.example.org/n")
+        cases = [
+            (full, 422, "payload content 'full-resource' is not offered"),
+            (other_org, 422, "a partner subscribes to the Tasks of its own organization only"),
+            (clear, 400, "a Subscription's endpoint must use https"),
+            ({**full, "criteria": "Patient?name=x"}, 422, "the only topic offered is"),
+        ]
+        for body, status, text in cases:
+            response = world.client.post("/fhir/Subscription", json=body, headers=headers)
+            assert response.status_code == status, response.text
+            assert text in response.json()["issue"][0]["diagnostics"]
+        assert world.rows == []
