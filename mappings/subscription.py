@@ -196,7 +196,15 @@ def _content(channel: Mapping[str, Any]) -> str:
 
 
 def _header(text: str) -> tuple[str, str]:
+    """Only Authorization: the endpoint's credentials are the one thing a header is for here,
+    and any other (Host, Cookie, Content-Length) would let a partner shape our requests."""
     name, separator, value = str(text).partition(":")
-    if not separator or not name.strip() or "\n" in text or "\r" in text:
+    if not separator or "\n" in text or "\r" in text:
         raise MappingError("Subscription.channel.header", "a header is 'Name: value' on one line")
-    return name.strip(), value.strip()
+    if name.strip().lower() != "authorization":
+        raise MappingError(
+            "Subscription.channel.header",
+            "only an Authorization header is sent with notifications",
+            code="not-supported",
+        )
+    return "Authorization", value.strip()

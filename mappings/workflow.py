@@ -7,9 +7,9 @@ side, the owner's, or `EITHER` for this service's own staff and the operating pr
 systems, which act for both sides and may record a Task in any state (history brought over
 from a paper chart), but never break a rule that holds for both.
 
-Not checked here: that an owner's cancellation of work in progress follows a cancellation
-request (that needs the other Task), and what a new Task must carry (identifier, deadline,
-consent reference), which the referral mappings report.
+Not checked yet: that an owner's cancellation of work in progress follows a cancellation
+request (that needs the other Task), the businessStatus on-hold and in-progress should carry,
+and what a new Task must carry (identifier, deadline, consent reference).
 """
 
 from collections.abc import Mapping
@@ -54,7 +54,7 @@ _NEEDS_REASON: Final = frozenset({"rejected", "cancelled", "on-hold", "failed"})
 _REQUESTER_MAY_CHANGE: Final = frozenset(
     {"status", "statusReason", "note", "input", "meta", "lastModified", "text"}
 )
-_OWNER_MAY_NOT_CHANGE: Final = ("focus", "for", "requester")
+_OWNER_MAY_NOT_CHANGE: Final = ("focus", "for", "requester", "code", "intent", "authoredOn")
 
 
 def is_fulfillment(task: Mapping[str, Any]) -> bool:
@@ -71,12 +71,14 @@ def task_change_problem(
     if before is None:
         return _creation_problem(after, side)
     old, new = str(before.get("status")), str(after.get("status"))
+    if new == "entered-in-error" and old != new:  # from any state, by the author only
+        if side is Side.OWNER:
+            return "only the Task's author marks it in error"
+        return _field_problem(before, after, side)
     if old in TERMINAL:
         if _changed(before, after, exempt={"meta", "text"}):
             return f"a {old} Task never changes again; a re-referral is a new Task"
         return None
-    if new == "entered-in-error":
-        return None if side is not Side.OWNER else "only the Task's author marks it in error"
     return (
         _move_problem(old, new, side)
         or _carried_problem(after, old, new)

@@ -110,11 +110,13 @@ def _searchset(body: bytes | None) -> dict[str, Any]:
 def _matches(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
     """The matches of the page; includes and OperationOutcomes are not what was searched."""
     found = []
-    for entry in bundle.get("entry", []):
+    entries = bundle.get("entry")
+    for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
             continue
         resource = entry.get("resource")
-        is_match = entry.get("search", {}).get("mode", "match") == "match"
+        search = entry.get("search")
+        is_match = not isinstance(search, dict) or search.get("mode", "match") == "match"
         if (
             is_match
             and isinstance(resource, dict)
@@ -125,7 +127,8 @@ def _matches(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:
-    for link in bundle.get("link", []):
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("relation") == "next":
             url = link.get("url")
             return url if isinstance(url, str) else None

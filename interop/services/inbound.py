@@ -36,9 +36,11 @@ from adapters.hl7v2 import (
 )
 from adapters.hl7v2.messages import Hl7DateTime
 from adapters.hl7v2.messages import Patient as V2Patient
-from interop.services.errors import ResourceNotFound, ServiceError
-from interop.services.resources import ResourceOperations
+from interop.services.errors import InvalidRequest, ResourceNotFound, ServiceError
+from interop.services.outbox import Event
+from interop.services.resources import ResourceOperations, as_written
 from interop.services.search_parser import Paging
+from interop.store import outbox
 from interop.store.database import unit_of_work
 from interop.store.repository import ResourceRepository
 from interop.store.search_params import parse_reference
@@ -108,11 +110,14 @@ class InboundService:
                     session.add(_row(inbound, channel, now, "processed", created, []))
                 return acknowledge(inbound, control_id=control_id, at=now)
             except (ServiceError, FhirContentError, ValueError) as error:
-                reason = reason_of(error)
-                problem = Problem(Location("MSH"), ErrorCode.APPLICATION_INTERNAL_ERROR, reason)
-                self._hold(inbound, channel, now, AckCode.ERROR, [str(problem)])
+                code = ErrorCode.APPLICATION_INTERNAL_ERROR
+                kept = Problem(Location("MSH"), code, reason_of(error))
+                self._hold(inbound, channel, now, AckCode.ERROR, [str(kept)])
+                # The sender learns only that it is held: why could tell it whether a referral
+                # exists here, and in which state (PART2.md S3); staff see the reason.
+                told = Problem(Location("MSH"), code, _HELD)
                 ack = build_ack(
-                    inbound.header, AckCode.ERROR, (problem,), control_id=control_id, at=now
+                    inbound.header, AckCode.ERROR, (told,), control_id=control_id, at=now
                 )
                 return encode_ack(ack)
         self._hold(inbound, channel, now, inbound.ack_code, [str(p) for p in inbound.problems])
@@ -186,12 +191,12 @@ def _cancellation(repository: ResourceRepository, message: Referral) -> list[str
     cancelled as the requester's move, so the workflow decides whether it still may be."""
     system = f"{V2_IDENTIFIERS}:referral:{_namespace(message)}"
     lookup = ResourceOperations(repository, _PAGING)
-    criteria = f"identifier={system}|{message.originating_id.value}"
-    order = lookup.conditional_match("ServiceRequest", criteria, "")
+    criteria = [("identifier", f"{system}|{_searchable(message.originating_id.value)}")]
+    order = lookup.single_match("ServiceRequest", criteria, "")
     if order is None:
         raise ResourceNotFound(f"no referral with RF1-6 {message.originating_id.value!r} is known")
     task_id = f"{order.resource_id}-task"[:64]
-    current = _plain(lookup.read("Task", task_id).content)
+    current = as_written(lookup.read("Task", task_id).content)
     writer = ResourceOperations(repository, _PAGING, origin=_party(current, "requester"))
     reason = _notes_text(message) or "Withdrawn by the referring program (REF^I14)"
     writer.update(
@@ -204,37 +209,33 @@ def _answer(repository: ResourceRepository, message: Referral) -> list[str]:
     """RRI^I12: what the program we referred to did with our referral (RF1-1, table 0283),
     applied as the owner's moves, one by one, through the workflow check."""
     lookup = ResourceOperations(repository, _PAGING)
-    value = message.originating_id.value
-    order = lookup.conditional_match("ServiceRequest", f"identifier={value}", "")
+    value = _searchable(message.originating_id.value)
+    order = lookup.single_match("ServiceRequest", [("identifier", value)], "")
     if order is None:
         order = lookup.single_match("ServiceRequest", [("_id", value)], "")
-    if order is None:
-        raise ResourceNotFound(f"no referral of ours has RF1-6 {value!r}")
-    focus = f"ServiceRequest/{order.resource_id}"
-    shared = lookup.single_match("Task", [("focus", focus)], "")
-    if shared is None:
-        raise ResourceNotFound(f"the referral with RF1-6 {value!r} has no Task")
-    current = _plain(shared.content)
+    focus = f"ServiceRequest/{order.resource_id}" if order is not None else ""
+    shared = lookup.single_match("Task", [("focus", focus)], "") if order is not None else None
+    if shared is None or not outbox.was_sent(repository.session, shared, Event.REFERRAL_SENT):
+        # Only a referral that went out over HL7 v2 can be answered over it.
+        raise ResourceNotFound(f"no referral we sent over HL7 v2 has RF1-6 {value!r}")
+    current = as_written(shared.content)
     target = _ANSWERS.get(message.status.code if message.status else "", "received")
     writer = ResourceOperations(repository, _PAGING, origin=_party(current, "owner"))
-    reason = _notes_text(message) or _DECLINED
+    expired = message.status is not None and message.status.code == "E"
+    reason = _notes_text(message) or (_EXPIRED if expired else _DECLINED)
     moves = steps(str(current.get("status")), target, Side.OWNER)
     for status in [target] if moves is None else moves:  # no way: the check says why
         current = {**current, "status": status}
         if status == "rejected":
             current["statusReason"] = {"text": reason}
-        current = _plain(writer.update("Task", shared.resource_id, current).stored.content)
+        current = as_written(writer.update("Task", shared.resource_id, current).stored.content)
     return [focus, f"Task/{shared.resource_id}"]
 
 
 _ANSWERS = {"A": "accepted", "R": "rejected", "P": "received", "E": "rejected"}
 _DECLINED = "Declined by the receiving program (RRI^I12)"
-
-
-def _plain(content: bytes | None) -> dict[str, Any]:
-    resource: dict[str, Any] = orjson.loads(content or b"{}")
-    resource.pop("meta", None)
-    return resource
+_EXPIRED = "The referral expired at the receiving program (RRI^I12)"
+_HELD = "the message could not be applied; it is held for staff to review"
 
 
 def _party(task_resource: dict[str, Any], role: str) -> str | None:
@@ -242,6 +243,14 @@ def _party(task_resource: dict[str, Any], role: str) -> str | None:
     reference = task_resource.get(role, {}).get("reference")
     parsed = parse_reference(reference) if isinstance(reference, str) else None
     return f"{parsed[0]}/{parsed[1]}" if parsed is not None else None
+
+
+def _searchable(value: str) -> str:
+    """RF1-6 as a search value; characters with a meaning in search values are refused rather
+    than escaped, since no referral identifier of ours or of the corpus holds them."""
+    if not value or any(char in value for char in ",|\\$"):
+        raise InvalidRequest("RF1-6 holds characters no referral identifier here has")
+    return value
 
 
 def _notes_text(message: Referral) -> str:

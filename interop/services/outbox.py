@@ -7,7 +7,7 @@ partner with a channel, the other side's changes are queued for it. What each ch
 carry decides the events:
 
     channel          partner is the Task's owner            partner is the Task's requester
-    fhir             every new version                      every status change
+    fhir             every new version once requested       every status change
     ccda-http,       the Task enters `requested`: a         nothing (C-CDA carries no
     ccda-directory   Referral Note, or a Transfer Summary   status back)
                      for a handoff
@@ -79,6 +79,9 @@ class _Change:
 def event_for(channel: str, role: str, change: _Change, created: bool) -> Event | None:
     """The table of the module docstring: what this partner is told of this change."""
     if role == "owner":
+        never_sent = change.old_status in (None, "draft")
+        if change.new_status == "draft" or (never_sent and change.new_status == "cancelled"):
+            return None  # the owner hears of a referral once it is requested, never of a draft
         if channel == ChannelKind.FHIR:
             return Event.TASK_CHANGED
         if change.entered("requested"):

@@ -40,7 +40,7 @@ from interop.store.tables import ResourceRow
 from mappings import fhir
 from mappings.consent import directive_from_fhir, directive_problems_as_issues
 from mappings.errors import InvalidResource, Issue
-from mappings.workflow import Side, task_change_problem
+from mappings.workflow import Side, is_fulfillment, task_change_problem
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _MAX_INCLUDE_ROUNDS = 4
@@ -166,8 +166,8 @@ class ResourceOperations:
         """Create with a server-assigned id; with If-None-Exist, only when nothing matches."""
         check_type(resource_type)
         _check_body_type(resource_type, resource)
-        resource = self._prepared(resource_type, resource)
         fhir.validate(resource)
+        resource = self._prepared(resource_type, resource)
         if self._guard is not None:
             self._guard.check(resource_type, None, resource)
         if if_none_exist is not None:
@@ -198,8 +198,8 @@ class ResourceOperations:
         row = self._repository.current(resource_type, resource_id, lock=True)
         if self._guard is not None:  # first: who may write comes before what is written
             self._guard.check(resource_type, row.content if row is not None else None, resource)
-        resource = self._prepared(resource_type, resource)
         fhir.validate(resource)
+        resource = self._prepared(resource_type, resource)
         if if_match is not None:
             _check_if_match(row, if_match)
         before = row.content if row is not None and not row.deleted else None
@@ -219,6 +219,10 @@ class ResourceOperations:
             return
         if self._guard is not None:
             self._guard.check(resource_type, row.content, None)
+            if resource_type == "Task" and is_fulfillment(orjson.loads(row.content or b"{}")):
+                raise BusinessRuleBroken(
+                    "a referral's Task is not deleted by a partner: mark it entered-in-error"
+                )
         stored = StoredVersion(
             resource_type, resource_id, row.version_id + 1, now_ms(), "DELETE", None
         )
@@ -325,7 +329,7 @@ class ResourceOperations:
     ) -> WriteOutcome:
         """PUT [type]?[criteria] (R4 §3.1.0.4.3): update the one match, create when there is
         none (with `resource_id` when the caller already assigned one), 412 for several. A
-        body id must name the match (409 otherwise); with no match an id is refused rather
+        body id must name the match (400 otherwise); with no match an id is refused rather
         than used, since whether that id exists is not the requester's to learn."""
         check_type(resource_type)
         criteria = [(name, value) for name, value in params if name != "_format"]
@@ -340,7 +344,7 @@ class ResourceOperations:
                 )
             return self.create(resource_type, resource, base_url=base_url, resource_id=resource_id)
         if given is not None and given != existing.resource_id:
-            raise VersionConflict(
+            raise InvalidRequest(
                 f"the criteria match {resource_type}/{existing.resource_id}, not the body's id"
             )
         return self.update(
@@ -625,6 +629,18 @@ def _names(reference: Any, organization: str) -> bool:
         return False
     parsed = parse_reference(reference["reference"])
     return parsed is not None and f"{parsed[0]}/{parsed[1]}" == organization
+
+
+def as_written(content: bytes | None) -> dict[str, Any]:
+    """A stored resource as a writer sends it back: meta kept (its security labels, tags,
+    profiles and source are part of the record) but for what the server sets on each write."""
+    resource: dict[str, Any] = orjson.loads(content or b"{}")
+    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _SERVER_META}
+    resource.pop("meta", None)
+    return {**resource, "meta": meta} if meta else resource
+
+
+_SERVER_META = ("versionId", "lastUpdated")
 
 
 def _current(row: ResourceRow) -> StoredVersion:

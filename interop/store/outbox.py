@@ -15,6 +15,7 @@ from enum import StrEnum
 from sqlalchemy import and_, exists, or_, select
 from sqlmodel import Session, col
 
+from interop.store.repository import StoredVersion
 from interop.store.tables import OUTBOX_TABLE, RESOURCE_TABLE, OutboxRow, PartnerRow
 
 OUTBOX = OUTBOX_TABLE.c
@@ -156,3 +157,14 @@ def partner_of(session: Session, organization_id: str) -> PartnerRow | None:
     )
     row: PartnerRow | None = session.execute(statement).scalars().first()
     return row
+
+
+def was_sent(session: Session, stored: StoredVersion, event: str) -> bool:
+    """Whether this resource was queued to a partner with this event (any version, any state):
+    an answer over a channel is taken only for what went out over it."""
+    statement = select(col(OutboxRow.pk)).where(
+        col(OutboxRow.resource_type) == stored.resource_type,
+        col(OutboxRow.resource_id) == stored.resource_id,
+        col(OutboxRow.event) == event,
+    )
+    return session.execute(statement.limit(1)).first() is not None

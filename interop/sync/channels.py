@@ -48,6 +48,8 @@ class ChannelDeliverer:
         requester = as_requester(partner)
         if row.channel == REST_HOOK:
             return self._notifier.deliver(row, partner, requester)
+        if row.channel != partner.channel:  # the event was chosen for the channel then
+            raise PartnerRejected("the partner's channel changed since this was queued")
         address = partner.channel_address or ""
         kind = ChannelKind(partner.channel)
         if kind is ChannelKind.FHIR:
@@ -89,7 +91,8 @@ class ChannelDeliverer:
         return self._auths[key]
 
 
-_PUSH_SCOPES = "system/ServiceRequest.cu system/Task.cu"
+_PUSH_SCOPES = "system/ServiceRequest.cru system/Task.crus system/Subscription.cr"
+"""Pushing referrals (conditional updates), reading Tasks back, subscribing to them."""
 
 
 def as_requester(partner: PartnerRow) -> Requester:

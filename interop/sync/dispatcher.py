@@ -52,7 +52,7 @@ class RetryPolicy:
     def delay(self, attempts: int, retry_after: float | None, jitter: float) -> timedelta:
         """Exponential from `backoff`, capped, spread by `jitter` in [0, 1) so that partners
         coming back are not hit by every queued delivery at once; Retry-After is a floor."""
-        exponential: timedelta = self.backoff * 2 ** max(attempts - 1, 0)
+        exponential: timedelta = self.backoff * 2 ** min(max(attempts - 1, 0), 30)
         delay: timedelta = min(exponential, self.backoff_max) * (0.5 + jitter / 2)
         if retry_after is not None:
             delay = max(delay, timedelta(seconds=min(retry_after, 86_400)))
@@ -102,6 +102,9 @@ class Dispatcher:
                 stop.wait(interval)
 
     def _work(self, row: OutboxRow) -> Outcome:
+        if row.attempts > self._policy.max_attempts:  # claimed again and again, never finished
+            reason = f"gave up after {row.attempts - 1} attempts that never finished"
+            return self._finish(row, TransportState.FAILED, error=reason)
         try:
             partner = self._partner(row)
             receipt = self._deliverer.deliver(row, partner)

@@ -15,15 +15,16 @@ import orjson
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
-from adapters.errors import PartnerRejected
+from adapters.errors import PartnerRejected, PartnerUnavailable
 from adapters.fhir_http import RestHookChannel
 from adapters.ports import Receipt
 from interop.auth.requester import Requester
 from interop.services.errors import ResourceNotFound
 from interop.services.outbox import Event
-from interop.services.resources import ResourceOperations
+from interop.services.resources import ResourceOperations, as_written
 from interop.services.search_parser import Paging
 from interop.store.database import unit_of_work
+from interop.store.outbox import TransportState
 from interop.store.repository import ResourceRepository
 from interop.store.tables import OutboxRow, PartnerRow
 from interop.sync.payloads import Payloads
@@ -59,10 +60,12 @@ class Notifier:
             try:
                 receipt = channel.deliver(bundle)
             except PartnerRejected:
-                self._set_status(subscribed.id, "error")
+                self._set_status(subscribed.id, "error", row.version_id)
                 raise
-            self._set_status(subscribed.id, "active")
+            self._set_status(subscribed.id, "active", row.version_id)
             return receipt
+        if subscribed.status != "active":  # its endpoint is not confirmed yet, or failed
+            raise PartnerUnavailable(f"the Subscription is {subscribed.status}")
         self._payloads.check_released(row, requester)
         focus = f"{self._base}/{row.resource_type}/{row.resource_id}"
         number = self._event_number(row)
@@ -84,25 +87,26 @@ class Notifier:
         return subscribed
 
     def _event_number(self, row: OutboxRow) -> int:
-        """events-since-subscription-start: this row's place among the Subscription's events."""
+        """events-since-subscription-start: the notifications the partner was sent before this
+        one, plus it. Withheld ones are not counted: a gap would tell that something was."""
         with unit_of_work(self._engine, writes=False) as session:
             statement = select(func.count()).where(
                 col(OutboxRow.subscription_id) == row.subscription_id,
                 col(OutboxRow.event) == Event.NOTIFICATION,
-                col(OutboxRow.pk) <= row.pk,
+                col(OutboxRow.state).in_([TransportState.SENT, TransportState.ACKNOWLEDGED]),
+                col(OutboxRow.pk) != row.pk,
             )
-            return int(session.execute(statement).scalar_one())
+            return int(session.execute(statement).scalar_one()) + 1
 
-    def _set_status(self, subscription_id: str, status: str) -> None:
+    def _set_status(self, subscription_id: str, status: str, version: int) -> None:
+        """The handshake's outcome, on the version it was sent for: a Subscription changed
+        meanwhile (a new endpoint) waits for its own handshake."""
         with unit_of_work(self._engine) as session:
             operations = ResourceOperations(ResourceRepository(session), _PAGING)
             try:
-                current = orjson.loads(
-                    operations.read("Subscription", subscription_id).content or b"{}"
-                )
+                stored = operations.read("Subscription", subscription_id)
             except ResourceNotFound:
                 return
-            if current.get("status") in ("requested", "error", "active"):
-                body = {k: v for k, v in current.items() if k != "meta"}
-                body["meta"] = {k: v for k, v in current["meta"].items() if k in ("tag", "profile")}
-                operations.update("Subscription", subscription_id, {**body, "status": status})
+            current = as_written(stored.content)
+            if stored.version_id == version and current.get("status") == "requested":
+                operations.update("Subscription", subscription_id, {**current, "status": status})

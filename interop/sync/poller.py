@@ -10,14 +10,16 @@ through the workflow check of mappings.workflow, with the partner as origin, so 
 told of its own change while the other party is. References in what is taken are made
 absolute on the partner's server, where they resolve.
 
-A change the workflow refuses, or that is not valid FHIR, is kept for staff like an HL7 v2
-message that could not be processed (`GET /inbound/held`, channel "fhir-poll"), once per
-version of the partner's copy, and our Task stays as it was.
+Every version of a partner's copy is kept once, like an inbound message (channel
+"fhir-poll"): processed when applied, held for staff (`GET /inbound/held`) when the workflow
+refuses it or it is not valid FHIR, in which case our Task stays as it was. A version already
+kept is never applied again, so a copy read again cannot undo what happened here since.
 
 The watermark is the latest meta.lastUpdated seen on that partner's server, searched again with
 `ge`, so an update sharing that instant is never missed; seeing a copy again changes nothing.
 """
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +33,7 @@ from adapters.errors import PartnerRejected, PartnerUnavailable
 from interop.services.errors import ServiceError
 from interop.services.inbound import reason_of
 from interop.services.outbox import ChannelKind
-from interop.services.resources import ResourceOperations
+from interop.services.resources import ResourceOperations, as_written
 from interop.services.search_parser import Paging
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import parse_range
@@ -43,6 +45,7 @@ from mappings.errors import FhirContentError
 from mappings.workflow import Side, steps
 
 _PAGING = Paging(1, 1)
+_log = logging.getLogger(__name__)
 _OWNER_ELEMENTS = (
     "status",
     "businessStatus",
@@ -110,6 +113,14 @@ class Poller:
                 session.add(row)
 
     def _poll(self, partner: PartnerRow) -> PollReport:
+        """One partner's round; whatever goes wrong stays with that partner."""
+        try:
+            return self._read_back(partner)
+        except Exception as error:  # a partner's nonsense or our bug: report, go on
+            _log.error("poll of %s failed: %s", partner.client_id, type(error).__name__)
+            return PollReport(partner.client_id, error=f"internal error ({type(error).__name__})")
+
+    def _read_back(self, partner: PartnerRow) -> PollReport:
         channel = self._deliverer.fhir_channel(partner)
         params = {"_sort": "_lastUpdated", "_count": "100"}
         if partner.poll_watermark:
@@ -128,7 +139,10 @@ class Poller:
 
     def _ours_among(self, copies: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str]]:
         for copy in copies:
-            for identifier in copy.get("identifier", []):
+            identifiers = copy.get("identifier")
+            for identifier in identifiers if isinstance(identifiers, list) else []:
+                if not isinstance(identifier, dict):
+                    continue
                 value = str(identifier.get("value", ""))
                 if identifier.get("system") == URI_SYSTEM and value.startswith(self._ours):
                     yield copy, value.removeprefix(self._ours)
@@ -138,44 +152,60 @@ class Poller:
         """ "applied", "same" (nothing new), "held" (refused, kept for staff) or "unknown"."""
         organization = f"Organization/{partner.organization_id}"
         base = (partner.channel_address or "").rstrip("/")
+        version = _version_key(copy)
         try:
             with unit_of_work(self._engine) as session:
+                if _seen(session, partner.client_id, version):
+                    # Applied or held already: read again (the watermark is `ge`), it must not
+                    # undo what happened here since.
+                    return "same"
                 operations = ResourceOperations(
                     ResourceRepository(session), _PAGING, origin=organization
                 )
-                ours = orjson.loads(operations.read("Task", our_id).content or b"{}")
+                ours = as_written(operations.read("Task", our_id).content)
                 found = _side_of(ours, organization)
                 if found is None:
                     return "unknown"
                 side, elements = found
                 merged = _merged(ours, copy, elements, base)
-                if _same(merged, ours):
+                if merged == ours:
                     return "same"
                 for status in _statuses(ours, merged, side):
                     operations.update("Task", our_id, {**merged, "status": status})
+                session.add(self._record(partner, copy, our_id, version, "processed", []))
             return "applied"
         except (ServiceError, FhirContentError) as error:
             return self._hold(partner, copy, our_id, reason_of(error))
 
     def _hold(self, partner: PartnerRow, copy: dict[str, Any], our_id: str, reason: str) -> str:
-        version = f"{copy.get('id', '')}/_history/{copy.get('meta', {}).get('versionId', '')}"
         with unit_of_work(self._engine) as session:
-            if not _already_held(session, partner.client_id, version):
-                session.add(
-                    InboundMessageRow(
-                        received_at=self._clock(),
-                        channel=CHANNEL,
-                        sender=partner.client_id,
-                        control_id=version[:200],
-                        message_type="Task",
-                        ack_code="",
-                        status="held",
-                        problems=orjson.dumps([reason]).decode(),
-                        resources=f"Task/{our_id}",
-                        raw=orjson.dumps(copy),
-                    )
-                )
+            version = _version_key(copy)
+            if not _seen(session, partner.client_id, version):
+                session.add(self._record(partner, copy, our_id, version, "held", [reason]))
         return "held"
+
+    def _record(
+        self,
+        partner: PartnerRow,
+        copy: dict[str, Any],
+        our_id: str,
+        version: str,
+        status: str,
+        problems: list[str],
+    ) -> InboundMessageRow:
+        """The partner's copy as read, kept like any inbound message: processed or held."""
+        return InboundMessageRow(
+            received_at=self._clock(),
+            channel=CHANNEL,
+            sender=partner.client_id,
+            control_id=version,
+            message_type="Task",
+            ack_code="",
+            status=status,
+            problems=orjson.dumps(problems).decode() if problems else "",
+            resources=f"Task/{our_id}",
+            raw=orjson.dumps(copy),
+        )
 
     def _advance(self, partner: PartnerRow, copies: list[dict[str, Any]]) -> None:
         latest = _latest(copies)
@@ -209,15 +239,11 @@ def _statuses(ours: dict[str, Any], merged: dict[str, Any], side: Side) -> list[
 def _merged(
     ours: dict[str, Any], copy: dict[str, Any], elements: tuple[str, ...], base: str
 ) -> dict[str, Any]:
-    merged = {key: value for key, value in ours.items() if key not in elements and key != "meta"}
+    merged = {key: value for key, value in ours.items() if key not in elements}
     for element in elements:
         if element in copy:
             merged[element] = _absolute(copy[element], base)
     return merged
-
-
-def _same(merged: dict[str, Any], ours: dict[str, Any]) -> bool:
-    return merged == {key: value for key, value in ours.items() if key != "meta"}
 
 
 def _absolute(value: Any, base: str) -> Any:
@@ -240,7 +266,8 @@ def _absolute(value: Any, base: str) -> Any:
 def _latest(copies: list[dict[str, Any]]) -> str | None:
     stamped = []
     for copy in copies:
-        text = copy.get("meta", {}).get("lastUpdated")
+        meta = copy.get("meta")
+        text = meta.get("lastUpdated") if isinstance(meta, dict) else None
         if isinstance(text, str):
             try:
                 stamped.append((parse_range(text)[0], text))
@@ -249,7 +276,14 @@ def _latest(copies: list[dict[str, Any]]) -> str | None:
     return max(stamped)[1] if stamped else None
 
 
-def _already_held(session: Session, sender: str, version: str) -> bool:
+def _version_key(copy: dict[str, Any]) -> str:
+    found = copy.get("meta")
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
+    stamp = meta.get("versionId") or meta.get("lastUpdated") or ""
+    return f"{copy.get('id', '')}/_history/{stamp}"[:200]
+
+
+def _seen(session: Session, sender: str, version: str) -> bool:
     statement = select(col(InboundMessageRow.pk)).where(
         col(InboundMessageRow.channel) == CHANNEL,
         col(InboundMessageRow.sender) == sender,

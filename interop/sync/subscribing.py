@@ -4,7 +4,9 @@ than being trusted for content: a notification is a hint, the partner's server t
 
 Each subscription carries a fresh random secret in the Authorization header the partner's
 server sends back with every notification; only its SHA-256 is kept here, and it is compared in
-constant time. An unknown partner and a wrong secret are refused alike.
+constant time. An unknown partner and a wrong secret are refused alike. There is one secret per
+partner: subscribing again replaces it, so the older Subscription's notifications are refused
+(end it at the partner).
 """
 
 import hashlib
@@ -58,13 +60,12 @@ class PartnerSubscriptions:
         }
         if not filters:
             del body["_criteria"]
-        location = self._deliverer.fhir_channel(partner).create(body)
-        with unit_of_work(self._engine) as session:
+        with unit_of_work(self._engine) as session:  # first: the handshake may come at once
             row = outbox.partner(session, client_id)
             if row is not None:
                 row.notify_secret_hash = _digest(secret)
                 session.add(row)
-        return location
+        return self._deliverer.fhir_channel(partner).create(body)
 
     def _fhir_partner(self, client_id: str) -> PartnerRow:
         with unit_of_work(self._engine, writes=False) as session:

@@ -143,10 +143,12 @@ class TestIsolation:
         full["channel"]["_payload"]["extension"][0]["valueCode"] = "full-resource"
         other_org = subscription_body(hook, "Organization/someone-else")
         clear = subscription_body(hook, partner.organization, endpoint="http://hooks.example.org/n")
+        cookie = subscription_body(hook, partner.organization, header=["Cookie: session=x"])
         cases = [
             (full, 422, "payload content 'full-resource' is not offered"),
             (other_org, 422, "a partner subscribes to the Tasks of its own organization only"),
             (clear, 400, "a Subscription's endpoint must use https"),
+            (cookie, 422, "only an Authorization header is sent with notifications"),
             ({**full, "criteria": "Patient?name=x"}, 422, "the only topic offered is"),
         ]
         for body, status, text in cases:

@@ -413,6 +413,30 @@ class TestReadingPartnersBack:
         statuses = [entry["resource"]["status"] for entry in history["entry"]]
         assert statuses == ["completed", "in-progress", "accepted", "requested"]
 
+    def test_a_copy_read_again_keeps_our_labels_and_our_later_changes(self, world: World) -> None:
+        """The partner's copy replaces only its side's elements, once per version: the Task's
+        security labels stay, and a note we wrote after applying it is not undone."""
+        partner = FhirPartner(world.key_jwks)
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program, part2=True)
+            labelled = world.client.get("/fhir/Task/task-1").json()
+            label = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "SUD"}
+            put(world.client, {**labelled, "meta": {"security": [label]}})
+            consent_for(world.client, program)  # Part 2 data: it travels with consent only
+            world.run()
+            partner.work("Task", status="accepted")
+            self.poll(world)
+            ours = world.client.get("/fhir/Task/task-1").json()
+            assert label in ours["meta"]["security"]
+            noted = {**ours, "note": [{"text": "Intake call booked for Monday"}]}
+            put(world.client, noted)
+            [again] = self.poll(world)
+        assert (again.seen, again.applied) == (1, 0)
+        final = world.client.get("/fhir/Task/task-1").json()
+        assert final["note"] == [{"text": "Intake call booked for Monday"}]
+        assert (final["status"], label in final["meta"]["security"]) == ("accepted", True)
+
     def test_a_move_the_workflow_refuses_is_held_once_and_ours_stays(self, world: World) -> None:
         partner = FhirPartner(world.key_jwks)
         with serving(partner):
@@ -422,7 +446,7 @@ class TestReadingPartnersBack:
             partner.work("Task", status="completed")  # no start, no end, no output
             [first] = self.poll(world)
             [again] = self.poll(world)
-        assert (first.applied, first.held, again.held) == (0, 1, 1)
+        assert (first.applied, first.held, again.held) == (0, 1, 0)  # kept once
         held = [row for row in world.held() if row["channel"] == "fhir-poll"]
         assert held == [
             {

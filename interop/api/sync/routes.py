@@ -20,25 +20,38 @@ def _inbox(request: Request) -> NotificationInbox:
     return inbox
 
 
+async def _capped_body(request: Request) -> bytes:
+    """At most _MAX_NOTIFICATION_BYTES; more is not read (a partner's server sends ids)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _MAX_NOTIFICATION_BYTES:
+        return b""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_NOTIFICATION_BYTES:
+            return b""
+    return bytes(body)
+
+
 @router.post(
     "/notifications/{client_id}",
     operation_id="partner_notification",
     status_code=204,
     responses={400: {"description": "Not a notification"}, 401: {"description": "Not yours"}},
 )
-async def partner_notification(
+def partner_notification(
     client_id: str,
-    request: Request,
     inbox: Annotated[NotificationInbox, Depends(_inbox)],
+    body: Annotated[bytes, Depends(_capped_body)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     """A Subscription notification (Subscriptions R5 Backport, a history Bundle) from a
-    partner's server; 204 once its poll is asked for."""
-    body = await request.body()
+    partner's server; 204 once its poll is asked for. The body is checked before the poll is
+    asked for, and read only up to 1 MB."""
+    if not _is_notification(body):
+        return problem(400, "Bad Request", "a notification is a FHIR history Bundle")
     if not inbox.notified(client_id[:64], authorization):
         return problem(401, "Unauthorized", "this notification's credentials are not ours")
-    if len(body) > _MAX_NOTIFICATION_BYTES or not _is_notification(body):
-        return problem(400, "Bad Request", "a notification is a FHIR history Bundle")
     return Response(status_code=204)
 
 

@@ -50,7 +50,7 @@ def test_a_body_id_must_name_the_match_and_cannot_create(client: TestClient) -> 
     other = client.put(
         f"/fhir/Patient?{KEY}", json={**person("Lark"), "id": "someone-else"}, headers=FHIR_JSON
     )
-    assert other.status_code == 409
+    assert other.status_code == 400
 
 
 def test_in_a_transaction_a_resend_updates_and_references_resolve(client: TestClient) -> None:

@@ -89,3 +89,14 @@ def test_a_partner_creates_only_requests_it_makes(
     assert already.json()["issue"][0]["diagnostics"] == (
         "a new referral's Task is draft or requested, not accepted"
     )
+
+
+def test_a_partner_marks_a_referral_in_error_rather_than_deleting_it(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    shared, harbor, _bayview = referral(anonymous, client)
+    deleted = anonymous.delete(f"/fhir/Task/{shared['id']}", headers=as_(anonymous, harbor))
+    assert deleted.status_code == 422
+    assert "mark it entered-in-error" in deleted.json()["issue"][0]["diagnostics"]
+    marked = put(anonymous, harbor, {**shared, "status": "entered-in-error"})
+    assert marked.status_code == 200, marked.text
