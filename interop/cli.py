@@ -377,6 +377,14 @@ def hl7v2_import(
         typer.echo(f"message {number}: {code.decode()}")
 
 
+def _stop_on_signals() -> threading.Event:
+    """Set by SIGINT or SIGTERM, so a worker finishes the delivery in hand and stops."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
 @sync_app.command("dispatch")
 def sync_dispatch(
     once: Annotated[bool, typer.Option(help="Work what is due now, then stop.")] = False,
@@ -395,9 +403,7 @@ def sync_dispatch(
             outcomes = worker.run_once(batch)
             _print_json([{"id": o.pk, "state": o.state.value, "error": o.error} for o in outcomes])
             return
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
+        stop = _stop_on_signals()
         worker.run_forever(stop, interval, batch)
 
 
@@ -416,9 +422,7 @@ def sync_poll(
         if once:
             _print_json([asdict(report) for report in reader.run_once()])
             return
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
+        stop = _stop_on_signals()
         while not stop.is_set():
             reader.run_once()
             deadline = time.monotonic() + interval

@@ -650,11 +650,7 @@ class _Reader:
                 yield self.problem(statement, None)
                 continue
             concern_status = _attribute(_child(statement, "statusCode"), "code")
-            observations = [
-                observation
-                for relationship in _children(statement, "entryRelationship")
-                for observation in _children(relationship, "observation")
-            ]
+            observations = list(_related_observations(statement))
             marked = [o for o in observations if t.PROBLEM_OBSERVATION in _template_roots(o)]
             for observation in marked or observations:
                 yield self.problem(observation, concern_status)
@@ -678,11 +674,7 @@ class _Reader:
                 yield self.allergy(statement, None)
                 continue
             concern_status = _attribute(_child(statement, "statusCode"), "code")
-            observations = [
-                observation
-                for relationship in _children(statement, "entryRelationship")
-                for observation in _children(relationship, "observation")
-            ]
+            observations = list(_related_observations(statement))
             marked = [o for o in observations if t.ALLERGY_OBSERVATION in _template_roots(o)]
             unmarked = [
                 o for o in observations if _ALLERGY_DETAIL_TEMPLATES.isdisjoint(_template_roots(o))

@@ -131,15 +131,19 @@ class DocumentExports:
         self, operations: ResourceOperations, outgoing: "_Outgoing", released: Any
     ) -> OutgoingDocument:
         client = f"Patient/{outgoing.client}"
-        patient = _released(operations, "Patient", outgoing.client)
+        patient = released_resource(operations, "Patient", outgoing.client)
         if patient is None:
             raise Forbidden(
                 "no consent on file lets the receiving program have this client's records"
             )
         conditions = _search(operations, "Condition", client)
         goals = _search(operations, "Goal", client)
-        sender = _released(operations, "Organization", outgoing.sender) if outgoing.sender else None
-        receiving = _released(operations, "Organization", outgoing.receiver.split("/")[-1])
+        sender = (
+            released_resource(operations, "Organization", outgoing.sender)
+            if outgoing.sender
+            else None
+        )
+        receiving = released_resource(operations, "Organization", outgoing.receiver.split("/")[-1])
         now = self._clock()
         stamp = f"{now.astimezone(UTC):%Y%m%d%H%M%S}+0000"
         return OutgoingDocument(
@@ -251,8 +255,8 @@ def receiving_program(receiver: str) -> Requester:
 
 
 def _handoff_outgoing(operations: ResourceOperations, task_id: str) -> _Outgoing:
-    task = _released(operations, "Task", task_id)
-    order = _released(operations, "ServiceRequest", _focus(task)) if task else None
+    task = released_resource(operations, "Task", task_id)
+    order = released_resource(operations, "ServiceRequest", focus_id(task)) if task else None
     if task is None or order is None:
         raise Forbidden(_WITHHELD)
     bundle = {
@@ -279,7 +283,7 @@ def _handoff_outgoing(operations: ResourceOperations, task_id: str) -> _Outgoing
 
 
 def _referral_outgoing(operations: ResourceOperations, referral_id: str) -> _Outgoing:
-    order = _released(operations, "ServiceRequest", referral_id)
+    order = released_resource(operations, "ServiceRequest", referral_id)
     if order is None:
         raise Forbidden(_WITHHELD)
     try:
@@ -304,16 +308,17 @@ def _referral_outgoing(operations: ResourceOperations, referral_id: str) -> _Out
 
 
 def _task_outgoing(operations: ResourceOperations, task_id: str) -> _Outgoing:
-    task = _released(operations, "Task", task_id)
+    task = released_resource(operations, "Task", task_id)
     if task is None:
         raise Forbidden(_WITHHELD)
     try:
         return _handoff_outgoing(operations, task_id)
     except MappingError:
-        return _referral_outgoing(operations, _focus(task))
+        return _referral_outgoing(operations, focus_id(task))
 
 
-def _focus(task: dict[str, Any]) -> str:
+def focus_id(task: dict[str, Any]) -> str:
+    """The id of the ServiceRequest a Task fulfils."""
     reference = str(task.get("focus", {}).get("reference", ""))
     kind, _, ident = reference.rpartition("/")
     return ident if kind.endswith("ServiceRequest") else ""
@@ -334,10 +339,14 @@ def _local(kind: str, ref: str) -> str:
     return ref if "/" in ref else f"{kind}/{ref}"
 
 
-def _released(operations: ResourceOperations, kind: str, ident: str) -> dict[str, Any] | None:
+def released_resource(
+    operations: ResourceOperations, kind: str, ident: str
+) -> dict[str, Any] | None:
+    """The resource as `operations`' gate releases it; None when withheld, unknown, deleted
+    or on another server, which are all the same to the receiver."""
     try:
         stored = operations.read(kind, ident.split("/")[-1])
-    except ServiceError:  # withheld, unknown, or on another server: not in the document
+    except ServiceError:
         return None
     return orjson.loads(stored.content) if stored.content else None
 

@@ -24,6 +24,7 @@ from interop.services.resources import ResourceOperations
 from interop.services.search_parser import Paging
 from interop.services.urls import require_https
 from interop.services.write_policy import REGISTRATION_TAG_CODE
+from interop.store import outbox
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import now_ms
 from interop.store.repository import ResourceRepository
@@ -131,7 +132,7 @@ class PartnerService:
 
     def find(self, client_id: str) -> Partner | None:
         with unit_of_work(self._engine, writes=False) as session:
-            row = _row(session, client_id)
+            row = outbox.partner(session, client_id)
             return _partner(row) if row is not None else None
 
     def set_enabled(self, client_id: str, enabled: bool) -> Partner:
@@ -174,14 +175,8 @@ class PartnerService:
             return _partner(row)
 
 
-def _row(session: Any, client_id: str) -> PartnerRow | None:
-    statement = select(PartnerRow).where(col(PartnerRow.client_id) == client_id)
-    row: PartnerRow | None = session.execute(statement).scalars().first()
-    return row
-
-
 def _existing(session: Any, client_id: str) -> PartnerRow:
-    row = _row(session, client_id)
+    row = outbox.partner(session, client_id)
     if row is None:
         raise ResourceNotFound(f"no partner has client_id {client_id[:64]!r}")
     return row

@@ -19,7 +19,7 @@ from adapters.ccda.delivery import OutgoingDocumentFile
 from interop.auth.requester import Requester
 from interop.services.disclosure import DisclosureGate, GateSession
 from interop.services.errors import Forbidden, ServiceError
-from interop.services.exports import DocumentExports
+from interop.services.exports import DocumentExports, focus_id, released_resource
 from interop.services.resources import ResourceOperations
 from interop.services.search_parser import Paging
 from interop.store.database import unit_of_work
@@ -53,7 +53,7 @@ class Payloads:
 
         def build(operations: ResourceOperations, gate: GateSession) -> dict[str, Any]:
             task = _released(operations, "Task", row.resource_id)
-            order = _released(operations, "ServiceRequest", _focus_id(task))
+            order = _released(operations, "ServiceRequest", focus_id(task))
             entries = [self._entry(order), self._entry(task)]
             return gate.seal({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 
@@ -75,11 +75,13 @@ class Payloads:
 
         def build(operations: ResourceOperations, _gate: GateSession) -> Released:
             task = _vread(operations, row)
-            order = _released(operations, "ServiceRequest", _focus_id(task))
+            order = _released(operations, "ServiceRequest", focus_id(task))
             subject = _reference_id(order.get("subject"), "Patient")
             patient = _released(operations, "Patient", subject)
             organizations = {
-                role: _optional(operations, _reference_id(order.get(role), "Organization"))
+                role: released_resource(
+                    operations, "Organization", _reference_id(order.get(role), "Organization")
+                )
                 for role in ("requester", "performer")
             }
             return Released(task, order, patient, organizations)
@@ -110,7 +112,7 @@ class Payloads:
 
     def _entry(self, resource: dict[str, Any]) -> dict[str, Any]:
         url = f"{self._base}/{resource['resourceType']}/{resource['id']}"
-        body = _absolute(resource, self._base)
+        body = absolute_references(resource, self._base)
         body.pop("id", None)
         meta = {k: v for k, v in body.get("meta", {}).items() if k not in _SERVER_META}
         body["meta"] = meta
@@ -135,23 +137,10 @@ class Released:
 
 
 def _released(operations: ResourceOperations, kind: str, ident: str) -> dict[str, Any]:
-    found = _optional(operations, ident if ident else "", kind)
+    found = released_resource(operations, kind, ident)
     if found is None:
         raise Withheld
     return found
-
-
-def _optional(
-    operations: ResourceOperations, ident: str, kind: str = "Organization"
-) -> dict[str, Any] | None:
-    if not ident:
-        return None
-    try:
-        stored = operations.read(kind, ident)
-    except ServiceError:  # withheld, unknown or deleted: all the same to the partner
-        return None
-    content: dict[str, Any] = orjson.loads(stored.content or b"null")
-    return content
 
 
 def _vread(operations: ResourceOperations, row: OutboxRow) -> dict[str, Any]:
@@ -164,26 +153,23 @@ def _vread(operations: ResourceOperations, row: OutboxRow) -> dict[str, Any]:
     return content
 
 
-def _focus_id(task: dict[str, Any]) -> str:
-    return _reference_id(task.get("focus"), "ServiceRequest")
-
-
 def _reference_id(reference: Any, kind: str) -> str:
     text = reference.get("reference", "") if isinstance(reference, dict) else ""
     prefix, _, ident = str(text).rpartition("/")
     return ident if prefix == kind else ""
 
 
-def _absolute(value: Any, base: str) -> Any:
-    """Relative literal references made absolute on this server."""
+def absolute_references(value: Any, base: str) -> Any:
+    """Relative literal references made absolute on the server at `base`: across servers,
+    references are absolute (REFERRALS.md), ours pushed out and partners' read back alike."""
     if isinstance(value, dict):
-        copied = {key: _absolute(item, base) for key, item in value.items()}
+        copied = {key: absolute_references(item, base) for key, item in value.items()}
         reference = copied.get("reference")
         if isinstance(reference, str) and _is_relative(reference):
             copied["reference"] = f"{base}/{reference}"
         return copied
     if isinstance(value, list):
-        return [_absolute(item, base) for item in value]
+        return [absolute_references(item, base) for item in value]
     return value
 
 

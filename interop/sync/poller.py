@@ -40,7 +40,7 @@ from interop.store.fhirdates import parse_range
 from interop.store.repository import ResourceRepository
 from interop.store.tables import InboundMessageRow, PartnerRow
 from interop.sync.channels import ChannelDeliverer
-from interop.sync.payloads import URI_SYSTEM
+from interop.sync.payloads import URI_SYSTEM, absolute_references
 from mappings.errors import FhirContentError
 from mappings.workflow import Side, steps
 
@@ -242,25 +242,8 @@ def _merged(
     merged = {key: value for key, value in ours.items() if key not in elements}
     for element in elements:
         if element in copy:
-            merged[element] = _absolute(copy[element], base)
+            merged[element] = absolute_references(copy[element], base)
     return merged
-
-
-def _absolute(value: Any, base: str) -> Any:
-    """The partner's relative references, made absolute on its server."""
-    if isinstance(value, dict):
-        copied = {key: _absolute(item, base) for key, item in value.items()}
-        reference = copied.get("reference")
-        if (
-            isinstance(reference, str)
-            and "://" not in reference
-            and not reference.startswith(("#", "urn:"))
-        ):
-            copied["reference"] = f"{base}/{reference}"
-        return copied
-    if isinstance(value, list):
-        return [_absolute(item, base) for item in value]
-    return value
 
 
 def _latest(copies: list[dict[str, Any]]) -> str | None:

@@ -1,11 +1,9 @@
 """Deliveries to partners for staff: what is queued, sent, acknowledged, failed or withheld,
 and sending a failed one again once its cause is fixed."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
 
 from interop.api.security import AdministratorDep, requires_role
 from interop.services.staff import Role, StaffSession
@@ -18,32 +16,12 @@ WatcherDep = Annotated[
 ]
 
 
-class DeliveryOut(BaseModel):
-    id: int
-    partner: str
-    channel: str
-    event: str
-    resource: str
-    version: int
-    state: str
-    attempts: int
-    queued_at: datetime
-    next_attempt_at: datetime | None
-    finished_at: datetime | None
-    error: str
-    receipt: str
-
-
 def _deliveries(request: Request) -> Deliveries:
     service: Deliveries = request.app.state.deliveries
     return service
 
 
 DeliveriesDep = Annotated[Deliveries, Depends(_deliveries)]
-
-
-def _out(view: DeliveryView) -> DeliveryOut:
-    return DeliveryOut.model_validate(view, from_attributes=True)
 
 
 @router.get("/deliveries", operation_id="list_deliveries")
@@ -53,12 +31,14 @@ def list_deliveries(
     state: Annotated[list[str], Query(max_length=6)] = [],  # noqa: B006
     partner: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[DeliveryOut]:
+) -> list[DeliveryView]:
     """Newest first; filter by transport state (repeatable) and partner client_id."""
-    return [_out(view) for view in deliveries.list(state, partner, limit)]
+    return deliveries.list(state, partner, limit)
 
 
 @router.post("/deliveries/{delivery_id}/retry", operation_id="retry_delivery")
-def retry_delivery(delivery_id: int, deliveries: DeliveriesDep, _: AdministratorDep) -> DeliveryOut:
+def retry_delivery(
+    delivery_id: int, deliveries: DeliveriesDep, _: AdministratorDep
+) -> DeliveryView:
     """Queue a failed or withheld delivery again from its first attempt."""
-    return _out(deliveries.retry(delivery_id))
+    return deliveries.retry(delivery_id)
