@@ -1,5 +1,6 @@
 # Recovery Interop. `make run` and `make test` work on a fresh machine with Python 3.11+ and make.
 PYTHON ?= python3
+PORT ?= 8080
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -17,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Without PUBLIC_BASE_URL the server announces http://127.0.0.1:$(PORT): `make run PORT=9999`.
 run: $(STAMP)
-	$(BIN)/interop serve --port 8080
+	$(BIN)/interop serve --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -69,6 +69,8 @@ def main() -> None:
         resources = app.state.resources
         detox = resources.create("Organization", part2_program(), writer, base_url="").stored
         program = f"Organization/{detox.resource_id}"
+        # The detox unit's own systems write its records: their origin makes them Part 2 data.
+        writer = _requester(ehr.client_id, program, first_party=True)
         person = resources.create(
             "Patient", patient(managingOrganization={"reference": program}), writer, base_url=""
         ).stored

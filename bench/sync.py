@@ -77,7 +77,7 @@ def main() -> int:
             for index in range(arguments.referrals - 1):
                 task = client.get("/fhir/Task/task-1").json()
                 put(client, {**task, "id": f"task-{index + 2}"})
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, chain_key=settings.chain_key())
         with dispatcher(settings, engine) as worker:
             started = time.perf_counter()
             rounds: list[float] = []

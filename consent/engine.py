@@ -5,11 +5,12 @@
     ├── S4  no purpose ....................................... deny
     ├── E2  research, audit, QSOA ............................ deny (out of scope)
     ├── per purpose, over the patient's consents (deny-overrides across consents):
-    │     each consent: the provisions that apply, most specific first; only a valid
-    │     consent (C1-C7) counts; C3 counseling notes and C4 legal proceedings only on
-    │     their own kind of consent
+    │     each consent: the provisions that apply, most specific first; a deny of any
+    │     active consent counts (C8); a permit only on a valid consent (C1-C7, C9); C3
+    │     counseling notes and C4 legal proceedings only on their own kind of consent
     ├── every purpose permitted ..................... permit (C1-C4), S1 notice, S2 labels
     ├── E1  emergency purpose, medical personnel, §2.51 facts ... permit, flagged for review
+    ├── C8  a consent refuses ................................ deny
     └── P2  otherwise ........................................ deny
 
 How a consent's provision tree applies (FHIR R4 Consent.provision): a provision applies when
@@ -71,6 +72,7 @@ class _Facts:
     labels: frozenset[tuple[str | None, str]]
     confidentiality: int
     classes: frozenset[tuple[str | None, str]]
+    class_systems: frozenset[str | None]
     class_codes: frozenset[str]
     codes: frozenset[tuple[str | None, str]]
     code_codes: frozenset[str]
@@ -78,6 +80,7 @@ class _Facts:
     reference: str | None
     related: frozenset[str]
     authors: frozenset[str]
+    author_ids: frozenset[Identifier]
     source: str | None
     source_ids: tuple[Identifier, ...]
     source_known: bool
@@ -87,7 +90,10 @@ class _Facts:
     def of(cls, request: DisclosureRequest, as_of: datetime) -> "_Facts":
         item = request.item
         labels = {
-            (lb.system, v.NO_REDISCLOSURE if lb.code == v.NO_REDISCLOSURE_RETIRED else lb.code)
+            (
+                v.canonical_system(lb.system),
+                v.NO_REDISCLOSURE if lb.code == v.NO_REDISCLOSURE_RETIRED else lb.code,
+            )
             for lb in item.security_labels
         }
         counseling = item.is_counseling_note or (v.ACT_CODE, v.COUNSELING_NOTE) in labels
@@ -100,7 +106,8 @@ class _Facts:
         ranks = [
             v.CONFIDENTIALITY_RANK[lb.code]
             for lb in item.security_labels
-            if lb.system == v.CONFIDENTIALITY and lb.code in v.CONFIDENTIALITY_RANK
+            if v.canonical_system(lb.system) == v.CONFIDENTIALITY
+            and lb.code in v.CONFIDENTIALITY_RANK
         ]
         classes = {(c.system, c.code) for c in item.classes}
         classes.add((v.RESOURCE_TYPES, item.resource_type))
@@ -120,6 +127,7 @@ class _Facts:
             labels=frozenset(labels),
             confidentiality=max(ranks, default=v.CONFIDENTIALITY_RANK[v.RESTRICTED]),
             classes=frozenset(classes),
+            class_systems=frozenset(system for system, _ in classes),
             class_codes=frozenset(code for _, code in classes),
             codes=frozenset((c.system, c.code) for c in item.codes),
             code_codes=frozenset(c.code for c in item.codes),
@@ -127,6 +135,7 @@ class _Facts:
             reference=item.reference,
             related=frozenset(related),
             authors=frozenset(authors),
+            author_ids=frozenset((*item.author_identifiers, *item.source_identifiers)),
             source=item.source_program,
             source_ids=item.source_identifiers,
             source_known=item.source_program is not None or bool(item.source_identifiers),
@@ -179,8 +188,8 @@ def decide(
     for purpose in request.purposes:
         deny, permit = _by_consents(request, facts, purpose, candidates, notes)
         if deny is not None:
-            text = f"consent {deny.directive.id} denies this disclosure at {deny.path}"
-            return _without_consent(request, facts, as_of, Reason("P2", text), notes, deny)
+            reason = rules.refusal(deny.directive, deny.path)
+            return _without_consent(request, facts, as_of, reason, notes, deny)
         if permit is None:
             return _without_consent(request, facts, as_of, rules.default_deny(), notes)
         permits.append(permit)
@@ -196,8 +205,10 @@ def _by_consents(
 ) -> tuple[_Hit | None, _Hit | None]:
     """The deciding deny, else the deciding permit, of the patient's consents for a purpose.
 
-    A consent's validity is checked only once its provisions are found to apply: most
-    consents on file are about other recipients, and rejecting them is cheaper.
+    A deny counts whenever its consent is active and in its term (C8: a refusal is always
+    honoured); a permit only on a consent that can be relied on (C1-C7, C9). Validity is
+    checked only once a permit is found to apply: most consents on file are about other
+    recipients, and rejecting them is cheaper.
     """
     closure = v.purpose_closure(purpose)
     denies: list[_Hit] = []
@@ -207,19 +218,25 @@ def _by_consents(
         leaves.clear()
         if not _walk(root, facts, closure, None, (), leaves):
             continue
-        if not validity.is_valid(directive, facts.as_of, request.occurred_events):
-            notes.unrelied[directive] = None
-            continue
+        relied: bool | None = None
         for kind, path in leaves:
-            if kind is ProvisionType.DENY and not path and root.provisions:
+            if kind is ProvisionType.DENY:
                 # The base policy of an opt-in consent ("deny, except as permitted below") is
                 # silence towards whom it does not permit, not a restriction: a consent for one
-                # recipient must not block another consent's recipient (deny-overrides).
+                # recipient must not block another consent's recipient (deny-overrides). A root
+                # deny with no permit beneath it is a blanket refusal (C8).
+                opt_in_base = not path and directive.permits
+                if not opt_in_base and rules.refusal_in_force(directive, facts.as_of):
+                    denies.append(_Hit(directive, root, path))
                 continue
+            if relied is None:
+                relied = validity.is_valid(directive, facts.as_of, request.occurred_events)
+                if not relied:
+                    notes.unrelied[directive] = None
             hit = _Hit(directive, root, path)
-            if kind is ProvisionType.DENY:
-                denies.append(hit)
-            elif source is None:
+            if not relied:
+                continue
+            if source is None:
                 notes.add(Reason("P2", "the record's source program is unknown"))
             elif not rules.counseling_permit_allowed(directive, facts.counseling):
                 text = f"consent {directive.id} is not a consent for SUD counseling notes"
@@ -285,9 +302,20 @@ def _walk(
 def _applies(provision: Provision, facts: _Facts, purposes: frozenset[str], deny: bool) -> bool:
     """Whether every criterion the provision states, but its period, matches the request."""
     index = provision.index
-    if provision.purposes and index.purposes.isdisjoint(purposes):
+    # C8: what the engine cannot understand in a deny (a purpose in a system it does not
+    # know, an action other than collect, a class in a system the record is not classed by)
+    # makes the deny apply; in a permit, it makes the permit not apply.
+    if (
+        provision.purposes
+        and index.purposes.isdisjoint(purposes)
+        and not (deny and index.foreign_purposes)
+    ):
         return False
-    if provision.actions and facts.action not in index.actions:
+    if (
+        provision.actions
+        and facts.action not in index.actions
+        and not (deny and index.refuses_disclosure and facts.action != v.COLLECT)
+    ):
         return False
     if provision.actors and not _actors_match(index, facts, deny):
         return False
@@ -301,6 +329,7 @@ def _applies(provision: Provision, facts: _Facts, purposes: frozenset[str], deny
         provision.classes
         and index.classes.isdisjoint(facts.classes)
         and index.bare_classes.isdisjoint(facts.class_codes)
+        and not (deny and not index.class_systems <= facts.class_systems)
     ):
         return False
     if (
@@ -344,10 +373,12 @@ def _data_matches(provision: Provision, facts: _Facts, deny: bool) -> bool:
     (related, dependents), or a record authored by it (authoredby)."""
     for data in provision.data:
         if data.meaning is DataMeaning.AUTHOREDBY:
-            if not facts.authors:
+            if not facts.authors and not facts.author_ids:
                 return deny
-            if data.reference in facts.authors:
+            if data.reference in facts.authors or not facts.author_ids.isdisjoint(data.identifiers):
                 return True
+        elif data.reference is None:
+            continue
         elif facts.reference is None:
             return deny
         elif data.meaning is DataMeaning.INSTANCE:

@@ -11,6 +11,7 @@ last instant of that day (`mappings.consent` does the widening), so `Period.cont
 inclusive comparison.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -163,10 +164,12 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class DataReference:
-    """A provision's `data`: a specific record and how far the rule reaches from it."""
+    """A provision's `data`: a specific record (by literal reference, identifier, or both) and
+    how far the rule reaches from it."""
 
     meaning: DataMeaning
-    reference: str
+    reference: str | None
+    identifiers: tuple[Identifier, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +226,13 @@ class ProvisionIndex:
     """What a provision matches on, as sets, derived once so that matching is set lookups."""
 
     purposes: frozenset[str]
+    foreign_purposes: bool
     actions: frozenset[str]
+    refuses_disclosure: bool
     labels: frozenset[tuple[str | None, str]]
     confidentiality: int
     classes: frozenset[tuple[str, str]]
+    class_systems: frozenset[str]
     bare_classes: frozenset[str]
     codes: frozenset[tuple[str, str]]
     bare_codes: frozenset[str]
@@ -245,14 +251,17 @@ class ProvisionIndex:
             return None if actor.role is None else actor.role.code
 
         actors = provision.actors
+        understood = (v.ACT_REASON, None)
+        actions = frozenset(a.code for a in provision.actions)
         return cls(
-            purposes=frozenset(
-                p.code for p in provision.purposes if p.system in (v.ACT_REASON, None)
-            ),
-            actions=frozenset(a.code for a in provision.actions),
+            purposes=frozenset(p.code for p in provision.purposes if p.system in understood),
+            foreign_purposes=any(p.system not in understood for p in provision.purposes),
+            actions=actions,
+            refuses_disclosure=bool(actions - {v.COLLECT}),
             labels=labels,
             confidentiality=confidentiality,
             classes=classes,
+            class_systems=frozenset(system for system, _ in classes),
             bare_classes=bare_classes,
             codes=codes,
             bare_codes=bare_codes,
@@ -299,6 +308,28 @@ class Provision:
         return bool(self.security_labels or self.classes or self.codes or self.data)
 
 
+def permit_chains(root: Provision | None) -> Iterator[tuple[Provision, ...]]:
+    """Every provision typed `permit`, as the chain from the root down to it.
+
+    A permit applies only where all of its ancestors' criteria match too, so what it releases,
+    to whom, why and until when is read off the whole chain.
+    """
+    if root is None:
+        return
+    stack: list[tuple[Provision, tuple[Provision, ...]]] = [(root, (root,))]
+    while stack:
+        provision, chain = stack.pop()
+        if provision.type is ProvisionType.PERMIT:
+            yield chain
+        stack.extend((child, (*chain, child)) for child in reversed(provision.provisions))
+
+
+def chain_end(chain: tuple[Provision, ...]) -> datetime | None:
+    """When a permit lapses: the earliest `period.end` along its chain, root and nested."""
+    ends = [p.period.end for p in chain if p.period is not None and p.period.end is not None]
+    return min(ends) if ends else None
+
+
 @dataclass(frozen=True, slots=True)
 class Signer:
     """Who signed the consent (FHIR Consent.performer) and in what capacity."""
@@ -316,8 +347,16 @@ class ConsentDirective:
     `has_signed_form` says whether the signed form itself is on file (FHIR sourceAttachment or
     sourceReference); the `has_*_statement` flags say which §2.31 statements that form holds.
     `materially_false` records that the program knows, or should know, the consent to be false
-    (§2.31(c)(4)). The expiration is the root provision's period end, an event
-    (`expiration_event`, e.g. "end-of-treatment", or "none" for a TPO consent), or both.
+    (§2.31(c)(4)). The expiration is the earliest period end along each permit's provision
+    chain (PART2.md's table, row (g)), an event (`expiration_event`, e.g. "end-of-treatment",
+    or "none" for a TPO consent), or both.
+
+    `signature_on_file` says a signature is recorded for the consent apart from the form (an
+    R4 `Provenance.signature` whose target is the Consent). `form_approved` is what compliance
+    staff said of the form the consent was signed on (PART2.md C9): True when an approved form
+    supplied the statement flags, False when the consent names a form nobody approved (or
+    none) and nothing else vouches for its statements, None when the consent itself attests
+    them (the per-consent FORM_STATEMENT extension of `mappings.consent`).
     """
 
     id: str | None
@@ -335,12 +374,28 @@ class ConsentDirective:
     has_redisclosure_statement: bool = False
     has_refusal_consequences_statement: bool = False
     materially_false: bool = False
+    signature_on_file: bool = False
+    form_approved: bool | None = None
     provision: Provision | None = None
     discloser_group: ActorGroup | None = field(init=False, repr=False, compare=False)
+    permits: bool = field(init=False, repr=False, compare=False)
+    expires_at: datetime | None = field(init=False, repr=False, compare=False)
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "discloser_group", ActorGroup.of(self.disclosers))
+        # Derived once: the engine asks on every decision whether the consent permits anything
+        # (a root deny over denies only is a blanket refusal) and when it lapses.
+        ends = [chain_end(chain) for chain in permit_chains(self.provision)]
+        root_term = None if self.provision is None else self.provision.period
+        known = [end for end in ends if end is not None]
+        expires: datetime | None = None
+        if ends and len(known) == len(ends):
+            expires = max(known)
+        elif root_term is not None:
+            expires = root_term.end
+        object.__setattr__(self, "permits", bool(ends))
+        object.__setattr__(self, "expires_at", expires)
         # Hashed once: `consent.validity` memoizes what does not depend on time per directive,
         # and a directive's tree is too deep to rehash on every decision.
         values = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
@@ -348,13 +403,6 @@ class ConsentDirective:
 
     def __hash__(self) -> int:
         return self._hash
-
-    @property
-    def expires_at(self) -> datetime | None:
-        """The expiration date: the end of the root provision's period."""
-        if self.provision is None or self.provision.period is None:
-            return None
-        return self.provision.period.end
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,8 +449,9 @@ class DataItem:
     `is_part2` is set by the caller from the record's source program or labels (PART2.md P1);
     the engine also treats SUD-labelled records and counseling notes as Part 2 data.
     `source_program` is the Part 2 program that created or holds the record (author or
-    custodian); `authors` and `related` are the references the record makes, for provisions
-    whose `data` reaches records authored by, or related to, a given record.
+    custodian); `authors` (of any type: Organization, Practitioner, PractitionerRole, Device,
+    RelatedPerson...) with `author_identifiers`, and `related`, are the references the record
+    makes, for provisions whose `data` reaches records authored by, or related to, a record.
     """
 
     resource_type: str
@@ -414,6 +463,7 @@ class DataItem:
     source_program: str | None = None
     source_identifiers: tuple[Identifier, ...] = ()
     authors: tuple[str, ...] = ()
+    author_identifiers: tuple[Identifier, ...] = ()
     related: tuple[str, ...] = ()
     is_part2: bool = False
     is_counseling_note: bool = False

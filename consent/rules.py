@@ -25,10 +25,11 @@ from consent.model import (
     PatientCapacity,
     Problem,
     Provision,
-    ProvisionType,
     Reason,
     Requester,
     SignerRole,
+    chain_end,
+    permit_chains,
 )
 
 # §2.32(a)(1), Statement 1, as amended by the February 2024 final rule (89 FR 12472).
@@ -60,22 +61,6 @@ _LABEL_SUD = Coding(v.ACT_CODE, v.SUD)
 _LABEL_COUNSELING = Coding(v.ACT_CODE, v.COUNSELING_NOTE)
 _COUNSELING_KEY = (v.ACT_CODE, v.COUNSELING_NOTE)
 _EXPIRES_NEVER = "none"
-
-
-def permit_chains(root: Provision | None) -> Iterator[tuple[Provision, ...]]:
-    """Every provision typed `permit`, as the chain from the root down to it.
-
-    A permit applies only where all of its ancestors' criteria match too, so what it releases,
-    to whom and why is read off the whole chain.
-    """
-    if root is None:
-        return
-    stack: list[tuple[Provision, tuple[Provision, ...]]] = [(root, (root,))]
-    while stack:
-        provision, chain = stack.pop()
-        if provision.type is ProvisionType.PERMIT:
-            yield chain
-        stack.extend((child, (*chain, child)) for child in reversed(provision.provisions))
 
 
 def has_typed_provision(root: Provision | None) -> bool:
@@ -121,7 +106,7 @@ def is_part2_data(item: DataItem) -> bool:
     if item.is_part2 or item.is_counseling_note:
         return True
     return any(
-        label.system == v.ACT_CODE
+        v.canonical_system(label.system) == v.ACT_CODE
         and (label.code in v.SUD_SENSITIVITY or label.code == v.LAW_42CFR_PART2)
         for label in item.security_labels
     )
@@ -158,7 +143,7 @@ def missing_elements(directive: ConsentDirective) -> list[Problem]:
         )
     if chains:
         problems.extend(_disclosure_elements(directive, chains))
-    if not directive.signers or not directive.has_signed_form:
+    if not directive.signers or not (directive.has_signed_form or directive.signature_on_file):
         problems.append(
             _problem(
                 ConsentElement.SIGNATURE,
@@ -189,48 +174,65 @@ def _disclosure_elements(
             "(c) a permit does not say how much and what kind of information it releases "
             "(securityLabel, class, code or data) (§2.31(a)(3))",
         )
-    tpo = directive.kind is ConsentKind.TPO
     for chain in chains:
-        recipients = [
-            actor
+        # §2.31(a)(4)(i) as amended in 2024: "the name(s) of the person(s), or class of
+        # persons" for any consent; a class of persons is a display-only IRCP actor.
+        if not any(
+            actor.role is not None and actor.role.code in v.RECIPIENT_ROLES
             for provision in chain
             for actor in provision.actors
-            if actor.role is not None and actor.role.code in v.RECIPIENT_ROLES
-        ]
-        named = any(not actor.is_general_designation for actor in recipients)
-        designated = any(actor.is_general_designation for actor in recipients)
-        if not (named or (tpo and designated)):
-            text = (
-                "(d) a permit names no recipient (an IRCP actor) (§2.31(a)(4))"
-                if not designated
-                else "(d) a general designation of recipients is allowed only in a TPO "
-                "consent; this consent must name the recipients (§2.31(a)(4)(i))"
+        ):
+            yield _problem(
+                ConsentElement.RECIPIENTS,
+                "(d) a permit names no recipient, neither a person nor a class of persons (an "
+                "IRCP actor) (§2.31(a)(4)(i))",
             )
-            yield _problem(ConsentElement.RECIPIENTS, text)
             break
     if not all(any(p.purposes for p in chain) for chain in chains):
         yield _problem(
             ConsentElement.PURPOSES, "(e) a permit states no purpose of disclosure (§2.31(a)(5))"
         )
-    if not (directive.has_signed_form and directive.has_revocation_statement):
-        yield _problem(
+    if not directive.has_revocation_statement:
+        yield _form_problem(
+            directive,
             ConsentElement.REVOCATION_STATEMENT,
-            "(f) the signed form does not state the patient's right to revoke in writing and "
-            "how (§2.31(a)(6))",
+            "(f)",
+            "the patient's right to revoke in writing and how",
+            "§2.31(a)(6)",
         )
     yield from expiration_problems(directive)
 
 
+def _form_problem(
+    directive: ConsentDirective, element: ConsentElement, label: str, statement: str, cite: str
+) -> Problem:
+    """C9: the form's statements are a fact about the form, vouched for by its approval."""
+    if directive.form_approved is True:
+        text = f"{label} the approved form does not state {statement} ({cite})"
+        return Problem("C9", element, text)
+    if directive.form_approved is False:
+        text = (
+            f"{label} cannot be verified: the form is not approved; an approved form must "
+            f"state {statement} ({cite})"
+        )
+        return Problem("C9", element, text)
+    return _problem(element, f"{label} the signed form does not state {statement} ({cite})")
+
+
 def expiration_problems(directive: ConsentDirective) -> list[Problem]:
-    """C1(g) (§2.31(a)(7)): an expiration date or event; "none" only for a TPO consent."""
+    """C1(g) (§2.31(a)(7)): an expiration date or event for every permit, read along its whole
+    provision chain; "none" only for a TPO consent, where an absent end means "none"."""
     event = directive.expiration_event
-    if directive.expires_at is None and not event:
-        return [
-            _problem(
-                ConsentElement.EXPIRATION,
-                "(g) no expiration date, event or condition is given (§2.31(a)(7))",
-            )
-        ]
+    tpo = directive.kind is ConsentKind.TPO
+    if not event and not tpo:
+        open_ended = any(chain_end(chain) is None for chain in permit_chains(directive.provision))
+        if open_ended or (directive.expires_at is None and not directive.permits):
+            return [
+                _problem(
+                    ConsentElement.EXPIRATION,
+                    "(g) no expiration date, event or condition is given (§2.31(a)(7))",
+                )
+            ]
     if event == _EXPIRES_NEVER and directive.kind is not ConsentKind.TPO:
         return [
             _problem(
@@ -245,20 +247,24 @@ def tpo_statement_problems(directive: ConsentDirective) -> list[Problem]:
     """C1/C2 (§2.31(a)(10)): a TPO consent states the redisclosure risk and what refusing
     to sign means for the patient."""
     problems = []
-    if not (directive.has_signed_form and directive.has_redisclosure_statement):
+    if not directive.has_redisclosure_statement:
         problems.append(
-            _problem(
+            _form_problem(
+                directive,
                 ConsentElement.REDISCLOSURE_STATEMENT,
-                "the TPO consent does not state that records may be redisclosed under HIPAA "
-                "and no longer protected by Part 2 (§2.31(a)(10)(i))",
+                "(TPO)",
+                "that records may be redisclosed under HIPAA and no longer protected by Part 2",
+                "§2.31(a)(10)(i)",
             )
         )
-    if not (directive.has_signed_form and directive.has_refusal_consequences_statement):
+    if not directive.has_refusal_consequences_statement:
         problems.append(
-            _problem(
+            _form_problem(
+                directive,
                 ConsentElement.REFUSAL_STATEMENT,
-                "the TPO consent does not state the consequences of refusing to sign "
-                "(§2.31(a)(10)(ii))",
+                "(TPO)",
+                "the consequences of refusing to sign",
+                "§2.31(a)(10)(ii)",
             )
         )
     return problems
@@ -355,12 +361,35 @@ def in_force(directive: ConsentDirective, as_of: datetime, occurred_events: froz
     """C5 (§2.31(c)): active, not known to be false, signed, begun and not yet expired."""
     term = None if directive.provision is None else directive.provision.period
     event = directive.expiration_event
+    expires = directive.expires_at
     return (
         directive.status is ConsentStatus.ACTIVE
         and not directive.materially_false
-        and (term is None or term.contains(as_of))
+        and (term is None or term.start is None or term.start <= as_of)
+        and (expires is None or as_of <= expires)
         and (not event or event == _EXPIRES_NEVER or event not in occurred_events)
         and (directive.signed_at is None or directive.signed_at <= as_of)
+    )
+
+
+def refusal_in_force(directive: ConsentDirective, as_of: datetime) -> bool:
+    """C8 (§2.31(c), §2.31(a)(6)): a patient's written refusal or restriction is honoured
+    whatever the document's §2.31 completeness.
+
+    §2.31(c) bars relying on a deficient consent to disclose; it never bars honouring a
+    refusal, and a written dissent works as a revocation in writing (C6). So a deny applies
+    while its consent is active and inside its own term, without any validity check.
+    """
+    term = None if directive.provision is None else directive.provision.period
+    return directive.status is ConsentStatus.ACTIVE and (term is None or term.contains(as_of))
+
+
+def refusal(directive: ConsentDirective, path: str) -> Reason:
+    """C8: the reason a consent's deny gives."""
+    return Reason(
+        "C8",
+        f"consent {directive.id} refuses this disclosure at {path}; a written refusal is "
+        "always honoured (§2.31(c), §2.31(a)(6))",
     )
 
 
@@ -500,7 +529,11 @@ def describe_scope(
     for number in indices:
         chain.append(chain[-1].provisions[number])
     content = [c.code for p in chain for c in (*p.security_labels, *p.classes, *p.codes)]
-    content += [data.reference for p in chain for data in p.data]
+    content += [
+        data.reference or ", ".join(i.value for i in data.identifiers)
+        for p in chain
+        for data in p.data
+    ]
     actions = [a.code for p in chain for a in p.actions]
     names = [a.display or a.reference or "a named party" for p in chain for a in p.actors]
     purposes = [c.code for p in chain for c in p.purposes]
@@ -513,8 +546,9 @@ def describe_scope(
         parts.append(f"purposes {', '.join(dict.fromkeys(purposes))}")
     if actions:
         parts.append(f"actions {', '.join(dict.fromkeys(actions))}")
-    if directive.expires_at is not None:
-        parts.append(f"until {_day(directive.expires_at)}")
+    end = chain_end(tuple(chain))
+    if end is not None:
+        parts.append(f"until {_day(end)}")
     event = directive.expiration_event
     if event:
         parts.append("no expiration" if event == _EXPIRES_NEVER else f"until {event}")
@@ -534,10 +568,9 @@ def disclosure_labels(item: DataItem, redisclosure_allowed: bool) -> tuple[Codin
     notes, the 42CFRPart2 law, and the NORDSCLCD refrain unless C2 allows redisclosure. The
     retired NORDSLCD is never emitted.
     """
-    codes = {label.code for label in item.security_labels if label.system == v.ACT_CODE}
-    very_restricted = any(
-        label.system == v.CONFIDENTIALITY and label.code == "V" for label in item.security_labels
-    )
+    systems = [(v.canonical_system(label.system), label.code) for label in item.security_labels]
+    codes = {code for system, code in systems if system == v.ACT_CODE}
+    very_restricted = (v.CONFIDENTIALITY, "V") in systems
     confidentiality = Coding(v.CONFIDENTIALITY, "V") if very_restricted else _LABEL_CONFIDENTIALITY
     specific = sorted(codes & v.SUD_SPECIFIC)
     labels = [confidentiality]

@@ -12,7 +12,14 @@ from functools import lru_cache
 
 from consent import rules
 from consent import vocabulary as v
-from consent.model import ConsentDirective, ConsentKind, Problem, Provision, Validity
+from consent.model import (
+    ConsentDirective,
+    ConsentKind,
+    Problem,
+    Provision,
+    Validity,
+    permit_chains,
+)
 
 
 def check(
@@ -65,7 +72,7 @@ def kind_from_content(provision: Provision | None) -> ConsentKind:
     and operations together, a TPO consent (§2.33(b)); anything else is a general consent.
     `check` then holds each kind to its own rules.
     """
-    chains = list(rules.permit_chains(provision))
+    chains = list(permit_chains(provision))
     if any(
         (label.system, label.code) == (v.ACT_CODE, v.COUNSELING_NOTE)
         for chain in chains

@@ -27,6 +27,32 @@ CONSENT_SCOPE: Final = "http://terminology.hl7.org/CodeSystem/consentscope"
 LOINC: Final = "http://loinc.org"
 RESOURCE_TYPES: Final = "http://hl7.org/fhir/resource-types"
 
+# The same code systems as partners also spell them: the HL7 OIDs (v3 vocabulary as used in
+# CDA and by many FHIR servers) and the pre-THO FHIR URLs (DSTU2/STU3 `http://hl7.org/fhir/v3/...`).
+SYSTEM_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "urn:oid:2.16.840.1.113883.5.8": ACT_REASON,
+        "http://hl7.org/fhir/v3/ActReason": ACT_REASON,
+        "urn:oid:2.16.840.1.113883.5.4": ACT_CODE,
+        "http://hl7.org/fhir/v3/ActCode": ACT_CODE,
+        "urn:oid:2.16.840.1.113883.5.25": CONFIDENTIALITY,
+        "http://hl7.org/fhir/v3/Confidentiality": CONFIDENTIALITY,
+        "urn:oid:2.16.840.1.113883.5.90": PARTICIPATION_TYPE,
+        "http://hl7.org/fhir/v3/ParticipationType": PARTICIPATION_TYPE,
+        "urn:oid:2.16.840.1.113883.5.111": ROLE_CODE,
+        "http://hl7.org/fhir/v3/RoleCode": ROLE_CODE,
+        "http://hl7.org/fhir/consentaction": CONSENT_ACTION,
+    }
+)
+
+
+def canonical_system(system: str | None) -> str | None:
+    """The THO URL of a code system partners may spell as an OID or an older FHIR URL."""
+    if system is None:
+        return None
+    return SYSTEM_ALIASES.get(system, system)
+
+
 # v3-ActReason purposes of use: child -> parent, below the abstract `PurposeOfUse` concept.
 PURPOSE_PARENT: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -163,8 +189,11 @@ RECIPIENT_ROLES: Final = frozenset({"IRCP", "PRCP"})
 SOURCE_ROLES: Final = frozenset({"CST", "AUT"})
 IRCP: Final = "IRCP"
 
-# consentaction codes; a disclosure request defaults to `disclose`.
+# consentaction codes; a disclosure request defaults to `disclose`. A refusal that names any
+# action but `collect` (access, use, correct, disclose, or one not known here) withholds the
+# record from disclosure (PART2.md C8): only "do not collect" says nothing about sharing.
 DISCLOSE: Final = "disclose"
+COLLECT: Final = "collect"
 
 # §2.51 lets a program disclose "to the extent necessary to meet a bona fide medical
 # emergency": the clinical summary an emergency clinician acts on. Counseling notes, the

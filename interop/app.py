@@ -7,14 +7,19 @@ from importlib.metadata import PackageNotFoundError, version
 
 import httpx
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
+from interop import logs
 from interop.api import outcomes
 from interop.api.admin.deliveries import router as deliveries_router
+from interop.api.admin.forms import router as forms_router
 from interop.api.admin.routes import router as admin_router
 from interop.api.audit.routes import router as audit_router
 from interop.api.auth.routes import router as auth_router
 from interop.api.cases.routes import router as cases_router
 from interop.api.cds.routes import router as cds_router
+from interop.api.console import routes as console
+from interop.api.console.browser import BrowserFhirView
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
 from interop.api.inbound.routes import router as inbound_router
@@ -26,8 +31,11 @@ from interop.services.capability import capability_statement
 from interop.services.cases import CaseService
 from interop.services.cds import ConsentConsult
 from interop.services.compliance import ComplianceService
+from interop.services.console_cases import CaseConsole
+from interop.services.console_review import ReviewConsole
 from interop.services.disclosure import DisclosureGate
 from interop.services.exports import DocumentExports
+from interop.services.forms import ConsentForms
 from interop.services.inbound import InboundService
 from interop.services.partners import PartnerService
 from interop.services.resources import ResourceService
@@ -58,7 +66,7 @@ def software_version() -> str:
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     """The service, wired to the database `settings` name; `clock` is the time consents are
     judged at (tests pin it; production uses the wall clock)."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, chain_key=settings.chain_key())
     if settings.auto_migrate:
         upgrade(engine)
     http = httpx.Client()
@@ -69,7 +77,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         http.close()
         engine.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from packaged assets: no CDN
         title="Recovery Interop",
         version=software_version(),
         summary="FHIR R4 interoperability for addiction-treatment case management",
@@ -93,13 +101,18 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     )
     app.state.staff = StaffService(engine, login_policy(settings))
     app.state.compliance = ComplianceService(engine)
-    app.state.consent_consult = ConsentConsult(engine, clock)
+    app.state.consent_consult = ConsentConsult(engine, gates)
+    app.state.consent_forms = ConsentForms(engine, clock)
     app.state.cases = CaseService(engine, gates)
     app.state.exports = DocumentExports(
         engine, gates, app.state.cases, settings.document_oid_root, clock
     )
     app.state.inbound = InboundService(engine, clock)
     app.state.deliveries = Deliveries(engine, clock)
+    app.state.review_console = ReviewConsole(
+        app.state.resources, app.state.compliance, app.state.consent_forms, engine
+    )
+    app.state.case_console = CaseConsole(app.state.resources, app.state.cases)
     app.state.sync_identity = sync_identity(settings)
     app.state.notifications = NotificationInbox(engine, clock)
     app.state.oidc = oidc_client(settings, http)
@@ -112,11 +125,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.include_router(fhir_router)
     app.include_router(admin_router)
     app.include_router(deliveries_router)
+    app.include_router(forms_router)
     app.include_router(audit_router)
     app.include_router(cds_router)
     app.include_router(cases_router)
     app.include_router(inbound_router)
     app.include_router(sync_router)
+    console.install(app)
+    app.add_middleware(BrowserFhirView)
     return app
 
 
@@ -141,3 +157,11 @@ def login_policy(settings: Settings) -> LoginPolicy:
         lockout=timedelta(minutes=settings.login_lockout_minutes),
         session_lifetime=timedelta(hours=settings.session_hours),
     )
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of `interop serve --workers N`: settings from the
+    environment the parent set, the schema already brought up to date by the parent."""
+    app = create_app(Settings())
+    logs.install()
+    return app

@@ -4,6 +4,8 @@ Values come from environment variables (prefix-free, as twelve-factor deployment
 from the command line, are parsed once at start-up and passed down typed.
 """
 
+import contextlib
+import os
 import secrets
 from pathlib import Path
 from typing import Literal, Self
@@ -43,6 +45,15 @@ class Settings(BaseSettings):
         description="HMAC key (32+ bytes) signing access tokens; shared by every API process. "
         "In development a random key is generated at start-up.",
     )
+    audit_chain_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key (32+ bytes) keying the disclosure log's hash chain; keep it "
+        "outside the database. In development it is kept in AUDIT_CHAIN_KEY_FILE.",
+    )
+    audit_chain_key_file: Path = Field(
+        default=Path("var/audit-chain.key"),
+        description="Development only: where the generated chain key is kept (mode 0600).",
+    )
     access_token_seconds: int = Field(default=300, ge=30, le=3600)
     assertion_max_lifetime_seconds: int = Field(
         default=300, description="SMART Backend Services: exp at most 5 minutes ahead."
@@ -81,9 +92,29 @@ class Settings(BaseSettings):
         key = self.token_signing_key
         if self.environment == "production" and (key is None or len(key.get_secret_value()) < 32):
             raise ValueError(
-                "TOKEN_SIGNING_KEY of at least 32 characters is required in production"
+                "TOKEN_SIGNING_KEY of at least 32 characters is required in production: "
+                "set it (e.g. to the output of `openssl rand -base64 48`) on every API process"
             )
+        chain = self.audit_chain_key
+        if self.environment == "production" and (
+            chain is None or len(chain.get_secret_value()) < 32
+        ):
+            raise ValueError("AUDIT_CHAIN_KEY of at least 32 characters is required in production")
         return self
+
+    def chain_key(self) -> bytes:
+        """The disclosure log's key: AUDIT_CHAIN_KEY, or in development one generated once and
+        kept in AUDIT_CHAIN_KEY_FILE, so every process of this installation shares it."""
+        if self.audit_chain_key is not None:
+            return self.audit_chain_key.get_secret_value().encode()
+        path = self.audit_chain_key_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as file:
+                    file.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
 
     def signing_key(self) -> bytes:
         """The access-token key; development without one gets a per-process random key."""

@@ -39,6 +39,7 @@ cannot be relied on under Part 2 is a value, reported by `directive_problems_as_
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, TypeVar
 
@@ -94,6 +95,36 @@ ELEMENT_EXPRESSIONS: Final[Mapping[ConsentElement, str]] = {
     ConsentElement.TRUTHFULNESS: f"Consent.extension('{KNOWN_FALSE}')",
 }
 
+# Where a partner puts each element (PART2.md's table, as README "Writing a Part 2 consent"
+# shows), appended to each warning so that a writer can fix the consent from the answer alone.
+ELEMENT_HINTS: Final[Mapping[ConsentElement, str]] = {
+    ConsentElement.PATIENT_NAME: "reference a Patient stored here with a name in "
+    "Consent.patient (Consent.patient.display is the fallback)",
+    ConsentElement.DISCLOSERS: "name the program(s) permitted to disclose in "
+    "Consent.organization (reference or identifier)",
+    ConsentElement.INFORMATION: "say what the permit releases in its securityLabel (v3-ActCode "
+    "SUD for all SUD records), class, code or data",
+    ConsentElement.RECIPIENTS: "name each recipient in the permit's actor with role "
+    "v3-ParticipationType IRCP: a reference or identifier, or a display only for a class of "
+    "persons",
+    ConsentElement.PURPOSES: "give the permit's purpose as v3-ActReason codes (TREAT, HPAYMT, "
+    "HOPERAT, PATRQT...)",
+    ConsentElement.REVOCATION_STATEMENT: "sign on a form compliance staff approved (named by "
+    "Consent.policy.uri or the signed form's sourceAttachment.url)",
+    ConsentElement.EXPIRATION: "give period.end on the permit or any provision above it, or "
+    "the expiration-event extension on Consent.provision",
+    ConsentElement.SIGNATURE: "list the signer in Consent.performer with the signed form in "
+    "sourceAttachment, or record a Provenance whose target is the Consent with a signature",
+    ConsentElement.DATE_SIGNED: "give Consent.dateTime (or the Provenance signature's when)",
+    ConsentElement.REDISCLOSURE_STATEMENT: "sign on an approved form that states the HIPAA "
+    "redisclosure risk (named by Consent.policy.uri)",
+    ConsentElement.REFUSAL_STATEMENT: "sign on an approved form that states the consequences "
+    "of refusing to sign (named by Consent.policy.uri)",
+    ConsentElement.STATUS: "set Consent.status to active once signed",
+    ConsentElement.PROVISIONS: "give Consent.provision a permit or deny",
+    ConsentElement.TRUTHFULNESS: "correct the consent; one known to be false is never relied on",
+}
+
 # Consent.provision nests without limit in FHIR; a deeper tree than this is refused rather
 # than walked by recursion.
 MAX_PROVISION_DEPTH: Final = 32
@@ -107,32 +138,112 @@ _REPRESENTATIVE_TYPES: Final = frozenset({"RelatedPerson", "Patient"})
 _E = TypeVar("_E", ConsentKind, PatientCapacity, DataMeaning)
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentSignature:
+    """One signature on a Consent recorded apart from it (R4 `Provenance.signature`)."""
+
+    who: str | None
+    when: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentFacts:
+    """What the store knows about a Consent beyond its own JSON, resolved by the caller.
+
+    `patient_name` is the name of the Patient `Consent.patient` references (§2.31(a)(1));
+    `patient_birth_date` tells a minor (§2.14); `relationships` holds each signing
+    RelatedPerson's `relationship` codings; `signatures` the Provenance signatures whose
+    target is the Consent; `approved_forms` maps each consent form compliance staff approved
+    (by `policy.uri`, which may hold a Questionnaire's canonical|version, the signed form's
+    attachment URL, or the literal `sourceReference`, e.g. a DocumentReference) to the §2.31
+    statements it contains (PART2.md C9).
+    """
+
+    patient_name: str | None = None
+    patient_birth_date: date | None = None
+    relationships: Mapping[str, tuple[Coding, ...]] = field(default_factory=dict)
+    signatures: tuple[ConsentSignature, ...] = ()
+    approved_forms: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+NO_FACTS: Final = ConsentFacts()
+
+
 def directive_from_fhir(
-    consent: Mapping[str, Any], *, patient_name: str | None = None
+    consent: Mapping[str, Any],
+    *,
+    patient_name: str | None = None,
+    facts: ConsentFacts = NO_FACTS,
 ) -> ConsentDirective:
     """Read a FHIR R4 Consent (a parsed JSON dict) as a Part 2 consent directive.
 
-    `patient_name` is the name of the resolved Patient, used when `Consent.patient` carries no
-    display. Raises InvalidResource when the dict is not a readable Consent.
+    `facts` are what the store knows around it; `patient_name` alone is shorthand for facts
+    naming the Patient. Raises InvalidResource when the dict is not a readable Consent.
     """
+    if patient_name is not None:
+        facts = replace(facts, patient_name=patient_name)
     reader = _Reader()
-    directive = reader.directive(consent, patient_name)
+    directive = reader.directive(consent, facts)
     if reader.issues:
         raise InvalidResource(reader.issues)
     return directive
+
+
+def form_keys(consent: Mapping[str, Any]) -> tuple[str, ...]:
+    """How a Consent names the form it was signed on: `policy.uri`, the signed form's
+    attachment URL, and the literal reference of `sourceReference` (PART2.md C9)."""
+    keys: list[str] = []
+    for policy in consent.get("policy") or ():
+        if isinstance(policy, Mapping) and isinstance(policy.get("uri"), str):
+            keys.append(policy["uri"])
+    attachment = consent.get("sourceAttachment")
+    if isinstance(attachment, Mapping) and isinstance(attachment.get("url"), str):
+        keys.append(attachment["url"])
+    reference = consent.get("sourceReference")
+    if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
+        keys.append(reference["reference"])
+    return tuple(dict.fromkeys(keys))
+
+
+def signatures_of(provenance: Mapping[str, Any], consent: str) -> tuple[ConsentSignature, ...]:
+    """The signatures of a Provenance whose target is the Consent (`Consent/{id}`, any
+    version): the R4 consent-signature pattern (`Provenance-consent-signature` example)."""
+    targets = [t.get("reference") for t in provenance.get("target") or () if isinstance(t, Mapping)]
+    if not any(
+        isinstance(t, str) and (t == consent or t.startswith(f"{consent}/_history/"))
+        for t in targets
+    ):
+        return ()
+    found = []
+    for signature in provenance.get("signature") or ():
+        if not isinstance(signature, Mapping):
+            continue
+        who = signature.get("who")
+        when = signature.get("when")
+        found.append(
+            ConsentSignature(
+                who=who.get("reference") if isinstance(who, Mapping) else None,
+                when=_instant(when, end=False) if isinstance(when, str) else None,
+            )
+        )
+    return tuple(found)
 
 
 def directive_problems_as_issues(
     directive: ConsentDirective,
     as_of: datetime,
     occurred_events: frozenset[str] = frozenset(),
+    *,
+    hints: Mapping[ConsentElement, str] | None = None,
 ) -> tuple[Issue, ...]:
-    """Why a consent cannot be relied on now, as OperationOutcome warnings (business-rule)."""
+    """Why a consent cannot be relied on now, as OperationOutcome warnings (business-rule),
+    each with, given `hints`, where a partner puts the element."""
     return tuple(
         Issue(
             severity="warning",
             code="business-rule",
-            diagnostics=f"{problem.rule}: {problem.text}",
+            diagnostics=f"{problem.rule}: {problem.text}"
+            + (f"; {hints[problem.element]}" if hints and problem.element in hints else ""),
             expression=(ELEMENT_EXPRESSIONS[problem.element],),
         )
         for problem in check(directive, as_of, occurred_events).problems
@@ -197,16 +308,21 @@ class _Reader:
     def fail(self, path: str, code: str, text: str) -> None:
         self.issues.append(Issue("error", code, text, (path,)))
 
-    def directive(self, consent: Mapping[str, Any], patient_name: str | None) -> ConsentDirective:
+    def directive(self, consent: Mapping[str, Any], facts: ConsentFacts) -> ConsentDirective:
         if not isinstance(consent, Mapping) or consent.get("resourceType") != "Consent":
             self.fail("Consent", "structure", "not a FHIR Consent resource")
             return ConsentDirective(id=None, status=ConsentStatus.ENTERED_IN_ERROR, patient=None)
         status = self.status(consent.get("status"))
         patient = self.mapping(consent, "patient", "Consent.patient") or {}
         patient_reference = self.string(patient, "reference", "Consent.patient.reference")
-        name = self.string(patient, "display", "Consent.patient.display") or patient_name
+        display = self.string(patient, "display", "Consent.patient.display")
+        name = facts.patient_name or display
         source, source_path = _source(consent)
-        statements = set(self.codes(source or {}, FORM_STATEMENT, f"{source_path}.extension"))
+        attested = set(self.codes(source or {}, FORM_STATEMENT, f"{source_path}.extension"))
+        keys = form_keys(consent)
+        approved = [facts.approved_forms[key] for key in keys if key in facts.approved_forms]
+        statements = attested.union(*approved)
+        form_approved = True if approved else (None if attested else False)
         root = consent.get("provision")
         provision = None if root is None else self.provision(root, "Consent.provision", 0)
         events = (
@@ -216,6 +332,18 @@ class _Reader:
         )
         kind_codes = self.codes(consent, CONSENT_KIND, "Consent.extension")
         capacity_codes = self.codes(consent, PATIENT_CAPACITY, "Consent.extension")
+        signers = (
+            *self.signers(consent, patient_reference, facts),
+            *_signature_signers(facts, patient_reference),
+        )
+        signed_at = self.instant(consent.get("dateTime"), "Consent.dateTime", end=False)
+        if signed_at is None:
+            signed_at = min((s.when for s in facts.signatures if s.when is not None), default=None)
+        capacity = (
+            self.enum(PatientCapacity, capacity_codes[0], "Consent.extension")
+            if capacity_codes
+            else _capacity_from_age(facts.patient_birth_date, signed_at, signers)
+        )
         return ConsentDirective(
             id=self.string(consent, "id", "Consent.id"),
             status=status,
@@ -233,14 +361,9 @@ class _Reader:
                 else kind_from_content(provision)
             )
             or ConsentKind.GENERAL,
-            signed_at=self.instant(consent.get("dateTime"), "Consent.dateTime", end=False),
-            signers=self.signers(consent, patient_reference),
-            patient_capacity=(
-                self.enum(PatientCapacity, capacity_codes[0], "Consent.extension")
-                if capacity_codes
-                else None
-            )
-            or PatientCapacity.ADULT,
+            signed_at=signed_at,
+            signers=signers,
+            patient_capacity=capacity or PatientCapacity.ADULT,
             expiration_event=events[0] if events else None,
             has_signed_form=bool(source),
             has_revocation_statement=RIGHT_TO_REVOKE in statements,
@@ -250,6 +373,8 @@ class _Reader:
                 extension.get("valueBoolean") is True
                 for extension in self.extensions(consent, KNOWN_FALSE, "Consent.extension")
             ),
+            signature_on_file=bool(facts.signatures),
+            form_approved=form_approved,
             provision=provision,
         )
 
@@ -260,7 +385,9 @@ class _Reader:
             self.fail("Consent.status", "value", "status is missing or not a consent-state code")
             return ConsentStatus.ENTERED_IN_ERROR
 
-    def signers(self, consent: Mapping[str, Any], patient: str | None) -> tuple[Signer, ...]:
+    def signers(
+        self, consent: Mapping[str, Any], patient: str | None, facts: ConsentFacts
+    ) -> tuple[Signer, ...]:
         signers = []
         for number, performer in enumerate(
             self.sequence(consent, "performer", "Consent.performer")
@@ -277,6 +404,8 @@ class _Reader:
                 )
             ]
             relationship = next((coding for coding in relationships if coding), None)
+            if relationship is None and reference is not None:
+                relationship = next(iter(facts.relationships.get(reference, ())), None)
             display = self.string(performer, "display", f"{path}.display")
             if reference is not None and reference == patient:
                 signers.append(Signer(SignerRole.PATIENT, reference, relationship, display))
@@ -350,15 +479,13 @@ class _Reader:
             self.fail(path, "structure", "data must be an object")
             return None
         meaning = self.enum(DataMeaning, value.get("meaning"), f"{path}.meaning")
-        reference = self.string(
-            self.mapping(value, "reference", f"{path}.reference") or {},
-            "reference",
-            f"{path}.reference.reference",
+        target = self.actor_reference(
+            self.mapping(value, "reference", f"{path}.reference") or {}, None, f"{path}.reference"
         )
-        if meaning is None or reference is None:
-            self.fail(path, "required", "data needs a meaning and a literal reference")
+        if meaning is None or (target.reference is None and not target.identifiers):
+            self.fail(path, "required", "data needs a meaning and a reference or identifier")
             return None
-        return DataReference(meaning, reference)
+        return DataReference(meaning, target.reference, target.identifiers)
 
     def period(self, value: Any, path: str) -> Period | None:
         if value is None:
@@ -408,7 +535,7 @@ class _Reader:
         code = self.string(value, "code", f"{path}.code")
         if code is None:
             return None
-        return Coding(self.string(value, "system", f"{path}.system"), code)
+        return Coding(v.canonical_system(self.string(value, "system", f"{path}.system")), code)
 
     def codes(self, value: Mapping[str, Any], url: str, path: str) -> list[str]:
         """The valueCode of every extension with this URL."""
@@ -457,6 +584,46 @@ class _Reader:
             return item
         self.fail(path, "structure", f"{key} must be a string")
         return None
+
+
+def _signature_signers(facts: ConsentFacts, patient: str | None) -> tuple[Signer, ...]:
+    """Who signed, by the Provenance signatures (§2.31(a)(8) "electronic is fine")."""
+    signers = []
+    for signature in facts.signatures:
+        if signature.who is not None and signature.who == patient:
+            signers.append(Signer(SignerRole.PATIENT, signature.who))
+        elif _resource_type(signature.who) in _REPRESENTATIVE_TYPES:
+            codings = facts.relationships.get(signature.who or "", ())
+            relationship = codings[0] if codings else None
+            signers.append(Signer(SignerRole.REPRESENTATIVE, signature.who, relationship))
+    return tuple(signers)
+
+
+_AGE_OF_MAJORITY: Final = 18
+
+
+def _capacity_from_age(
+    birth_date: date | None, signed_at: datetime | None, signers: tuple[Signer, ...]
+) -> PatientCapacity | None:
+    """§2.14 from `Patient.birthDate`: a patient under 18 at signing is a minor. Signing alone,
+    the minor consented to treatment alone (§2.14(b)); with a parent or guardian, where state
+    law asks for one (§2.14(c)). A representative alone is held to (c), so C7 finds the
+    minor's signature missing. None when the age cannot be told (the patient is then an adult,
+    the default)."""
+    if birth_date is None or signed_at is None:
+        return None
+    signed = signed_at.date()
+    age = (
+        signed.year
+        - birth_date.year
+        - ((signed.month, signed.day) < (birth_date.month, birth_date.day))
+    )
+    if age >= _AGE_OF_MAJORITY:
+        return PatientCapacity.ADULT
+    roles = {signer.role for signer in signers}
+    if roles == {SignerRole.PATIENT}:
+        return PatientCapacity.MINOR_SELF_CONSENT
+    return PatientCapacity.MINOR_PARENTAL_CONSENT
 
 
 def _resource_type(reference: str | None) -> str | None:
@@ -575,7 +742,12 @@ def _provision_to_fhir(provision: Provision) -> dict[str, Any]:
             "code": [_concept(code) for code in provision.codes] or None,
             "dataPeriod": _period_to_fhir(provision.data_period),
             "data": [
-                {"meaning": data.meaning.value, "reference": {"reference": data.reference}}
+                {
+                    "meaning": data.meaning.value,
+                    "reference": _reference_to_fhir(
+                        Actor(role=None, reference=data.reference, identifiers=data.identifiers)
+                    ),
+                }
                 for data in provision.data
             ]
             or None,

@@ -7,16 +7,21 @@ side, the owner's, or `EITHER` for this service's own staff and the operating pr
 systems, which act for both sides and may record a Task in any state (history brought over
 from a paper chart), but never break a rule that holds for both.
 
-Not checked yet: that an owner's cancellation of work in progress follows a cancellation
-request (that needs the other Task), the businessStatus on-hold and in-progress should carry,
-and what a new Task must carry (identifier, deadline, consent reference).
+The cancellation handshake (REFERRALS.md, the in-progress/on-hold -> cancelled row; COW IG
+cancellation): work under way is cancelled by its owner only once the requester asked, either by
+setting businessStatus `cancellation-requested` (the one businessStatus the requester may write,
+status unchanged) or by a Task with code `abort` focused on this one. The abort Task is another
+resource, so whoever calls the check looks it up and says so (`abort_requested`).
+
+Not checked yet: the businessStatus on-hold and in-progress should carry, and what a new Task
+must carry (identifier, deadline, consent reference).
 """
 
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Final
 
-from mappings.terminology import TASK_CODE
+from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS, TASK_CODE
 
 
 class Side(StrEnum):
@@ -50,6 +55,15 @@ _MOVES: Final[Mapping[tuple[str, str], Side]] = {
     ("in-progress", "failed"): _O,
     ("on-hold", "failed"): _O,
 }
+_UNDER_WAY: Final = frozenset({"in-progress", "on-hold"})
+"""Cancelled by the owner only after a cancellation request (REFERRALS.md)."""
+CANCELLATION_REQUESTED: Final = "cancellation-requested"
+_ASKED_CODES: Final = frozenset(
+    {
+        (BUSINESS_STATUS.url, CANCELLATION_REQUESTED),
+        (BSER_BUSINESS_STATUS, "5.2"),  # BSeR "Service Request Cancellation Requested"
+    }
+)
 _NEEDS_REASON: Final = frozenset({"rejected", "cancelled", "on-hold", "failed"})
 _REQUESTER_MAY_CHANGE: Final = frozenset(
     {"status", "statusReason", "note", "input", "meta", "lastModified", "text"}
@@ -63,9 +77,14 @@ def is_fulfillment(task: Mapping[str, Any]) -> bool:
 
 
 def task_change_problem(
-    before: Mapping[str, Any] | None, after: Mapping[str, Any], side: Side
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any],
+    side: Side,
+    *,
+    abort_requested: bool = False,
 ) -> str | None:
-    """Why this write breaks the referral workflow, or None when it keeps it."""
+    """Why this write breaks the referral workflow, or None when it keeps it.
+    `abort_requested`: a Task with code `abort` focused on this one exists (the caller looked)."""
     if not is_fulfillment(after) and (before is None or not is_fulfillment(before)):
         return None
     if before is None:
@@ -81,9 +100,25 @@ def task_change_problem(
         return None
     return (
         _move_problem(old, new, side)
+        or _handshake_problem(before, old, new, side, abort_requested)
         or _carried_problem(after, old, new)
         or _field_problem(before, after, side)
     )
+
+
+def cancellation_requested(task: Mapping[str, Any]) -> bool:
+    """The requester asked to cancel through the Task itself: businessStatus
+    `cancellation-requested` (local code, or BSeR's 5.2 beside it)."""
+    found = task.get("businessStatus")
+    codings = found.get("coding", []) if isinstance(found, dict) else []
+    return any(
+        isinstance(c, dict) and (c.get("system"), c.get("code")) in _ASKED_CODES for c in codings
+    )
+
+
+def is_owner_cancellation(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """This write cancels work under way: the move that needs a cancellation request."""
+    return str(before.get("status")) in _UNDER_WAY and after.get("status") == "cancelled"
 
 
 def steps(old: str, new: str, side: Side) -> list[str] | None:
@@ -125,6 +160,22 @@ def _move_problem(old: str, new: str, side: Side) -> str | None:
     return None
 
 
+def _handshake_problem(
+    before: Mapping[str, Any], old: str, new: str, side: Side, abort_requested: bool
+) -> str | None:
+    """The owner cancels work under way only once asked (REFERRALS.md: "owner only (after a
+    cancellation request)"). Staff recording what happened (`EITHER`) are not held to it."""
+    if side is not Side.OWNER or old not in _UNDER_WAY or new != "cancelled":
+        return None
+    if abort_requested or cancellation_requested(before):
+        return None
+    return (
+        f"the owner cancels work under way ({old}) only after a cancellation request "
+        "(an abort Task focused on it, or businessStatus cancellation-requested set by the "
+        "requester)"
+    )
+
+
 def _carried_problem(after: Mapping[str, Any], old: str | None, new: str) -> str | None:
     """What a status must carry when it is entered (REFERRALS.md, "must carry")."""
     if old == new:
@@ -142,14 +193,25 @@ def _carried_problem(after: Mapping[str, Any], old: str | None, new: str) -> str
 
 def _field_problem(before: Mapping[str, Any], after: Mapping[str, Any], side: Side) -> str | None:
     if side is Side.REQUESTER:
-        changed = _changed(before, after, exempt=_REQUESTER_MAY_CHANGE)
+        exempt = _REQUESTER_MAY_CHANGE
+        if _asks_to_cancel(before, after):
+            exempt = exempt | {"businessStatus"}
+        changed = _changed(before, after, exempt=exempt)
         if changed:
             return f"the requester may change only status, note and input, not {changed}"
     if side is Side.OWNER:
+        if cancellation_requested(after) and not cancellation_requested(before):
+            return "only the requester asks to cancel (businessStatus cancellation-requested)"
         for element in _OWNER_MAY_NOT_CHANGE:
             if before.get(element) != after.get(element):
                 return f"the owner may not change the Task's {element}"
     return None
+
+
+def _asks_to_cancel(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """The requester's one businessStatus: `cancellation-requested`, status unchanged
+    (REFERRALS.md; BSeR 5.2), so the owner may end work already under way."""
+    return before.get("status") == after.get("status") and cancellation_requested(after)
 
 
 def _changed(

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from adapters import fhir_xml
 from interop.api.formats import Format
-from interop.store.repository import StoredVersion
+from interop.services.resources import StoredVersion
 from mappings import fhir
 
 

@@ -20,6 +20,10 @@ from interop.store.fhirdates import format_instant
 from interop.store.tables import DisclosureLogRow
 
 ACCOUNTING_YEARS = 3
+NOT_DISCLOSURES = frozenset({"preview", "cds-consult"})
+"""Decisions on which nothing left for the recipient named (PART2.md A2 lists disclosures
+only): a document shown to staff before sending, and a consent consult answered to the
+system that asked about a third party."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,10 @@ def accounting(
     disclosed = [
         _disclosure(row, names)
         for row in rows
-        if row.decision == "permit" and row.part2 and row.rule != "USE"
+        if row.decision == "permit"
+        and row.part2
+        and row.rule != "USE"
+        and row.interaction not in NOT_DISCLOSURES
     ]
     return Accounting(
         patient,

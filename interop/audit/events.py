@@ -44,8 +44,8 @@ def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
         ],
         "action": "R" if row.interaction in ("read", "vread", "search", "history") else "E",
         "recorded": format_instant(row.recorded_at),
-        "outcome": "0" if released else "4",
-        "outcomeDesc": f"{'released' if released else 'withheld'} under Part 2 rule {row.rule}",
+        "outcome": "0" if released or row.decision == "reviewed" else "4",
+        "outcomeDesc": _outcome_text(row),
         "agent": [
             {
                 "type": {
@@ -81,6 +81,14 @@ def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
             {"coding": [{"system": _ACT_REASON, "code": p}]} for p in purposes
         ]
     return event
+
+
+def _outcome_text(row: DisclosureLogRow) -> str:
+    """A compliance officer's sign-off of an emergency disclosure is a row of its own."""
+    if row.decision == "reviewed":
+        return f"signed off by compliance review ({row.rule})"
+    released = row.decision == "permit"
+    return f"{'released' if released else 'withheld'} under Part 2 rule {row.rule}"
 
 
 def _entities(row: DisclosureLogRow) -> list[dict[str, Any]]:

@@ -1,22 +1,30 @@
-"""The append-only, hash-chained disclosure log (42 CFR §2.24/§2.25; PART2.md A1, A3).
+"""The append-only, keyed hash-chained disclosure log (42 CFR §2.24/§2.25; PART2.md A1, A3).
 
-Each row's hash covers the previous row's hash and the row's own canonical content, so that
-changing, deleting or reordering any row breaks every link after it; `verify` walks the chain
-and names the first row that does not hold. Appending locks the chain head, so concurrent
-writers (several API processes on one PostgreSQL) add links strictly one after another.
+Each row's hash is an HMAC-SHA256, under a key held outside the database (settings), of the
+previous row's hash and the row's own canonical content: changing, deleting or reordering any
+row breaks every link after it, and whoever can write the database but does not hold the key
+cannot recompute the chain after a change. `verify` walks the chain and names the first row
+that does not hold. What the chain alone cannot show is a cut at its end or a rollback of the
+whole database to an older copy: `checkpoint` signs the head (sequence and hash) for compliance
+staff to keep elsewhere, and `verify` given those checkpoints finds each one's row still there
+with the same hash. Appending locks the chain head, so concurrent writers (several API
+processes on one PostgreSQL) add links strictly one after another.
 """
 
 import hashlib
+import hmac
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import jwt
 import orjson
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlmodel import Session, col
 
-from interop.store.tables import ChainHeadRow, DisclosureLogRow
+from interop.store.database import CHAIN_KEY_OPTION
+from interop.store.tables import HEAD_TABLE, LOG_TABLE, ChainHeadRow, DisclosureLogRow
 
 GENESIS = "0" * 64
 _HEAD = "disclosures"
@@ -52,24 +60,87 @@ class ChainReport:
     problem: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The chain's head at one moment, as signed for compliance staff to keep."""
+
+    seq: int
+    hash: str
+    at: datetime
+
+
+class CheckpointInvalid(Exception):
+    """A checkpoint that is not one this chain's key signed."""
+
+
+def chain_key(session: Session) -> bytes:
+    """The chain's key, which the engine carries from settings (store.database.make_engine):
+    never stored in the database it protects."""
+    key = session.connection().get_execution_options().get(CHAIN_KEY_OPTION)
+    if not isinstance(key, bytes) or not key:
+        raise RuntimeError("the engine carries no audit chain key (make_engine(chain_key=...))")
+    return key
+
+
+def checkpoint(session: Session, now: datetime) -> str:
+    """The head now, signed (a JWS, HS256 under the chain's key) for staff to keep elsewhere."""
+    head = session.get(ChainHeadRow, _HEAD)
+    seq, digest = (head.seq, head.hash) if head is not None else (0, GENESIS)
+    claims = {"seq": seq, "hash": digest, "iat": int(now.timestamp()), "typ": "chain-head"}
+    return jwt.encode(claims, chain_key(session), algorithm="HS256")
+
+
+def read_checkpoint(session: Session, token: str) -> Checkpoint:
+    """A checkpoint this chain's key signed; CheckpointInvalid for anything else."""
+    try:
+        claims = jwt.decode(token.strip(), chain_key(session), algorithms=["HS256"])
+    except jwt.PyJWTError as error:
+        raise CheckpointInvalid(f"not a checkpoint of this log ({error})") from None
+    if claims.get("typ") != "chain-head" or not isinstance(claims.get("seq"), int):
+        raise CheckpointInvalid("not a checkpoint of this log")
+    at = datetime.fromtimestamp(int(claims.get("iat", 0)), UTC)
+    return Checkpoint(claims["seq"], str(claims.get("hash")), at)
+
+
 def append(session: Session, entries: Sequence[LogEntry]) -> None:
     """Add the entries as the next links of the chain, inside the caller's transaction."""
     if not entries:
         return
+    key = chain_key(session)
     head = _locked_head(session)
     seq, previous = head.seq, head.hash
+    rows: list[dict[str, Any]] = []
     for entry in entries:
         seq += 1
-        row = _row(seq, entry, previous)
-        session.add(row)
+        row = _row(seq, entry, previous, key)
+        rows.append(row.model_dump())
         previous = row.hash
-    head.seq, head.hash = seq, previous
-    session.add(head)
-    session.flush()
+    # Core statements, not the ORM's unit of work: every read of patient data pays this.
+    session.execute(insert(LOG_TABLE), rows)
+    session.execute(
+        update(HEAD_TABLE).where(HEAD_TABLE.c.name == _HEAD).values(seq=seq, hash=previous)
+    )
 
 
-def verify(session: Session) -> ChainReport:
-    """Walk the chain from the first row; the first row that does not hold is named."""
+def verify(session: Session, checkpoints: Sequence[Checkpoint] = ()) -> ChainReport:
+    """Walk the chain from the first row, naming the first that does not hold; then find each
+    checkpoint's row still there, unchanged (a cut at the end, or a rollback, shows here)."""
+    report = _walk(session, chain_key(session))
+    if not report.intact:
+        return report
+    for kept in checkpoints:
+        row = session.get(DisclosureLogRow, kept.seq)
+        when = f"{kept.at:%Y-%m-%d %H:%M:%S} UTC"
+        if row is None:
+            problem = f"row {kept.seq} of the checkpoint of {when} is gone: cut or rolled back"
+            return ChainReport(False, report.rows, kept.seq, problem)
+        if not hmac.compare_digest(row.hash, kept.hash):
+            problem = f"row {kept.seq} is not the one the checkpoint of {when} signed"
+            return ChainReport(False, report.rows, kept.seq, problem)
+    return report
+
+
+def _walk(session: Session, key: bytes) -> ChainReport:
     expected_seq, previous, count = 1, GENESIS, 0
     for row in _rows_in_order(session):
         count += 1
@@ -77,7 +148,7 @@ def verify(session: Session) -> ChainReport:
             return ChainReport(False, count, expected_seq, f"row {expected_seq} is missing")
         if row.prev_hash != previous:
             return ChainReport(False, count, row.seq, "the link to the previous row is broken")
-        if _digest(row.prev_hash, _content(row)) != row.hash:
+        if not hmac.compare_digest(_digest(row.prev_hash, _content(row), key), row.hash):
             return ChainReport(False, count, row.seq, "the row's content was changed")
         previous, expected_seq = row.hash, expected_seq + 1
     head = session.get(ChainHeadRow, _HEAD)
@@ -87,11 +158,17 @@ def verify(session: Session) -> ChainReport:
 
 
 def _locked_head(session: Session) -> ChainHeadRow:
-    statement = select(ChainHeadRow).where(col(ChainHeadRow.name) == _HEAD).with_for_update()
-    head: ChainHeadRow | None = session.execute(statement).scalars().first()
-    if head is None:
-        head = ChainHeadRow(name=_HEAD, seq=0, hash=GENESIS)
-    return head
+    """The head, locked for this transaction (written at the migration; made if missing)."""
+    statement = (
+        select(HEAD_TABLE.c.seq, HEAD_TABLE.c.hash)
+        .where(HEAD_TABLE.c.name == _HEAD)
+        .with_for_update()
+    )
+    found = session.execute(statement).first()
+    if found is None:
+        session.execute(insert(HEAD_TABLE).values(name=_HEAD, seq=0, hash=GENESIS))
+        return ChainHeadRow(name=_HEAD, seq=0, hash=GENESIS)
+    return ChainHeadRow(name=_HEAD, seq=found.seq, hash=found.hash)
 
 
 def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow]:
@@ -110,7 +187,7 @@ def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow]:
         last = rows[-1].seq
 
 
-def _row(seq: int, entry: LogEntry, previous: str) -> DisclosureLogRow:
+def _row(seq: int, entry: LogEntry, previous: str, key: bytes) -> DisclosureLogRow:
     row = DisclosureLogRow(
         seq=seq,
         recorded_at=entry.recorded_at,
@@ -133,7 +210,7 @@ def _row(seq: int, entry: LogEntry, previous: str) -> DisclosureLogRow:
         prev_hash=previous,
         hash="",
     )
-    row.hash = _digest(previous, _content(row))
+    row.hash = _digest(previous, _content(row), key)
     return row
 
 
@@ -160,5 +237,24 @@ def _content(row: DisclosureLogRow) -> bytes:
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
-def _digest(previous: str, content: bytes) -> str:
-    return hashlib.sha256(previous.encode() + content).hexdigest()
+def rechain(session: Session, key: bytes) -> int:
+    """Recompute every link under `key`, from the first row: done once, by the migration that
+    introduced the key, over rows chained before with plain SHA-256 (after checking them)."""
+    previous, count = GENESIS, 0
+    for row in _rows_in_order(session):
+        if hashlib.sha256(row.prev_hash.encode() + _content(row)).hexdigest() != row.hash:
+            raise ValueError(f"the disclosure log is broken at row {row.seq}; not re-keyed")
+        row.prev_hash = previous
+        row.hash = _digest(previous, _content(row), key)
+        previous, count = row.hash, count + 1
+        session.add(row)
+    head = session.get(ChainHeadRow, _HEAD)
+    if head is not None:
+        head.hash = previous
+        session.add(head)
+    session.flush()
+    return count
+
+
+def _digest(previous: str, content: bytes, key: bytes) -> str:
+    return hmac.new(key, previous.encode() + content, hashlib.sha256).hexdigest()

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
+from interop.services import limits
 from interop.services.errors import InvalidRequest, ServiceError, TransactionFailed
 from interop.services.outcomes import outcome_of, status_line, status_of
 from interop.services.resources import (
@@ -92,6 +93,7 @@ class BundleService:
         raw_entries = bundle.get("entry", [])
         if not isinstance(raw_entries, list):
             raise InvalidRequest("Bundle.entry must be an array")
+        limits.check_bundle_entries(len(raw_entries))
         context = _Context(base_url, authorize, guard, requester)
         if kind == "transaction":
             return self._transaction(raw_entries, context)
@@ -246,7 +248,7 @@ class BundleService:
     def _operations(
         self, session: Session, guard: WriteGuard | None, gate: Gate
     ) -> ResourceOperations:
-        return ResourceOperations(ResourceRepository(session), self._paging, guard, gate)
+        return ResourceOperations(ResourceRepository(session), self._paging, gate, guard=guard)
 
 
 def _guarded(index: int, action: Callable[[], _T]) -> _T:

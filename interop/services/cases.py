@@ -9,8 +9,9 @@ the requester: records of other programs reach a case manager only as the gate a
 """
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -21,11 +22,11 @@ from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
 from interop.services import bundle_builder as bb
 from interop.services.errors import Forbidden, InvalidRequest, ResourceNotFound
-from interop.services.resources import GateFactory, ResourceOperations
+from interop.services.resources import GateFactory, ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
 from interop.services.staff import Role, StaffPrincipal
-from interop.store.database import unit_of_work
-from interop.store.repository import ResourceRepository, StoredVersion
+from interop.store.fhirdates import format_instant
+from interop.store.tables import OPERATOR_ORIGIN
 from mappings import (
     careplan,
     condition,
@@ -53,6 +54,7 @@ from mappings.model import (
     Referral,
     ReferralTask,
 )
+from mappings.terminology import TASK_CODE
 
 T = TypeVar("T")
 
@@ -171,32 +173,35 @@ class Record(Generic[T]):
 
 
 class CaseService:
+    """Case records read and written by staff, through the same door as the FHIR API: a
+    case manager acts as their program (the gate's requester, and the origin of what they
+    write) and reaches other programs' records only as the gate allows."""
+
     def __init__(self, engine: Engine, gates: GateFactory) -> None:
         self._engine = engine
         self._gates = gates
 
     def put(self, kind: Kind[T], value: T, staff: StaffPrincipal) -> Record[T]:
-        """Create or replace the record with the value's id; mapped, validated, stored."""
+        """Create or replace the record with the value's id; mapped, validated, stored.
+
+        A record the manager may not see answers 404, as an unknown kind of record would,
+        and nothing is saved. Elements of the stored resources that the case model has no
+        place for (a partner's CarePlan.note, say) are kept, never deleted by a save."""
         _check_writer(staff)
         resources = _resources(kind.to_fhir(value))
-        with unit_of_work(self._engine) as session:
-            operations = ResourceOperations(ResourceRepository(session), _PAGING)
+        ident = str(resources[-1]["id"])
+        with self._door(staff, "update", writes=True) as operations:
+            kept = _unmapped_elements(kind, _stored_parts(kind, ident, operations))
             for resource in resources:
-                operations.update(resource["resourceType"], str(resource["id"]), resource)
-        return self.get(kind, str(resources[-1]["id"]), staff)
+                merged = {**kept.get(str(resource["id"]), {}), **resource}
+                operations.update(resource["resourceType"], str(resource["id"]), merged)
+        return self.get(kind, ident, staff)
 
     def get(self, kind: Kind[T], ident: str, staff: StaffPrincipal) -> Record[T]:
-        requester = _as_requester(staff)
-        gate = None
-        try:
-            with unit_of_work(self._engine, writes=False) as session:
-                gate = self._gates.open(session, requester, "read")
-                operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
-                stored = operations.read(kind.resource_type, ident)
-                parts = [stored, *_companions(kind, stored, operations)]
-        finally:
-            if gate is not None:
-                self._gates.record(gate)
+        with self._door(staff, "read") as operations:
+            stored = operations.read(kind.resource_type, ident)
+            resource = _plain(stored.content)
+            parts = [resource, *_companions(kind, resource, operations)]
         record = _record(kind, parts)
         if record is None:
             raise ResourceNotFound(f"{kind.name}/{ident} is not known")
@@ -206,25 +211,31 @@ class CaseService:
         """The client's records of this kind, as the gate releases them."""
         if kind.client_param is None:
             raise InvalidRequest(f"{kind.name} do not belong to a client")
-        requester = _as_requester(staff)
         value = client_id if kind.client_param == "_id" else f"Patient/{client_id}"
         params = [(kind.client_param, value), ("_count", "1000")]
         records: list[Record[T]] = []
-        gate = None
-        try:
-            with unit_of_work(self._engine, writes=False) as session:
-                gate = self._gates.open(session, requester, "search")
-                operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
-                bundle = operations.search(kind.resource_type, params, base_url="")
-                for entry in bundle.get("entry", []):
-                    stored = _as_stored(bb.plain(entry["resource"]))
-                    record = _record(kind, [stored, *_companions(kind, stored, operations)])
-                    if record is not None:
-                        records.append(record)
-        finally:
-            if gate is not None:
-                self._gates.record(gate)
+        with self._door(staff, "search") as operations:
+            bundle = operations.search(kind.resource_type, params, base_url="")
+            for entry in bundle.get("entry", []):
+                resource = bb.plain(entry["resource"])
+                companions = _companions(kind, resource, operations)
+                record = _record(kind, [resource, *companions])
+                if record is not None:
+                    records.append(record)
         return records
+
+    def _door(
+        self, staff: StaffPrincipal, interaction: str, *, writes: bool = False
+    ) -> AbstractContextManager[ResourceOperations]:
+        return behind_gate(
+            self._engine,
+            self._gates,
+            _as_requester(staff),
+            interaction,
+            paging=_PAGING,
+            writes=writes,
+            client_ids=True,
+        )
 
 
 _PAGING = Paging(1000, 1000)
@@ -239,67 +250,90 @@ def _resources(mapped: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _companions(
-    kind: Kind[Any], stored: StoredVersion, operations: ResourceOperations
-) -> list[StoredVersion]:
+    kind: Kind[Any], resource: dict[str, Any], operations: ResourceOperations
+) -> list[dict[str, Any]]:
     """What else the value is made of: a handoff's Task needs the referral it fulfills."""
-    if kind.name != "handoffs" or stored.content is None:
+    if kind.name != "handoffs":
         return []
-    focus = orjson.loads(stored.content).get("focus", {}).get("reference", "")
+    focus = resource.get("focus", {}).get("reference", "")
     kind_name, _, ident = str(focus).partition("/")
     if kind_name != "ServiceRequest" or not ident:
         return []
     try:
-        return [operations.read("ServiceRequest", ident)]
+        return [_plain(operations.read("ServiceRequest", ident).content)]
     except ResourceNotFound:
         return []
 
 
-def _record(kind: Kind[T], parts: list[StoredVersion]) -> Record[T] | None:
-    """The stored resources read as the kind's domain value; None when they are another kind."""
-    resources = [_unversioned(part.content) for part in parts if part.content is not None]
-    document = resources[0]
-    if kind.name == "handoffs":
-        document = {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"resource": r} for r in reversed(resources)],
-        }
+def _stored_parts(
+    kind: Kind[Any], ident: str, operations: ResourceOperations
+) -> list[dict[str, Any]]:
+    """The resources a record is stored as now, as the writer may see them; none when new."""
     try:
-        mapped = kind.from_fhir(document)
+        resource = _plain(operations.read(kind.resource_type, ident).content)
+    except ResourceNotFound:
+        return []
+    return [resource, *_companions(kind, resource, operations)]
+
+
+def _unmapped_elements(kind: Kind[Any], parts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per stored resource id, its top-level elements that the case model cannot carry: those
+    a round trip through the domain value loses (meta, with its labels, among them)."""
+    if not parts:
+        return {}
+    try:
+        mapped = kind.from_fhir(_document(kind, parts))
+    except MappingError:
+        return {}
+    carried = {str(r.get("id")): r for r in _resources(kind.to_fhir(mapped.value))}
+    return {
+        str(part["id"]): {
+            key: value
+            for key, value in part.items()
+            if key not in carried.get(str(part["id"]), {}) and key not in ("id", "resourceType")
+        }
+        for part in parts
+    }
+
+
+def _document(kind: Kind[Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the kind's mapping reads: the resource, or a handoff's collection Bundle."""
+    if kind.name != "handoffs":
+        return parts[0]
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in reversed(parts)],
+    }
+
+
+def _record(kind: Kind[T], parts: list[dict[str, Any]]) -> Record[T] | None:
+    """The stored resources read as the kind's domain value; None when they are another kind."""
+    head = parts[0]
+    version = int(head.get("meta", {}).get("versionId", "0"))
+    try:
+        mapped = kind.from_fhir(_document(kind, [_unversioned(part) for part in parts]))
     except MappingError:
         return None
     if not isinstance(mapped.value, kind.model):
         return None
-    head = parts[0]
-    return Record(
-        mapped.value, f"{head.resource_type}/{head.resource_id}", head.version_id, mapped.unmapped
-    )
+    return Record(mapped.value, f"{head['resourceType']}/{head['id']}", version, mapped.unmapped)
 
 
-def _unversioned(content: bytes) -> dict[str, Any]:
-    """The resource without the server's versionId and lastUpdated, which the record carries
-    as its own fields rather than as something the domain failed to map."""
-    resource: dict[str, Any] = orjson.loads(content)
-    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _SERVER_META}
-    if meta:
-        resource["meta"] = meta
-    else:
-        resource.pop("meta", None)
+def _plain(content: bytes | None) -> dict[str, Any]:
+    resource: dict[str, Any] = orjson.loads(content or b"{}")
     return resource
 
 
+def _unversioned(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without the server's versionId and lastUpdated, which the record carries
+    as its own fields rather than as something the domain failed to map."""
+    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _SERVER_META}
+    rest = {k: v for k, v in resource.items() if k != "meta"}
+    return {**rest, "meta": meta} if meta else rest
+
+
 _SERVER_META = frozenset({"versionId", "lastUpdated"})
-
-
-def _as_stored(resource: dict[str, Any]) -> StoredVersion:
-    return StoredVersion(
-        resource["resourceType"],
-        resource["id"],
-        int(resource["meta"]["versionId"]),
-        datetime.now(UTC),
-        "PUT",
-        orjson.dumps(resource),
-    )
 
 
 def _check_writer(staff: StaffPrincipal) -> None:
@@ -308,17 +342,136 @@ def _check_writer(staff: StaffPrincipal) -> None:
 
 
 def _as_requester(staff: StaffPrincipal) -> Requester:
-    """A case manager reads as their program, for treatment (the gate's requester)."""
     if staff.role not in (Role.CASE_MANAGER, Role.ADMINISTRATOR):
         raise Forbidden("case records are read by case managers")
-    program = f"Organization/{staff.programs[0]}" if staff.programs else "Organization/unassigned"
+    return staff_requester(staff, staff.programs[0] if staff.programs else None)
+
+
+def staff_requester(staff: StaffPrincipal, program: str | None) -> Requester:
+    """A case manager acts as one of their programs, for treatment: the gate's requester, and
+    the origin of what they write (the operator's for an administrator without a program)."""
     return Requester(
         client_id=f"staff:{staff.username}",
-        organization=program,
+        organization=f"Organization/{program}" if program else OPERATOR_ORIGIN,
         scopes=parse_scopes("system/*.rs"),
         purposes=("TREAT",),
         emergency=None,
         part2_program=False,
         covered_entity=True,
         first_party=staff.role is Role.ADMINISTRATOR,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueItem:
+    """A program's fulfillment Task past its date, named by ids only (REFERRALS.md, "Shape")."""
+
+    task: str
+    client: str
+    status: str
+    side: str
+    """Which side of it the program is on: owner or requester."""
+    past: str
+    """response-deadline (Task.restriction.period.end) or planned-date (the handoff's
+    ServiceRequest.occurrence)."""
+    due: str
+    """The date passed, as the resource writes it."""
+
+
+_AWAITING_ANSWER = "requested,received"
+"""A referral still waiting for its owner's answer (REFERRALS.md, requested/received rows)."""
+_NOT_UNDER_WAY = frozenset({"requested", "received", "accepted", "on-hold"})
+"""A handoff whose client has not yet been taken in at the next level (not in-progress)."""
+
+
+def overdue_items(
+    cases: CaseService, staff: StaffPrincipal, program: str, now: datetime
+) -> list[OverdueItem]:
+    """The program's referrals past their response deadline and handoffs past their planned
+    date, on either side of them, across its clients; read through the case manager's door,
+    as the FHIR searches a partner would send (README, "The referral workflow")."""
+    if staff.role is not Role.ADMINISTRATOR and program not in staff.programs:
+        raise Forbidden("overdue work is shown for one of your own programs")
+    moment = format_instant(now)
+    program_ref = f"Organization/{program}"
+    found: list[OverdueItem] = []
+    with cases._door(staff, "search") as operations:
+        for side in ("owner", "requester"):
+            found += _past_deadline(operations, side, program_ref, moment)
+        for order_side, side in (("performer", "owner"), ("requester", "requester")):
+            found += _past_planned_date(operations, order_side, side, program_ref, moment)
+    return sorted(found, key=lambda item: (item.due, item.task))
+
+
+def _past_deadline(
+    operations: ResourceOperations, side: str, program_ref: str, moment: str
+) -> list[OverdueItem]:
+    """Task?code=fulfill&status=requested,received&restriction-period=eb<now>."""
+    params = [
+        (side, program_ref),
+        ("code", f"{TASK_CODE}|fulfill"),
+        ("status", _AWAITING_ANSWER),
+        ("restriction-period", f"eb{moment}"),
+        ("_count", "1000"),
+    ]
+    bundle = operations.search("Task", params, base_url="")
+    return [
+        _overdue(resource, side, "response-deadline", _deadline(resource))
+        for resource in _matches(bundle, "match")
+    ]
+
+
+def _past_planned_date(
+    operations: ResourceOperations, order_side: str, side: str, program_ref: str, moment: str
+) -> list[OverdueItem]:
+    """ServiceRequest?status=active,on-hold&occurrence=eb<now>&_revinclude=Task:focus: the
+    planned date is on the order, so the Tasks come with it and those not under way count."""
+    params = [
+        (order_side, program_ref),
+        ("status", "active,on-hold"),
+        ("occurrence", f"eb{moment}"),
+        ("_revinclude", "Task:focus"),
+        ("_count", "1000"),
+    ]
+    bundle = operations.search("ServiceRequest", params, base_url="")
+    planned = {
+        f"ServiceRequest/{order['id']}": str(
+            order.get("occurrenceDateTime") or order.get("occurrencePeriod", {}).get("end", "")
+        )
+        for order in _matches(bundle, "match")
+    }
+    return [
+        _overdue(resource, side, "planned-date", planned[focus])
+        for resource in _matches(bundle, "include")
+        if resource.get("status") in _NOT_UNDER_WAY
+        and (focus := str(resource.get("focus", {}).get("reference", ""))) in planned
+        and _fulfills(resource)
+    ]
+
+
+def _matches(bundle: dict[str, Any], mode: str) -> list[dict[str, Any]]:
+    return [
+        bb.plain(entry["resource"])
+        for entry in bundle.get("entry", [])
+        if entry.get("search", {}).get("mode") == mode
+    ]
+
+
+def _fulfills(resource: dict[str, Any]) -> bool:
+    codings = resource.get("code", {}).get("coding", [])
+    return any(c.get("system") == TASK_CODE and c.get("code") == "fulfill" for c in codings)
+
+
+def _deadline(resource: dict[str, Any]) -> str:
+    return str(resource.get("restriction", {}).get("period", {}).get("end", ""))
+
+
+def _overdue(resource: dict[str, Any], side: str, past: str, due: str) -> OverdueItem:
+    return OverdueItem(
+        task=f"Task/{resource['id']}",
+        client=str(resource.get("for", {}).get("reference", "")),
+        status=str(resource.get("status")),
+        side=side,
+        past=past,
+        due=due,
     )

@@ -9,43 +9,43 @@ patient's SUD records in general (v3-ActCode SUD, or the labels given in `catego
 `content` Bundle, each entry is decided on its own, the permitted ones come back labelled and
 the others are removed, and the card's REDACT obligation names what was withheld.
 
-Decisions: NO_CONSENT when the patient has no consent on file, CONSENT_PERMIT when the engine
-permits, CONSENT_DENY otherwise. Every decision goes to the disclosure log (A1).
+Decisions, as LEAP's clients expect them: CONSENT_PERMIT when the engine permits,
+CONSENT_DENY only when one of the patient's consents refuses (PART2.md C8), and NO_CONSENT
+when nothing in force speaks to the question (no consent on file, none that applies, or none
+that can be relied on). The card follows LEAP's published response schema
+(schemas/patient-consent-consult-hook-response.schema.json: `source.label` and `source.url`,
+obligations as `{id: {system, code}, parameters: {codes}}`). Every decision goes to the
+disclosure log (A1) as interaction "cds-consult": a decision, not a disclosure, so the
+patient's accounting of disclosures leaves it out (interop.audit.accounting).
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlmodel import Session
 
-from consent.engine import decide
 from consent.model import (
     Coding,
-    ConsentDirective,
     DataItem,
     Decision,
-    DisclosureRequest,
     Identifier,
     Outcome,
 )
 from consent.model import Requester as ConsentRequester
-from interop.audit.log import LogEntry, append
 from interop.auth.requester import Requester
-from interop.services.disclosure import (
-    label,
-    organization_identifiers,
-    patient_of,
-    read_directives,
-)
+from interop.services.disclosure import DisclosureGate, GateSession, label, patient_of
 from interop.services.errors import InvalidRequest
 from interop.store.database import unit_of_work
-from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE
+from interop.store.identifiers import ids_with
+from mappings.terminology import PROJECT_BASE
 
 HOOK = "patient-consent-consult"
 SERVICE_ID = "patient-consent-consult"
+INTERACTION = "cds-consult"
+SOURCE = {"label": "Recovery Interop consent decision service", "url": PROJECT_BASE}
+PERMIT, DENY, NO_CONSENT = "CONSENT_PERMIT", "CONSENT_DENY", "NO_CONSENT"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _PURPOSE_PREFIXES = (
     "http://terminology.hl7.org/CodeSystem/v3-ActReason#",
@@ -76,97 +76,42 @@ class _Context:
 
 
 class ConsentConsult:
-    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+    """Answers consults through the disclosure gate itself: the same consents, facts and
+    engine as every read, and its decisions logged by the gate under `cds-consult`."""
+
+    def __init__(self, engine: Engine, gates: DisclosureGate) -> None:
         self._engine = engine
-        self._clock = clock
+        self._gates = gates
 
     def consult(self, body: dict[str, Any], caller: Requester) -> dict[str, Any]:
         context = _context(body)
-        now = self._clock()
-        with unit_of_work(self._engine, writes=False) as session:
-            patients = _patients(session, context.patient_ids)
-            directives = [d for patient in patients for d in read_directives(session, patient)]
-            recipient = _recipient(session, context.actors)
-            source = organization_identifiers(session, caller.organization)
-        if not directives:
-            self._record(caller, patients, context, "deny", "NO_CONSENT", None, now)
-            return _card("NO_CONSENT", "No consent is on file for this patient.", None, [], None)
-        ask = _Asker(patients[0], recipient, context, caller, source, directives, now)
-        released: dict[str, Any] | None = None
-        withheld: list[Coding] = []
-        if context.content is None:
-            decision = ask(_general_item(context))
-        else:
-            released, withheld, decision = _filter_content(ask, context.content)
-        verdict, rule = decision.outcome.value, _rule(decision)
-        self._record(caller, patients, context, verdict, rule, decision.consent_id, now)
-        return _card_for(decision, withheld, released)
-
-    def _record(
-        self,
-        caller: Requester,
-        patients: Sequence[str],
-        context: _Context,
-        decision: str,
-        rule: str,
-        consent: str | None,
-        now: datetime,
-    ) -> None:
-        entry = LogEntry(
-            recorded_at=now,
-            client_id=caller.client_id,
-            requester=caller.organization,
-            patient=patients[0] if patients else None,
-            purposes=context.purposes,
-            interaction="cds",
-            decision=decision,
-            rule=rule,
-            consent=f"Consent/{consent}" if consent and "/" not in consent else consent,
-            provision=None,
-            resources=tuple(patients),
-            labels=(),
-            part2=True,
-            emergency=False,
-            emergency_facts=None,
-        )
-        with unit_of_work(self._engine) as session:
-            append(session, [entry])
+        gate: GateSession | None = None
+        try:
+            with unit_of_work(self._engine, writes=False) as session:
+                gate = self._gates.open(session, caller, INTERACTION)
+                patients = _patients(session, context.patient_ids)
+                recipient = _recipient(session, context.actors)
+                ask = _asker(gate, patients[0] if patients else None, recipient, context)
+                if context.content is None:
+                    decision = ask(_general_item(context))
+                    return _card_for(decision, [], None)
+                released, withheld, decision = _filter_content(ask, context.content)
+                return _card_for(decision, withheld, released)
+        finally:
+            if gate is not None:
+                self._gates.record(gate)
 
 
-class _Asker:
-    """One question to the engine about one record, for this consult's patient and actor."""
+def _asker(
+    gate: GateSession, patient: str | None, recipient: ConsentRequester, context: _Context
+) -> Callable[[DataItem], Decision]:
+    """One question to the gate about one record of the patient, for the consult's actor and
+    purposes, the caller being the program that would disclose it."""
 
-    def __init__(
-        self,
-        patient: str,
-        recipient: ConsentRequester,
-        context: _Context,
-        caller: Requester,
-        source: tuple[Identifier, ...],
-        directives: list[ConsentDirective],
-        now: datetime,
-    ) -> None:
-        self._patient, self._recipient, self._context = patient, recipient, context
-        self._caller, self._source, self._directives, self._now = caller, source, directives, now
+    def ask(item: DataItem) -> Decision:
+        return gate.consult(patient, recipient, context.purposes, item)
 
-    def __call__(self, item: DataItem) -> Decision:
-        request = DisclosureRequest(
-            patient=self._patient,
-            requester=self._recipient,
-            purposes=self._context.purposes,
-            item=DataItem(
-                resource_type=item.resource_type,
-                reference=item.reference,
-                security_labels=item.security_labels,
-                classes=item.classes,
-                codes=item.codes,
-                date=item.date,
-                source_program=self._caller.organization,
-                source_identifiers=self._source,
-                is_part2=True,
-            ),
-        )
-        return decide(request, self._directives, self._now)
+    return ask
 
 
 def _context(body: dict[str, Any]) -> _Context:
@@ -219,33 +164,21 @@ def _list(value: Any) -> list[Any]:
 
 def _patients(session: Session, identifiers: Sequence[Identifier]) -> list[str]:
     """Patients here with any of the identifiers (system and value both match)."""
-    found = {ident for identifier in identifiers for ident in _with(session, "Patient", identifier)}
+    found = {
+        ident
+        for identifier in identifiers
+        for ident in ids_with(session, "Patient", identifier.system, identifier.value)
+    }
     return sorted(f"Patient/{ident}" for ident in found)
 
 
 def _recipient(session: Session, actors: Sequence[Identifier]) -> ConsentRequester:
     """The actor as the engine knows requesters: an Organization here when one has the id."""
     for actor in actors:
-        found = _with(session, "Organization", actor)
+        found = ids_with(session, "Organization", actor.system, actor.value)
         if found:
             return ConsentRequester(reference=f"Organization/{found[0]}", identifiers=tuple(actors))
     return ConsentRequester(reference=None, identifiers=tuple(actors))
-
-
-def _with(session: Session, resource_type: str, identifier: Identifier) -> list[str]:
-    """Ids of the current resources of a type that carry the identifier."""
-    statement = select(RESOURCE_TABLE.c.resource_id).where(
-        RESOURCE_TABLE.c.deleted.is_(False),
-        RESOURCE_TABLE.c.pk.in_(
-            select(INDEX_TABLE.c.resource_pk).where(
-                INDEX_TABLE.c.resource_type == resource_type,
-                INDEX_TABLE.c.param == "identifier",
-                INDEX_TABLE.c.system == identifier.system,
-                INDEX_TABLE.c.value == identifier.value,
-            )
-        ),
-    )
-    return list(session.execute(statement).scalars())
 
 
 _SUD_RECORD = DataItem("Patient", security_labels=(Coding(_ACT_CODE, "SUD"),), is_part2=True)
@@ -259,7 +192,7 @@ def _general_item(context: _Context) -> DataItem:
 
 
 def _filter_content(
-    ask: _Asker, bundle: dict[str, Any]
+    ask: Callable[[DataItem], Decision], bundle: dict[str, Any]
 ) -> tuple[dict[str, Any], list[Coding], Decision]:
     """Each patient record decided on its own: permitted ones labelled, the others removed.
 
@@ -306,12 +239,27 @@ def _rule(decision: Decision) -> str:
     return decision.reasons[0].rule if decision.reasons else "P2"
 
 
+def consent_decision(decision: Decision) -> str:
+    """LEAP's decision codes: a deny is CONSENT_DENY only when a consent refused (the
+    decision then names it); a deny for want of any consent in force is NO_CONSENT."""
+    if decision.outcome is Outcome.PERMIT:
+        return PERMIT
+    return DENY if decision.consent_id is not None else NO_CONSENT
+
+
+_NO_CONSENT_DETAIL = "No consent in force permits this disclosure."
+
+
 def _card_for(
     decision: Decision, withheld: list[Coding], content: dict[str, Any] | None
 ) -> dict[str, Any]:
-    verdict = "CONSENT_PERMIT" if decision.outcome is Outcome.PERMIT else "CONSENT_DENY"
-    detail = "; ".join(reason.text for reason in decision.reasons[:3]) or verdict
-    return _card(verdict, detail, decision.consent_id, withheld, content)
+    answer = consent_decision(decision)
+    if answer == NO_CONSENT:
+        # One text whether or not the patient has consents here: which it is would tell an
+        # unrelated caller that the person is a program's client (§2.13(c)).
+        return _card(NO_CONSENT, _NO_CONSENT_DETAIL, None, withheld, content)
+    detail = "; ".join(reason.text for reason in decision.reasons[:3]) or answer
+    return _card(answer, detail, decision.consent_id, withheld, content)
 
 
 def _card(
@@ -326,8 +274,8 @@ def _card(
         codes = sorted({(c.system or _ACT_CODE, c.code) for c in withheld})
         extension["obligations"].append(
             {
-                "obligation": {"system": _ACT_CODE, "code": "REDACT"},
-                "content": {"codes": [{"system": s, "code": c} for s, c in codes]},
+                "id": {"system": _ACT_CODE, "code": "REDACT"},
+                "parameters": {"codes": [{"system": s, "code": c} for s, c in codes]},
             }
         )
     if consent:
@@ -339,8 +287,8 @@ def _card(
             {
                 "summary": verdict,
                 "detail": detail,
-                "indicator": "info" if verdict == "CONSENT_PERMIT" else "warning",
-                "source": {"label": "Recovery Interop consent decision service"},
+                "indicator": "info" if verdict == PERMIT else "warning",
+                "source": dict(SOURCE),
                 "extension": extension,
             }
         ]

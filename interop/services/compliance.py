@@ -1,6 +1,7 @@
 """What compliance staff ask of the disclosure log: is it intact, who saw what, and the
 patient's accounting of disclosures (PART2.md A1-A3, E1)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,11 +12,34 @@ from sqlmodel import col
 
 from interop.audit import accounting as acc
 from interop.audit.events import audit_event
-from interop.audit.log import ChainReport, verify
+from interop.audit.log import (
+    ChainReport,
+    CheckpointInvalid,
+    checkpoint,
+    read_checkpoint,
+    verify,
+)
 from interop.services import bundle_builder as bb
-from interop.services.errors import ResourceNotFound
+from interop.services.errors import InvalidRequest, ResourceNotFound
+from interop.store import organizations, origins
 from interop.store.database import unit_of_work
+from interop.store.fhirdates import parse_range
 from interop.store.tables import RESOURCE_TABLE, DisclosureLogRow
+
+
+def date_bounds(
+    date_from: str | None, date_to: str | None
+) -> tuple[datetime | None, datetime | None]:
+    """The instants a filter's FHIR dates span: from the start of the first to the end of the
+    last (a day, a month, a year as written)."""
+    try:
+        since = parse_range(date_from)[0] if date_from else None
+        until = parse_range(date_to)[1] if date_to else None
+    except ValueError:
+        raise InvalidRequest(
+            "date-from and date-to must be FHIR dates such as 2026-11-30"
+        ) from None
+    return since, until
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +59,20 @@ class ComplianceService:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def verify(self) -> ChainReport:
+    def verify(self, checkpoints: Sequence[str] = ()) -> ChainReport:
+        """The chain, then each signed checkpoint kept elsewhere (a cut end, a rollback);
+        InvalidRequest for a checkpoint this log's key did not sign."""
         with unit_of_work(self._engine, writes=False) as session:
-            return verify(session)
+            try:
+                kept = [read_checkpoint(session, token) for token in checkpoints]
+            except CheckpointInvalid as invalid:
+                raise InvalidRequest(str(invalid)) from None
+            return verify(session, kept)
+
+    def checkpoint(self, now: datetime) -> str:
+        """The chain's head now, signed, for compliance staff to keep outside the database."""
+        with unit_of_work(self._engine, writes=False) as session:
+            return checkpoint(session, now)
 
     def audit_events(self, query: LogQuery) -> dict[str, Any]:
         """A searchset of AuditEvents, newest first (A3: find every disclosure quickly)."""
@@ -121,3 +156,13 @@ def _patient_name(patient: dict[str, Any]) -> str:
         if text:
             return text
     return "the patient"
+
+
+def attribute_operator_records(engine: Engine, organization: str) -> int:
+    """Records migrated without a recorded writer become the named program's (the operator
+    says whose they are: PART2.md P1); the Organization must exist, so that the gate can tell
+    whether it is a Part 2 program."""
+    with unit_of_work(engine) as session:
+        if organization not in organizations.known_organizations(session):
+            raise ResourceNotFound(f"{organization[:80]} is not a stored Organization")
+        return origins.attribute_operator_records(session, organization)

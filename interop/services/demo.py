@@ -5,12 +5,33 @@ goals in eight domains case managers work (housing, job-protected leave, transpo
 benefits, medication continuity, legal obligations, family, primary care), is referred to
 Riverside Residential, handed off there, then to Bayview Intensive Outpatient, then to
 Lakeside Recovery Community for aftercare.
+
+Each record is written by a case manager of the program it comes from (the detox unit's
+intake by Harbor Detox, each handoff by the program handing off, each episode by the program
+that opens it), because a record's origin is what the disclosure gate classifies
+Part 2 data by. Jordan's consent (PART2.md's §2.31 table) lets the Part 2 programs of the
+story disclose to the programs that follow, for treatment.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from consent import vocabulary as v
+from consent.model import (
+    Actor,
+    Coding,
+    ConsentDirective,
+    ConsentKind,
+    ConsentStatus,
+    Provision,
+    ProvisionType,
+    Signer,
+    SignerRole,
+)
+from consent.model import Identifier as ConsentIdentifier
+from consent.model import Period as ConsentPeriod
 from interop.services.cases import KINDS_BY_NAME, Kind
 from mappings.model import (
     Achievement,
@@ -53,6 +74,7 @@ from mappings.model import (
 from mappings.terminology import REFERRAL_TO_DRUG_REHABILITATION
 
 CLIENT = "jordan-rivers"
+CONSENT = "consent-jordan"
 MRN = Identifier("urn:oid:2.16.840.1.113883.3.9999.2", "DEMO-0001")
 NPI = "http://hl7.org/fhir/sid/us-npi"
 _UCUM = "http://unitsofmeasure.org"
@@ -70,26 +92,26 @@ def _program(ident: str, name: str, kind: ProgramKind, part2: bool, npi: str) ->
 
 
 PROGRAMS = (
-    _program("harbor-detox", "Harbor Detox Unit", ProgramKind.DETOX, True, "1093817465"),
+    _program("harbor-detox", "Harbor Detox Unit", ProgramKind.DETOX, True, "1093817462"),
     _program(
         "riverside-residential",
         "Riverside Residential",
         ProgramKind.RESIDENTIAL,
         True,
-        "1184627395",
+        "1184627390",
     ),
     _program(
-        "bayview-iop", "Bayview Intensive Outpatient", ProgramKind.OUTPATIENT, True, "1275936104"
+        "bayview-iop", "Bayview Intensive Outpatient", ProgramKind.OUTPATIENT, True, "1275936106"
     ),
     _program(
-        "northside-primary", "Northside Primary Care", ProgramKind.PRIMARY_CARE, False, "1366045813"
+        "northside-primary", "Northside Primary Care", ProgramKind.PRIMARY_CARE, False, "1366045817"
     ),
     _program(
         "lakeside-recovery",
         "Lakeside Recovery Community",
         ProgramKind.COMMUNITY_SERVICE,
-        False,
-        "1457154522",
+        True,  # SUD recovery support, federally assisted: a Part 2 program too
+        "1457154528",
     ),
 )
 
@@ -198,7 +220,7 @@ def _handoff(
         authored_on=datetime(day.year, day.month, day.day, 9, 0, tzinfo=UTC),
         status=status,
         transfer_summary=Ref(f"{ident}-transfer-summary"),
-        consent=Ref("consent-jordan"),
+        consent=Ref(CONSENT),
         medication_reconciliation=Ref(f"{ident}-medrec"),
         checklist=(
             ChecklistItem(TransitionItem.RECORDS_SENT, True),
@@ -209,8 +231,88 @@ def _handoff(
     )
 
 
-def story() -> list[tuple[Kind[Any], Any]]:
-    """Every record of the story, in the order a case manager would enter them."""
+@dataclass(frozen=True, slots=True)
+class Seed:
+    """One record of the story and the program whose case manager writes it."""
+
+    kind: Kind[Any]
+    value: Any
+    program: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoryPartner:
+    """A program of the story that reads it as a partner system (SMART Backend Services)."""
+
+    program: Program
+    key_name: str
+
+    @property
+    def identifier(self) -> Identifier:
+        return self.program.identifiers[0]
+
+
+PARTNER_SCOPES = "system/*.rs system/Task.cru"
+PARTNERS = tuple(
+    StoryPartner(program, str(program.id)) for program in PROGRAMS if program.id != "harbor-detox"
+)
+STAFF = (
+    ("casey.manager", "case-manager", ("harbor-detox",)),
+    ("riley.residential", "case-manager", ("riverside-residential",)),
+    ("morgan.compliance", "compliance-officer", ()),
+    ("ada.admin", "administrator", ()),
+)
+"""The staff accounts the demo suggests: username, role, programs."""
+
+
+def consent() -> ConsentDirective:
+    """Jordan's consent in PART2.md's representation: (a) the patient, (b) the Part 2 programs
+    of the story as disclosers, (c) all SUD records, (d) the programs that follow as IRCP
+    recipients with their NPIs, (e) treatment, (f) the signed form, (g) a period end,
+    (h) signed by the patient, (i) the date signed."""
+    disclosers = tuple(
+        _program_actor(program, None) for program in PROGRAMS if program.part2_program
+    )
+    recipients = tuple(
+        _program_actor(program, Coding(v.PARTICIPATION_TYPE, v.IRCP))
+        for program in PROGRAMS
+        if program.id != "harbor-detox"
+    )
+    permit = Provision(
+        type=ProvisionType.PERMIT,
+        period=ConsentPeriod(
+            datetime(2026, 6, 2, tzinfo=UTC), datetime(2027, 6, 1, 23, 59, 59, tzinfo=UTC)
+        ),
+        actors=recipients,
+        purposes=(Coding(v.ACT_REASON, v.TREAT),),
+        security_labels=(Coding(v.ACT_CODE, v.SUD),),
+    )
+    return ConsentDirective(
+        id=CONSENT,
+        status=ConsentStatus.ACTIVE,
+        patient=f"Patient/{CLIENT}",
+        patient_name="Jordan Rivers",
+        disclosers=disclosers,
+        kind=ConsentKind.GENERAL,
+        signed_at=datetime(2026, 6, 2, 15, 30, tzinfo=UTC),
+        signers=(Signer(SignerRole.PATIENT, f"Patient/{CLIENT}"),),
+        has_signed_form=True,
+        has_revocation_statement=True,
+        provision=permit,
+    )
+
+
+def _program_actor(program: Program, role: Coding | None) -> Actor:
+    return Actor(
+        role,
+        f"Organization/{program.id}",
+        tuple(ConsentIdentifier(i.system, i.value) for i in program.identifiers),
+        program.name,
+    )
+
+
+def story() -> list[Seed]:
+    """Every record of the story, in the order the case managers would enter them."""
     client = Client(
         id=Id(CLIENT),
         identifiers=(MRN,),
@@ -253,7 +355,7 @@ def story() -> list[tuple[Kind[Any], Any]]:
         requested_level=residential,
         reason="Completing withdrawal management; needs residential treatment",
         goal_ids=(Ref("goal-mat"),),
-        consents=(Ref("consent-jordan"),),
+        consents=(Ref(CONSENT),),
     )
     plan = CarePlan(
         id=Id("plan-jordan"),
@@ -270,78 +372,80 @@ def story() -> list[tuple[Kind[Any], Any]]:
         ),
     )
     kinds = KINDS_BY_NAME
-    records: list[tuple[Kind[Any], Any]] = [(kinds["programs"], program) for program in PROGRAMS]
-    records += [
-        (
+    harbor = "harbor-detox"
+    seeds = [Seed(kinds["programs"], program, str(program.id)) for program in PROGRAMS]
+    seeds += [
+        Seed(
             kinds["case-managers"],
-            CaseManager(Id("cm-harbor"), Ref("practitioner-avery"), Ref("harbor-detox")),
+            CaseManager(Id("cm-harbor"), Ref("practitioner-avery"), Ref(harbor)),
+            harbor,
         ),
-        (kinds["clients"], client),
-        (
+        Seed(kinds["clients"], client, harbor),
+        Seed(kinds["consents"], consent(), harbor),
+        Seed(
             kinds["episodes"],
-            _episode("episode-detox", "harbor-detox", detox, date(2026, 6, 1), date(2026, 6, 8)),
+            _episode("episode-detox", harbor, detox, date(2026, 6, 1), date(2026, 6, 8)),
+            harbor,
         ),
-        *((kinds["goals"], goal) for goal in goals),
-        (kinds["barriers"], barrier),
-        (kinds["actions"], action),
-        (kinds["referrals"], referral),
-        (kinds["care-plans"], plan),
-        (
-            kinds["handoffs"],
-            _handoff(
-                "handoff-to-residential",
-                "referral-to-residential",
-                ("harbor-detox", "episode-detox", detox),
-                ("riverside-residential", residential),
-                date(2026, 6, 8),
-                TaskStatus.COMPLETED,
-            ),
-        ),
-        (
-            kinds["episodes"],
-            _episode(
-                "episode-residential",
-                "riverside-residential",
-                residential,
-                date(2026, 6, 8),
-                date(2026, 7, 20),
-            ),
-        ),
-        (
-            kinds["handoffs"],
-            _handoff(
-                "handoff-to-iop",
-                "referral-to-iop",
-                ("riverside-residential", "episode-residential", residential),
-                ("bayview-iop", iop),
-                date(2026, 7, 20),
-                TaskStatus.COMPLETED,
-            ),
-        ),
-        (
-            kinds["episodes"],
-            _episode("episode-iop", "bayview-iop", iop, date(2026, 7, 20), date(2026, 10, 12)),
-        ),
-        (
-            kinds["handoffs"],
-            _handoff(
-                "handoff-to-aftercare",
-                "referral-to-aftercare",
-                ("bayview-iop", "episode-iop", iop),
-                ("lakeside-recovery", LevelOfCare.RECOVERY_SUPPORT),
-                date(2026, 10, 12),
-                TaskStatus.ACCEPTED,
-            ),
-        ),
-        (
-            kinds["episodes"],
-            _episode(
-                "episode-aftercare",
-                "lakeside-recovery",
-                LevelOfCare.RECOVERY_SUPPORT,
-                date(2026, 10, 12),
-                None,
-            ),
-        ),
+        *(Seed(kinds["goals"], goal, harbor) for goal in goals),
+        Seed(kinds["barriers"], barrier, harbor),
+        Seed(kinds["actions"], action, harbor),
+        Seed(kinds["referrals"], referral, harbor),
+        Seed(kinds["care-plans"], plan, harbor),
     ]
-    return records
+    seeds += _level(
+        _handoff(
+            "handoff-to-residential",
+            "referral-to-residential",
+            (harbor, "episode-detox", detox),
+            ("riverside-residential", residential),
+            date(2026, 6, 8),
+            TaskStatus.COMPLETED,
+        ),
+        _episode(
+            "episode-residential",
+            "riverside-residential",
+            residential,
+            date(2026, 6, 8),
+            date(2026, 7, 20),
+        ),
+    )
+    seeds += _level(
+        _handoff(
+            "handoff-to-iop",
+            "referral-to-iop",
+            ("riverside-residential", "episode-residential", residential),
+            ("bayview-iop", iop),
+            date(2026, 7, 20),
+            TaskStatus.COMPLETED,
+        ),
+        _episode("episode-iop", "bayview-iop", iop, date(2026, 7, 20), date(2026, 10, 12)),
+    )
+    seeds += _level(
+        _handoff(
+            "handoff-to-aftercare",
+            "referral-to-aftercare",
+            ("bayview-iop", "episode-iop", iop),
+            ("lakeside-recovery", LevelOfCare.RECOVERY_SUPPORT),
+            date(2026, 10, 12),
+            TaskStatus.ACCEPTED,
+        ),
+        _episode(
+            "episode-aftercare",
+            "lakeside-recovery",
+            LevelOfCare.RECOVERY_SUPPORT,
+            date(2026, 10, 12),
+            None,
+        ),
+    )
+    return seeds
+
+
+def _level(handoff: Handoff, episode: Episode) -> list[Seed]:
+    """A handoff, written by the program handing off (a case-API handoff carries no execution
+    period or output, so it is entered as it stands rather than moved step by step), and the
+    episode the receiving program opens, written by the receiving program."""
+    return [
+        Seed(KINDS_BY_NAME["handoffs"], handoff, str(handoff.from_program_id)),
+        Seed(KINDS_BY_NAME["episodes"], episode, str(handoff.to_program_id)),
+    ]

@@ -1,18 +1,30 @@
 """THE disclosure gate: every resource that leaves this service passes through here.
 
 For each outgoing resource the gate works out whose record it is and whether it is Part 2
-data (PART2.md P1: it carries SUD sensitivity or 42 CFR Part 2 labels, or a Part 2 program is
-its source), asks the consent engine (consent.engine.decide) with the requester's identity and
-purpose of use from its access token, and then either withholds the resource or releases it
-with the obligations of the decision: the S2 security labels in meta.security and the S1
-notice. A withheld resource is simply absent: reads answer 404 as for an unknown id, searches
-neither list it nor count it, includes skip it. Every decision is written to the hash-chained
-disclosure log before the response leaves (A1); if it cannot be written, nothing leaves.
+data (PART2.md P1) from what was recorded when it was written, never from its elements: every
+stored version names its origin (the organization on whose behalf it was written) and the
+custodians of every version before it. A version is Part 2 data when a Part 2 program (or a
+custodian this server cannot vouch for) wrote any of it, or when it carries SUD sensitivity or
+42 CFR Part 2 labels. What a program wrote itself, with nothing another Part 2 program added,
+is its own record: reading it is use, not disclosure. For anything else the gate asks the
+consent engine (consent.engine.decide), with the requester's identity and purpose of use from
+its access token and the Part 2 program whose disclosure it would be, and then either withholds
+the resource or releases it with the obligations of the decision: the S2 security labels in
+meta.security and the S1 notice. A withheld resource is simply absent: reads answer 404 as for
+an unknown id, writes too, searches neither list it nor count it, includes skip it. Every
+decision is written to the hash-chained disclosure log before the response leaves (A1); if it
+cannot be written, nothing leaves.
+
+So a referral a primary care clinic sends to a Part 2 program is released to that program
+(the clinic is not a Part 2 program), while what the program writes into the shared Task
+("received", "admitted") is its own Part 2 record, disclosed to the clinic only under the
+client's consent.
 
 The S1 notice travels as an extension of meta on each released Part 2 resource and on the
-Bundle that carries it: url NOTICE_EXTENSION, valueString the §2.32 statement, with an
-extension `consent` (valueReference) naming the consent relied on. Bundles also carry the
-labels of everything in them (high-water mark) in Bundle.meta.security.
+Bundle that carries it: url NOTICE_EXTENSION, a complex extension (valid under ext-1: no value
+of its own) whose `statement` holds the §2.32 statement and `consent` (valueReference) the
+consent relied on. Bundles also carry the labels of everything in them (high-water mark) in
+Bundle.meta.security.
 """
 
 import threading
@@ -20,10 +32,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from consent.engine import decide
@@ -38,15 +50,15 @@ from consent.model import (
     Outcome,
 )
 from consent.model import Requester as ConsentRequester
+from interop.audit.group_commit import GroupCommitLog
 from interop.audit.log import LogEntry, append
-from interop.auth.requester import Requester
-from interop.store.database import unit_of_work
+from interop.auth.requester import Requester, system_requester
+from interop.services.directives import DirectiveCache, read_directives
+from interop.store import markers
+from interop.store import organizations as organizations_store
 from interop.store.fhirdates import parse_range
 from interop.store.repository import StoredVersion
 from interop.store.search_params import parse_reference
-from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, VERSION_TABLE
-from mappings.consent import directive_from_fhir
-from mappings.errors import FhirContentError
 from mappings.subscription import subscriber_of
 from mappings.terminology import PROJECT_BASE
 
@@ -54,7 +66,10 @@ NOTICE_EXTENSION = f"{PROJECT_BASE}/StructureDefinition/part2-disclosure-notice"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _SUD_CODES = frozenset({"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN"})
 _PATIENT_ELEMENTS = ("subject", "patient", "for", "beneficiary")
-_SOURCE_ELEMENTS = (
+DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Endpoint"})
+"""The types that are directory entries, not records about a patient; every other stored type
+is patient data, whether or not it names its patient by a local reference."""
+_AUTHOR_ELEMENTS = (
     "author",
     "requester",
     "custodian",
@@ -64,11 +79,9 @@ _SOURCE_ELEMENTS = (
     "expressedBy",
     "organization",
     "serviceProvider",
+    "performer",
+    "informationSource",
 )
-_RECIPIENT_ELEMENTS = ("owner",)
-"""Who a shared record (a referral's Task) was sent to: what that program adds to it makes it
-its record too (a Part 2 program's "admitted" is Part 2 data), but what the sender wrote there
-reached it by disclosure, so holding the Task is not "use" by it."""
 _DATE_ELEMENTS = (
     "authoredOn",
     "recorded",
@@ -83,7 +96,10 @@ _PERIOD_ELEMENTS = ("period", "executionPeriod", "effectivePeriod")
 
 
 @dataclass
-class _Released:
+class Released:
+    """What a request has released so far: the labels, notice and consents its Bundle or
+    document must carry."""
+
     labels: set[tuple[str, str]] = field(default_factory=set)
     notice: str | None = None
     consents: set[str] = field(default_factory=set)
@@ -104,19 +120,26 @@ class GateSession:
         now: datetime,
         cache: "DirectiveCache",
         organizations: "OrganizationFacts",
+        directive_sets: "DirectiveSets | None" = None,
     ) -> None:
         self._session = session
         self._cache = cache
+        self._sets = directive_sets
         self._organizations = organizations
         self._requester = requester
         self._interaction = interaction
         self._now = now
-        self._part2_programs: frozenset[str] | None = None
+        self._known: Organizations | None = None
         self._known_identifiers: dict[str, tuple[Identifier, ...]] = {}
         self._directives: dict[str, list[ConsentDirective]] = {}
         self._consent_requester: ConsentRequester | None = None
         self._entries: list[LogEntry] = []
-        self.released = _Released()
+        self.released = Released()
+
+    @property
+    def requester(self) -> Requester:
+        """Who asks; what it writes is recorded with its organization as the origin."""
+        return self._requester
 
     def admit(self, stored: StoredVersion) -> bytes | None:
         """The bytes to send for this resource, labelled, or None when it must be withheld."""
@@ -127,21 +150,82 @@ class GateSession:
             # A partner's Subscription names its endpoint and headers: its own business only.
             mine = subscriber_of(resource) == self._requester.organization
             return stored.content if mine else None
+        if stored.resource_type in DIRECTORY_TYPES:
+            return stored.content
         patient = patient_of(resource)
-        if patient is None:
-            return stored.content
         reference = f"{stored.resource_type}/{stored.resource_id}"
-        part2 = self._is_part2(resource)
-        own = sources_of(resource, recipients=False)
-        if self._requester.first_party or self._requester.organization in own:
-            # The program's own systems, or a program reading records it is the source of:
-            # use within the program, not a disclosure.
-            self._log(patient, reference, "permit", "USE", None, None, (), part2, None)
+        record = self._classify(stored, resource)
+        if self._requester.first_party or record.own:
+            # The program's own systems, or a program reading what it wrote itself (with
+            # nothing a Part 2 program added since): use within the program, no disclosure.
+            self._log(patient, reference, "permit", "USE", None, None, (), record.part2, None)
             return stored.content
+        if patient is None:
+            # Patient data naming its patient only by identifier, absolute URL or contained
+            # resource: no consent here can be matched to it, so Part 2 data stays (P2).
+            verdict = "deny" if record.part2 else "permit"
+            rule = "P2" if record.part2 else "P1"
+            self._log(None, reference, verdict, rule, None, None, (), record.part2, None)
+            return None if record.part2 else stored.content
         decision = decide(
-            self._request(patient, resource, reference, part2), self._consents(patient), self._now
+            self._request(patient, resource, reference, stored, record),
+            self._consents(patient),
+            self._now,
         )
-        return self._apply(decision, resource, stored.content, patient, reference, part2)
+        return self._apply(decision, resource, stored.content, patient, reference, record.part2)
+
+    def consult(
+        self,
+        patient: str | None,
+        recipient: ConsentRequester,
+        purposes: tuple[str, ...],
+        item: DataItem,
+    ) -> Decision:
+        """A consent consult (CDS Hooks): would the requester's program, as the source of
+        the item, be allowed to disclose it to `recipient`? Decided on the same consents as
+        every read, and logged as a decision by the requester's program (the requester is the
+        one that asked, not a recipient: nothing leaves, so nothing is accounted as disclosed).
+        A patient not known here has no consents, so the answer is the default deny."""
+        source = self._requester.organization
+        request = DisclosureRequest(
+            patient=patient or "Patient/unknown",
+            requester=recipient,
+            purposes=purposes,
+            item=replace(
+                item,
+                source_program=source,
+                source_identifiers=self._identifiers(source),
+                is_part2=True,
+            ),
+        )
+        directives = self._consents(patient) if patient is not None else []
+        decision = decide(request, directives, self._now)
+        rule = decision.reasons[0].rule if decision.reasons else "P2"
+        verdict = "permit" if decision.outcome is Outcome.PERMIT else "deny"
+        reference = item.reference or patient or "Patient/unknown"
+        consent, provision = decision.consent_id, decision.provision_path
+        self._log(patient, reference, verdict, rule, consent, provision, (), True, None)
+        return decision
+
+    def _classify(self, stored: StoredVersion, resource: dict[str, Any]) -> "_Record":
+        """PART2.md P1 on the recorded origins: a version is Part 2 data when it carries SUD
+        labels or a Part 2 program wrote any version up to it. It is the requester's own
+        record when the requester wrote some of it and no other Part 2 program did."""
+        organizations = self._organizations_now()
+        me = self._requester.organization
+        others = [c for c in stored.custodians if c != me]
+        protected = tuple(c for c in others if organizations.is_part2(c))
+        labelled = any(
+            coding.get("code") in _SUD_CODES
+            for coding in resource.get("meta", {}).get("security", [])
+        )
+        own = len(others) < len(stored.custodians) and not protected
+        part2 = labelled or any(organizations.is_part2(c) for c in stored.custodians)
+        if stored.origin in protected:
+            source: str | None = stored.origin
+        else:
+            source = protected[0] if protected else None
+        return _Record(own=own, part2=part2 if own else labelled or bool(protected), source=source)
 
     def _in_scope(self, resource_type: str) -> bool:
         """Includes and Bundle entries reach types the route did not check: the token's
@@ -213,31 +297,31 @@ class GateSession:
             )
         )
 
-    def _is_part2(self, resource: dict[str, Any]) -> bool:
-        """P1: SUD labels, or a Part 2 program among the record's sources."""
-        for coding in resource.get("meta", {}).get("security", []):
-            if coding.get("code") in _SUD_CODES:
-                return True
-        programs = self._programs()
-        return any(source in programs for source in sources_of(resource))
-
-    def _programs(self) -> frozenset[str]:
-        if self._part2_programs is None:
-            self._part2_programs, self._known_identifiers = self._organizations.current(
-                self._session
-            )
-        return self._part2_programs
+    def _organizations_now(self) -> "Organizations":
+        if self._known is None:
+            self._known, self._known_identifiers = self._organizations.current(self._session)
+        return self._known
 
     def _consents(self, patient: str) -> list[ConsentDirective]:
         if patient not in self._directives:
-            self._directives[patient] = read_directives(self._session, patient, self._cache)
+
+            def read() -> list[ConsentDirective]:
+                return read_directives(self._session, patient, self._cache)
+
+            kept = self._sets.get(self._session, patient, read) if self._sets else read()
+            self._directives[patient] = kept
         return self._directives[patient]
 
     def _request(
-        self, patient: str, resource: dict[str, Any], reference: str, part2: bool
+        self,
+        patient: str,
+        resource: dict[str, Any],
+        reference: str,
+        stored: StoredVersion,
+        record: "_Record",
     ) -> DisclosureRequest:
-        programs = self._programs()
-        source = next((s for s in sources_of(resource) if s in programs), None)
+        source = record.source
+        authors, author_identifiers = authors_of(resource)
         return DisclosureRequest(
             patient=patient,
             requester=self._as_consent_requester(),
@@ -250,8 +334,10 @@ class GateSession:
                 codes=tuple(_codings(_concept_codings(resource))),
                 date=_record_date(resource),
                 source_program=source,
-                authors=tuple(sources_of(resource)),
-                is_part2=part2,
+                source_identifiers=self._identifiers(source) if source is not None else (),
+                authors=(*stored.custodians, *authors),
+                author_identifiers=tuple(author_identifiers),
+                is_part2=record.part2,
             ),
             emergency=_engine_emergency(self._requester),
         )
@@ -260,17 +346,16 @@ class GateSession:
         if self._consent_requester is None:
             self._consent_requester = ConsentRequester(
                 reference=self._requester.organization,
-                identifiers=self._requester_identifiers(),
+                identifiers=self._identifiers(self._requester.organization),
                 is_covered_entity=self._requester.covered_entity,
                 is_part2_program=self._requester.part2_program,
                 is_medical_personnel=self._requester.emergency is not None,
             )
         return self._consent_requester
 
-    def _requester_identifiers(self) -> tuple[Identifier, ...]:
+    def _identifiers(self, reference: str) -> tuple[Identifier, ...]:
         """Read once per state of the Organizations, then kept with the Part 2 program set."""
-        self._programs()
-        reference = self._requester.organization
+        self._organizations_now()
         if reference not in self._known_identifiers:
             self._known_identifiers[reference] = organization_identifiers(self._session, reference)
         return self._known_identifiers[reference]
@@ -287,7 +372,7 @@ class GateSession:
 
     def _log(
         self,
-        patient: str,
+        patient: str | None,
         reference: str,
         decision: str,
         rule: str,
@@ -320,6 +405,15 @@ class GateSession:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """How the gate classifies one version for one requester."""
+
+    own: bool  # the requester wrote it, and no other Part 2 program added to it
+    part2: bool  # Part 2 data as far as this requester is concerned
+    source: str | None  # the program whose disclosure this would be, for consents to name
+
+
 class DisclosureGate:
     """Opens a GateSession per request and writes its decisions before the response leaves:
     if they cannot be written, the request fails and nothing is disclosed."""
@@ -329,18 +423,39 @@ class DisclosureGate:
         self._clock = clock
         self._cache = DirectiveCache()
         self._organizations = OrganizationFacts()
+        self._sets = DirectiveSets()
+        self._log = GroupCommitLog(engine)
 
     def open(self, session: Session, requester: Requester, interaction: str) -> GateSession:
         """A gate for one request; consents are judged as of the moment it opens."""
         return GateSession(
-            session, requester, interaction, self._clock(), self._cache, self._organizations
+            session,
+            requester,
+            interaction,
+            self._clock(),
+            self._cache,
+            self._organizations,
+            self._sets,
         )
 
     def record(self, gate: GateSession) -> None:
-        grouped = _grouped(gate.entries())
-        if grouped:
-            with unit_of_work(self._engine) as session:
-                append(session, grouped)
+        """The request's decisions, committed (with concurrent requests', in one batch) before
+        this returns: a response waits for its own entries to be durable."""
+        self._log.write(_grouped(gate.entries()))
+
+
+def system_gate(session: Session, job: str, on_behalf_of: str) -> GateSession:
+    """A gate for internal work inside the caller's transaction; its decisions are appended to
+    the log in that same transaction (`log_into`), so they commit with the work or not at all."""
+    requester = system_requester(job, on_behalf_of)
+    return GateSession(
+        session, requester, job, _utc_now(), DirectiveCache(capacity=16), OrganizationFacts()
+    )
+
+
+def log_into(session: Session, gate: GateSession) -> None:
+    """Append the gate's decisions inside the caller's transaction."""
+    append(session, _grouped(gate.entries()))
 
 
 def label(
@@ -349,7 +464,11 @@ def label(
     notice: str | None,
     consent: str | None,
 ) -> dict[str, Any]:
-    """The resource with the S2 labels added to meta.security and the S1 notice in meta."""
+    """The resource with the S2 labels added to meta.security and the S1 notice in meta.
+
+    The notice is a complex extension (no value[x], so that ext-1 holds): `statement` carries
+    the §2.32 text and `consent` the consent relied on.
+    """
     meta = dict(resource.get("meta", {}))
     security = [c for c in meta.get("security", []) if c.get("code") != "NORDSLCD"]
     present = {(c.get("system"), c.get("code")) for c in security}
@@ -359,37 +478,69 @@ def label(
     if security:
         meta["security"] = security
     if notice is not None:
-        extension: dict[str, Any] = {"url": NOTICE_EXTENSION, "valueString": notice}
+        parts: list[dict[str, Any]] = [{"url": "statement", "valueString": notice}]
         if consent:
-            extension["extension"] = [{"url": "consent", "valueReference": {"reference": consent}}]
+            parts.append({"url": "consent", "valueReference": {"reference": consent}})
         others = [e for e in meta.get("extension", []) if e.get("url") != NOTICE_EXTENSION]
-        meta["extension"] = [*others, extension]
+        meta["extension"] = [*others, {"url": NOTICE_EXTENSION, "extension": parts}]
     return {**resource, "meta": meta}
 
 
-_ORGANIZATION_MARKER: Final = select(func.max(VERSION_TABLE.c.pk)).where(
-    VERSION_TABLE.c.resource_type == "Organization"
-)
-_CONSENTS: Final = select(
-    RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.version_id
-).where(
-    RESOURCE_TABLE.c.resource_type == "Consent",
-    RESOURCE_TABLE.c.deleted.is_(False),
-    RESOURCE_TABLE.c.pk.in_(
-        select(INDEX_TABLE.c.resource_pk).where(
-            INDEX_TABLE.c.resource_type == "Consent",
-            INDEX_TABLE.c.param == "patient",
-            INDEX_TABLE.c.value == bindparam("patient"),
-            INDEX_TABLE.c.norm.is_(None),
-        )
-    ),
-)
-"""Built once: the per-request cost is then the query alone, not its construction."""
+def notice_of(resource: dict[str, Any]) -> str | None:
+    """The §2.32 statement a released resource or Bundle carries, if any."""
+    for extension in resource.get("meta", {}).get("extension", []):
+        if extension.get("url") == NOTICE_EXTENSION:
+            for part in extension.get("extension", []):
+                if part.get("url") == "statement":
+                    return str(part.get("valueString"))
+    return None
+
+
+class DirectiveSets:
+    """Each patient's directives, kept between requests for as long as nothing they are read
+    from (the patient's Consents, the Patient, RelatedPersons, signing Provenances, approved
+    forms) has changed anywhere, in any process: one cheap query tells (store.markers), so a
+    gated read costs a dictionary lookup plus the decision, and a revocation counts at once."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._sets: OrderedDict[str, tuple[tuple[Any, ...], list[ConsentDirective]]] = OrderedDict()
+
+    def get(
+        self, session: Session, patient: str, read: Callable[[], list[ConsentDirective]]
+    ) -> list[ConsentDirective]:
+        marker = markers.consent_facts_marker(session)
+        with self._lock:
+            kept = self._sets.get(patient)
+            if kept is not None and kept[0] == marker:
+                self._sets.move_to_end(patient)
+                return kept[1]
+        directives = read()
+        with self._lock:
+            self._sets[patient] = (marker, directives)
+            self._sets.move_to_end(patient)
+            if len(self._sets) > self._capacity:
+                self._sets.popitem(last=False)
+        return directives
+
+
+@dataclass(frozen=True, slots=True)
+class Organizations:
+    """What the gate knows of Organizations at one moment."""
+
+    programs: frozenset[str]
+    known: frozenset[str]
+
+    def is_part2(self, custodian: str) -> bool:
+        """A Part 2 program, or a custodian this server cannot vouch for (fail closed: an
+        origin that names no stored Organization may be a Part 2 program for all we know)."""
+        return custodian in self.programs or custodian not in self.known
 
 
 class OrganizationFacts:
-    """Which Organizations are Part 2 programs, and each one's identifiers, kept between
-    requests for as long as no Organization has changed anywhere.
+    """Which Organizations exist and which are Part 2 programs, and each one's identifiers,
+    kept between requests for as long as no Organization has changed anywhere.
 
     Every write of an Organization, by any process, adds a resource_version row with a larger
     key; one cheap query for the largest such key tells whether what is kept still holds, so
@@ -400,99 +551,31 @@ class OrganizationFacts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._marker: int | None = None
-        self._programs: frozenset[str] = frozenset()
+        self._organizations = Organizations(frozenset(), frozenset())
         self._identifiers: dict[str, tuple[Identifier, ...]] = {}
 
-    def current(self, session: Session) -> tuple[frozenset[str], dict[str, tuple[Identifier, ...]]]:
-        """(Part 2 programs, identifiers known so far) as the database has them now."""
-        marker = session.execute(_ORGANIZATION_MARKER).scalar()
+    def current(self, session: Session) -> tuple[Organizations, dict[str, tuple[Identifier, ...]]]:
+        """(the Organizations, identifiers known so far) as the database has them now."""
+        marker = organizations_store.change_marker(session)
         with self._lock:
             if marker is not None and marker == self._marker:
-                return self._programs, self._identifiers
-        programs = _part2_programs(session)
+                return self._organizations, self._identifiers
+        organizations = Organizations(
+            organizations_store.part2_programs(session),
+            organizations_store.known_organizations(session),
+        )
         identifiers: dict[str, tuple[Identifier, ...]] = {}
         with self._lock:
-            self._programs, self._identifiers, self._marker = programs, identifiers, marker
-        return programs, identifiers
-
-
-def _part2_programs(session: Session) -> frozenset[str]:
-    statement = select(INDEX_TABLE.c.resource_pk).where(
-        INDEX_TABLE.c.resource_type == "Organization",
-        INDEX_TABLE.c.param == "part2-program",
-        INDEX_TABLE.c.value == "true",
-    )
-    ids = session.execute(
-        select(RESOURCE_TABLE.c.resource_id).where(RESOURCE_TABLE.c.pk.in_(statement))
-    ).scalars()
-    return frozenset(f"Organization/{ident}" for ident in ids)
-
-
-class DirectiveCache:
-    """Consents as directives, kept per stored version: mapping a Consent costs far more than
-    reading it, and a version never changes (a new version is a new key)."""
-
-    def __init__(self, capacity: int = 20_000) -> None:
-        self._capacity = capacity
-        self._directives: OrderedDict[tuple[str, int], ConsentDirective | None] = OrderedDict()
-
-    def get(self, key: tuple[str, int]) -> tuple[bool, ConsentDirective | None]:
-        """(known, directive): whether the version was mapped before, and to what."""
-        if key not in self._directives:
-            return False, None
-        self._directives.move_to_end(key)
-        return True, self._directives[key]
-
-    def put(self, key: tuple[str, int], content: bytes) -> ConsentDirective | None:
-        directive = _directive(orjson.loads(content))
-        self._directives[key] = directive
-        if len(self._directives) > self._capacity:
-            self._directives.popitem(last=False)
-        return directive
-
-
-def read_directives(
-    session: Session, patient: str, cache: DirectiveCache | None = None
-) -> list[ConsentDirective]:
-    """The patient's stored consents as directives; one that cannot be read is never relied on.
-
-    Only the (id, version) pairs are read first; the JSON of a version is fetched only when it
-    was never mapped before, which on a busy server is almost never.
-    """
-    cache = cache or DirectiveCache()
-    found: list[ConsentDirective | None] = []
-    unknown: dict[int, tuple[str, int]] = {}
-    for pk, ident, version in session.execute(
-        _CONSENTS, {"patient": patient.split("/", 1)[1]}
-    ).all():
-        known, directive = cache.get((ident, version))
-        if known:
-            found.append(directive)
-        else:
-            unknown[pk] = (ident, version)
-    if unknown:
-        contents = select(RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.content).where(
-            RESOURCE_TABLE.c.pk.in_(list(unknown))
-        )
-        for pk, content in session.execute(contents).all():
-            found.append(cache.put(unknown[pk], content))
-    return [directive for directive in found if directive is not None]
+            self._organizations, self._identifiers = organizations, identifiers
+            self._marker = marker
+        return organizations, identifiers
 
 
 def organization_identifiers(session: Session, reference: str) -> tuple[Identifier, ...]:
     """The identifiers of a stored Organization, which consents may name it by."""
-    kind, _, ident = reference.partition("/")
-    content = session.execute(
-        select(RESOURCE_TABLE.c.content).where(
-            RESOURCE_TABLE.c.resource_type == kind, RESOURCE_TABLE.c.resource_id == ident
-        )
-    ).scalar()
-    if content is None:
-        return ()
     return tuple(
-        Identifier(item.get("system"), item["value"])
-        for item in orjson.loads(content).get("identifier", [])
-        if isinstance(item.get("value"), str)
+        Identifier(system, value)
+        for system, value in organizations_store.identifiers(session, reference)
     )
 
 
@@ -508,22 +591,27 @@ def patient_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def sources_of(resource: dict[str, Any], *, recipients: bool = True) -> list[str]:
-    """The organizations a record comes from (author, requester, custodian...), and meta.source;
-    with `recipients`, also those a shared record was sent to and write into (Task.owner)."""
-    found: list[str] = []
-    source = resource.get("meta", {}).get("source")
-    if isinstance(source, str):
-        parsed = parse_reference(source)
-        if parsed is not None and parsed[0] == "Organization":
-            found.append(f"Organization/{parsed[1]}")
-    elements = _SOURCE_ELEMENTS + _RECIPIENT_ELEMENTS if recipients else _SOURCE_ELEMENTS
-    for element in elements:
+def authors_of(resource: dict[str, Any]) -> tuple[list[str], list[Identifier]]:
+    """Whom a record names as its authors (author, requester, recorder...), of any type, by
+    reference and by the identifiers a logical reference carries.
+
+    Evidence about content, matched by consents' `data` and `authoredby` provisions; never
+    what the gate classifies a record by (that is its recorded origin, PART2.md P1).
+    """
+    references: list[str] = []
+    identifiers: list[Identifier] = []
+    for element in _AUTHOR_ELEMENTS:
         for value in _as_list(resource.get(element)):
-            organization = _local_reference(value, "Organization")
-            if organization is not None:
-                found.append(organization)
-    return found
+            if not isinstance(value, dict):
+                continue
+            if isinstance(value.get("reference"), str):
+                parsed = parse_reference(value["reference"])
+                if parsed is not None:
+                    references.append(f"{parsed[0]}/{parsed[1]}")
+            identifier = value.get("identifier")
+            if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+                identifiers.append(Identifier(identifier.get("system"), identifier["value"]))
+    return references, identifiers
 
 
 def _local_reference(value: Any, kind: str) -> str | None:
@@ -539,6 +627,12 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def _labelled(resource: dict[str, Any]) -> bool:
+    """Carries an SUD sensitivity or 42 CFR Part 2 label (S2), whoever wrote it."""
+    security = resource.get("meta", {}).get("security", [])
+    return any(isinstance(c, dict) and c.get("code") in _SUD_CODES for c in security)
 
 
 def _codings(values: Iterable[Any]) -> Iterable[Coding]:
@@ -567,13 +661,6 @@ def _record_date(resource: dict[str, Any]) -> datetime | None:
         if isinstance(value, dict) and isinstance(value.get("start"), str):
             return parse_range(value["start"])[0]
     return None
-
-
-def _directive(consent: dict[str, Any]) -> ConsentDirective | None:
-    try:
-        return directive_from_fhir(consent)
-    except FhirContentError:
-        return None
 
 
 def _engine_emergency(requester: Requester) -> EmergencyFacts | None:

@@ -8,6 +8,7 @@ ServiceError
 ├── VersionConflict       another writer got there first
 ├── PreconditionFailed    If-Match / If-None-Exist did not hold
 ├── BusinessRuleBroken    valid FHIR that the workflow forbids (a Task's status move)
+├── TooCostly             past a limit of what one resource or Bundle may cost
 └── TransactionFailed     one entry of a transaction failed; nothing was written
 """
 
@@ -52,6 +53,10 @@ class PreconditionFailed(ServiceError):
 
 class BusinessRuleBroken(ServiceError):
     issue_code = "business-rule"
+
+
+class TooCostly(ServiceError):
+    issue_code = "too-costly"
 
 
 @dataclass

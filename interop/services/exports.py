@@ -32,17 +32,17 @@ from interop.services import bundle_builder as bb
 from interop.services.cases import KINDS_BY_NAME, CaseService
 from interop.services.disclosure import DisclosureGate
 from interop.services.errors import Forbidden, InvalidRequest, ServiceError
-from interop.services.resources import ResourceOperations
+from interop.services.resources import ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
 from interop.services.staff import StaffPrincipal
-from interop.store.database import unit_of_work
-from interop.store.repository import ResourceRepository
 from mappings import handoff, service_request
 from mappings.errors import MappingError
 from mappings.model import Handoff, PartyKind, Referral
 from mappings.terminology import LEVEL_OF_CARE
 
 _PAGING = Paging(1000, 1000)
+PREVIEW = "preview"
+"""The interaction of a document shown to staff: decided as its receiver, logged as a use."""
 _NPI = "http://hl7.org/fhir/sid/us-npi"
 _SYSTEM_OIDS = {
     "http://snomed.info/sct": SNOMED_CT,
@@ -87,7 +87,7 @@ class DocumentExports:
         """The Transfer Summary (C-CDA R2.1, LOINC 18761-7) of a handoff, for its receiver."""
         handoff: Handoff = self._cases.get(KINDS_BY_NAME["handoffs"], handoff_id, staff).value
         receiver = receiving_program(_local("Organization", handoff.to_program_id))
-        return self._export(receiver, lambda ops: _handoff_outgoing(ops, handoff_id))
+        return self._export(receiver, PREVIEW, lambda ops: _handoff_outgoing(ops, handoff_id))
 
     def referral_note(self, referral_id: str, staff: StaffPrincipal) -> bytes:
         """The Referral Note (C-CDA R2.1, LOINC 57133-1) of a referral, for the program asked."""
@@ -95,7 +95,7 @@ class DocumentExports:
         if referral.performer_id is None:
             raise InvalidRequest("the referral names no program to send a Referral Note to")
         receiver = receiving_program(_local("Organization", referral.performer_id))
-        return self._export(receiver, lambda ops: _referral_outgoing(ops, referral_id))
+        return self._export(receiver, PREVIEW, lambda ops: _referral_outgoing(ops, referral_id))
 
     def for_task(self, task_id: str, receiver: Requester) -> tuple[DocumentKind, bytes]:
         """The document a referral's Task sends its owner: a Transfer Summary when the Task is
@@ -107,24 +107,23 @@ class DocumentExports:
             kinds.append(made.kind)
             return made
 
-        document = self._export(receiver, outgoing)
+        document = self._export(receiver, "ccda-send", outgoing)
         return kinds[0], document
 
     def _export(
-        self, receiver: Requester, outgoing_from: Callable[[ResourceOperations], "_Outgoing"]
+        self,
+        receiver: Requester,
+        interaction: str,
+        outgoing_from: Callable[[ResourceOperations], "_Outgoing"],
     ) -> bytes:
         """Gather, as the receiver is allowed to have it (the referral itself included), and
-        write."""
-        gate = None
-        try:
-            with unit_of_work(self._engine, writes=False) as session:
-                gate = self._gates.open(session, receiver, "ccda-export")
-                operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
-                outgoing = outgoing_from(operations)
-                document = self._document(operations, outgoing, gate.released)
-        finally:
-            if gate is not None:
-                self._gates.record(gate)
+        write. `interaction` says whether the document leaves ("ccda-send": a disclosure to
+        the receiver) or is shown to staff ("preview": a use, since nothing was sent)."""
+        with behind_gate(
+            self._engine, self._gates, receiver, interaction, paging=_PAGING
+        ) as operations:
+            outgoing = outgoing_from(operations)
+            document = self._document(operations, outgoing, operations.released)
         return write_document(document)
 
     def _document(

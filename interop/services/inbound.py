@@ -12,13 +12,14 @@ cannot be read or mapped is held for staff with its problems, and answered AE or
 
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from adapters.hl7v2 import (
     AckCode,
@@ -38,13 +39,12 @@ from adapters.hl7v2.messages import Hl7DateTime
 from adapters.hl7v2.messages import Patient as V2Patient
 from interop.services.errors import InvalidRequest, ResourceNotFound, ServiceError
 from interop.services.outbox import Event
-from interop.services.resources import ResourceOperations, as_written
+from interop.services.resources import ResourceOperations, as_written, internal_operations
 from interop.services.search_parser import Paging
 from interop.store import outbox
 from interop.store.database import unit_of_work
-from interop.store.repository import ResourceRepository
 from interop.store.search_params import parse_reference
-from interop.store.tables import InboundMessageRow
+from interop.store.tables import OPERATOR_ORIGIN, InboundMessageRow
 from mappings import model as m
 from mappings import organization, patient, service_request, task
 from mappings.errors import FhirContentError
@@ -106,7 +106,7 @@ class InboundService:
         if inbound.accepted:
             try:
                 with unit_of_work(self._engine) as session:
-                    created = _apply(ResourceRepository(session), inbound)
+                    created = _apply(session, inbound)
                     session.add(_row(inbound, channel, now, "processed", created, []))
                 return acknowledge(inbound, control_id=control_id, at=now)
             except (ServiceError, FhirContentError, ValueError) as error:
@@ -171,64 +171,87 @@ def _row(
     )
 
 
-def _apply(repository: ResourceRepository, inbound: Inbound) -> list[str]:
+def _apply(session: Session, inbound: Inbound) -> list[str]:
+    """What the message records, written on behalf of its sender. MLLP carries no
+    authentication, so the sender is the facility the message names (see the README)."""
     content = inbound.content
-    operations = ResourceOperations(repository, _PAGING)
     if isinstance(content, Referral):
         event = (content.header.message_code, content.header.trigger_event)
         if event == ("REF", "I14"):
-            return _cancellation(repository, content)
+            return _cancellation(session, content)
         if event == ("RRI", "I12"):
-            return _answer(repository, content)
-        return _referral(operations, content)
+            return _answer(session, content)
+        return _referral(session, content)
     if isinstance(content, Discharge):
-        return _discharge(operations, content)
+        with _intake(session) as operations:
+            return _discharge(operations, content)
     return []
 
 
-def _cancellation(repository: ResourceRepository, message: Referral) -> list[str]:
+def _intake(
+    session: Session, on_behalf_of: str = OPERATOR_ORIGIN, acting_for: str | None = None
+) -> AbstractContextManager[ResourceOperations]:
+    return internal_operations(
+        session, "hl7v2-intake", paging=_PAGING, on_behalf_of=on_behalf_of, acting_for=acting_for
+    )
+
+
+def _cancellation(session: Session, message: Referral) -> list[str]:
     """REF^I14: the referrer withdraws a referral it sent us (found by its RF1-6); the Task is
     cancelled as the requester's move, so the workflow decides whether it still may be."""
     system = f"{V2_IDENTIFIERS}:referral:{_namespace(message)}"
-    lookup = ResourceOperations(repository, _PAGING)
+    with _intake(session) as lookup:
+        return _cancel(session, lookup, system, message)
+
+
+def _cancel(
+    session: Session, lookup: ResourceOperations, system: str, message: Referral
+) -> list[str]:
     criteria = [("identifier", f"{system}|{_searchable(message.originating_id.value)}")]
     order = lookup.single_match("ServiceRequest", criteria, "")
     if order is None:
         raise ResourceNotFound(f"no referral with RF1-6 {message.originating_id.value!r} is known")
     task_id = f"{order.resource_id}-task"[:64]
     current = as_written(lookup.read("Task", task_id).content)
-    writer = ResourceOperations(repository, _PAGING, origin=_party(current, "requester"))
+    referrer = _party(current, "requester")
     reason = _notes_text(message) or "Withdrawn by the referring program (REF^I14)"
-    writer.update(
-        "Task", task_id, {**current, "status": "cancelled", "statusReason": {"text": reason}}
-    )
+    with _intake(session, referrer or OPERATOR_ORIGIN, referrer) as writer:
+        writer.update(
+            "Task", task_id, {**current, "status": "cancelled", "statusReason": {"text": reason}}
+        )
     return [f"ServiceRequest/{order.resource_id}", f"Task/{task_id}"]
 
 
-def _answer(repository: ResourceRepository, message: Referral) -> list[str]:
+def _answer(session: Session, message: Referral) -> list[str]:
     """RRI^I12: what the program we referred to did with our referral (RF1-1, table 0283),
     applied as the owner's moves, one by one, through the workflow check."""
-    lookup = ResourceOperations(repository, _PAGING)
+    with _intake(session) as lookup:
+        return _answered(session, lookup, message)
+
+
+def _answered(session: Session, lookup: ResourceOperations, message: Referral) -> list[str]:
     value = _searchable(message.originating_id.value)
     order = lookup.single_match("ServiceRequest", [("identifier", value)], "")
     if order is None:
         order = lookup.single_match("ServiceRequest", [("_id", value)], "")
     focus = f"ServiceRequest/{order.resource_id}" if order is not None else ""
     shared = lookup.single_match("Task", [("focus", focus)], "") if order is not None else None
-    if shared is None or not outbox.was_sent(repository.session, shared, Event.REFERRAL_SENT):
+    if shared is None or not outbox.was_sent(session, shared, Event.REFERRAL_SENT):
         # Only a referral that went out over HL7 v2 can be answered over it.
         raise ResourceNotFound(f"no referral we sent over HL7 v2 has RF1-6 {value!r}")
     current = as_written(shared.content)
     target = _ANSWERS.get(message.status.code if message.status else "", "received")
-    writer = ResourceOperations(repository, _PAGING, origin=_party(current, "owner"))
+    owner = _party(current, "owner")
     expired = message.status is not None and message.status.code == "E"
     reason = _notes_text(message) or (_EXPIRED if expired else _DECLINED)
     moves = steps(str(current.get("status")), target, Side.OWNER)
-    for status in [target] if moves is None else moves:  # no way: the check says why
-        current = {**current, "status": status}
-        if status == "rejected":
-            current["statusReason"] = {"text": reason}
-        current = as_written(writer.update("Task", shared.resource_id, current).stored.content)
+    with _intake(session, owner or OPERATOR_ORIGIN, owner) as writer:
+        for status in [target] if moves is None else moves:  # no way: the check says why
+            current = {**current, "status": status}
+            if status == "rejected":
+                current["statusReason"] = {"text": reason}
+            written = writer.update("Task", shared.resource_id, current)
+            current = as_written(written.stored.content)
     return [focus, f"Task/{shared.resource_id}"]
 
 
@@ -259,11 +282,20 @@ def _notes_text(message: Referral) -> str:
     return "\n".join(about)[:1000]
 
 
-def _referral(operations: ResourceOperations, message: Referral) -> list[str]:
-    """REF^I12 -> ServiceRequest + fulfillment Task, deduplicated by the referrer's id."""
+def _referral(session: Session, message: Referral) -> list[str]:
+    """REF^I12 -> ServiceRequest + fulfillment Task, deduplicated by the referrer's id, all
+    written on behalf of the referring program."""
+    with _intake(session) as lookup:
+        referring = _program(lookup, message.referring, message.header.segment.value(4))
+        receiving = _program(lookup, message.referred_to, "")
+    with _intake(session, f"Organization/{referring}") as operations:
+        return _referred(operations, message, referring, receiving)
+
+
+def _referred(
+    operations: ResourceOperations, message: Referral, referring: str, receiving: str
+) -> list[str]:
     client = _client(operations, message.patient)
-    referring = _program(operations, message.referring, message.header.segment.value(4))
-    receiving = _program(operations, message.referred_to, "")
     placer = m.Identifier(
         f"{V2_IDENTIFIERS}:referral:{_namespace(message)}", message.originating_id.value
     )

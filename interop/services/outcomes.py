@@ -14,6 +14,7 @@ from interop.services.errors import (
     ResourceGone,
     ResourceNotFound,
     ServiceError,
+    TooCostly,
     TransactionFailed,
     VersionConflict,
 )
@@ -36,6 +37,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (VersionConflict, 409),
     (PreconditionFailed, 412),
     (BusinessRuleBroken, 422),
+    (TooCostly, 413),
 )
 
 REASONS = {

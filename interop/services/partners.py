@@ -2,7 +2,10 @@
 
 The Organization is an ordinary resource in the store, so partners and case managers can
 reference it; whether the partner is a Part 2 program or a HIPAA covered entity is recorded on
-it as extensions (the disclosure gate reads those facts from the token's partner row).
+it as extensions (the disclosure gate reads those facts from the token's partner row). A
+partner whose identifier names a stored Organization (a program entered through the case API)
+is registered as that Organization, so that what was written about the program is what the
+partner is: one registration per Organization.
 """
 
 import json
@@ -18,16 +21,16 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from interop.auth.scopes import InvalidScope, format_scopes, parse_scopes
+from interop.services.bundle_builder import plain
 from interop.services.errors import InvalidRequest, ResourceNotFound
 from interop.services.outbox import ChannelKind
-from interop.services.resources import ResourceOperations
+from interop.services.resources import ResourceOperations, internal_operations
 from interop.services.search_parser import Paging
 from interop.services.urls import require_https
 from interop.services.write_policy import REGISTRATION_TAG_CODE
 from interop.store import outbox
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import now_ms
-from interop.store.repository import ResourceRepository
 from interop.store.tables import PartnerRow
 from mappings.terminology import (
     COVERED_ENTITY_EXTENSION,
@@ -36,6 +39,10 @@ from mappings.terminology import (
 )
 
 REGISTRATION_TAG = {"system": REGISTRATION_TAG_SYSTEM, "code": REGISTRATION_TAG_CODE[1]}
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+ACCEPTED_ALGORITHMS = ("RS384", "ES384")
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_LOOKUP = Paging(10, 10)
 _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}|[0-9A-Fa-f:]{2,39}")
 _CONNECTION_TYPES = {ChannelKind.FHIR: "hl7-fhir-rest", ChannelKind.HL7V2_MLLP: "hl7v2-mllp"}
 
@@ -94,23 +101,38 @@ class PartnerService:
         self._engine = engine
 
     def register(self, new: NewPartner) -> Partner:
+        """Register the partner, linked to the stored Organization its identifiers name (a
+        program the case API or the demo created), or to a new one; a second registration of
+        the same organization is refused, since tokens would then be told apart by key alone."""
         _check_scopes(new.scopes)
+        _check_identifiers(new.identifiers)
         jwks = _checked_jwks(new.jwks, new.jwks_url)
         channel = _checked_channel(new.channel)
-        with unit_of_work(self._engine) as session:
-            operations = ResourceOperations(ResourceRepository(session), Paging(1, 1))
-            organization_id = str(uuid.uuid4())
-            endpoint_id = _publish_endpoint(operations, new.name, organization_id, channel)
-            organization = operations.create(
-                "Organization",
-                _organization(new, endpoint_id),
-                base_url="",
-                resource_id=organization_id,
-            ).stored
+        with (
+            unit_of_work(self._engine) as session,
+            internal_operations(session, "partner-registry", paging=_LOOKUP) as operations,
+        ):
+            existing = _organization_named(operations, new.identifiers)
+            if existing is None:
+                organization_id = str(uuid.uuid4())
+                endpoint_id = _publish_endpoint(operations, new.name, organization_id, channel)
+                operations.create(
+                    "Organization",
+                    _organization(new, endpoint_id),
+                    base_url="",
+                    resource_id=organization_id,
+                )
+            else:
+                organization_id = existing
+                _refuse_second_registration(session, organization_id, new.identifiers)
+                _check_flags(operations, organization_id, new)
+                endpoint_id = _publish_endpoint(operations, new.name, organization_id, channel)
+                if endpoint_id is not None:
+                    _link_endpoint(operations, organization_id, endpoint_id)
             row = PartnerRow(
                 client_id=str(uuid.uuid4()),
                 name=new.name,
-                organization_id=organization.resource_id,
+                organization_id=organization_id,
                 scopes=format_scopes(parse_scopes(new.scopes)),
                 jwks=json.dumps(jwks) if jwks is not None else None,
                 jwks_url=new.jwks_url,
@@ -122,6 +144,18 @@ class PartnerService:
             _set_channel_columns(row, channel)
             session.add(row)
             return _partner(row)
+
+    def registered(self, system: str, value: str) -> Partner | None:
+        """The partner registered for the Organization with this identifier, if any."""
+        with (
+            unit_of_work(self._engine) as session,
+            internal_operations(session, "partner-registry", paging=_LOOKUP) as operations,
+        ):
+            organization_id = _organization_named(operations, [(system, value)])
+            if organization_id is None:
+                return None
+            row = _registration_of(session, organization_id)
+            return _partner(row) if row is not None else None
 
     def list(self) -> list[Partner]:
         with unit_of_work(self._engine, writes=False) as session:
@@ -158,9 +192,11 @@ class PartnerService:
         """Change how the partner is reached; its Organization's Endpoint follows. Changes
         already queued go out through the new channel."""
         checked = _checked_channel(channel)
-        with unit_of_work(self._engine) as session:
+        with (
+            unit_of_work(self._engine) as session,
+            internal_operations(session, "partner-registry", paging=Paging(1, 1)) as operations,
+        ):
             row = _existing(session, client_id)
-            operations = ResourceOperations(ResourceRepository(session), Paging(1, 1))
             endpoint_id = _publish_endpoint(operations, row.name, row.organization_id, checked)
             organization = orjson.loads(
                 operations.read("Organization", row.organization_id).content or b"{}"
@@ -280,8 +316,6 @@ def _endpoint(name: str, channel: ChannelConfig, organization_id: str) -> dict[s
 
 
 def _organization(new: NewPartner, endpoint_id: str | None) -> dict[str, Any]:
-    if not new.identifiers:
-        raise InvalidRequest("a partner needs at least one identifier (SYSTEM|VALUE)")
     endpoint = {"endpoint": [{"reference": f"Endpoint/{endpoint_id}"}]} if endpoint_id else {}
     return {
         "resourceType": "Organization",
@@ -295,6 +329,87 @@ def _organization(new: NewPartner, endpoint_id: str | None) -> dict[str, Any]:
         "name": new.name,
         **endpoint,
     }
+
+
+def _check_identifiers(identifiers: Sequence[tuple[str, str]]) -> None:
+    if not identifiers:
+        raise InvalidRequest("a partner needs at least one identifier (SYSTEM|VALUE)")
+    for system, value in identifiers:
+        if system == NPI_SYSTEM and not is_npi(value):
+            raise InvalidRequest(
+                f"{value[:20]!r} is not an NPI: ten digits whose last is the Luhn check digit "
+                "over the 80840 prefix (e.g. 1234567893)"
+            )
+
+
+def is_npi(value: str) -> bool:
+    """CMS's NPI check digit: the Luhn formula over the value prefixed with 80840 (the
+    ISO 7812 card issuer prefix for US health applications)."""
+    if len(value) != 10 or not value.isascii() or not value.isdigit():
+        return False
+    total = 0
+    for position, digit in enumerate(int(char) for char in reversed("80840" + value)):
+        doubled = digit * 2 if position % 2 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    return total % 10 == 0
+
+
+def _organization_named(
+    operations: ResourceOperations, identifiers: Sequence[tuple[str, str]]
+) -> str | None:
+    """The id of the one stored Organization the identifiers name; None when none does."""
+    found: set[str] = set()
+    for system, value in identifiers:
+        bundle = operations.search(
+            "Organization", [("identifier", f"{system}|{value}")], base_url=""
+        )
+        found.update(str(plain(entry["resource"])["id"]) for entry in bundle.get("entry", []))
+    if len(found) > 1:
+        raise InvalidRequest(
+            "the identifiers name more than one stored Organization: give the one "
+            "the partner is known by"
+        )
+    return next(iter(found), None)
+
+
+def _registration_of(session: Any, organization_id: str) -> PartnerRow | None:
+    statement = select(PartnerRow).where(col(PartnerRow.organization_id) == organization_id)
+    row: PartnerRow | None = session.execute(statement).scalars().first()
+    return row
+
+
+def _refuse_second_registration(
+    session: Any, organization_id: str, identifiers: Sequence[tuple[str, str]]
+) -> None:
+    row = _registration_of(session, organization_id)
+    if row is not None:
+        system, value = identifiers[0]
+        raise InvalidRequest(
+            f"a partner is already registered for {system}|{value} (client_id {row.client_id}): "
+            "rotate its key or change its channel instead of registering it again"
+        )
+
+
+def _check_flags(operations: ResourceOperations, organization_id: str, new: NewPartner) -> None:
+    """The registration must say what the stored Organization says of being a Part 2 program,
+    since the gate reads that fact from the partner's registration."""
+    organization = orjson.loads(operations.read("Organization", organization_id).content or b"{}")
+    for extension in organization.get("extension", []):
+        if extension.get("url") != PART2_PROGRAM_EXTENSION:
+            continue
+        stored = extension.get("valueBoolean")
+        if isinstance(stored, bool) and stored != new.part2_program:
+            flag = "--part2-program" if stored else "no --part2-program"
+            raise InvalidRequest(
+                f"Organization/{organization_id} is {'' if stored else 'not '}a Part 2 program: "
+                f"register it with {flag}"
+            )
+
+
+def _link_endpoint(operations: ResourceOperations, organization_id: str, endpoint_id: str) -> None:
+    organization = orjson.loads(operations.read("Organization", organization_id).content or b"{}")
+    endpoints = [*organization.get("endpoint", []), {"reference": f"Endpoint/{endpoint_id}"}]
+    operations.update("Organization", organization_id, {**organization, "endpoint": endpoints})
 
 
 def _check_scopes(scopes: str) -> None:
@@ -318,8 +433,28 @@ def _checked_jwks(jwks: dict[str, Any] | None, jwks_url: str | None) -> dict[str
     if not isinstance(keys, list) or not keys:
         raise InvalidRequest("the JWKS has no keys")
     for key in keys:
-        if not isinstance(key, dict) or not key.get("kid"):
-            raise InvalidRequest("every key in the JWKS needs a kid")
-        if key.get("kty") not in ("RSA", "EC") or "d" in key:
-            raise InvalidRequest("the JWKS must hold public RSA or EC keys only")
+        _check_public_key(key)
     return jwks
+
+
+def _check_public_key(key: Any) -> None:
+    """A public RSA or EC signing key with a kid: a symmetric key would be a shared secret,
+    a private one a leak, and an HS256 key lets anyone holding the JWKS sign as the partner."""
+    if not isinstance(key, dict) or not key.get("kid"):
+        raise InvalidRequest("every key in the JWKS needs a kid")
+    if key.get("kty") not in ("RSA", "EC"):
+        raise InvalidRequest(
+            f"key {str(key['kid'])[:40]!r} is a {str(key.get('kty'))[:10]!r} key: the JWKS must "
+            "hold public RSA or EC keys only (no symmetric keys)"
+        )
+    if _PRIVATE_MEMBERS & key.keys():
+        raise InvalidRequest(
+            f"key {str(key['kid'])[:40]!r} holds private key material: the JWKS must hold "
+            "public RSA or EC keys only"
+        )
+    algorithm = key.get("alg")
+    if algorithm is not None and algorithm not in ACCEPTED_ALGORITHMS:
+        raise InvalidRequest(
+            f"key {str(key['kid'])[:40]!r} is marked alg {str(algorithm)[:10]!r}: client "
+            f"assertions are signed with {' or '.join(ACCEPTED_ALGORITHMS)}"
+        )

@@ -6,10 +6,11 @@ many interactions in one; `ResourceService` gives each interaction a transaction
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -19,6 +20,9 @@ from sqlmodel import Session
 
 from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
+from interop.services import limits
+from interop.services.directives import consent_warnings
+from interop.services.disclosure import Released, log_into, system_gate
 from interop.services.errors import (
     BusinessRuleBroken,
     InvalidRequest,
@@ -33,22 +37,32 @@ from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
-from interop.store.repository import ResourceRepository, StoredVersion
+from interop.store.repository import ResourceRepository, current_version
+from interop.store.repository import StoredVersion as StoredVersion
 from interop.store.search import Inclusion, SearchQuery
 from interop.store.search_params import SUPPORTED_TYPES, extract, parse_reference
-from interop.store.tables import ResourceRow
+from interop.store.tables import OPERATOR_ORIGIN, ResourceRow
 from mappings import fhir
-from mappings.consent import directive_from_fhir, directive_problems_as_issues
 from mappings.errors import InvalidResource, Issue
-from mappings.workflow import Side, is_fulfillment, task_change_problem
+from mappings.terminology import TASK_CODE
+from mappings.workflow import Side, is_fulfillment, is_owner_cancellation, task_change_problem
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _MAX_INCLUDE_ROUNDS = 4
-_T = TypeVar("_T")
 
 
 class Gate(Protocol):
     """The disclosure gate of one request (interop.services.disclosure.GateSession)."""
+
+    @property
+    def requester(self) -> Requester:
+        """Who asks; the origin of what it writes."""
+        ...
+
+    @property
+    def released(self) -> Released:
+        """The labels, notice and consents of what was released so far."""
+        ...
 
     def admit(self, stored: StoredVersion) -> bytes | None: ...
 
@@ -73,12 +87,14 @@ class WriteOutcome:
     warnings: tuple[Issue, ...] = ()  # e.g. why a stored Consent cannot be relied on
 
 
-def reliance_warnings(resource_type: str, resource: dict[str, Any]) -> tuple[Issue, ...]:
-    """Why a Consent may be stored (a draft, say) yet not relied on under 42 CFR §2.31."""
+def reliance_warnings(
+    resource_type: str, resource: dict[str, Any], session: Session | None = None
+) -> tuple[Issue, ...]:
+    """Why a Consent may be stored (a draft, say) yet not relied on under 42 CFR §2.31, read
+    with what the store knows around it (interop.services.directives)."""
     if resource_type != "Consent":
         return ()
-    directive = directive_from_fhir(resource)
-    return directive_problems_as_issues(directive, datetime.now(UTC))
+    return consent_warnings(session, resource, datetime.now(UTC))
 
 
 def check_type(resource_type: str) -> None:
@@ -93,28 +109,40 @@ def check_id(resource_id: str) -> None:
 
 
 class ResourceOperations:
-    """The interactions, inside the caller's unit of work.
+    """The interactions, inside the caller's unit of work, behind one door: the disclosure gate
+    of this request (ARCHITECTURE.md rule 4).
 
-    Reads go through `gate` (the disclosure gate of this request) whenever one is given: what
-    it withholds is treated exactly as what does not exist. Writes queue what partners must be
-    told in the same transaction (interop.services.outbox); `origin` names the Organization
-    making the change when no guard does (an HL7 v2 sender), so it is not told of its own change.
+    Reads, searches, history and conditional criteria see only what `gate` releases; updates
+    and deletes of a record the gate withholds answer exactly as for an unknown id and change
+    nothing. Every version written records the gate's requester's organization as its origin.
+    Writes queue what partners must be told in the same transaction (interop.services.outbox);
+    `acting_for` names the side of a shared Task the writer acts for when no guard does (an HL7
+    v2 sender), so it is not told of its own change; without either, staff and the program's
+    own systems act for either side.
     """
 
     def __init__(
         self,
         repository: ResourceRepository,
         paging: Paging,
-        guard: WriteGuard | None = None,
-        gate: Gate | None = None,
+        gate: Gate,
         *,
-        origin: str | None = None,
+        guard: WriteGuard | None = None,
+        acting_for: str | None = None,
+        client_ids: bool = False,
     ) -> None:
         self._repository = repository
+        self._client_ids = client_ids or gate.requester.first_party
+        self._visible: dict[tuple[str, str], bool] = {}
         self._paging = paging
         self._guard = guard
         self._gate = gate
-        self._origin = origin if guard is None else guard.organization
+        self._origin = acting_for if guard is None else guard.organization
+
+    @property
+    def released(self) -> Released:
+        """What this request's gate released so far (for a document's markings)."""
+        return self._gate.released
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         check_type(resource_type)
@@ -124,10 +152,10 @@ class ResourceOperations:
         if row is None:
             raise unknown
         if row.deleted:
-            if self._admitted(_current(row)) is None:
+            if self._admitted(current_version(row)) is None:
                 raise unknown
             raise ResourceGone(f"{resource_type}/{resource_id} was deleted")
-        released = self._admitted(_current(row))
+        released = self._admitted(current_version(row))
         if released is None:
             raise unknown
         return released
@@ -141,7 +169,7 @@ class ResourceOperations:
         if not version_id.isdigit():
             raise unknown
         stored = self._repository.version(resource_type, resource_id, int(version_id))
-        if stored is None:
+        if stored is None or not self._visible_now(resource_type, resource_id):
             raise unknown
         if stored.content is None:
             if self._admitted(stored) is None:
@@ -166,6 +194,8 @@ class ResourceOperations:
         """Create with a server-assigned id; with If-None-Exist, only when nothing matches."""
         check_type(resource_type)
         _check_body_type(resource_type, resource)
+        limits.check_resource(resource)
+        resource = self._localized(resource_type, resource)
         fhir.validate(resource)
         resource = self._prepared(resource_type, resource)
         if self._guard is not None:
@@ -177,7 +207,9 @@ class ResourceOperations:
         self._check_workflow(resource_type, None, resource)
         new_id = resource_id or str(uuid.uuid4())
         stored = self._store(None, resource_type, new_id, 1, resource, "POST")
-        return WriteOutcome(stored, True, reliance_warnings(resource_type, resource))
+        return WriteOutcome(
+            stored, True, reliance_warnings(resource_type, resource, self._repository.session)
+        )
 
     def update(
         self,
@@ -195,8 +227,11 @@ class ResourceOperations:
             raise InvalidRequest(
                 f"the resource's id must be present and equal {resource_id!r} (R4 §3.1.0.4)"
             )
+        limits.check_resource(resource)  # before the lock: an oversized write holds nothing
+        resource = self._localized(resource_type, resource)
         row = self._repository.current(resource_type, resource_id, lock=True)
-        if self._guard is not None:  # first: who may write comes before what is written
+        self._check_writable(row, resource_type, resource_id, creating=True)
+        if self._guard is not None:  # then: who may write comes before what is written
             self._guard.check(resource_type, row.content if row is not None else None, resource)
         fhir.validate(resource)
         resource = self._prepared(resource_type, resource)
@@ -206,16 +241,16 @@ class ResourceOperations:
         self._check_workflow(resource_type, before, resource)
         version_id = 1 if row is None else row.version_id + 1
         stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
-        return WriteOutcome(stored, row is None, reliance_warnings(resource_type, resource))
+        warnings = reliance_warnings(resource_type, resource, self._repository.session)
+        return WriteOutcome(stored, row is None, warnings)
 
     def delete(self, resource_type: str, resource_id: str) -> None:
         """Delete: a new version without content; deleting twice changes nothing."""
         check_type(resource_type)
         check_id(resource_id)
         row = self._repository.current(resource_type, resource_id, lock=True)
-        if row is None:
-            raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
-        if row.deleted:
+        self._check_writable(row, resource_type, resource_id, creating=False)
+        if row is None or row.deleted:
             return
         if self._guard is not None:
             self._guard.check(resource_type, row.content, None)
@@ -224,9 +259,10 @@ class ResourceOperations:
                     "a referral's Task is not deleted by a partner: mark it entered-in-error"
                 )
         stored = StoredVersion(
-            resource_type, resource_id, row.version_id + 1, now_ms(), "DELETE", None
-        )
+            resource_type, resource_id, row.version_id + 1, now_ms(), "DELETE", None, "", ()
+        ).with_origin(self._gate.requester.organization, _custodians(row))
         self._repository.write(row, stored, ())
+        self._visible.pop((resource_type, resource_id), None)
 
     def search(
         self,
@@ -259,7 +295,7 @@ class ResourceOperations:
             entries.extend(bb.search_entry(base_url, stored, "include") for stored in included)
         if query.ignored:
             entries.append(bb.outcome_entry(_ignored_outcome(query.ignored)))
-        return self._sealed(bb.bundle("searchset", total=total, link=links, entry=entries))
+        return self.seal(bb.bundle("searchset", total=total, link=links, entry=entries))
 
     def history(
         self,
@@ -278,11 +314,16 @@ class ResourceOperations:
         if (
             resource_type is not None
             and resource_id is not None
-            and self._repository.current(resource_type, resource_id) is None
+            and not self._visible_now(resource_type, resource_id)
         ):
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         versions = self._repository.history(resource_type, resource_id, since)
-        released = [kept for kept in map(self._admitted, versions) if kept is not None]
+        released = [
+            kept
+            for version in versions
+            if self._visible_now(version.resource_type, version.resource_id)
+            and (kept := self._admitted(version)) is not None
+        ]
         if resource_id is not None and not released and versions:
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         path = "/".join(part for part in (resource_type, resource_id) if part)
@@ -292,7 +333,7 @@ class ResourceOperations:
         entries = [bb.history_entry(base_url, stored) for stored in page]
         links = bb.paging_links(url, used, offset, count, len(released))
         bundle = bb.bundle("history", total=len(released), link=links, entry=entries)
-        return self._sealed(bundle)
+        return self.seal(bundle)
 
     def conditional_match(
         self, resource_type: str, criteria: str, base_url: str
@@ -363,8 +404,8 @@ class ResourceOperations:
         last_updated = now_ms()
         body = _with_identity(resource, resource_id, version_id, last_updated)
         stored = StoredVersion(
-            resource_type, resource_id, version_id, last_updated, method, fhir.to_json(body)
-        )
+            resource_type, resource_id, version_id, last_updated, method, fhir.to_json(body), "", ()
+        ).with_origin(self._gate.requester.organization, _custodians(row))
         before = row.content if row is not None and not row.deleted else None
         try:
             self._repository.write(row, stored, extract(body))
@@ -373,7 +414,30 @@ class ResourceOperations:
                 f"{resource_type}/{resource_id} was changed by another request; read it and retry"
             ) from None
         note_change(self._repository.session, stored, before, self._origin)
+        self._visible.pop((resource_type, resource_id), None)
         return stored
+
+    def _localized(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """A partner's referral names organizations as its own server does (absolute URLs
+        there), with their identifiers beside them: each one that names an Organization known
+        here by that identifier points here instead, its identifier and display kept (R4
+        §2.3.0: a reference may carry both), so that the partner's copy of a referral it sent
+        lands as its referral, and the other party as the organization it is here. A
+        reference no identifier resolves stays as the partner wrote it."""
+        if self._guard is None or resource_type not in _REFERRAL_TYPES:
+            return resource
+        localized = dict(resource)
+        # The directory of Organizations is the server's to consult, whatever the writer's
+        # read scopes: nothing about a patient is read.
+        session = self._repository.session
+        with internal_operations(session, "party-resolution", paging=self._paging) as lookup:
+            for role in _PARTY_ELEMENTS:
+                value = localized.get(role)
+                if isinstance(value, list):
+                    localized[role] = [_local_party(lookup, item) for item in value]
+                elif isinstance(value, dict):
+                    localized[role] = _local_party(lookup, value)
+        return localized
 
     def _prepared(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
         """What the server owns in a resource, set before it is validated and stored."""
@@ -389,15 +453,35 @@ class ResourceOperations:
             return
         previous = orjson.loads(before) if before is not None else None
         side = _side(self._origin, previous or after)
-        problem = task_change_problem(previous, after, side)
+        asked = (
+            previous is not None
+            and is_owner_cancellation(previous, after)
+            and self._abort_requested(previous)
+        )
+        problem = task_change_problem(previous, after, side, abort_requested=asked)
         if problem is not None:
             raise BusinessRuleBroken(problem)
+
+    def _abort_requested(self, task: dict[str, Any]) -> bool:
+        """A cancellation request stands for the Task: a Task with code `abort` focused on it,
+        made by the Task's requester, not refused or withdrawn (REFERRALS.md; COW IG
+        cancellation)."""
+        params = [("focus", f"Task/{task.get('id')}"), ("code", f"{TASK_CODE}|abort")]
+        query = parse_search("Task", params, base_url="", paging=self._paging)
+        asks = (
+            orjson.loads(stored.content or b"{}") for _row, stored in self._released_matches(query)
+        )
+        return any(
+            ask.get("status") not in _WITHDRAWN
+            and _same_party(ask.get("requester"), task.get("requester"))
+            for ask in asks
+        )
 
     def _released_matches(self, query: SearchQuery) -> list[tuple[ResourceRow, StoredVersion]]:
         """Every match in sort order, as the gate releases it (withheld ones left out)."""
         released: list[tuple[ResourceRow, StoredVersion]] = []
         for row in self._repository.matches(query):
-            stored = self._admitted(_current(row))
+            stored = self._admitted(current_version(row))
             if stored is not None:
                 released.append((row, stored))
         return released
@@ -427,7 +511,7 @@ class ResourceOperations:
             admitted = [
                 (row, kept)
                 for row in _unseen(found, seen)
-                if (kept := self._admitted(_current(row))) is not None
+                if (kept := self._admitted(current_version(row))) is not None
             ]
             if not admitted:
                 break
@@ -435,10 +519,47 @@ class ResourceOperations:
             frontier = [row for row, _kept in admitted]
         return included
 
+    def _visible_now(self, resource_type: str, resource_id: str) -> bool:
+        """Whether the resource as it stands now is one the requester may see: a version of a
+        resource it may not see is not shown either, since showing an old version while the
+        current one answers 404 would tell that someone it may not hear of has written since
+        (a Part 2 program's "admitted", say)."""
+        key = (resource_type, resource_id)
+        if key not in self._visible:
+            row = self._repository.current(resource_type, resource_id)
+            if row is None:
+                self._visible[key] = False
+            elif row.deleted:
+                self._visible[key] = self._deletion_visible(current_version(row))
+            else:
+                self._visible[key] = self._admitted(current_version(row)) is not None
+        return self._visible[key]
+
+    def _check_writable(
+        self, row: ResourceRow | None, resource_type: str, resource_id: str, *, creating: bool
+    ) -> None:
+        """A write reaches only what the writer may see: a withheld record answers exactly as
+        an unknown id, and so does an unknown id for a writer that does not see everything
+        (it could otherwise tell a taken id from a free one), so such writers create with POST
+        and the server assigns the id (R4 §3.1.0.4.1 lets a server refuse update as create).
+        The program's own systems, and staff through the case API whose records carry the
+        case model's ids (`client_ids`), may create with an id of their choosing."""
+        unknown = ResourceNotFound(
+            f"{resource_type}/{resource_id} is not known (new records are created with POST)"
+        )
+        if row is None:
+            if not creating or not self._client_ids:
+                raise unknown
+            return
+        if row.deleted:
+            if not self._deletion_visible(current_version(row)):
+                raise unknown
+            return
+        if self._admitted(current_version(row)) is None:
+            raise unknown
+
     def _admitted(self, stored: StoredVersion) -> StoredVersion | None:
         """The version as the gate releases it (labelled), or None when it is withheld."""
-        if self._gate is None:
-            return stored
         if stored.content is None:
             return stored if self._deletion_visible(stored) else None
         content = self._gate.admit(stored)
@@ -453,8 +574,9 @@ class ResourceOperations:
         )
         return ended is not None and self._admitted(ended) is not None
 
-    def _sealed(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        return bundle if self._gate is None else self._gate.seal(bundle)
+    def seal(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """A Bundle of what was released carries their labels and the notice (S1, S2)."""
+        return self._gate.seal(bundle)
 
 
 class GateFactory(Protocol):
@@ -465,8 +587,52 @@ class GateFactory(Protocol):
     def record(self, gate: Any) -> None: ...
 
 
+@contextmanager
+def behind_gate(
+    engine: Engine,
+    gates: GateFactory,
+    requester: Requester,
+    interaction: str,
+    *,
+    paging: Paging,
+    writes: bool = False,
+    guard: WriteGuard | None = None,
+    client_ids: bool = False,
+) -> Iterator[ResourceOperations]:
+    """The one door: the interactions in a transaction of their own, behind a fresh gate for
+    `requester`, whose decisions (denials included) are logged before anything is handed back
+    (PART2.md A1), even when the work fails half-way."""
+    gate: Gate | None = None
+    try:
+        with unit_of_work(engine, writes=writes) as session:
+            gate = gates.open(session, requester, interaction)
+            yield ResourceOperations(
+                ResourceRepository(session), paging, gate, guard=guard, client_ids=client_ids
+            )
+    finally:
+        if gate is not None:
+            gates.record(gate)
+
+
+@contextmanager
+def internal_operations(
+    session: Session,
+    job: str,
+    *,
+    paging: Paging,
+    on_behalf_of: str = OPERATOR_ORIGIN,
+    acting_for: str | None = None,
+) -> Iterator[ResourceOperations]:
+    """The same door for internal work in the caller's transaction, as the named system
+    requester `system:{job}` writing on behalf of `on_behalf_of`; its decisions are logged in
+    that transaction."""
+    gate = system_gate(session, job, on_behalf_of)
+    yield ResourceOperations(ResourceRepository(session), paging, gate, acting_for=acting_for)
+    log_into(session, gate)
+
+
 class ResourceService:
-    """Each interaction in a transaction of its own; every read through the disclosure gate."""
+    """Each interaction in a transaction of its own, behind the disclosure gate."""
 
     def __init__(self, engine: Engine, paging: Paging, gates: GateFactory) -> None:
         self._engine = engine
@@ -474,14 +640,14 @@ class ResourceService:
         self._gates = gates
 
     def read(self, resource_type: str, resource_id: str, requester: Requester) -> StoredVersion:
-        return self._gated(requester, "read", lambda ops: ops.read(resource_type, resource_id))
+        with self._door(requester, "read") as operations:
+            return operations.read(resource_type, resource_id)
 
     def vread(
         self, resource_type: str, resource_id: str, version_id: str, requester: Requester
     ) -> StoredVersion:
-        return self._gated(
-            requester, "vread", lambda ops: ops.vread(resource_type, resource_id, version_id)
-        )
+        with self._door(requester, "vread") as operations:
+            return operations.vread(resource_type, resource_id, version_id)
 
     def search(
         self,
@@ -492,11 +658,8 @@ class ResourceService:
         base_url: str,
         strict: bool = False,
     ) -> dict[str, Any]:
-        return self._gated(
-            requester,
-            "search",
-            lambda ops: ops.search(resource_type, params, base_url=base_url, strict=strict),
-        )
+        with self._door(requester, "search") as operations:
+            return operations.search(resource_type, params, base_url=base_url, strict=strict)
 
     def history(
         self,
@@ -507,11 +670,8 @@ class ResourceService:
         *,
         base_url: str,
     ) -> dict[str, Any]:
-        return self._gated(
-            requester,
-            "history",
-            lambda ops: ops.history(resource_type, resource_id, params, base_url=base_url),
-        )
+        with self._door(requester, "history") as operations:
+            return operations.history(resource_type, resource_id, params, base_url=base_url)
 
     def create(
         self,
@@ -523,29 +683,23 @@ class ResourceService:
         if_none_exist: str | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteOutcome:
-        return self._gated(
-            requester,
-            "create",
-            lambda ops: ops.create(
+        with self._door(requester, "create", guard) as operations:
+            return operations.create(
                 resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
-            ),
-            guard=guard,
-            writes=True,
-        )
+            )
 
     def update(
         self,
         resource_type: str,
         resource_id: str,
         resource: dict[str, Any],
+        requester: Requester,
         *,
         if_match: str | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteOutcome:
-        with unit_of_work(self._engine) as session:
-            return self._operations(session, guard).update(
-                resource_type, resource_id, resource, if_match=if_match
-            )
+        with self._door(requester, "update", guard) as operations:
+            return operations.update(resource_type, resource_id, resource, if_match=if_match)
 
     def conditional_update(
         self,
@@ -557,14 +711,9 @@ class ResourceService:
         base_url: str,
         guard: WriteGuard | None = None,
     ) -> WriteOutcome:
-        """Behind the gate: only what the requester may see can match."""
-        return self._gated(
-            requester,
-            "update",
-            lambda ops: ops.conditional_update(resource_type, params, resource, base_url=base_url),
-            guard=guard,
-            writes=True,
-        )
+        """Only what the requester may see can match."""
+        with self._door(requester, "update", guard) as operations:
+            return operations.conditional_update(resource_type, params, resource, base_url=base_url)
 
     def validate(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
         """Validate without storing; any R4 type, since validation needs no storage."""
@@ -579,35 +728,32 @@ class ResourceService:
         return outcome(Issue("information", "informational", "no errors found"), *warnings)
 
     def delete(
-        self, resource_type: str, resource_id: str, *, guard: WriteGuard | None = None
-    ) -> None:
-        with unit_of_work(self._engine) as session:
-            self._operations(session, guard).delete(resource_type, resource_id)
-
-    def _gated(
         self,
+        resource_type: str,
+        resource_id: str,
         requester: Requester,
-        interaction: str,
-        action: Callable[[ResourceOperations], _T],
         *,
         guard: WriteGuard | None = None,
-        writes: bool = False,
-    ) -> _T:
-        """Run `action` behind a fresh gate; its decisions are logged, denials included,
-        before the result is handed back (PART2.md A1)."""
-        gate: Gate | None = None
-        try:
-            with unit_of_work(self._engine, writes=writes) as session:
-                gate = self._gates.open(session, requester, interaction)
-                return action(self._operations(session, guard, gate))
-        finally:
-            if gate is not None:
-                self._gates.record(gate)
+    ) -> None:
+        with self._door(requester, "delete", guard) as operations:
+            operations.delete(resource_type, resource_id)
 
-    def _operations(
-        self, session: Any, guard: WriteGuard | None = None, gate: Gate | None = None
-    ) -> ResourceOperations:
-        return ResourceOperations(ResourceRepository(session), self._paging, guard, gate)
+    def _door(
+        self, requester: Requester, interaction: str, guard: WriteGuard | None = None
+    ) -> AbstractContextManager[ResourceOperations]:
+        writes = interaction in _WRITES
+        return behind_gate(
+            self._engine,
+            self._gates,
+            requester,
+            interaction,
+            paging=self._paging,
+            writes=writes,
+            guard=guard,
+        )
+
+
+_WRITES = frozenset({"create", "update", "delete"})
 
 
 def _side(origin: str | None, task: dict[str, Any]) -> Side:
@@ -640,18 +786,42 @@ def as_written(content: bytes | None) -> dict[str, Any]:
     return {**resource, "meta": meta} if meta else resource
 
 
+def _same_party(one: Any, other: Any) -> bool:
+    """Two references name the same resource (relative or absolute, as partners write)."""
+    found = [
+        parse_reference(ref["reference"])
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str)
+        else None
+        for ref in (one, other)
+    ]
+    return found[0] is not None and found[1] is not None and found[0][:2] == found[1][:2]
+
+
+def _local_party(lookup: ResourceOperations, reference: Any) -> Any:
+    """The reference pointed at the one Organization here with its identifier, if any."""
+    identifier = reference.get("identifier") if isinstance(reference, dict) else None
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
+        return reference
+    criteria = f"{identifier.get('system') or ''}|{identifier['value']}"
+    try:
+        found = lookup.single_match("Organization", [("identifier", criteria)], "")
+    except (PreconditionFailed, InvalidRequest):
+        return reference
+    if found is None:
+        return reference
+    return {**reference, "reference": f"Organization/{found.resource_id}"}
+
+
 _SERVER_META = ("versionId", "lastUpdated")
+_REFERRAL_TYPES = frozenset({"ServiceRequest", "Task"})
+_PARTY_ELEMENTS = ("requester", "owner", "performer")
+_WITHDRAWN = frozenset({"rejected", "cancelled", "entered-in-error", "failed"})
+"""An abort Task in these states no longer asks for anything."""
 
 
-def _current(row: ResourceRow) -> StoredVersion:
-    return StoredVersion(
-        row.resource_type,
-        row.resource_id,
-        row.version_id,
-        row.last_updated,
-        "PUT",
-        row.content,
-    )
+def _custodians(row: ResourceRow | None) -> tuple[str, ...]:
+    """Who wrote the versions before the next one: none for a new resource."""
+    return () if row is None else tuple(row.custodians.split())
 
 
 def _check_body_type(resource_type: str, resource: dict[str, Any]) -> None:

@@ -10,17 +10,25 @@ from sqlmodel import Session
 
 from interop.settings import sqlalchemy_url
 
+CHAIN_KEY_OPTION = "interop_chain_key"
+"""The execution option carrying the disclosure log's key (interop.audit.log), so that every
+unit of work on this engine can extend and check the chain, and no table ever holds the key."""
 
-def make_engine(database_url: str) -> Engine:
-    """An engine tuned for the backend: SQLite gets WAL, foreign keys and a busy timeout."""
+
+def make_engine(database_url: str, *, chain_key: bytes | None = None) -> Engine:
+    """An engine tuned for the backend: SQLite gets WAL, foreign keys and a busy timeout.
+    `chain_key` (settings.chain_key()) is what the disclosure log is keyed with."""
     url = sqlalchemy_url(database_url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    _ensure_parent_directory(url)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-    event.listen(engine, "connect", _sqlite_pragmas)
-    event.listen(engine, "begin", _sqlite_begin_immediate)
-    return engine
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    else:
+        _ensure_parent_directory(url)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+    return (
+        engine if chain_key is None else engine.execution_options(**{CHAIN_KEY_OPTION: chain_key})
+    )
 
 
 def _ensure_parent_directory(url: str) -> None:

@@ -6,6 +6,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from interop.store.database import CHAIN_KEY_OPTION
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -13,6 +15,7 @@ def alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
+    config.attributes[CHAIN_KEY_OPTION] = engine.get_execution_options().get(CHAIN_KEY_OPTION)
     return config
 
 

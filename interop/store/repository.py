@@ -1,7 +1,7 @@
 """Queries and writes of FHIR resources; the caller owns the transaction (flush, never commit)."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import delete, false, select
@@ -33,6 +33,13 @@ class StoredVersion:
     last_updated: datetime
     method: str
     content: bytes | None  # None for a deletion
+    origin: str  # the organization on whose behalf this version was written
+    custodians: tuple[str, ...]  # every organization that wrote a version up to this one
+
+    def with_origin(self, origin: str, earlier: tuple[str, ...]) -> "StoredVersion":
+        """This version as written by `origin` after the custodians `earlier`."""
+        custodians = earlier if origin in earlier else (*earlier, origin)
+        return replace(self, origin=origin, custodians=custodians)
 
 
 class ResourceRepository:
@@ -85,6 +92,8 @@ class ResourceRepository:
         row.last_updated = stored.last_updated
         row.deleted = stored.content is None
         row.content = stored.content
+        row.origin = stored.origin
+        row.custodians = " ".join(stored.custodians)
         self._session.add(row)
         self._session.add(
             ResourceVersionRow(
@@ -94,6 +103,8 @@ class ResourceRepository:
                 last_updated=stored.last_updated,
                 method=stored.method,
                 content=stored.content,
+                origin=row.origin,
+                custodians=row.custodians,
             )
         )
         self._session.flush()
@@ -196,4 +207,20 @@ def _stored(row: ResourceVersionRow) -> StoredVersion:
         last_updated=row.last_updated,
         method=row.method,
         content=row.content,
+        origin=row.origin,
+        custodians=tuple(row.custodians.split()),
+    )
+
+
+def current_version(row: ResourceRow) -> StoredVersion:
+    """The current row as the version it holds."""
+    return StoredVersion(
+        row.resource_type,
+        row.resource_id,
+        row.version_id,
+        row.last_updated,
+        "PUT",
+        row.content,
+        row.origin,
+        tuple(row.custodians.split()),
     )

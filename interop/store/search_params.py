@@ -93,6 +93,12 @@ SEARCH_PARAMS: dict[str, tuple[SearchParam, ...]] = {
         _p("modified", D, "lastModified", definition="Task-modified"),
         _p("authored-on", D, "authoredOn", definition="Task-authored-on"),
         _p("period", D, "executionPeriod", definition="Task-period"),
+        SearchParam(  # R4 core has none: restriction.period.end is REFERRALS.md's deadline
+            "restriction-period",
+            D,
+            ("restriction.period",),
+            f"{_PROJECT}/SearchParameter/Task-restriction-period",
+        ),
         _p("based-on", R, "basedOn", definition="Task-based-on"),
         _p("part-of", R, "partOf", definition="Task-part-of"),
         _p("identifier", T, "identifier", definition="Task-identifier"),

@@ -4,6 +4,11 @@
 that a read can answer 410 Gone); `resource_version` keeps every version ever written, which
 is what history and vread serve; `search_index` keeps the values the search parameters of
 interop.store.search_params extract, one row per value.
+
+Every version records its origin, the organization on whose behalf it was written (its
+custodian, PART2.md P1), set by the service from who is asking and never read from the body;
+`custodians` lists, in order of first contribution, every organization that wrote any version
+up to this one, since a shared record (a referral's Task) carries what each of them wrote.
 """
 
 from datetime import datetime
@@ -11,6 +16,11 @@ from typing import Final
 
 from sqlalchemy import Column, Index, LargeBinary, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+OPERATOR_ORIGIN: Final = "Organization/operator"
+"""The origin of what the operator itself wrote without naming a program (seeded or migrated
+data, an administrator with no program): a custodian of unknown standing, which the gate treats
+as a Part 2 program unless an Organization with this id says otherwise."""
 
 
 class ResourceRow(SQLModel, table=True):
@@ -20,6 +30,7 @@ class ResourceRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("resource_type", "resource_id", name="uq_resource_type_id"),
         Index("ix_resource_type_updated", "resource_type", "last_updated"),
+        Index("ix_resource_origin", "resource_type", "origin"),
     )
 
     pk: int | None = Field(default=None, primary_key=True)
@@ -29,6 +40,8 @@ class ResourceRow(SQLModel, table=True):
     last_updated: datetime
     deleted: bool = False
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    origin: str = Field(default=OPERATOR_ORIGIN, max_length=200)
+    custodians: str = Field(default=OPERATOR_ORIGIN, max_length=4000)
 
 
 class ResourceVersionRow(SQLModel, table=True):
@@ -38,6 +51,7 @@ class ResourceVersionRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("resource_type", "resource_id", "version_id", name="uq_resource_version"),
         Index("ix_resource_version_updated", "resource_type", "last_updated"),
+        Index("ix_resource_version_type_pk", "resource_type", "pk"),
     )
 
     pk: int | None = Field(default=None, primary_key=True)
@@ -47,6 +61,8 @@ class ResourceVersionRow(SQLModel, table=True):
     last_updated: datetime = Field(index=True)
     method: str = Field(max_length=8)
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    origin: str = Field(default=OPERATOR_ORIGIN, max_length=200)
+    custodians: str = Field(default=OPERATOR_ORIGIN, max_length=4000)
 
 
 class SearchIndexRow(SQLModel, table=True):
@@ -237,5 +253,29 @@ RESOURCE_TABLE: Final[Table] = ResourceRow.__table__  # type: ignore[attr-define
 VERSION_TABLE: Final[Table] = ResourceVersionRow.__table__  # type: ignore[attr-defined]
 INDEX_TABLE: Final[Table] = SearchIndexRow.__table__  # type: ignore[attr-defined]
 LOG_TABLE: Final[Table] = DisclosureLogRow.__table__  # type: ignore[attr-defined]
+HEAD_TABLE: Final[Table] = ChainHeadRow.__table__  # type: ignore[attr-defined]
 OUTBOX_TABLE: Final[Table] = OutboxRow.__table__  # type: ignore[attr-defined]
 """Typed handles on the tables, for SQL expressions (SQLModel types the fields as values)."""
+
+
+class ConsentFormRow(SQLModel, table=True):
+    """A consent form compliance staff approved once, with the §2.31 statements it contains
+    (PART2.md C9): consents signed on it have those elements without attesting them each.
+
+    `form` is how consents name it: a `policy.uri` (which may be the canonical|version of the
+    Questionnaire the form comes from), the signed form's attachment URL, or the literal
+    `sourceReference` (a DocumentReference); `statements` the codes of mappings.consent
+    (right-to-revoke, redisclosure-risk, refusal-consequences), space-separated.
+    """
+
+    __tablename__ = "consent_form"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    form: str = Field(max_length=1024, unique=True)
+    title: str = Field(default="", max_length=400)
+    statements: str = Field(default="", max_length=400)
+    approved_by: str = Field(max_length=200)
+    approved_at: datetime
+
+
+FORM_TABLE: Final[Table] = ConsentFormRow.__table__  # type: ignore[attr-defined]

@@ -32,6 +32,13 @@ class DeliveryView:
     receipt: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    views: list[DeliveryView]
+    truncated: bool
+    """More deliveries match than were listed (the newest are)."""
+
+
 class Deliveries:
     def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
         self._engine = engine
@@ -47,6 +54,14 @@ class Deliveries:
         with unit_of_work(self._engine, writes=False) as session:
             rows = outbox.listing(session, states, partner, limit)
             return [_view(row) for row in rows]
+
+    def page(
+        self, states: Sequence[str] = (), partner: str | None = None, limit: int = 100
+    ) -> DeliveryPage:
+        """The newest `limit` deliveries, and whether more match: a listing that stops at its
+        limit says so, so an operator never takes the first hundred for all there is."""
+        found = self.list(states, partner, limit + 1)
+        return DeliveryPage(found[:limit], truncated=len(found) > limit)
 
     def retry(self, pk: int) -> DeliveryView:
         """Send a failed or withheld delivery again; others are left as they are."""

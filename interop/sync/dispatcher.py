@@ -10,12 +10,16 @@ partners deduplicate by identifier (conditional updates on our URLs, RF1-6, docu
 Retryable failures (adapters.errors.PartnerUnavailable) back off exponentially with jitter,
 or as the partner's Retry-After asks, until `max_attempts`; a refusal (PartnerRejected) or a
 payload the gate withholds ends the delivery at once with its reason, for staff to act on.
-Logs name rows, partners and reasons, never patient data.
+Operators see one log line per delivery attempt (`delivery id=... partner=... channel=...
+event=... state=... attempt=... elapsed_ms=... cause=...`) and one when a dispatcher starts:
+rows, partner client ids, states and reasons of ours; never patient data nor a partner's own
+explanation (which may echo what was sent; staff read it in `sync status`).
 """
 
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,6 +71,8 @@ class Outcome:
     partner: str
     state: TransportState
     error: str = ""
+    cause: str = ""
+    """Why, in a few words of ours (never the partner's text): what the log line says."""
 
 
 class Dispatcher:
@@ -92,6 +98,14 @@ class Dispatcher:
 
     def run_forever(self, stop: threading.Event, interval: float, limit: int = 20) -> None:
         """Rounds until `stop` is set, resting `interval` seconds when nothing was due."""
+        _log.info(
+            "dispatcher started: up to %d deliveries per round, resting %.2fs when none is due,"
+            " %d attempts at most, lease %ds",
+            limit,
+            interval,
+            self._policy.max_attempts,
+            self._policy.lease.total_seconds(),
+        )
         while not stop.is_set():
             try:
                 worked = self.run_once(limit)
@@ -102,24 +116,35 @@ class Dispatcher:
                 stop.wait(interval)
 
     def _work(self, row: OutboxRow) -> Outcome:
+        """One attempt, then its log line."""
+        started = time.monotonic()
+        outcome = self._attempt(row)
+        _log_attempt(row, outcome, round((time.monotonic() - started) * 1000))
+        return outcome
+
+    def _attempt(self, row: OutboxRow) -> Outcome:
         if row.attempts > self._policy.max_attempts:  # claimed again and again, never finished
             reason = f"gave up after {row.attempts - 1} attempts that never finished"
-            return self._finish(row, TransportState.FAILED, error=reason)
+            return self._finish(row, TransportState.FAILED, error=reason, cause="never finished")
         try:
             partner = self._partner(row)
             receipt = self._deliverer.deliver(row, partner)
         except Withheld:
-            return self._finish(row, TransportState.WITHHELD, error=_WITHHELD)
+            return self._finish(row, TransportState.WITHHELD, error=_WITHHELD, cause="withheld")
         except PartnerRejected as refused:
-            return self._finish(row, TransportState.FAILED, error=str(refused)[:1000])
+            return self._finish(
+                row, TransportState.FAILED, error=str(refused)[:1000], cause=refused.reason[:100]
+            )
         except PartnerUnavailable as unavailable:
             return self._retry(row, unavailable)
         except ServiceError as error:
-            return self._finish(row, TransportState.FAILED, error=error.message[:1000])
+            return self._finish(
+                row, TransportState.FAILED, error=error.message[:1000], cause=type(error).__name__
+            )
         except Exception as error:  # a bug of ours: stop, say so, and keep the round going
-            _log.error("delivery %s failed: %s", row.pk, type(error).__name__)
-            reason = f"internal error ({type(error).__name__}); see the service log"
-            return self._finish(row, TransportState.FAILED, error=reason)
+            name = type(error).__name__
+            reason = f"internal error ({name}); see the service log"
+            return self._finish(row, TransportState.FAILED, error=reason, cause=f"bug: {name}")
         return self._finish(row, TransportState(receipt.state.value), receipt=receipt.reference)
 
     def _partner(self, row: OutboxRow) -> PartnerRow:
@@ -134,12 +159,14 @@ class Dispatcher:
     def _retry(self, row: OutboxRow, unavailable: PartnerUnavailable) -> Outcome:
         if row.attempts >= self._policy.max_attempts:
             reason = f"gave up after {row.attempts} attempts: {unavailable.reason}"
-            return self._finish(row, TransportState.FAILED, error=reason[:1000])
+            cause = f"gave up: {unavailable.reason[:100]}"
+            return self._finish(row, TransportState.FAILED, error=reason[:1000], cause=cause)
         delay = self._policy.delay(row.attempts, unavailable.retry_after, self._jitter())
         return self._finish(
             row,
             TransportState.QUEUED,
             error=unavailable.reason[:1000],
+            cause=unavailable.reason[:100],
             next_attempt=self._clock() + delay,
         )
 
@@ -149,6 +176,7 @@ class Dispatcher:
         state: TransportState,
         *,
         error: str = "",
+        cause: str = "",
         receipt: str = "",
         next_attempt: datetime | None = None,
     ) -> Outcome:
@@ -161,7 +189,10 @@ class Dispatcher:
                 or row.state != TransportState.SENDING
                 or row.attempts != claimed.attempts
             ):
-                return Outcome(claimed.pk, claimed.partner_client_id, TransportState.SENDING)
+                lost = "lease lost to another dispatcher"
+                return Outcome(
+                    claimed.pk, claimed.partner_client_id, TransportState.SENDING, cause=lost
+                )
             row.state = state
             row.error = error
             row.receipt = receipt
@@ -171,14 +202,24 @@ class Dispatcher:
             else:
                 row.finished_at = self._clock()
             session.add(row)
-        _log.info(
-            "delivery %s to %s: %s%s",
-            claimed.pk,
-            claimed.partner_client_id,
-            state.value,
-            f" ({error})" if error and state is not TransportState.FAILED else "",
-        )
-        return Outcome(claimed.pk, claimed.partner_client_id, state, error)
+        return Outcome(claimed.pk, claimed.partner_client_id, state, error, cause)
+
+
+def _log_attempt(row: OutboxRow, outcome: Outcome, elapsed_ms: int) -> None:
+    """The operator's line for one attempt: ids, channel, event, state, counts, our reason."""
+    level = logging.WARNING if outcome.state is TransportState.FAILED else logging.INFO
+    _log.log(
+        level,
+        "delivery id=%s partner=%s channel=%s event=%s state=%s attempt=%d elapsed_ms=%d cause=%s",
+        row.pk,
+        row.partner_client_id,
+        row.channel,
+        row.event,
+        outcome.state.value,
+        row.attempts,
+        elapsed_ms,
+        outcome.cause or "-",
+    )
 
 
 _WITHHELD = "the disclosure gate released nothing to this partner (no consent on file?)"

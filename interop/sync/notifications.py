@@ -21,7 +21,7 @@ from adapters.ports import Receipt
 from interop.auth.requester import Requester
 from interop.services.errors import ResourceNotFound
 from interop.services.outbox import Event
-from interop.services.resources import ResourceOperations, as_written
+from interop.services.resources import as_written, internal_operations
 from interop.services.search_parser import Paging
 from interop.store.database import unit_of_work
 from interop.store.outbox import TransportState
@@ -101,8 +101,10 @@ class Notifier:
     def _set_status(self, subscription_id: str, status: str, version: int) -> None:
         """The handshake's outcome, on the version it was sent for: a Subscription changed
         meanwhile (a new endpoint) waits for its own handshake."""
-        with unit_of_work(self._engine) as session:
-            operations = ResourceOperations(ResourceRepository(session), _PAGING)
+        with (
+            unit_of_work(self._engine) as session,
+            internal_operations(session, "subscription-handshake", paging=_PAGING) as operations,
+        ):
             try:
                 stored = operations.read("Subscription", subscription_id)
             except ResourceNotFound:

@@ -17,18 +17,17 @@ from sqlalchemy import Engine
 
 from adapters.ccda.delivery import OutgoingDocumentFile
 from interop.auth.requester import Requester
-from interop.services.disclosure import DisclosureGate, GateSession
+from interop.services.disclosure import DisclosureGate
 from interop.services.errors import Forbidden, ServiceError
 from interop.services.exports import DocumentExports, focus_id, released_resource
-from interop.services.resources import ResourceOperations
+from interop.services.resources import ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
-from interop.store.database import unit_of_work
-from interop.store.repository import ResourceRepository
 from interop.store.tables import OutboxRow
 
 _PAGING = Paging(1, 1)
 _T = TypeVar("_T")
 URI_SYSTEM = "urn:ietf:rfc:3986"
+_NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 _SERVER_META = ("versionId", "lastUpdated", "source")
 
 
@@ -51,11 +50,16 @@ class Payloads:
         later change reaches the partner's copy. References point back to this server, where
         the partner reads the rest as our partner (REFERRALS.md: references are absolute)."""
 
-        def build(operations: ResourceOperations, gate: GateSession) -> dict[str, Any]:
+        def build(operations: ResourceOperations) -> dict[str, Any]:
             task = _released(operations, "Task", row.resource_id)
             order = _released(operations, "ServiceRequest", focus_id(task))
-            entries = [self._entry(order), self._entry(task)]
-            return gate.seal({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+            entries = [
+                self._entry(identified_parties(operations, order)),
+                self._entry(identified_parties(operations, task)),
+            ]
+            return operations.seal(
+                {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+            )
 
         return self._gated(partner, build)
 
@@ -73,7 +77,7 @@ class Payloads:
         """The Task, its referral, the client and both programs, as the gate releases them to
         the partner; the HL7 v2 writers take their values from here and nowhere else."""
 
-        def build(operations: ResourceOperations, _gate: GateSession) -> Released:
+        def build(operations: ResourceOperations) -> Released:
             task = _vread(operations, row)
             order = _released(operations, "ServiceRequest", focus_id(task))
             subject = _reference_id(order.get("subject"), "Patient")
@@ -92,23 +96,16 @@ class Payloads:
         """Raise Withheld unless the gate releases the row's resource to the partner now:
         even a notification naming only an id tells that the record exists."""
 
-        def build(operations: ResourceOperations, _gate: GateSession) -> None:
+        def build(operations: ResourceOperations) -> None:
             _released(operations, row.resource_type, row.resource_id)
 
         self._gated(partner, build)
 
-    def _gated(
-        self, partner: Requester, build: Callable[[ResourceOperations, GateSession], _T]
-    ) -> _T:
-        gate = None
-        try:
-            with unit_of_work(self._engine, writes=False) as session:
-                gate = self._gates.open(session, partner, "sync-push")
-                operations = ResourceOperations(ResourceRepository(session), _PAGING, None, gate)
-                return build(operations, gate)
-        finally:
-            if gate is not None:
-                self._gates.record(gate)
+    def _gated(self, partner: Requester, build: Callable[[ResourceOperations], _T]) -> _T:
+        with behind_gate(
+            self._engine, self._gates, partner, "sync-push", paging=_PAGING
+        ) as operations:
+            return build(operations)
 
     def _entry(self, resource: dict[str, Any]) -> dict[str, Any]:
         url = f"{self._base}/{resource['resourceType']}/{resource['id']}"
@@ -134,6 +131,36 @@ class Released:
     order: dict[str, Any]
     patient: dict[str, Any]
     organizations: dict[str, dict[str, Any] | None]
+
+
+_PARTIES = ("requester", "owner", "performer")
+
+
+def identified_parties(operations: ResourceOperations, resource: dict[str, Any]) -> dict[str, Any]:
+    """The referral's parties with their Organizations' identifiers beside the reference (a
+    logical reference, R4 §2.3.0): a receiver resolves them to organizations it knows, since
+    an id on our server means nothing on theirs."""
+    named = dict(resource)
+    for role in _PARTIES:
+        value = named.get(role)
+        if isinstance(value, list):
+            named[role] = [_identified(operations, item) for item in value]
+        elif value is not None:
+            named[role] = _identified(operations, value)
+    return named
+
+
+def _identified(operations: ResourceOperations, reference: Any) -> Any:
+    ident = _reference_id(reference, "Organization")
+    if not ident or reference.get("identifier"):
+        return reference
+    organization = released_resource(operations, "Organization", ident)
+    identifiers = [i for i in (organization or {}).get("identifier", []) if i.get("value")]
+    if not identifiers:
+        return reference
+    npi = [i for i in identifiers if i.get("system") == _NPI_SYSTEM]
+    chosen = (npi or identifiers)[0]
+    return {**reference, "identifier": {"system": chosen.get("system"), "value": chosen["value"]}}
 
 
 def _released(operations: ResourceOperations, kind: str, ident: str) -> dict[str, Any]:

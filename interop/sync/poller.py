@@ -17,9 +17,14 @@ kept is never applied again, so a copy read again cannot undo what happened here
 
 The watermark is the latest meta.lastUpdated seen on that partner's server, searched again with
 `ge`, so an update sharing that instant is never missed; seeing a copy again changes nothing.
+
+Operators see one log line per partner per round (`poll partner=... seen=... applied=...
+held=... elapsed_ms=... cause=...`) and, on start, which partners are read and how often:
+client ids, counts and reasons of ours, never a copy's content nor a partner's own explanation.
 """
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,11 +38,10 @@ from adapters.errors import PartnerRejected, PartnerUnavailable
 from interop.services.errors import ServiceError
 from interop.services.inbound import reason_of
 from interop.services.outbox import ChannelKind
-from interop.services.resources import ResourceOperations, as_written
+from interop.services.resources import as_written, internal_operations
 from interop.services.search_parser import Paging
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import parse_range
-from interop.store.repository import ResourceRepository
 from interop.store.tables import InboundMessageRow, PartnerRow
 from interop.sync.channels import ChannelDeliverer
 from interop.sync.payloads import URI_SYSTEM, absolute_references
@@ -83,6 +87,17 @@ class Poller:
         self._ours = fhir_base.rstrip("/") + "/Task/"
         self._clock = clock
 
+    def announce(self, interval: float) -> None:
+        """The start line: whom the poller reads (FHIR partners' client ids) and how often."""
+        served = sorted(partner.client_id for partner in self._partners(requested_only=False))
+        _log.info(
+            "poller started: %d FHIR partners (%s), a full round every %.0fs,"
+            " notified partners within a second",
+            len(served),
+            ", ".join(served) or "none yet",
+            interval,
+        )
+
     def run_once(self) -> list[PollReport]:
         return [self._poll(partner) for partner in self._partners(requested_only=False)]
 
@@ -113,12 +128,14 @@ class Poller:
                 session.add(row)
 
     def _poll(self, partner: PartnerRow) -> PollReport:
-        """One partner's round; whatever goes wrong stays with that partner."""
+        """One partner's round, then its log line; whatever goes wrong stays with that partner."""
+        started = time.monotonic()
         try:
-            return self._read_back(partner)
+            report = self._read_back(partner)
         except Exception as error:  # a partner's nonsense or our bug: report, go on
-            _log.error("poll of %s failed: %s", partner.client_id, type(error).__name__)
-            return PollReport(partner.client_id, error=f"internal error ({type(error).__name__})")
+            report = PollReport(partner.client_id, error=f"internal error ({type(error).__name__})")
+        _log_round(report, round((time.monotonic() - started) * 1000))
+        return report
 
     def _read_back(self, partner: PartnerRow) -> PollReport:
         channel = self._deliverer.fhir_channel(partner)
@@ -159,19 +176,23 @@ class Poller:
                     # Applied or held already: read again (the watermark is `ge`), it must not
                     # undo what happened here since.
                     return "same"
-                operations = ResourceOperations(
-                    ResourceRepository(session), _PAGING, origin=organization
-                )
-                ours = as_written(operations.read("Task", our_id).content)
-                found = _side_of(ours, organization)
-                if found is None:
-                    return "unknown"
-                side, elements = found
-                merged = _merged(ours, copy, elements, base)
-                if merged == ours:
-                    return "same"
-                for status in _statuses(ours, merged, side):
-                    operations.update("Task", our_id, {**merged, "status": status})
+                with internal_operations(
+                    session,
+                    "fhir-poll",
+                    paging=_PAGING,
+                    on_behalf_of=organization,
+                    acting_for=organization,
+                ) as operations:
+                    ours = as_written(operations.read("Task", our_id).content)
+                    found = _side_of(ours, organization)
+                    if found is None:
+                        return "unknown"
+                    side, elements = found
+                    merged = _merged(ours, copy, elements, base)
+                    if merged == ours:
+                        return "same"
+                    for status in _statuses(ours, merged, side):
+                        operations.update("Task", our_id, {**merged, "status": status})
                 session.add(self._record(partner, copy, our_id, version, "processed", []))
             return "applied"
         except (ServiceError, FhirContentError) as error:
@@ -273,3 +294,23 @@ def _seen(session: Session, sender: str, version: str) -> bool:
         col(InboundMessageRow.control_id) == version,
     )
     return session.execute(statement).first() is not None
+
+
+def _log_round(report: PollReport, elapsed_ms: int) -> None:
+    """The operator's line for one partner's round: counts, and our reason when it failed."""
+    _log.log(
+        logging.WARNING if report.error else logging.INFO,
+        "poll partner=%s seen=%d applied=%d held=%d elapsed_ms=%d cause=%s",
+        report.partner,
+        report.seen,
+        report.applied,
+        report.held,
+        elapsed_ms,
+        _our_reason(report.error) or "-",
+    )
+
+
+def _our_reason(error: str) -> str:
+    """The part of a round's error that is ours: an adapter error reads "reason: detail"
+    (adapters.errors), where the detail is the partner's text and may echo what was sent."""
+    return error.partition(": ")[0][:100]

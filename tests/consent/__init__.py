@@ -31,6 +31,7 @@ from mappings.consent import (
     REFUSAL_CONSEQUENCES,
     RIGHT_TO_REVOKE,
     SIGNER_RELATIONSHIP,
+    ConsentFacts,
 )
 
 AS_OF = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)
@@ -48,6 +49,12 @@ PARENT = "RelatedPerson/parent-1"
 GUARDIAN = "RelatedPerson/guardian-1"
 ALL_STATEMENTS = (RIGHT_TO_REVOKE,)
 TPO_STATEMENTS = (RIGHT_TO_REVOKE, REDISCLOSURE_RISK, REFUSAL_CONSEQUENCES)
+# What the store knows around the rows' consents: the Patient they reference has a name, as
+# the e2e replay stores it (PART2.md table, row (a)).
+WORLD = ConsentFacts(patient_name=PATIENT_NAME)
+UNNAMED = ConsentFacts()
+FORM_URI = "http://recovery-interop.example.org/forms/part2-consent-2026"
+TPO_FORM_URI = "http://recovery-interop.example.org/forms/part2-tpo-consent-2026"
 TREATING_PROVIDERS = (
     "my treating providers, health plans, third-party payers, and people helping to operate "
     "this program"
@@ -154,12 +161,13 @@ def consent(
     expires: str | None = "2026-12-31",
     expiration_event: str | None = None,
     known_false: bool = False,
+    form: str | None = None,
     root: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A FHIR R4 Consent for a Part 2 disclosure, valid unless told otherwise.
 
-    `statements` None leaves out the signed form itself; `root` replaces the root provision
-    (whose period end is `expires`).
+    `statements` None leaves out the signed form itself; `form` names it by `policy.uri`
+    (PART2.md C9); `root` replaces the root provision (whose period end is `expires`).
     """
     resource: dict[str, Any] = {"resourceType": "Consent", "id": id}
     extensions: list[dict[str, Any]] = []
@@ -191,13 +199,15 @@ def consent(
     if organizations:
         resource["organization"] = [{"reference": o} for o in organizations]
     if statements is not None:
-        form: dict[str, Any] = {
+        signed_form: dict[str, Any] = {
             "contentType": "application/pdf",
             "title": "Signed consent to disclose SUD records",
         }
         if statements:
-            form["extension"] = [{"url": FORM_STATEMENT, "valueCode": s} for s in statements]
-        resource["sourceAttachment"] = form
+            signed_form["extension"] = [{"url": FORM_STATEMENT, "valueCode": s} for s in statements]
+        resource["sourceAttachment"] = signed_form
+    if form is not None:
+        resource["policy"] = [{"uri": form}]
     resource["policyRule"] = {"coding": [coding(v.ACT_CODE, v.LAW_42CFR_PART2)]}
     tree = dict(root if root is not None else permit())
     if expires is not None:
@@ -264,6 +274,8 @@ def item(
     date: datetime | None = datetime(2026, 1, 20, tzinfo=UTC),
     source: str | None = PROGRAM,
     related: tuple[str, ...] = (),
+    authors: tuple[str, ...] = (),
+    author_identifiers: tuple[Identifier, ...] = (),
     part2: bool = True,
     counseling_note: bool = False,
 ) -> DataItem:
@@ -277,6 +289,8 @@ def item(
         date=date,
         source_program=source,
         related=related,
+        authors=authors,
+        author_identifiers=author_identifiers,
         is_part2=part2,
         is_counseling_note=counseling_note,
     )

@@ -5,7 +5,7 @@ Consents are FHIR Consent JSON read through `mappings.consent`, so another suite
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -15,18 +15,27 @@ from consent import (
     ConsentDirective,
     Decision,
     DisclosureRequest,
+    Identifier,
     NonConsentBasis,
     Outcome,
     decide,
 )
 from consent import vocabulary as v
-from mappings.consent import REDISCLOSURE_RISK, REFUSAL_CONSEQUENCES, directive_from_fhir
+from mappings.consent import (
+    REDISCLOSURE_RISK,
+    REFUSAL_CONSEQUENCES,
+    RIGHT_TO_REVOKE,
+    ConsentFacts,
+    ConsentSignature,
+    directive_from_fhir,
+)
 from tests.consent import (
     AS_OF,
     CLINIC,
     CLINIC_NPI,
     COURT,
     EMERGENCY_FACTS,
+    FORM_URI,
     GUARDIAN,
     OTHER_PATIENT,
     OTHER_PROGRAM,
@@ -35,6 +44,9 @@ from tests.consent import (
     PAYER,
     PROGRAM,
     STRANGER,
+    TPO_FORM_URI,
+    UNNAMED,
+    WORLD,
     actor,
     consent,
     designation,
@@ -60,7 +72,9 @@ class DecisionCase:
     """One row: consents on file (FHIR JSON), one request, and what `decide` must answer.
 
     `deciding_rule` is the rule of the first reason; `supporting_rules` must appear among the
-    others (e.g. the C5 problem that kept a consent from being relied on).
+    others (e.g. the C5 problem that kept a consent from being relied on). `facts` are what the
+    store knows around the consents (the referenced Patient's name, Provenance signatures,
+    approved forms), as `interop.services.directives` resolves them.
     """
 
     id: str
@@ -74,6 +88,7 @@ class DecisionCase:
     emergency: bool = False
     supporting_rules: tuple[str, ...] = ()
     as_of: datetime = AS_OF
+    facts: ConsentFacts = WORLD
 
     @property
     def rule(self) -> str:
@@ -81,7 +96,7 @@ class DecisionCase:
         return self.id.split("-", 1)[0]
 
     def directives(self) -> list[ConsentDirective]:
-        return [directive_from_fhir(resource) for resource in self.consents]
+        return [directive_from_fhir(resource, facts=self.facts) for resource in self.consents]
 
     def decide(self) -> Decision:
         return decide(self.request, self.directives(), self.as_of)
@@ -161,6 +176,57 @@ ACCESS_ONLY = consent(root=permit(actions=["access"]))
 
 def signed_by(*signers: dict[str, Any], capacity: str) -> dict[str, Any]:
     return consent(performers=list(signers), capacity=capacity)
+
+
+def coding_of(system: str, code: str) -> dict[str, str]:
+    return {"system": system, "code": code}
+
+
+def purpose(system: str, code: str) -> dict[str, str]:
+    """A purpose of use as partners spell it (an OID, a local system)."""
+    return coding_of(system, code)
+
+
+def refusal_for(*purposes: dict[str, str]) -> dict[str, Any]:
+    """A patient's refusal to the clinic for the given purposes, signed but otherwise bare."""
+    root = {**provision("deny", actors=[actor()]), "purpose": list(purposes)}
+    return consent("consent-refusal", statements=None, expires=None, root=root)
+
+
+NPI = Identifier("http://hl7.org/fhir/sid/us-npi", "1992753883")
+# A refusal with no signature, date, form or recipient: deficient as a §2.31 consent to
+# disclose, and honoured all the same (C8).
+REFUSAL_UNSIGNED = consent(
+    "consent-refusal",
+    signed=None,
+    performers=[],
+    organizations=(),
+    statements=None,
+    expires=None,
+    root=provision("deny", actors=[actor()]),
+)
+# LEAP-style opt-out: a root deny with no criteria at all.
+OPT_OUT = consent(
+    "consent-opt-out", statements=None, expires=None, organizations=(), root=provision("deny")
+)
+BLANKET = consent(
+    "consent-blanket",
+    statements=None,
+    expires=None,
+    root=provision("deny", children=[provision("deny", classes=["MedicationStatement"])]),
+)
+MINOR = ConsentFacts(
+    patient_name="Alex Testperson",
+    patient_birth_date=date(2010, 4, 2),
+    relationships={PARENT: (Coding(v.ROLE_CODE, "MTH"),)},
+)
+APPROVED = ConsentFacts(
+    patient_name="Alex Testperson",
+    approved_forms={
+        FORM_URI: frozenset({RIGHT_TO_REVOKE}),
+        TPO_FORM_URI: frozenset({RIGHT_TO_REVOKE, REDISCLOSURE_RISK, REFUSAL_CONSEQUENCES}),
+    },
+)
 
 
 DECISION_CASES: list[DecisionCase] = [
@@ -247,7 +313,7 @@ DECISION_CASES: list[DecisionCase] = [
         [GENERAL, restriction()],
         request(),
         DENY,
-        "P2",
+        "C8",
         consent_id="consent-restriction",
         provision_path="provision",
     ),
@@ -256,7 +322,7 @@ DECISION_CASES: list[DecisionCase] = [
         [restriction(), GENERAL],
         request(),
         DENY,
-        "P2",
+        "C8",
         consent_id="consent-restriction",
     ),
     row(
@@ -299,6 +365,14 @@ DECISION_CASES: list[DecisionCase] = [
         DENY,
         "P2",
         supporting_rules=("C1",),
+        facts=UNNAMED,
+    ),
+    row(
+        "C1-patient-name-read-from-the-referenced-patient",
+        [consent(patient_name=None)],
+        request(),
+        PERMIT,
+        "C1",
     ),
     row(
         "C1-missing-discloser-denies",
@@ -324,13 +398,67 @@ DECISION_CASES: list[DecisionCase] = [
         "P2",
         supporting_rules=("C1",),
     ),
+    # 2024 §2.31(a)(4)(i): "the name(s) of the person(s), or class of persons" in any consent
+    # (PART2.md's table, older, allowed a general designation only in a TPO consent).
     row(
-        "C1-general-designation-outside-tpo-denies",
+        "C1-class-of-persons-in-a-general-consent-permits",
         [consent(root=permit(actors=[designation()]))],
+        request(),
+        PERMIT,
+        "C1",
+    ),
+    row(
+        "C1-class-of-persons-excludes-parties-outside-it",
+        [consent(root=permit(actors=[designation()]))],
+        request(who=requester(STRANGER, covered_entity=False)),
+        DENY,
+        "P2",
+    ),
+    row(
+        "C1-expiration-on-the-nested-permit-permits",
+        [
+            consent(
+                expires=None, root=provision("deny", children=[permit(period=(None, "2026-12-31"))])
+            )
+        ],
+        request(),
+        PERMIT,
+        "C1",
+        provision_path="provision.provision[0]",
+    ),
+    row(
+        "C1-earliest-end-along-the-chain-applies",
+        [
+            consent(
+                expires="2026-12-31",
+                root=provision("deny", children=[permit(period=(None, "2026-02-28"))]),
+            )
+        ],
         request(),
         DENY,
         "P2",
-        supporting_rules=("C1",),
+    ),
+    row(
+        "C1-provenance-signature-signs-the-consent",
+        [consent(performers=[])],
+        request(),
+        PERMIT,
+        "C1",
+        facts=ConsentFacts(
+            patient_name="Alex Testperson",
+            signatures=(ConsentSignature(PATIENT, datetime(2026, 1, 10, tzinfo=UTC)),),
+        ),
+    ),
+    row(
+        "C1-provenance-signature-dates-the-consent",
+        [consent(performers=[], signed=None)],
+        request(),
+        PERMIT,
+        "C1",
+        facts=ConsentFacts(
+            patient_name="Alex Testperson",
+            signatures=(ConsentSignature(PATIENT, datetime(2026, 1, 10, tzinfo=UTC)),),
+        ),
     ),
     row(
         "C1-missing-purpose-denies",
@@ -346,7 +474,7 @@ DECISION_CASES: list[DecisionCase] = [
         request(),
         DENY,
         "P2",
-        supporting_rules=("C1",),
+        supporting_rules=("C9",),
     ),
     row(
         "C1-missing-expiration-denies",
@@ -385,7 +513,7 @@ DECISION_CASES: list[DecisionCase] = [
         request(),
         DENY,
         "P2",
-        supporting_rules=("C1",),
+        supporting_rules=("C9",),
     ),
     row(
         "C1-missing-date-signed-denies",
@@ -410,6 +538,14 @@ DECISION_CASES: list[DecisionCase] = [
         DENY,
         "P2",
         supporting_rules=("C1",),
+    ),
+    row(
+        "C2-tpo-without-an-end-expires-never",
+        [tpo_consent(expiration_event=None)],
+        request(),
+        PERMIT,
+        "C2",
+        as_of=datetime(2040, 1, 1, tzinfo=UTC),
     ),
     # C2: TPO consents
     row(
@@ -692,7 +828,276 @@ DECISION_CASES: list[DecisionCase] = [
         PERMIT,
         "C1",
     ),
+    row(
+        "C7-minor-by-birth-date-signing-alone-permits",
+        [consent()],
+        request(),
+        PERMIT,
+        "C1",
+        facts=MINOR,
+    ),
+    row(
+        "C7-minor-by-birth-date-parent-alone-denies",
+        [consent(performers=[performer(PARENT)])],
+        request(),
+        DENY,
+        "P2",
+        supporting_rules=("C7",),
+        facts=MINOR,
+    ),
+    row(
+        "C7-minor-signs-with-parent-named-by-relatedperson-relationship",
+        [consent(performers=[performer(PATIENT), performer(PARENT)])],
+        request(),
+        PERMIT,
+        "C1",
+        facts=MINOR,
+    ),
+    row(
+        "C7-adult-by-birth-date-signs-alone",
+        [consent()],
+        request(),
+        PERMIT,
+        "C1",
+        facts=ConsentFacts(patient_name="Alex Testperson", patient_birth_date=date(1990, 5, 1)),
+    ),
+    # C8: a refusal is always honoured
+    row(
+        "C8-deficient-refusal-after-a-permit-is-honoured",
+        [GENERAL, REFUSAL_UNSIGNED],
+        request(),
+        DENY,
+        "C8",
+        consent_id="consent-refusal",
+        supporting_rules=(),
+    ),
+    row(
+        "C8-opt-out-without-criteria-refuses-everything",
+        [GENERAL, OPT_OUT],
+        request(who=requester(PAYER), purposes=("HPAYMT",)),
+        DENY,
+        "C8",
+        consent_id="consent-opt-out",
+        provision_path="provision",
+    ),
+    row(
+        "C8-root-deny-over-denies-only-is-a-blanket-refusal",
+        [GENERAL, BLANKET],
+        request(),
+        DENY,
+        "C8",
+        consent_id="consent-blanket",
+        provision_path="provision",
+    ),
+    row(
+        "C8-nested-deny-with-access-action-blocks",
+        [consent(root=permit(children=[provision("deny", actions=["access"])]))],
+        request(),
+        DENY,
+        "C8",
+        provision_path="provision.provision[0]",
+    ),
+    row(
+        "C8-nested-deny-with-correct-action-blocks",
+        [consent(root=permit(children=[provision("deny", actions=["correct"])]))],
+        request(),
+        DENY,
+        "C8",
+    ),
+    row(
+        "C8-deny-of-collection-only-leaves-disclosure",
+        [consent(root=permit(children=[provision("deny", actions=["collect"])]))],
+        request(),
+        PERMIT,
+        "C1",
+        provision_path="provision",
+    ),
+    row(
+        "C8-deny-purpose-in-oid-form-applies",
+        [GENERAL, refusal_for(purpose("urn:oid:2.16.840.1.113883.5.8", "TREAT"))],
+        request(),
+        DENY,
+        "C8",
+        consent_id="consent-refusal",
+    ),
+    row(
+        "C8-deny-purpose-in-unknown-system-applies",
+        [GENERAL, refusal_for(purpose("http://example.org/local-purposes", "CARE"))],
+        request(),
+        DENY,
+        "C8",
+        consent_id="consent-refusal",
+    ),
+    row(
+        "C8-permit-purpose-in-unknown-system-does-not-permit",
+        [
+            consent(
+                root={
+                    **permit(),
+                    "purpose": [purpose("http://example.org/local-purposes", "TREAT")],
+                }
+            )
+        ],
+        request(),
+        DENY,
+        "P2",
+    ),
+    row(
+        "C8-deny-class-in-unknown-system-applies",
+        [
+            consent(
+                root=permit(
+                    children=[
+                        {
+                            "type": "deny",
+                            "class": [coding_of("http://example.org/classes", "sud-notes")],
+                        }
+                    ]
+                )
+            )
+        ],
+        request(),
+        DENY,
+        "C8",
+        provision_path="provision.provision[0]",
+    ),
+    row(
+        "C8-permit-class-in-unknown-system-does-not-permit",
+        [
+            consent(
+                root={
+                    **permit(labels=[]),
+                    "class": [coding_of("http://example.org/classes", "sud-notes")],
+                }
+            )
+        ],
+        request(),
+        DENY,
+        "P2",
+    ),
+    row(
+        "C8-refusal-beats-an-approved-tpo-consent",
+        [tpo_consent(), restriction(actors=[designation()])],
+        request(),
+        DENY,
+        "C8",
+        consent_id="consent-restriction",
+    ),
+    # C9: consent forms approved once
+    row(
+        "C9-approved-form-supplies-the-revocation-statement",
+        [consent(statements=(), form=FORM_URI)],
+        request(),
+        PERMIT,
+        "C1",
+        facts=APPROVED,
+    ),
+    row(
+        "C9-unapproved-form-cannot-be-verified",
+        [consent(statements=(), form=FORM_URI)],
+        request(),
+        DENY,
+        "P2",
+        supporting_rules=("C9",),
+    ),
+    row(
+        "C9-approved-form-lacking-the-statement-denies",
+        [consent(statements=(), form=FORM_URI)],
+        request(),
+        DENY,
+        "P2",
+        supporting_rules=("C9",),
+        facts=ConsentFacts(
+            patient_name="Alex Testperson",
+            approved_forms={FORM_URI: frozenset({REDISCLOSURE_RISK})},
+        ),
+    ),
+    row(
+        "C9-approved-tpo-form-supplies-the-tpo-statements",
+        [tpo_consent(statements=(), form=TPO_FORM_URI)],
+        request(),
+        PERMIT,
+        "C2",
+        labels=REDISCLOSABLE,
+        facts=APPROVED,
+    ),
+    row(
+        "C9-tpo-on-a-form-approved-without-tpo-statements-denies",
+        [tpo_consent(statements=(), form=FORM_URI)],
+        request(),
+        DENY,
+        "P2",
+        supporting_rules=("C9",),
+        facts=APPROVED,
+    ),
     # S1-S3: what travels with a disclosure, and only what the consent covers
+    row(
+        "S2-labels-in-oid-form-are-read",
+        [GENERAL],
+        request(data=item(labels=(("urn:oid:2.16.840.1.113883.5.4", v.OPIOIDUD),))),
+        PERMIT,
+        "C1",
+        labels=("R", v.OPIOIDUD, v.LAW_42CFR_PART2, v.NO_REDISCLOSURE),
+    ),
+    row(
+        "S2-consent-label-in-the-old-fhir-url-matches",
+        [consent(root=permit(labels=[label(v.SUD, "http://hl7.org/fhir/v3/ActCode")]))],
+        request(),
+        PERMIT,
+        "C1",
+    ),
+    row(
+        "S3-authoredby-practitioner-releases-their-records",
+        [consent(root=permit(labels=[], data=[("authoredby", "Practitioner/dr-casey")]))],
+        request(data=item(authors=("Practitioner/dr-casey",))),
+        PERMIT,
+        "C1",
+    ),
+    row(
+        "S3-authoredby-device-deny-withholds-its-records",
+        [
+            consent(
+                root=permit(children=[provision("deny", data=[("authoredby", "Device/pump-1")])])
+            )
+        ],
+        request(data=item(authors=("Device/pump-1",))),
+        DENY,
+        "C8",
+        provision_path="provision.provision[0]",
+    ),
+    row(
+        "S3-authoredby-practitionerrole-matched-by-identifier",
+        [
+            consent(
+                root=permit(labels=[], children=[])
+                | {
+                    "data": [
+                        {
+                            "meaning": "authoredby",
+                            "reference": {"identifier": {"system": NPI.system, "value": NPI.value}},
+                        }
+                    ]
+                }
+            )
+        ],
+        request(data=item(author_identifiers=(NPI,))),
+        PERMIT,
+        "C1",
+    ),
+    row(
+        "P2-recipient-practitionerrole-matched-by-reference",
+        [consent(root=permit(actors=[actor("PractitionerRole/counselor-1")]))],
+        request(who=requester("PractitionerRole/counselor-1")),
+        PERMIT,
+        "C1",
+    ),
+    row(
+        "P2-recipient-practitioner-matched-by-identifier",
+        [consent(root=permit(actors=[actor(None, identifier=NPI, display="Dr. Casey")]))],
+        request(who=requester("Practitioner/elsewhere-9", identifiers=(NPI,))),
+        PERMIT,
+        "C1",
+    ),
     row(
         "S2-specific-opioid-label-kept",
         [GENERAL],
@@ -784,7 +1189,7 @@ DECISION_CASES: list[DecisionCase] = [
         [NESTED_DENY],
         request(data=MEDICATION),
         DENY,
-        "P2",
+        "C8",
         consent_id="consent-nested",
         provision_path="provision.provision[0]",
     ),
@@ -801,7 +1206,7 @@ DECISION_CASES: list[DecisionCase] = [
         [DEEP],
         request(data=DATED_2019),
         DENY,
-        "P2",
+        "C8",
         provision_path="provision.provision[0].provision[0].provision[0]",
     ),
     row(
@@ -861,7 +1266,7 @@ DECISION_CASES: list[DecisionCase] = [
         [WITHOUT_2019],
         request(data=UNDATED),
         DENY,
-        "P2",
+        "C8",
         provision_path="provision.provision[0]",
     ),
     row(
@@ -1165,6 +1570,8 @@ def test_case_ids_are_unique_and_name_a_rule() -> None:
         "C5",
         "C6",
         "C7",
+        "C8",
+        "C9",
         "S2",
         "S3",
         "S4",

@@ -129,6 +129,10 @@ def _matches(provision: Provision, kind: ProvisionType | None, req: DisclosureRe
     return True
 
 
+def _has_permit(node: Provision) -> bool:
+    return node.type is ProvisionType.PERMIT or any(_has_permit(c) for c in node.provisions)
+
+
 def _oracle(directive: ConsentDirective, req: DisclosureRequest) -> ProvisionType | None:
     """What one consent says, by enumerating every path of its tree."""
     assert directive.provision is not None
@@ -146,7 +150,8 @@ def _oracle(directive: ConsentDirective, req: DisclosureRequest) -> ProvisionTyp
 
     visit(directive.provision, (), None)
     paths = {path for path, _ in applicable}
-    opt_in_base = bool(directive.provision.provisions)
+    # A root deny is an opt-in base only over a permit; over denies alone it refuses (C8).
+    opt_in_base = _has_permit(directive.provision)
     specific = [
         kind
         for path, kind in applicable

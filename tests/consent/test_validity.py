@@ -7,9 +7,16 @@ import pytest
 
 from consent import ConsentElement, ConsentKind, Provision, ProvisionType, check, kind_from_content
 from consent import vocabulary as v
-from mappings.consent import REDISCLOSURE_RISK, REFUSAL_CONSEQUENCES, directive_from_fhir
+from mappings.consent import (
+    REDISCLOSURE_RISK,
+    REFUSAL_CONSEQUENCES,
+    RIGHT_TO_REVOKE,
+    ConsentFacts,
+    directive_from_fhir,
+)
 from tests.consent import (
     AS_OF,
+    FORM_URI,
     GUARDIAN,
     PARENT,
     PATIENT,
@@ -52,7 +59,6 @@ class TestRequiredElements:
                 id="d-no-recipient-role",
             ),
             pytest.param(consent(root=permit(purposes=[])), E.PURPOSES, id="e-purposes"),
-            pytest.param(consent(statements=()), E.REVOCATION_STATEMENT, id="f-revocation"),
             pytest.param(consent(expires=None), E.EXPIRATION, id="g-expiration"),
             pytest.param(consent(performers=[]), E.SIGNATURE, id="h-signature"),
             pytest.param(consent(signed=None), E.DATE_SIGNED, id="i-date-signed"),
@@ -75,9 +81,64 @@ class TestRequiredElements:
 
     def test_without_the_signed_form_revocation_and_signature_are_missing(self) -> None:
         assert problems(consent(statements=None)) == [
-            ("C1", E.REVOCATION_STATEMENT),
+            ("C9", E.REVOCATION_STATEMENT),
             ("C1", E.SIGNATURE),
         ]
+
+
+class TestApprovedForms:
+    """C9: whether a form states the right to revoke is a fact about the form."""
+
+    def test_a_form_nobody_approved_cannot_be_verified(self) -> None:
+        found = check(directive_from_fhir(consent(statements=(), form=FORM_URI)), AS_OF)
+
+        [problem] = found.problems
+        assert (problem.rule, problem.element) == ("C9", E.REVOCATION_STATEMENT)
+        assert "(f) cannot be verified: the form is not approved" in problem.text
+
+    def test_an_approved_form_supplies_its_statements(self) -> None:
+        facts = ConsentFacts(approved_forms={FORM_URI: frozenset({RIGHT_TO_REVOKE})})
+        directive = directive_from_fhir(consent(statements=(), form=FORM_URI), facts=facts)
+
+        assert directive.form_approved is True
+        assert check(directive, AS_OF).valid
+
+    def test_an_approved_form_lacking_a_statement_says_so(self) -> None:
+        facts = ConsentFacts(approved_forms={FORM_URI: frozenset({REDISCLOSURE_RISK})})
+        directive = directive_from_fhir(consent(statements=(), form=FORM_URI), facts=facts)
+
+        [problem] = check(directive, AS_OF).problems
+        assert problem.rule == "C9"
+        assert "the approved form does not state the patient's right to revoke" in problem.text
+
+    def test_the_form_is_found_by_its_attachment_url_too(self) -> None:
+        resource = consent(statements=())
+        resource["sourceAttachment"]["url"] = FORM_URI
+        facts = ConsentFacts(approved_forms={FORM_URI: frozenset({RIGHT_TO_REVOKE})})
+
+        assert check(directive_from_fhir(resource, facts=facts), AS_OF).valid
+
+    def test_the_per_consent_statement_extension_stays_accepted(self) -> None:
+        directive = directive_from_fhir(consent())
+
+        assert directive.form_approved is None
+        assert check(directive, AS_OF).valid
+
+
+class TestRefusals:
+    """C8: a refusal's own §2.31 gaps are reported, and never stop it from applying."""
+
+    def test_an_unsigned_refusal_is_reported_incomplete(self) -> None:
+        unsigned = consent(
+            "refusal",
+            signed=None,
+            performers=[],
+            statements=None,
+            expires=None,
+            root=provision("deny", actors=[actor()]),
+        )
+
+        assert {element for _, element in problems(unsigned)} == {E.SIGNATURE, E.DATE_SIGNED}
 
     def test_every_problem_is_reported_at_once(self) -> None:
         found = problems(consent(patient_name=None, signed=None, expires=None, status="draft"))
@@ -110,9 +171,12 @@ class TestRequiredElements:
 
         assert problems(consent(root=root)) == []
 
-    def test_a_general_designation_needs_a_tpo_consent(self) -> None:
-        assert problems(consent(root=permit(actors=[designation()]))) == [("C1", E.RECIPIENTS)]
+    def test_a_class_of_persons_is_a_recipient_in_any_consent(self) -> None:
+        # 2024 §2.31(a)(4)(i): "the name(s) of the person(s), or class of persons"; PART2.md's
+        # table, older, allowed a general designation in TPO consents only.
+        assert problems(consent(root=permit(actors=[designation()]))) == []
         assert problems(tpo_consent()) == []
+        assert problems(consent(root=permit(actors=[]))) == [("C1", E.RECIPIENTS)]
 
     def test_expiration_none_only_for_tpo(self) -> None:
         assert problems(consent(expires=None, expiration_event="none")) == [("C1", E.EXPIRATION)]

@@ -1,6 +1,7 @@
 """The world of the delivery tests: our service with its EHR client, a dispatcher's settings
 and clock, and the referral every test sends (a synthetic client, Robin Quill)."""
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from interop.services.outbox import ChannelKind
-from interop.services.partners import ChannelConfig, NewPartner, PartnerService
+from interop.services.partners import ChannelConfig, NewPartner, PartnerService, is_npi
 from interop.settings import Settings
 from interop.store import outbox
 from interop.store.database import make_engine, unit_of_work
@@ -23,6 +24,7 @@ from mappings import model as m
 from mappings import service_request, task
 from mappings.terminology import PATIENT_REFERRAL
 from tests.builders import organization, part2_consent, part2_program, patient
+from tests.conftest import RegisteredPartner, bearer
 from tests.e2e.partners import FhirPartner
 from tests.keys import rsa_key
 
@@ -61,7 +63,7 @@ class World:
         partner = self.partners.register(
             NewPartner(
                 name=name,
-                identifiers=[("http://hl7.org/fhir/sid/us-npi", str(abs(hash(name)))[:10])],
+                identifiers=[("http://hl7.org/fhir/sid/us-npi", synthetic_npi(name))],
                 scopes="system/*.rs",
                 jwks=rsa_key().jwks(),
                 covered_entity=True,
@@ -104,9 +106,18 @@ def world(client: TestClient, settings: Settings, tmp_path: Path) -> Iterator[Wo
             "sync_max_attempts": 3,
         }
     )
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, chain_key=settings.chain_key())
     yield World(client, engine, configured, Clock(), PartnerService(engine), key.jwks())
     engine.dispose()
+
+
+def synthetic_npi(name: str) -> str:
+    """A valid NPI (Luhn check digit over the 80840 prefix) derived from the name."""
+    body = str(int(hashlib.sha256(name.encode()).hexdigest(), 16))[:9]
+    for check in "0123456789":
+        if is_npi(body + check):
+            return body + check
+    raise AssertionError("every nine digits have one check digit")
 
 
 def put(client: TestClient, resource: dict[str, Any]) -> dict[str, Any]:
@@ -119,9 +130,9 @@ def put(client: TestClient, resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def refer(client: TestClient, to: str, *, part2: bool = False, status: str = "requested") -> None:
-    """Our program refers the client to `to`: the ServiceRequest and its Task (owner `to`)."""
-    sender = part2_program("Harbor Detox") if part2 else organization("Harbor Clinic")
-    put(client, {**sender, "id": "sender"})
+    """Our program refers the client to `to`: the ServiceRequest and its Task (owner `to`),
+    written by the program's own EHR, so that the program is their recorded origin."""
+    client = as_sender(client, part2)
     put(client, {**patient(family="Quill", given="Robin"), "id": "robin"})
     referral = m.Referral(
         id=m.Id("referral-1"),
@@ -136,6 +147,37 @@ def refer(client: TestClient, to: str, *, part2: bool = False, status: str = "re
     )
     put(client, service_request.to_fhir(referral))
     set_task(client, to, status)
+
+
+SENDER_IDENTIFIER = ("urn:oid:2.16.840.1.113883.3.9999.10", "harbor-sender")
+
+
+def as_sender(client: TestClient, part2: bool) -> TestClient:
+    """The sending program's own EHR: a first-party registration linked to Organization/sender
+    by its identifier, as an operator registers it (one per app)."""
+    state = client.app.state  # type: ignore[attr-defined]
+    if not hasattr(state, "sender_client"):
+        made = part2_program("Harbor Detox") if part2 else organization("Harbor Clinic")
+        system, value = SENDER_IDENTIFIER
+        put(client, {**made, "id": "sender", "identifier": [{"system": system, "value": value}]})
+        key = rsa_key()
+        service: PartnerService = state.partners
+        registered = service.register(
+            NewPartner(
+                name="Harbor EHR",
+                identifiers=[SENDER_IDENTIFIER],
+                scopes="system/*.cruds",
+                jwks=key.jwks(),
+                part2_program=part2,
+                first_party=True,
+            )
+        )
+        sender = TestClient(client.app)
+        partner = RegisteredPartner(registered.client_id, registered.organization, key)
+        sender.headers["Authorization"] = bearer(client, partner)
+        state.sender_client = sender
+    sender_client: TestClient = state.sender_client
+    return sender_client
 
 
 def set_task(client: TestClient, owner: str, status: str) -> dict[str, Any]:
@@ -156,7 +198,7 @@ def set_task(client: TestClient, owner: str, status: str) -> dict[str, Any]:
 
 def consent_for(client: TestClient, recipient: str) -> None:
     consent = part2_consent("Patient/robin", "Organization/sender", f"Organization/{recipient}")
-    put(client, {**consent, "id": "consent-robin"})
+    put(as_sender(client, part2=True), {**consent, "id": "consent-robin"})
 
 
 def fhir_channel(partner: FhirPartner) -> ChannelConfig:

@@ -1,16 +1,20 @@
 """The client's story entered through the case API of a running server, as a case manager's
-tool would, then read by an independent FHIR client; and `interop demo` seeding the same."""
+tool would, then read by an independent FHIR client; and `interop demo` seeding the same, with
+its consent and partners, so that a partner it registered reads the story with the key and
+the command the demo printed."""
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from fhirpy import SyncFHIRClient
 from pydantic import TypeAdapter
 
-from interop.services.demo import CLIENT, story
+from interop.services.demo import CLIENT, CONSENT, story
 from interop.services.staff import LoginPolicy, Role, StaffService
 from interop.store.database import make_engine
 from tests.conftest import REPOSITORY
@@ -77,26 +81,84 @@ def test_story_through_the_case_api_read_by_fhirpy(
     root = live_server.base.removesuffix("/fhir")
     browser, csrf = signed_in(root, database_url)
     try:
-        for kind, value in story():
-            body = TypeAdapter(kind.model).dump_python(value, mode="json")
+        for seed in story():
+            body = TypeAdapter(seed.kind.model).dump_python(seed.value, mode="json")
             response = browser.put(
-                f"/cases/{kind.name}/{value.id}", json=body, headers={"X-CSRF-Token": csrf}
+                f"/cases/{seed.kind.name}/{seed.value.id}",
+                json=body,
+                headers={"X-CSRF-Token": csrf},
             )
-            assert response.status_code == 200, (kind.name, response.text)
+            assert response.status_code == 200, (seed.kind.name, response.text)
     finally:
         browser.close()
     read_story(live_server)
 
 
-def test_interop_demo_seeds_the_same_story(live_server: LiveServer, database_url: str) -> None:
-    seeded = subprocess.run(
-        [sys.executable, "-m", "interop", "demo", "--database-url", database_url],
+def test_every_record_is_written_by_a_case_manager_of_a_program_of_the_story() -> None:
+    programs = {str(seed.value.id) for seed in story() if seed.kind.name == "programs"}
+    writers = {seed.program for seed in story()}
+
+    assert writers <= programs
+    assert {"harbor-detox", "riverside-residential", "bayview-iop"} <= writers
+
+
+def run_demo(database_url: str, folder: Path, root: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "interop", "demo", "--database-url", database_url,
+         "--keys-dir", str(folder)],
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-    )
+        env={**os.environ, "PUBLIC_BASE_URL": root},
+    )  # fmt: skip
+
+
+def test_interop_demo_seeds_a_story_its_partners_can_read(
+    live_server: LiveServer, database_url: str, tmp_path: Path
+) -> None:
+    root = live_server.base.removesuffix("/fhir")
+    keys = tmp_path / "keys"
+    seeded = run_demo(database_url, keys, root)
     assert seeded.returncode == 0, seeded.stderr
-    assert CLIENT in seeded.stdout
+    assert f"seeded {len(story())} records" in seeded.stdout
     read_story(live_server)
+    consent = httpx.get(f"{live_server.base}/Consent/{CONSENT}", headers=live_server.headers)
+    assert consent.status_code == 200, consent.text
+    assert consent.json()["patient"]["reference"] == f"Patient/{CLIENT}"
+
+    command = next(line for line in seeded.stdout.splitlines() if "interop token" in line)
+    client_id = (keys / "riverside-residential.client-id").read_text().strip()
+    assert client_id in command
+    assert f"--server {root}" in command
+    token = subprocess.run(
+        [sys.executable, "-m", "interop", "token", client_id, "--purpose", "TREAT",
+         "--key", str(keys / "riverside-residential.key.pem"), "--server", root],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert token.returncode == 0, token.stderr
+    bundle = httpx.get(
+        f"{live_server.base}/CarePlan",
+        params={"patient": f"Patient/{CLIENT}", "_include": "CarePlan:goal"},
+        headers={"Authorization": f"Bearer {token.stdout.strip()}"},
+    ).json()
+    assert bundle["total"] == 1
+    assert sum(e["resource"]["resourceType"] == "Goal" for e in bundle["entry"]) == 8
+    assert any(
+        label.get("code") == "42CFRPart2"
+        for label in bundle["entry"][0]["resource"]["meta"].get("security", [])
+    )
+
+
+def test_a_second_demo_reuses_its_partners(
+    live_server: LiveServer, database_url: str, tmp_path: Path
+) -> None:
+    root = live_server.base.removesuffix("/fhir")
+    first = run_demo(database_url, tmp_path / "keys", root)
+    second = run_demo(database_url, tmp_path / "keys", root)
+
+    assert first.returncode == second.returncode == 0, second.stderr
+    client_lines = [line for line in first.stdout.splitlines() if "client_id" in line]
+    assert len(client_lines) == 4
+    assert client_lines == [line for line in second.stdout.splitlines() if "client_id" in line]

@@ -38,6 +38,7 @@ from mappings.consent import (
 )
 from mappings.errors import InvalidResource, Issue
 from mappings.fhir import validate
+from tests.conftest import corpus
 from tests.consent import (
     AS_OF,
     GUARDIAN,
@@ -54,7 +55,7 @@ from tests.consent import (
     tpo_consent,
 )
 from tests.consent.test_decisions import DECISION_CASES
-from tests.mappings.conftest import CORPORA, corpus_params, example
+from tests.mappings.conftest import corpus_params, example
 
 E = ConsentElement
 C1 = "C1"
@@ -84,7 +85,7 @@ OFFICIAL_PROBLEMS: dict[str, list[tuple[str, ConsentElement]]] = {
         ("C5", E.EXPIRATION),
         (C1, E.PATIENT_NAME),
         (C1, E.PURPOSES),
-        (C1, E.REVOCATION_STATEMENT),
+        ("C9", E.REVOCATION_STATEMENT),
         (C1, E.SIGNATURE),
     ],
     "Consent-consent-example-smartonfhir.json": [
@@ -92,7 +93,7 @@ OFFICIAL_PROBLEMS: dict[str, list[tuple[str, ConsentElement]]] = {
         (C1, E.PATIENT_NAME),
         (C1, E.RECIPIENTS),
         (C1, E.PURPOSES),
-        (C1, E.REVOCATION_STATEMENT),
+        ("C9", E.REVOCATION_STATEMENT),
         (C1, E.SIGNATURE),
         ("C7", E.SIGNATURE),
     ],
@@ -121,7 +122,7 @@ class TestOfficialExamples:
 
     @pytest.mark.corpus
     def test_every_official_example_is_listed(self) -> None:
-        names = {p.name for p in (CORPORA / "fhir-r4-examples").glob("Consent-*.json")}
+        names = {p.name for p in corpus("fhir-r4-examples").glob("Consent-*.json")}
 
         assert names == set(OFFICIAL_PROBLEMS)
 
@@ -235,8 +236,10 @@ class TestElements:
 
         assert directive.patient_name == "Alex T."
 
-    def test_display_wins_over_the_resolved_name(self) -> None:
-        assert directive_from_fhir(consent(), patient_name="Other").patient_name == PATIENT_NAME
+    def test_the_referenced_patients_name_wins_over_the_display(self) -> None:
+        # PART2.md table (a): the stored Patient's name, the reference's display as a fallback.
+        assert directive_from_fhir(consent(), patient_name="Alex T.").patient_name == "Alex T."
+        assert directive_from_fhir(consent()).patient_name == PATIENT_NAME
 
     def test_representative_with_relationship(self) -> None:
         resource = consent(performers=[performer(GUARDIAN, "GUARD")], capacity="lacks-capacity")

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS
 from mappings.workflow import Side, steps, task_change_problem
 
 STATUSES = (
@@ -84,11 +85,24 @@ ALLOWED = [
 ]
 
 
+ASKED = {
+    "businessStatus": {
+        "coding": [{"system": BUSINESS_STATUS.url, "code": "cancellation-requested"}]
+    }
+}
+"""The requester's cancellation request, on the Task itself."""
+
+
+def asked_first(old: str, new: str) -> dict[str, Any]:
+    """Work under way is cancelled by its owner only once asked: the request comes first."""
+    return ASKED if old in ("in-progress", "on-hold") and new == "cancelled" else {}
+
+
 @pytest.mark.parametrize(("old", "new", "side"), ALLOWED)
 def test_each_move_of_the_table_is_allowed_to_its_side_and_to_staff(
     old: str, new: str, side: Side
 ) -> None:
-    before, after = shared(old), shared(new, **carried(new))
+    before, after = shared(old, **asked_first(old, new)), shared(new, **carried(new))
     assert task_change_problem(before, after, side) is None
     assert task_change_problem(before, after, Side.EITHER) is None
     other = Side.OWNER if side is Side.REQUESTER else Side.REQUESTER
@@ -189,3 +203,45 @@ def test_the_steps_between_two_polls_are_the_shortest_way_the_side_may_go() -> N
     assert steps("requested", "completed", Side.REQUESTER) is None
     assert steps("completed", "accepted", Side.EITHER) is None
     assert steps("draft", "cancelled", Side.REQUESTER) == ["cancelled"]
+
+
+HANDSHAKE = "only after a cancellation request"
+
+
+@pytest.mark.parametrize("old", ["in-progress", "on-hold"])
+def test_the_owner_cancels_work_under_way_only_once_asked(old: str) -> None:
+    """REFERRALS.md: in-progress, on-hold -> cancelled, owner only, after a cancellation
+    request; staff recording what happened are not held to the handshake."""
+    cancelled = shared("cancelled", **carried("cancelled"))
+    unasked = task_change_problem(shared(old), cancelled, Side.OWNER)
+    assert unasked == (
+        f"the owner cancels work under way ({old}) {HANDSHAKE} (an abort Task focused on it, "
+        "or businessStatus cancellation-requested set by the requester)"
+    )
+    assert task_change_problem(shared(old, **ASKED), cancelled, Side.OWNER) is None
+    assert task_change_problem(shared(old), cancelled, Side.OWNER, abort_requested=True) is None
+    assert task_change_problem(shared(old), cancelled, Side.EITHER) is None
+    bser = {"businessStatus": {"coding": [{"system": BSER_BUSINESS_STATUS, "code": "5.2"}]}}
+    assert task_change_problem(shared(old, **bser), cancelled, Side.OWNER) is None
+
+
+@pytest.mark.parametrize("old", ["accepted", "in-progress", "on-hold"])
+def test_the_requester_asks_to_cancel_without_changing_status(old: str) -> None:
+    before = shared(old, **carried(old))
+    assert task_change_problem(before, {**before, **ASKED}, Side.REQUESTER) is None
+    moved = {**before, **ASKED, "status": "cancelled", **carried("cancelled")}
+    if old != "accepted":
+        assert task_change_problem(before, moved, Side.REQUESTER) == (
+            f"only the owner moves a Task from {old} to cancelled"
+        )
+
+
+def test_the_requester_writes_no_other_business_status_and_the_owner_not_that_one() -> None:
+    before = shared("in-progress", **carried("in-progress"))
+    admitted = {"businessStatus": {"coding": [{"system": BUSINESS_STATUS.url, "code": "admitted"}]}}
+    assert task_change_problem(before, {**before, **admitted}, Side.REQUESTER) == (
+        "the requester may change only status, note and input, not businessStatus"
+    )
+    assert task_change_problem(before, {**before, **ASKED}, Side.OWNER) == (
+        "only the requester asks to cancel (businessStatus cancellation-requested)"
+    )

@@ -10,9 +10,8 @@ from interop.api.formats import Format
 from interop.api.responses import FhirResponse
 from interop.api.security import requires_role
 from interop.audit import accounting as acc
-from interop.services.compliance import ComplianceService, LogQuery
+from interop.services.compliance import ComplianceService, LogQuery, date_bounds
 from interop.services.staff import Role, StaffSession
-from interop.store.fhirdates import parse_range
 
 router = APIRouter(prefix="/audit", tags=["Compliance"])
 
@@ -56,12 +55,13 @@ def search_audit_events(
     offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
 ) -> FhirResponse:
     """Disclosure decisions as FHIR AuditEvents, newest first (A3: by patient or consent)."""
+    since, until = date_bounds(date_from, date_to)
     query = LogQuery(
         patient=patient,
         requester=agent,
         consent=consent,
-        since=parse_range(date_from)[0] if date_from else None,
-        until=parse_range(date_to)[1] if date_to else None,
+        since=since,
+        until=until,
         decision={"released": "permit", "withheld": "deny", None: None}[outcome],
         emergency=emergency,
         offset=offset,

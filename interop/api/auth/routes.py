@@ -80,11 +80,22 @@ async def token(request: Request, base: BaseUrlDep) -> JSONResponse:
 @router.get("/auth/login", operation_id="login_form", response_class=HTMLResponse)
 def login_form(request: Request) -> HTMLResponse:
     """A sign-in form protected by a double-submit CSRF token."""
+    return _login_page(request, "", 200)
+
+
+def _login_page(request: Request, error: str, status: int) -> HTMLResponse:
+    """The form, with a fresh CSRF token and what went wrong last time (if anything)."""
     csrf = secrets.token_urlsafe(32)
-    page = _LOGIN_PAGE.format(csrf=html.escape(csrf))
-    response = HTMLResponse(page, headers=_NO_STORE)
+    shown = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    page = _LOGIN_PAGE.format(csrf=html.escape(csrf), error=shown)
+    response = HTMLResponse(page, status_code=status, headers=_NO_STORE)
     _set_cookie(request, response, _LOGIN_CSRF_COOKIE, csrf, max_age=900)
     return response
+
+
+def _from_browser(request: Request) -> bool:
+    """A person at the form (the browser asks for HTML) rather than a script (JSON)."""
+    return "text/html" in request.headers.get("accept", "")
 
 
 @router.post("/auth/login", operation_id="login")
@@ -95,24 +106,32 @@ def login(
     csrf_token: Annotated[str, Form(max_length=100)],
 ) -> Response:
     cookie = request.cookies.get(_LOGIN_CSRF_COOKIE)
+    browser = _from_browser(request)
     if cookie is None or not secrets.compare_digest(cookie, csrf_token):
+        if browser:
+            return _login_page(request, "The form had expired: please sign in again.", 403)
         return _problem(403, "CSRF check failed", "reload the sign-in form and try again")
     service: StaffService = request.app.state.staff
     try:
         session = service.login(username, password, datetime.now(UTC))
     except LoginFailed:
+        if browser:
+            return _login_page(
+                request, "The name or password is wrong, or the account is locked.", 401
+            )
         return _problem(
             401, "Sign-in failed", "the name or password is wrong, or the account is locked"
         )
-    response = _signed_in(request, session)
+    response = _signed_in(request, session, to_console=browser)
     response.delete_cookie(_LOGIN_CSRF_COOKIE, path="/auth")
     return response
 
 
-def _signed_in(request: Request, session: StaffSession) -> Response:
-    """Who signed in, and the session cookie; the CSRF token goes in the body, never a cookie."""
+def _signed_in(request: Request, session: StaffSession, *, to_console: bool = False) -> Response:
+    """Who signed in, and the session cookie; the CSRF token goes in the body, never a cookie
+    (a person at the form lands on the console, whose pages carry the token in their forms)."""
     principal = session.principal
-    response = JSONResponse(
+    response: Response = JSONResponse(
         {
             "username": principal.username,
             "role": principal.role.value,
@@ -120,6 +139,8 @@ def _signed_in(request: Request, session: StaffSession) -> Response:
         },
         headers=_NO_STORE,
     )
+    if to_console:
+        response = RedirectResponse("/console", status_code=303, headers=_NO_STORE)
     lifetime = int((session.expires_at - datetime.now(UTC)).total_seconds())
     _set_cookie(request, response, SESSION_COOKIE, session.token, max_age=lifetime)
     return response
@@ -214,8 +235,13 @@ def _problem(status: int, title: str, detail: str) -> Response:
 
 
 _LOGIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Recovery Interop: sign in</title></head>
-<body><main><h1>Sign in</h1>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Recovery Interop: sign in</title>
+<link rel="stylesheet" href="/console/static/console.css"></head>
+<body><header class="top"><span class="brand">Recovery Interop</span></header>
+<main id="main" class="login"><h1>Sign in</h1>
+{error}
 <form method="post" action="/auth/login">
 <input type="hidden" name="csrf_token" value="{csrf}">
 <label>Name <input name="username" autocomplete="username" required></label>

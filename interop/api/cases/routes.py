@@ -8,6 +8,7 @@ record is stored as, and anything the FHIR resource holds that the domain has no
 
 import inspect
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -15,7 +16,7 @@ from pydantic import BaseModel, create_model
 from starlette.responses import Response
 
 from interop.api.security import staff_session
-from interop.services.cases import KINDS, CaseService, Kind, Record
+from interop.services.cases import KINDS, CaseService, Kind, OverdueItem, Record, overdue_items
 from interop.services.errors import InvalidRequest
 from interop.services.exports import DocumentExports
 from interop.services.staff import StaffSession
@@ -163,3 +164,12 @@ def referral_note(
     """The referral's C-CDA Referral Note, of what the program asked may receive."""
     document = exports.referral_note(ident, staff.principal)
     return Response(document, media_type="application/xml")
+
+
+@router.get("/overdue", operation_id="list_overdue", response_model=list[OverdueItem])
+def list_overdue(
+    program: Annotated[str, Query(pattern=_ID)], staff: StaffDep, cases: CasesDep
+) -> list[OverdueItem]:
+    """The program's referrals past their response deadline and handoffs past their planned
+    date, on either side, across its clients (the FHIR searches are in the README)."""
+    return overdue_items(cases, staff.principal, program, datetime.now(UTC))

@@ -189,7 +189,12 @@ def update(
 ) -> FhirResponse:
     """Update, or create with the client's id; If-Match prevents lost updates (R4 §3.1.0.4)."""
     written = resources.update(
-        resource_type, resource_id, body, if_match=if_match, guard=write_guard(requester, base)
+        resource_type,
+        resource_id,
+        body,
+        requester,
+        if_match=if_match,
+        guard=write_guard(requester, base),
     )
     return _written(written, fmt, base, prefer)
 
@@ -231,7 +236,7 @@ def delete(
     base: BaseUrlDep,
     requester: Deleter,
 ) -> FhirResponse:
-    resources.delete(resource_type, resource_id, guard=write_guard(requester, base))
+    resources.delete(resource_type, resource_id, requester, guard=write_guard(requester, base))
     return FhirResponse(None, fmt=fmt, status_code=204)
 
 

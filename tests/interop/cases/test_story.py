@@ -30,10 +30,18 @@ def staff(
 
 
 def enter_story(browser: TestClient, csrf: dict[str, str]) -> list[dict[str, Any]]:
+    """Each record entered by a case manager of the program it comes from (its origin);
+    `browser` signs them in on its app."""
     answers = []
-    for kind, value in story():
+    managers: dict[str, tuple[TestClient, dict[str, str]]] = {}
+    for seed in story():
+        kind, value = seed.kind, seed.value
+        if seed.program not in managers:
+            name = f"manager.{seed.program}"
+            managers[seed.program] = staff(browser, name, Role.CASE_MANAGER, (seed.program,))
+        writer, headers = managers[seed.program]
         body = TypeAdapter(kind.model).dump_python(value, mode="json")
-        response = browser.put(f"/cases/{kind.name}/{value.id}", json=body, headers=csrf)
+        response = writer.put(f"/cases/{kind.name}/{value.id}", json=body, headers=headers)
         assert response.status_code == 200, (kind.name, response.text)
         answer = response.json()
         assert answer["value"] == body, kind.name
@@ -116,13 +124,48 @@ class TestStory:
         }
 
 
+class TestCaseApiKeepsWhatItCannotShow:
+    """The case API never deletes what it cannot show, and an answer never contradicts a save
+    (issue 14)."""
+
+    def test_elements_a_partner_wrote_through_fhir_survive_a_case_api_save(
+        self, admin: tuple[TestClient, dict[str, str]], client: TestClient
+    ) -> None:
+        enter_story(*admin)
+        plan = client.get("/fhir/CarePlan/plan-jordan").json()
+        plan.pop("meta")
+        noted = {**plan, "note": [{"text": "Prefers morning appointments"}]}
+        assert client.put("/fhir/CarePlan/plan-jordan", json=noted, headers=FHIR_JSON).is_success
+        manager, csrf = staff(admin[0], "casey.saves", Role.CASE_MANAGER, ("harbor-detox",))
+        record = manager.get("/cases/care-plans/plan-jordan").json()
+        assert any(u["path"].startswith("CarePlan.note") for u in record["unmapped"])
+        changed = {**record["value"], "title": "Recovery plan (revised)"}
+        saved = manager.put("/cases/care-plans/plan-jordan", json=changed, headers=csrf)
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["value"]["title"] == "Recovery plan (revised)"
+        stored = client.get("/fhir/CarePlan/plan-jordan").json()
+        assert stored["note"] == [{"text": "Prefers morning appointments"}]
+        assert stored["title"] == "Recovery plan (revised)"
+
+    def test_a_record_the_manager_may_not_read_is_not_saved(
+        self, anonymous: TestClient, admin: tuple[TestClient, dict[str, str]], client: TestClient
+    ) -> None:
+        enter_story(*admin)
+        outsider, csrf = staff(anonymous, "olive.outside", Role.CASE_MANAGER, ("elsewhere-clinic",))
+        kind, value = next((s.kind, s.value) for s in story() if s.kind.name == "care-plans")
+        body = TypeAdapter(kind.model).dump_python(value, mode="json") | {"title": "Overwritten"}
+        answer = outsider.put("/cases/care-plans/plan-jordan", json=body, headers=csrf)
+        assert answer.status_code == 404, answer.text
+        assert "Overwritten" not in client.get("/fhir/CarePlan/plan-jordan").text
+
+
 class TestCaseApiErrors:
     def test_errors_are_problem_details(self, admin: tuple[TestClient, dict[str, str]]) -> None:
         browser, csrf = admin
         mismatched = browser.put("/cases/goals/goal-a", json={"id": "goal-b"}, headers=csrf)
         assert mismatched.status_code == 422
         assert mismatched.headers["content-type"] == "application/problem+json"
-        kind, value = next((k, v) for k, v in story() if k.name == "goals")
+        kind, value = next((s.kind, s.value) for s in story() if s.kind.name == "goals")
         body = TypeAdapter(kind.model).dump_python(value, mode="json")
         wrong_id = browser.put("/cases/goals/another-goal", json=body, headers=csrf)
         assert wrong_id.status_code == 400
@@ -140,7 +183,7 @@ class TestCaseApiErrors:
         self, admin: tuple[TestClient, dict[str, str]], anonymous: TestClient
     ) -> None:
         browser, _csrf = admin
-        kind, value = next((k, v) for k, v in story() if k.name == "clients")
+        kind, value = next((s.kind, s.value) for s in story() if s.kind.name == "clients")
         body = TypeAdapter(kind.model).dump_python(value, mode="json")
         assert browser.put(f"/cases/clients/{value.id}", json=body).status_code == 403
         assert anonymous.get("/cases/clients/jordan-rivers").status_code == 401
@@ -152,7 +195,8 @@ class TestAcrossPrograms:
     ) -> None:
         enter_story(*admin)
         harbor, _ = staff(anonymous, "casey.harbor", Role.CASE_MANAGER, ("harbor-detox",))
-        outsider, _ = staff(anonymous, "olive.elsewhere", Role.CASE_MANAGER, ("northside-primary",))
+        # A program Jordan's consent does not name as a recipient.
+        outsider, _ = staff(anonymous, "olive.elsewhere", Role.CASE_MANAGER, ("elsewhere-clinic",))
         assert harbor.get("/cases/care-plans/plan-jordan").status_code == 200
         hidden = outsider.get("/cases/care-plans/plan-jordan")
         assert hidden.status_code == 404

@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 from adapters.ccda import read_document
 from adapters.ccda.templates import DocumentKind
 from interop.services.staff import Role
-from tests.builders import part2_consent
 from tests.interop.cases.test_story import enter_story, staff
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -63,10 +62,22 @@ def admin(anonymous: TestClient, client: TestClient) -> TestClient:
     return browser
 
 
-def test_without_consent_no_document_leaves(admin: TestClient) -> None:
-    """P1/P2: the handoff itself is a Part 2 record (the residential program's referral to the
-    next level names the client as its patient), so without a consent for the receiver no
-    Transfer Summary is written at all, and the refusal names no one."""
+def set_consent_status(client: TestClient, status: str) -> None:
+    """The story's consent revoked (inactive, as a written revocation is recorded) or again
+    in force."""
+    stored = client.get("/fhir/Consent/consent-jordan").json()
+    stored.pop("meta", None)
+    response = client.put(
+        "/fhir/Consent/consent-jordan", json={**stored, "status": status}, headers=FHIR_JSON
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_without_consent_no_document_leaves(admin: TestClient, client: TestClient) -> None:
+    """P1/P2: the handoff itself is a Part 2 record (the residential program wrote it, and it
+    names the client as its patient), so without a consent for the receiver no Transfer
+    Summary is written at all, and the refusal names no one."""
+    set_consent_status(client, "inactive")
     response = admin.get(SUMMARY)
     assert response.status_code == 403, response.text
     problem = response.json()
@@ -76,19 +87,9 @@ def test_without_consent_no_document_leaves(admin: TestClient) -> None:
 
 
 def test_with_consent_the_document_carries_the_records_and_the_part2_markings(
-    admin: TestClient, client: TestClient
+    admin: TestClient,
 ) -> None:
-    consent = part2_consent(
-        "Patient/jordan-rivers", "Organization/riverside-residential", "Organization/bayview-iop"
-    )
-    assert (
-        client.put(
-            "/fhir/Consent/consent-jordan",
-            json={**consent, "id": "consent-jordan"},
-            headers=FHIR_JSON,
-        ).status_code
-        == 201
-    )
+    """The story's consent lets the residential program disclose to the outpatient program."""
     response = admin.get(SUMMARY)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/xml")
@@ -109,14 +110,9 @@ def test_a_referral_note_goes_to_the_program_asked_only_with_consent(
     """The detox program's referral is Part 2 data: the residential program gets its Referral
     Note once the client has consented to that disclosure, not before."""
     note = "/cases/referrals/referral-residential/referral-note"
+    set_consent_status(client, "inactive")
     assert admin.get(note).status_code == 403
-    consent = part2_consent(
-        "Patient/jordan-rivers", "Organization/harbor-detox", "Organization/riverside-residential"
-    )
-    response = client.put(
-        "/fhir/Consent/consent-jordan", json={**consent, "id": "consent-jordan"}, headers=FHIR_JSON
-    )
-    assert response.status_code == 201, response.text
+    set_consent_status(client, "active")
     response = admin.get(note)
     assert response.status_code == 200, response.text
     document = read_document(response.content)

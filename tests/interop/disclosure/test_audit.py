@@ -1,17 +1,25 @@
 """The disclosure log for compliance staff: AuditEvents, tamper evidence, accountings, and
 medical emergencies."""
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlmodel import Session, col, select
 
+from interop.audit import log
+from interop.services.errors import InvalidRequest
 from interop.services.staff import Role
+from interop.settings import Settings
 from interop.store.database import make_engine
+from interop.store.tables import ChainHeadRow, DisclosureLogRow
 from tests.conftest import bearer, register_partner
 from tests.interop.auth.test_staff import add_user, sign_in
-from tests.interop.disclosure.conftest import World, as_, make
+from tests.interop.disclosure.conftest import World, acting_as, as_, make
 
 EMERGENCY = {
     "recovery-interop-emergency": {
@@ -59,7 +67,9 @@ def disclose(anonymous: TestClient, world: World) -> None:
 def tamper(database_url: str, statement: str) -> None:
     engine = make_engine(database_url)
     with engine.begin() as connection:
-        connection.execute(text(statement))
+        connection.execute(
+            text(statement), {"genesis": "0" * 64} if ":genesis" in statement else {}
+        )
     engine.dispose()
 
 
@@ -146,6 +156,71 @@ class TestTamperEvidence:
         assert report["first_broken_seq"] is not None
 
 
+class TestKeyedChain:
+    """Issue 10, point 5: tamper-evident against whoever can write the database. The chain is
+    keyed with a secret held outside it; signed checkpoints kept elsewhere catch a cut at the
+    end and a rollback to an older copy, which no chain can show by itself."""
+
+    def test_a_row_changed_and_the_rest_of_the_chain_recomputed_is_found(
+        self, anonymous: TestClient, world: World, settings: Settings
+    ) -> None:
+        disclose(anonymous, world)
+        disclose(anonymous, world)
+        engine = make_engine(settings.database_url)  # the database, without the key
+        with Session(engine) as session:
+            rows = list(session.exec(select(DisclosureLogRow).order_by(col(DisclosureLogRow.seq))))
+            rows[1].decision = "permit" if rows[1].decision == "deny" else "deny"
+            previous = rows[0].hash
+            for row in rows[1:]:  # re-link the rest with the project's own canonical form
+                for guess in (b"", b"development", settings.signing_key()):
+                    row.prev_hash = previous
+                    row.hash = log._digest(previous, log._content(row), guess)
+                previous = row.hash
+                session.add(row)
+            head = session.get(ChainHeadRow, "disclosures")
+            assert head is not None
+            head.hash = previous
+            session.add(head)
+            session.commit()
+        engine.dispose()
+        report = anonymous.app.state.compliance.verify()  # type: ignore[attr-defined]
+        assert not report.intact
+        assert report.first_broken_seq == 2
+
+    def test_a_cut_end_and_a_rollback_are_found_by_a_kept_checkpoint(
+        self, anonymous: TestClient, world: World, settings: Settings, tmp_path: Path
+    ) -> None:
+        compliance = anonymous.app.state.compliance  # type: ignore[attr-defined]
+        disclose(anonymous, world)
+        kept = compliance.checkpoint(datetime.now(UTC))
+        assert compliance.verify([kept]).intact
+        disclose(anonymous, world)
+        last = compliance.verify().rows
+        # Cut the newest rows and move the head back onto an older row: the chain alone holds.
+        tamper(settings.database_url, f"DELETE FROM disclosure_log WHERE seq > {int(last) - 2}")  # noqa: S608
+        tamper(
+            settings.database_url,
+            "UPDATE chain_head SET seq = (SELECT MAX(seq) FROM disclosure_log), "
+            "hash = (SELECT hash FROM disclosure_log "
+            "WHERE seq = (SELECT MAX(seq) FROM disclosure_log))",
+        )
+        assert compliance.verify().intact
+        later = compliance.checkpoint(datetime.now(UTC))
+        disclose(anonymous, world)
+        disclose(anonymous, world)
+        tamper(settings.database_url, "DELETE FROM disclosure_log")
+        tamper(settings.database_url, "UPDATE chain_head SET seq = 0, hash = :genesis")
+        report = compliance.verify([kept, later])
+        assert not report.intact
+        assert "gone" in str(report.problem)
+
+    def test_a_checkpoint_not_signed_with_the_key_is_refused(self, anonymous: TestClient) -> None:
+        compliance = anonymous.app.state.compliance  # type: ignore[attr-defined]
+        forged = jwt.encode({"seq": 1, "hash": "0" * 64, "iat": 0, "typ": "chain-head"}, "x" * 32)
+        with pytest.raises(InvalidRequest, match="not a checkpoint of this log"):
+            compliance.verify([forged])
+
+
 class TestAccounting:
     def test_accounting_lists_disclosures_with_consent_in_three_forms(
         self, anonymous: TestClient, compliance: TestClient, world: World
@@ -201,7 +276,8 @@ class TestBreakTheGlass:
                 },
             )
         }
-        condition = make(client, opioid_use_disorder(world.client_ref, world.detox))
+        detox = acting_as(anonymous, world.detox_partner)
+        condition = make(detox, opioid_use_disorder(world.client_ref, world.detox))
         response = anonymous.get(f"/fhir/Condition/{condition['id']}", headers=headers)
         assert response.status_code == 200, response.text
         assert anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=headers).status_code == 404

@@ -1,16 +1,96 @@
-"""The CDS Hooks patient-consent-consult service, in the LEAP Consent Decision Service shape."""
+"""The CDS Hooks patient-consent-consult service, in the LEAP Consent Decision Service shape.
 
+Every answer is checked against LEAP's published response schema (kept in leap/, see
+leap/SOURCE.md) by `schema_errors`, a reader of the JSON Schema keywords that schema uses.
+"""
+
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session, col, select
 
+from interop.audit.accounting import accounting
+from interop.settings import Settings
+from interop.store.database import make_engine
+from interop.store.tables import DisclosureLogRow
 from tests.builders import MRN, part2_consent, patient
 from tests.conftest import RegisteredPartner, bearer, register_partner
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 PARTNER_SYSTEM = "urn:oid:2.16.840.1.113883.3.9999.10"
+SCHEMA: dict[str, Any] = json.loads(
+    (
+        Path(__file__).parent / "leap" / "patient-consent-consult-hook-response.schema.json"
+    ).read_text()
+)
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "number": (int, float),
+}
+
+
+def schema_errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
+    """Where `value` breaks `schema` (draft-07: $ref, type, enum, required, properties, items,
+    contains: the keywords LEAP's response schema uses; any other keyword fails loudly)."""
+    known = {"$schema", "$id", "title", "description", "definitions", "$ref", "type", "enum"}
+    known |= {"required", "properties", "items", "contains"}
+    assert set(schema) <= known, f"unsupported keywords {set(schema) - known}"
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/definitions/")
+        return schema_errors(value, SCHEMA["definitions"][name], path)
+    if "type" in schema and not isinstance(value, _TYPES[schema["type"]]):
+        return [f"{path}: not a {schema['type']}"]
+    errors = []
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} not in {schema['enum']}")
+    if isinstance(value, dict):
+        errors += [
+            f"{path}.{key}: required" for key in schema.get("required", ()) if key not in value
+        ]
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                errors += schema_errors(value[key], sub, f"{path}.{key}")
+    if isinstance(value, list):
+        if "items" in schema:
+            for number, item in enumerate(value):
+                errors += schema_errors(item, schema["items"], f"{path}[{number}]")
+        if "contains" in schema and not any(
+            not schema_errors(item, schema["contains"]) for item in value
+        ):
+            errors.append(f"{path}: no item matches 'contains'")
+    return errors
+
+
+def test_the_schema_reader_rejects_what_leap_would() -> None:
+    """The checker itself must be able to fail: a card of the old shape breaks the schema."""
+    old = {
+        "cards": [
+            {
+                "summary": "CONSENT_DENY",
+                "detail": "x",
+                "indicator": "warning",
+                "source": {"label": "no url"},
+                "extension": {
+                    "decision": "DENY",
+                    "obligations": [{"obligation": {"system": "s", "code": "REDACT"}}],
+                },
+            }
+        ]
+    }
+    assert schema_errors(old, SCHEMA) == ["$.cards: no item matches 'contains'"]
+    card = old["cards"][0]
+    assert set(schema_errors(card, SCHEMA["properties"]["cards"]["contains"])) == {
+        "$.source.url: required",
+        "$.extension.decision: 'DENY' not in ['CONSENT_PERMIT', 'CONSENT_DENY', 'NO_CONSENT']",
+        "$.extension.obligations[0].id: required",
+    }
 
 
 def consult(
@@ -41,6 +121,7 @@ def consult(
     )
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
+    assert schema_errors(result, SCHEMA) == []
     return result
 
 
@@ -76,10 +157,86 @@ def test_consented_actor_is_permitted_with_the_consent_named(
     assert card["extension"]["basedOn"].startswith("Consent/")
 
 
-def test_other_actor_or_purpose_is_denied(anonymous: TestClient, detox: RegisteredPartner) -> None:
-    assert consult(anonymous, detox, "Somebody Else")["cards"][0]["summary"] == "CONSENT_DENY"
+def test_no_consent_in_force_for_another_actor_or_purpose(
+    anonymous: TestClient, detox: RegisteredPartner
+) -> None:
+    """LEAP answers NO_CONSENT where nothing in force speaks to the question, not a denial."""
+    other = consult(anonymous, detox, "Somebody Else")["cards"][0]
+    assert (other["summary"], other["extension"]["decision"]) == ("NO_CONSENT", "NO_CONSENT")
     legal = consult(anonymous, detox, "Riverside Residential", purposes=("HLEGAL",))
-    assert legal["cards"][0]["summary"] == "CONSENT_DENY"
+    assert legal["cards"][0]["summary"] == "NO_CONSENT"
+
+
+def test_consent_deny_only_when_a_consent_refuses(
+    client: TestClient, anonymous: TestClient, detox: RegisteredPartner
+) -> None:
+    """C8: the patient's later written refusal of Riverside turns the permit into a denial."""
+    assert consult(anonymous, detox, "Riverside Residential")["cards"][0]["summary"] == (
+        "CONSENT_PERMIT"
+    )
+    riverside = client.get("/fhir/Organization", params={"name": "Riverside Residential"})
+    recipient = f"Organization/{riverside.json()['entry'][0]['resource']['id']}"
+    person = client.get("/fhir/Patient", params={"identifier": f"{MRN}|MRN-CDS"})
+    subject = f"Patient/{person.json()['entry'][0]['resource']['id']}"
+    refusal = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": subject},
+        "provision": {
+            "type": "deny",
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "IRCP",
+                            }
+                        ]
+                    },
+                    "reference": {"reference": recipient},
+                }
+            ],
+        },
+    }
+    created = client.post("/fhir/Consent", json=refusal, headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+
+    card = consult(anonymous, detox, "Riverside Residential")["cards"][0]
+
+    assert (card["summary"], card["extension"]["decision"]) == ("CONSENT_DENY", "CONSENT_DENY")
+    assert card["extension"]["basedOn"] == f"Consent/{created.json()['id']}"
+
+
+def test_a_consult_is_logged_as_a_decision_not_a_disclosure(
+    anonymous: TestClient, detox: RegisteredPartner, settings: Settings
+) -> None:
+    """Issue 10: CDS rows carry interaction cds-consult and stay out of the accounting (A2)."""
+    consult(anonymous, detox, "Riverside Residential")
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        rows = list(
+            session.exec(
+                select(DisclosureLogRow).where(
+                    col(DisclosureLogRow.requester) == detox.organization
+                )
+            ).all()
+        )
+    engine.dispose()
+    [row] = rows
+    assert (row.interaction, row.decision) == ("cds-consult", "permit")
+    assert row.patient is not None
+    report = accounting(row.patient, "Alex Testperson", rows, {}, row.recorded_at, row.recorded_at)
+    assert report.with_consent == report.emergencies == ()
 
 
 def test_patient_without_consents_has_no_consent(
@@ -115,8 +272,8 @@ def test_content_is_labelled_or_redacted(anonymous: TestClient, detox: Registere
         "Organization"
     ]
     redact = denied["extension"]["obligations"][0]
-    assert redact["obligation"]["code"] == "REDACT"
-    assert redact["content"]["codes"] == [sud]
+    assert redact["id"]["code"] == "REDACT"
+    assert redact["parameters"]["codes"] == [sud]
 
 
 def test_callers_authenticate_like_any_partner(anonymous: TestClient) -> None:

@@ -5,10 +5,11 @@ and the same outcome expected from the disclosure gate as from `consent.decide`.
 For each row, over SQLite and PostgreSQL, with the gate's clock pinned to the row's `as_of`:
 - the first-party EHR PUTs (update as create, so the ids the rows use are kept) the Patient
   named as the rows expect, the Organizations the rows name (the Part 2 programs with the
-  part2-program extension), the RelatedPersons that sign, the row's consents, and the record:
-  `request.item` as a stored resource, with its security labels in meta.security, the patient
-  as its subject, its source program in an element `sources_of` reads, its clinical date and
-  its codes;
+  part2-program extension), the RelatedPersons that sign, the row's consents; the record
+  (`request.item` as a stored resource, with its security labels in meta.security, the patient
+  as its subject, its clinical date and its codes) is written on behalf of the row's source
+  program when the row marks it Part 2 data, so that its recorded origin says so (P1), and by
+  the EHR otherwise;
 - the requester is a partner registered through the partner registry with the row's flags
   (covered entity, Part 2 program) and identifiers. The server assigns its Organization id, so
   every occurrence of the row's requester reference (e.g. "Organization/riverside-clinic") in
@@ -46,8 +47,10 @@ from consent import DataItem, DisclosureRequest, Outcome
 from consent import vocabulary as v
 from interop.app import create_app
 from interop.services.partners import NewPartner, PartnerService
+from interop.services.resources import internal_operations
+from interop.services.search_parser import Paging
 from interop.settings import Settings
-from interop.store.database import make_engine
+from interop.store.database import make_engine, unit_of_work
 from interop.store.search_params import SUPPORTED_TYPES
 from interop.store.tables import DisclosureLogRow
 from tests.builders import organization, part2_program, patient
@@ -62,6 +65,7 @@ from tests.consent import (
     PAYER,
     PROGRAM,
     STRANGER,
+    WORLD,
 )
 from tests.consent.test_decisions import DECISION_CASES, DecisionCase
 from tests.keys import ClientKey, rsa_key
@@ -96,6 +100,23 @@ SOURCE_ELEMENT = {
     "Goal": "expressedBy",
 }
 CODE_ELEMENT = {"Condition": "code", "DocumentReference": "type"}
+AUTHOR_ELEMENT = {
+    "Condition": "recorder",
+    "CarePlan": "author",
+    "DocumentReference": "author",
+    "Goal": "expressedBy",
+}
+"""Where each type names who authored it (any type of author), for `authoredby` provisions."""
+
+
+def _authors(kind: str, item: DataItem) -> Any:
+    """The row's authors as references, and its author identifiers as logical references."""
+    named: list[dict[str, Any]] = [{"reference": author} for author in item.authors]
+    named += [
+        {"identifier": {"system": i.system, "value": i.value}} for i in item.author_identifiers
+    ]
+    return named if kind == "DocumentReference" else named[0]
+
 
 KNOWN_GATE_GAPS: dict[str, str] = {}
 
@@ -104,6 +125,13 @@ def unexpressible(case: DecisionCase) -> str | None:
     """Why the API cannot pose this row's request, or None when it can."""
     request = case.request
     item = request.item
+    if case.facts != WORLD:
+        return (
+            "the row's facts around its consents (Provenance signatures, approved forms, a "
+            "birth date or an unnamed Patient) are not stored by this replay"
+        )
+    if item.authors or item.author_identifiers:
+        return "this replay stores a record's source program only, not other authors"
     if request.action != v.DISCLOSE:
         return f"a FHIR read always asks to disclose; no API asks for {request.action!r}"
     if request.non_consent_basis is not None:
@@ -228,6 +256,18 @@ def put(ehr: TestClient, resource: dict[str, Any]) -> None:
     assert response.status_code in (200, 201), response.text
 
 
+def store_as(settings: Settings, origin: str, resource: dict[str, Any]) -> None:
+    """The record as its source program wrote it: its recorded origin is what makes it Part 2
+    data (P1), written through the product's own write path on that program's behalf."""
+    engine = make_engine(settings.database_url, chain_key=settings.chain_key())
+    with (
+        unit_of_work(engine) as session,
+        internal_operations(session, "test-seed", paging=Paging(1, 1), on_behalf_of=origin) as ops,
+    ):
+        ops.update(resource["resourceType"], resource["id"], resource)
+    engine.dispose()
+
+
 def ident(reference: str) -> str:
     return reference.split("/", 1)[1]
 
@@ -293,6 +333,8 @@ def record(item: DataItem, subject: str) -> dict[str, Any]:
     resource["subject"] = {"reference": subject}
     if item.source_program is not None and item.is_part2:
         resource[SOURCE_ELEMENT[kind]] = {"reference": item.source_program}
+    if item.authors or item.author_identifiers:
+        resource[AUTHOR_ELEMENT[kind]] = _authors(kind, item)
     if item.codes:
         resource[CODE_ELEMENT[kind]] = {
             "coding": [{"system": code.system, "code": code.code} for code in item.codes]
@@ -363,6 +405,7 @@ def test_the_gate_decides_as_the_engine(
     ehr: TestClient,
     clock: PinnedClock,
     log: Session,
+    settings: Settings,
 ) -> None:
     """The row's outcome, labels, rule and consent, through the FHIR API with a real token."""
     clock.now = case.as_of
@@ -374,7 +417,10 @@ def test_the_gate_decides_as_the_engine(
     for resource in consents_for(case, partner.organization):
         put(ehr, resource)
     stored = record(item, request.patient)
-    put(ehr, stored)
+    if item.source_program is not None and item.is_part2:
+        store_as(settings, item.source_program, stored)
+    else:
+        put(ehr, stored)
     headers = {"Authorization": token(service, partner, request)}
 
     response = service.get(f"/fhir/{item.reference}", headers=headers)

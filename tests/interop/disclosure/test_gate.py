@@ -10,11 +10,15 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from interop.audit.log import verify
+from interop.services.disclosure import notice_of
 from interop.store.tables import DisclosureLogRow
-from tests.interop.disclosure.conftest import World, as_
+from tests.builders import care_plan, patient
+from tests.conftest import register_partner
+from tests.interop.disclosure.conftest import World, acting_as, as_, make
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 NOTICE = "http://recovery-interop.example.org/fhir/StructureDefinition/part2-disclosure-notice"
+PART2_PROGRAM = "http://recovery-interop.example.org/fhir/StructureDefinition/part2-program"
 
 
 def codes(resource: dict[str, Any]) -> set[str]:
@@ -31,11 +35,12 @@ class TestConsentedRecipient:
         plan = response.json()
         assert {"R", "42CFRPart2", "NORDSCLCD"} <= codes(plan)
         assert "NORDSLCD" not in codes(plan)
-        notices = [e for e in plan["meta"].get("extension", []) if e["url"] == NOTICE]
-        assert (
-            "42 CFR part 2" in notices[0]["valueString"].lower()
-            or "part 2" in notices[0]["valueString"]
-        )
+        (notice,) = [e for e in plan["meta"].get("extension", []) if e["url"] == NOTICE]
+        # S1 as valid R4 (ext-1): a complex extension has nested extensions and no value.
+        assert not any(key.startswith("value") for key in notice)
+        assert "part 2" in (notice_of(plan) or "").lower()
+        (consent,) = [e for e in notice["extension"] if e["url"] == "consent"]
+        assert consent["valueReference"]["reference"] == f"Consent/{world.consent_id}"
 
     def test_search_bundle_carries_the_notice_once(
         self, anonymous: TestClient, world: World
@@ -199,64 +204,152 @@ def test_a_program_flagged_part2_is_known_on_the_very_next_request(
     client: TestClient, anonymous: TestClient, world: World
 ) -> None:
     """P1: the gate keeps the Part 2 program set between requests only while no Organization
-    changed; flagging a program takes effect at once."""
-    clinic = client.post(
-        "/fhir/Organization",
-        json={"resourceType": "Organization", "name": "Late Flag"},
-        headers=FHIR_JSON,
-    ).json()
-    person = client.post(
-        "/fhir/Patient",
-        json={
-            "resourceType": "Patient",
-            "name": [{"family": "Lateflag"}],
-            "managingOrganization": {"reference": f"Organization/{clinic['id']}"},
-        },
-        headers=FHIR_JSON,
-    ).json()
+    changed; flagging a program takes effect at once, for everything it wrote before."""
+    clinic = register_partner(anonymous, name="Late Flag Clinic")
+    person = make(acting_as(anonymous, clinic), patient(family="Lateflag", mrn="MRN-LATE"))
     headers = as_(anonymous, world.b)
     assert anonymous.get(f"/fhir/Patient/{person['id']}", headers=headers).status_code == 200
+    clinic_id = clinic.organization.split("/")[1]
+    stored = client.get(f"/fhir/Organization/{clinic_id}").json()
     flagged = {
-        **clinic,
+        **stored,
         "extension": [
-            {
-                "url": "http://recovery-interop.example.org/fhir/StructureDefinition/part2-program",
-                "valueBoolean": True,
-            }
+            {"url": PART2_PROGRAM, "valueBoolean": True},
+            *[e for e in stored.get("extension", []) if e["url"] != PART2_PROGRAM],
         ],
     }
-    assert (
-        client.put(
-            f"/fhir/Organization/{clinic['id']}", json=flagged, headers=FHIR_JSON
-        ).status_code
-        == 200
-    )
+    changed = client.put(f"/fhir/Organization/{clinic_id}", json=flagged, headers=FHIR_JSON)
+    assert changed.status_code == 200, changed.text
     assert anonymous.get(f"/fhir/Patient/{person['id']}", headers=headers).status_code == 404
 
 
-def test_the_owner_of_a_part2_referral_task_needs_the_consent_too(
-    client: TestClient, anonymous: TestClient, world: World
-) -> None:
-    """P1/P2: a detox unit's referral Task owned by partner B names the client as the detox
-    unit's patient; B holding the Task is a disclosure to B, not B's own record, so without
-    B's consent B reads nothing, while A (consented) may."""
-    shared = {
+def referral_task(patient_ref: str, requester: str, owner: str) -> dict[str, Any]:
+    return {
         "resourceType": "Task",
         "status": "requested",
         "intent": "order",
         "code": {
             "coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]
         },
-        "for": {"reference": world.client_ref},
-        "requester": {"reference": world.detox},
-        "owner": {"reference": world.b.organization},
+        "for": {"reference": patient_ref},
+        "requester": {"reference": requester},
+        "owner": {"reference": owner},
         "authoredOn": "2026-11-02T09:30:00Z",
+        "restriction": {"period": {"end": "2026-11-09T17:00:00Z"}},
     }
-    created = client.post("/fhir/Task", json=shared, headers=FHIR_JSON).json()
+
+
+def test_the_owner_of_a_part2_referral_task_needs_the_consent_too(
+    anonymous: TestClient, world: World
+) -> None:
+    """P1/P2: a detox unit's referral Task owned by partner B names the client as the detox
+    unit's patient; B holding the Task is a disclosure to B, not B's own record, so without
+    B's consent B reads nothing, while A (consented) may."""
+    detox = acting_as(anonymous, world.detox_partner)
+    created = make(detox, referral_task(world.client_ref, world.detox, world.b.organization))
     as_b = as_(anonymous, world.b)
     assert anonymous.get(f"/fhir/Task/{created['id']}", headers=as_b).status_code == 404
     assert anonymous.get("/fhir/Task", headers=as_b).json()["total"] == 0
-    consented = {**shared, "owner": {"reference": world.a.organization}}
-    mine = client.post("/fhir/Task", json=consented, headers=FHIR_JSON).json()
+    mine = make(detox, referral_task(world.client_ref, world.detox, world.a.organization))
     answer = anonymous.get(f"/fhir/Task/{mine['id']}", headers=as_(anonymous, world.a)).json()
     assert "42CFRPart2" in codes(answer)
+
+
+class TestSharedRecordsFollowWhoWroteEachVersion:
+    """A referral is a disclosure by its referrer; what the program referred to writes into the
+    shared Task is the program's own record (the gate issue, point 3)."""
+
+    def test_a_program_reads_a_referral_from_a_non_part2_referrer_without_consent(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        clinic = register_partner(anonymous, name="Primary Care Clinic")
+        program = register_partner(anonymous, name="Bayview Outpatient", part2_program=True)
+        as_clinic = acting_as(anonymous, clinic)
+        person = make(as_clinic, patient(family="Referred", mrn="MRN-REF"))
+        sent = make(
+            as_clinic,
+            referral_task(f"Patient/{person['id']}", clinic.organization, program.organization),
+        )
+        as_program = acting_as(anonymous, program)
+        received = as_program.get(f"/fhir/Task/{sent['id']}")
+        assert received.status_code == 200, received.text
+        assert as_program.get(f"/fhir/Patient/{person['id']}").status_code == 200
+        # An unrelated partner without any consent is not blocked from non-Part 2 data (P1),
+        # but once the program writes into the Task, the Task is the program's Part 2 record.
+        accepted = {**received.json(), "status": "accepted"}
+        answer = as_program.put(f"/fhir/Task/{sent['id']}", json=accepted, headers=FHIR_JSON)
+        assert answer.status_code == 200, answer.text
+        assert as_clinic.get(f"/fhir/Task/{sent['id']}").status_code == 404
+        # Not even its own first version: that a newer one is hidden would tell that the
+        # program wrote since (its "accepted" is the program's to disclose).
+        assert as_clinic.get(f"/fhir/Task/{sent['id']}/_history/1").status_code == 404
+        assert as_clinic.get(f"/fhir/Task/{sent['id']}/_history").status_code == 404
+        unknown = as_clinic.get("/fhir/Task/no-such-task")
+        hidden = as_clinic.get(f"/fhir/Task/{sent['id']}")
+        assert _diagnostics(hidden) == _diagnostics(unknown).replace("no-such-task", sent["id"])
+        log = anonymous.app.state.compliance  # type: ignore[attr-defined]
+        assert log.verify().intact
+
+
+class TestWritesSeeOnlyWhatTheWriterMaySee:
+    """One door for reads and writes: a record the writer may not see answers exactly as an
+    unknown id, and is never changed (ARCHITECTURE.md rule 4)."""
+
+    def test_update_of_a_hidden_record_answers_as_an_unknown_id(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        writer = register_partner(anonymous, name="Nosy Partner")
+        nosy = acting_as(anonymous, writer)
+        body = care_plan(world.client_ref, title="changed by someone without consent")
+        hidden = nosy.put(
+            f"/fhir/CarePlan/{world.plan_id}", json={**body, "id": world.plan_id}, headers=FHIR_JSON
+        )
+        unknown = nosy.put(
+            "/fhir/CarePlan/no-such-plan", json={**body, "id": "no-such-plan"}, headers=FHIR_JSON
+        )
+        assert hidden.status_code == unknown.status_code == 404
+        assert _diagnostics(hidden) == _diagnostics(unknown).replace("no-such-plan", world.plan_id)
+        assert hidden.headers.get("etag") is None
+        assert hidden.headers.get("location") is None
+        stored = acting_as(anonymous, world.detox_partner).get(f"/fhir/CarePlan/{world.plan_id}")
+        assert "changed by someone" not in stored.text
+
+    def test_delete_of_a_hidden_record_answers_as_an_unknown_id(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        nosy = acting_as(anonymous, register_partner(anonymous, name="Nosy Partner"))
+        patient_id = world.client_ref.split("/")[1]
+        hidden = nosy.delete(f"/fhir/Patient/{patient_id}")
+        unknown = nosy.delete("/fhir/Patient/no-such-patient")
+        assert hidden.status_code == unknown.status_code == 404
+        assert _diagnostics(hidden) == _diagnostics(unknown).replace("no-such-patient", patient_id)
+        detox = acting_as(anonymous, world.detox_partner)
+        assert detox.get(f"/fhir/Patient/{patient_id}").status_code == 200
+
+    def test_conditional_update_never_matches_a_hidden_record(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        nosy = acting_as(anonymous, register_partner(anonymous, name="Nosy Partner"))
+        body = patient(family="Impostor", mrn="MRN-P2")
+        answer = nosy.put(
+            "/fhir/Patient", params={"identifier": "MRN-P2"}, json=body, headers=FHIR_JSON
+        )
+        assert answer.status_code == 201, answer.text  # no match: a new record of its own
+        assert answer.json()["id"] != world.client_ref.split("/")[1]
+        detox = acting_as(anonymous, world.detox_partner)
+        kept = detox.get(f"/fhir/{world.client_ref}").json()
+        assert kept["name"][0]["family"] == "Partwo"
+
+    def test_history_of_a_hidden_record_answers_as_an_unknown_id(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        headers = as_(anonymous, world.b)
+        hidden = anonymous.get(f"/fhir/CarePlan/{world.plan_id}/_history", headers=headers)
+        unknown = anonymous.get("/fhir/CarePlan/no-such-plan/_history", headers=headers)
+        assert hidden.status_code == unknown.status_code == 404
+        everything = anonymous.get("/fhir/_history", headers=headers).json()
+        assert world.plan_id not in str(everything)
+
+
+def _diagnostics(response: Any) -> str:
+    return str(response.json()["issue"][0].get("diagnostics", ""))

@@ -1,13 +1,22 @@
 """The alembic migrations build exactly the schema the SQLModel tables describe, on both
 backends."""
 
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
+from sqlalchemy import Engine, text
+from sqlmodel import Session, SQLModel
 
 import interop.store.tables  # noqa: F401  (registers the tables)
+from interop.audit import log
 from interop.store.database import make_engine
 from interop.store.migrate import downgrade, upgrade
+from interop.store.tables import OPERATOR_ORIGIN, DisclosureLogRow
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -31,3 +40,103 @@ def test_downgrade_and_upgrade_again(database_url: str) -> None:
             engine.dialect.get_table_names(connection)
         )
     engine.dispose()
+
+
+class TestRecordOrigin:
+    """Migration 0008: existing rows get the operator's origin (its rule, written in the
+    migration), and the disclosure log is chained again under the key held outside the
+    database."""
+
+    @pytest.fixture
+    def legacy(self, database_url: str) -> Iterator[Engine]:
+        """A database as it was before origins were recorded; at head again afterwards, even
+        when the test failed half-way (PostgreSQL's database is shared by the suite)."""
+        engine = make_engine(database_url, chain_key=b"migration-test-chain-key-0123456789")
+        upgrade(engine)
+        downgrade(engine, "0007")
+        try:
+            yield engine
+        finally:
+            with engine.begin() as connection:
+                connection.execute(text("DELETE FROM disclosure_log"))
+                connection.execute(text("DELETE FROM resource"))
+                connection.execute(
+                    text("UPDATE chain_head SET seq = 0, hash = :genesis"), {"genesis": "0" * 64}
+                )
+            upgrade(engine)
+            engine.dispose()
+
+    def test_existing_versions_get_the_operators_origin_and_the_log_is_rekeyed(
+        self, legacy: Engine
+    ) -> None:
+        engine = legacy
+        at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO resource (resource_type, resource_id, version_id, "
+                    "last_updated, deleted, content) VALUES ('Goal', 'g1', 1, :at, false, :c)"
+                ),
+                {"at": at, "c": b'{"resourceType":"Goal","id":"g1"}'},
+            )
+            previous = "0" * 64
+            for seq in (1, 2):
+                row = _legacy_row(seq, previous, at)
+                connection.execute(text(_INSERT_LOG), row)
+                previous = row["hash"]
+            connection.execute(
+                text("UPDATE chain_head SET seq = 2, hash = :hash WHERE name = 'disclosures'"),
+                {"hash": previous},
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            origin = connection.execute(text("SELECT origin, custodians FROM resource")).one()
+        with Session(engine) as session:
+            report = log.verify(session)
+        assert tuple(origin) == (OPERATOR_ORIGIN, OPERATOR_ORIGIN)
+        assert report.intact, report
+        assert report.rows == 2
+
+    def test_a_broken_legacy_log_is_not_rekeyed(self, legacy: Engine) -> None:
+        engine = legacy
+        at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+        with engine.begin() as connection:
+            row = _legacy_row(1, "0" * 64, at)
+            connection.execute(text(_INSERT_LOG), {**row, "decision": "permit"})
+        with pytest.raises(ValueError, match="broken at row 1"):
+            upgrade(engine)
+
+
+_INSERT_LOG = (
+    "INSERT INTO disclosure_log (seq, recorded_at, client_id, requester, patient, purposes, "
+    "interaction, decision, rule, consent, provision, resources, labels, part2, emergency, "
+    "emergency_facts, prev_hash, hash) VALUES (:seq, :recorded_at, :client_id, :requester, "
+    ":patient, :purposes, :interaction, :decision, :rule, :consent, :provision, :resources, "
+    ":labels, :part2, :emergency, :emergency_facts, :prev_hash, :hash)"
+)
+
+
+def _legacy_row(seq: int, previous: str, at: datetime) -> dict[str, Any]:
+    """A row as the log wrote it before 0008: plain SHA-256 over the link and the content."""
+    row = DisclosureLogRow(
+        seq=seq,
+        recorded_at=at,
+        client_id="c1",
+        requester="Organization/a",
+        patient="Patient/p",
+        purposes="TREAT",
+        interaction="read",
+        decision="deny",
+        rule="P2",
+        consent=None,
+        provision=None,
+        resources="Goal/g1",
+        labels="",
+        part2=True,
+        emergency=False,
+        emergency_facts=None,
+        prev_hash=previous,
+        hash="",
+    )
+    digest = hashlib.sha256(previous.encode() + log._content(row)).hexdigest()
+    return {**row.model_dump(), "hash": digest}

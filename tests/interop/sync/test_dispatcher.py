@@ -42,7 +42,7 @@ class Slow:
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, chain_key=b"dispatcher-test-chain-key")
     upgrade(engine)
     now = datetime.now(UTC)
     with unit_of_work(engine) as session:

@@ -756,7 +756,7 @@ class TestCaseApi:
         handoff's Task (the Transfer Summary), nothing for its ServiceRequest."""
         browser, csrf = admin
         receiving = channel_partner(client, "Bayview IOP", CCDA_DIRECTORY)
-        template = next(value for kind, value in story() if kind.name == "handoffs")
+        template = next(seed.value for seed in story() if seed.kind.name == "handoffs")
         body = TypeAdapter(Handoff).dump_python(template, mode="json") | {
             "id": "handoff-sync-1",
             "referral_id": "referral-sync-1",

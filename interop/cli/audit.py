@@ -1,0 +1,60 @@
+"""The disclosure log: verify its keyed chain, and sign checkpoints of its head."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from interop.cli.common import CliError, DatabaseOption, existing_engine, read_file
+
+app = typer.Typer(help="The disclosure log.", no_args_is_help=True)
+
+CheckpointOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--checkpoint",
+        help="A checkpoint file written by `interop audit checkpoint` (repeatable): the row it "
+        "signed must still be there, unchanged (finds a cut end or a rolled-back database).",
+    ),
+]
+
+
+@app.command("verify")
+def verify(database_url: DatabaseOption = None, checkpoint: CheckpointOption = None) -> None:
+    """Check the disclosure log's keyed hash chain; exit 1 naming the first row that does not
+    hold. A database that does not exist is refused, never created."""
+    from interop.services.compliance import ComplianceService
+    from interop.services.errors import InvalidRequest
+
+    tokens = [
+        read_file(path, "checkpoint", "give a file written by `interop audit checkpoint`").decode()
+        for path in checkpoint or []
+    ]
+    try:
+        report = ComplianceService(existing_engine(database_url)).verify(tokens)
+    except InvalidRequest as invalid:
+        raise CliError(invalid.message, 2) from None
+    if not report.intact:
+        raise CliError(f"BROKEN at row {report.first_broken_seq}: {report.problem}")
+    checked = f", {len(tokens)} checkpoint(s) found unchanged" if tokens else ""
+    typer.echo(f"intact: {report.rows} rows{checked}")
+
+
+@app.command("checkpoint")
+def checkpoint(
+    database_url: DatabaseOption = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the checkpoint here instead of printing it.")
+    ] = None,
+) -> None:
+    """Sign the log's head (sequence and hash) for compliance staff to keep outside the
+    database; `audit verify --checkpoint FILE` later proves nothing before it was removed."""
+    from interop.services.compliance import ComplianceService
+
+    token = ComplianceService(existing_engine(database_url)).checkpoint(datetime.now(UTC))
+    if output is None:
+        typer.echo(token)
+        return
+    output.write_text(token + "\n")
+    typer.echo(f"checkpoint written to {output}")

@@ -1,0 +1,212 @@
+"""A patient's stored Consents as the consent engine's directives, read for the gate, with what
+the store knows around each one (PART2.md's table of where the §2.31 elements live).
+
+A Consent rarely carries every §2.31 element itself: the patient's name is on the Patient it
+references (a), a signature may be a Provenance whose target is the Consent (h), a minor is
+told by `Patient.birthDate` and a parent by `RelatedPerson.relationship` (§2.14), and the
+statements of the signed form come from the form's one approval by compliance staff (C9).
+`consent_facts` gathers these for one patient in a few queries; `mappings.consent` does the
+reading. Mapping a Consent costs far more than reading it, so directives are kept per stored
+version and per state of those facts.
+"""
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from sqlmodel import Session
+
+from consent.model import Coding, ConsentDirective
+from consent.vocabulary import canonical_system
+from interop.store import consents as store
+from interop.store.tables import ConsentFormRow
+from mappings.consent import (
+    ELEMENT_HINTS,
+    ConsentFacts,
+    ConsentSignature,
+    directive_from_fhir,
+    directive_problems_as_issues,
+    signatures_of,
+)
+from mappings.errors import FhirContentError, Issue
+
+_Key = tuple[str, int, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """What the store knows around one patient's consents, gathered once per request."""
+
+    name: str | None
+    birth_date: date | None
+    relationships: Mapping[str, tuple[Coding, ...]]
+    signatures: Mapping[str, tuple[ConsentSignature, ...]]
+    forms: Mapping[str, frozenset[str]]
+
+    def for_consent(self, ident: str) -> ConsentFacts:
+        return ConsentFacts(
+            patient_name=self.name,
+            patient_birth_date=self.birth_date,
+            relationships=self.relationships,
+            signatures=self.signatures.get(f"Consent/{ident}", ()),
+            approved_forms=self.forms,
+        )
+
+    def fingerprint(self, ident: str) -> Any:
+        """What a directive read with these facts depends on, hashable, for the cache key."""
+        return (
+            self.name,
+            self.birth_date,
+            tuple(sorted(self.relationships.items())),
+            self.signatures.get(f"Consent/{ident}", ()),
+            tuple(sorted(self.forms.items(), key=lambda item: item[0])),
+        )
+
+
+class DirectiveCache:
+    """Consents as directives, kept per stored version and per state of the facts read with
+    them: mapping a Consent costs far more than reading it, and a version never changes."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self._capacity = capacity
+        self._directives: OrderedDict[_Key, ConsentDirective | None] = OrderedDict()
+
+    def get(self, key: _Key) -> tuple[bool, ConsentDirective | None]:
+        """(known, directive): whether the version was mapped before, and to what."""
+        if key not in self._directives:
+            return False, None
+        self._directives.move_to_end(key)
+        return True, self._directives[key]
+
+    def put(self, key: _Key, content: bytes, facts: ConsentFacts) -> ConsentDirective | None:
+        directive = _directive(orjson.loads(content), facts)
+        self._directives[key] = directive
+        if len(self._directives) > self._capacity:
+            self._directives.popitem(last=False)
+        return directive
+
+
+def read_directives(
+    session: Session, patient: str, cache: DirectiveCache | None = None
+) -> list[ConsentDirective]:
+    """The patient's stored consents as directives; one that cannot be read is never relied on.
+
+    Only the (id, version) pairs and the facts around them are read first; the JSON of a
+    version is fetched only when it was never mapped with these facts before.
+    """
+    cache = cache or DirectiveCache()
+    versions = store.consent_versions(session, patient.split("/", 1)[1])
+    if not versions:
+        return []
+    facts = consent_facts(session, patient, [ident for _, ident, _ in versions])
+    found: list[ConsentDirective | None] = []
+    unknown: dict[int, _Key] = {}
+    for pk, ident, version in versions:
+        key = (ident, version, facts.fingerprint(ident))
+        known, directive = cache.get(key)
+        if known:
+            found.append(directive)
+        else:
+            unknown[pk] = key
+    if unknown:
+        for pk, content in store.contents(session, list(unknown)).items():
+            key = unknown[pk]
+            found.append(cache.put(key, content, facts.for_consent(key[0])))
+    return [directive for directive in found if directive is not None]
+
+
+def consent_facts(session: Session, patient: str, consent_ids: Sequence[str]) -> PatientFacts:
+    """The referenced Patient's name and birth date, the RelatedPersons' relationships, the
+    Provenance signatures of the given Consents, and the approved forms."""
+    kind, _, ident = patient.partition("/")
+    content = store.current(session, kind, ident) if kind == "Patient" else None
+    person: dict[str, Any] = orjson.loads(content) if content is not None else {}
+    relationships: dict[str, tuple[Coding, ...]] = {}
+    for related in store.referring(session, "RelatedPerson", "patient", "Patient", [ident]):
+        resource = orjson.loads(related)
+        relationships[f"RelatedPerson/{resource.get('id')}"] = _codings(
+            resource.get("relationship")
+        )
+    signatures: dict[str, tuple[ConsentSignature, ...]] = {}
+    for provenance in store.referring(session, "Provenance", "target", "Consent", consent_ids):
+        resource = orjson.loads(provenance)
+        for consent in consent_ids:
+            found = signatures_of(resource, f"Consent/{consent}")
+            if found:
+                reference = f"Consent/{consent}"
+                signatures[reference] = (*signatures.get(reference, ()), *found)
+    return PatientFacts(
+        name=person_name(person),
+        birth_date=_date(person.get("birthDate")),
+        relationships=relationships,
+        signatures=signatures,
+        forms=approved_forms(session),
+    )
+
+
+def approved_forms(session: Session) -> dict[str, frozenset[str]]:
+    """Each approved form's key and the statements it contains (PART2.md C9)."""
+    return {row.form: form_statements(row) for row in store.approved_forms(session)}
+
+
+def form_statements(row: ConsentFormRow) -> frozenset[str]:
+    return frozenset(row.statements.split())
+
+
+def consent_warnings(
+    session: Session | None, resource: Mapping[str, Any], now: datetime
+) -> tuple[Issue, ...]:
+    """Why a Consent cannot be relied on now, read with what the store knows around it, as
+    OperationOutcome warnings naming each element and where a partner puts it."""
+    facts = ConsentFacts()
+    patient = resource.get("patient")
+    reference = patient.get("reference") if isinstance(patient, Mapping) else None
+    if session is not None and isinstance(reference, str) and reference.startswith("Patient/"):
+        ident = str(resource.get("id") or "")
+        facts = consent_facts(session, reference, [ident] if ident else []).for_consent(ident)
+    directive = directive_from_fhir(resource, facts=facts)
+    return directive_problems_as_issues(directive, now, hints=ELEMENT_HINTS)
+
+
+def person_name(resource: Mapping[str, Any]) -> str | None:
+    """A person's name as written: the first HumanName's text, or its given and family parts."""
+    for name in resource.get("name") or ():
+        if not isinstance(name, Mapping):
+            continue
+        if isinstance(name.get("text"), str) and name["text"].strip():
+            return str(name["text"]).strip()
+        parts = [p for p in name.get("given") or () if isinstance(p, str)]
+        if isinstance(name.get("family"), str):
+            parts.append(name["family"])
+        if parts:
+            return " ".join(parts)
+    return None
+
+
+def _codings(concepts: Any) -> tuple[Coding, ...]:
+    return tuple(
+        Coding(canonical_system(coding.get("system")), coding["code"])
+        for concept in concepts or ()
+        if isinstance(concept, Mapping)
+        for coding in concept.get("coding") or ()
+        if isinstance(coding, Mapping) and isinstance(coding.get("code"), str)
+    )
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or len(value) != 10:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _directive(consent: dict[str, Any], facts: ConsentFacts) -> ConsentDirective | None:
+    try:
+        return directive_from_fhir(consent, facts=facts)
+    except FhirContentError:
+        return None

@@ -1,0 +1,75 @@
+"""What one resource may cost: limits a partner cannot exceed, checked before any lock is
+taken, so that one oversized write can neither hold the write lock for minutes nor store a
+resource that no longer serializes (a narrative nested past what XML parsers accept breaks
+every `_format=xml` read of it, for everyone)."""
+
+import re
+from typing import Any, Final
+
+from interop.services.errors import TooCostly
+
+MAX_ELEMENTS: Final = 50_000
+"""JSON values in one resource (a large Questionnaire has a few thousand)."""
+MAX_DEPTH: Final = 64
+"""Nesting of JSON objects and arrays (R4 resources nest a dozen levels or so)."""
+MAX_NARRATIVE_DEPTH: Final = 64
+"""Nesting of XHTML elements in a narrative div; lxml refuses documents past 255 levels."""
+MAX_BUNDLE_ENTRIES: Final = 1_000
+"""Entries of one transaction or batch Bundle."""
+
+_TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)[^>]*?(/?)>")
+
+
+def check_resource(resource: dict[str, Any]) -> None:
+    """Refuse a resource past the limits, naming the limit (413, issue too-costly)."""
+    elements, depth = _size(resource)
+    if elements > MAX_ELEMENTS:
+        raise TooCostly(f"the resource has more than {MAX_ELEMENTS} elements")
+    if depth > MAX_DEPTH:
+        raise TooCostly(f"the resource nests deeper than {MAX_DEPTH} levels")
+    for div in _narratives(resource):
+        if _narrative_depth(div) > MAX_NARRATIVE_DEPTH:
+            raise TooCostly(f"a narrative nests deeper than {MAX_NARRATIVE_DEPTH} elements")
+
+
+def check_bundle_entries(count: int) -> None:
+    if count > MAX_BUNDLE_ENTRIES:
+        raise TooCostly(f"a Bundle may carry at most {MAX_BUNDLE_ENTRIES} entries")
+
+
+def _size(resource: dict[str, Any]) -> tuple[int, int]:
+    """(values, deepest nesting), without recursion: the input is the attacker's."""
+    elements, deepest = 0, 0
+    stack: list[tuple[Any, int]] = [(resource, 1)]
+    while stack:
+        value, depth = stack.pop()
+        elements += 1
+        deepest = max(deepest, depth)
+        if elements > MAX_ELEMENTS or deepest > MAX_DEPTH:
+            break
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return elements, deepest
+
+
+def _narratives(resource: dict[str, Any]) -> list[str]:
+    """The divs of the resource and of its contained resources."""
+    found: list[str] = []
+    for item in [resource, *resource.get("contained", [])]:
+        text = item.get("text") if isinstance(item, dict) else None
+        if isinstance(text, dict) and isinstance(text.get("div"), str):
+            found.append(text["div"])
+    return found
+
+
+def _narrative_depth(div: str) -> int:
+    depth = deepest = 0
+    for closing, _name, self_closing in _TAG.findall(div):
+        if closing:
+            depth = max(depth - 1, 0)
+        elif not self_closing:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest

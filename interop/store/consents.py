@@ -1,0 +1,103 @@
+"""The queries that read a patient's stored consents, and what surrounds them, for the gate;
+and the consent forms compliance staff approved (PART2.md C9)."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import bindparam, select
+from sqlmodel import Session, col
+from sqlmodel import select as select_rows
+
+from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, ConsentFormRow
+
+CONSENT_VERSIONS: Final = select(
+    RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.version_id
+).where(
+    RESOURCE_TABLE.c.resource_type == "Consent",
+    RESOURCE_TABLE.c.deleted.is_(False),
+    RESOURCE_TABLE.c.pk.in_(
+        select(INDEX_TABLE.c.resource_pk).where(
+            INDEX_TABLE.c.resource_type == "Consent",
+            INDEX_TABLE.c.param == "patient",
+            INDEX_TABLE.c.value == bindparam("patient"),
+            INDEX_TABLE.c.norm.is_(None),
+        )
+    ),
+)
+"""Built once: the per-request cost is then the query alone, not its construction."""
+
+
+def consent_versions(session: Session, patient_id: str) -> list[tuple[int, str, int]]:
+    """(pk, id, version) of every current Consent naming the patient."""
+    return [
+        (pk, ident, version)
+        for pk, ident, version in session.execute(CONSENT_VERSIONS, {"patient": patient_id}).all()
+    ]
+
+
+def contents(session: Session, pks: list[int]) -> dict[int, bytes]:
+    """The stored JSON of the given rows."""
+    statement = select(RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.content).where(
+        RESOURCE_TABLE.c.pk.in_(pks)
+    )
+    return {pk: content for pk, content in session.execute(statement).all()}
+
+
+def current(session: Session, resource_type: str, resource_id: str) -> bytes | None:
+    """The current JSON of one resource, or None when it is absent or deleted."""
+    statement = select(RESOURCE_TABLE.c.content).where(
+        RESOURCE_TABLE.c.resource_type == resource_type,
+        RESOURCE_TABLE.c.resource_id == resource_id,
+        RESOURCE_TABLE.c.deleted.is_(False),
+    )
+    content: bytes | None = session.execute(statement).scalar()
+    return content
+
+
+def referring(
+    session: Session, resource_type: str, param: str, target_type: str, target_ids: Sequence[str]
+) -> list[bytes]:
+    """The current JSON of every resource of a type whose reference parameter names one of
+    the targets (e.g. the Provenances whose `target` is one of the patient's Consents)."""
+    if not target_ids:
+        return []
+    statement = select(RESOURCE_TABLE.c.content).where(
+        RESOURCE_TABLE.c.deleted.is_(False),
+        RESOURCE_TABLE.c.pk.in_(
+            select(INDEX_TABLE.c.resource_pk).where(
+                INDEX_TABLE.c.resource_type == resource_type,
+                INDEX_TABLE.c.param == param,
+                INDEX_TABLE.c.system == target_type,
+                INDEX_TABLE.c.value.in_(list(target_ids)),
+                INDEX_TABLE.c.norm.is_(None),
+            )
+        ),
+    )
+    return [content for content in session.execute(statement).scalars() if content is not None]
+
+
+def approved_forms(session: Session) -> list[ConsentFormRow]:
+    """Every approved consent form, by the key consents name it by."""
+    return list(session.exec(select_rows(ConsentFormRow).order_by(col(ConsentFormRow.form))).all())
+
+
+def approve_form(
+    session: Session,
+    form: str,
+    title: str,
+    statements: Sequence[str],
+    approved_by: str,
+    approved_at: datetime,
+) -> ConsentFormRow:
+    """Record (or replace) the approval of a form with the statements it contains."""
+    row = session.exec(select_rows(ConsentFormRow).where(col(ConsentFormRow.form) == form)).first()
+    if row is None:
+        row = ConsentFormRow(form=form, approved_by=approved_by, approved_at=approved_at)
+    row.title = title
+    row.statements = " ".join(statements)
+    row.approved_by = approved_by
+    row.approved_at = approved_at
+    session.add(row)
+    session.flush()
+    return row

@@ -1,0 +1,62 @@
+"""The queries that tell the disclosure gate what it needs to know of Organizations."""
+
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, VERSION_TABLE
+
+_MARKER: Final = select(func.max(VERSION_TABLE.c.pk)).where(
+    VERSION_TABLE.c.resource_type == "Organization"
+)
+"""Built once: the per-request cost is then the query alone, not its construction."""
+
+
+def change_marker(session: Session) -> int | None:
+    """Grows with every write of any Organization, by any process."""
+    marker: int | None = session.execute(_MARKER).scalar()
+    return marker
+
+
+def part2_programs(session: Session) -> frozenset[str]:
+    """The Organizations flagged as Part 2 programs, as references."""
+    flagged = select(INDEX_TABLE.c.resource_pk).where(
+        INDEX_TABLE.c.resource_type == "Organization",
+        INDEX_TABLE.c.param == "part2-program",
+        INDEX_TABLE.c.value == "true",
+    )
+    ids = session.execute(
+        select(RESOURCE_TABLE.c.resource_id).where(RESOURCE_TABLE.c.pk.in_(flagged))
+    ).scalars()
+    return frozenset(f"Organization/{ident}" for ident in ids)
+
+
+def known_organizations(session: Session) -> frozenset[str]:
+    """Every stored Organization that is not deleted, as references."""
+    ids = session.execute(
+        select(RESOURCE_TABLE.c.resource_id).where(
+            RESOURCE_TABLE.c.resource_type == "Organization",
+            RESOURCE_TABLE.c.deleted.is_(False),
+        )
+    ).scalars()
+    return frozenset(f"Organization/{ident}" for ident in ids)
+
+
+def identifiers(session: Session, reference: str) -> list[tuple[str | None, str]]:
+    """(system, value) of each identifier of a stored resource (an Organization, usually)."""
+    kind, _, ident = reference.partition("/")
+    content = session.execute(
+        select(RESOURCE_TABLE.c.content).where(
+            RESOURCE_TABLE.c.resource_type == kind, RESOURCE_TABLE.c.resource_id == ident
+        )
+    ).scalar()
+    if content is None:
+        return []
+    items: list[Any] = orjson.loads(content).get("identifier", [])
+    return [
+        (item.get("system"), item["value"])
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("value"), str)
+    ]

@@ -1,0 +1,200 @@
+"""Consents as the world writes them, end to end with real tokens (issue 11).
+
+The README's "Writing a Part 2 consent" example, posted exactly as written on a form compliance
+staff approved, releases the patient's SUD record to the named recipient, labelled and with
+the §2.32 notice; a later refusal by the same patient stops it at once (PART2.md C8). The
+program that wrote the record is a registered Part 2 program (its own EHR), so the record is
+Part 2 data by its recorded origin, and carries the SUD label too.
+"""
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from interop.services.partners import NewPartner, PartnerService
+from interop.services.staff import Role, StaffService
+from tests.conftest import REPOSITORY, RegisteredPartner, bearer
+from tests.interop.auth.test_staff import sign_in
+from tests.keys import rsa_key
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+NPI = "http://hl7.org/fhir/sid/us-npi"
+PURPOSE_OF_USE = "urn:oid:2.16.840.1.113883.5.8#"
+FORM = "https://forms.harbor-detox.example.org/part2-consent/v3"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+NOTICE = "http://recovery-interop.example.org/fhir/StructureDefinition/part2-disclosure-notice"
+
+
+def readme_consent() -> dict[str, Any]:
+    """The one complete example of the README section, as a reader would copy it."""
+    text = (REPOSITORY / "README.md").read_text()
+    found = re.search(
+        r"<!-- part2-consent-example:start -->\s*```json\n(.*?)```\s*"
+        r"<!-- part2-consent-example:end -->",
+        text,
+        re.DOTALL,
+    )
+    assert found is not None, "README lost its Part 2 consent example"
+    consent: dict[str, Any] = json.loads(found.group(1))
+    return consent
+
+
+def partner(
+    anonymous: TestClient, name: str, npi: str, scope: str, **flags: bool
+) -> RegisteredPartner:
+    """A partner registered with its NPI, the identifier the README's consent names it by."""
+    key = rsa_key()
+    service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+    registered = service.register(
+        NewPartner(name=name, identifiers=[(NPI, npi)], scopes=scope, jwks=key.jwks(), **flags)
+    )
+    return RegisteredPartner(registered.client_id, registered.organization, key)
+
+
+def as_partner(
+    anonymous: TestClient, who: RegisteredPartner, scope: str, **claims: Any
+) -> TestClient:
+    browser = TestClient(anonymous.app)
+    browser.headers["Authorization"] = bearer(anonymous, who, scope=scope, **claims)
+    return browser
+
+
+@pytest.fixture
+def detox_ehr(anonymous: TestClient) -> TestClient:
+    """Harbor Detox's own EHR: a Part 2 program, writing its records here."""
+    ehr = partner(
+        anonymous,
+        "Harbor Detox",
+        "1234567893",
+        "system/*.cruds",
+        first_party=True,
+        part2_program=True,
+    )
+    return as_partner(anonymous, ehr, "system/*.cruds")
+
+
+@pytest.fixture
+def riverside(anonymous: TestClient) -> TestClient:
+    """Riverside Clinic reading for treatment, with a real token carrying its purpose."""
+    clinic = partner(
+        anonymous, "Riverside Clinic", "1992753883", "system/*.rs", covered_entity=True
+    )
+    purposes = {"hl7-b2b": {"version": "1", "purpose_of_use": [PURPOSE_OF_USE + "TREAT"]}}
+    return as_partner(anonymous, clinic, "system/*.rs", extra={"extensions": purposes})
+
+
+def approve_the_form(anonymous: TestClient) -> None:
+    """Compliance staff approve the form once (PART2.md C9), through the admin API."""
+    staff: StaffService = anonymous.app.state.staff  # type: ignore[attr-defined]
+    staff.add(
+        "cora.compliance",
+        "correct horse battery staple",
+        Role.COMPLIANCE_OFFICER,
+        (),
+        datetime.now(UTC),
+    )
+    browser = TestClient(anonymous.app)
+    signed_in = sign_in(browser, "cora.compliance")
+    assert signed_in.status_code == 200, signed_in.text
+    csrf = {"X-CSRF-Token": signed_in.json()["csrf_token"]}
+    approved = browser.post(
+        "/admin/consent-forms",
+        json={"form": FORM, "title": "Part 2 consent v3", "statements": ["right-to-revoke"]},
+        headers=csrf,
+    )
+    assert approved.status_code == 200, approved.text
+    listed = browser.get("/admin/consent-forms").json()
+    assert [(f["form"], f["statements"], f["approved_by"]) for f in listed] == [
+        (FORM, ["right-to-revoke"], "cora.compliance")
+    ]
+
+
+def put(ehr: TestClient, resource: dict[str, Any], **headers: str) -> Any:
+    response = ehr.put(
+        f"/fhir/{resource['resourceType']}/{resource['id']}",
+        json=resource,
+        headers={**FHIR_JSON, **headers},
+    )
+    assert response.status_code in (200, 201), response.text
+    return response
+
+
+def store_the_patient_and_record(ehr: TestClient) -> None:
+    put(
+        ehr,
+        {
+            "resourceType": "Patient",
+            "id": "alex-testperson",
+            "name": [{"family": "Testperson", "given": ["Alex"]}],
+            "birthDate": "1990-04-12",
+        },
+    )
+    put(
+        ehr,
+        {
+            "resourceType": "Condition",
+            "id": "alex-oud",
+            "meta": {"security": [{"system": ACT_CODE, "code": "SUD"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "5602001"}]},
+            "subject": {"reference": "Patient/alex-testperson"},
+        },
+    )
+
+
+def test_the_readme_consent_releases_and_a_later_refusal_stops_it(
+    anonymous: TestClient, detox_ehr: TestClient, riverside: TestClient
+) -> None:
+    approve_the_form(anonymous)
+    store_the_patient_and_record(detox_ehr)
+
+    stored = put(detox_ehr, readme_consent(), Prefer="return=OperationOutcome")
+
+    issues = stored.json()["issue"]
+    assert [i for i in issues if i["severity"] != "information"] == [], issues
+    released = riverside.get("/fhir/Condition/alex-oud")
+    assert released.status_code == 200, released.text
+    meta = released.json()["meta"]
+    assert {"R", "SUD", "42CFRPart2", "NORDSCLCD"} <= {c["code"] for c in meta["security"]}
+    [notice] = [e for e in meta["extension"] if e["url"] == NOTICE]
+    parts = {part["url"]: part for part in notice["extension"]}
+    assert parts["statement"]["valueString"].startswith("This record which has been disclosed")
+    assert parts["consent"]["valueReference"]["reference"] == "Consent/alex-part2-riverside"
+
+    refusal = {
+        "resourceType": "Consent",
+        "id": "alex-refuses-riverside",
+        "status": "active",
+        "scope": readme_consent()["scope"],
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/alex-testperson"},
+        "provision": {
+            "type": "deny",
+            "actor": [
+                {
+                    "role": readme_consent()["provision"]["provision"][0]["actor"][0]["role"],
+                    "reference": {"identifier": {"system": NPI, "value": "1992753883"}},
+                }
+            ],
+        },
+    }
+    put(detox_ehr, refusal)
+
+    assert riverside.get("/fhir/Condition/alex-oud").status_code == 404
+
+
+def test_without_the_approval_the_form_cannot_be_verified(
+    anonymous: TestClient, detox_ehr: TestClient, riverside: TestClient
+) -> None:
+    store_the_patient_and_record(detox_ehr)
+
+    stored = put(detox_ehr, readme_consent(), Prefer="return=OperationOutcome")
+
+    warnings = [i for i in stored.json()["issue"] if i["severity"] == "warning"]
+    assert len(warnings) == 1, warnings
+    assert "(f) cannot be verified: the form is not approved" in warnings[0]["diagnostics"]
+    assert "policy.uri" in warnings[0]["diagnostics"]
+    assert riverside.get("/fhir/Condition/alex-oud").status_code == 404

@@ -1,0 +1,78 @@
+"""PART2.md P1 on known origins: a record is Part 2 data because a Part 2 program wrote it,
+which the service records from who asks, never from what the body says (issue 10, point 1)."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from interop.services.compliance import attribute_operator_records
+from interop.services.resources import internal_operations
+from interop.services.search_parser import Paging
+from interop.settings import Settings
+from interop.store.database import make_engine, unit_of_work
+from tests.builders import patient
+from tests.conftest import register_partner
+from tests.interop.disclosure.conftest import World, acting_as, as_, make
+
+
+def goal(patient_ref: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Goal",
+        "lifecycleStatus": "active",
+        "description": {"text": "Buprenorphine continued without a gap across every handoff"},
+        "subject": {"reference": patient_ref},
+        **extra,
+    }
+
+
+def test_a_part2_programs_record_is_part2_data_whatever_its_elements_say(
+    anonymous: TestClient, world: World
+) -> None:
+    """A Goal with no author, no labels and a meta.source naming someone else is still the
+    detox unit's record: an unrelated partner learns nothing of it, or of the client."""
+    detox = acting_as(anonymous, world.detox_partner)
+    elsewhere = {"source": "http://clinic.example.org/fhir/Organization/other"}
+    written = make(detox, goal(world.client_ref, meta=elsewhere))
+    headers = as_(anonymous, world.b)
+    assert anonymous.get(f"/fhir/Goal/{written['id']}", headers=headers).status_code == 404
+    searched = anonymous.get("/fhir/Goal", params={"patient": world.client_ref}, headers=headers)
+    assert searched.json()["total"] == 0
+    assert "Buprenorphine" not in searched.text
+    assert anonymous.get(f"/fhir/{world.client_ref}", headers=headers).status_code == 404
+
+
+def test_naming_a_part2_program_in_the_body_does_not_make_a_record_its(
+    anonymous: TestClient, world: World
+) -> None:
+    """A clinic's Goal that names the detox unit as its author stays the clinic's record: the
+    origin is who wrote it (not Part 2 data, so it follows ordinary HIPAA sharing, P1)."""
+    clinic = acting_as(anonymous, register_partner(anonymous, name="Primary Care Clinic"))
+    person = make(clinic, patient(family="Clinicpatient", mrn="MRN-CL"))
+    written = make(
+        clinic,
+        goal(f"Patient/{person['id']}", expressedBy={"reference": world.detox}),
+    )
+    answer = anonymous.get(f"/fhir/Goal/{written['id']}", headers=as_(anonymous, world.b))
+    assert answer.status_code == 200, answer.text
+    assert "42CFRPart2" not in answer.text
+
+
+def test_records_without_a_recorded_writer_are_withheld_until_attributed(
+    anonymous: TestClient, world: World, settings: Settings
+) -> None:
+    """Seeded or migrated data carries the operator's origin, which the gate cannot vouch
+    for (fail closed); once the operator names the (non Part 2) clinic that wrote it, it is
+    that clinic's record."""
+    clinic = register_partner(anonymous, name="Primary Care Clinic")
+    engine = make_engine(settings.database_url, chain_key=settings.chain_key())
+    seeded = {**patient(family="Seeded", mrn="MRN-SEED"), "id": "seeded-1"}
+    with (
+        unit_of_work(engine) as session,
+        internal_operations(session, "test-seed", paging=Paging(1, 1)) as operations,
+    ):
+        operations.update("Patient", "seeded-1", seeded)
+    headers = as_(anonymous, world.b)
+    assert anonymous.get("/fhir/Patient/seeded-1", headers=headers).status_code == 404
+    assert attribute_operator_records(engine, clinic.organization) >= 1
+    engine.dispose()
+    assert anonymous.get("/fhir/Patient/seeded-1", headers=headers).status_code == 200

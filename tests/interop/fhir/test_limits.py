@@ -1,0 +1,65 @@
+"""Limits a partner cannot exceed (issue 13, point 4): refused with a clear OperationOutcome
+before anything is locked or stored, so that one write cannot hold the write lock for minutes
+or store a narrative that breaks every XML read of it."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from interop.services import limits
+from tests.builders import patient
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def nested_div(depth: int) -> str:
+    inner = "<b>deep</b>"
+    for _ in range(depth):
+        inner = f"<span>{inner}</span>"
+    return f'<div xmlns="http://www.w3.org/1999/xhtml">{inner}</div>'
+
+
+def refused(response: Any, words: str) -> None:
+    assert response.status_code == 413, response.text
+    issue = response.json()["issue"][0]
+    assert issue["code"] == "too-costly"
+    assert words in issue["diagnostics"]
+
+
+def test_a_narrative_nested_past_the_limit_is_refused_and_xml_reads_keep_working(
+    client: TestClient,
+) -> None:
+    deep = {**patient(family="Deep"), "text": {"status": "generated", "div": nested_div(300)}}
+    refused(client.post("/fhir/Patient", json=deep, headers=FHIR_JSON), "narrative nests")
+    fine = {**patient(family="Fine"), "text": {"status": "generated", "div": nested_div(20)}}
+    assert client.post("/fhir/Patient", json=fine, headers=FHIR_JSON).status_code == 201
+    xml = client.get("/fhir/Patient", params={"_format": "xml"})
+    assert xml.status_code == 200, xml.text
+    assert '<family value="Fine"/>' in xml.text
+
+
+def test_a_resource_with_too_many_elements_is_refused_before_it_is_stored(
+    client: TestClient,
+) -> None:
+    names = [{"family": f"Name{n}"} for n in range(limits.MAX_ELEMENTS // 2 + 1)]
+    huge = {**patient(family="Many"), "name": names, "id": "many-names"}
+    refused(client.put("/fhir/Patient/many-names", json=huge, headers=FHIR_JSON), "elements")
+    assert client.get("/fhir/Patient/many-names").status_code == 404
+
+
+def test_a_resource_nested_too_deep_is_refused(client: TestClient) -> None:
+    value: dict[str, Any] = {"url": "http://example.org/deep", "valueString": "x"}
+    for _ in range(limits.MAX_DEPTH):
+        value = {"url": "http://example.org/deep", "extension": [value]}
+    deep = {**patient(family="Nested"), "extension": [value]}
+    refused(client.post("/fhir/Patient", json=deep, headers=FHIR_JSON), "nests deeper")
+
+
+def test_a_bundle_with_too_many_entries_is_refused_whole(client: TestClient) -> None:
+    entry = {"request": {"method": "GET", "url": "Patient?family=Nobody"}}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [entry] * (limits.MAX_BUNDLE_ENTRIES + 1),
+    }
+    refused(client.post("/fhir", json=bundle, headers=FHIR_JSON), "at most")
