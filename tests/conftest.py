@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
 from interop.app import create_app
@@ -18,13 +19,19 @@ from interop.store.database import make_engine
 from interop.store.migrate import upgrade
 from tests.keys import ClientKey, assertion, rsa_key, token_form
 
+# In CI the property tests draw the same examples every run, so that a red run is one anyone
+# can reproduce and a green one is not luck; locally they explore.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHARED = REPOSITORY.parent / "shared"
 CORPORA = SHARED / "corpora"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 _POSTGRES_TABLES = (
     "resource_version, search_index, resource, partner, used_assertion, staff_session, staff_user,"
-    " disclosure_log, inbound_message, outbox"
+    " disclosure_log, inbound_message, outbox, consent_form"
 )
 
 

@@ -40,7 +40,7 @@ from mappings import (
     task,
 )
 from mappings.consent import directive_from_fhir, directive_to_fhir
-from mappings.errors import Mapped, MappingError, Unmapped
+from mappings.errors import Issue, Mapped, MappingError, Unmapped
 from mappings.model import (
     Action,
     Barrier,
@@ -170,6 +170,7 @@ class Record(Generic[T]):
     reference: str
     version: int
     unmapped: tuple[Unmapped, ...]
+    problems: tuple[Issue, ...] = ()  # a consent's: why it cannot be relied on, per element
 
 
 class CaseService:
@@ -202,7 +203,7 @@ class CaseService:
             stored = operations.read(kind.resource_type, ident)
             resource = _plain(stored.content)
             parts = [resource, *_companions(kind, resource, operations)]
-        record = _record(kind, parts)
+            record = _record(kind, parts, operations)
         if record is None:
             raise ResourceNotFound(f"{kind.name}/{ident} is not known")
         return record
@@ -219,7 +220,7 @@ class CaseService:
             for entry in bundle.get("entry", []):
                 resource = bb.plain(entry["resource"])
                 companions = _companions(kind, resource, operations)
-                record = _record(kind, [resource, *companions])
+                record = _record(kind, [resource, *companions], operations)
                 if record is not None:
                     records.append(record)
         return records
@@ -307,8 +308,12 @@ def _document(kind: Kind[Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _record(kind: Kind[T], parts: list[dict[str, Any]]) -> Record[T] | None:
-    """The stored resources read as the kind's domain value; None when they are another kind."""
+def _record(
+    kind: Kind[T], parts: list[dict[str, Any]], operations: ResourceOperations
+) -> Record[T] | None:
+    """The stored resources read as the kind's domain value; None when they are another kind.
+    A consent comes with what keeps it from being relied on, each element named with where a
+    partner puts it (the same warnings `POST /fhir/Consent` answers)."""
     head = parts[0]
     version = int(head.get("meta", {}).get("versionId", "0"))
     try:
@@ -317,7 +322,9 @@ def _record(kind: Kind[T], parts: list[dict[str, Any]]) -> Record[T] | None:
         return None
     if not isinstance(mapped.value, kind.model):
         return None
-    return Record(mapped.value, f"{head['resourceType']}/{head['id']}", version, mapped.unmapped)
+    reference = f"{head['resourceType']}/{head['id']}"
+    problems = operations.consent_problems(head) if kind.resource_type == "Consent" else ()
+    return Record(mapped.value, reference, version, mapped.unmapped, problems)
 
 
 def _plain(content: bytes | None) -> dict[str, Any]:

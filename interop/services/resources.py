@@ -144,6 +144,10 @@ class ResourceOperations:
         """What this request's gate released so far (for a document's markings)."""
         return self._gate.released
 
+    def consent_problems(self, consent: dict[str, Any]) -> tuple[Issue, ...]:
+        """Why a Consent as read cannot be relied on now, read with what the store knows."""
+        return reliance_warnings("Consent", consent, self._repository.session)
+
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         check_type(resource_type)
         check_id(resource_id)

@@ -30,6 +30,13 @@ class UnmappedOut(BaseModel):
     reason: str
 
 
+class ProblemOut(BaseModel):
+    """Why a consent cannot be relied on: the §2.31 element, and where a partner puts it."""
+
+    diagnostics: str
+    expression: list[str]
+
+
 def _cases(request: Request) -> CaseService:
     service: CaseService = request.app.state.cases
     return service
@@ -46,6 +53,7 @@ def _record_model(kind: Kind[Any]) -> type[BaseModel]:
         reference=(str, ...),
         version=(int, ...),
         unmapped=(list[UnmappedOut], ...),
+        problems=(list[ProblemOut], ...),
     )
 
 
@@ -55,6 +63,10 @@ def _out(record: Record[Any]) -> dict[str, Any]:
         "reference": record.reference,
         "version": record.version,
         "unmapped": [{"path": u.path, "reason": u.reason} for u in record.unmapped],
+        "problems": [
+            {"diagnostics": p.diagnostics, "expression": list(p.expression)}
+            for p in record.problems
+        ],
     }
 
 

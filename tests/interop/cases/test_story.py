@@ -223,3 +223,33 @@ class TestConsents:
         assert directive_from_fhir(consent) == directive
         listed = browser.get("/cases/consents", params={"client": CLIENT}).json()
         assert [record["value"]["id"] for record in listed] == ["consent-jordan"]
+
+
+class TestConsentProblems:
+    """Issue 11, point 6: the case API's consent says, per element, what keeps it from being
+    relied on and where a partner puts it, as `POST /fhir/Consent` does."""
+
+    def test_a_consent_lacking_its_expiry_names_it(
+        self, admin: tuple[TestClient, dict[str, str]], client: TestClient
+    ) -> None:
+        browser, _csrf = admin
+        assert client.put(
+            f"/fhir/Patient/{CLIENT}",
+            json={"resourceType": "Patient", "id": CLIENT, "name": [{"family": "Rivers"}]},
+            headers=FHIR_JSON,
+        ).is_success
+        resource = part2_consent(
+            f"Patient/{CLIENT}", "Organization/harbor-detox", "Organization/bayview-iop"
+        )
+        del resource["provision"]["period"]
+        for child in resource["provision"].get("provision", []):
+            child.pop("period", None)
+        stored = client.put(
+            "/fhir/Consent/consent-undated", json={**resource, "id": "consent-undated"},
+            headers=FHIR_JSON,
+        )  # fmt: skip
+        assert stored.is_success, stored.text
+        record = browser.get("/cases/consents/consent-undated").json()
+        problems = " ".join(p["diagnostics"] for p in record["problems"])
+        assert "(g)" in problems, record["problems"]
+        assert any(p["expression"] for p in record["problems"])
