@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/interop serve --port $(PORT)
 
+# One pytest worker per core (pytest-xdist); `make test WORKERS=0` runs the suite in one process.
+WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS)
 
 check: lint typecheck
 	$(BIN)/lint-imports

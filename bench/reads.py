@@ -1,6 +1,8 @@
 """Reads by id under concurrency, the product beside a floor, in one run (issue 13's headline
 figure): `interop serve` (first party, and a partner through the gate with a consent on file)
-against a bare uvicorn endpoint returning the same stored bytes from the same SQLite file.
+against a bare uvicorn endpoint returning the same stored bytes from the same SQLite file; then,
+one request at a time (c=1, the p50 the targets name), `CarePlan?patient=` and a search with
+half the records matching (`CarePlan?status=active`, a page of 50), accurate and `_total=none`.
 
 Run: .venv/bin/python bench/reads.py [--resources 10000] [--seconds 10] [--connections 32]
      [--workers 1]
@@ -38,7 +40,7 @@ READ_IDS = 100
 _LUA = """
 ids = {%s}
 request = function()
-  return wrk.format("GET", "%s" .. ids[math.random(#ids)])
+  return wrk.format("GET", %s)
 end
 """
 
@@ -70,25 +72,45 @@ def main() -> None:
         _wait(f"http://127.0.0.1:{floor_port}/fhir/CarePlan/{seeded['plans'][0]}")
         first_party = _token(product_root, seeded["ehr"], seeded["ehr_key"], "system/*.rs")
         gated = _token(product_root, seeded["reader"], seeded["reader_key"], "system/*.rs")
-        plans = seeded["plans"]
-        runs = [
-            ("floor (bare endpoint)", f"http://127.0.0.1:{floor_port}", None),
-            ("product, first party", product_root, first_party),
-            ("product, partner through the gate", product_root, gated),
+        plans, people = seeded["plans"], seeded["people"]
+        by_id = '"/fhir/CarePlan/" .. ids[math.random(#ids)]'
+        by_patient = '"/fhir/CarePlan?patient=Patient/" .. ids[math.random(#ids)]'
+        half = '"/fhir/CarePlan?status=active&_count=50"'
+        floor_root = f"http://127.0.0.1:{floor_port}"
+        c = arguments.connections
+        runs: list[tuple[str, str, str | None, list[str], str, int]] = [
+            ("reads, floor (bare endpoint)", floor_root, None, plans, by_id, c),
+            ("reads, first party", product_root, first_party, plans, by_id, c),
+            ("reads, partner through the gate", product_root, gated, plans, by_id, c),
+            ("CarePlan?patient=, first party", product_root, first_party, people, by_patient, 1),
+            ("CarePlan?patient=, partner", product_root, gated, people, by_patient, 1),
+            ("half the records match, first party", product_root, first_party, [], half, 1),
+            ("half the records match, partner", product_root, gated, [], half, 1),
+            (
+                "half the records match, partner, _total=none",
+                product_root,
+                gated,
+                [],
+                half.replace('50"', '50&_total=none"'),
+                1,
+            ),
         ]
-        figures = {name: _wrk(root, plans, token, arguments, folder) for name, root, token in runs}
+        figures = {
+            name: _wrk(root, ids, path, token, connections, arguments.seconds, folder)
+            for name, root, token, ids, path, connections in runs
+        }
     finally:
         for process in (product, floor):
             process.terminate()
             process.wait(timeout=20)
-    floor_rate = figures["floor (bare endpoint)"][0]
+    floor_rate = figures["reads, floor (bare endpoint)"][0]
     print(
-        f"reads by id, {arguments.resources} records, c={arguments.connections}, "
-        f"{arguments.seconds} s each, product workers={arguments.workers}"
+        f"{arguments.resources} records, reads by id at c={arguments.connections}, searches at "
+        f"c=1, {arguments.seconds} s each, product workers={arguments.workers}"
     )
     for name, (rate, p50, p99) in figures.items():
-        ratio = rate / floor_rate if floor_rate else 0.0
-        print(f"  {name}: {rate:,.0f} req/s, p50 {p50}, p99 {p99} ({ratio:.0%} of the floor)")
+        share = f" ({rate / floor_rate:.0%} of the floor)" if name.startswith("reads") else ""
+        print(f"  {name}: {rate:,.0f} req/s, p50 {p50}, p99 {p99}{share}")
 
 
 def _arguments() -> argparse.Namespace:
@@ -119,6 +141,7 @@ def _seed(folder: Path, url: str, resources: int) -> dict[str, Any]:
                    jwks=reader_key.jwks(), covered_entity=True)
     )  # fmt: skip
     plans: list[str] = []
+    people: list[str] = []
     batch = 500
     for start in range(0, resources, batch):
         with (
@@ -134,6 +157,7 @@ def _seed(folder: Path, url: str, resources: int) -> dict[str, Any]:
                 operations.update("CarePlan", plan["id"], plan)
                 if len(plans) < READ_IDS:
                     plans.append(plan["id"])
+                    people.append(person)
                     consent = part2_consent(
                         f"Patient/{person}", ehr.organization, reader.organization
                     )
@@ -145,6 +169,7 @@ def _seed(folder: Path, url: str, resources: int) -> dict[str, Any]:
         "reader": reader.client_id,
         "reader_key": reader_key,
         "plans": plans,
+        "people": people,
     }
 
 
@@ -156,12 +181,18 @@ def _token(root: str, client_id: str, key: ClientKey, scope: str) -> str:
 
 
 def _wrk(
-    root: str, plans: list[str], token: str | None, arguments: argparse.Namespace, folder: Path
+    root: str,
+    ids: list[str],
+    path: str,
+    token: str | None,
+    connections: int,
+    seconds: int,
+    folder: Path,
 ) -> tuple[float, str, str]:
-    script = folder / "reads.lua"
-    quoted = ", ".join(f'"{plan}"' for plan in plans)
-    script.write_text(_LUA % (quoted, "/fhir/CarePlan/"))
-    command = ["wrk", "-t2", f"-c{arguments.connections}", f"-d{arguments.seconds}s",
+    """wrk asking for `path` (a Lua expression over `ids`) for `seconds` at `connections`."""
+    script = folder / "request.lua"
+    script.write_text(_LUA % (", ".join(f'"{ident}"' for ident in ids), path))
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s",
                "--latency", "-s", str(script)]  # fmt: skip
     if token is not None:
         command += ["-H", f"Authorization: Bearer {token}"]

@@ -1,12 +1,24 @@
-"""The sync dispatcher's throughput: referrals delivered per second to a FHIR partner on
-loopback (a real HTTP server verifying our SMART client assertions), on the embedded SQLite
-database, one dispatcher.
+"""Referrals between two real instances of this service, end to end, and how soon a change at
+the receiver is known at the sender.
 
-Run: .venv/bin/python bench/sync.py [--referrals 300]
+Run: .venv/bin/python bench/sync.py [--referrals 300] [--dispatchers 2] [--changes 40]
+         [--database postgresql+psycopg://postgres@127.0.0.1:55433/interop_test]
 
-Each delivery is the whole path: claim, the gate as the partner (ServiceRequest and Task read,
-decided, labelled; the decisions logged in the hash chain), the transaction POSTed, the answer
-judged, the row finished. Never asserted in the test suite: the figures depend on the machine.
+Two installations, A (a detox unit) and B (a residential program), each `interop serve` on its
+own database (with --database: a fresh PostgreSQL database each, made with CREATE DATABASE on
+that server; without: SQLite files), registered at each other with the CLI exactly as
+tests/e2e/test_three_instances.py and the README do, A with `--dispatchers` `interop sync
+dispatch` processes and an `interop sync poll`, subscribed at B.
+
+1. Throughput: A's EHR writes `--referrals` referrals (ServiceRequest + Task, through A's FHIR
+   API, four writers at once) while the dispatchers run; measured from the first write to the
+   last delivery B acknowledged (each one: the gate at A, the transaction over HTTP with a
+   SMART token, the gate and the write at B). B's copies are counted after.
+2. Status lag with Subscriptions: B's EHR accepts `--changes` of its copies one after another;
+   each lag is from B's answer to the PUT until A's own Task reads `accepted` through A's API
+   (B's notification, A's poll of B, the workflow check, A's write).
+
+Figures are printed, never asserted: they depend on the machine and what else runs on it.
 """
 
 import argparse
@@ -14,89 +26,157 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives import serialization
-from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
-from interop.app import create_app
-from interop.services.partners import NewPartner
-from interop.settings import Settings
-from interop.store.database import make_engine
-from interop.sync.runtime import dispatcher
-from tests.conftest import RegisteredPartner, bearer
-from tests.e2e.partners import FhirPartner, serving
-from tests.e2e.sync_world import fhir_channel, put, refer
-from tests.keys import rsa_key
+from tests.e2e.instances import (
+    Instance,
+    client_record,
+    connect,
+    consent,
+    eventually,
+    postgres_database,
+    refer,
+    set_up,
+    subscribe,
+    wait_started,
+)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--referrals", type=int, default=300)
+    parser.add_argument("--dispatchers", type=int, default=2)
+    parser.add_argument("--changes", type=int, default=40)
+    parser.add_argument("--database", help="A PostgreSQL server URL; SQLite files without it.")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        key = rsa_key("sync-1")
-        pem = Path(folder) / "sync.pem"
-        pem.write_bytes(
-            key.private.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        settings = Settings(
-            database_url=f"sqlite:///{folder}/bench.sqlite3",
-            public_base_url="http://testserver",
-            sync_signing_key_file=pem,
-            sync_signing_kid="sync-1",
-        )
-        partner = FhirPartner(key.jwks())
-        with TestClient(create_app(settings)) as client, serving(partner):
-            service = client.app.state.partners  # type: ignore[attr-defined]
-            ehr = rsa_key()
-            registered = service.register(
-                NewPartner(
-                    "EHR", [("urn:x", "ehr")], "system/*.cruds", ehr.jwks(), first_party=True
-                )
-            )
-            harness = RegisteredPartner(registered.client_id, registered.organization, ehr)
-            client.headers["Authorization"] = bearer(client, harness)
-            program = service.register(
-                NewPartner(
-                    "Bayview",
-                    [("urn:x", "bayview")],
-                    "system/*.rs",
-                    rsa_key().jwks(),
-                    covered_entity=True,
-                    channel=fhir_channel(partner),
-                )
-            ).organization.split("/")[1]
-            refer(client, program)
-            for index in range(arguments.referrals - 1):
-                task = client.get("/fhir/Task/task-1").json()
-                put(client, {**task, "id": f"task-{index + 2}"})
-        engine = make_engine(settings.database_url, chain_key=settings.chain_key())
-        with dispatcher(settings, engine) as worker:
-            started = time.perf_counter()
-            rounds: list[float] = []
-            delivered = 0
-            while True:
-                begun = time.perf_counter()
-                outcomes = worker.run_once(20)
-                if not outcomes:
-                    break
-                rounds.append((time.perf_counter() - begun) / len(outcomes))
-                delivered += len(outcomes)
-            elapsed = time.perf_counter() - started
+        a, b = instances(Path(folder), arguments.database)
+        try:
+            set_up([a, b])
+            connect(a, b, "fhir")
+            subscribe(a, b)
+            a.start("poll")
+            a.put(client_record("robin", "Quill", "Robin"))
+            a.put(consent(a, "robin", b))
+            throughput(a, b, arguments.referrals, arguments.dispatchers)
+            status_lag(a, b, arguments.changes)
+        finally:
+            a.stop()
+            b.stop()
+    return 0
+
+
+def instances(folder: Path, server: str | None) -> tuple[Instance, Instance]:
+    made = []
+    for key, program in (("a", "Harbor Detox"), ("b", "Riverside Residential")):
+        if server:
+            url = postgres_database(server, f"bench_sync_{key}")
+        else:
+            url = f"sqlite:///{folder / key}/{key}.sqlite3"
+        made.append(Instance(key, program, True, folder / key, url))
+    print(f"databases: {'PostgreSQL' if server else 'SQLite'}, one per instance")
+    return made[0], made[1]
+
+
+def acknowledged(a: Instance) -> int:
+    engine = create_engine(a.database_url)
+    try:
+        with engine.connect() as connection:
+            statement = text("SELECT count(*) FROM outbox WHERE state = 'acknowledged'")
+            return int(connection.execute(statement).scalar_one())
+    finally:
         engine.dispose()
-    median = statistics.median(rounds) * 1e3
+
+
+def throughput(a: Instance, b: Instance, count: int, dispatchers: int) -> None:
+    """End to end (writes and deliveries at once), then deliveries alone (a queue drained)."""
+    roles = ["dispatch"] + [f"dispatch-{n}" for n in range(2, dispatchers + 1)]
+    a.ehr()  # the token, before any clock starts
+    start_dispatchers(a, roles)
+    before = acknowledged(a)
+    started = time.perf_counter()
+    written = write(a, "e2e", count)
+    eventually(lambda: acknowledged(a) - before >= count, timeout=900, every=0.1)
+    elapsed = time.perf_counter() - started
     print(
-        f"sync dispatch to a loopback FHIR partner: {delivered} deliveries in {elapsed:.2f} s = "
-        f"{delivered / elapsed:,.0f}/s; per delivery median {median:.2f} ms"
+        f"end to end: {count} referrals written at A and acknowledged by B in {elapsed:.2f} s"
+        f" = {count / elapsed:,.1f} referrals/s ({dispatchers} dispatchers); A's FHIR API took"
+        f" the writes (ServiceRequest + Task, 4 writers) at {count / written:,.1f} referrals/s"
     )
-    return 0 if delivered == arguments.referrals else 1
+    for role in roles:
+        a.kill(role)
+    write(a, "queued", count)
+    before = acknowledged(a)
+    start_dispatchers(a, roles)
+    started, early = time.perf_counter(), acknowledged(a) - before  # from their start lines
+    eventually(lambda: acknowledged(a) - before >= count, timeout=900, every=0.1)
+    elapsed = time.perf_counter() - started
+    count -= early
+    copies = b.get("Task", _summary="count")["total"]
+    print(
+        f"delivery alone: {count} queued referrals delivered and acknowledged in {elapsed:.2f} s"
+        f" = {count / elapsed:,.1f} referrals/s ({dispatchers} dispatchers, timed from their"
+        f" start lines); B holds {copies} copies in all"
+    )
+    for role in roles[1:]:
+        a.kill(role)
+
+
+def start_dispatchers(a: Instance, roles: list[str]) -> None:
+    for role in roles:
+        a.start(role)
+    for role in roles:
+        wait_started(a, role)
+
+
+def write(a: Instance, prefix: str, count: int) -> float:
+    """`count` referrals through A's FHIR API; the seconds it took."""
+    owner = a.organizations["b"]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=4) as writers:
+        list(
+            writers.map(lambda n: refer(a, f"{prefix}-{n}", "robin", owner, "Bench"), range(count))
+        )
+    return time.perf_counter() - started
+
+
+def accepted(a: Instance, task_id: str) -> bool:
+    return bool(a.get(f"Task/{task_id}")["status"] == "accepted")
+
+
+def status_lag(a: Instance, b: Instance, changes: int) -> None:
+    copies = b.search("Task")[:changes]
+    if not copies:
+        print("status lag: no copies at B")
+        return
+    local = copies[0]["for"]["reference"].removeprefix("Patient/")
+    b.put(consent(b, local, a))
+    b.start("dispatch")
+    wait_started(b, "dispatch")
+    prefix = f"{a.fhir}/Task/"
+    lags = []
+    for copy in copies:
+        ours = next(
+            i["value"].removeprefix(prefix)
+            for i in copy["identifier"]
+            if i.get("value", "").startswith(prefix)
+        )
+        b.put({**{k: v for k, v in copy.items() if k != "meta"}, "status": "accepted"})
+        begun = time.perf_counter()
+        eventually(partial(accepted, a, ours), 30, 0.02)
+        lags.append(time.perf_counter() - begun)
+    lags.sort()
+    p99 = lags[min(len(lags) - 1, round(0.99 * (len(lags) - 1)))]
+    print(
+        f"status lag with Subscriptions (B accepts, A's Task reads accepted), {len(lags)} changes:"
+        f" median {statistics.median(lags):.2f} s, p99 {p99:.2f} s, max {lags[-1]:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -85,6 +85,10 @@ class _Facts:
     source_ids: tuple[Identifier, ...]
     source_known: bool
     counseling: bool
+    via: str | None
+    via_ids: tuple[Identifier, ...]
+    through_intermediary: bool
+    treating: bool
 
     @classmethod
     def of(cls, request: DisclosureRequest, as_of: datetime) -> "_Facts":
@@ -118,6 +122,7 @@ class _Facts:
         if item.source_program is not None:
             authors.add(item.source_program)
         requester = request.requester
+        via = request.intermediary
         return cls(
             as_of=as_of,
             action=request.action,
@@ -140,6 +145,10 @@ class _Facts:
             source_ids=item.source_identifiers,
             source_known=item.source_program is not None or bool(item.source_identifiers),
             counseling=counseling,
+            via=None if via is None else via.reference,
+            via_ids=() if via is None else via.identifiers,
+            through_intermediary=via is not None,
+            treating=request.treating_relationship,
         )
 
 
@@ -350,10 +359,7 @@ def _actors_match(index: ProvisionIndex, facts: _Facts, deny: bool) -> bool:
     """Recipients name the requester; disclosing actors name the record's source; actors in
     other roles name either. Each group present must match."""
     recipients = index.recipients
-    if recipients is not None and not (
-        recipients.names(facts.requester, facts.requester_ids)
-        or (recipients.general and facts.designated)
-    ):
+    if recipients is not None and not _recipients_match(recipients, facts, deny):
         return False
     sources = index.sources
     if sources is not None and not sources.general:
@@ -366,6 +372,29 @@ def _actors_match(index: ProvisionIndex, facts: _Facts, deny: bool) -> bool:
         others.names(facts.requester, facts.requester_ids)
         or others.names(facts.source, facts.source_ids)
     )
+
+
+def _recipients_match(recipients: ActorGroup, facts: _Facts, deny: bool) -> bool:
+    """§2.31(a)(4) as amended in 2024: the requester is named, or is of the class of persons
+    the consent designates.
+
+    Where the provision names an intermediary (§2.31(a)(4)(ii)), the intermediary itself is a
+    recipient and so are its member participants named beside it (A); a general designation
+    of participants (B) reaches only a participant that receives through that intermediary
+    and has a treating provider relationship with the patient, never every covered entity.
+    A refusal naming an intermediary also stops what would pass through it (C8).
+    """
+    if recipients.names(facts.requester, facts.requester_ids):
+        return True
+    intermediaries = recipients.intermediaries
+    if intermediaries is None:
+        return recipients.general and facts.designated
+    if intermediaries.names(facts.requester, facts.requester_ids):
+        return True
+    through = facts.through_intermediary and intermediaries.names(facts.via, facts.via_ids)
+    if deny:
+        return through or (recipients.general and facts.designated)
+    return through and recipients.general and facts.treating
 
 
 def _data_matches(provision: Provision, facts: _Facts, deny: bool) -> bool:

@@ -148,18 +148,30 @@ class Actor:
     """A party named by a consent: a recipient, a disclosing program, or another role.
 
     An actor with only a display is a general designation ("my treating providers"), which
-    §2.31(a)(4)(i) allows for recipients of a TPO consent.
+    §2.31(a)(4)(i) (2024) allows for recipients of any consent as a "class of persons".
+    `intermediary` marks a recipient the consent names as an intermediary (§2.11: an HIE or
+    similar that passes records on to its member participants), for which §2.31(a)(4)(ii)
+    asks the consent to name the member participants too, or designate them generally.
     """
 
     role: Coding | None
     reference: str | None = None
     identifiers: tuple[Identifier, ...] = ()
     display: str | None = None
+    intermediary: bool = False
 
     @property
     def is_general_designation(self) -> bool:
         """Named by description only, with no reference or identifier to match."""
         return self.reference is None and not self.identifiers and bool(self.display)
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """An organization or person named by reference, identifiers, or both."""
+
+    reference: str | None
+    identifiers: tuple[Identifier, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,16 +191,30 @@ class ActorGroup:
     references: frozenset[str]
     identifiers: frozenset[Identifier]
     general: bool
+    intermediaries: "ActorGroup | None" = None
 
     @classmethod
     def of(cls, actors: tuple[Actor, ...]) -> "ActorGroup | None":
-        """The group of these actors, or None when there are none (no constraint)."""
+        """The group of these actors, or None when there are none (no constraint).
+
+        Intermediaries (§2.31(a)(4)(ii)) are kept apart: the others are their member
+        participants, named or designated.
+        """
         if not actors:
             return None
+        named = tuple(a for a in actors if not a.intermediary)
+        intermediaries = tuple(a for a in actors if a.intermediary)
         return cls(
-            references=frozenset(a.reference for a in actors if a.reference is not None),
-            identifiers=frozenset(i for a in actors for i in a.identifiers),
-            general=any(a.is_general_designation for a in actors),
+            references=frozenset(a.reference for a in named if a.reference is not None),
+            identifiers=frozenset(i for a in named for i in a.identifiers),
+            general=any(a.is_general_designation for a in named),
+            intermediaries=cls(
+                references=frozenset(a.reference for a in intermediaries if a.reference),
+                identifiers=frozenset(i for a in intermediaries for i in a.identifiers),
+                general=False,
+            )
+            if intermediaries
+            else None,
         )
 
     def names(self, reference: str | None, identifiers: tuple[Identifier, ...]) -> bool:
@@ -330,6 +356,17 @@ def chain_end(chain: tuple[Provision, ...]) -> datetime | None:
     return min(ends) if ends else None
 
 
+def _names_intermediary(root: Provision | None) -> bool:
+    """Whether any provision names an intermediary among its actors (§2.31(a)(4)(ii))."""
+    stack = [] if root is None else [root]
+    while stack:
+        provision = stack.pop()
+        if any(actor.intermediary for actor in provision.actors):
+            return True
+        stack.extend(provision.provisions)
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Signer:
     """Who signed the consent (FHIR Consent.performer) and in what capacity."""
@@ -357,6 +394,11 @@ class ConsentDirective:
     supplied the statement flags, False when the consent names a form nobody approved (or
     none) and nothing else vouches for its statements, None when the consent itself attests
     them (the per-consent FORM_STATEMENT extension of `mappings.consent`).
+
+    `recorded_by_holder` is False when the consent was recorded by someone who does not hold
+    it: neither the program's own side nor a program it names as disclosing, e.g. a recipient
+    writing itself a permit. Such a consent is never relied on to disclose (C5); its refusals
+    still count (C8).
     """
 
     id: str | None
@@ -376,9 +418,11 @@ class ConsentDirective:
     materially_false: bool = False
     signature_on_file: bool = False
     form_approved: bool | None = None
+    recorded_by_holder: bool = True
     provision: Provision | None = None
     discloser_group: ActorGroup | None = field(init=False, repr=False, compare=False)
     permits: bool = field(init=False, repr=False, compare=False)
+    names_intermediary: bool = field(init=False, repr=False, compare=False)
     expires_at: datetime | None = field(init=False, repr=False, compare=False)
     _hash: int = field(init=False, repr=False, compare=False)
 
@@ -395,6 +439,7 @@ class ConsentDirective:
         elif root_term is not None:
             expires = root_term.end
         object.__setattr__(self, "permits", bool(ends))
+        object.__setattr__(self, "names_intermediary", _names_intermediary(self.provision))
         object.__setattr__(self, "expires_at", expires)
         # Hashed once: `consent.validity` memoizes what does not depend on time per directive,
         # and a directive's tree is too deep to rehash on every decision.
@@ -486,6 +531,11 @@ class DisclosureRequest:
     `occurred_events` are the consent expiration events known to have happened for this
     patient (e.g. "end-of-treatment" once discharged). `non_consent_basis` is set when the
     caller claims a Part 2 exception other than a medical emergency.
+
+    `intermediary` is the intermediary the disclosure passes through (this service, when it
+    acts as one), None for a direct disclosure; `treating_relationship` says the requester has
+    a treating provider relationship with the patient (§2.11), the only members a general
+    designation of an intermediary's participants reaches (§2.31(a)(4)(ii)(B)).
     """
 
     patient: str
@@ -496,6 +546,8 @@ class DisclosureRequest:
     emergency: EmergencyFacts | None = None
     non_consent_basis: NonConsentBasis | None = None
     occurred_events: frozenset[str] = frozenset()
+    intermediary: Party | None = None
+    treating_relationship: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from consent.model import (
     EmergencyFacts,
     Notice,
     Outcome,
+    Party,
     PatientCapacity,
     Problem,
     Provision,
@@ -188,6 +189,7 @@ def _disclosure_elements(
                 "IRCP actor) (§2.31(a)(4)(i))",
             )
             break
+    yield from intermediary_problems(chains)
     if not all(any(p.purposes for p in chain) for chain in chains):
         yield _problem(
             ConsentElement.PURPOSES, "(e) a permit states no purpose of disclosure (§2.31(a)(5))"
@@ -201,6 +203,66 @@ def _disclosure_elements(
             "§2.31(a)(6)",
         )
     yield from expiration_problems(directive)
+
+
+def intermediary_problems(chains: list[tuple[Provision, ...]]) -> Iterator[Problem]:
+    """C1(d) (§2.31(a)(4)(ii), 2024): a consent whose recipient is an intermediary names the
+    intermediary and, beside it in the same provision, either its member participants by
+    name (A) or a general designation of participants (B), which the engine limits to those
+    with a treating provider relationship with the patient."""
+    for provision in dict.fromkeys(p for chain in chains for p in chain):
+        recipients = [
+            actor
+            for actor in provision.actors
+            if actor.role is not None and actor.role.code in v.RECIPIENT_ROLES
+        ]
+        named = [actor for actor in recipients if actor.intermediary]
+        if named and all(actor.intermediary for actor in recipients):
+            who = ", ".join(a.display or a.reference or "the intermediary" for a in named)
+            yield _problem(
+                ConsentElement.RECIPIENTS,
+                f"(d) the consent names the intermediary {who} but neither the names of its "
+                "member participants nor a general designation of participants with a treating "
+                "provider relationship with the patient (§2.31(a)(4)(ii))",
+            )
+            return
+
+
+def provision_at(root: Provision | None, path: str) -> tuple[Provision, ...] | None:
+    """The chain from the root to the provision at a path such as `provision.provision[1]`
+    (as decisions and the disclosure log record it), or None when the tree has no such node."""
+    if root is None or not path.startswith("provision"):
+        return None
+    chain = [root]
+    for part in path.removeprefix("provision").split(".")[1:]:
+        if not (part.startswith("provision[") and part.endswith("]")):
+            return None
+        number = part.removeprefix("provision[").removesuffix("]")
+        if not number.isdigit() or int(number) >= len(chain[-1].provisions):
+            return None
+        chain.append(chain[-1].provisions[int(number)])
+    return tuple(chain)
+
+
+def disclosed_under_general_designation(
+    directive: ConsentDirective, path: str, recipient: Party
+) -> bool:
+    """§2.24 (2024): whether a disclosure the consent permitted at `path` reached `recipient`
+    through the general designation of an intermediary's participants (§2.31(a)(4)(ii)(B)),
+    rather than by its name: such disclosures make the list an intermediary owes the patient
+    on written request (recipient, date, brief description; the past three years)."""
+    chain = provision_at(directive.provision, path)
+    if chain is None:
+        return False
+    for provision in chain:
+        group = provision.index.recipients
+        if group is None or group.intermediaries is None or not group.general:
+            continue
+        named = group.names(recipient.reference, recipient.identifiers)
+        intermediary = group.intermediaries.names(recipient.reference, recipient.identifiers)
+        if not named and not intermediary:
+            return True
+    return False
 
 
 def _form_problem(
@@ -365,6 +427,7 @@ def in_force(directive: ConsentDirective, as_of: datetime, occurred_events: froz
     return (
         directive.status is ConsentStatus.ACTIVE
         and not directive.materially_false
+        and directive.recorded_by_holder
         and (term is None or term.start is None or term.start <= as_of)
         and (expires is None or as_of <= expires)
         and (not event or event == _EXPIRES_NEVER or event not in occurred_events)
@@ -411,6 +474,16 @@ def reliance_problems(
                 "C5",
                 ConsentElement.TRUTHFULNESS,
                 "the consent is known to be materially false (§2.31(c)(4))",
+            )
+        )
+    if not directive.recorded_by_holder:
+        problems.append(
+            Problem(
+                "C5",
+                ConsentElement.TRUTHFULNESS,
+                "the consent was recorded by neither this program nor a program it names as "
+                "disclosing: a recipient cannot record its own authorization, and a consent "
+                "the program does not hold cannot be relied on (§2.31(c)(4))",
             )
         )
     if term is not None and term.start is not None and as_of < term.start:

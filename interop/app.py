@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 import httpx
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -20,20 +21,25 @@ from interop.api.cases.routes import router as cases_router
 from interop.api.cds.routes import router as cds_router
 from interop.api.console import routes as console
 from interop.api.console.browser import BrowserFhirView
+from interop.api.fhir.bulk import router as bulk_router
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
 from interop.api.inbound.routes import router as inbound_router
 from interop.api.sync.routes import router as sync_router
 from interop.auth.jwks import JwksFetcher
 from interop.auth.oidc import OidcClient, OidcConfig
+from interop.services.bulk_export import BulkExports, ExportPolicy
 from interop.services.bundles import BundleService
 from interop.services.capability import capability_statement
 from interop.services.cases import CaseService
+from interop.services.ccda_intake import DocumentIntake
 from interop.services.cds import ConsentConsult
 from interop.services.compliance import ComplianceService
 from interop.services.console_cases import CaseConsole
 from interop.services.console_review import ReviewConsole
 from interop.services.disclosure import DisclosureGate
+from interop.services.everything import PatientEverything
+from interop.services.export_worker import ExportWorker
 from interop.services.exports import DocumentExports
 from interop.services.forms import ConsentForms
 from interop.services.inbound import InboundService
@@ -72,8 +78,15 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     http = httpx.Client()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(served: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        worker: ExportWorker | None = None
+        if settings.export_worker:
+            worker = ExportWorker(served.state.bulk_exports, settings.export_poll_seconds)
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
         http.close()
         engine.dispose()
 
@@ -85,9 +98,11 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     )
     paging = Paging(settings.default_page_size, settings.max_page_size)
     app.state.settings = settings
-    gates = DisclosureGate(engine, clock)
+    gates = DisclosureGate(engine, clock, settings.intermediary_organization)
     app.state.resources = ResourceService(engine, paging, gates)
     app.state.bundles = BundleService(engine, paging, gates)
+    app.state.bulk_exports = BulkExports(engine, gates, paging, export_policy(settings))
+    app.state.everything = PatientEverything(engine, gates, paging)
     app.state.partners = PartnerService(engine)
     app.state.tokens = TokenService(
         engine,
@@ -108,6 +123,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         engine, gates, app.state.cases, settings.document_oid_root, clock
     )
     app.state.inbound = InboundService(engine, clock)
+    app.state.ccda_intake = DocumentIntake(engine, clock)
     app.state.deliveries = Deliveries(engine, clock)
     app.state.review_console = ReviewConsole(
         app.state.resources, app.state.compliance, app.state.consent_forms, engine
@@ -122,6 +138,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     outcomes.install(app)
     app.include_router(auth_router)
     app.include_router(fhir_public_router)
+    app.include_router(bulk_router)  # before the FHIR routes, whose paths would take $export
     app.include_router(fhir_router)
     app.include_router(admin_router)
     app.include_router(deliveries_router)
@@ -149,6 +166,15 @@ def oidc_client(settings: Settings, http: httpx.Client) -> OidcClient | None:
         redirect_uri=f"{root}/auth/oidc/callback",
     )
     return OidcClient(config, http, settings.signing_key())
+
+
+def export_policy(settings: Settings) -> ExportPolicy:
+    return ExportPolicy(
+        page_size=settings.export_page_size,
+        retention=timedelta(hours=settings.export_retention_hours),
+        lease=timedelta(seconds=settings.export_lease_seconds),
+        retry_after_seconds=max(1, round(settings.export_poll_seconds)),
+    )
 
 
 def login_policy(settings: Settings) -> LoginPolicy:

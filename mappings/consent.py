@@ -9,8 +9,11 @@ Pure and dict-based (no fhir.resources): the gate and the API call it on stored 
   designation).
 - (3) what information: each permit's `securityLabel` / `class` / `code` / `data`; "all my SUD
   records" is v3-ActCode SUD (ETH accepted); SUD counseling notes are v3-ActCode PSYTHPN.
-- (4) recipients: each permit's `actor` with v3-ParticipationType IRCP (or PRCP); a TPO
-  consent's general designation ("my treating providers") is a display-only reference.
+- (4) recipients: each permit's `actor` with v3-ParticipationType IRCP (or PRCP); a class of
+  persons ("my treating providers") is a display-only reference (§2.31(a)(4)(i), 2024). An
+  intermediary (§2.31(a)(4)(ii)) is an IRCP actor carrying the extension INTERMEDIARY
+  (valueBoolean true); its member participants are the other IRCP actors of the same
+  provision, by name (reference or identifier) or as a display-only general designation.
 - (5) purposes: each permit's `purpose` (v3-ActReason).
 - (6) right to revoke, and (10) the TPO statements: the signed form, `sourceAttachment` or
   `sourceReference`, carrying the extension FORM_STATEMENT once per statement it contains:
@@ -71,6 +74,7 @@ CONSENT_KIND: Final = EXTENSION_BASE + "part2-consent-kind"
 PATIENT_CAPACITY: Final = EXTENSION_BASE + "consent-patient-capacity"
 SIGNER_RELATIONSHIP: Final = EXTENSION_BASE + "consent-signer-relationship"
 KNOWN_FALSE: Final = EXTENSION_BASE + "consent-known-false"
+INTERMEDIARY: Final = EXTENSION_BASE + "consent-actor-intermediary"
 
 RIGHT_TO_REVOKE: Final = "right-to-revoke"
 REDISCLOSURE_RISK: Final = "redisclosure-risk"
@@ -106,7 +110,8 @@ ELEMENT_HINTS: Final[Mapping[ConsentElement, str]] = {
     "SUD for all SUD records), class, code or data",
     ConsentElement.RECIPIENTS: "name each recipient in the permit's actor with role "
     "v3-ParticipationType IRCP: a reference or identifier, or a display only for a class of "
-    "persons",
+    "persons; beside an intermediary (an IRCP actor with the consent-actor-intermediary "
+    "extension) name its member participants or designate them in the same provision",
     ConsentElement.PURPOSES: "give the permit's purpose as v3-ActReason codes (TREAT, HPAYMT, "
     "HOPERAT, PATRQT...)",
     ConsentElement.REVOCATION_STATEMENT: "sign on a form compliance staff approved (named by "
@@ -156,7 +161,9 @@ class ConsentFacts:
     target is the Consent; `approved_forms` maps each consent form compliance staff approved
     (by `policy.uri`, which may hold a Questionnaire's canonical|version, the signed form's
     attachment URL, or the literal `sourceReference`, e.g. a DocumentReference) to the §2.31
-    statements it contains (PART2.md C9).
+    statements it contains (PART2.md C9); `source_forms` are the further keys the resource the
+    consent's `sourceReference` points at names its form by (a QuestionnaireResponse's
+    `questionnaire` canonical `url|version`, see `source_form_keys`), resolved by the caller.
     """
 
     patient_name: str | None = None
@@ -164,6 +171,10 @@ class ConsentFacts:
     relationships: Mapping[str, tuple[Coding, ...]] = field(default_factory=dict)
     signatures: tuple[ConsentSignature, ...] = ()
     approved_forms: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    source_forms: tuple[str, ...] = ()
+    recorded_by_holder: bool = True
+    """Whether the consent was recorded by a party that holds it: this program's own side, or
+    a program the consent names as disclosing (never a recipient writing its own permit)."""
 
 
 NO_FACTS: Final = ConsentFacts()
@@ -203,6 +214,33 @@ def form_keys(consent: Mapping[str, Any]) -> tuple[str, ...]:
     if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
         keys.append(reference["reference"])
     return tuple(dict.fromkeys(keys))
+
+
+def source_reference(consent: Mapping[str, Any]) -> str | None:
+    """The literal reference of `Consent.sourceReference`, if any."""
+    reference = consent.get("sourceReference")
+    if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
+        return str(reference["reference"])
+    return None
+
+
+def source_form_keys(source: Mapping[str, Any]) -> tuple[str, ...]:
+    """How the resource a Consent's `sourceReference` points at names the form it was filled
+    on (PART2.md C9): a QuestionnaireResponse by its `questionnaire` canonical exactly as
+    written, so `url|version` matches an approval of that version only (a form's statements
+    may change between versions); a DocumentReference by its attachments' URLs."""
+    if source.get("resourceType") == "QuestionnaireResponse":
+        canonical = source.get("questionnaire")
+        return (canonical.strip(),) if isinstance(canonical, str) and canonical.strip() else ()
+    if source.get("resourceType") == "DocumentReference":
+        return tuple(
+            content["attachment"]["url"]
+            for content in source.get("content") or ()
+            if isinstance(content, Mapping)
+            and isinstance(content.get("attachment"), Mapping)
+            and isinstance(content["attachment"].get("url"), str)
+        )
+    return ()
 
 
 def signatures_of(provenance: Mapping[str, Any], consent: str) -> tuple[ConsentSignature, ...]:
@@ -319,7 +357,7 @@ class _Reader:
         name = facts.patient_name or display
         source, source_path = _source(consent)
         attested = set(self.codes(source or {}, FORM_STATEMENT, f"{source_path}.extension"))
-        keys = form_keys(consent)
+        keys = (*form_keys(consent), *facts.source_forms)
         approved = [facts.approved_forms[key] for key in keys if key in facts.approved_forms]
         statements = attested.union(*approved)
         form_approved = True if approved else (None if attested else False)
@@ -375,6 +413,7 @@ class _Reader:
             ),
             signature_on_file=bool(facts.signatures),
             form_approved=form_approved,
+            recorded_by_holder=facts.recorded_by_holder,
             provision=provision,
         )
 
@@ -454,7 +493,11 @@ class _Reader:
             return Actor(role=None)
         role = self.concepts(value, "role", f"{path}.role", single=True)
         reference = self.mapping(value, "reference", f"{path}.reference") or {}
-        return self.actor_reference(reference, role[0] if role else None, f"{path}.reference")
+        actor = self.actor_reference(reference, role[0] if role else None, f"{path}.reference")
+        flags = self.extensions(value, INTERMEDIARY, f"{path}.extension")
+        if any(extension.get("valueBoolean") is True for extension in flags):
+            actor = replace(actor, intermediary=True)
+        return actor
 
     def actor_reference(self, value: Any, role: Coding | None, path: str) -> Actor:
         if not isinstance(value, Mapping):
@@ -728,6 +771,9 @@ def _provision_to_fhir(provision: Provision) -> dict[str, Any]:
             "actor": [
                 _without_nones(
                     {
+                        "extension": [{"url": INTERMEDIARY, "valueBoolean": True}]
+                        if actor.intermediary
+                        else None,
                         "role": None if actor.role is None else _concept(actor.role),
                         "reference": _reference_to_fhir(actor),
                     }

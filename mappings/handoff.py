@@ -31,6 +31,8 @@ handoff:
 |                            |                                  | valueBoolean                    |
 | transportation_arranged    |                                  | input transition-item           |
 |                            |                                  | transportation-arranged         |
+| execution                  |                                  | executionPeriod                 |
+| outputs                    |                                  | output                          |
 | (fixed)                    | code SNOMED CT 4266003 Referral  | code fulfill, intent order      |
 |                            | to drug addiction rehabilitation |                                 |
 |                            | service                          |                                 |
@@ -39,6 +41,11 @@ The ServiceRequest's status follows the Task's: draft stays draft; requested, re
 ready and in-progress are active; on-hold is on-hold; completed is completed; rejected, cancelled
 and failed revoke the order; entered-in-error stays so. Whatever the two resources say beyond
 the handoff (or say differently from it) is reported as unmapped.
+
+The transfer checklist (`completion_gaps`): a handoff is completed only once every checklist
+item it lists is done and its medication reconciliation is recorded (REFERRALS.md: the
+transition document goes "medication reconciliation included"); whether transportation was
+arranged is a fact of the handoff, not an item (a client may make their own way).
 """
 
 from collections.abc import Callable
@@ -173,9 +180,25 @@ def _derive(handoff: Handoff) -> tuple[Referral, ReferralTask]:
         business_status=handoff.business_status,
         status_reason=handoff.status_reason,
         urgency=handoff.urgency,
+        execution=handoff.execution,
         inputs=_inputs(handoff),
+        outputs=handoff.outputs,
     )
     return referral, fulfillment
+
+
+MEDICATION_RECONCILIATION_ITEM: Final = "medication-reconciliation"
+"""How `completion_gaps` names a missing medication reconciliation (not a transition-item code:
+the reconciliation is a document, LOINC-coded on the Task's input)."""
+
+
+def completion_gaps(handoff: Handoff) -> tuple[str, ...]:
+    """What keeps the handoff from being completed: the checklist items it lists that are not
+    done (transition-item codes), and `medication-reconciliation` when none is recorded."""
+    gaps = tuple(entry.item.value for entry in handoff.checklist if not entry.done)
+    if handoff.medication_reconciliation is None:
+        gaps += (MEDICATION_RECONCILIATION_ITEM,)
+    return gaps
 
 
 def _item(code: str) -> Code:
@@ -286,6 +309,8 @@ def _compose(
             transportation_arranged=inputs.flag(TRANSPORTATION_ARRANGED) or False,
             urgency=fulfillment.urgency or referral.urgency,
             reason=referral.reason,
+            execution=fulfillment.execution,
+            outputs=fulfillment.outputs,
         ),
     )
 

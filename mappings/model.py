@@ -986,6 +986,12 @@ class Handoff:
     transportation_arranged: bool = False
     urgency: Urgency = Urgency.ROUTINE
     reason: str | None = None
+    execution: Period | None = None
+    """When the next level took the client in (start: in-progress) and the handoff ended (end:
+    completed), as REFERRALS.md asks of those moves."""
+    outputs: tuple[TaskInput, ...] = ()
+    """What the handoff delivered (the intake Encounter, a discharge summary); a completed
+    handoff has at least one."""
 
     def __post_init__(self) -> None:
         _aware(self.authored_on, "authored on")

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from interop.app import create_app
 from interop.services.partners import NewPartner, PartnerService
@@ -31,7 +32,7 @@ CORPORA = SHARED / "corpora"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 _POSTGRES_TABLES = (
     "resource_version, search_index, resource, partner, used_assertion, staff_session, staff_user,"
-    " disclosure_log, inbound_message, outbox, consent_form"
+    " disclosure_log, inbound_message, outbox, consent_form, export_chunk, export_job"
 )
 
 
@@ -49,10 +50,31 @@ def corpus(*parts: str) -> Path:
 def _postgres_ready() -> str:
     if POSTGRES_URL is None:
         pytest.skip("PostgreSQL tests need TEST_POSTGRES_URL (set by .ci/run)")
-    engine = make_engine(POSTGRES_URL)
+    url = _worker_database(POSTGRES_URL)
+    engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    return POSTGRES_URL
+    return url
+
+
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist (`make test` runs one worker per core) each worker empties tables
+    before its tests, so each gets a database of its own on the test server, created here."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return url
+    server = make_url(url)
+    name = f"{server.database}_{worker}"
+    with psycopg.connect(
+        server.set(drivername="postgresql", database="postgres").render_as_string(
+            hide_password=False
+        ),
+        autocommit=True,
+    ) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if exists.fetchone() is None:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    return server.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -318,6 +318,9 @@ class CcdaDocument:
     `confidentiality_code` as written. `security_labels` hold every label found, header,
     section and entry level. `issues` lists what did not conform but was read anyway (a wrong
     document or section code, an unexpected confidentialityCode, a missing patient name...).
+    `recipients` are the organizations of informationRecipient/intendedRecipient (who the
+    document is for); `service_event` the code of the first documentationOf/serviceEvent (a
+    Transfer Summary's care provision: the level of care left).
     """
 
     kind: DocumentKind
@@ -345,6 +348,8 @@ class CcdaDocument:
     sections: tuple[SectionSummary, ...]
     non_xml_body: NonXmlBody | None
     issues: tuple[str, ...]
+    recipients: tuple[Organization, ...] = ()
+    service_event: Code | None = None
 
     def sections_of(self, kind: SectionKind) -> tuple[SectionSummary, ...]:
         """The sections of one kind, in document order."""

@@ -406,6 +406,10 @@ class _Reader:
             sections=summaries,
             non_xml_body=self.non_xml_body(),
             issues=tuple(self.issues),
+            recipients=tuple(self.recipients()),
+            service_event=_code(
+                _child(_child(_child(root, "documentationOf"), "serviceEvent"), "code")
+            ),
         )
 
     # Header
@@ -483,6 +487,15 @@ class _Reader:
             addresses=() if assigned is None else _addresses(assigned),
             telecoms=() if assigned is None else _telecoms(assigned),
         )
+
+    def recipients(self) -> Iterator[Organization]:
+        """informationRecipient/intendedRecipient/receivedOrganization, in document order."""
+        for recipient in _children(self.root, "informationRecipient"):
+            received = _organization(
+                _child(_child(recipient, "intendedRecipient"), "receivedOrganization")
+            )
+            if received is not None:
+                yield received
 
     def related_document(self, related: etree._Element) -> RelatedDocument:
         parent = _child(related, "parentDocument")

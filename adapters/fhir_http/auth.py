@@ -3,7 +3,8 @@
 SMART App Launch 2.x, Backend Services (hl7.org/fhir/smart-app-launch/backend-services.html):
 the client_credentials grant (RFC 6749 §4.4) authenticated by a private_key_jwt client
 assertion (RFC 7523 §2.2): header alg RS384 or ES384, kid, typ JWT; claims iss = sub =
-client_id, aud = the token URL, exp no more than five minutes ahead, a jti never used before.
+client_id, aud = the token URL, exp no more than five minutes ahead, a jti never used before;
+the purposes of use, when configured, as the UDAP B2B extension `extensions.hl7-b2b`.
 No iat: SMART does not ask for one, and a server refuses an iat ahead of its own clock.
 
 A token is kept until shortly before its expires_in and shared by the deliveries to that
@@ -50,6 +51,9 @@ class BackendServicesConfig:
     kid: str
     alg: Literal["RS384", "ES384"]
     scope: str
+    purposes: tuple[str, ...] = ()
+    """v3-ActReason codes sent as the UDAP B2B `purpose_of_use` (e.g. TREAT): a server that
+    decides 42 CFR Part 2 disclosures denies a request without a purpose (PART2.md S4)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +127,23 @@ class BackendServicesAuth:
             "exp": int(now) + _ASSERTION_LIFETIME,
             "jti": str(uuid.uuid4()),
         }
+        if self._config.purposes:
+            claims["extensions"] = {
+                "hl7-b2b": {
+                    "version": "1",
+                    "purpose_of_use": [_PURPOSE_SYSTEM + code for code in self._config.purposes],
+                }
+            }
         return jwt.encode(
             claims,
             self._key,
             algorithm=self._config.alg,
             headers={"kid": self._config.kid, "typ": "JWT"},
         )
+
+
+_PURPOSE_SYSTEM: Final = "urn:oid:2.16.840.1.113883.5.8#"
+"""v3-ActReason by OID, as UDAP B2B authorization extension objects name purposes."""
 
 
 def _signing_key(

@@ -1,4 +1,7 @@
-"""Annotated dependencies: the services, the client's format, the base URL, the parsed body."""
+"""Annotated dependencies: the services, the client's format, the base URL, the parsed body.
+
+Those that do no I/O are `async def`: FastAPI runs them on the event loop, where a plain `def`
+dependency would cost each request one more hop to the thread pool."""
 
 from typing import Annotated, Any
 
@@ -24,17 +27,17 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _resources(request: Request) -> ResourceService:
+async def _resources(request: Request) -> ResourceService:
     service: ResourceService = request.app.state.resources
     return service
 
 
-def _bundles(request: Request) -> BundleService:
+async def _bundles(request: Request) -> BundleService:
     service: BundleService = request.app.state.bundles
     return service
 
 
-def _base_url(request: Request) -> str:
+async def _base_url(request: Request) -> str:
     """The FHIR base partners see: the configured public URL, or this request's own."""
     settings = _settings(request)
     root = settings.public_base_url or str(request.base_url)
@@ -58,14 +61,20 @@ async def _body(request: Request) -> dict[str, Any]:
     return fhir.parse_json(bytes(raw)) if fmt is Format.JSON else fhir_xml.parse_xml(bytes(raw))
 
 
-def _strict(request: Request) -> bool:
+async def _strict(request: Request) -> bool:
     """`Prefer: handling=strict` turns ignored search parameters into errors."""
     return "handling=strict" in request.headers.get("prefer", "").replace(" ", "")
 
 
 ResourcesDep = Annotated[ResourceService, Depends(_resources)]
 BundlesDep = Annotated[BundleService, Depends(_bundles)]
-FormatDep = Annotated[Format, Depends(response_format)]
+
+
+async def _response_format(request: Request) -> Format:
+    return response_format(request)
+
+
+FormatDep = Annotated[Format, Depends(_response_format)]
 BaseUrlDep = Annotated[str, Depends(_base_url)]
 BodyDep = Annotated[dict[str, Any], Depends(_body)]
 StrictDep = Annotated[bool, Depends(_strict)]

@@ -82,8 +82,12 @@ async def _typed_error(request: Request, error: Exception) -> Response:
 
 
 async def _unauthenticated(request: Request, error: Exception) -> Response:
-    """401 with the Bearer challenge of RFC 6750 §3; the body says nothing about the data."""
-    response = fhir_error(request, 401, outcome(Issue("error", "login", str(error))))
+    """401 with the Bearer challenge of RFC 6750 §3; the body says nothing about the data
+    (a problem detail on the C-CDA drop, whose other errors are problem details too)."""
+    if request.url.path.startswith("/inbound/"):
+        response = problem(401, "Unauthorized", str(error))
+    else:
+        response = fhir_error(request, 401, outcome(Issue("error", "login", str(error))))
     response.headers["WWW-Authenticate"] = 'Bearer realm="fhir", error="invalid_token"'
     return response
 

@@ -4,7 +4,7 @@ Every FHIR interaction names the SMART permission it needs (c, r, u, d or s); a 
 it gets 403, a request without a valid token 401 with a Bearer challenge (RFC 6750 §3).
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -51,10 +51,10 @@ def authenticated(request: Request, base: BaseUrlDep) -> Requester:
 RequesterDep = Annotated[Requester, Depends(authenticated)]
 
 
-def requires(permission: str) -> Callable[[str, Requester], Requester]:
+def requires(permission: str) -> Callable[[str, Requester], Awaitable[Requester]]:
     """A dependency: the requester, once its scopes allow `permission` on the path's type."""
 
-    def check(resource_type: str, requester: RequesterDep) -> Requester:
+    async def check(resource_type: str, requester: RequesterDep) -> Requester:
         if not requester.may(resource_type, permission):
             raise Forbidden(
                 f"the access token has no scope allowing '{permission}' on {resource_type[:64]}"
@@ -64,7 +64,7 @@ def requires(permission: str) -> Callable[[str, Requester], Requester]:
     return check
 
 
-def system_reader(requester: RequesterDep) -> Requester:
+async def system_reader(requester: RequesterDep) -> Requester:
     """System-wide history spans every type: it needs `system/*.rs`."""
     if not requester.may("*", "s"):
         raise Forbidden("system history needs a system/*.s scope")
@@ -102,8 +102,8 @@ def staff_session(request: Request) -> StaffSession:
     return session
 
 
-def requires_role(*roles: Role) -> Callable[[StaffSession], StaffSession]:
-    def check(session: Annotated[StaffSession, Depends(staff_session)]) -> StaffSession:
+def requires_role(*roles: Role) -> Callable[[StaffSession], Awaitable[StaffSession]]:
+    async def check(session: Annotated[StaffSession, Depends(staff_session)]) -> StaffSession:
         if session.principal.role not in roles:
             raise Forbidden("this needs the role " + " or ".join(role.value for role in roles))
         return session

@@ -4,14 +4,19 @@ Disclosures made with the patient's consent over the past three years: to whom, 
 brief description of what; medical-emergency disclosures made without consent are listed
 apart, as compliance staff review them (§2.51). Rendered as a FHIR Bundle of AuditEvents, as
 CSV, and as a letter the patient can read (HTML, every value escaped).
+
+`under_general_designation` narrows it to what §2.24 (as amended in 2024) has an intermediary
+list on the patient's written request: the disclosures made to member participants reached
+through a general designation (§2.31(a)(4)(ii)(B)) rather than by name, with for each the
+recipient, the date and a brief description, over the past three years.
 """
 
 import csv
 import html
 import io
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +51,7 @@ class Accounting:
     until: datetime
     with_consent: tuple[Disclosure, ...]
     emergencies: tuple[Disclosure, ...]
+    general_designation: bool = False
 
 
 def accounting(
@@ -72,6 +78,18 @@ def accounting(
         until,
         tuple(d for d in disclosed if not d.emergency),
         tuple(d for d in disclosed if d.emergency),
+    )
+
+
+def under_general_designation(
+    report: Accounting, designated: Callable[[DisclosureLogRow], bool]
+) -> Accounting:
+    """§2.24: only the disclosures made pursuant to the patient's general designation."""
+    return replace(
+        report,
+        with_consent=tuple(d for d in report.with_consent if designated(d.row)),
+        emergencies=(),
+        general_designation=True,
     )
 
 
@@ -131,13 +149,21 @@ def as_letter(report: Accounting) -> str:
         if report.emergencies
         else ""
     )
+    title = "List of disclosures" if report.general_designation else "Accounting of disclosures"
+    scope = (
+        "to the participants below, whom your consent designated generally as participants "
+        "with a treating provider relationship with you rather than by name (42 CFR §2.24, "
+        "§2.31(a)(4)(ii)(B))"
+        if report.general_designation
+        else "to the recipients below, with your written consent (42 CFR §2.24)"
+    )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        "<title>Accounting of disclosures</title></head><body><main>"
-        f"<h1>Accounting of disclosures for {e(report.patient_name)}</h1>"
+        f"<title>{title}</title></head><body><main>"
+        f"<h1>{title} for {e(report.patient_name)}</h1>"
         f"<p>From {e(report.since.date().isoformat())} to {e(report.until.date().isoformat())}, "
-        "Recovery Interop disclosed records of your substance use disorder care to the "
-        "recipients below, with your written consent (42 CFR §2.24).</p>"
+        "Recovery Interop disclosed records of your substance use disorder care "
+        f"{scope}.</p>"
         f"<table><thead>{_HEAD}</thead><tbody>{rows}</tbody></table>"
         f"{emergency_part}</main></body></html>"
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from interop.audit.log import LogEntry, append
-from interop.store.database import unit_of_work
+from interop.store.database import core_transaction
 
 
 @dataclass(eq=False)
@@ -55,8 +55,8 @@ class GroupCommitLog:
 
     def _commit(self, batch: list[_Ticket]) -> None:
         try:
-            with unit_of_work(self._engine) as session:
-                append(session, [entry for ticket in batch for entry in ticket.entries])
+            with core_transaction(self._engine) as connection:
+                append(connection, [entry for ticket in batch for entry in ticket.entries])
         except BaseException as error:
             for ticket in batch:
                 ticket.error = error

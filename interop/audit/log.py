@@ -16,11 +16,11 @@ import hmac
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import jwt
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlmodel import Session, col
 
 from interop.store.database import CHAIN_KEY_OPTION
@@ -76,7 +76,11 @@ class CheckpointInvalid(Exception):
 def chain_key(session: Session) -> bytes:
     """The chain's key, which the engine carries from settings (store.database.make_engine):
     never stored in the database it protects."""
-    key = session.connection().get_execution_options().get(CHAIN_KEY_OPTION)
+    return _key_of(session.connection())
+
+
+def _key_of(connection: Connection) -> bytes:
+    key = connection.get_execution_options().get(CHAIN_KEY_OPTION)
     if not isinstance(key, bytes) or not key:
         raise RuntimeError("the engine carries no audit chain key (make_engine(chain_key=...))")
     return key
@@ -102,24 +106,22 @@ def read_checkpoint(session: Session, token: str) -> Checkpoint:
     return Checkpoint(claims["seq"], str(claims.get("hash")), at)
 
 
-def append(session: Session, entries: Sequence[LogEntry]) -> None:
+def append(transaction: Session | Connection, entries: Sequence[LogEntry]) -> None:
     """Add the entries as the next links of the chain, inside the caller's transaction."""
     if not entries:
         return
-    key = chain_key(session)
-    head = _locked_head(session)
-    seq, previous = head.seq, head.hash
+    # Core on the transaction's connection, not the ORM: every read of patient data pays this.
+    connection = transaction.connection() if isinstance(transaction, Session) else transaction
+    key = _key_of(connection)
+    seq, previous = _locked_head(connection)
     rows: list[dict[str, Any]] = []
     for entry in entries:
         seq += 1
         row = _row(seq, entry, previous, key)
-        rows.append(row.model_dump())
-        previous = row.hash
-    # Core statements, not the ORM's unit of work: every read of patient data pays this.
-    session.execute(insert(LOG_TABLE), rows)
-    session.execute(
-        update(HEAD_TABLE).where(HEAD_TABLE.c.name == _HEAD).values(seq=seq, hash=previous)
-    )
+        rows.append(row)
+        previous = row["hash"]
+    connection.execute(insert(LOG_TABLE), rows)
+    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": previous})
 
 
 def verify(session: Session, checkpoints: Sequence[Checkpoint] = ()) -> ChainReport:
@@ -157,18 +159,24 @@ def _walk(session: Session, key: bytes) -> ChainReport:
     return ChainReport(True, count)
 
 
-def _locked_head(session: Session) -> ChainHeadRow:
-    """The head, locked for this transaction (written at the migration; made if missing)."""
-    statement = (
-        select(HEAD_TABLE.c.seq, HEAD_TABLE.c.hash)
-        .where(HEAD_TABLE.c.name == _HEAD)
-        .with_for_update()
-    )
-    found = session.execute(statement).first()
+_HEAD_NOW = (
+    select(HEAD_TABLE.c.seq, HEAD_TABLE.c.hash).where(HEAD_TABLE.c.name == _HEAD).with_for_update()
+)
+_MOVE_HEAD = (
+    update(HEAD_TABLE)
+    .where(HEAD_TABLE.c.name == _HEAD)
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+
+
+def _locked_head(connection: Connection) -> tuple[int, str]:
+    """The head's (seq, hash), locked for this transaction (written at the migration; made if
+    missing)."""
+    found = connection.execute(_HEAD_NOW).first()
     if found is None:
-        session.execute(insert(HEAD_TABLE).values(name=_HEAD, seq=0, hash=GENESIS))
-        return ChainHeadRow(name=_HEAD, seq=0, hash=GENESIS)
-    return ChainHeadRow(name=_HEAD, seq=found.seq, hash=found.hash)
+        connection.execute(insert(HEAD_TABLE).values(name=_HEAD, seq=0, hash=GENESIS))
+        return 0, GENESIS
+    return int(found.seq), str(found.hash)
 
 
 def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow]:
@@ -187,53 +195,50 @@ def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow]:
         last = rows[-1].seq
 
 
-def _row(seq: int, entry: LogEntry, previous: str, key: bytes) -> DisclosureLogRow:
-    row = DisclosureLogRow(
-        seq=seq,
-        recorded_at=entry.recorded_at,
-        client_id=entry.client_id,
-        requester=entry.requester,
-        patient=entry.patient,
-        purposes=" ".join(entry.purposes),
-        interaction=entry.interaction,
-        decision=entry.decision,
-        rule=entry.rule,
-        consent=entry.consent,
-        provision=entry.provision,
-        resources=" ".join(entry.resources),
-        labels=" ".join(entry.labels),
-        part2=entry.part2,
-        emergency=entry.emergency,
-        emergency_facts=orjson.dumps(entry.emergency_facts).decode()
+_CHAINED: Final = (
+    "seq", "recorded_at", "client_id", "requester", "patient", "purposes", "interaction",
+    "decision", "rule", "consent", "provision", "resources", "labels", "part2", "emergency",
+    "emergency_facts",
+)  # fmt: skip
+"""The fields a row's hash covers: every one but the links themselves."""
+
+
+def _row(seq: int, entry: LogEntry, previous: str, key: bytes) -> dict[str, Any]:
+    """The row's column values, plain (every read of patient data pays for this)."""
+    values: dict[str, Any] = {
+        "seq": seq,
+        "recorded_at": entry.recorded_at,
+        "client_id": entry.client_id,
+        "requester": entry.requester,
+        "patient": entry.patient,
+        "purposes": " ".join(entry.purposes),
+        "interaction": entry.interaction,
+        "decision": entry.decision,
+        "rule": entry.rule,
+        "consent": entry.consent,
+        "provision": entry.provision,
+        "resources": " ".join(entry.resources),
+        "labels": " ".join(entry.labels),
+        "part2": entry.part2,
+        "emergency": entry.emergency,
+        "emergency_facts": orjson.dumps(entry.emergency_facts).decode()
         if entry.emergency_facts
         else None,
-        prev_hash=previous,
-        hash="",
-    )
-    row.hash = _digest(previous, _content(row), key)
-    return row
+        "prev_hash": previous,
+    }
+    values["hash"] = _digest(previous, _canonical(values), key)
+    return values
 
 
 def _content(row: DisclosureLogRow) -> bytes:
-    """The row's fields in a fixed order and form, independent of the database's."""
-    fields: dict[str, Any] = {
-        "seq": row.seq,
-        "recorded_at": row.recorded_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        "client_id": row.client_id,
-        "requester": row.requester,
-        "patient": row.patient,
-        "purposes": row.purposes,
-        "interaction": row.interaction,
-        "decision": row.decision,
-        "rule": row.rule,
-        "consent": row.consent,
-        "provision": row.provision,
-        "resources": row.resources,
-        "labels": row.labels,
-        "part2": row.part2,
-        "emergency": row.emergency,
-        "emergency_facts": row.emergency_facts,
-    }
+    return _canonical({name: getattr(row, name) for name in _CHAINED})
+
+
+def _canonical(values: dict[str, Any]) -> bytes:
+    """The chained fields in a fixed order and form, independent of the database's."""
+    fields = {name: values[name] for name in _CHAINED}
+    recorded_at: datetime = fields["recorded_at"]
+    fields["recorded_at"] = recorded_at.isoformat(timespec="microseconds").replace("+00:00", "Z")
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 

@@ -11,7 +11,20 @@ from typing import Any, NoReturn
 
 import typer
 
-from interop.cli import audit, database, demo, forms, hl7v2, partners, server, sync, token, users
+from interop.cli import (
+    audit,
+    ccda,
+    database,
+    demo,
+    export,
+    forms,
+    hl7v2,
+    partners,
+    server,
+    sync,
+    token,
+    users,
+)
 from interop.cli.failures import describe
 from interop.cli.server import openapi_document
 
@@ -44,10 +57,12 @@ app.command()(server.mllp)
 app.command()(server.openapi)
 app.command()(demo.demo)
 app.command()(token.token)
+app.command()(export.export)
 app.add_typer(database.app, name="db")
 app.add_typer(partners.app, name="partners")
 app.add_typer(users.app, name="users")
 app.add_typer(audit.app, name="audit")
 app.add_typer(hl7v2.app, name="hl7v2")
+app.add_typer(ccda.app, name="ccda")
 app.add_typer(sync.app, name="sync")
 app.add_typer(forms.app, name="forms")

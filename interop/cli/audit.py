@@ -58,3 +58,44 @@ def checkpoint(
         return
     output.write_text(token + "\n")
     typer.echo(f"checkpoint written to {output}")
+
+
+@app.command("accounting")
+def accounting(
+    patient_id: Annotated[str, typer.Argument(help="The Patient's id, e.g. alex-testperson.")],
+    database_url: DatabaseOption = None,
+    general_designation: Annotated[
+        bool,
+        typer.Option(
+            "--general-designation",
+            help="Only disclosures to participants reached through a general designation "
+            "(42 CFR §2.24, §2.31(a)(4)(ii)(B)).",
+        ),
+    ] = False,
+    format: Annotated[str, typer.Option(help="csv, html or fhir.")] = "csv",
+) -> None:
+    """The patient's accounting of disclosures for the past three years (§2.24)."""
+    import orjson
+
+    from interop.audit import accounting as acc
+    from interop.services.compliance import ComplianceService
+    from interop.services.errors import ResourceNotFound
+
+    if format not in ("csv", "html", "fhir"):
+        raise CliError("--format is csv, html or fhir", 2)
+    service = ComplianceService(existing_engine(database_url))
+    now = datetime.now(UTC)
+    try:
+        report = (
+            service.general_designation_list(patient_id, now)
+            if general_designation
+            else service.accounting(patient_id, now)
+        )
+    except ResourceNotFound as missing:
+        raise CliError(missing.message, 1) from None
+    if format == "csv":
+        typer.echo(acc.as_csv(report), nl=False)
+    elif format == "html":
+        typer.echo(acc.as_letter(report))
+    else:
+        typer.echo(orjson.dumps(acc.as_bundle(report), option=orjson.OPT_INDENT_2).decode())

@@ -71,9 +71,16 @@ def history_entry(base_url: str, stored: StoredVersion) -> dict[str, Any]:
 
 
 def paging_links(
-    url: str, params: Sequence[tuple[str, str]], offset: int, count: int, total: int
+    url: str,
+    params: Sequence[tuple[str, str]],
+    offset: int,
+    count: int,
+    total: int | None,
+    *,
+    more: bool = False,
 ) -> list[dict[str, str]]:
-    """self, first, previous, next and last links over `_offset`/`_count` (R4 §3.1.1.6)."""
+    """self, first, previous, next and last links over `_offset`/`_count` (R4 §3.1.1.6); with
+    no total (`_total=none`), next when `more` follows and no last."""
 
     def link(relation: str, at: int) -> dict[str, str]:
         query = [*params, ("_count", str(count)), ("_offset", str(at))]
@@ -82,13 +89,13 @@ def paging_links(
     links = [link("self", offset)]
     if count == 0:
         return links
-    last = max(total - 1, 0) // count * count
     links.append(link("first", 0))
     if offset > 0:
         links.append(link("previous", max(offset - count, 0)))
-    if offset + count < total:
+    if (offset + count < total) if total is not None else more:
         links.append(link("next", offset + count))
-    links.append(link("last", last))
+    if total is not None:
+        links.append(link("last", max(total - 1, 0) // count * count))
     return links
 
 

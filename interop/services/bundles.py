@@ -29,8 +29,10 @@ from interop.services.resources import (
     WriteGuard,
     WriteOutcome,
     check_type,
+    if_none_exist_criteria,
 )
 from interop.services.search_parser import Paging
+from interop.store import locks
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant
 from interop.store.repository import ResourceRepository, StoredVersion
@@ -124,6 +126,7 @@ class BundleService:
         """The entries in R4's processing order, inside the caller's one transaction."""
         responses: dict[int, dict[str, Any]] = {}
         operations = self._operations(session, context.guard, gate)
+        locks.serialize_on(session, _conditional_names(entries))
         references = self._plan_references(operations, entries, context.base_url)
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             if entry.resource is not None:
@@ -219,6 +222,7 @@ class BundleService:
                 entry.resource_type,
                 entry.resource,
                 base_url=base_url,
+                if_none_exist=entry.if_none_exist,  # a batch entry is not planned beforehand
                 resource_id=entry.assigned_id,
             )
             return _write_response(outcome)
@@ -325,6 +329,22 @@ def _refuse_duplicates(entries: list[_Entry]) -> None:
                     InvalidRequest(f"{key[0]}/{key[1]} is also written by entry {seen[key]}"),
                 )
             seen[key] = entry.index
+
+
+def _conditional_names(entries: list[_Entry]) -> list[str]:
+    """The criteria of the entries that may create on no match: two transactions with the same
+    criteria must not both create (interop.store.locks)."""
+    names = []
+    for entry in entries:
+        if entry.method == "PUT" and entry.resource_id is None:
+            names.append(locks.criteria_name(entry.resource_type, entry.query))
+        elif entry.method == "POST" and entry.if_none_exist is not None:
+            names.append(
+                locks.criteria_name(
+                    entry.resource_type, if_none_exist_criteria(entry.if_none_exist)
+                )
+            )
+    return names
 
 
 def _rewrite(entry: _Entry, references: dict[str, str]) -> None:

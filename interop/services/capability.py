@@ -16,6 +16,18 @@ _INTERACTIONS = (
     "create",
     "search-type",
 )
+_BULK = "http://hl7.org/fhir/uv/bulkdata"
+_TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
+    "Patient": [
+        {"name": "export", "definition": f"{_BULK}/OperationDefinition/patient-export"},
+        {
+            "name": "everything",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+        },
+    ],
+    "Group": [{"name": "export", "definition": f"{_BULK}/OperationDefinition/group-export"}],
+}
+"""Bulk Data Access IG v2.0.0 at all three levels, and R4 Patient $everything."""
 _COMMON_PARAMS = (
     {
         "name": "_id",
@@ -38,6 +50,7 @@ def capability_statement(*, software_version: str, released: str) -> dict[str, A
         "date": released,
         "publisher": "Recovery Interop",
         "kind": "instance",
+        "instantiates": [f"{_BULK}/CapabilityStatement/bulk-data"],
         "software": {"name": "Recovery Interop", "version": software_version},
         "implementation": {
             "description": "Recovery Interop FHIR R4 server",
@@ -59,7 +72,8 @@ def capability_statement(*, software_version: str, released: str) -> dict[str, A
                     {
                         "name": "validate",
                         "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                    }
+                    },
+                    {"name": "export", "definition": f"{_BULK}/OperationDefinition/export"},
                 ],
             }
         ],
@@ -79,6 +93,7 @@ def _resource(resource_type: str, params: tuple[SearchParam, ...]) -> dict[str, 
         if p.type is ParamType.REFERENCE and (not p.targets or resource_type in p.targets)
     )
     profiles = _SUPPORTED_PROFILES.get(resource_type)
+    operations = _TYPE_OPERATIONS.get(resource_type)
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -97,4 +112,5 @@ def _resource(resource_type: str, params: tuple[SearchParam, ...]) -> dict[str, 
             *_COMMON_PARAMS,
             *({"name": p.name, "definition": p.definition, "type": p.type.value} for p in params),
         ],
+        **({"operation": operations} if operations else {}),
     }

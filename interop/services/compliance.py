@@ -10,6 +10,8 @@ import orjson
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
+from consent.model import ConsentDirective, Identifier, Party
+from consent.rules import disclosed_under_general_designation
 from interop.audit import accounting as acc
 from interop.audit.events import audit_event
 from interop.audit.log import (
@@ -24,7 +26,9 @@ from interop.services.errors import InvalidRequest, ResourceNotFound
 from interop.store import organizations, origins
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import parse_range
-from interop.store.tables import RESOURCE_TABLE, DisclosureLogRow
+from interop.store.tables import RESOURCE_TABLE, VERSION_TABLE, DisclosureLogRow
+from mappings.consent import directive_from_fhir
+from mappings.errors import FhirContentError
 
 
 def date_bounds(
@@ -109,6 +113,55 @@ class ComplianceService:
                 for reference in {row.requester for row in rows}
             }
         return acc.accounting(patient, _patient_name(record), rows, names, since, now)
+
+    def general_designation_list(self, patient_id: str, now: datetime) -> acc.Accounting:
+        """§2.24 (2024): the past three years' disclosures made to participants the patient's
+        consent designated generally (§2.31(a)(4)(ii)(B)), read against the version of the
+        consent each disclosure relied on."""
+        report = self.accounting(patient_id, now)
+        with unit_of_work(self._engine, writes=False) as session:
+            directives: dict[tuple[str, datetime], ConsentDirective | None] = {}
+
+            def designated(row: DisclosureLogRow) -> bool:
+                if row.consent is None or row.provision is None:
+                    return False
+                key = (row.consent, row.recorded_at)
+                if key not in directives:
+                    directives[key] = _consent_as_of(session, row.consent, row.recorded_at)
+                directive = directives[key]
+                recipient = Party(row.requester, _identifiers(session, row.requester))
+                return directive is not None and disclosed_under_general_designation(
+                    directive, row.provision, recipient
+                )
+
+            return acc.under_general_designation(report, designated)
+
+
+def _consent_as_of(session: Any, consent: str, moment: datetime) -> ConsentDirective | None:
+    """The consent's version that was current at the moment, as a directive."""
+    kind, _, ident = consent.partition("/")
+    content = session.execute(
+        select(VERSION_TABLE.c.content)
+        .where(
+            VERSION_TABLE.c.resource_type == kind,
+            VERSION_TABLE.c.resource_id == ident,
+            VERSION_TABLE.c.last_updated <= moment,
+        )
+        .order_by(VERSION_TABLE.c.version_id.desc())
+        .limit(1)
+    ).scalar()
+    if not content:
+        return None
+    try:
+        return directive_from_fhir(orjson.loads(content))
+    except FhirContentError:
+        return None
+
+
+def _identifiers(session: Any, reference: str) -> tuple[Identifier, ...]:
+    return tuple(
+        Identifier(system, value) for system, value in organizations.identifiers(session, reference)
+    )
 
 
 def _filtered(query: LogQuery) -> Any:

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from consent.model import Coding, ConsentDirective
 from consent.vocabulary import canonical_system
 from interop.store import consents as store
+from interop.store import markers
 from interop.store.tables import ConsentFormRow
 from mappings.consent import (
     ELEMENT_HINTS,
@@ -30,6 +31,8 @@ from mappings.consent import (
     directive_from_fhir,
     directive_problems_as_issues,
     signatures_of,
+    source_form_keys,
+    source_reference,
 )
 from mappings.errors import FhirContentError, Issue
 
@@ -45,14 +48,19 @@ class PatientFacts:
     relationships: Mapping[str, tuple[Coding, ...]]
     signatures: Mapping[str, tuple[ConsentSignature, ...]]
     forms: Mapping[str, frozenset[str]]
+    sources: Any = None
 
-    def for_consent(self, ident: str) -> ConsentFacts:
+    def for_consent(
+        self, ident: str, source_forms: tuple[str, ...] = (), *, recorded_by_holder: bool = True
+    ) -> ConsentFacts:
         return ConsentFacts(
             patient_name=self.name,
             patient_birth_date=self.birth_date,
             relationships=self.relationships,
             signatures=self.signatures.get(f"Consent/{ident}", ()),
             approved_forms=self.forms,
+            source_forms=source_forms,
+            recorded_by_holder=recorded_by_holder,
         )
 
     def fingerprint(self, ident: str) -> Any:
@@ -63,6 +71,7 @@ class PatientFacts:
             tuple(sorted(self.relationships.items())),
             self.signatures.get(f"Consent/{ident}", ()),
             tuple(sorted(self.forms.items(), key=lambda item: item[0])),
+            self.sources,
         )
 
 
@@ -81,8 +90,10 @@ class DirectiveCache:
         self._directives.move_to_end(key)
         return True, self._directives[key]
 
-    def put(self, key: _Key, content: bytes, facts: ConsentFacts) -> ConsentDirective | None:
-        directive = _directive(orjson.loads(content), facts)
+    def put(
+        self, key: _Key, consent: dict[str, Any], facts: ConsentFacts
+    ) -> ConsentDirective | None:
+        directive = _directive(consent, facts)
         self._directives[key] = directive
         if len(self._directives) > self._capacity:
             self._directives.popitem(last=False)
@@ -101,20 +112,27 @@ def read_directives(
     versions = store.consent_versions(session, patient.split("/", 1)[1])
     if not versions:
         return []
-    facts = consent_facts(session, patient, [ident for _, ident, _ in versions])
+    facts = consent_facts(session, patient, [ident for _, ident, _, _ in versions])
+    local = store.local_authors(session)
     found: list[ConsentDirective | None] = []
-    unknown: dict[int, _Key] = {}
-    for pk, ident, version in versions:
-        key = (ident, version, facts.fingerprint(ident))
+    unknown: dict[int, tuple[_Key, str]] = {}
+    for pk, ident, version, origin in versions:
+        key = (ident, version, (facts.fingerprint(ident), origin, origin in local))
         known, directive = cache.get(key)
         if known:
             found.append(directive)
         else:
-            unknown[pk] = key
+            unknown[pk] = (key, origin)
     if unknown:
         for pk, content in store.contents(session, list(unknown)).items():
-            key = unknown[pk]
-            found.append(cache.put(key, content, facts.for_consent(key[0])))
+            key, origin = unknown[pk]
+            consent = orjson.loads(content)
+            read_with = facts.for_consent(
+                key[0],
+                source_forms(session, consent),
+                recorded_by_holder=origin in local or origin in _disclosers(consent),
+            )
+            found.append(cache.put(key, consent, read_with))
     return [directive for directive in found if directive is not None]
 
 
@@ -144,7 +162,19 @@ def consent_facts(session: Session, patient: str, consent_ids: Sequence[str]) ->
         relationships=relationships,
         signatures=signatures,
         forms=approved_forms(session),
+        sources=markers.gate_markers(session).sources,
     )
+
+
+def source_forms(session: Session, consent: Mapping[str, Any]) -> tuple[str, ...]:
+    """The form keys of the QuestionnaireResponse a Consent's `sourceReference` points at:
+    the Questionnaire's canonical `url|version` it was filled on (PART2.md C9)."""
+    reference = source_reference(consent)
+    kind, _, ident = (reference or "").partition("/")
+    if kind != "QuestionnaireResponse" or not ident or "/" in ident:
+        return ()
+    content = store.current(session, kind, ident)
+    return source_form_keys(orjson.loads(content)) if content is not None else ()
 
 
 def approved_forms(session: Session) -> dict[str, frozenset[str]]:
@@ -166,7 +196,9 @@ def consent_warnings(
     reference = patient.get("reference") if isinstance(patient, Mapping) else None
     if session is not None and isinstance(reference, str) and reference.startswith("Patient/"):
         ident = str(resource.get("id") or "")
-        facts = consent_facts(session, reference, [ident] if ident else []).for_consent(ident)
+        facts = consent_facts(session, reference, [ident] if ident else []).for_consent(
+            ident, source_forms(session, resource)
+        )
     directive = directive_from_fhir(resource, facts=facts)
     return directive_problems_as_issues(directive, now, hints=ELEMENT_HINTS)
 
@@ -210,3 +242,13 @@ def _directive(consent: dict[str, Any], facts: ConsentFacts) -> ConsentDirective
         return directive_from_fhir(consent, facts=facts)
     except FhirContentError:
         return None
+
+
+def _disclosers(consent: Mapping[str, Any]) -> frozenset[str]:
+    """The Organizations a Consent names, by reference, as the programs that disclose
+    (Consent.organization): one of them recording its patient's consent is its holder."""
+    return frozenset(
+        party["reference"]
+        for party in consent.get("organization", [])
+        if isinstance(party, dict) and isinstance(party.get("reference"), str)
+    )

@@ -29,7 +29,8 @@ Bundle.meta.security.
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -48,12 +49,14 @@ from consent.model import (
     EmergencyFacts,
     Identifier,
     Outcome,
+    Party,
 )
 from consent.model import Requester as ConsentRequester
 from interop.audit.group_commit import GroupCommitLog
 from interop.audit.log import LogEntry, append
 from interop.auth.requester import Requester, system_requester
 from interop.services.directives import DirectiveCache, read_directives
+from interop.services.relationships import treats
 from interop.store import markers
 from interop.store import organizations as organizations_store
 from interop.store.fhirdates import parse_range
@@ -93,6 +96,8 @@ _DATE_ELEMENTS = (
     "effectiveDateTime",
 )
 _PERIOD_ELEMENTS = ("period", "executionPeriod", "effectivePeriod")
+_RESOURCES_PER_ROW = 1_000
+"""References per disclosure-log row: 1,000 of at most 80 characters fit its column."""
 
 
 @dataclass
@@ -121,8 +126,11 @@ class GateSession:
         cache: "DirectiveCache",
         organizations: "OrganizationFacts",
         directive_sets: "DirectiveSets | None" = None,
+        intermediary: str | None = None,
     ) -> None:
         self._session = session
+        self._intermediary = intermediary
+        self._treated: dict[str, bool] = {}
         self._cache = cache
         self._sets = directive_sets
         self._organizations = organizations
@@ -130,6 +138,7 @@ class GateSession:
         self._interaction = interaction
         self._now = now
         self._known: Organizations | None = None
+        self._markers: markers.GateMarkers | None = None
         self._known_identifiers: dict[str, tuple[Identifier, ...]] = {}
         self._directives: dict[str, list[ConsentDirective]] = {}
         self._consent_requester: ConsentRequester | None = None
@@ -173,6 +182,27 @@ class GateSession:
             self._now,
         )
         return self._apply(decision, resource, stored.content, patient, reference, record.part2)
+
+    def releases_everything(self, resource_type: str) -> bool:
+        """Whether every stored resource of this type would be released whatever it holds:
+        then a search counts its matches in SQL and decides only the page it sends."""
+        return self._requester.first_party and self._in_scope(resource_type)
+
+    @contextmanager
+    def unrecorded(self) -> Iterator[None]:
+        """Decisions made only to count (a search's total, records beyond its page): a permit
+        among them discloses nothing, so it is neither logged nor accounted nor adds labels to
+        the Bundle; a denial is logged all the same (A1: compliance staff see what was asked
+        for and withheld, e.g. a partner probing for Part 2 records)."""
+        logged = len(self._entries)
+        released = replace(
+            self.released, labels=set(self.released.labels), consents=set(self.released.consents)
+        )
+        try:
+            yield
+        finally:
+            self._entries[logged:] = [e for e in self._entries[logged:] if e.decision == "deny"]
+            self.released = released
 
     def consult(
         self,
@@ -298,17 +328,35 @@ class GateSession:
         )
 
     def _organizations_now(self) -> "Organizations":
-        if self._known is None:
-            self._known, self._known_identifiers = self._organizations.current(self._session)
+        if markers.written_here(self._session, (markers.ORGANIZATIONS,)):
+            # This transaction changed Organizations: read them as it sees them, keep nothing.
+            self._known, self._known_identifiers = self._organizations.read(self._session)
+        elif self._known is None:
+            self._known, self._known_identifiers = self._organizations.current(
+                self._session, self._markers_now().organizations
+            )
         return self._known
 
+    def _markers_now(self) -> markers.GateMarkers:
+        """Read once per request, in its transaction: what the kept facts are checked by."""
+        if self._markers is None:
+            self._markers = markers.gate_markers(self._session)
+        return self._markers
+
     def _consents(self, patient: str) -> list[ConsentDirective]:
+        if markers.written_here(self._session, markers.CONSENT_FACT_TYPES):
+            # This transaction wrote what directives are read from (it may yet roll back):
+            # read them as it sees them now, and keep them for no one.
+            return read_directives(self._session, patient)
         if patient not in self._directives:
 
             def read() -> list[ConsentDirective]:
                 return read_directives(self._session, patient, self._cache)
 
-            kept = self._sets.get(self._session, patient, read) if self._sets else read()
+            if self._sets is None:
+                kept = read()
+            else:
+                kept = self._sets.get(self._markers_now().consent_facts, patient, read)
             self._directives[patient] = kept
         return self._directives[patient]
 
@@ -322,8 +370,11 @@ class GateSession:
     ) -> DisclosureRequest:
         source = record.source
         authors, author_identifiers = authors_of(resource)
+        via, treating = self._intermediary_facts(patient)
         return DisclosureRequest(
             patient=patient,
+            intermediary=via,
+            treating_relationship=treating,
             requester=self._as_consent_requester(),
             purposes=self._requester.purposes,
             item=DataItem(
@@ -341,6 +392,19 @@ class GateSession:
             ),
             emergency=_engine_emergency(self._requester),
         )
+
+    def _intermediary_facts(self, patient: str) -> tuple[Party | None, bool]:
+        """§2.31(a)(4)(ii): this service as the intermediary the disclosure passes through, and
+        whether the requester treats the patient (§2.11), asked only of patients with a consent
+        that names an intermediary, once per request."""
+        if self._intermediary is None or not any(
+            directive.names_intermediary for directive in self._consents(patient)
+        ):
+            return None, False
+        if patient not in self._treated:
+            self._treated[patient] = treats(self._session, patient, self._requester.organization)
+        via = Party(self._intermediary, self._identifiers(self._intermediary))
+        return via, self._treated[patient]
 
     def _as_consent_requester(self) -> ConsentRequester:
         if self._consent_requester is None:
@@ -418,8 +482,14 @@ class DisclosureGate:
     """Opens a GateSession per request and writes its decisions before the response leaves:
     if they cannot be written, the request fails and nothing is disclosed."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], datetime] = _utc_now,
+        intermediary: str | None = None,
+    ) -> None:
         self._engine = engine
+        self._intermediary = intermediary
         self._clock = clock
         self._cache = DirectiveCache()
         self._organizations = OrganizationFacts()
@@ -436,6 +506,7 @@ class DisclosureGate:
             self._cache,
             self._organizations,
             self._sets,
+            self._intermediary,
         )
 
     def record(self, gate: GateSession) -> None:
@@ -508,9 +579,10 @@ class DirectiveSets:
         self._sets: OrderedDict[str, tuple[tuple[Any, ...], list[ConsentDirective]]] = OrderedDict()
 
     def get(
-        self, session: Session, patient: str, read: Callable[[], list[ConsentDirective]]
+        self, marker: tuple[Any, ...], patient: str, read: Callable[[], list[ConsentDirective]]
     ) -> list[ConsentDirective]:
-        marker = markers.consent_facts_marker(session)
+        """The patient's directives, read again only when `marker` (the consent facts' marker
+        now) differs from the one they were read under."""
         with self._lock:
             kept = self._sets.get(patient)
             if kept is not None and kept[0] == marker:
@@ -542,9 +614,9 @@ class OrganizationFacts:
     """Which Organizations exist and which are Part 2 programs, and each one's identifiers,
     kept between requests for as long as no Organization has changed anywhere.
 
-    Every write of an Organization, by any process, adds a resource_version row with a larger
-    key; one cheap query for the largest such key tells whether what is kept still holds, so
-    a program flagged Part 2 a moment ago is known as such on the very next request. The kept
+    Every committed write of an Organization, by any process, moves its change counter
+    (interop.store.markers); one cheap query tells whether what is kept still holds, so a
+    program flagged Part 2 a moment ago is known as such on the very next request. The kept
     facts are replaced whole, under a lock, and the marker only after them.
     """
 
@@ -554,21 +626,28 @@ class OrganizationFacts:
         self._organizations = Organizations(frozenset(), frozenset())
         self._identifiers: dict[str, tuple[Identifier, ...]] = {}
 
-    def current(self, session: Session) -> tuple[Organizations, dict[str, tuple[Identifier, ...]]]:
-        """(the Organizations, identifiers known so far) as the database has them now."""
-        marker = organizations_store.change_marker(session)
+    def current(
+        self, session: Session, marker: int
+    ) -> tuple[Organizations, dict[str, tuple[Identifier, ...]]]:
+        """(the Organizations, identifiers known so far) as the database has them now, given
+        the Organizations' marker now."""
         with self._lock:
-            if marker is not None and marker == self._marker:
+            if marker == self._marker:
                 return self._organizations, self._identifiers
-        organizations = Organizations(
-            organizations_store.part2_programs(session),
-            organizations_store.known_organizations(session),
-        )
-        identifiers: dict[str, tuple[Identifier, ...]] = {}
+        organizations, identifiers = self.read(session)
         with self._lock:
             self._organizations, self._identifiers = organizations, identifiers
             self._marker = marker
         return organizations, identifiers
+
+    @staticmethod
+    def read(session: Session) -> tuple[Organizations, dict[str, tuple[Identifier, ...]]]:
+        """The Organizations as this transaction sees them, kept for no one."""
+        organizations = Organizations(
+            organizations_store.part2_programs(session),
+            organizations_store.known_organizations(session),
+        )
+        return organizations, {}
 
 
 def organization_identifiers(session: Session, reference: str) -> tuple[Identifier, ...]:
@@ -641,9 +720,14 @@ def _codings(values: Iterable[Any]) -> Iterable[Coding]:
             yield Coding(value.get("system"), value["code"])
 
 
+_CONCEPT_ELEMENTS = ("code", "category", "type", "medicationCodeableConcept")
+"""Where a record keeps the codes a consent's `provision.code` names: a medication's code
+too, so that a consent withholding e.g. methadone by its RxNorm code matches the statement."""
+
+
 def _concept_codings(resource: dict[str, Any]) -> list[Any]:
     codings: list[Any] = []
-    for element in ("code", "category", "type"):
+    for element in _CONCEPT_ELEMENTS:
         for concept in _as_list(resource.get(element)):
             if isinstance(concept, dict):
                 codings.extend(concept.get("coding", []))
@@ -676,8 +760,9 @@ def _engine_emergency(requester: Requester) -> EmergencyFacts | None:
 
 
 def _grouped(entries: list[LogEntry]) -> list[LogEntry]:
-    """One log row per distinct decision of a request, listing every resource it covered."""
-    groups: dict[tuple[Any, ...], LogEntry] = {}
+    """One log row per distinct decision of a request, listing every resource it covered, at
+    most _RESOURCES_PER_ROW to a row (a search deciding thousands stays within the column)."""
+    groups: dict[tuple[Any, ...], tuple[LogEntry, dict[str, None]]] = {}
     for entry in entries:
         key = (
             entry.patient,
@@ -689,9 +774,11 @@ def _grouped(entries: list[LogEntry]) -> list[LogEntry]:
             entry.part2,
             entry.emergency,
         )
-        current = groups.get(key)
-        if current is None:
-            groups[key] = entry
-        elif entry.resources[0] not in current.resources:
-            groups[key] = replace(current, resources=(*current.resources, *entry.resources))
-    return list(groups.values())
+        _, covered = groups.setdefault(key, (entry, {}))
+        covered.update(dict.fromkeys(entry.resources))
+    rows = []
+    for first, covered in groups.values():
+        resources = tuple(covered)
+        for start in range(0, len(resources), _RESOURCES_PER_ROW):
+            rows.append(replace(first, resources=resources[start : start + _RESOURCES_PER_ROW]))
+    return rows

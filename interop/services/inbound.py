@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from sqlalchemy import Engine, select
@@ -363,10 +364,10 @@ def _client(operations: ResourceOperations, person: V2Patient) -> str:
     ]
     if not identifiers:
         raise ValueError("PID-3 carries no patient identifier")
-    for identifier in identifiers:
-        found = operations.conditional_match(
-            "Patient", f"identifier={identifier.system}|{identifier.value}", ""
-        )
+    criteria = [f"identifier={identifier.system}|{identifier.value}" for identifier in identifiers]
+    operations.lock_criteria("Patient", [parse_qsl(one) for one in criteria])
+    for one in criteria:
+        found = operations.conditional_match("Patient", one, "")
         if found is not None:
             return found.resource_id
     names = tuple(

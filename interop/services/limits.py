@@ -14,6 +14,9 @@ MAX_DEPTH: Final = 64
 """Nesting of JSON objects and arrays (R4 resources nest a dozen levels or so)."""
 MAX_NARRATIVE_DEPTH: Final = 64
 """Nesting of XHTML elements in a narrative div; lxml refuses documents past 255 levels."""
+MAX_INDEX_VALUES: Final = 10_000
+"""Search index values one resource yields (a Patient with thousands of names or identifiers
+would otherwise insert hundreds of thousands of index rows under the write lock)."""
 MAX_BUNDLE_ENTRIES: Final = 1_000
 """Entries of one transaction or batch Bundle."""
 
@@ -30,6 +33,12 @@ def check_resource(resource: dict[str, Any]) -> None:
     for div in _narratives(resource):
         if _narrative_depth(div) > MAX_NARRATIVE_DEPTH:
             raise TooCostly(f"a narrative nests deeper than {MAX_NARRATIVE_DEPTH} elements")
+
+
+def check_index_values(count: int) -> None:
+    """Checked on the extracted index, before any of it is written."""
+    if count > MAX_INDEX_VALUES:
+        raise TooCostly(f"the resource yields more than {MAX_INDEX_VALUES} search index values")
 
 
 def check_bundle_entries(count: int) -> None:

@@ -14,7 +14,9 @@ carry decides the events:
     hl7v2-mllp       enters `requested` (REF^I12),          every status change (RRI^I12)
                      enters `cancelled` (REF^I14)
 
-A partner is never told of a change it made itself, nor, as requester, of the Task it created.
+A partner is never told of a change it made itself, nor, as requester, of the Task it created,
+nor of changes to a copy of its own Task it pushed here (it reads those back: polls and
+Subscriptions), which pushed back would land there as a second referral.
 
 Subscriptions (mappings.subscription) add to this, whatever the partner's channel: a
 Subscription entering `requested` queues its handshake, and each change of a Task its
@@ -56,6 +58,8 @@ class Event(StrEnum):
 
 _DOCUMENT_CHANNELS = (ChannelKind.CCDA_HTTP, ChannelKind.CCDA_DIRECTORY)
 REST_HOOK = "rest-hook"
+COPY_IDENTIFIER_SYSTEM = "urn:ietf:rfc:3986"
+"""The identifier system of a copy's original URL (interop.sync.payloads.URI_SYSTEM)."""
 """The channel of outbox rows for Subscriptions, whatever the partner's registered channel."""
 
 
@@ -76,8 +80,13 @@ class _Change:
         return self.new_status == status and self.old_status != status
 
 
-def event_for(channel: str, role: str, change: _Change, created: bool) -> Event | None:
-    """The table of the module docstring: what this partner is told of this change."""
+def event_for(
+    channel: str, role: str, change: _Change, created: bool, copy: bool = False
+) -> Event | None:
+    """The table of the module docstring: what this partner is told of this change. `copy`:
+    the Task is a copy of one on another server (its requester pushed it here), which that
+    requester reads back through polls and Subscriptions; pushed back, it would land there as
+    a second referral."""
     if role == "owner":
         never_sent = change.old_status in (None, "draft")
         if change.new_status == "draft" or (never_sent and change.new_status == "cancelled"):
@@ -89,7 +98,7 @@ def event_for(channel: str, role: str, change: _Change, created: bool) -> Event 
         if channel == ChannelKind.HL7V2_MLLP and change.entered("cancelled"):
             return Event.REFERRAL_CANCELLED
         return None
-    if created or not change.status_moved or channel in _DOCUMENT_CHANNELS:
+    if created or copy or not change.status_moved or channel in _DOCUMENT_CHANNELS:
         return None
     return Event.TASK_CHANGED if channel == ChannelKind.FHIR else Event.STATUS_RETURNED
 
@@ -120,7 +129,7 @@ def note_change(
         if partner.organization == origin:
             continue
         role = "owner" if partner.organization == change.owner else "requester"
-        event = event_for(partner.channel, role, change, previous is None)
+        event = event_for(partner.channel, role, change, previous is None, _is_copy(after))
         if event is not None:
             rows.append(_row(partner.client_id, partner.channel, event, stored))
     rows.extend(_notifications(session, stored, change, origin))
@@ -177,6 +186,18 @@ def _row(
         state=outbox.TransportState.QUEUED,
         next_attempt_at=stored.last_updated,
         subscription_id=subscription_id,
+    )
+
+
+def _is_copy(resource: dict[str, Any]) -> bool:
+    """A copy of a Task on another server carries that Task's absolute URL as an identifier
+    (interop.sync.payloads pushes them so); Tasks written here never do."""
+    identifiers = resource.get("identifier")
+    return any(
+        isinstance(item, dict)
+        and item.get("system") == COPY_IDENTIFIER_SYSTEM
+        and "/Task/" in str(item.get("value", ""))
+        for item in (identifiers if isinstance(identifiers, list) else [])
     )
 
 

@@ -79,6 +79,16 @@ class Partner:
 
 
 @dataclass(frozen=True, slots=True)
+class Standing:
+    """A partner as a request sees it: may it act, and what is it in law."""
+
+    enabled: bool
+    part2_program: bool
+    covered_entity: bool
+    first_party: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NewPartner:
     """A registration; `first_party` marks the operating program's own systems (its EHR),
     which author any resource, where an outside partner writes only its own referrals."""
@@ -168,6 +178,16 @@ class PartnerService:
         with unit_of_work(self._engine, writes=False) as session:
             row = outbox.partner(session, client_id)
             return _partner(row) if row is not None else None
+
+    def standing(self, client_id: str) -> Standing | None:
+        """What a request needs to know of its partner, by the cheapest query there is:
+        every authenticated request asks, so that a partner disabled a moment ago is
+        refused on its next request."""
+        with self._engine.connect() as connection:
+            row = outbox.partner_standing(connection, client_id)
+        if row is None:
+            return None
+        return Standing(**row._mapping)
 
     def set_enabled(self, client_id: str, enabled: bool) -> Partner:
         with unit_of_work(self._engine) as session:

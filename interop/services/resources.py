@@ -35,6 +35,7 @@ from interop.services.outbox import note_change
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
+from interop.store import locks
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
 from interop.store.repository import ResourceRepository, current_version
@@ -49,6 +50,9 @@ from mappings.workflow import Side, is_fulfillment, is_owner_cancellation, task_
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _MAX_INCLUDE_ROUNDS = 4
+_DECIDED_AT_ONCE = 500
+"""Rows loaded per round while a search counts what the gate releases: memory stays flat
+however many match."""
 
 
 class Gate(Protocol):
@@ -65,6 +69,10 @@ class Gate(Protocol):
         ...
 
     def admit(self, stored: StoredVersion) -> bytes | None: ...
+
+    def releases_everything(self, resource_type: str) -> bool: ...
+
+    def unrecorded(self) -> AbstractContextManager[None]: ...
 
     def seal(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -152,16 +160,14 @@ class ResourceOperations:
         check_type(resource_type)
         check_id(resource_id)
         unknown = ResourceNotFound(f"{resource_type}/{resource_id} is not known")
-        row = self._repository.current(resource_type, resource_id)
-        if row is None:
+        latest = self._repository.latest(resource_type, resource_id)
+        if latest is None:
             raise unknown
-        if row.deleted:
-            if self._admitted(current_version(row)) is None:
-                raise unknown
-            raise ResourceGone(f"{resource_type}/{resource_id} was deleted")
-        released = self._admitted(current_version(row))
+        released = self._admitted(latest)
         if released is None:
             raise unknown
+        if latest.content is None:
+            raise ResourceGone(f"{resource_type}/{resource_id} was deleted")
         return released
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredVersion:
@@ -285,12 +291,10 @@ class ResourceOperations:
         query = parse_search(
             resource_type, params, base_url=base_url, paging=self._paging, strict=strict
         )
-        released = self._released_matches(query)
-        total = len(released)
-        page = released[query.offset : query.offset + query.count]
+        page, total, more = self._page(query)
         used = [(name, value) for name, value in params if _is_used(name, query)]
         links = bb.paging_links(
-            f"{base_url}/{resource_type}", used, query.offset, query.count, total
+            f"{base_url}/{resource_type}", used, query.offset, query.count, total, more=more
         )
         entries: list[dict[str, Any]] = []
         if not query.summary_count:
@@ -299,7 +303,23 @@ class ResourceOperations:
             entries.extend(bb.search_entry(base_url, stored, "include") for stored in included)
         if query.ignored:
             entries.append(bb.outcome_entry(_ignored_outcome(query.ignored)))
-        return self.seal(bb.bundle("searchset", total=total, link=links, entry=entries))
+        counted = {} if total is None else {"total": total}
+        return self.seal(bb.bundle("searchset", **counted, link=links, entry=entries))
+
+    def released_after(
+        self, queries: Sequence[SearchQuery], after: int, limit: int
+    ) -> tuple[list[StoredVersion], int, bool]:
+        """Up to `limit` current resources matching any of `queries` whose key follows `after`,
+        in key order, as the gate releases them (withheld ones left out and never counted);
+        the key of the last one examined, to go on after; and whether more may follow. Bulk
+        export and $everything walk by key, so each page costs O(page) whatever came before."""
+        found: dict[int, StoredVersion] = {}
+        for query in queries:
+            for pk, stored in self._repository.page_after(query, after, limit):
+                found.setdefault(pk, stored)
+        keys = sorted(found)[:limit]
+        released = [kept for pk in keys if (kept := self._admitted(found[pk])) is not None]
+        return released, (keys[-1] if keys else after), len(keys) == limit
 
     def history(
         self,
@@ -346,10 +366,20 @@ class ResourceOperations:
 
         Only what the gate releases can match: a withheld record is, to this requester, absent.
         """
-        params = parse_qsl(criteria.removeprefix("?").split("?")[-1], keep_blank_values=True)
+        params = if_none_exist_criteria(criteria)
         if not params:
             raise InvalidRequest("If-None-Exist must carry search criteria")
+        locks.serialize_on(self._repository.session, [locks.criteria_name(resource_type, params)])
         return self.single_match(resource_type, params, base_url)
+
+    def lock_criteria(
+        self, resource_type: str, alternatives: Sequence[Sequence[tuple[str, str]]]
+    ) -> None:
+        """Take the locks of several conditional criteria at once, in one order, before
+        matching them one by one (two writers trying the same alternatives in different
+        orders would otherwise wait for each other)."""
+        names = [locks.criteria_name(resource_type, criteria) for criteria in alternatives]
+        locks.serialize_on(self._repository.session, names)
 
     def single_match(
         self, resource_type: str, params: Sequence[tuple[str, str]], base_url: str
@@ -358,10 +388,11 @@ class ResourceOperations:
         query = parse_search(
             resource_type, params, base_url=base_url, paging=self._paging, strict=True
         )
-        released = self._released_matches(query)
+        released = self._released_keys(self._repository.match_keys(query), 2)
         if len(released) > 1:
             raise PreconditionFailed("the conditional criteria match more than one resource")
-        return released[0][1] if released else None
+        admitted = self._admitted_rows(released)
+        return admitted[0][1] if admitted else None
 
     def conditional_update(
         self,
@@ -380,6 +411,7 @@ class ResourceOperations:
         criteria = [(name, value) for name, value in params if name != "_format"]
         if not criteria:
             raise InvalidRequest("a conditional update needs search criteria")
+        locks.serialize_on(self._repository.session, [locks.criteria_name(resource_type, criteria)])
         existing = self.single_match(resource_type, criteria, base_url)
         given = resource.get("id")
         if existing is None:
@@ -411,8 +443,10 @@ class ResourceOperations:
             resource_type, resource_id, version_id, last_updated, method, fhir.to_json(body), "", ()
         ).with_origin(self._gate.requester.organization, _custodians(row))
         before = row.content if row is not None and not row.deleted else None
+        index = extract(body)
+        limits.check_index_values(len(index))
         try:
-            self._repository.write(row, stored, extract(body))
+            self._repository.write(row, stored, index)
         except IntegrityError:
             raise VersionConflict(
                 f"{resource_type}/{resource_id} was changed by another request; read it and retry"
@@ -481,14 +515,52 @@ class ResourceOperations:
             for ask in asks
         )
 
-    def _released_matches(self, query: SearchQuery) -> list[tuple[ResourceRow, StoredVersion]]:
-        """Every match in sort order, as the gate releases it (withheld ones left out)."""
-        released: list[tuple[ResourceRow, StoredVersion]] = []
-        for row in self._repository.matches(query):
+    def _page(
+        self, query: SearchQuery
+    ) -> tuple[list[tuple[ResourceRow, StoredVersion]], int | None, bool]:
+        """The page of released matches, the released total (None when `_total` waives it)
+        and whether more follow.
+
+        Where the gate's answer does not depend on what a record holds (the program's own
+        systems), the total is the number of keys and only the page is decided. Otherwise the
+        matches are decided quietly, in order, until the total is known or, with
+        `_total=none|estimate`, the page is full (an estimate could only count withheld
+        records, so none is given); then the page alone is admitted, as it is sent."""
+        keys = self._repository.match_keys(query)
+        end = query.offset + query.count
+        sent = slice(query.offset, query.offset if query.summary_count else end)
+        if self._gate.releases_everything(query.resource_type):
+            return self._admitted_rows(keys[sent]), len(keys), end < len(keys)
+        counting = query.total == "accurate" or query.summary_count
+        released = self._released_keys(keys, None if counting else end + 1)
+        page = self._admitted_rows(released[sent])
+        return page, len(released) if counting else None, end < len(released)
+
+    def _released_keys(self, keys: Sequence[int], enough: int | None) -> list[int]:
+        """The keys the gate would release, in order, stopping at `enough` of them; decided
+        without a trace, since deciding to count discloses nothing."""
+        released: list[int] = []
+        with self._gate.unrecorded():
+            for start in range(0, len(keys), _DECIDED_AT_ONCE):
+                for row in self._repository.rows(keys[start : start + _DECIDED_AT_ONCE]):
+                    if row.pk is not None and self._gate.admit(current_version(row)) is not None:
+                        released.append(row.pk)
+                        if len(released) == enough:
+                            return released
+        return released
+
+    def _admitted_rows(self, keys: Sequence[int]) -> list[tuple[ResourceRow, StoredVersion]]:
+        """These rows as the gate releases them, logged and labelled (withheld ones left out)."""
+        admitted: list[tuple[ResourceRow, StoredVersion]] = []
+        for row in self._repository.rows(keys):
             stored = self._admitted(current_version(row))
             if stored is not None:
-                released.append((row, stored))
-        return released
+                admitted.append((row, stored))
+        return admitted
+
+    def _released_matches(self, query: SearchQuery) -> list[tuple[ResourceRow, StoredVersion]]:
+        """Every match in sort order, as the gate releases it (withheld ones left out)."""
+        return self._admitted_rows(self._repository.match_keys(query))
 
     def _inclusions(
         self,
@@ -906,3 +978,9 @@ def _unseen(rows: list[ResourceRow], seen: set[tuple[str, str]]) -> list[Resourc
             seen.add(key)
             fresh.append(row)
     return fresh
+
+
+def if_none_exist_criteria(header: str) -> list[tuple[str, str]]:
+    """If-None-Exist's search criteria; R4 sends the query part alone, some clients send a
+    whole `[type]?query`, both are read."""
+    return parse_qsl(header.removeprefix("?").split("?")[-1], keep_blank_values=True)

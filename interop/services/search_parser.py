@@ -21,6 +21,7 @@ from interop.store.search import (
     SearchValue,
     SortKey,
     TokenValue,
+    TotalMode,
 )
 from interop.store.search_params import ParamType, SearchParam, params_for
 
@@ -31,7 +32,8 @@ _MODIFIERS: dict[ParamType, frozenset[str]] = {
     ParamType.DATE: frozenset({"missing"}),
     ParamType.REFERENCE: frozenset({"missing"}),
 }
-_SILENT_RESULT_PARAMS = frozenset({"_format", "_pretty", "_total"})
+_SILENT_RESULT_PARAMS = frozenset({"_format", "_pretty"})
+_TOTAL_MODES: tuple[TotalMode, ...] = ("none", "estimate", "accurate")
 """Handled elsewhere (_format by content negotiation) or always honoured (totals are exact)."""
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -58,6 +60,7 @@ def parse_search(
     revincludes: list[Inclusion] = []
     ignored: list[str] = []
     offset, count, summary_count = 0, paging.default_count, False
+    total: TotalMode = "accurate"
     for raw_name, raw_value in params:
         name, _, modifier = raw_name.partition(":")
         if name == "_count":
@@ -72,6 +75,8 @@ def parse_search(
             revincludes.append(_inclusion(raw_value, modifier, resource_type, reverse=True))
         elif name == "_summary" and raw_value == "count":
             summary_count = True
+        elif name == "_total":
+            total = _total_mode(raw_value)
         elif name in (ID_PARAM, LAST_UPDATED_PARAM):
             criteria.append(_row_criterion(name, modifier, raw_value))
         elif name in known:
@@ -92,7 +97,16 @@ def parse_search(
         count=count,
         summary_count=summary_count or count == 0,
         ignored=tuple(ignored),
+        total=total,
     )
+
+
+def _total_mode(text: str) -> TotalMode:
+    """R4 `_total`: none, estimate or accurate, anything else a client error."""
+    for mode in _TOTAL_MODES:
+        if text == mode:
+            return mode
+    raise InvalidRequest(f"_total must be one of none, estimate, accurate, not {text[:20]!r}")
 
 
 def _non_negative(name: str, text: str) -> int:

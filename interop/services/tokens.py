@@ -1,5 +1,7 @@
 """The token endpoint and bearer-token checking of SMART Backend Services (SMART App Launch 2.x)."""
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,6 +61,7 @@ class TokenService:
         self._partners = partners
         self._fetcher = fetcher
         self._policy = policy
+        self._verified = VerifiedTokens()
 
     def issue(self, form: Mapping[str, str], endpoints: Endpoints, now: datetime) -> dict[str, Any]:
         """client_credentials with a private_key_jwt assertion -> a short-lived access token."""
@@ -98,13 +101,10 @@ class TokenService:
         """The requester behind `Authorization: Bearer ...`; its partner must still be enabled."""
         if authorization is None or not authorization.lower().startswith("bearer "):
             raise Unauthenticated("a bearer access token is required")
-        try:
-            claims = tokens.verify(
-                authorization[7:].strip(), key=self._policy.signing_key, audience=fhir_base, now=now
-            )
-        except tokens.InvalidToken:
-            raise Unauthenticated("the access token is not valid") from None
-        partner = self._partners.find(claims.client_id)
+        claims = self._verified.claims(
+            authorization[7:].strip(), fhir_base, now, self._policy.signing_key
+        )
+        partner = self._partners.standing(claims.client_id)
         if partner is None or not partner.enabled:
             raise Unauthenticated("the access token's client is not enabled")
         return Requester(
@@ -168,6 +168,34 @@ class TokenService:
         if not granted:
             raise TokenRefused("invalid_scope", "none of the requested scopes can be granted")
         return granted
+
+
+class VerifiedTokens:
+    """Tokens whose signature was checked, kept by their exact text: a partner presents the
+    same token for minutes, and checking an HMAC-signed JWT again each time is most of what
+    authenticating costs. Expiry is still checked on every request."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[str, str], tokens.AccessClaims] = OrderedDict()
+
+    def claims(self, token: str, audience: str, now: datetime, key: bytes) -> tokens.AccessClaims:
+        """The token's claims, or Unauthenticated when it is not valid now."""
+        with self._lock:
+            kept = self._kept.get((token, audience))
+        if kept is None:
+            try:
+                kept = tokens.verify(token, key=key, audience=audience, now=now)
+            except tokens.InvalidToken:
+                raise Unauthenticated("the access token is not valid") from None
+            with self._lock:
+                self._kept[(token, audience)] = kept
+                if len(self._kept) > self._capacity:
+                    self._kept.popitem(last=False)
+        if kept.expires_at <= now:
+            raise Unauthenticated("the access token is not valid")
+        return kept
 
 
 def _emergency_purpose(purposes: tuple[str, ...]) -> bool:

@@ -9,10 +9,21 @@ from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
-from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, ConsentFormRow
+from interop.store import markers
+from interop.store.tables import (
+    INDEX_TABLE,
+    OPERATOR_ORIGIN,
+    PARTNER_TABLE,
+    RESOURCE_TABLE,
+    STAFF_TABLE,
+    ConsentFormRow,
+)
 
 CONSENT_VERSIONS: Final = select(
-    RESOURCE_TABLE.c.pk, RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.version_id
+    RESOURCE_TABLE.c.pk,
+    RESOURCE_TABLE.c.resource_id,
+    RESOURCE_TABLE.c.version_id,
+    RESOURCE_TABLE.c.origin,
 ).where(
     RESOURCE_TABLE.c.resource_type == "Consent",
     RESOURCE_TABLE.c.deleted.is_(False),
@@ -28,12 +39,30 @@ CONSENT_VERSIONS: Final = select(
 """Built once: the per-request cost is then the query alone, not its construction."""
 
 
-def consent_versions(session: Session, patient_id: str) -> list[tuple[int, str, int]]:
-    """(pk, id, version) of every current Consent naming the patient."""
+def consent_versions(session: Session, patient_id: str) -> list[tuple[int, str, int, str]]:
+    """(pk, id, version, origin) of every current Consent naming the patient."""
     return [
-        (pk, ident, version)
-        for pk, ident, version in session.execute(CONSENT_VERSIONS, {"patient": patient_id}).all()
+        (pk, ident, version, origin)
+        for pk, ident, version, origin in session.execute(
+            CONSENT_VERSIONS, {"patient": patient_id}
+        ).all()
     ]
+
+
+def local_authors(session: Session) -> frozenset[str]:
+    """The organizations this service records consents for itself: the operator, the
+    program's own systems (first-party registrations) and the programs its staff work for."""
+    first_party = session.execute(
+        select(PARTNER_TABLE.c.organization_id).where(PARTNER_TABLE.c.first_party.is_(True))
+    ).scalars()
+    programs = session.execute(select(STAFF_TABLE.c.programs)).scalars()
+    return frozenset(
+        (
+            OPERATOR_ORIGIN,
+            *(f"Organization/{ident}" for ident in first_party),
+            *(f"Organization/{ident}" for listed in programs for ident in listed.split()),
+        )
+    )
 
 
 def contents(session: Session, pks: list[int]) -> dict[int, bytes]:
@@ -99,5 +128,6 @@ def approve_form(
     row.approved_by = approved_by
     row.approved_at = approved_at
     session.add(row)
+    markers.note_write(session, markers.CONSENT_FORMS)
     session.flush()
     return row

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlmodel import Session
 
 from interop.settings import sqlalchemy_url
@@ -64,3 +64,11 @@ def unit_of_work(engine: Engine, *, writes: bool = True) -> Iterator[Session]:
     bind = engine.execution_options(**{_WRITES: True}) if writes else engine
     with Session(bind, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+@contextmanager
+def core_transaction(engine: Engine) -> Iterator[Connection]:
+    """A writing transaction on a plain connection, for hot paths that need no ORM (the
+    disclosure log's group commit): committed when the block ends, rolled back when it raises."""
+    with engine.execution_options(**{_WRITES: True}).begin() as connection:
+        yield connection

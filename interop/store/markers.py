@@ -1,35 +1,90 @@
-"""One cheap query telling whether anything a kept fact was read from has changed: the newest
-version's key of each resource type (an index lookup each, on (resource_type, pk)), and the
-state of the approved consent forms. Every write, by any process, moves one of them."""
+"""One cheap query telling whether anything the gate keeps between requests was read from has
+changed: a counter per watched kind of record (change_counter), bumped by every transaction
+that wrote one, as it commits.
 
+Bumped at commit, in name order, so that counters move in commit order (a sequence's keys do
+not, on PostgreSQL) and two writers never wait for each other's counters in opposite orders;
+the row lock is held only for the commit itself. A transaction that wrote a watched kind sees
+the counters as they were before it: what it reads of that kind must not be kept for others
+(`written_here`), since it may yet roll back, nor taken from what others keep, since it would
+miss its own writes.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import event, insert, select, update
 from sqlmodel import Session
 
-from interop.store.tables import FORM_TABLE, VERSION_TABLE
+from interop.store.tables import COUNTER_TABLE
 
-CONSENT_FACT_TYPES: Final = ("Consent", "Patient", "RelatedPerson", "Provenance")
-"""What a patient's directives are read from (interop.services.directives)."""
-
-
-def _newest(resource_type: str) -> Any:
-    return (
-        select(func.max(VERSION_TABLE.c.pk))
-        .where(VERSION_TABLE.c.resource_type == resource_type)
-        .scalar_subquery()
-    )
-
-
-_CONSENT_FACTS: Final = select(
-    *(_newest(kind) for kind in CONSENT_FACT_TYPES),
-    select(func.count()).select_from(FORM_TABLE).scalar_subquery(),
-    select(func.max(FORM_TABLE.c.approved_at)).scalar_subquery(),
+CONSENT_FACT_TYPES: Final = (
+    "Consent",
+    "Patient",
+    "RelatedPerson",
+    "Provenance",
+    "QuestionnaireResponse",
 )
+"""What a patient's directives are read from (interop.services.directives); a consent's
+signed form may be a QuestionnaireResponse naming the approved Questionnaire (PART2.md C9)."""
+CONSENT_FORMS: Final = "consent-forms"
+"""The counter of consent form approvals (interop.store.consents.approve_form)."""
+ORGANIZATIONS: Final = "Organization"
+CONSENT_FACTS: Final = (*CONSENT_FACT_TYPES, CONSENT_FORMS)
+WATCHED: Final = frozenset((ORGANIZATIONS, *CONSENT_FACTS))
+
+_WRITTEN: Final = "interop_written_kinds"
+_COUNTERS: Final = select(COUNTER_TABLE.c.name, COUNTER_TABLE.c.n)
 """Built once: the per-request cost is then the query alone."""
 
 
-def consent_facts_marker(session: Session) -> tuple[Any, ...]:
-    """Changes whenever a Consent, Patient, RelatedPerson or Provenance is written, or a consent
-    form is approved, anywhere."""
-    return tuple(session.execute(_CONSENT_FACTS).one())
+def note_write(session: Session, kind: str) -> None:
+    """Record that this transaction wrote a record of `kind` (a resource type, or
+    CONSENT_FORMS); its counter moves when the transaction commits."""
+    if kind in WATCHED:
+        session.info.setdefault(_WRITTEN, Counter())[kind] += 1
+
+
+def written_here(session: Session, kinds: tuple[str, ...]) -> bool:
+    """Whether this transaction wrote any of `kinds` so far."""
+    written: Counter[str] = session.info.get(_WRITTEN, Counter())
+    return any(written[kind] for kind in kinds)
+
+
+@event.listens_for(Session, "before_commit")
+def _bump_counters(session: Session) -> None:
+    written: Counter[str] = session.info.pop(_WRITTEN, Counter())
+    for kind in sorted(written):
+        bumped = session.execute(
+            update(COUNTER_TABLE)
+            .where(COUNTER_TABLE.c.name == kind)
+            .values(n=COUNTER_TABLE.c.n + 1)
+        )
+        if bumped.rowcount == 0:  # type: ignore[attr-defined]  # a kind added since the migration
+            session.execute(insert(COUNTER_TABLE).values(name=kind, n=1))
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_writes(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)
+
+
+@dataclass(frozen=True, slots=True)
+class GateMarkers:
+    organizations: int
+    """Moves with every committed write of any Organization, by any process."""
+    consent_facts: tuple[int, ...]
+    """Moves whenever anything a patient's directives are read from is written."""
+    sources: int
+    """Moves with every committed write of a QuestionnaireResponse (a signed form's source)."""
+
+
+def gate_markers(session: Session) -> GateMarkers:
+    """What the gate's kept facts were read from, now: one query per request."""
+    counters: dict[str, Any] = {name: n for name, n in session.connection().execute(_COUNTERS)}
+    return GateMarkers(
+        organizations=counters.get(ORGANIZATIONS, 0),
+        consent_facts=tuple(counters.get(kind, 0) for kind in CONSENT_FACTS),
+        sources=counters.get("QuestionnaireResponse", 0),
+    )

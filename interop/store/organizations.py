@@ -1,23 +1,12 @@
 """The queries that tell the disclosure gate what it needs to know of Organizations."""
 
-from typing import Any, Final
+from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import Session
 
-from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE, VERSION_TABLE
-
-_MARKER: Final = select(func.max(VERSION_TABLE.c.pk)).where(
-    VERSION_TABLE.c.resource_type == "Organization"
-)
-"""Built once: the per-request cost is then the query alone, not its construction."""
-
-
-def change_marker(session: Session) -> int | None:
-    """Grows with every write of any Organization, by any process."""
-    marker: int | None = session.execute(_MARKER).scalar()
-    return marker
+from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE
 
 
 def part2_programs(session: Session) -> frozenset[str]:

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import Connection, Row, and_, bindparam, exists, or_, select
 from sqlmodel import Session, col
 
 from interop.store.repository import StoredVersion
@@ -126,6 +127,18 @@ def partner(session: Session, client_id: str) -> PartnerRow | None:
     statement = select(PartnerRow).where(col(PartnerRow.client_id) == client_id)
     row: PartnerRow | None = session.execute(statement).scalars().first()
     return row
+
+
+_PARTNER = PartnerRow.__table__.c  # type: ignore[attr-defined]
+_STANDING = select(
+    _PARTNER.enabled, _PARTNER.part2_program, _PARTNER.covered_entity, _PARTNER.first_party
+).where(_PARTNER.client_id == bindparam("client_id"))
+"""Built once: every authenticated request runs it, so it costs the query alone."""
+
+
+def partner_standing(connection: Connection, client_id: str) -> Row[Any] | None:
+    """(enabled, part2_program, covered_entity, first_party) of a registered partner."""
+    return connection.execute(_STANDING, {"client_id": client_id}).first()
 
 
 def requeue(session: Session, pk: int, now: datetime) -> OutboxRow | None:

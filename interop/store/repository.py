@@ -4,10 +4,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import delete, false, select
+from sqlalchemy import bindparam, delete, false, select
 from sqlmodel import Session
 
-from interop.store import search
+from interop.store import markers, search
 from interop.store.search_params import IndexValue, ParamType, params_for
 from interop.store.tables import (
     INDEX_TABLE,
@@ -42,6 +42,19 @@ class StoredVersion:
         return replace(self, origin=origin, custodians=custodians)
 
 
+_LATEST = select(
+    RESOURCE.version_id,
+    RESOURCE.last_updated,
+    RESOURCE.deleted,
+    RESOURCE.content,
+    RESOURCE.origin,
+    RESOURCE.custodians,
+).where(
+    RESOURCE.resource_type == bindparam("resource_type"),
+    RESOURCE.resource_id == bindparam("resource_id"),
+)
+
+
 class ResourceRepository:
     """All SQL about resources, their versions and their search index."""
 
@@ -63,6 +76,20 @@ class ResourceRepository:
         if lock:
             statement = statement.with_for_update()
         return self._session.execute(statement).scalars().first()
+
+    def latest(self, resource_type: str, resource_id: str) -> StoredVersion | None:
+        """The current version (content None once deleted), read without the ORM: every read
+        by id pays for this."""
+        found = self._session.execute(
+            _LATEST, {"resource_type": resource_type, "resource_id": resource_id}
+        ).first()
+        if found is None:
+            return None
+        return StoredVersion(
+            resource_type, resource_id, found.version_id, found.last_updated, "PUT",
+            None if found.deleted else found.content, found.origin,
+            tuple(found.custodians.split()),
+        )  # fmt: skip
 
     def version(
         self, resource_type: str, resource_id: str, version_id: int
@@ -95,6 +122,7 @@ class ResourceRepository:
         row.origin = stored.origin
         row.custodians = " ".join(stored.custodians)
         self._session.add(row)
+        markers.note_write(self._session, stored.resource_type)
         self._session.add(
             ResourceVersionRow(
                 resource_type=stored.resource_type,
@@ -130,14 +158,61 @@ class ResourceRepository:
         )
         self._session.flush()
 
-    def matches(self, query: search.SearchQuery) -> list[ResourceRow]:
-        """Every match, in the query's sort order; the caller pages what it may release."""
-        statement = (
-            select(ResourceRow)
-            .where(RESOURCE.pk.in_(search.matching_rows(query)))
-            .order_by(*search.sort_columns(query))
-        )
+    def match_keys(self, query: search.SearchQuery) -> list[int]:
+        """The keys of every match, in the query's sort order: keys alone, so that a search
+        with thousands of matches loads only the rows of the page it sends."""
+        statement = search.matching_rows(query).order_by(*search.sort_columns(query))
         return list(self._session.execute(statement).scalars())
+
+    def rows(self, keys: Sequence[int]) -> list[ResourceRow]:
+        """The current, undeleted rows with these keys, in the order given (one deleted since
+        its key was read is left out)."""
+        if not keys:
+            return []
+        statement = select(ResourceRow).where(RESOURCE.pk.in_(keys), RESOURCE.deleted == false())
+        found = {row.pk: row for row in self._session.execute(statement).scalars()}
+        return [found[key] for key in keys if key in found]
+
+    def page_after(
+        self, query: search.SearchQuery, after: int, limit: int
+    ) -> list[tuple[int, StoredVersion]]:
+        """Up to `limit` matches whose key follows `after`, in key order, with their keys:
+        keyset paging, so that a long walk (bulk export, $everything) costs O(page) per page,
+        not O(matches); read as plain rows, since a walk of millions needs no ORM objects."""
+        keys = (
+            search.matching_rows(query)
+            .where(RESOURCE.pk > after)
+            .order_by(RESOURCE.pk.asc())
+            .limit(limit)
+        )
+        pks = list(self._session.execute(keys).scalars())
+        if not pks:
+            return []
+        statement = (
+            select(
+                RESOURCE.pk,
+                RESOURCE.resource_type,
+                RESOURCE.resource_id,
+                RESOURCE.version_id,
+                RESOURCE.last_updated,
+                RESOURCE.content,
+                RESOURCE.origin,
+                RESOURCE.custodians,
+            )
+            .where(RESOURCE.pk.in_(pks))
+            .order_by(RESOURCE.pk.asc())
+        )
+        return [
+            (
+                pk,
+                StoredVersion(
+                    kind, ident, version, updated, "PUT", content, origin, tuple(who.split())
+                ),
+            )
+            for pk, kind, ident, version, updated, content, origin, who in self._session.execute(
+                statement
+            )
+        ]
 
     def included(self, pks: Sequence[int], inclusion: search.Inclusion) -> list[ResourceRow]:
         """The resources that the rows `pks` refer to through the inclusion's parameter."""

@@ -8,7 +8,7 @@ services layer's job, so that the rules of FHIR search syntax and those of SQL s
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import KeyedColumnElement
@@ -21,6 +21,11 @@ INDEX = INDEX_TABLE.c
 
 ID_PARAM = "_id"
 LAST_UPDATED_PARAM = "_lastUpdated"
+
+
+TotalMode = Literal["none", "estimate", "accurate"]
+"""R4 `_total`: whether a searchset counts its matches (a partner's count costs a decision per
+match, so `none` and `estimate` stop once the page is full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,7 @@ class SearchQuery:
     count: int = 50
     summary_count: bool = False
     ignored: tuple[str, ...] = field(default=())
+    total: TotalMode = "accurate"
 
 
 def matching_rows(query: SearchQuery) -> Select[tuple[int]]:

@@ -255,6 +255,21 @@ SEARCH_PARAMS: dict[str, tuple[SearchParam, ...]] = {
         _p("date", D, "date", definition="DocumentReference-date"),
         _p("identifier", T, "masterIdentifier", "identifier", definition="clinical-identifier"),
     ),
+    "MedicationStatement": (
+        _p("patient", R, "subject", definition="clinical-patient", targets=PATIENT),
+        _p("subject", R, "subject", definition="MedicationStatement-subject"),
+        _p("status", T, "status", definition="medications-status"),
+        _p("code", T, "medicationCodeableConcept", definition="clinical-code"),
+        _p(
+            "effective",
+            D,
+            "effectiveDateTime",
+            "effectivePeriod",
+            definition="MedicationStatement-effective",
+        ),
+        _p("source", R, "informationSource", definition="MedicationStatement-source"),
+        _clinical_identifier(),
+    ),
     "RelatedPerson": (
         _p("patient", R, "patient", definition="RelatedPerson-patient"),
         _p("identifier", T, "identifier", definition="RelatedPerson-identifier"),
@@ -266,6 +281,23 @@ SEARCH_PARAMS: dict[str, tuple[SearchParam, ...]] = {
         _p("status", T, "status", definition="CareTeam-status"),
         _p("participant", R, "participant.member", definition="CareTeam-participant"),
         _clinical_identifier(),
+    ),
+    # A consent's signed form may be a QuestionnaireResponse: the Questionnaire's canonical
+    # and version it names is how compliance staff approve the form (PART2.md C9).
+    "QuestionnaireResponse": (
+        _p("patient", R, "subject", definition="QuestionnaireResponse-patient", targets=PATIENT),
+        _p("subject", R, "subject", definition="QuestionnaireResponse-subject"),
+        _p("status", T, "status", definition="QuestionnaireResponse-status"),
+        _p("authored", D, "authored", definition="QuestionnaireResponse-authored"),
+        _p("identifier", T, "identifier", definition="QuestionnaireResponse-identifier"),
+    ),
+    "Group": (
+        _p("identifier", T, "identifier", definition="Group-identifier"),
+        _p("type", T, "type", definition="Group-type"),
+        _p("code", T, "code", definition="Group-code"),
+        _p("actual", T, "actual", definition="Group-actual"),
+        _p("member", R, "member.entity", definition="Group-member"),
+        _p("managing-entity", R, "managingEntity", definition="Group-managing-entity"),
     ),
     "Subscription": (
         _p("status", T, "status", definition="Subscription-status"),

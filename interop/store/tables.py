@@ -279,3 +279,75 @@ class ConsentFormRow(SQLModel, table=True):
 
 
 FORM_TABLE: Final[Table] = ConsentFormRow.__table__  # type: ignore[attr-defined]
+PARTNER_TABLE: Final[Table] = PartnerRow.__table__  # type: ignore[attr-defined]
+STAFF_TABLE: Final[Table] = StaffUserRow.__table__  # type: ignore[attr-defined]
+
+
+class ChangeCounterRow(SQLModel, table=True):
+    """How many transactions so far wrote a kind of record the disclosure gate keeps facts
+    from between requests (interop.store.markers): bumped as the writing transaction commits,
+    so that it moves in commit order, which a sequence's keys do not on PostgreSQL."""
+
+    __tablename__ = "change_counter"
+
+    name: str = Field(primary_key=True, max_length=64)
+    n: int = 0
+
+
+COUNTER_TABLE: Final[Table] = ChangeCounterRow.__table__  # type: ignore[attr-defined]
+
+
+class ExportJobRow(SQLModel, table=True):
+    """A Bulk Data $export job (Bulk Data Access IG v2.0.0): what was asked, by whom, and how
+    far its worker has got, so that a job outlives the process that started it.
+
+    `requester` holds what the disclosure gate needs to decide as the partner that asked (its
+    client, organization, scopes, purposes and emergency facts from the kick-off's token), so
+    that every resource is judged as that partner when the job runs; `cursor` is the primary
+    key of the last resource examined in the type at `type_index`, from which a resumed job
+    goes on. `released` counts only what the gate released. `error` is a text of ours, never
+    patient data.
+    """
+
+    __tablename__ = "export_job"
+    __table_args__ = (Index("ix_export_job_due", "state", "lease_until"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=64, unique=True)
+    client_id: str = Field(max_length=64, index=True)
+    requester: str = Field(max_length=8000)
+    level: str = Field(max_length=16)
+    group_id: str | None = Field(default=None, max_length=64)
+    request_url: str = Field(max_length=8000)
+    types: str = Field(max_length=4000)
+    since: datetime | None = None
+    type_filters: str = Field(default="", max_length=100_000)
+    state: str = Field(max_length=16)
+    created_at: datetime
+    transaction_time: datetime | None = None
+    finished_at: datetime | None = None
+    expires_at: datetime | None = None
+    lease_until: datetime | None = None
+    type_index: int = 0
+    cursor: int = 0
+    released: int = 0
+    error: str = Field(default="", max_length=1000)
+
+
+class ExportChunkRow(SQLModel, table=True):
+    """A run of NDJSON lines of one output file of an export job, written with the job's
+    progress in one transaction: a file is its chunks in key order, and a job resumed after a
+    crash neither loses nor repeats a line."""
+
+    __tablename__ = "export_chunk"
+    __table_args__ = (Index("ix_export_chunk_file", "job_pk", "resource_type", "pk"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    job_pk: int = Field(foreign_key="export_job.pk", ondelete="CASCADE")
+    resource_type: str = Field(max_length=64)
+    lines: int
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+EXPORT_JOB_TABLE: Final[Table] = ExportJobRow.__table__  # type: ignore[attr-defined]
+EXPORT_CHUNK_TABLE: Final[Table] = ExportChunkRow.__table__  # type: ignore[attr-defined]

@@ -53,7 +53,7 @@ class ChannelDeliverer:
         address = partner.channel_address or ""
         kind = ChannelKind(partner.channel)
         if kind is ChannelKind.FHIR:
-            bundle = self._payloads.fhir_transaction(row, requester)
+            bundle = self._payloads.fhir_transaction(row, requester, address)
             return self.fhir_channel(partner).deliver(bundle)
         if kind is ChannelKind.CCDA_HTTP:
             document = self._payloads.document(row, requester)
@@ -86,13 +86,20 @@ class ChannelDeliverer:
                 kid=self._identity.kid,
                 alg=self._identity.alg,
                 scope=_PUSH_SCOPES,
+                purposes=_PURPOSES,
             )
             self._auths[key] = BackendServicesAuth(config, self._http)
         return self._auths[key]
 
 
-_PUSH_SCOPES = "system/ServiceRequest.cru system/Task.crus system/Subscription.cr"
-"""Pushing referrals (conditional updates), reading Tasks back, subscribing to them."""
+_PUSH_SCOPES = (
+    "system/Patient.cru system/ServiceRequest.cru system/Task.crus system/Subscription.cr"
+)
+"""Pushing referrals and their client (conditional updates), reading Tasks back, subscribing."""
+
+
+_PURPOSES = ("TREAT",)
+"""Referrals are made, pushed and read back for treatment, here and at the partner."""
 
 
 def as_requester(partner: PartnerRow) -> Requester:
@@ -100,7 +107,7 @@ def as_requester(partner: PartnerRow) -> Requester:
         client_id=partner.client_id,
         organization=f"Organization/{partner.organization_id}",
         scopes=parse_scopes(partner.scopes),
-        purposes=("TREAT",),
+        purposes=_PURPOSES,
         emergency=None,
         part2_program=partner.part2_program,
         covered_entity=partner.covered_entity,

@@ -44,19 +44,36 @@ class Payloads:
         self._exports = exports
         self._base = base_url.rstrip("/")
 
-    def fhir_transaction(self, row: OutboxRow, partner: Requester) -> dict[str, Any]:
+    def fhir_transaction(
+        self, row: OutboxRow, partner: Requester, partner_base: str = ""
+    ) -> dict[str, Any]:
         """The referral and its Task as a transaction of conditional updates on our absolute
         URLs as identifiers (R4 §3.1.0.4.3): a resend updates what the first one created, and a
-        later change reaches the partner's copy. References point back to this server, where
-        the partner reads the rest as our partner (REFERRALS.md: references are absolute)."""
+        later change reaches the partner's copy. The client goes too when the gate releases
+        it: the copies' subject then resolves to the partner's own Patient (R4 §3.1.0.11.2, our
+        URL is the entry's fullUrl), so the partner's consents for that client apply to what it
+        writes into its copy and tells us back. Other references point back to this server,
+        where the partner reads the rest as our partner (REFERRALS.md: references are
+        absolute). A client whose record here is a copy of the partner's own (`partner_base`
+        names it in its identifiers) is not sent back: the copies name the partner's record by
+        a relative reference, which is the partner's own server's."""
 
         def build(operations: ResourceOperations) -> dict[str, Any]:
             task = _released(operations, "Task", row.resource_id)
             order = _released(operations, "ServiceRequest", focus_id(task))
+            client = released_resource(
+                operations, "Patient", _reference_id(order.get("subject"), "Patient")
+            )
             entries = [
                 self._entry(identified_parties(operations, order)),
                 self._entry(identified_parties(operations, task)),
             ]
+            theirs = _their_record(client, partner_base)
+            if theirs is not None:  # the client came from the partner: name its own record
+                for entry, element in zip(entries, ("subject", "for"), strict=True):
+                    entry["resource"][element] = {"reference": theirs}
+            elif client is not None:  # last: the receipt stays the referral's location
+                entries.append(self._entry(client))
             return operations.seal(
                 {"resourceType": "Bundle", "type": "transaction", "entry": entries}
             )
@@ -84,7 +101,9 @@ class Payloads:
             patient = _released(operations, "Patient", subject)
             organizations = {
                 role: released_resource(
-                    operations, "Organization", _reference_id(order.get(role), "Organization")
+                    operations,
+                    "Organization",
+                    _reference_id(_first(order.get(role)), "Organization"),
                 )
                 for role in ("requester", "performer")
             }
@@ -178,6 +197,23 @@ def _vread(operations: ResourceOperations, row: OutboxRow) -> dict[str, Any]:
         raise Withheld from None
     content: dict[str, Any] = orjson.loads(stored.content or b"null")
     return content
+
+
+def _their_record(client: dict[str, Any] | None, partner_base: str) -> str | None:
+    """ "Patient/{id}" on the partner's server when our client record is a copy of that one."""
+    prefix = f"{partner_base.rstrip('/')}/Patient/"
+    for identifier in (client or {}).get("identifier", []) if partner_base else []:
+        value = str(identifier.get("value", ""))
+        if identifier.get("system") == URI_SYSTEM and value.startswith(prefix):
+            ident = value.removeprefix(prefix)
+            if ident and "/" not in ident:
+                return f"Patient/{ident}"
+    return None
+
+
+def _first(value: Any) -> Any:
+    """A party element's first reference: ServiceRequest.performer is a list (0..*)."""
+    return (value or [None])[0] if isinstance(value, list) else value
 
 
 def _reference_id(reference: Any, kind: str) -> str:

@@ -46,7 +46,7 @@ def deliverer(
 ) -> Iterator[ChannelDeliverer]:
     """The channels and the HTTP client they share between partners, closed on exit.
     Redirects are never followed: patient data goes to the registered address or nowhere."""
-    gates = DisclosureGate(engine, clock)
+    gates = DisclosureGate(engine, clock, settings.intermediary_organization)
     exports = DocumentExports(
         engine, gates, CaseService(engine, gates), settings.document_oid_root, clock
     )

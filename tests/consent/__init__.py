@@ -18,6 +18,7 @@ from consent import (
     EmergencyFacts,
     Identifier,
     NonConsentBasis,
+    Party,
     Requester,
 )
 from consent import vocabulary as v
@@ -25,6 +26,7 @@ from mappings.consent import (
     CONSENT_KIND,
     EXPIRATION_EVENT,
     FORM_STATEMENT,
+    INTERMEDIARY,
     KNOWN_FALSE,
     PATIENT_CAPACITY,
     REDISCLOSURE_RISK,
@@ -45,6 +47,9 @@ CLINIC_NPI = Identifier("http://hl7.org/fhir/sid/us-npi", "1234567893")
 PAYER = "Organization/state-medicaid"
 STRANGER = "Organization/unknown-recipient"
 COURT = "Organization/county-court"
+HIE = "Organization/state-hie"
+HIE_OID = Identifier("urn:ietf:rfc:3986", "urn:oid:2.16.840.1.113883.3.9999.77")
+VIA_HIE = Party(HIE, (HIE_OID,))
 PARENT = "RelatedPerson/parent-1"
 GUARDIAN = "RelatedPerson/guardian-1"
 ALL_STATEMENTS = (RIGHT_TO_REVOKE,)
@@ -85,6 +90,16 @@ def actor(
     if display is not None:
         target["display"] = display
     return {"role": {"coding": [coding(v.PARTICIPATION_TYPE, role)]}, "reference": target}
+
+
+def intermediary(reference: str | None = HIE, **named: Any) -> dict[str, Any]:
+    """An IRCP actor the consent names as an intermediary (§2.31(a)(4)(ii))."""
+    return {"extension": [{"url": INTERMEDIARY, "valueBoolean": True}], **actor(reference, **named)}
+
+
+PARTICIPANTS_WHO_TREAT_ME = (
+    "participants of the state HIE who have a treating provider relationship with me"
+)
 
 
 def designation(display: str = TREATING_PROVIDERS) -> dict[str, Any]:
@@ -314,6 +329,8 @@ def request(
     emergency: EmergencyFacts | None = None,
     basis: NonConsentBasis | None = None,
     events: frozenset[str] = frozenset(),
+    via: Party | None = None,
+    treating: bool = False,
 ) -> DisclosureRequest:
     """The clinic asking for the SUD diagnosis for treatment, unless told otherwise."""
     return DisclosureRequest(
@@ -325,4 +342,6 @@ def request(
         emergency=emergency,
         non_consent_basis=basis,
         occurred_events=events,
+        intermediary=via,
+        treating_relationship=treating,
     )

@@ -122,3 +122,26 @@ def test_every_leap_derived_case_is_a_row_of_the_table() -> None:
     rows = {case.id for case in DECISION_CASES}
 
     assert set(LEAP_DERIVED.values()) <= rows
+
+
+def test_the_sdoh_authorization_is_never_relied_on_for_its_real_gaps() -> None:
+    """HL7 SDOH Clinical Care's information-disclosure consent (tests/consent/corpus/
+    sdoh-clinicalcare/SOURCE.md): a HIPAA authorization whose terms are only in its PDF. No
+    provision says what it covers, no signer is recorded; its name and date are there."""
+    folder = Path(__file__).parent / "corpus" / "sdoh-clinicalcare"
+    consent = json.loads(
+        (folder / "Consent-SDOHCC-ConsentInformationDisclosureExample.json").read_text()
+    )
+    directive = directive_from_fhir(consent)
+    ask = request(
+        patient="Patient/pat-53234",
+        who=requester("Organization/SDOHCC-OrganizationPayerExample"),
+        data=item(source="Organization/SDOHCC-OrganizationPayerExample"),
+        purposes=("HPAYMT",),
+    )
+
+    elements = {problem.element for problem in check(directive, AS_OF).problems}
+    decision = decide(ask, [directive], AS_OF)
+
+    assert elements == {E.INFORMATION, E.SIGNATURE}
+    assert (decision.outcome, decision.rules[0]) == (Outcome.DENY, "P2")

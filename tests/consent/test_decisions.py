@@ -18,6 +18,7 @@ from consent import (
     Identifier,
     NonConsentBasis,
     Outcome,
+    Party,
     decide,
 )
 from consent import vocabulary as v
@@ -37,19 +38,25 @@ from tests.consent import (
     EMERGENCY_FACTS,
     FORM_URI,
     GUARDIAN,
+    HIE,
+    HIE_OID,
     OTHER_PATIENT,
     OTHER_PROGRAM,
     PARENT,
+    PARTICIPANTS_WHO_TREAT_ME,
     PATIENT,
+    PATIENT_NAME,
     PAYER,
     PROGRAM,
     STRANGER,
     TPO_FORM_URI,
     UNNAMED,
+    VIA_HIE,
     WORLD,
     actor,
     consent,
     designation,
+    intermediary,
     item,
     label,
     performer,
@@ -228,6 +235,22 @@ APPROVED = ConsentFacts(
     },
 )
 
+
+HILLTOP = "Organization/hilltop-family-practice"
+HIE_CONSENT = consent(
+    "consent-hie",
+    root=permit(actors=[intermediary(), actor(CLINIC), designation(PARTICIPANTS_WHO_TREAT_ME)]),
+)
+HIE_DESIGNATION = consent(
+    "consent-hie-designation",
+    root=permit(actors=[intermediary(), designation(PARTICIPANTS_WHO_TREAT_ME)]),
+)
+QUESTIONNAIRE = "http://recovery-interop.example.org/fhir/Questionnaire/part2-consent"
+QUESTIONNAIRE_V3 = QUESTIONNAIRE + "|3"
+QUESTIONNAIRE_CONSENT = {
+    **consent("consent-questionnaire", statements=None),
+    "sourceReference": {"reference": "QuestionnaireResponse/signed-part2-form-1"},
+}
 
 DECISION_CASES: list[DecisionCase] = [
     # P1: what is Part 2 data
@@ -1482,6 +1505,132 @@ DECISION_CASES: list[DecisionCase] = [
         request(purposes=("HOPERAT",), basis=NonConsentBasis.QSOA),
         DENY,
         "E2",
+    ),
+    # C1(d), §2.31(a)(4)(ii) (2024): a consent to an intermediary names it and its member
+    # participants, by name (A) or by a general designation limited to participants with a
+    # treating provider relationship (B); only those reached through it may receive.
+    row(
+        "C1-intermediary-named-participant-receives",
+        [HIE_CONSENT],
+        request(via=VIA_HIE),
+        PERMIT,
+        "C1",
+        consent_id="consent-hie",
+        labels=REFRAINED,
+    ),
+    row(
+        "C1-intermediary-designated-participant-who-treats-receives",
+        [HIE_DESIGNATION],
+        request(who=requester(HILLTOP), via=VIA_HIE, treating=True),
+        PERMIT,
+        "C1",
+        consent_id="consent-hie-designation",
+    ),
+    row(
+        "C1-intermediary-designation-needs-a-treating-relationship",
+        [HIE_DESIGNATION],
+        request(who=requester(HILLTOP), via=VIA_HIE),
+        DENY,
+        "P2",
+    ),
+    row(
+        "C1-intermediary-designation-reaches-no-one-outside-the-intermediary",
+        [HIE_DESIGNATION],
+        request(who=requester(HILLTOP), treating=True),
+        DENY,
+        "P2",
+    ),
+    row(
+        "C1-intermediary-designation-is-no-class-of-all-covered-entities",
+        [HIE_DESIGNATION],
+        request(who=requester(HILLTOP, covered_entity=True)),
+        DENY,
+        "P2",
+    ),
+    row(
+        "C1-intermediary-designation-only-through-the-named-intermediary",
+        [HIE_DESIGNATION],
+        request(who=requester(HILLTOP), via=Party("Organization/other-hie"), treating=True),
+        DENY,
+        "P2",
+    ),
+    row(
+        "C1-intermediary-itself-receives",
+        [HIE_CONSENT],
+        request(who=requester(HIE, covered_entity=False)),
+        PERMIT,
+        "C1",
+        consent_id="consent-hie",
+    ),
+    row(
+        "C1-intermediary-matched-by-identifier",
+        [
+            consent(
+                "consent-hie-by-oid",
+                root=permit(
+                    actors=[
+                        intermediary(None, identifier=HIE_OID, display="State HIE"),
+                        designation(PARTICIPANTS_WHO_TREAT_ME),
+                    ]
+                ),
+            )
+        ],
+        request(who=requester(HILLTOP), via=Party(None, (HIE_OID,)), treating=True),
+        PERMIT,
+        "C1",
+        consent_id="consent-hie-by-oid",
+    ),
+    row(
+        "C1-intermediary-without-participants-is-not-relied-on",
+        [consent("consent-hie-alone", root=permit(actors=[intermediary()]))],
+        request(who=requester(HIE, covered_entity=False)),
+        DENY,
+        "P2",
+        supporting_rules=("C1",),
+    ),
+    row(
+        "C8-refusal-of-the-intermediary-stops-onward-disclosure",
+        [HIE_CONSENT, restriction(actors=[intermediary()])],
+        request(via=VIA_HIE),
+        DENY,
+        "C8",
+        consent_id="consent-restriction",
+    ),
+    row(
+        "C8-refusal-of-the-intermediary-leaves-a-direct-consent-standing",
+        [GENERAL, restriction(actors=[intermediary()])],
+        request(),
+        PERMIT,
+        "C1",
+        consent_id="consent-general",
+    ),
+    # C9: a form filled as a Questionnaire is approved by its canonical and version; the
+    # consent's sourceReference is the QuestionnaireResponse naming `url|version`.
+    row(
+        "C9-form-identified-by-questionnaire-canonical-and-version",
+        [QUESTIONNAIRE_CONSENT],
+        request(),
+        PERMIT,
+        "C1",
+        consent_id="consent-questionnaire",
+        facts=ConsentFacts(
+            patient_name=PATIENT_NAME,
+            approved_forms={QUESTIONNAIRE_V3: frozenset({RIGHT_TO_REVOKE})},
+            source_forms=(QUESTIONNAIRE_V3,),
+        ),
+    ),
+    row(
+        "C9-another-version-of-the-questionnaire-cannot-be-verified",
+        [QUESTIONNAIRE_CONSENT],
+        request(),
+        DENY,
+        "P2",
+        supporting_rules=("C9",),
+        facts=ConsentFacts(
+            patient_name=PATIENT_NAME,
+            approved_forms={QUESTIONNAIRE + "|2": frozenset({RIGHT_TO_REVOKE})},
+            source_forms=(QUESTIONNAIRE_V3,),
+        ),
     ),
     # A1: every decision is accounted (checked for every row below, named here too)
     row("A1-deny-is-accounted", [], request(), DENY, "P2"),

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from sqlmodel import select
 
@@ -32,6 +31,7 @@ from interop.store.database import unit_of_work
 from interop.store.outbox import TransportState
 from interop.store.tables import DisclosureLogRow
 from interop.sync.dispatcher import Dispatcher
+from interop.sync.payloads import URI_SYSTEM
 from interop.sync.runtime import deliverer, dispatcher, poller
 from interop.sync.subscribing import PartnerSubscriptions
 from mappings import model as m
@@ -68,12 +68,14 @@ class TestFhirPartner:
             [order] = partner.resources("ServiceRequest")
             [shared] = partner.resources("Task")
             assert shared["focus"]["reference"] == f"ServiceRequest/{order['id']}"
-            assert shared["for"]["reference"] == f"{BASE}/Patient/robin"
+            [client] = partner.resources("Patient")  # pushed too: the copies name it
+            assert shared["for"]["reference"] == f"Patient/{client['id']}"
+            assert {"system": URI_SYSTEM, "value": f"{BASE}/Patient/robin"} in client["identifier"]
             assert order["requester"]["reference"] == f"{BASE}/Organization/sender"
             assert {"system": "urn:ietf:rfc:3986", "value": f"{BASE}/Task/task-1"} in shared[
                 "identifier"
             ]
-            assert "Quill" not in orjson.dumps(partner.transactions).decode()
+            assert client["name"] == [{"family": "Quill", "given": ["Robin"]}]  # as released
             set_task(world.client, program, "cancelled")
             [second] = world.run()
             assert second.state is TransportState.ACKNOWLEDGED
@@ -82,6 +84,25 @@ class TestFhirPartner:
             assert updated["meta"]["versionId"] == "2"
         states = [(row.event, row.state, row.receipt[:5]) for row in world.rows]
         assert states == [("task-changed", "acknowledged", "Servi")] * 2
+
+    def test_a_client_whose_record_came_from_the_partner_is_named_by_its_record_there(
+        self, world: World
+    ) -> None:
+        """Our client record is a copy of the partner's (it pushed it with a referral): the
+        copies name the partner's own record, relatively, and no second record is sent."""
+        partner = FhirPartner(world.key_jwks)
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program)
+            robin = world.client.get("/fhir/Patient/robin").json()
+            theirs = {"system": URI_SYSTEM, "value": f"{partner.base}/Patient/p-9"}
+            put(world.client, {**robin, "identifier": [*robin.get("identifier", []), theirs]})
+            [outcome] = world.run()
+        assert outcome.state is TransportState.ACKNOWLEDGED
+        assert partner.resources("Patient") == []
+        [order] = partner.resources("ServiceRequest")
+        [shared] = partner.resources("Task")
+        assert order["subject"] == shared["for"] == {"reference": "Patient/p-9"}
 
     def test_a_partner_that_is_down_gets_it_when_it_comes_back(self, world: World) -> None:
         partner = FhirPartner(world.key_jwks, port=_free_port())
@@ -242,6 +263,12 @@ class TestHl7v2:
         assert (second.header.message_code, second.header.trigger_event) == ("REF", "I14")
         assert first.content is not None
         assert first.content.originating_id.value == "PLAC-77"  # type: ignore[union-attr]
+        # PRD RT names the program referred to (ServiceRequest.performer is a list).
+        referred = first.content.referred_to  # type: ignore[union-attr]
+        assert referred is not None
+        assert referred.location is not None
+        assert referred.location.facility is not None
+        assert referred.location.facility.namespace_id == "Lakeside Behavioral"
         assert [row.receipt for row in world.rows] == ["RI1", "RI2"]  # MSA-2 echoes MSH-10
 
     def test_the_partners_answer_closes_the_loop(self, world: World) -> None:

@@ -59,7 +59,8 @@ def instance_b(world: World, tmp_path: Path) -> Iterator[InstanceB]:
         NewPartner(
             name="Harbor Detox (instance A)",
             identifiers=[SENDER_IDENTIFIER],
-            scopes="system/ServiceRequest.cru system/Task.crus system/Subscription.cr",
+            scopes="system/Patient.cru system/ServiceRequest.cru system/Task.crus"
+            " system/Subscription.cr",
             jwks=world.key_jwks,
             covered_entity=True,
         )

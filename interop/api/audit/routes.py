@@ -86,12 +86,35 @@ def accounting_of_disclosures(
 ) -> Response:
     """The patient's accounting of disclosures for the past three years (A2)."""
     report = compliance.accounting(patient_id, datetime.now(UTC))
+    return _rendered(report, patient_id, format)
+
+
+@router.get(
+    "/accounting/Patient/{patient_id}/general-designation",
+    operation_id="general_designation_disclosures",
+)
+def general_designation_disclosures(
+    patient_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")],
+    compliance: ComplianceDep,
+    _: ReviewerDep,
+    format: Literal["fhir", "csv", "html"] = "html",
+) -> Response:
+    """§2.24: for a patient who consented through an intermediary with a general designation
+    of its participants, the participants their records went to, when, and what, for the past
+    three years (the list the patient may ask for in writing)."""
+    report = compliance.general_designation_list(patient_id, datetime.now(UTC))
+    return _rendered(report, patient_id, format, "general-designation")
+
+
+def _rendered(
+    report: acc.Accounting, patient_id: str, format: str, name: str = "accounting"
+) -> Response:
     if format == "fhir":
         return FhirResponse(acc.as_bundle(report), fmt=Format.JSON)
     if format == "csv":
         return Response(
             acc.as_csv(report),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="accounting-{patient_id}.csv"'},
+            headers={"Content-Disposition": f'attachment; filename="{name}-{patient_id}.csv"'},
         )
     return HTMLResponse(acc.as_letter(report))

@@ -82,6 +82,23 @@ class TestAssertion:
         first, second = (claims["jti"] for _, claims in partner.assertions)
         assert first != second
 
+    def test_purposes_of_use_travel_as_the_udap_b2b_extension(
+        self, partner: Partner, client: httpx.Client
+    ) -> None:
+        """A Part 2 server denies a request without a purpose (PART2.md S4)."""
+        config = replace(auth_config(partner), purposes=("TREAT",))
+        BackendServicesAuth(config, client).access_token()
+        BackendServicesAuth(auth_config(partner), client).access_token()
+
+        with_purpose, without = (claims for _, claims in partner.assertions)
+        assert with_purpose["extensions"] == {
+            "hl7-b2b": {
+                "version": "1",
+                "purpose_of_use": ["urn:oid:2.16.840.1.113883.5.8#TREAT"],
+            }
+        }
+        assert "extensions" not in without
+
 
 class TestCache:
     def test_a_token_is_reused_while_fresh(self, partner: Partner, client: httpx.Client) -> None:

@@ -92,19 +92,26 @@ REQUIRED: dict[str, dict[str, Any]] = {
         "content": [{"attachment": {"contentType": "text/plain", "title": "Session note"}}],
     },
     "Goal": {"lifecycleStatus": "active", "description": {"text": "Stay in treatment"}},
+    "MedicationStatement": {"status": "active", "medicationCodeableConcept": {"text": "Methadone"}},
 }
 SOURCE_ELEMENT = {
     "Condition": "asserter",
     "CarePlan": "author",
     "DocumentReference": "custodian",
     "Goal": "expressedBy",
+    "MedicationStatement": "informationSource",
 }
-CODE_ELEMENT = {"Condition": "code", "DocumentReference": "type"}
+CODE_ELEMENT = {
+    "Condition": "code",
+    "DocumentReference": "type",
+    "MedicationStatement": "medicationCodeableConcept",
+}
 AUTHOR_ELEMENT = {
     "Condition": "recorder",
     "CarePlan": "author",
     "DocumentReference": "author",
     "Goal": "expressedBy",
+    "MedicationStatement": "informationSource",
 }
 """Where each type names who authored it (any type of author), for `authoredby` provisions."""
 
@@ -129,6 +136,11 @@ def unexpressible(case: DecisionCase) -> str | None:
         return (
             "the row's facts around its consents (Provenance signatures, approved forms, a "
             "birth date or an unnamed Patient) are not stored by this replay"
+        )
+    if request.intermediary is not None or request.treating_relationship:
+        return (
+            "this replay runs no intermediary (INTERMEDIARY_ORGANIZATION unset) and stores no "
+            "record of care; tests/interop/disclosure/test_intermediary.py poses these"
         )
     if item.authors or item.author_identifiers:
         return "this replay stores a record's source program only, not other authors"
@@ -349,6 +361,8 @@ def record(item: DataItem, subject: str) -> dict[str, Any]:
             resource["date"] = instant
         elif kind == "Goal":
             resource["startDate"] = item.date.date().isoformat()
+        elif kind == "MedicationStatement":
+            resource["effectiveDateTime"] = instant
     return resource
 
 

@@ -197,6 +197,19 @@ class TestBatch:
         assert entries[3]["resource"]["total"] == 1
         assert total(client, "Patient") == 1
 
+    def test_if_none_exist_holds_in_a_batch(self, client: TestClient) -> None:
+        """R4 §3.1.0.11: each batch entry is processed as its own interaction, so a
+        conditional create in a batch creates nothing when the criteria match."""
+        create(client, patient(mrn="MRN-B2"))
+        entry = {
+            "resource": patient(mrn="MRN-B2"),
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=MRN-B2"},
+        }
+        response = post(client, {"resourceType": "Bundle", "type": "batch", "entry": [entry]})
+        assert response.status_code == 200, response.text
+        assert [e["response"]["status"] for e in response.json()["entry"]] == ["200 OK"]
+        assert total(client, "Patient") == 1
+
     def test_other_bundle_types_are_refused(self, client: TestClient) -> None:
         response = post(client, {"resourceType": "Bundle", "type": "collection"})
         assert response.status_code == 400

@@ -1,6 +1,7 @@
 """Conditional update, PUT [type]?[criteria] (R4 §3.1.0.4.3), alone and in a transaction: how a
 partner resends a referral without doubling it."""
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -87,3 +88,57 @@ def test_in_a_transaction_a_resend_updates_and_references_resolve(client: TestCl
     [goal] = [e["resource"] for e in client.get("/fhir/Goal").json()["entry"]]
     [person_id] = [e["resource"]["id"] for e in client.get("/fhir/Patient").json()["entry"]]
     assert goal["subject"]["reference"] == f"Patient/{person_id}"
+
+
+def test_concurrent_transactions_with_the_same_criteria_create_one(client: TestClient) -> None:
+    """Two dispatchers pushing referrals of one client at once (tests/e2e/test_three_instances.py
+    on PostgreSQL): the second transaction waits for the first and updates what it created,
+    rather than creating a twin that makes every later resend a 412."""
+
+    def push(family: str) -> int:
+        transaction = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": IDENTIFIER["value"],
+                    "resource": person(family),
+                    "request": {"method": "PUT", "url": f"Patient?{KEY}"},
+                }
+            ],
+        }
+        return client.post("/fhir", json=transaction, headers=FHIR_JSON).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(push, [f"Lark{n}" for n in range(12)]))
+    assert statuses == [200] * 12
+    bundle = client.get(
+        "/fhir/Patient", params={"identifier": IDENTIFIER["system"] + "|" + IDENTIFIER["value"]}
+    ).json()
+    assert bundle["total"] == 1
+    assert bundle["entry"][0]["resource"]["meta"]["versionId"] == "12"
+
+
+def test_concurrent_rest_conditional_writes_create_one(client: TestClient) -> None:
+    """The same race over REST: conditional PUTs and If-None-Exist POSTs with one identifier,
+    at once, leave one Patient (on PostgreSQL the criteria are locked before the read)."""
+
+    def put(family: str) -> int:
+        return client.put(
+            f"/fhir/Patient?{KEY}", json=person(family), headers=FHIR_JSON
+        ).status_code
+
+    def post(family: str) -> int:
+        headers = {**FHIR_JSON, "If-None-Exist": KEY}
+        return client.post("/fhir/Patient", json=person(family), headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        puts = pool.map(put, [f"Wren{n}" for n in range(6)])
+        posts = pool.map(post, [f"Wren{n}" for n in range(6)])
+        statuses = sorted([*puts, *posts])
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201}, statuses
+    bundle = client.get(
+        "/fhir/Patient", params={"identifier": IDENTIFIER["system"] + "|" + IDENTIFIER["value"]}
+    ).json()
+    assert bundle["total"] == 1

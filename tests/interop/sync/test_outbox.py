@@ -553,6 +553,18 @@ class TestRequesterPartner:
 
 
 class TestWhoIsNeverTold:
+    def test_a_fhir_requester_is_not_pushed_its_own_copy_back(self, client: TestClient) -> None:
+        """A copy another instance pushed here carries its Task's URL as identifier; that
+        instance reads our moves back (polls, Subscriptions). Pushed back, the copy would land
+        there as a second referral (issue 12, found by tests/e2e/test_three_instances.py)."""
+        channel = ChannelConfig(ChannelKind.FHIR, "https://fhir.harbor.example.org/r4")
+        requester = channel_partner(client, "Harbor Detox", channel)
+        pushed = referral_task(client, requester=requester.organization, owner=None)
+        theirs = {"system": "urn:ietf:rfc:3986", "value": f"{channel.address}/Task/t-1"}
+        copy = change_task(client, pushed, identifier=[theirs])
+        change_task(client, copy, status="accepted")
+        assert outbox_rows(client) == []
+
     def test_a_polling_partner_never_gets_rows(self, client: TestClient) -> None:
         """A partner without a channel polls our API: no row as owner or requester."""
         poller = channel_partner(client, "Northside Primary Care", None)

@@ -1,0 +1,239 @@
+"""C-CDA documents partners send us: over HTTP (POST /inbound/ccda), from a watched inbox folder
+(the ccda-directory channel read the other way) or from a file (`interop ccda import`).
+
+Each document is received, processed, or held, as HL7 v2 messages are (interop.services.inbound):
+every document is kept in the inbound table with its bytes, whatever happens next, and what
+cannot be processed waits there for staff (`GET /inbound/held`) with its reason; nothing is
+dropped. Three outcomes, each a value, never an exception:
+
+    PROCESSED  written (interop.services.ccda_records), in one transaction with its row
+    REFUSED    the document itself cannot be taken: not well-formed or unsafe XML, not a
+               ClinicalDocument, not a Referral Note or Transfer Summary, no patient. Held,
+               and the sender is told why (the reason is about its own document)
+    HELD       a good document that could not be applied here (no program here is its
+               recipient, a workflow rule, invalid FHIR). Held; the sender learns only that it
+               is held, since why could tell it what records exist here (PART2.md S3)
+
+The sender is the partner's registration, authenticated (a bearer token) or named by the
+operator (a folder or a file); its Organization is the origin of everything written.
+
+Resends are processed once. Over HTTP an Idempotency-Key (draft-ietf-httpapi-idempotency-key-
+header) names a drop: the same key from the same partner answers what the first drop was
+answered, and the same key with another document is refused. A file is named by the SHA-256
+of its bytes: one already processed from that partner is not processed again (a held one is,
+so a file can be re-imported once staff fixed what held it). Beneath both, what a document
+writes is named by its id (interop.services.ccda_records), so even a resend that slips past
+both writes nothing twice.
+"""
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+import orjson
+from sqlalchemy import Engine, select
+from sqlmodel import Session, col
+
+from adapters.ccda import CcdaDocument, DocumentKind, read_document
+from adapters.errors import MalformedDocument
+from interop.services.ccda_records import Sender, record_document
+from interop.services.errors import BusinessRuleBroken, Forbidden, ResourceNotFound, ServiceError
+from interop.services.inbound import reason_of
+from interop.store import locks, outbox
+from interop.store.database import unit_of_work
+from interop.store.tables import InboundMessageRow
+from mappings.errors import FhirContentError
+
+__all__ = ["Channel", "DocumentIntake", "DocumentReceipt", "IntakeStatus", "Sender"]
+
+MAX_DOCUMENT_BYTES: Final = 10 * 1024 * 1024
+"""The reader's own limit (adapters.ccda.reader.DEFAULT_MAX_BYTES)."""
+HELD_FOR_STAFF: Final = "the document could not be applied; it is held for staff to review"
+_TAKEN: Final = frozenset({DocumentKind.REFERRAL_NOTE, DocumentKind.TRANSFER_SUMMARY})
+
+
+class Channel(StrEnum):
+    """How a document arrived (the inbound row's channel)."""
+
+    HTTP = "ccda-http"
+    DIRECTORY = "ccda-directory"
+    FILE = "ccda-file"
+
+
+class IntakeStatus(StrEnum):
+    PROCESSED = "processed"
+    REFUSED = "refused"
+    HELD = "held"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentReceipt:
+    """What became of one document: `inbound_id` is its row (staff find it by that id),
+    `resources` what it wrote, `reason` what the sender may be told, `replayed` whether
+    this answers a resend without processing it again."""
+
+    status: IntakeStatus
+    inbound_id: int
+    resources: tuple[str, ...] = ()
+    reason: str = ""
+    replayed: bool = False
+
+    @property
+    def document(self) -> str | None:
+        """The DocumentReference the document is kept as, when it was processed."""
+        return next((r for r in self.resources if r.startswith("DocumentReference/")), None)
+
+
+class DocumentIntake:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def sender(self, client_id: str) -> Sender:
+        """A registered, enabled partner as the sender of documents an operator hands in."""
+        with unit_of_work(self._engine, writes=False) as session:
+            row = outbox.partner(session, client_id)
+        if row is None:
+            raise ResourceNotFound(f"no partner has client_id {client_id[:64]!r}")
+        if not row.enabled:
+            raise Forbidden(f"the partner {client_id[:64]!r} is disabled")
+        return Sender(row.client_id, f"Organization/{row.organization_id}")
+
+    def receive(
+        self, raw: bytes, sender: Sender, channel: Channel, key: str | None = None
+    ) -> DocumentReceipt:
+        """Keep the document, process it when it can be, and say what became of it.
+
+        `key` is the drop's Idempotency-Key (HTTP); files are keyed by their SHA-256."""
+        keyed = key is not None
+        key = key if key is not None else "sha256:" + hashlib.sha256(raw).hexdigest()
+        with unit_of_work(self._engine, writes=False) as session:
+            earlier = _first_drop(session, sender, key, raw, keyed=keyed)
+        if earlier is not None:
+            return _receipt(earlier, replayed=True)
+        try:
+            document = read_document(raw, max_bytes=MAX_DOCUMENT_BYTES)
+        except MalformedDocument as error:
+            return self._hold(raw, sender, channel, key, "", IntakeStatus.REFUSED, str(error))
+        kind = f"C-CDA {document.kind.value}"
+        refusal = _refusal(document)
+        if refusal is not None:
+            return self._hold(raw, sender, channel, key, kind, IntakeStatus.REFUSED, refusal)
+        now = self._clock()
+        try:
+            with unit_of_work(self._engine) as session:
+                # Two deliveries of one drop at once (a retry racing its original) must not
+                # both process it: the second waits here, then finds the first's row.
+                locks.serialize_on(session, [f"inbound-document {sender.client_id} {key}"])
+                earlier = _first_drop(session, sender, key, raw, keyed=keyed)
+                if earlier is not None:
+                    return _receipt(earlier, replayed=True)
+                written = record_document(session, document, raw, sender, now)
+                row = _row(raw, sender, channel, key, kind, now, IntakeStatus.PROCESSED)
+                row.resources = " ".join(written)
+                session.add(row)
+                session.flush()
+                return _receipt(row)
+        except (ServiceError, FhirContentError, ValueError) as error:
+            reason = reason_of(error)
+            return self._hold(raw, sender, channel, key, kind, IntakeStatus.HELD, reason)
+
+    def _hold(
+        self,
+        raw: bytes,
+        sender: Sender,
+        channel: Channel,
+        key: str,
+        kind: str,
+        status: IntakeStatus,
+        reason: str,
+    ) -> DocumentReceipt:
+        """Keep what could not be processed for staff, with why."""
+        with unit_of_work(self._engine) as session:
+            row = _row(raw, sender, channel, key, kind or "C-CDA", self._clock(), status)
+            row.problems = orjson.dumps([reason]).decode()
+            session.add(row)
+            session.flush()
+            return _receipt(row)
+
+
+def _refusal(document: CcdaDocument) -> str | None:
+    """Why the document is not one this service takes, or None."""
+    if document.kind not in _TAKEN:
+        return (
+            f"a {document.kind.value} document is not taken here: send a Referral Note "
+            "(57133-1) or a Transfer Summary (18761-7), told apart by their templateIds"
+        )
+    patient = document.patient
+    if patient is None:
+        return "the document names no patient (recordTarget/patientRole)"
+    if not any(ii.root for ii in patient.ids):
+        return "the document's patient has no identifier (patientRole/id)"
+    if not any(name.full() for name in patient.names):
+        return "the document's patient has no name (patientRole/patient/name)"
+    return None
+
+
+def _row(
+    raw: bytes,
+    sender: Sender,
+    channel: Channel,
+    key: str,
+    kind: str,
+    now: datetime,
+    status: IntakeStatus,
+) -> InboundMessageRow:
+    """The inbound row of a document: `status` is processed or held (a refusal is held, told
+    apart by its ack_code "AR", as an HL7 v2 message the receiver rejects is; "AE" is held for
+    an application error, "AA" processed)."""
+    return InboundMessageRow(
+        received_at=now,
+        channel=channel.value,
+        sender=sender.client_id[:400],
+        control_id=key[:200],
+        message_type=kind[:40],
+        ack_code=_ACK[status],
+        status="processed" if status is IntakeStatus.PROCESSED else "held",
+        problems="",
+        resources="",
+        raw=raw,
+    )
+
+
+_ACK: Final = {IntakeStatus.PROCESSED: "AA", IntakeStatus.REFUSED: "AR", IntakeStatus.HELD: "AE"}
+_STATUS_OF_ACK: Final = {ack: status for status, ack in _ACK.items()}
+
+
+def _receipt(row: InboundMessageRow, *, replayed: bool = False) -> DocumentReceipt:
+    status = _STATUS_OF_ACK.get(row.ack_code, IntakeStatus.HELD)
+    problems: list[str] = orjson.loads(row.problems) if row.problems else []
+    reason = problems[0] if problems and status is IntakeStatus.REFUSED else ""
+    if status is IntakeStatus.HELD:
+        reason = HELD_FOR_STAFF
+    return DocumentReceipt(
+        status, row.pk or 0, tuple(row.resources.split()), reason, replayed=replayed
+    )
+
+
+def _first_drop(
+    session: Session, sender: Sender, key: str, raw: bytes, *, keyed: bool
+) -> InboundMessageRow | None:
+    """The first drop of this sender under this key, if any: under an Idempotency-Key any
+    earlier drop (the same key with another document is refused), under a file's digest only a
+    processed one (a held document may be dropped again once its cause is fixed)."""
+    statement = select(InboundMessageRow).where(
+        col(InboundMessageRow.sender) == sender.client_id,
+        col(InboundMessageRow.control_id) == key,
+        col(InboundMessageRow.channel).in_([c.value for c in Channel]),
+    )
+    if not keyed:
+        statement = statement.where(col(InboundMessageRow.status) == "processed")
+    found = session.execute(statement.order_by(col(InboundMessageRow.pk))).scalars().first()
+    if found is not None and keyed and found.raw != raw:
+        raise BusinessRuleBroken(
+            "this Idempotency-Key was used for another document: use a new key"
+        )
+    return found

@@ -1,0 +1,63 @@
+"""Whose consents the gate relies on: a consent the program holds (recorded by its own side, or
+by a program the consent names as disclosing), never a permit a recipient wrote itself; a
+refusal counts whoever recorded it (PART2.md C5, C8)."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.builders import part2_consent
+from tests.conftest import RegisteredPartner, register_partner
+from tests.interop.disclosure.conftest import World, acting_as, as_
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def forger(anonymous: TestClient) -> RegisteredPartner:
+    """A clinic that may write Consents (system/*.cruds) and wants the detox unit's records."""
+    return register_partner(anonymous, name="Forging Clinic")
+
+
+def write(anonymous: TestClient, author: RegisteredPartner, consent: dict[str, Any]) -> str:
+    written = acting_as(anonymous, author).post("/fhir/Consent", json=consent, headers=FHIR_JSON)
+    assert written.status_code == 201, written.text
+    ident: str = written.json()["id"]
+    return ident
+
+
+def test_a_recipient_cannot_write_itself_a_consent(anonymous: TestClient, world: World) -> None:
+    clinic = forger(anonymous)
+    write(anonymous, clinic, part2_consent(world.client_ref, world.detox, clinic.organization))
+    read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, clinic))
+    assert read.status_code == 404
+    assert "Partwo" not in read.text
+    found = anonymous.get(
+        "/fhir/CarePlan", params={"patient": world.client_ref}, headers=as_(anonymous, clinic)
+    ).json()
+    assert found["total"] == 0
+
+
+def test_the_same_consent_recorded_by_the_disclosing_program_is_relied_on(
+    anonymous: TestClient, world: World
+) -> None:
+    clinic = forger(anonymous)
+    write(
+        anonymous,
+        world.detox_partner,
+        part2_consent(world.client_ref, world.detox, clinic.organization),
+    )
+    read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, clinic))
+    assert read.status_code == 200, read.text
+    assert read.json()["id"] == world.plan_id
+
+
+def test_a_refusal_counts_whoever_recorded_it(anonymous: TestClient, world: World) -> None:
+    """Partner A holds the patient's consent; a refusal recorded by anyone stops it (a written
+    refusal works as a revocation in writing, C8)."""
+    before = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, world.a))
+    assert before.status_code == 200
+    refusal = part2_consent(world.client_ref, world.detox, world.a.organization)
+    refusal["provision"]["provision"][0]["type"] = "deny"  # the nested permit, now a deny
+    write(anonymous, forger(anonymous), refusal)
+    after = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, world.a))
+    assert after.status_code == 404
