@@ -557,3 +557,6 @@ CONCERN_CATEGORY: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "health-concern": (US_CORE_CONDITION_CATEGORY, "Health Concern"),
     }
 )
+
+NPI_SYSTEM: Final = "http://hl7.org/fhir/sid/us-npi"
+"""The US National Provider Identifier, as FHIR names its system."""

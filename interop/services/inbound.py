@@ -49,7 +49,7 @@ from interop.store.tables import OPERATOR_ORIGIN, InboundMessageRow
 from mappings import model as m
 from mappings import organization, patient, service_request, task
 from mappings.errors import FhirContentError
-from mappings.terminology import PATIENT_REFERRAL
+from mappings.terminology import NPI_SYSTEM, PATIENT_REFERRAL
 from mappings.workflow import Side, steps
 
 _PAGING = Paging(2, 2)
@@ -390,22 +390,49 @@ def _client(operations: ResourceOperations, person: V2Patient) -> str:
 
 
 def _program(operations: ResourceOperations, provider: Any, fallback_name: str) -> str:
-    """The Organization of a PRD (by name), registered when it is new here."""
+    """The Organization of a PRD: by its XON identifier (an NPI, say) when the message gives
+    one, else by name; registered, with that identifier, when it is new here."""
     name = ""
+    identifier = _organization_identifier(provider)
     if provider is not None and provider.organization is not None:
         name = provider.organization.name
     elif provider is not None and provider.location is not None and provider.location.facility:
         name = provider.location.facility.namespace_id
     name = (name or fallback_name).strip()
+    if identifier is not None:
+        found = operations.conditional_match(
+            "Organization", f"identifier={identifier.system}|{identifier.value}", ""
+        )
+        if found is not None:
+            return found.resource_id
     if not name:
         return ""
     found = operations.conditional_match("Organization", f"name:exact={name}", "")
     if found is not None:
         return found.resource_id
-    program = m.Program(id=m.Id(str(uuid.uuid4())), name=name, part2_program=False)
+    program = m.Program(
+        id=m.Id(str(uuid.uuid4())),
+        name=name,
+        part2_program=False,
+        identifiers=(identifier,) if identifier is not None else (),
+    )
     resource = organization.to_fhir(program)
     operations.update("Organization", resource["id"], resource)
     return str(program.id)
+
+
+def _organization_identifier(provider: Any) -> m.Identifier | None:
+    """XON-10 with its assigning authority (XON-6): an NPI as FHIR's NPI system, another
+    authority as `_identifier_system` spells it."""
+    organization = provider.organization if provider is not None else None
+    if organization is None or not organization.identifier:
+        return None
+    authority = organization.assigning_authority
+    npi = authority is not None and (
+        authority.namespace_id.upper() == "NPI" or authority.universal_id == _NPI_OID
+    )
+    system = NPI_SYSTEM if npi else _identifier_system(authority)
+    return m.Identifier(system, organization.identifier)
 
 
 def _identifier_system(authority: Any) -> str:
@@ -414,6 +441,9 @@ def _identifier_system(authority: Any) -> str:
         return f"urn:oid:{authority.universal_id}"
     name = authority.namespace_id if authority is not None else ""
     return f"{V2_IDENTIFIERS}:assigning-authority:{name or 'unknown'}"
+
+
+_NPI_OID = "2.16.840.1.113883.4.6"
 
 
 def _namespace(message: Referral) -> str:

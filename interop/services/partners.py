@@ -34,12 +34,13 @@ from interop.store.fhirdates import now_ms
 from interop.store.tables import PartnerRow
 from mappings.terminology import (
     COVERED_ENTITY_EXTENSION,
+    NPI_SYSTEM,
     PART2_PROGRAM_EXTENSION,
     REGISTRATION_TAG_SYSTEM,
 )
 
 REGISTRATION_TAG = {"system": REGISTRATION_TAG_SYSTEM, "code": REGISTRATION_TAG_CODE[1]}
-NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+
 ACCEPTED_ALGORITHMS = ("RS384", "ES384")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _LOOKUP = Paging(10, 10)

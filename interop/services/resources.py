@@ -542,9 +542,12 @@ class ResourceOperations:
         released: list[int] = []
         with self._gate.unrecorded():
             for start in range(0, len(keys), _DECIDED_AT_ONCE):
-                for row in self._repository.rows(keys[start : start + _DECIDED_AT_ONCE]):
-                    if row.pk is not None and self._gate.admit(current_version(row)) is not None:
-                        released.append(row.pk)
+                chunk = keys[start : start + _DECIDED_AT_ONCE]
+                loaded = dict(self._repository.versions(chunk))
+                for key in chunk:
+                    stored = loaded.get(key)
+                    if stored is not None and self._gate.admit(stored) is not None:
+                        released.append(key)
                         if len(released) == enough:
                             return released
         return released

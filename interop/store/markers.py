@@ -48,8 +48,8 @@ def note_write(session: Session, kind: str) -> None:
 
 def written_here(session: Session, kinds: tuple[str, ...]) -> bool:
     """Whether this transaction wrote any of `kinds` so far."""
-    written: Counter[str] = session.info.get(_WRITTEN, Counter())
-    return any(written[kind] for kind in kinds)
+    written: Counter[str] | None = session.info.get(_WRITTEN)
+    return written is not None and any(written[kind] for kind in kinds)
 
 
 @event.listens_for(Session, "before_commit")

@@ -7,6 +7,8 @@ from fastapi.testclient import TestClient
 
 from interop.services.inbound import InboundService
 from interop.services.staff import Role
+from tests.adapters.hl7v2 import REFERRAL_SEGMENTS, message, segment
+from tests.builders import organization
 from tests.conftest import corpus
 from tests.interop.auth.test_staff import add_user, sign_in
 
@@ -163,3 +165,31 @@ class TestCancellation:
         )
         current = client.get(f"/fhir/Task/{task['id']}").json()
         assert current["status"] == "in-progress"
+
+
+def test_the_program_referred_to_is_found_by_its_npi_whatever_its_name(
+    inbound: InboundService, client: TestClient
+) -> None:
+    """PRD-10 (XON) names the program by an identifier with its assigning authority: an NPI
+    finds the stored Organization even when the message spells its name otherwise."""
+    stored = client.post(
+        "/fhir/Organization",
+        json={
+            **organization("Harbor Recovery (Springfield campus)"),
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
+        },
+        headers=FHIR_JSON,
+    ).json()
+    referred_to = segment(
+        "PRD",
+        {
+            1: "RT^Referred to Provider^HL70286",
+            2: "Okafor^Ada",
+            10: "Harbor Recovery Center^^^^^NPI^XX^^^1234567893",
+        },
+    )
+    segments = [referred_to if s.startswith("PRD|RT^") else s for s in REFERRAL_SEGMENTS]
+    assert msa(inbound.receive(message(*segments), "mllp")) == "AA"
+    referral = client.get("/fhir/ServiceRequest").json()["entry"][0]["resource"]
+    assert referral["performer"] == [{"reference": f"Organization/{stored['id']}"}]
+    assert total(client, "Organization", name="Harbor Recovery Center") == 0
