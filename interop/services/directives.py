@@ -130,7 +130,7 @@ def read_directives(
             read_with = facts.for_consent(
                 key[0],
                 source_forms(session, consent),
-                recorded_by_holder=origin in local or origin in _disclosers(consent),
+                recorded_by_holder=origin in local or _disclosers(consent) == frozenset({origin}),
             )
             found.append(cache.put(key, consent, read_with))
     return [directive for directive in found if directive is not None]
@@ -244,11 +244,12 @@ def _directive(consent: dict[str, Any], facts: ConsentFacts) -> ConsentDirective
         return None
 
 
-def _disclosers(consent: Mapping[str, Any]) -> frozenset[str]:
-    """The Organizations a Consent names, by reference, as the programs that disclose
-    (Consent.organization): one of them recording its patient's consent is its holder."""
+def _disclosers(consent: Mapping[str, Any]) -> frozenset[str | None]:
+    """The Organizations a Consent names as the programs that disclose (Consent.organization),
+    None for one named only by identifier or display. An outside program holds a consent when
+    it names itself alone: naming itself beside another program, or beside a class of
+    programs, would let it write a permit for the other's records."""
     return frozenset(
-        party["reference"]
+        party.get("reference") if isinstance(party, dict) else None
         for party in consent.get("organization", [])
-        if isinstance(party, dict) and isinstance(party.get("reference"), str)
     )

@@ -344,7 +344,7 @@ class GateSession:
         return self._markers
 
     def _consents(self, patient: str) -> list[ConsentDirective]:
-        if markers.written_here(self._session, markers.CONSENT_FACT_TYPES):
+        if markers.written_here(self._session, markers.CONSENT_FACTS):
             # This transaction wrote what directives are read from (it may yet roll back):
             # read them as it sees them now, and keep them for no one.
             return read_directives(self._session, patient)

@@ -61,3 +61,16 @@ def test_a_refusal_counts_whoever_recorded_it(anonymous: TestClient, world: Worl
     write(anonymous, forger(anonymous), refusal)
     after = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, world.a))
     assert after.status_code == 404
+
+
+def test_naming_itself_beside_the_program_as_discloser_grounds_nothing(
+    anonymous: TestClient, world: World
+) -> None:
+    """An outside program holds a consent only for its own records: a partner naming itself
+    beside the detox unit in Consent.organization cannot release the unit's records."""
+    clinic = forger(anonymous)
+    consent = part2_consent(world.client_ref, world.detox, clinic.organization)
+    consent["organization"].append({"reference": clinic.organization})
+    write(anonymous, clinic, consent)
+    read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, clinic))
+    assert read.status_code == 404
