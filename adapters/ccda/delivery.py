@@ -120,11 +120,11 @@ def _write_atomically(directory: Path, document: OutgoingDocumentFile) -> None:
     finally:
         with suppress(OSError):
             temporary.unlink(missing_ok=True)
-    _sync_directory(directory)
+    sync_directory(directory)
 
 
-def _sync_directory(directory: Path) -> None:
-    """fsync(2) the directory so the rename is on disk; some network file systems cannot sync a
+def sync_directory(directory: Path) -> None:
+    """fsync(2) the directory so a rename is on disk; some network file systems cannot sync a
     directory (EINVAL), and there the rename stands as the server keeps it."""
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:

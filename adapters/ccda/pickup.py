@@ -21,6 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
+from adapters.ccda.delivery import sync_directory
+
 __all__ = ["DirectoryPickup", "Outcome", "PickedFile"]
 
 _PARTIAL_SUFFIXES: Final = (".part", ".tmp", ".filepart", ".partial")
@@ -76,8 +78,8 @@ class DirectoryPickup:
         if target.exists():
             target = folder / f"{path.name}.{uuid.uuid4().hex[:12]}"
         os.replace(path, target)
-        _sync_directory(folder)
-        _sync_directory(self._inbox)
+        sync_directory(folder)
+        sync_directory(self._inbox)
         return target
 
     def _read(self, path: Path) -> PickedFile | None:
@@ -95,16 +97,3 @@ class DirectoryPickup:
 
 def _is_partial(name: str) -> bool:
     return name.startswith(".") or name.lower().endswith(_PARTIAL_SUFFIXES)
-
-
-def _sync_directory(directory: Path) -> None:
-    """fsync(2) the directory so a rename is on disk; some network file systems cannot sync a
-    directory (EINVAL), and there the rename stands as the server keeps it."""
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    except OSError as error:
-        if error.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(descriptor)
