@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from interop.cli.common import DatabaseOption, engine, public_root, settings
+from interop.cli.users import staff_service
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from interop.services.demo import StoryPartner
+    from interop.services.staff import StaffPrincipal, StaffService
 
 DEMO_PASSPHRASE = "choose a long passphrase"  # noqa: S105  (an example shown, never set)
 """Shown in the suggested commands only; every account's password is the operator's choice."""
@@ -27,7 +29,7 @@ def demo(database_url: DatabaseOption = None, keys_dir: KeysOption = Path("var/d
     from interop.services.demo import CLIENT, PARTNERS
 
     made = engine(database_url)
-    seed(made)
+    seed(made, staff_service(database_url))
     clients = {partner.key_name: register(made, partner, keys_dir) for partner in PARTNERS}
     for name, client_id in clients.items():
         (keys_dir / f"{name}.client-id").write_text(client_id + "\n")
@@ -36,20 +38,31 @@ def demo(database_url: DatabaseOption = None, keys_dir: KeysOption = Path("var/d
         typer.echo(line)
 
 
-def seed(made: "Engine") -> None:
+def seed(made: "Engine", staff: "StaffService") -> None:
     """Every record, written by a case manager of the program it comes from."""
     from interop.services.cases import CaseService
     from interop.services.demo import story
     from interop.services.disclosure import DisclosureGate
-    from interop.services.staff import Role, StaffPrincipal
 
     cases = CaseService(made, DisclosureGate(made))
     seeds = story()
     with typer.progressbar(seeds, label="seeding the story") as progress:
         for entry in progress:
-            writer = StaffPrincipal(f"demo.{entry.program}", Role.CASE_MANAGER, (entry.program,))
+            writer = _case_manager(staff, entry.program)
             cases.put(entry.kind, entry.value, writer)
     typer.echo(f"seeded {len(seeds)} records of the synthetic client's story")
+
+
+def _case_manager(staff: "StaffService", program: str) -> "StaffPrincipal":
+    """The program's demo case manager, an account with no password: the story's programs
+    work here, so what they record (Jordan's consent above all) is their own."""
+    from interop.services.staff import Role, StaffPrincipal
+    from interop.store.fhirdates import now_ms
+
+    username = f"demo.{program}"
+    if not staff.exists(username):
+        return staff.add(username, None, Role.CASE_MANAGER, (program,), now_ms())
+    return StaffPrincipal(username, Role.CASE_MANAGER, (program,))
 
 
 def register(made: "Engine", partner: "StoryPartner", keys_dir: Path) -> str:

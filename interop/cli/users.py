@@ -36,7 +36,7 @@ def add(
     from interop.services.staff import Role
     from interop.store.fhirdates import now_ms
 
-    staff = _staff(database_url)
+    staff = staff_service(database_url)
     password = _password(password_stdin, "Password")
     staff.add(username, password, Role(role.value), tuple(program), now_ms())
     typer.echo(f"added {username} ({role.value})")
@@ -45,7 +45,7 @@ def add(
 @app.command("disable")
 def disable(username: str, database_url: DatabaseOption = None) -> None:
     """Disable the account and end its sessions."""
-    _staff(database_url).set_enabled(username, False)
+    staff_service(database_url).set_enabled(username, False)
     typer.echo(f"disabled {username}")
 
 
@@ -54,7 +54,7 @@ def reset_password(
     username: str, password_stdin: PasswordStdinOption = False, database_url: DatabaseOption = None
 ) -> None:
     """Set a new password (asked for), end the account's sessions and lift any lockout."""
-    staff = _staff(database_url)
+    staff = staff_service(database_url)
     password = _password(password_stdin, "New password")
     staff.reset_password(username, password)
     typer.echo(f"reset the password of {username}")
@@ -69,7 +69,7 @@ def _password(from_stdin: bool, prompt: str) -> str:
     return password
 
 
-def _staff(database_url: str | None) -> "StaffService":
+def staff_service(database_url: str | None) -> "StaffService":
     """The accounts service, without the web app (whose login policy reads the same settings)."""
     from datetime import timedelta
 

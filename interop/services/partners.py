@@ -28,7 +28,7 @@ from interop.services.resources import ResourceOperations, internal_operations
 from interop.services.search_parser import Paging
 from interop.services.urls import require_https
 from interop.services.write_policy import REGISTRATION_TAG_CODE
-from interop.store import outbox
+from interop.store import markers, outbox
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import now_ms
 from interop.store.tables import PartnerRow
@@ -154,6 +154,8 @@ class PartnerService:
             )
             _set_channel_columns(row, channel)
             session.add(row)
+            if row.first_party:
+                markers.note_write(session, markers.CONSENT_HOLDERS)
             return _partner(row)
 
     def registered(self, system: str, value: str) -> Partner | None:
@@ -195,6 +197,8 @@ class PartnerService:
             row = _existing(session, client_id)
             row.enabled = enabled
             session.add(row)
+            if row.first_party:
+                markers.note_write(session, markers.CONSENT_HOLDERS)
             return _partner(row)
 
     def rotate_key(

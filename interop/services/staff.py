@@ -12,6 +12,7 @@ from sqlalchemy import Engine, delete, select
 from sqlmodel import col
 
 from interop.services.errors import InvalidRequest, ResourceNotFound
+from interop.store import markers
 from interop.store.database import unit_of_work
 from interop.store.tables import StaffSessionRow, StaffUserRow
 
@@ -58,27 +59,41 @@ class StaffService:
         self._policy = policy
 
     def add(
-        self, username: str, password: str, role: Role, programs: tuple[str, ...], now: datetime
+        self,
+        username: str,
+        password: str | None,
+        role: Role,
+        programs: tuple[str, ...],
+        now: datetime,
     ) -> StaffPrincipal:
-        _check_password(password)
+        """A new account; one with no password signs in only through the OpenID Connect
+        provider, or once a password is set. Its programs record consents for themselves."""
+        if password is not None:
+            _check_password(password)
         with unit_of_work(self._engine) as session:
             if _user(session, username) is not None:
                 raise InvalidRequest(f"a user named {username[:60]!r} already exists")
             row = StaffUserRow(
                 username=username,
-                password_hash=_HASHER.hash(password),
+                password_hash=_HASHER.hash(password) if password is not None else None,
                 role=role.value,
                 programs=" ".join(programs),
                 created_at=now,
             )
             session.add(row)
+            markers.note_write(session, markers.CONSENT_HOLDERS)
             return _principal(row)
+
+    def exists(self, username: str) -> bool:
+        with unit_of_work(self._engine, writes=False) as session:
+            return _user(session, username) is not None
 
     def set_enabled(self, username: str, enabled: bool) -> None:
         with unit_of_work(self._engine) as session:
             row = _existing(session, username)
             row.enabled = enabled
             session.add(row)
+            markers.note_write(session, markers.CONSENT_HOLDERS)
             if not enabled:
                 session.execute(
                     delete(StaffSessionRow).where(col(StaffSessionRow.user_pk) == row.pk)

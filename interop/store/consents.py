@@ -51,11 +51,16 @@ def consent_versions(session: Session, patient_id: str) -> list[tuple[int, str, 
 
 def local_authors(session: Session) -> frozenset[str]:
     """The organizations this service records consents for itself: the operator, the
-    program's own systems (first-party registrations) and the programs its staff work for."""
+    program's own systems (first-party registrations) and the programs its staff work for,
+    as long as they are switched on; a change moves the CONSENT_HOLDERS counter."""
     first_party = session.execute(
-        select(PARTNER_TABLE.c.organization_id).where(PARTNER_TABLE.c.first_party.is_(True))
+        select(PARTNER_TABLE.c.organization_id).where(
+            PARTNER_TABLE.c.first_party.is_(True), PARTNER_TABLE.c.enabled.is_(True)
+        )
     ).scalars()
-    programs = session.execute(select(STAFF_TABLE.c.programs)).scalars()
+    programs = session.execute(
+        select(STAFF_TABLE.c.programs).where(STAFF_TABLE.c.enabled.is_(True))
+    ).scalars()
     return frozenset(
         (
             OPERATOR_ORIGIN,

@@ -30,8 +30,11 @@ CONSENT_FACT_TYPES: Final = (
 signed form may be a QuestionnaireResponse naming the approved Questionnaire (PART2.md C9)."""
 CONSENT_FORMS: Final = "consent-forms"
 """The counter of consent form approvals (interop.store.consents.approve_form)."""
+CONSENT_HOLDERS: Final = "consent-holders"
+"""The counter of changes to who records consents for itself (interop.store.consents.
+local_authors): staff accounts and first-party registrations, added or switched on or off."""
 ORGANIZATIONS: Final = "Organization"
-CONSENT_FACTS: Final = (*CONSENT_FACT_TYPES, CONSENT_FORMS)
+CONSENT_FACTS: Final = (*CONSENT_FACT_TYPES, CONSENT_FORMS, CONSENT_HOLDERS)
 WATCHED: Final = frozenset((ORGANIZATIONS, *CONSENT_FACTS))
 
 _WRITTEN: Final = "interop_written_kinds"
@@ -40,8 +43,8 @@ _COUNTERS: Final = select(COUNTER_TABLE.c.name, COUNTER_TABLE.c.n)
 
 
 def note_write(session: Session, kind: str) -> None:
-    """Record that this transaction wrote a record of `kind` (a resource type, or
-    CONSENT_FORMS); its counter moves when the transaction commits."""
+    """Record that this transaction wrote a record of `kind` (a resource type, CONSENT_FORMS
+    or CONSENT_HOLDERS); its counter moves when the transaction commits."""
     if kind in WATCHED:
         session.info.setdefault(_WRITTEN, Counter())[kind] += 1
 

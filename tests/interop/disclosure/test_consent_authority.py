@@ -2,10 +2,12 @@
 by a program the consent names as disclosing), never a permit a recipient wrote itself; a
 refusal counts whoever recorded it (PART2.md C5, C8)."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from interop.services.staff import Role, StaffService
 from tests.builders import part2_consent
 from tests.conftest import RegisteredPartner, register_partner
 from tests.interop.disclosure.conftest import World, acting_as, as_
@@ -74,3 +76,27 @@ def test_naming_itself_beside_the_program_as_discloser_grounds_nothing(
     write(anonymous, clinic, consent)
     read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, clinic))
     assert read.status_code == 404
+
+
+def test_a_program_whose_staff_work_here_records_consents_for_itself_while_they_do(
+    anonymous: TestClient, world: World
+) -> None:
+    """A consent naming several disclosing programs is the holder's record when the program
+    recording it works here (a staff account of it); switching that account off ends it,
+    without a restart: the kept directives follow who may record consents."""
+    clinic = forger(anonymous)
+    consent = part2_consent(world.client_ref, world.detox, clinic.organization)
+    consent["organization"].append({"reference": world.b.organization})
+    write(anonymous, world.detox_partner, consent)
+
+    def status() -> int:
+        read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, clinic))
+        return read.status_code
+
+    assert status() == 404, "an outside program naming another beside itself holds nothing"
+    staff: StaffService = anonymous.app.state.staff  # type: ignore[attr-defined]
+    unit = world.detox.removeprefix("Organization/")
+    staff.add("detox.manager", None, Role.CASE_MANAGER, (unit,), datetime.now(UTC))
+    assert status() == 200
+    staff.set_enabled("detox.manager", False)
+    assert status() == 404
