@@ -143,8 +143,9 @@ class BundleService:
         ) as session:
             gate = self._gates.open(session, context.requester, "batch")
             try:
-                operations = self._operations(session, context.guard, gate)
                 for index, raw in enumerate(raw_entries):
+                    gate.forget_reads()  # each entry decides by what the ones before committed
+                    operations = self._operations(session, context.guard, gate)
                     results.append(self._batch_entry(session, operations, index, raw, context))
             finally:
                 self._gates.record(gate)

@@ -183,6 +183,15 @@ class GateSession:
         )
         return self._apply(decision, resource, stored.content, patient, reference, record.part2)
 
+    def forget_reads(self) -> None:
+        """Drop what was read in an earlier transaction of this request (a batch entry): a
+        later entry must decide by what the earlier ones committed, a revocation above all."""
+        self._treated.clear()
+        self._known = None
+        self._markers = None
+        self._known_identifiers = {}
+        self._directives.clear()
+
     def releases_everything(self, resource_type: str) -> bool:
         """Whether every stored resource of this type would be released whatever it holds:
         then a search counts its matches in SQL and decides only the page it sends."""

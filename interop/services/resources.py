@@ -72,6 +72,8 @@ class Gate(Protocol):
 
     def releases_everything(self, resource_type: str) -> bool: ...
 
+    def forget_reads(self) -> None: ...
+
     def unrecorded(self) -> AbstractContextManager[None]: ...
 
     def seal(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
@@ -85,7 +87,13 @@ class WriteGuard(Protocol):
         """The writing partner's Organization ("Organization/{id}")."""
         ...
 
-    def check(self, resource_type: str, old: bytes | None, new: dict[str, Any] | None) -> None: ...
+    def check(
+        self,
+        resource_type: str,
+        old: bytes | None,
+        new: dict[str, Any] | None,
+        custodians: tuple[str, ...] = (),
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +250,12 @@ class ResourceOperations:
         row = self._repository.current(resource_type, resource_id, lock=True)
         self._check_writable(row, resource_type, resource_id, creating=True)
         if self._guard is not None:  # then: who may write comes before what is written
-            self._guard.check(resource_type, row.content if row is not None else None, resource)
+            self._guard.check(
+                resource_type,
+                row.content if row is not None else None,
+                resource,
+                _custodians(row),
+            )
         fhir.validate(resource)
         resource = self._prepared(resource_type, resource)
         if if_match is not None:
@@ -263,7 +276,7 @@ class ResourceOperations:
         if row is None or row.deleted:
             return
         if self._guard is not None:
-            self._guard.check(resource_type, row.content, None)
+            self._guard.check(resource_type, row.content, None, _custodians(row))
             if resource_type == "Task" and is_fulfillment(orjson.loads(row.content or b"{}")):
                 raise BusinessRuleBroken(
                     "a referral's Task is not deleted by a partner: mark it entered-in-error"

@@ -3,7 +3,9 @@
 A partner authors its own referrals (ServiceRequest.requester is its Organization), works the
 Tasks it requests or owns (REFERRALS.md: the requester and the owner share a Task), and never
 touches another partner's registration (Organizations tagged as partner registrations are
-written only by administrators, through the partner registry).
+written only by administrators, through the partner registry). Nor does it change an
+Organization someone else recorded: whether a program is a Part 2 program is read from its
+Organization, and a partner clearing that flag would release the program's records.
 """
 
 from typing import Any
@@ -30,11 +32,27 @@ class PartnerWriteGuard:
     def organization(self) -> str:
         return self._organization
 
-    def check(self, resource_type: str, old: bytes | None, new: dict[str, Any] | None) -> None:
+    def check(
+        self,
+        resource_type: str,
+        old: bytes | None,
+        new: dict[str, Any] | None,
+        custodians: tuple[str, ...] = (),
+    ) -> None:
+        """`custodians` are the organizations that wrote the stored versions, if any."""
         before = orjson.loads(old) if old is not None else None
         for resource in (before, new):
             if resource is not None and _is_registration(resource):
                 raise Forbidden("partner registrations are managed by administrators only")
+        if (
+            resource_type == "Organization"
+            and custodians
+            and set(custodians) != {self._organization}
+        ):
+            raise Forbidden(
+                "a partner changes only the Organizations it recorded: the facts of another "
+                "program (its Part 2 status above all) are the operator's to change"
+            )
         theirs = before is not None and not is_subscriber(before, self._organization)
         if resource_type == "Subscription" and theirs:
             raise Forbidden("a partner writes only its own Subscriptions")

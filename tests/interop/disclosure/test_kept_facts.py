@@ -104,3 +104,30 @@ def test_a_consent_written_in_a_transaction_that_rolls_back_is_never_relied_on(
     assert failed.status_code == 404, failed.text
     assert reads_plan(anonymous, world, world.b) == 404
     assert reads_plan(anonymous, world, world.a) == 200
+
+
+def test_a_refusal_in_a_batch_holds_for_the_entries_after_it(
+    anonymous: TestClient, world: World
+) -> None:
+    """Each batch entry is its own transaction: an entry after a committed refusal is decided
+    by the refusal, not by the directives an earlier entry read."""
+    clinic = register_partner(anonymous, name="Batching Clinic")
+    permit = part2_consent(world.client_ref, world.detox, clinic.organization)
+    make(acting_as(anonymous, world.detox_partner), permit)
+    refusal = part2_consent(world.client_ref, world.detox, clinic.organization)
+    refusal["provision"]["provision"][0]["type"] = "deny"
+    read = {"request": {"method": "GET", "url": f"CarePlan/{world.plan_id}"}}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            read,
+            {"resource": refusal, "request": {"method": "POST", "url": "Consent"}},
+            read,
+        ],
+    }
+    answered = acting_as(anonymous, clinic).post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert answered.status_code == 200, answered.text
+    statuses = [entry["response"]["status"] for entry in answered.json()["entry"]]
+    assert statuses == ["200 OK", "201 Created", "404 Not Found"]
+    assert "Partwo" not in str(answered.json()["entry"][2])
