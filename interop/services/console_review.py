@@ -30,6 +30,7 @@ from interop.services.resources import ResourceService
 from interop.services.staff import Role, StaffPrincipal
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import parse_range
+from interop.store.repository import ResourceRepository
 from mappings.consent import form_keys
 from mappings.errors import Issue
 from mappings.terminology import PROJECT_BASE
@@ -240,7 +241,11 @@ class ReviewConsole:
         the engine relying on it, named as the API's validation names them."""
         resources = self._stored_consents(staff, patient)
         with unit_of_work(self._engine, writes=False) as session:
-            return [_consent_line(r, consent_warnings(session, r, now)) for r in resources]
+            repository = ResourceRepository(session)
+            return [
+                _consent_line(r, consent_warnings(session, r, now, _recorder(repository, r)))
+                for r in resources
+            ]
 
     def revoke_consent(
         self, staff: StaffPrincipal, consent_id: str, version: int, received: str
@@ -286,6 +291,12 @@ class ReviewConsole:
         bundle = self._compliance.audit_events(LogQuery(count=1))
         total: int = bundle.get("total", 0)
         return total
+
+
+def _recorder(repository: ResourceRepository, consent: dict[str, Any]) -> str | None:
+    """Who recorded the stored consent, for whether it is its holder's record (C5)."""
+    row = repository.current("Consent", str(consent.get("id")))
+    return row.origin if row is not None else None
 
 
 def _decision(event: dict[str, Any]) -> Decision:

@@ -130,7 +130,7 @@ def read_directives(
             read_with = facts.for_consent(
                 key[0],
                 source_forms(session, consent),
-                recorded_by_holder=origin in local or _disclosers(consent) == frozenset({origin}),
+                recorded_by_holder=held(local, consent, origin),
             )
             found.append(cache.put(key, consent, read_with))
     return [directive for directive in found if directive is not None]
@@ -186,18 +186,29 @@ def form_statements(row: ConsentFormRow) -> frozenset[str]:
     return frozenset(row.statements.split())
 
 
+def held(local: frozenset[str], consent: Mapping[str, Any], origin: str) -> bool:
+    """Whether a consent version recorded by `origin` is its holder's record (PART2.md C5):
+    recorded by this service's own side, or by the one program it names as disclosing."""
+    return origin in local or _disclosers(consent) == frozenset({origin})
+
+
 def consent_warnings(
-    session: Session | None, resource: Mapping[str, Any], now: datetime
+    session: Session | None,
+    resource: Mapping[str, Any],
+    now: datetime,
+    origin: str | None = None,
 ) -> tuple[Issue, ...]:
     """Why a Consent cannot be relied on now, read with what the store knows around it, as
-    OperationOutcome warnings naming each element and where a partner puts it."""
+    OperationOutcome warnings naming each element and where a partner puts it; with the
+    `origin` that records it, whether its recorder holds it (C5) too."""
     facts = ConsentFacts()
     patient = resource.get("patient")
     reference = patient.get("reference") if isinstance(patient, Mapping) else None
     if session is not None and isinstance(reference, str) and reference.startswith("Patient/"):
         ident = str(resource.get("id") or "")
+        holder = origin is None or held(store.local_authors(session), resource, origin)
         facts = consent_facts(session, reference, [ident] if ident else []).for_consent(
-            ident, source_forms(session, resource)
+            ident, source_forms(session, resource), recorded_by_holder=holder
         )
     directive = directive_from_fhir(resource, facts=facts)
     return directive_problems_as_issues(directive, now, hints=ELEMENT_HINTS)

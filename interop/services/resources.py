@@ -104,13 +104,16 @@ class WriteOutcome:
 
 
 def reliance_warnings(
-    resource_type: str, resource: dict[str, Any], session: Session | None = None
+    resource_type: str,
+    resource: dict[str, Any],
+    session: Session | None = None,
+    origin: str | None = None,
 ) -> tuple[Issue, ...]:
     """Why a Consent may be stored (a draft, say) yet not relied on under 42 CFR §2.31, read
-    with what the store knows around it (interop.services.directives)."""
+    with what the store knows around it and who records it (interop.services.directives)."""
     if resource_type != "Consent":
         return ()
-    return consent_warnings(session, resource, datetime.now(UTC))
+    return consent_warnings(session, resource, datetime.now(UTC), origin)
 
 
 def check_type(resource_type: str) -> None:
@@ -160,9 +163,22 @@ class ResourceOperations:
         """What this request's gate released so far (for a document's markings)."""
         return self._gate.released
 
-    def consent_problems(self, consent: dict[str, Any]) -> tuple[Issue, ...]:
-        """Why a Consent as read cannot be relied on now, read with what the store knows."""
-        return reliance_warnings("Consent", consent, self._repository.session)
+    def consent_problems(
+        self, consent: dict[str, Any], origin: str | None = None
+    ) -> tuple[Issue, ...]:
+        """Why a Consent cannot be relied on now, read with what the store knows and with who
+        records it: `origin` writing it now, else the stored version's."""
+        if origin is None:
+            row = self._repository.current("Consent", str(consent.get("id")))
+            origin = row.origin if row is not None else None
+        return reliance_warnings("Consent", consent, self._repository.session, origin)
+
+    def _written_consent_problems(
+        self, resource_type: str, resource: dict[str, Any]
+    ) -> tuple[Issue, ...]:
+        if resource_type != "Consent":
+            return ()
+        return self.consent_problems(resource, self._gate.requester.organization)
 
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
         check_type(resource_type)
@@ -225,9 +241,7 @@ class ResourceOperations:
         self._check_workflow(resource_type, None, resource)
         new_id = resource_id or str(uuid.uuid4())
         stored = self._store(None, resource_type, new_id, 1, resource, "POST")
-        return WriteOutcome(
-            stored, True, reliance_warnings(resource_type, resource, self._repository.session)
-        )
+        return WriteOutcome(stored, True, self._written_consent_problems(resource_type, resource))
 
     def update(
         self,
@@ -264,7 +278,7 @@ class ResourceOperations:
         self._check_workflow(resource_type, before, resource)
         version_id = 1 if row is None else row.version_id + 1
         stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
-        warnings = reliance_warnings(resource_type, resource, self._repository.session)
+        warnings = self._written_consent_problems(resource_type, resource)
         return WriteOutcome(stored, row is None, warnings)
 
     def delete(self, resource_type: str, resource_id: str) -> None:

@@ -100,3 +100,29 @@ def test_a_program_whose_staff_work_here_records_consents_for_itself_while_they_
     assert status() == 200
     staff.set_enabled("detox.manager", False)
     assert status() == 404
+
+
+def test_the_answer_to_a_forged_permit_says_it_is_not_relied_on(
+    anonymous: TestClient, world: World
+) -> None:
+    """The writer is told, as compliance staff are, why its permit grounds nothing (C5); the
+    same consent recorded by the program that holds it draws no such warning."""
+
+    def warnings(author: RegisteredPartner, consent: dict[str, Any]) -> list[str]:
+        answered = acting_as(anonymous, author).post(
+            "/fhir/Consent",
+            json=consent,
+            headers={**FHIR_JSON, "Prefer": "return=OperationOutcome"},
+        )
+        assert answered.status_code == 201, answered.text
+        return [
+            issue["diagnostics"]
+            for issue in answered.json()["issue"]
+            if issue["severity"] == "warning"
+        ]
+
+    clinic = forger(anonymous)
+    consent = part2_consent(world.client_ref, world.detox, clinic.organization)
+    forged = warnings(clinic, consent)
+    assert any("recipient cannot record its own authorization" in w for w in forged), forged
+    assert warnings(world.detox_partner, consent) == []
