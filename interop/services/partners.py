@@ -136,7 +136,7 @@ class PartnerService:
             else:
                 organization_id = existing
                 _refuse_second_registration(session, organization_id, new.identifiers)
-                _check_flags(operations, organization_id, new)
+                _settle_flag(operations, organization_id, new)
                 endpoint_id = _publish_endpoint(operations, new.name, organization_id, channel)
                 if endpoint_id is not None:
                     _link_endpoint(operations, organization_id, endpoint_id)
@@ -415,20 +415,25 @@ def _refuse_second_registration(
         )
 
 
-def _check_flags(operations: ResourceOperations, organization_id: str, new: NewPartner) -> None:
-    """The registration must say what the stored Organization says of being a Part 2 program,
-    since the gate reads that fact from the partner's registration."""
+def _settle_flag(operations: ResourceOperations, organization_id: str, new: NewPartner) -> None:
+    """The stored Organization says what the registration says of being a Part 2 program,
+    since the gate reads that fact from it: a program flagged Part 2 is never registered as
+    ordinary data's source (refused), and an Organization someone else recorded without the
+    flag, or with it false (a partner's or an HL7 v2 message's), takes the operator's word."""
     organization = orjson.loads(operations.read("Organization", organization_id).content or b"{}")
-    for extension in organization.get("extension", []):
-        if extension.get("url") != PART2_PROGRAM_EXTENSION:
-            continue
-        stored = extension.get("valueBoolean")
-        if isinstance(stored, bool) and stored != new.part2_program:
-            flag = "--part2-program" if stored else "no --part2-program"
-            raise InvalidRequest(
-                f"Organization/{organization_id} is {'' if stored else 'not '}a Part 2 program: "
-                f"register it with {flag}"
-            )
+    extensions = organization.get("extension", [])
+    stored = [e.get("valueBoolean") for e in extensions if e.get("url") == PART2_PROGRAM_EXTENSION]
+    if True in stored and not new.part2_program:
+        raise InvalidRequest(
+            f"Organization/{organization_id} is a Part 2 program: register it with --part2-program"
+        )
+    if stored == [new.part2_program]:
+        return
+    flag = {"url": PART2_PROGRAM_EXTENSION, "valueBoolean": new.part2_program}
+    others = [e for e in extensions if e.get("url") != PART2_PROGRAM_EXTENSION]
+    operations.update(
+        "Organization", organization_id, {**organization, "extension": [*others, flag]}
+    )
 
 
 def _link_endpoint(operations: ResourceOperations, organization_id: str, endpoint_id: str) -> None:
