@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, false, select
+from sqlalchemy import bindparam, delete, false, insert, select
 from sqlmodel import Session
 
 from interop.store import markers, search
@@ -15,7 +15,6 @@ from interop.store.tables import (
     VERSION_TABLE,
     ResourceRow,
     ResourceVersionRow,
-    SearchIndexRow,
 )
 
 RESOURCE = RESOURCE_TABLE.c
@@ -123,8 +122,12 @@ class ResourceRepository:
         row.custodians = " ".join(stored.custodians)
         self._session.add(row)
         markers.note_write(self._session, stored.resource_type)
-        self._session.add(
-            ResourceVersionRow(
+        self._session.flush()
+        assert row.pk is not None
+        # History and index rows as plain inserts, many at once: ORM objects for dozens of
+        # index values per write cost more than the database does.
+        self._session.execute(
+            insert(VERSION_TABLE).values(
                 resource_type=stored.resource_type,
                 resource_id=stored.resource_id,
                 version_id=stored.version_id,
@@ -135,28 +138,36 @@ class ResourceRepository:
                 custodians=row.custodians,
             )
         )
-        self._session.flush()
-        assert row.pk is not None
-        self._replace_index(row.pk, stored.resource_type, index)
+        self._replace_index(row.pk, stored.resource_type, index, fresh=existing is None)
 
     def _replace_index(
-        self, resource_pk: int, resource_type: str, index: Sequence[IndexValue]
+        self,
+        resource_pk: int,
+        resource_type: str,
+        index: Sequence[IndexValue],
+        *,
+        fresh: bool,
     ) -> None:
-        self._session.execute(delete(SearchIndexRow).where(INDEX.resource_pk == resource_pk))
-        self._session.add_all(
-            SearchIndexRow(
-                resource_pk=resource_pk,
-                resource_type=resource_type,
-                param=value.param,
-                system=value.system,
-                value=value.value,
-                norm=value.norm,
-                lo=value.lo,
-                hi=value.hi,
-            )
-            for value in index
+        if not fresh:
+            self._session.execute(delete(INDEX_TABLE).where(INDEX.resource_pk == resource_pk))
+        if not index:
+            return
+        self._session.execute(
+            insert(INDEX_TABLE),
+            [
+                {
+                    "resource_pk": resource_pk,
+                    "resource_type": resource_type,
+                    "param": value.param,
+                    "system": value.system,
+                    "value": value.value,
+                    "norm": value.norm,
+                    "lo": value.lo,
+                    "hi": value.hi,
+                }
+                for value in index
+            ],
         )
-        self._session.flush()
 
     def match_keys(self, query: search.SearchQuery) -> list[int]:
         """The keys of every match, in the query's sort order: keys alone, so that a search
