@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         default=300, ge=10, description="A claimed delivery is taken again after this long."
     )
     sync_timeout_seconds: float = Field(default=15.0, gt=0)
+    sync_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Deliveries one dispatcher makes at once, each of a different resource "
+        "(the changes of one resource to one partner stay in order).",
+    )
     request_threads: int = Field(
         default=8,
         ge=1,

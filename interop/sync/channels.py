@@ -6,6 +6,7 @@ pushed exactly as they bound what it could read (no scope, no data), and it asks
 treatment, the purpose a referral is made for.
 """
 
+import threading
 from pathlib import Path
 
 import httpx
@@ -43,6 +44,7 @@ class ChannelDeliverer:
         self._v2 = v2
         self._timeout = timeout
         self._auths: dict[tuple[str, str, str], BackendServicesAuth] = {}
+        self._auths_lock = threading.Lock()  # a dispatcher delivers from several threads
 
     def deliver(self, row: OutboxRow, partner: PartnerRow) -> Receipt:
         requester = as_requester(partner)
@@ -71,25 +73,31 @@ class ChannelDeliverer:
 
     def _auth(self, partner: PartnerRow) -> BackendServicesAuth | None:
         """One token cache per registration at a partner, kept across deliveries."""
-        if partner.channel_token_url is None or partner.channel_client_id is None:
+        token_url, client_id = partner.channel_token_url, partner.channel_client_id
+        if token_url is None or client_id is None:
             return None
         if self._identity is None:
             raise PartnerRejected(
                 "the partner needs signed client assertions and SYNC_SIGNING_KEY_FILE is not set"
             )
-        key = (partner.client_id, partner.channel_token_url, partner.channel_client_id)
-        if key not in self._auths:
-            config = BackendServicesConfig(
-                token_url=partner.channel_token_url,
-                client_id=partner.channel_client_id,
-                private_key_pem=self._identity.private_key_pem,
-                kid=self._identity.kid,
-                alg=self._identity.alg,
-                scope=_PUSH_SCOPES,
-                purposes=_PURPOSES,
-            )
-            self._auths[key] = BackendServicesAuth(config, self._http)
-        return self._auths[key]
+        key = (partner.client_id, token_url, client_id)
+        with self._auths_lock:
+            if key not in self._auths:
+                config = _push_config(self._identity, token_url, client_id)
+                self._auths[key] = BackendServicesAuth(config, self._http)
+            return self._auths[key]
+
+
+def _push_config(identity: SyncIdentity, token_url: str, client_id: str) -> BackendServicesConfig:
+    return BackendServicesConfig(
+        token_url=token_url,
+        client_id=client_id,
+        private_key_pem=identity.private_key_pem,
+        kid=identity.kid,
+        alg=identity.alg,
+        scope=_PUSH_SCOPES,
+        purposes=_PURPOSES,
+    )
 
 
 _PUSH_SCOPES = (

@@ -21,6 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -83,7 +84,9 @@ class Dispatcher:
         policy: RetryPolicy,
         clock: Callable[[], datetime],
         jitter: Callable[[], float] = random.random,
+        concurrency: int = 1,
     ) -> None:
+        self._concurrency = concurrency
         self._engine = engine
         self._deliverer = deliverer
         self._policy = policy
@@ -94,7 +97,12 @@ class Dispatcher:
         """One round: claim what is due and work it; the outcomes, for the CLI and tests."""
         with unit_of_work(self._engine) as session:
             claimed = outbox.claim(session, self._clock(), self._policy.lease, limit)
-        return [self._work(row) for row in claimed]
+        if self._concurrency == 1 or len(claimed) < 2:
+            return [self._work(row) for row in claimed]
+        # A round claims at most one change per partner and resource, so its deliveries are
+        # independent: made at once, a round lasts as long as its slowest partner answer.
+        with ThreadPoolExecutor(min(self._concurrency, len(claimed))) as workers:
+            return list(workers.map(self._work, claimed))
 
     def run_forever(self, stop: threading.Event, interval: float, limit: int = 20) -> None:
         """Rounds until `stop` is set, resting `interval` seconds when nothing was due."""

@@ -68,6 +68,8 @@ class Instance:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env_overrides: dict[str, str] = field(default_factory=dict)
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+    """One client, its connections kept: a client per request costs more than the request."""
 
     @property
     def npi(self) -> str:
@@ -184,8 +186,8 @@ class Instance:
         return {"Authorization": f"Bearer {token}"}
 
     def get(self, path: str, headers: dict[str, str] | None = None, **params: str) -> Any:
-        response = httpx.get(
-            f"{self.fhir}/{path}", params=params, headers=headers or self.ehr(), timeout=30
+        response = self.http.get(
+            f"{self.fhir}/{path}", params=params, headers=headers or self.ehr()
         )
         assert response.status_code == 200, f"[{self.key}] GET {path}: {response.text[:2000]}"
         return response.json()
@@ -196,7 +198,7 @@ class Instance:
 
     def put(self, resource: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.fhir}/{resource['resourceType']}/{resource['id']}"
-        response = httpx.put(url, json=resource, headers=self.ehr(), timeout=30)
+        response = self.http.put(url, json=resource, headers=self.ehr())
         assert response.status_code in (200, 201), f"[{self.key}] PUT {url}: {response.text}"
         answer: dict[str, Any] = response.json()
         return answer
