@@ -23,9 +23,10 @@ run: $(STAMP)
 	$(BIN)/interop serve --port $(PORT)
 
 # One pytest worker per core (pytest-xdist); `make test WORKERS=0` runs the suite in one process.
+# loadgroup keeps a module marked xdist_group (a story told in order) on one worker.
 WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(WORKERS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
 
 check: lint typecheck
 	$(BIN)/lint-imports

@@ -36,6 +36,7 @@ from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
 from interop.store import locks
+from interop.store import organizations as organizations_store
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
 from interop.store.repository import ResourceRepository, current_version
@@ -495,13 +496,12 @@ class ResourceOperations:
         # The directory of Organizations is the server's to consult, whatever the writer's
         # read scopes: nothing about a patient is read.
         session = self._repository.session
-        with internal_operations(session, "party-resolution", paging=self._paging) as lookup:
-            for role in _PARTY_ELEMENTS:
-                value = localized.get(role)
-                if isinstance(value, list):
-                    localized[role] = [_local_party(lookup, item) for item in value]
-                elif isinstance(value, dict):
-                    localized[role] = _local_party(lookup, value)
+        for role in _PARTY_ELEMENTS:
+            value = localized.get(role)
+            if isinstance(value, list):
+                localized[role] = [_local_party(session, item) for item in value]
+            elif isinstance(value, dict):
+                localized[role] = _local_party(session, value)
         return localized
 
     def _prepared(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
@@ -903,19 +903,18 @@ def _same_party(one: Any, other: Any) -> bool:
     return found[0] is not None and found[1] is not None and found[0][:2] == found[1][:2]
 
 
-def _local_party(lookup: ResourceOperations, reference: Any) -> Any:
+def _local_party(session: Session, reference: Any) -> Any:
     """The reference pointed at the one Organization here with its identifier, if any."""
     identifier = reference.get("identifier") if isinstance(reference, dict) else None
     if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
         return reference
-    criteria = f"{identifier.get('system') or ''}|{identifier['value']}"
-    try:
-        found = lookup.single_match("Organization", [("identifier", criteria)], "")
-    except (PreconditionFailed, InvalidRequest):
+    system = identifier.get("system")
+    found = organizations_store.named_by(
+        session, system if isinstance(system, str) else None, identifier["value"]
+    )
+    if len(found) != 1:
         return reference
-    if found is None:
-        return reference
-    return {**reference, "reference": f"Organization/{found.resource_id}"}
+    return {**reference, "reference": f"Organization/{found[0]}"}
 
 
 _SERVER_META = ("versionId", "lastUpdated")

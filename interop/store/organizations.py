@@ -22,6 +22,23 @@ def part2_programs(session: Session) -> frozenset[str]:
     return frozenset(f"Organization/{ident}" for ident in ids)
 
 
+def named_by(session: Session, system: str | None, value: str) -> list[str]:
+    """The ids of the undeleted Organizations carrying the identifier (no system: one
+    written without a system), read from the search index in one query."""
+    index = INDEX_TABLE.c
+    system_matches = index.system == system if system else index.system.is_(None)
+    keys = select(index.resource_pk).where(
+        index.resource_type == "Organization",
+        index.param == "identifier",
+        index.value == value,
+        system_matches,
+    )
+    statement = select(RESOURCE_TABLE.c.resource_id).where(
+        RESOURCE_TABLE.c.pk.in_(keys), RESOURCE_TABLE.c.deleted.is_(False)
+    )
+    return list(session.execute(statement).scalars())
+
+
 def known_organizations(session: Session) -> frozenset[str]:
     """Every stored Organization that is not deleted, as references."""
     ids = session.execute(

@@ -68,8 +68,7 @@ class Instance:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env_overrides: dict[str, str] = field(default_factory=dict)
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
-    """One client, its connections kept: a client per request costs more than the request."""
+    _http: httpx.Client | None = None
 
     @property
     def npi(self) -> str:
@@ -158,6 +157,16 @@ class Instance:
     def stop(self) -> None:
         for role in list(self.processes):
             self.kill(role, signal.SIGTERM)
+        if self._http is not None:
+            self._http.close()
+
+    @property
+    def http(self) -> httpx.Client:
+        """One client, its connections kept (a client per request costs more than the
+        request), opened again after `stop`."""
+        if self._http is None or self._http.is_closed:
+            self._http = httpx.Client(timeout=30)
+        return self._http
 
     # -- reading and writing through the FHIR API, with real tokens --------------------------
 

@@ -46,7 +46,12 @@ from tests.e2e.instances import (
     wait_started,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(300),
+    # One story, told in order: every test of this module runs on one xdist worker.
+    pytest.mark.xdist_group("three-instances"),
+]
 
 
 @dataclass
