@@ -1,8 +1,8 @@
 """Referrals between two real instances of this service, end to end, and how soon a change at
 the receiver is known at the sender.
 
-Run: .venv/bin/python bench/sync.py [--referrals 300] [--dispatchers 2] [--changes 40]
-         [--database postgresql+psycopg://postgres@127.0.0.1:55433/interop_test]
+Run: .venv/bin/python bench/sync.py [--referrals 300] [--clients 50] [--dispatchers 2]
+         [--changes 40] [--database postgresql+psycopg://postgres@127.0.0.1:55433/interop_test]
 
 Two installations, A (a detox unit) and B (a residential program), each `interop serve` on its
 own database (with --database: a fresh PostgreSQL database each, made with CREATE DATABASE on
@@ -10,11 +10,14 @@ that server; without: SQLite files), registered at each other with the CLI exact
 tests/e2e/test_three_instances.py and the README do, A with `--dispatchers` `interop sync
 dispatch` processes and an `interop sync poll`, subscribed at B.
 
-1. Throughput: A's EHR writes `--referrals` referrals (ServiceRequest + Task, through A's FHIR
-   API, four writers at once) while the dispatchers run; measured from the first write to the
-   last delivery B acknowledged (each one: the gate at A, the transaction over HTTP with a
-   SMART token, the gate and the write at B). B's copies are counted after.
-2. Status lag with Subscriptions: B's EHR accepts `--changes` of its copies one after another;
+1. Throughput: A's EHR writes `--referrals` referrals of `--clients` clients in turn
+   (ServiceRequest + Task, through A's FHIR API, four writers at once; each delivery carries its
+   client, whose copy at B one transaction at a time may write: `--clients 1` measures that)
+   while the dispatchers run; measured from the first write to the last delivery B
+   acknowledged (each one: the gate at A, the transaction over HTTP with a SMART token, the
+   gate and the write at B). B's copies are counted after.
+2. Status lag with Subscriptions: B's EHR accepts `--changes` of its copies of one client (who
+   consents at B to tell A) one after another;
    each lag is from B's answer to the PUT until A's own Task reads `accepted` through A's API
    (B's notification, A's poll of B, the workflow check, A's write).
 
@@ -51,6 +54,7 @@ from tests.e2e.instances import (
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--referrals", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--dispatchers", type=int, default=2)
     parser.add_argument("--changes", type=int, default=40)
     parser.add_argument("--database", help="A PostgreSQL server URL; SQLite files without it.")
@@ -62,9 +66,11 @@ def main() -> int:
             connect(a, b, "fhir")
             subscribe(a, b)
             a.start("poll")
-            a.put(client_record("robin", "Quill", "Robin"))
-            a.put(consent(a, "robin", b))
-            throughput(a, b, arguments.referrals, arguments.dispatchers)
+            clients = [f"client-{n}" for n in range(arguments.clients)]
+            for client in clients:
+                a.put(client_record(client, "Quill", client.replace("-", " ").title()))
+                a.put(consent(a, client, b))
+            throughput(a, b, arguments.referrals, arguments.dispatchers, clients)
             status_lag(a, b, arguments.changes)
         finally:
             a.stop()
@@ -94,14 +100,14 @@ def acknowledged(a: Instance) -> int:
         engine.dispose()
 
 
-def throughput(a: Instance, b: Instance, count: int, dispatchers: int) -> None:
+def throughput(a: Instance, b: Instance, count: int, dispatchers: int, clients: list[str]) -> None:
     """End to end (writes and deliveries at once), then deliveries alone (a queue drained)."""
     roles = ["dispatch"] + [f"dispatch-{n}" for n in range(2, dispatchers + 1)]
     a.ehr()  # the token, before any clock starts
     start_dispatchers(a, roles)
     before = acknowledged(a)
     started = time.perf_counter()
-    written = write(a, "e2e", count)
+    written = write(a, "e2e", count, clients)
     eventually(lambda: acknowledged(a) - before >= count, timeout=900, every=0.1)
     elapsed = time.perf_counter() - started
     print(
@@ -111,7 +117,7 @@ def throughput(a: Instance, b: Instance, count: int, dispatchers: int) -> None:
     )
     for role in roles:
         a.kill(role)
-    write(a, "queued", count)
+    write(a, "queued", count, clients)
     before = acknowledged(a)
     start_dispatchers(a, roles)
     started, early = time.perf_counter(), acknowledged(a) - before  # from their start lines
@@ -135,14 +141,16 @@ def start_dispatchers(a: Instance, roles: list[str]) -> None:
         wait_started(a, role)
 
 
-def write(a: Instance, prefix: str, count: int) -> float:
-    """`count` referrals through A's FHIR API; the seconds it took."""
+def write(a: Instance, prefix: str, count: int, clients: list[str]) -> float:
+    """`count` referrals through A's FHIR API, of each client in turn; the seconds it took."""
     owner = a.organizations["b"]
+
+    def one(n: int) -> None:
+        refer(a, f"{prefix}-{n}", clients[n % len(clients)], owner, "Bench")
+
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=4) as writers:
-        list(
-            writers.map(lambda n: refer(a, f"{prefix}-{n}", "robin", owner, "Bench"), range(count))
-        )
+        list(writers.map(one, range(count)))
     return time.perf_counter() - started
 
 
@@ -151,11 +159,13 @@ def accepted(a: Instance, task_id: str) -> bool:
 
 
 def status_lag(a: Instance, b: Instance, changes: int) -> None:
-    copies = b.search("Task")[:changes]
-    if not copies:
+    tasks = b.search("Task")
+    if not tasks:
         print("status lag: no copies at B")
         return
-    local = copies[0]["for"]["reference"].removeprefix("Patient/")
+    client = tasks[0]["for"]["reference"]
+    copies = [task for task in tasks if task["for"]["reference"] == client][:changes]
+    local = client.removeprefix("Patient/")
     b.put(consent(b, local, a))
     b.start("dispatch")
     wait_started(b, "dispatch")

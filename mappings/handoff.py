@@ -201,6 +201,43 @@ def completion_gaps(handoff: Handoff) -> tuple[str, ...]:
     return gaps
 
 
+def task_completion_gaps(resource: dict[str, Any]) -> tuple[str, ...]:
+    """`completion_gaps` read off a stored handoff Task as any writer sends it (a FHIR PUT
+    as well as the case API): nothing for a Task that carries no transfer summary, since
+    only a handoff has a checklist."""
+    inputs = [item for item in resource.get("input") or () if isinstance(item, dict)]
+    if not any(_typed(item, TRANSFER_SUMMARY.system, TRANSFER_SUMMARY.code) for item in inputs):
+        return ()
+    items = {item.value for item in TransitionItem}
+    gaps = tuple(
+        code
+        for item in inputs
+        for code in _codes(item, TRANSITION_ITEM.url)
+        if code in items and item.get("valueBoolean") is not True
+    )
+    reconciled = any(
+        _typed(item, MEDICATION_RECONCILIATION.system, MEDICATION_RECONCILIATION.code)
+        for item in inputs
+    )
+    return gaps if reconciled else (*gaps, MEDICATION_RECONCILIATION_ITEM)
+
+
+def _codes(item: dict[str, Any], system: str) -> list[str]:
+    concept = item.get("type")
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    return [
+        coding["code"]
+        for coding in codings or ()
+        if isinstance(coding, dict)
+        and coding.get("system") == system
+        and isinstance(coding.get("code"), str)
+    ]
+
+
+def _typed(item: dict[str, Any], system: str, code: str) -> bool:
+    return code in _codes(item, system)
+
+
 def _item(code: str) -> Code:
     return Code(TRANSITION_ITEM.url, code, TRANSITION_ITEM.display(code))
 

@@ -22,7 +22,6 @@ from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
 from interop.services import bundle_builder as bb
 from interop.services.errors import (
-    BusinessRuleBroken,
     Forbidden,
     InvalidRequest,
     ResourceNotFound,
@@ -58,7 +57,6 @@ from mappings.model import (
     Program,
     Referral,
     ReferralTask,
-    TaskStatus,
 )
 from mappings.terminology import TASK_CODE
 
@@ -199,7 +197,6 @@ class CaseService:
         ident = str(resources[-1]["id"])
         with self._door(staff, "update", writes=True) as operations:
             parts = _stored_parts(kind, ident, operations)
-            _check_completion(value, parts)
             kept = _unmapped_elements(kind, parts)
             for resource in resources:
                 merged = {**kept.get(str(resource["id"]), {}), **resource}
@@ -248,21 +245,6 @@ class CaseService:
 
 
 _PAGING = Paging(1000, 1000)
-
-
-def _check_completion(value: object, parts: list[dict[str, Any]]) -> None:
-    """A handoff is completed only with its transfer checklist done (mappings.handoff,
-    `completion_gaps`); refused naming what is not, before anything is written."""
-    if not isinstance(value, Handoff) or value.status is not TaskStatus.COMPLETED:
-        return
-    if parts and parts[0].get("status") == TaskStatus.COMPLETED.value:
-        return  # completed already: the workflow says whether it may change
-    gaps = handoff.completion_gaps(value)
-    if gaps:
-        raise BusinessRuleBroken(
-            "the handoff cannot be completed before its transfer checklist is; not done: "
-            + ", ".join(gaps)
-        )
 
 
 def _resources(mapped: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
 from interop.services.staff import Role
+from mappings import handoff
 from mappings.model import (
     ChecklistItem,
     Code,
@@ -161,3 +162,31 @@ def test_a_handoff_is_not_completed_without_being_under_way(
     refused = put(manager, done)
     assert refused.status_code == 422
     assert refused.json()["detail"] == "a Task does not go from accepted to completed"
+
+
+def test_a_fhir_put_completing_the_task_is_held_to_the_same_checklist(
+    manager: tuple[TestClient, dict[str, str]], client: TestClient
+) -> None:
+    """The program's EHR writing the Task itself meets the rule the case API does."""
+    assert put(manager, in_progress()).status_code == 200
+    done = replace(
+        in_progress(),
+        status=TaskStatus.COMPLETED,
+        execution=Period(STARTED, ENDED),
+        outputs=(INTAKE,),
+    )
+    [task] = [
+        entry["resource"]
+        for entry in handoff.to_fhir(done)["entry"]
+        if entry["resource"]["resourceType"] == "Task"
+    ]
+    completed = {**task, "meta": stored_task(client)["meta"]}
+    refused = client.put(
+        "/fhir/Task/handoff-1", json=completed, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["diagnostics"] == (
+        "the handoff cannot be completed before its transfer checklist is; not done: "
+        "intake-confirmed, medication-reconciliation"
+    )
+    assert stored_task(client)["status"] == "in-progress"
