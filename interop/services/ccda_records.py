@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Final
+from typing import Any, Final
 
 from sqlmodel import Session
 
@@ -56,9 +56,11 @@ from adapters.ccda import Organization as CdaOrganization
 from adapters.ccda import Patient as CdaPatient
 from adapters.ccda import Period as CdaPeriod
 from consent import vocabulary as v
+from interop.services.bundle_builder import plain
 from interop.services.errors import InvalidRequest, PreconditionFailed, ResourceNotFound
 from interop.services.resources import ResourceOperations, internal_operations
 from interop.services.search_parser import Paging
+from interop.store.fhirdates import parse_range
 from mappings import documents, patient, service_request, task
 from mappings import model as m
 from mappings.terminology import (
@@ -133,6 +135,7 @@ def record_document(
         )
         if document.kind is DocumentKind.TRANSFER_SUMMARY:
             written += _medications(operations, document, sender, client, kept, key, labels)
+            _retire_replaced(operations, document, client, kept)
     return written
 
 
@@ -423,6 +426,54 @@ def _medications(
             operations.update("MedicationStatement", reported.id, resource)
         written.append(f"MedicationStatement/{reported.id}")
     return written
+
+
+def _retire_replaced(
+    operations: ResourceOperations, document: CcdaDocument, client: str, kept: str
+) -> None:
+    """A later version of a Transfer Summary (the same setId, written later) replaces the
+    earlier one: the earlier DocumentReference becomes `superseded`, and the medications read
+    from it that no one has changed since are deleted (their history stays), so that staff
+    reconcile the current list; a statement someone has changed is theirs and stays."""
+    set_id = _identifier(document.set_id) if document.set_id else None
+    if set_id is None or _SEARCH_SPECIAL.search(f"{set_id.system or ''}{set_id.value}"):
+        return
+    written_at = _instant(document.effective_time)
+    criteria = [
+        ("identifier", f"{set_id.system or ''}|{set_id.value}"),
+        ("patient", f"Patient/{client}"),
+        ("status", "current"),
+    ]
+    replaced: set[str] = set()
+    for earlier in _found(operations, "DocumentReference", criteria):
+        if earlier["id"] == kept or not _written_before(earlier.get("date"), written_at):
+            continue
+        operations.update("DocumentReference", earlier["id"], {**earlier, "status": "superseded"})
+        replaced.add(f"DocumentReference/{earlier['id']}")
+    if not replaced:
+        return
+    for statement in _found(operations, "MedicationStatement", [("patient", f"Patient/{client}")]):
+        sources = {source.get("reference") for source in statement.get("derivedFrom", [])}
+        if sources & replaced and statement.get("meta", {}).get("versionId") == "1":
+            operations.delete("MedicationStatement", statement["id"])
+
+
+def _found(
+    operations: ResourceOperations, kind: str, criteria: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    bundle = operations.search(kind, [*criteria, ("_count", "1000")], base_url="")
+    return [plain(entry["resource"]) for entry in bundle.get("entry", []) if "resource" in entry]
+
+
+def _written_before(earlier: Any, written_at: datetime | None) -> bool:
+    """Whether a stored document's date is before `written_at`; without both dates, the
+    version received later is the one that stands."""
+    if not isinstance(earlier, str) or written_at is None:
+        return True
+    try:
+        return parse_range(earlier)[0] < written_at
+    except ValueError:
+        return True
 
 
 def _reported(

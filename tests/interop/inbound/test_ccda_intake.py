@@ -6,6 +6,7 @@ the database is real (SQLite, and PostgreSQL when TEST_POSTGRES_URL names one)."
 
 import base64
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +31,15 @@ from interop.services.staff import Role
 from interop.store.database import unit_of_work
 from interop.store.tables import ResourceRow, ResourceVersionRow
 from mappings.terminology import LEVEL_OF_CARE
-from tests.adapters.ccda.test_writer import LEVELS, NPI, part2, referral, transfer
+from tests.adapters.ccda.test_writer import (
+    LEVELS,
+    NPI,
+    RXNORM,
+    medication,
+    part2,
+    referral,
+    transfer,
+)
 from tests.conftest import RegisteredPartner, bearer, corpus, register_partner
 from tests.interop.auth.test_staff import add_user, sign_in
 
@@ -109,6 +118,11 @@ def stored(engine: Engine, resource_type: str) -> list[dict[str, Any]]:
             select(ResourceRow).where(col(ResourceRow.resource_type) == resource_type)
         ).scalars()
         return [orjson.loads(row.content or b"{}") for row in rows]
+
+
+def rxnorm(statement: dict[str, Any]) -> str:
+    code: str = statement["medicationCodeableConcept"]["coding"][0]["code"]
+    return code
 
 
 def origins(engine: Engine, references: tuple[str, ...]) -> set[str]:
@@ -234,6 +248,48 @@ class TestTransferSummary:
         assert statement["dosage"][0]["text"] == "Dissolve one film under the tongue daily"
         assert labels(statement) >= PART2_LABELS
         assert origins(engine, receipt.resources) == {sender.organization}
+
+    def test_a_new_version_replaces_the_medications_no_one_has_changed(
+        self, intake: DocumentIntake, sender: Sender, program: str, engine: Engine,
+        client: TestClient,
+    ) -> None:  # fmt: skip
+        """Version 2 of the summary (same setId, written later) supersedes version 1: its
+        untouched medications go, one a case manager has reconciled stays, the new list is
+        there to reconcile, and the handoff is still the one it started."""
+        set_id = Identifier("2.16.840.1.113883.19.5.99999.19", "summary-set-1")
+        bridge = replace(
+            medication(),
+            ids=(Identifier("2.16.840.1.113883.19.5.99999.3", "rx-2"),),
+            product=Code(RXNORM, "197591", "diazepam 5 MG Oral Tablet"),
+        )
+        first = transfer_summary(
+            set_id=set_id, version_number=1, medications=(medication(), bridge)
+        )
+        assert intake.receive(first, sender, Channel.FILE).status is IntakeStatus.PROCESSED
+        statements = {rxnorm(s): s for s in stored(engine, "MedicationStatement")}
+        reconciled = {**statements["197591"], "status": "stopped"}
+        changed = client.put(f"/fhir/MedicationStatement/{reconciled['id']}", json=reconciled)
+        assert changed.status_code == 200, changed.text
+
+        second = transfer_summary(
+            id=Identifier("2.16.840.1.113883.19.5.99999.9", "doc-2"),
+            set_id=set_id,
+            version_number=2,
+            effective_time="202405021030-0400",
+            medications=(
+                replace(
+                    medication(),
+                    ids=(Identifier("2.16.840.1.113883.19.5.99999.3", "rx-3"),),
+                    product=Code(RXNORM, "1666383", "naloxone 4 MG/ACTUAT Nasal Spray"),
+                ),
+            ),
+        )
+        assert intake.receive(second, sender, Channel.FILE).status is IntakeStatus.PROCESSED
+        kept = {d["id"]: d["status"] for d in stored(engine, "DocumentReference")}
+        assert sorted(kept.values()) == ["current", "superseded"]
+        left = {rxnorm(s): s["status"] for s in stored(engine, "MedicationStatement") if s}
+        assert left == {"197591": "stopped", "1666383": "active"}
+        assert len(stored(engine, "Task")) == 1
 
     def test_the_hl7_example_keeps_its_medications_with_unknown_status(
         self, intake: DocumentIntake, sender: Sender, client: TestClient, engine: Engine
