@@ -166,7 +166,7 @@ def _derive(handoff: Handoff) -> tuple[Referral, ReferralTask]:
         requested_level=handoff.to_level,
         reason=handoff.reason,
         occurrence=handoff.planned_date,
-        consents=(handoff.consent,),
+        consents=(handoff.consent,) if handoff.consent is not None else (),
         supporting_episode_id=handoff.from_episode_id,
     )
     fulfillment = ReferralTask(
@@ -316,10 +316,6 @@ def _compose(
         raise MappingError(f"{referral_path}.performer", "a handoff names the next program")
     if level is None:
         raise MappingError(f"{referral_path}.orderDetail", "a handoff names the next level")
-    if episode is None or not referral.consents:
-        raise MappingError(
-            f"{referral_path}.supportingInfo", "a handoff names the episode left and a consent"
-        )
     if not isinstance(planned, date) or isinstance(planned, datetime):
         raise MappingError(f"{referral_path}.occurrence", "a handoff has a planned date")
     inputs = _Inputs(fulfillment.inputs, f"{task_path}.input")
@@ -338,7 +334,7 @@ def _compose(
             authored_on=fulfillment.authored_on,
             status=fulfillment.status,
             transfer_summary=inputs.transfer_summary(),
-            consent=referral.consents[0],
+            consent=referral.consents[0] if referral.consents else None,
             business_status=fulfillment.business_status,
             status_reason=fulfillment.status_reason,
             medication_reconciliation=inputs.document(MEDICATION_RECONCILIATION),

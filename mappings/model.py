@@ -968,7 +968,6 @@ class Handoff:
     referral_id: Id
     client_id: Ref
     from_program_id: Ref
-    from_episode_id: Ref
     from_level: LevelOfCare
     to_program_id: Ref
     to_level: LevelOfCare
@@ -977,7 +976,12 @@ class Handoff:
     status: TaskStatus
     transfer_summary: Ref
     """The transfer summary DocumentReference (LOINC 18761-7)."""
-    consent: ConsentRef
+    from_episode_id: Ref | None = None
+    """The episode of care left, when it is one of ours: a handoff received from another
+    organization (its Transfer Summary) names the episode only there."""
+    consent: ConsentRef | None = None
+    """The consent it is made under, when it is held here (a received handoff's is the
+    sender's)."""
     business_status: BusinessStatus | None = None
     status_reason: StatusReason | None = None
     medication_reconciliation: Ref | None = None

@@ -29,6 +29,8 @@ from interop.services.errors import (
 from interop.services.resources import GateFactory, ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
 from interop.services.staff import Role, StaffPrincipal
+from interop.store import consents as store
+from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant
 from interop.store.tables import OPERATOR_ORIGIN
 from mappings import (
@@ -230,13 +232,21 @@ class CaseService:
                     records.append(record)
         return records
 
+    def requester_for(self, staff: StaffPrincipal, program: str | None) -> Requester:
+        """`staff_requester`, told whether `program` is the operating program."""
+        with unit_of_work(self._engine, writes=False) as session:
+            operating = f"Organization/{program}" in store.operating_programs(session)
+        return staff_requester(staff, program, operating=program is not None and operating)
+
     def _door(
         self, staff: StaffPrincipal, interaction: str, *, writes: bool = False
     ) -> AbstractContextManager[ResourceOperations]:
+        if staff.role not in (Role.CASE_MANAGER, Role.ADMINISTRATOR):
+            raise Forbidden("case records are read by case managers")
         return behind_gate(
             self._engine,
             self._gates,
-            _as_requester(staff),
+            self.requester_for(staff, staff.programs[0] if staff.programs else None),
             interaction,
             paging=_PAGING,
             writes=writes,
@@ -353,15 +363,14 @@ def _check_writer(staff: StaffPrincipal) -> None:
         raise Forbidden("case records are written by case managers")
 
 
-def _as_requester(staff: StaffPrincipal) -> Requester:
-    if staff.role not in (Role.CASE_MANAGER, Role.ADMINISTRATOR):
-        raise Forbidden("case records are read by case managers")
-    return staff_requester(staff, staff.programs[0] if staff.programs else None)
-
-
-def staff_requester(staff: StaffPrincipal, program: str | None) -> Requester:
+def staff_requester(
+    staff: StaffPrincipal, program: str | None, *, operating: bool = False
+) -> Requester:
     """A case manager acts as one of their programs, for treatment: the gate's requester, and
-    the origin of what they write (the operator's for an administrator without a program)."""
+    the origin of what they write (the operator's for an administrator without a program).
+    The workforce of the `operating` program (the one whose own systems this service is: its
+    EHR is registered first party) reads as its EHR does: communication among a program's
+    personnel is no disclosure (42 CFR §2.12(c)(3)), received records included."""
     return Requester(
         client_id=f"staff:{staff.username}",
         organization=f"Organization/{program}" if program else OPERATOR_ORIGIN,
@@ -370,7 +379,7 @@ def staff_requester(staff: StaffPrincipal, program: str | None) -> Requester:
         emergency=None,
         part2_program=False,
         covered_entity=True,
-        first_party=staff.role is Role.ADMINISTRATOR,
+        first_party=staff.role is Role.ADMINISTRATOR or operating,
     )
 
 

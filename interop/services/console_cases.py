@@ -13,7 +13,7 @@ from typing import Any
 
 from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
-from interop.services.cases import KINDS_BY_NAME, CaseService, Record, staff_requester
+from interop.services.cases import KINDS_BY_NAME, CaseService, Record
 from interop.services.console_review import require_role
 from interop.services.errors import BusinessRuleBroken, Forbidden, InvalidRequest, ResourceNotFound
 from interop.services.resources import ResourceService
@@ -88,7 +88,7 @@ class CaseConsole:
         inbox: list[ReferralLine] = []
         outbox: list[ReferralLine] = []
         for program in _programs(staff):
-            requester = staff_requester(staff, program)
+            requester = self._cases.requester_for(staff, program)
             inbox += self._referral_lines(requester, "owner", program, workflow.Side.OWNER, now)
             outbox += self._referral_lines(
                 requester, "requester", program, workflow.Side.REQUESTER, now
@@ -146,7 +146,9 @@ class CaseConsole:
         }
         if task.owner is not None:
             abort["owner"] = {"reference": f"{task.owner.kind.value}/{task.owner.ref}"}
-        self._resources.create("Task", abort, staff_requester(staff, program), base_url="")
+        self._resources.create(
+            "Task", abort, self._cases.requester_for(staff, program), base_url=""
+        )
 
     def clients(self, staff: StaffPrincipal) -> list[Client]:
         """The clients of the person's programs: those with an episode of care there."""
@@ -175,7 +177,7 @@ class CaseConsole:
             bundle = self._resources.search(
                 "EpisodeOfCare",
                 [("organization", f"Organization/{program}"), ("_count", "1000")],
-                staff_requester(staff, program),
+                self._cases.requester_for(staff, program),
                 base_url="",
             )
             for entry in bundle.get("entry", []):
@@ -215,7 +217,7 @@ class CaseConsole:
         if task.owner is None:
             return False
         owner = str(task.owner.ref)
-        return task.id in self._asked_to_cancel(staff_requester(staff, owner), owner)
+        return task.id in self._asked_to_cancel(self._cases.requester_for(staff, owner), owner)
 
     def _asked_to_cancel(self, requester: Requester, program: str) -> set[str]:
         """The ids of the program's referral Tasks whose requester asked it to cancel them."""

@@ -53,21 +53,27 @@ def local_authors(session: Session) -> frozenset[str]:
     """The organizations this service records consents for itself: the operator, the
     program's own systems (first-party registrations) and the programs its staff work for,
     as long as they are switched on; a change moves the CONSENT_HOLDERS counter."""
-    first_party = session.execute(
-        select(PARTNER_TABLE.c.organization_id).where(
-            PARTNER_TABLE.c.first_party.is_(True), PARTNER_TABLE.c.enabled.is_(True)
-        )
-    ).scalars()
     programs = session.execute(
         select(STAFF_TABLE.c.programs).where(STAFF_TABLE.c.enabled.is_(True))
     ).scalars()
     return frozenset(
         (
             OPERATOR_ORIGIN,
-            *(f"Organization/{ident}" for ident in first_party),
+            *operating_programs(session),
             *(f"Organization/{ident}" for listed in programs for ident in listed.split()),
         )
     )
+
+
+def operating_programs(session: Session) -> frozenset[str]:
+    """The Organizations of the enabled first-party registrations: the program(s) whose own
+    systems this service is."""
+    first_party = session.execute(
+        select(PARTNER_TABLE.c.organization_id).where(
+            PARTNER_TABLE.c.first_party.is_(True), PARTNER_TABLE.c.enabled.is_(True)
+        )
+    ).scalars()
+    return frozenset(f"Organization/{ident}" for ident in first_party)
 
 
 def contents(session: Session, pks: list[int]) -> dict[int, bytes]:

@@ -27,7 +27,8 @@ from adapters.ccda import (
 )
 from interop.services.ccda_intake import Channel, DocumentIntake, IntakeStatus, Sender
 from interop.services.inbound import InboundService
-from interop.services.staff import Role
+from interop.services.partners import NewPartner, PartnerService
+from interop.services.staff import Role, StaffService
 from interop.store.database import unit_of_work
 from interop.store.tables import ResourceRow, ResourceVersionRow
 from mappings.terminology import LEVEL_OF_CARE
@@ -41,9 +42,11 @@ from tests.adapters.ccda.test_writer import (
     transfer,
 )
 from tests.conftest import RegisteredPartner, bearer, corpus, register_partner
-from tests.interop.auth.test_staff import add_user, sign_in
+from tests.interop.auth.test_staff import PASSWORD, add_user, sign_in
+from tests.keys import rsa_key
 
 RECEIVER_NPI = "1992753883"
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
@@ -290,6 +293,35 @@ class TestTransferSummary:
         left = {rxnorm(s): s["status"] for s in stored(engine, "MedicationStatement") if s}
         assert left == {"197591": "stopped", "1666383": "active"}
         assert len(stored(engine, "Task")) == 1
+
+    def test_the_programs_case_managers_work_the_received_handoff(
+        self, intake: DocumentIntake, sender: Sender, program: str, engine: Engine,
+        anonymous: TestClient,
+    ) -> None:  # fmt: skip
+        """The program the summary is for runs this service (its EHR is registered first
+        party): its case managers read the handoff in the case API as its EHR reads the FHIR
+        resources, since use among a program's personnel is no disclosure (§2.12(c)(3)). The
+        episode left and the consent are the sender's: the handoff names neither."""
+        partners: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+        own = partners.register(
+            NewPartner("Northshore EHR", [(NPI_SYSTEM, RECEIVER_NPI)], "system/*.cruds",
+                       jwks=rsa_key().jwks(), first_party=True)
+        )  # fmt: skip
+        assert own.organization == program
+        receipt = intake.receive(transfer_summary(part2=part2()), sender, Channel.FILE)
+        assert receipt.status is IntakeStatus.PROCESSED, receipt
+        task = one(engine, "Task")
+        staff: StaffService = anonymous.app.state.staff  # type: ignore[attr-defined]
+        unit = program.removeprefix("Organization/")
+        staff.add("nia.northshore", PASSWORD, Role.CASE_MANAGER, (unit,), datetime.now(UTC))
+        assert sign_in(anonymous, "nia.northshore").status_code == 200
+        read = anonymous.get(f"/cases/handoffs/{task['id']}")
+        assert read.status_code == 200, read.text
+        handoff = read.json()["value"]
+        assert (handoff["from_level"], handoff["to_level"]) == ("3.5", "2.1")
+        assert handoff["to_program_id"] == unit
+        assert (handoff["from_episode_id"], handoff["consent"]) == (None, None)
+        assert handoff["transfer_summary"] == one(engine, "DocumentReference")["id"]
 
     def test_the_hl7_example_keeps_its_medications_with_unknown_status(
         self, intake: DocumentIntake, sender: Sender, client: TestClient, engine: Engine
