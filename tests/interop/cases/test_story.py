@@ -9,10 +9,12 @@ from pydantic import TypeAdapter
 
 from consent.model import ConsentDirective
 from interop.services.demo import CLIENT, story
+from interop.services.partners import NewPartner, PartnerService
 from interop.services.staff import Role
 from mappings.consent import directive_from_fhir
 from tests.builders import part2_consent
 from tests.interop.auth.test_staff import sign_in
+from tests.keys import rsa_key
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -201,6 +203,23 @@ class TestAcrossPrograms:
         hidden = outsider.get("/cases/care-plans/plan-jordan")
         assert hidden.status_code == 404
         assert outsider.get("/cases/care-plans", params={"client": CLIENT}).json() == []
+
+    def test_the_operating_programs_staff_read_as_its_ehr_while_it_is_registered(
+        self, anonymous: TestClient, admin: tuple[TestClient, dict[str, str]]
+    ) -> None:
+        """The program whose EHR is registered first party runs this service: its personnel
+        use what it holds (§2.12(c)(3)); once that registration is off, the gate decides."""
+        enter_story(*admin)
+        partners: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+        ehr = partners.register(
+            NewPartner("Elsewhere EHR", [("urn:oid:2.16.840.1.113883.3.9999.10", "elsewhere")],
+                       "system/*.cruds", jwks=rsa_key().jwks(), first_party=True)
+        )  # fmt: skip
+        unit = ehr.organization.removeprefix("Organization/")
+        own, _ = staff(anonymous, "omar.operating", Role.CASE_MANAGER, (unit,))
+        assert own.get("/cases/care-plans/plan-jordan").status_code == 200
+        partners.set_enabled(ehr.client_id, False)
+        assert own.get("/cases/care-plans/plan-jordan").status_code == 404
 
 
 class TestConsents:
