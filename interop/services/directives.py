@@ -11,7 +11,7 @@ version and per state of those facts.
 """
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -112,8 +112,9 @@ def read_directives(
     versions = store.consent_versions(session, patient.split("/", 1)[1])
     if not versions:
         return []
-    facts = consent_facts(session, patient, [ident for _, ident, _, _ in versions])
     local = store.local_authors(session)
+    recorders = {ident: origin for _, ident, _, origin in versions}
+    facts = consent_facts(session, patient, recorders, local)
     found: list[ConsentDirective | None] = []
     unknown: dict[int, tuple[_Key, str]] = {}
     for pk, ident, version, origin in versions:
@@ -136,9 +137,17 @@ def read_directives(
     return [directive for directive in found if directive is not None]
 
 
-def consent_facts(session: Session, patient: str, consent_ids: Sequence[str]) -> PatientFacts:
+def consent_facts(
+    session: Session,
+    patient: str,
+    recorders: Mapping[str, str | None],
+    local: frozenset[str],
+) -> PatientFacts:
     """The referenced Patient's name and birth date, the RelatedPersons' relationships, the
-    Provenance signatures of the given Consents, and the approved forms."""
+    Provenance signatures of the given Consents (id -> who recorded it), and the approved
+    forms. A signature counts when it is recorded by the consent's own recorder or by this
+    service's own side (`local`): a partner cannot sign someone else's consent into force."""
+    consent_ids = list(recorders)
     kind, _, ident = patient.partition("/")
     content = store.current(session, kind, ident) if kind == "Patient" else None
     person: dict[str, Any] = orjson.loads(content) if content is not None else {}
@@ -149,9 +158,12 @@ def consent_facts(session: Session, patient: str, consent_ids: Sequence[str]) ->
             resource.get("relationship")
         )
     signatures: dict[str, tuple[ConsentSignature, ...]] = {}
-    for provenance in store.referring(session, "Provenance", "target", "Consent", consent_ids):
+    provenances = store.recorded_referring(session, "Provenance", "target", "Consent", consent_ids)
+    for provenance, signed_by in provenances:
         resource = orjson.loads(provenance)
         for consent in consent_ids:
+            if signed_by not in local and signed_by != recorders[consent]:
+                continue
             found = signatures_of(resource, f"Consent/{consent}")
             if found:
                 reference = f"Consent/{consent}"
@@ -206,8 +218,10 @@ def consent_warnings(
     reference = patient.get("reference") if isinstance(patient, Mapping) else None
     if session is not None and isinstance(reference, str) and reference.startswith("Patient/"):
         ident = str(resource.get("id") or "")
-        holder = origin is None or held(store.local_authors(session), resource, origin)
-        facts = consent_facts(session, reference, [ident] if ident else []).for_consent(
+        local = store.local_authors(session)
+        holder = origin is None or held(local, resource, origin)
+        recorders = {ident: origin} if ident else {}
+        facts = consent_facts(session, reference, recorders, local).for_consent(
             ident, source_forms(session, resource), recorded_by_holder=holder
         )
     directive = directive_from_fhir(resource, facts=facts)

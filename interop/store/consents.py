@@ -99,10 +99,19 @@ def referring(
     session: Session, resource_type: str, param: str, target_type: str, target_ids: Sequence[str]
 ) -> list[bytes]:
     """The current JSON of every resource of a type whose reference parameter names one of
-    the targets (e.g. the Provenances whose `target` is one of the patient's Consents)."""
+    the targets (e.g. the RelatedPersons whose `patient` is the patient)."""
+    return [content for content, _ in recorded_referring(
+        session, resource_type, param, target_type, target_ids
+    )]  # fmt: skip
+
+
+def recorded_referring(
+    session: Session, resource_type: str, param: str, target_type: str, target_ids: Sequence[str]
+) -> list[tuple[bytes, str]]:
+    """`referring`, each with who recorded its current version (its origin)."""
     if not target_ids:
         return []
-    statement = select(RESOURCE_TABLE.c.content).where(
+    statement = select(RESOURCE_TABLE.c.content, RESOURCE_TABLE.c.origin).where(
         RESOURCE_TABLE.c.deleted.is_(False),
         RESOURCE_TABLE.c.pk.in_(
             select(INDEX_TABLE.c.resource_pk).where(
@@ -114,7 +123,11 @@ def referring(
             )
         ),
     )
-    return [content for content in session.execute(statement).scalars() if content is not None]
+    return [
+        (content, origin)
+        for content, origin in session.execute(statement).all()
+        if content is not None
+    ]
 
 
 def approved_forms(session: Session) -> list[ConsentFormRow]:

@@ -126,3 +126,48 @@ def test_the_answer_to_a_forged_permit_says_it_is_not_relied_on(
     forged = warnings(clinic, consent)
     assert any("recipient cannot record its own authorization" in w for w in forged), forged
     assert warnings(world.detox_partner, consent) == []
+
+
+def test_only_the_consents_recorder_signs_it_into_force(
+    anonymous: TestClient, world: World
+) -> None:
+    """A consent recorded without its signer (no Consent.performer) is signed by a Provenance
+    targeting it (the R4 consent-signature pattern): counted when its recorder writes it,
+    never when another partner does, who would be signing for the patient."""
+    clinic = forger(anonymous)
+    unsigned = part2_consent(world.client_ref, world.detox, clinic.organization)
+    del unsigned["performer"]
+    ident = write(anonymous, world.detox_partner, unsigned)
+    signature = {
+        "resourceType": "Provenance",
+        "target": [{"reference": f"Consent/{ident}"}],
+        "recorded": "2026-01-05T10:00:00Z",
+        "agent": [{"who": {"reference": world.client_ref}}],
+        "signature": [
+            {
+                "type": [
+                    {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.7"}
+                ],
+                "when": "2026-01-05T10:00:00Z",
+                "who": {"reference": world.client_ref},
+                "sigFormat": "application/pdf",
+                "data": "JVBERi0xLjQK",
+            }
+        ],
+    }
+
+    def status() -> int:
+        read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, clinic))
+        return read.status_code
+
+    assert status() == 404, "unsigned: not relied on"
+    forged = acting_as(anonymous, clinic).post(
+        "/fhir/Provenance", json=signature, headers=FHIR_JSON
+    )
+    assert forged.status_code == 201, forged.text
+    assert status() == 404, "a signature another partner records signs nothing"
+    signed = acting_as(anonymous, world.detox_partner).post(
+        "/fhir/Provenance", json=signature, headers=FHIR_JSON
+    )
+    assert signed.status_code == 201, signed.text
+    assert status() == 200
