@@ -48,7 +48,7 @@ transition document goes "medication reconciliation included"); whether transpor
 arranged is a fact of the handoff, not an item (a client may make their own way).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import date, datetime
 from typing import Any, Final
@@ -192,19 +192,11 @@ MEDICATION_RECONCILIATION_ITEM: Final = "medication-reconciliation"
 the reconciliation is a document, LOINC-coded on the Task's input)."""
 
 
-def completion_gaps(handoff: Handoff) -> tuple[str, ...]:
-    """What keeps the handoff from being completed: the checklist items it lists that are not
-    done (transition-item codes), and `medication-reconciliation` when none is recorded."""
-    gaps = tuple(entry.item.value for entry in handoff.checklist if not entry.done)
-    if handoff.medication_reconciliation is None:
-        gaps += (MEDICATION_RECONCILIATION_ITEM,)
-    return gaps
-
-
-def task_completion_gaps(resource: dict[str, Any]) -> tuple[str, ...]:
-    """`completion_gaps` read off a stored handoff Task as any writer sends it (a FHIR PUT
-    as well as the case API): nothing for a Task that carries no transfer summary, since
-    only a handoff has a checklist."""
+def completion_gaps(resource: Mapping[str, Any]) -> tuple[str, ...]:
+    """What keeps a handoff's Task from being completed, read off the Task as any writer sends
+    it (the case API, a FHIR PUT): the checklist items it lists that are not done
+    (transition-item codes), and `medication-reconciliation` when none is recorded; nothing
+    for a Task that carries no transfer summary, since only a handoff has a checklist."""
     inputs = [item for item in resource.get("input") or () if isinstance(item, dict)]
     if not any(_typed(item, TRANSFER_SUMMARY.system, TRANSFER_SUMMARY.code) for item in inputs):
         return ()
@@ -222,7 +214,7 @@ def task_completion_gaps(resource: dict[str, Any]) -> tuple[str, ...]:
     return gaps if reconciled else (*gaps, MEDICATION_RECONCILIATION_ITEM)
 
 
-def _codes(item: dict[str, Any], system: str) -> list[str]:
+def _codes(item: Mapping[str, Any], system: str) -> list[str]:
     concept = item.get("type")
     codings = concept.get("coding") if isinstance(concept, dict) else None
     return [
@@ -234,7 +226,7 @@ def _codes(item: dict[str, Any], system: str) -> list[str]:
     ]
 
 
-def _typed(item: dict[str, Any], system: str, code: str) -> bool:
+def _typed(item: Mapping[str, Any], system: str, code: str) -> bool:
     return code in _codes(item, system)
 
 

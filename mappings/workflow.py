@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Final
 
+from mappings.handoff import completion_gaps
 from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS, TASK_CODE
 
 
@@ -88,7 +89,7 @@ def task_change_problem(
     if not is_fulfillment(after) and (before is None or not is_fulfillment(before)):
         return None
     if before is None:
-        return _creation_problem(after, side)
+        return _creation_problem(after, side) or _checklist_problem(after)
     old, new = str(before.get("status")), str(after.get("status"))
     if new == "entered-in-error" and old != new:  # from any state, by the author only
         if side is Side.OWNER:
@@ -188,7 +189,17 @@ def _carried_problem(after: Mapping[str, Any], old: str | None, new: str) -> str
         return "a Task put in-progress carries executionPeriod.start"
     if new == "completed" and (not period.get("end") or not after.get("output")):
         return "a completed Task carries executionPeriod.end and at least one output"
-    return None
+    return _checklist_problem(after)
+
+
+def _checklist_problem(after: Mapping[str, Any]) -> str | None:
+    """A handoff is completed only with its transfer checklist done (mappings.handoff)."""
+    gaps = completion_gaps(after) if after.get("status") == "completed" else ()
+    if not gaps:
+        return None
+    return "the handoff cannot be completed before its transfer checklist is; not done: " + (
+        ", ".join(gaps)
+    )
 
 
 def _field_problem(before: Mapping[str, Any], after: Mapping[str, Any], side: Side) -> str | None:

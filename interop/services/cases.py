@@ -234,9 +234,11 @@ class CaseService:
 
     def requester_for(self, staff: StaffPrincipal, program: str | None) -> Requester:
         """`staff_requester`, told whether `program` is the operating program."""
+        if program is None:
+            return staff_requester(staff, None)
         with unit_of_work(self._engine, writes=False) as session:
             operating = f"Organization/{program}" in store.operating_programs(session)
-        return staff_requester(staff, program, operating=program is not None and operating)
+        return staff_requester(staff, program, operating=operating)
 
     def _door(
         self, staff: StaffPrincipal, interaction: str, *, writes: bool = False

@@ -67,6 +67,7 @@ from mappings.terminology import (
     FROM_LEVEL_OF_CARE,
     LEVEL_OF_CARE,
     LOINC,
+    NPI_SYSTEM,
     PATIENT_REFERRAL,
     REFERRAL_TO_DRUG_REHABILITATION,
     SNOMED,
@@ -79,7 +80,7 @@ _PAGING = Paging(2, 2)
 _NAMESPACE: Final = uuid.UUID("6f1d3b0e-5c3a-4b8e-9d7e-0c2a1f4e8b61")
 _NPI_OID: Final = "2.16.840.1.113883.4.6"
 _SYSTEMS: Final = {
-    _NPI_OID: "http://hl7.org/fhir/sid/us-npi",
+    _NPI_OID: NPI_SYSTEM,
     "2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
     "2.16.840.1.113883.6.96": SNOMED,
     "2.16.840.1.113883.6.1": LOINC,
@@ -208,17 +209,23 @@ def _recipient(operations: ResourceOperations, recipients: tuple[CdaOrganization
 
 
 def _match(operations: ResourceOperations, kind: str, identifier: m.Identifier) -> str | None:
-    """The one resource with this identifier; one with a character search values give a
-    meaning to is not looked up (such values are not identifiers anyone here holds)."""
-    if _SEARCH_SPECIAL.search(identifier.value) or _SEARCH_SPECIAL.search(identifier.system or ""):
+    """The one resource with this identifier, if any."""
+    token = _token(identifier)
+    if token is None:
         return None
     try:
-        found = operations.single_match(
-            kind, [("identifier", f"{identifier.system or ''}|{identifier.value}")], ""
-        )
+        found = operations.single_match(kind, [("identifier", token)], "")
     except (PreconditionFailed, InvalidRequest):
         return None
     return None if found is None else found.resource_id
+
+
+def _token(identifier: m.Identifier) -> str | None:
+    """The identifier as a token search value; None for one with a character search values
+    give a meaning to (such values are not identifiers anyone here holds)."""
+    if _SEARCH_SPECIAL.search(identifier.value) or _SEARCH_SPECIAL.search(identifier.system or ""):
+        return None
+    return f"{identifier.system or ''}|{identifier.value}"
 
 
 def _client(operations: ResourceOperations, person: CdaPatient, labels: tuple[m.Code, ...]) -> str:
@@ -436,11 +443,12 @@ def _retire_replaced(
     from it that no one has changed since are deleted (their history stays), so that staff
     reconcile the current list; a statement someone has changed is theirs and stays."""
     set_id = _identifier(document.set_id) if document.set_id else None
-    if set_id is None or _SEARCH_SPECIAL.search(f"{set_id.system or ''}{set_id.value}"):
+    token = _token(set_id) if set_id is not None else None
+    if token is None:
         return
     written_at = _instant(document.effective_time)
     criteria = [
-        ("identifier", f"{set_id.system or ''}|{set_id.value}"),
+        ("identifier", token),
         ("patient", f"Patient/{client}"),
         ("status", "current"),
     ]

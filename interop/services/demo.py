@@ -71,12 +71,11 @@ from mappings.model import (
     TransitionItem,
     Urgency,
 )
-from mappings.terminology import REFERRAL_TO_DRUG_REHABILITATION
+from mappings.terminology import NPI_SYSTEM, REFERRAL_TO_DRUG_REHABILITATION
 
 CLIENT = "jordan-rivers"
 CONSENT = "consent-jordan"
 MRN = Identifier("urn:oid:2.16.840.1.113883.3.9999.2", "DEMO-0001")
-NPI = "http://hl7.org/fhir/sid/us-npi"
 _UCUM = "http://unitsofmeasure.org"
 
 
@@ -87,7 +86,7 @@ def _program(ident: str, name: str, kind: ProgramKind, part2: bool, npi: str) ->
         part2_program=part2,
         kind=kind,
         covered_entity=True,
-        identifiers=(Identifier(NPI, npi),),
+        identifiers=(Identifier(NPI_SYSTEM, npi),),
     )
 
 

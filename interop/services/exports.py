@@ -38,17 +38,16 @@ from interop.services.staff import StaffPrincipal
 from mappings import handoff, service_request
 from mappings.errors import MappingError
 from mappings.model import Handoff, PartyKind, Referral
-from mappings.terminology import LEVEL_OF_CARE
+from mappings.terminology import LEVEL_OF_CARE, NPI_SYSTEM
 
 _PAGING = Paging(1000, 1000)
 PREVIEW = "preview"
 """The interaction of a document shown to staff: decided as its receiver, logged as a use."""
-_NPI = "http://hl7.org/fhir/sid/us-npi"
 _SYSTEM_OIDS = {
     "http://snomed.info/sct": SNOMED_CT,
     "http://loinc.org": LOINC,
     "http://hl7.org/fhir/sid/icd-10-cm": "2.16.840.1.113883.6.90",
-    _NPI: "2.16.840.1.113883.4.6",
+    NPI_SYSTEM: "2.16.840.1.113883.4.6",
 }
 _GENDER = {"male": "M", "female": "F", "other": "UN", "unknown": "UN"}
 _ADMINISTRATIVE_GENDER = "2.16.840.1.113883.5.1"

@@ -40,7 +40,6 @@ from mappings.terminology import (
 )
 
 REGISTRATION_TAG = {"system": REGISTRATION_TAG_SYSTEM, "code": REGISTRATION_TAG_CODE[1]}
-
 ACCEPTED_ALGORITHMS = ("RS384", "ES384")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _LOOKUP = Paging(10, 10)

@@ -46,7 +46,6 @@ from interop.store.search_params import SUPPORTED_TYPES, extract, parse_referenc
 from interop.store.tables import OPERATOR_ORIGIN, ResourceRow
 from mappings import fhir
 from mappings.errors import InvalidResource, Issue
-from mappings.handoff import task_completion_gaps
 from mappings.terminology import TASK_CODE
 from mappings.workflow import Side, is_fulfillment, is_owner_cancellation, task_change_problem
 
@@ -527,7 +526,6 @@ class ResourceOperations:
         problem = task_change_problem(previous, after, side, abort_requested=asked)
         if problem is not None:
             raise BusinessRuleBroken(problem)
-        _check_completion(previous, after)
 
     def _abort_requested(self, task: dict[str, Any]) -> bool:
         """A cancellation request stands for the Task: a Task with code `abort` focused on it,
@@ -903,20 +901,6 @@ def _same_party(one: Any, other: Any) -> bool:
         for ref in (one, other)
     ]
     return found[0] is not None and found[1] is not None and found[0][:2] == found[1][:2]
-
-
-def _check_completion(previous: dict[str, Any] | None, after: dict[str, Any]) -> None:
-    """A handoff Task is completed only with its transfer checklist done, whoever writes it
-    (mappings.handoff): the case API and a FHIR PUT of the Task say the same."""
-    completed = "completed"
-    if after.get("status") != completed or (previous or {}).get("status") == completed:
-        return
-    gaps = task_completion_gaps(after)
-    if gaps:
-        raise BusinessRuleBroken(
-            "the handoff cannot be completed before its transfer checklist is; not done: "
-            + ", ".join(gaps)
-        )
 
 
 def _local_party(session: Session, reference: Any) -> Any:

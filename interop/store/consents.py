@@ -100,9 +100,8 @@ def referring(
 ) -> list[bytes]:
     """The current JSON of every resource of a type whose reference parameter names one of
     the targets (e.g. the RelatedPersons whose `patient` is the patient)."""
-    return [content for content, _ in recorded_referring(
-        session, resource_type, param, target_type, target_ids
-    )]  # fmt: skip
+    found = recorded_referring(session, resource_type, param, target_type, target_ids)
+    return [content for content, _origin in found]
 
 
 def recorded_referring(

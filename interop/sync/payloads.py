@@ -23,11 +23,11 @@ from interop.services.exports import DocumentExports, focus_id, released_resourc
 from interop.services.resources import ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
 from interop.store.tables import OutboxRow
+from mappings.terminology import NPI_SYSTEM
 
 _PAGING = Paging(1, 1)
 _T = TypeVar("_T")
 URI_SYSTEM = "urn:ietf:rfc:3986"
-_NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 _SERVER_META = ("versionId", "lastUpdated", "source")
 
 
@@ -177,7 +177,7 @@ def _identified(operations: ResourceOperations, reference: Any) -> Any:
     identifiers = [i for i in (organization or {}).get("identifier", []) if i.get("value")]
     if not identifiers:
         return reference
-    npi = [i for i in identifiers if i.get("system") == _NPI_SYSTEM]
+    npi = [i for i in identifiers if i.get("system") == NPI_SYSTEM]
     chosen = (npi or identifiers)[0]
     return {**reference, "identifier": {"system": chosen.get("system"), "value": chosen["value"]}}
 

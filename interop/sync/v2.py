@@ -31,11 +31,11 @@ from interop.services.inbound import V2_IDENTIFIERS
 from interop.services.outbox import Event
 from interop.store.tables import OutboxRow
 from interop.sync.payloads import Payloads, Released
+from mappings.terminology import NPI_SYSTEM
 
 APPLICATION = "RECOVERY-INTEROP"
 _REFERRAL_NAMESPACE = f"{V2_IDENTIFIERS}:referral:"
 _AUTHORITY_NAMESPACE = f"{V2_IDENTIFIERS}:assigning-authority:"
-_NPI = "http://hl7.org/fhir/sid/us-npi"
 _PRIORITY = {"stat": Priority.STAT, "asap": Priority.ASAP, "urgent": Priority.ASAP}
 _SEX = {"female": Sex.FEMALE, "male": Sex.MALE, "other": Sex.OTHER, "unknown": Sex.UNKNOWN}
 _STATUS = {
@@ -173,7 +173,7 @@ def _party(organization: dict[str, Any] | None) -> Party:
     if organization is None:
         return Party("", "", "")
     identifiers = organization.get("identifier", [])
-    npi = next((i for i in identifiers if i.get("system") == _NPI), None)
+    npi = next((i for i in identifiers if i.get("system") == NPI_SYSTEM), None)
     chosen = npi or (identifiers[0] if identifiers else {})
     return Party(
         name=str(organization.get("name", "")),

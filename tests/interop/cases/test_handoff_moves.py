@@ -86,6 +86,16 @@ def in_progress() -> Handoff:
     return replace(accepted(), status=TaskStatus.IN_PROGRESS, execution=Period(STARTED))
 
 
+def completed_unchecked() -> Handoff:
+    """Completed with its end and an output, its checklist and reconciliation not done."""
+    return replace(
+        in_progress(),
+        status=TaskStatus.COMPLETED,
+        execution=Period(STARTED, ENDED),
+        outputs=(INTAKE,),
+    )
+
+
 def test_a_handoff_is_started_with_its_start_and_read_back_with_it(
     manager: tuple[TestClient, dict[str, str]], client: TestClient
 ) -> None:
@@ -107,13 +117,7 @@ def test_completion_with_unchecked_items_is_refused_naming_them(
     manager: tuple[TestClient, dict[str, str]], client: TestClient
 ) -> None:
     assert put(manager, in_progress()).status_code == 200
-    done = replace(
-        in_progress(),
-        status=TaskStatus.COMPLETED,
-        execution=Period(STARTED, ENDED),
-        outputs=(INTAKE,),
-    )
-    refused = put(manager, done)
+    refused = put(manager, completed_unchecked())
     assert refused.status_code == 422
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["detail"] == (
@@ -169,15 +173,9 @@ def test_a_fhir_put_completing_the_task_is_held_to_the_same_checklist(
 ) -> None:
     """The program's EHR writing the Task itself meets the rule the case API does."""
     assert put(manager, in_progress()).status_code == 200
-    done = replace(
-        in_progress(),
-        status=TaskStatus.COMPLETED,
-        execution=Period(STARTED, ENDED),
-        outputs=(INTAKE,),
-    )
     [task] = [
         entry["resource"]
-        for entry in handoff.to_fhir(done)["entry"]
+        for entry in handoff.to_fhir(completed_unchecked())["entry"]
         if entry["resource"]["resourceType"] == "Task"
     ]
     completed = {**task, "meta": stored_task(client)["meta"]}
