@@ -16,10 +16,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote
 
 import orjson
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
 from adapters.hl7v2 import (
@@ -54,6 +55,35 @@ from mappings.workflow import Side, steps
 
 _PAGING = Paging(2, 2)
 V2_IDENTIFIERS = "urn:recovery-interop:hl7v2"
+_REFERRAL_NAMESPACE = f"{V2_IDENTIFIERS}:referral:"
+_AUTHORITY_NAMESPACE = f"{V2_IDENTIFIERS}:assigning-authority:"
+
+
+def referral_system(namespace: str) -> str:
+    """The identifier system of RF1-6 ids assigned by `namespace`. A name is
+    percent-encoded: an FHIR uri holds no whitespace, and a `|` would split a token search."""
+    return _REFERRAL_NAMESPACE + quote(namespace, safe="")
+
+
+def authority_system(name: str) -> str:
+    """The identifier system of an assigning authority known only by name (encoded as above)."""
+    return _AUTHORITY_NAMESPACE + quote(name, safe="")
+
+
+def referral_namespace(system: str) -> str | None:
+    """The namespace a `referral_system` encodes; None for another system."""
+    return _decoded(system, _REFERRAL_NAMESPACE)
+
+
+def authority_name(system: str) -> str | None:
+    """The name an `authority_system` encodes; None for another system."""
+    return _decoded(system, _AUTHORITY_NAMESPACE)
+
+
+def _decoded(system: str, prefix: str) -> str | None:
+    return unquote(system.removeprefix(prefix)) if system.startswith(prefix) else None
+
+
 _PRIORITIES = {"S": m.Urgency.STAT, "A": m.Urgency.ASAP, "R": m.Urgency.ROUTINE}
 _SEX = {"F": m.Gender.FEMALE, "M": m.Gender.MALE, "O": m.Gender.OTHER}
 
@@ -111,18 +141,43 @@ class InboundService:
                     session.add(_row(inbound, channel, now, "processed", created, []))
                 return acknowledge(inbound, control_id=control_id, at=now)
             except (ServiceError, FhirContentError, ValueError) as error:
-                code = ErrorCode.APPLICATION_INTERNAL_ERROR
-                kept = Problem(Location("MSH"), code, reason_of(error))
-                self._hold(inbound, channel, now, AckCode.ERROR, [str(kept)])
-                # The sender learns only that it is held: why could tell it whether a referral
-                # exists here, and in which state (PART2.md S3); staff see the reason.
-                told = Problem(Location("MSH"), code, _HELD)
-                ack = build_ack(
-                    inbound.header, AckCode.ERROR, (told,), control_id=control_id, at=now
-                )
-                return encode_ack(ack)
+                return self._held(inbound, channel, now, control_id, AckCode.ERROR, error)
+            except DBAPIError as error:
+                return self._unavailable(inbound, channel, now, control_id, error)
         self._hold(inbound, channel, now, inbound.ack_code, [str(p) for p in inbound.problems])
         return acknowledge(inbound, control_id=control_id, at=now)
+
+    def _held(
+        self,
+        inbound: Inbound,
+        channel: str,
+        now: datetime,
+        control_id: str,
+        code: AckCode,
+        error: Exception,
+    ) -> bytes:
+        """Hold the message with its reason for staff. The sender learns only that it is held:
+        why could tell it whether a referral exists here, and in which state (PART2.md S3)."""
+        problem = ErrorCode.APPLICATION_INTERNAL_ERROR
+        self._hold(
+            inbound, channel, now, code, [str(Problem(Location("MSH"), problem, reason_of(error)))]
+        )
+        told = Problem(Location("MSH"), problem, _HELD)
+        return encode_ack(build_ack(inbound.header, code, (told,), control_id=control_id, at=now))
+
+    def _unavailable(
+        self, inbound: Inbound, channel: str, now: datetime, control_id: str, error: DBAPIError
+    ) -> bytes:
+        """The database failed (locked, gone, a concurrent write): AR, which tells the sender
+        to send again (HL7 v2 §2.9.2), and the message held for staff when it can still be
+        kept. When even that fails, the AR is the only record, and the sender keeps the message."""
+        try:
+            return self._held(inbound, channel, now, control_id, AckCode.REJECT, error)
+        except DBAPIError:
+            told = Problem(Location("MSH"), ErrorCode.APPLICATION_INTERNAL_ERROR, _UNAVAILABLE)
+            return encode_ack(
+                build_ack(inbound.header, AckCode.REJECT, (told,), control_id=control_id, at=now)
+            )
 
     def _hold(
         self, inbound: Inbound, channel: str, now: datetime, code: AckCode, problems: list[str]
@@ -139,6 +194,8 @@ def reason_of(error: Exception) -> str:
         return "; ".join(issue.diagnostics for issue in error.issues)[:500]
     if isinstance(error, ServiceError):
         return error.message[:500]
+    if isinstance(error, DBAPIError):
+        return f"the database refused the write ({type(error.orig).__name__}); resend or replay it"
     return str(error)[:500]
 
 
@@ -200,7 +257,7 @@ def _intake(
 def _cancellation(session: Session, message: Referral) -> list[str]:
     """REF^I14: the referrer withdraws a referral it sent us (found by its RF1-6); the Task is
     cancelled as the requester's move, so the workflow decides whether it still may be."""
-    system = f"{V2_IDENTIFIERS}:referral:{_namespace(message)}"
+    system = referral_system(_namespace(message))
     with _intake(session) as lookup:
         return _cancel(session, lookup, system, message)
 
@@ -260,6 +317,7 @@ _ANSWERS = {"A": "accepted", "R": "rejected", "P": "received", "E": "rejected"}
 _DECLINED = "Declined by the receiving program (RRI^I12)"
 _EXPIRED = "The referral expired at the receiving program (RRI^I12)"
 _HELD = "the message could not be applied; it is held for staff to review"
+_UNAVAILABLE = "the message could not be stored now; send it again"
 
 
 def _party(task_resource: dict[str, Any], role: str) -> str | None:
@@ -297,9 +355,7 @@ def _referred(
     operations: ResourceOperations, message: Referral, referring: str, receiving: str
 ) -> list[str]:
     client = _client(operations, message.patient)
-    placer = m.Identifier(
-        f"{V2_IDENTIFIERS}:referral:{_namespace(message)}", message.originating_id.value
-    )
+    placer = m.Identifier(referral_system(_namespace(message)), message.originating_id.value)
     existing = operations.conditional_match(
         "ServiceRequest", f"identifier={placer.system}|{placer.value}", ""
     )
@@ -440,7 +496,7 @@ def _identifier_system(authority: Any) -> str:
     if authority is not None and authority.universal_id and authority.universal_id_type == "ISO":
         return f"urn:oid:{authority.universal_id}"
     name = authority.namespace_id if authority is not None else ""
-    return f"{V2_IDENTIFIERS}:assigning-authority:{name or 'unknown'}"
+    return authority_system(name or "unknown")
 
 
 _NPI_OID = "2.16.840.1.113883.4.6"

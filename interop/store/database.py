@@ -15,15 +15,20 @@ CHAIN_KEY_OPTION = "interop_chain_key"
 unit of work on this engine can extend and check the chain, and no table ever holds the key."""
 
 
-def make_engine(database_url: str, *, chain_key: bytes | None = None) -> Engine:
-    """An engine tuned for the backend: SQLite gets WAL, foreign keys and a busy timeout.
-    `chain_key` (settings.chain_key()) is what the disclosure log is keyed with."""
+def make_engine(
+    database_url: str, *, chain_key: bytes | None = None, busy_timeout: float = 30
+) -> Engine:
+    """An engine tuned for the backend: SQLite gets WAL, foreign keys and a busy timeout (how
+    long a writer waits for another's lock, in seconds). `chain_key` (settings.chain_key()) is
+    what the disclosure log is keyed with."""
     url = sqlalchemy_url(database_url)
     if not url.startswith("sqlite"):
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     else:
         _ensure_parent_directory(url)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy_timeout}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     return (

@@ -27,15 +27,13 @@ from adapters.hl7v2.outbound import (
 )
 from interop.auth.requester import Requester
 from interop.services.errors import InvalidRequest
-from interop.services.inbound import V2_IDENTIFIERS
+from interop.services.inbound import authority_name, referral_namespace
 from interop.services.outbox import Event
 from interop.store.tables import OutboxRow
 from interop.sync.payloads import Payloads, Released
 from mappings.terminology import NPI_SYSTEM
 
 APPLICATION = "RECOVERY-INTEROP"
-_REFERRAL_NAMESPACE = f"{V2_IDENTIFIERS}:referral:"
-_AUTHORITY_NAMESPACE = f"{V2_IDENTIFIERS}:assigning-authority:"
 _PRIORITY = {"stat": Priority.STAT, "asap": Priority.ASAP, "urgent": Priority.ASAP}
 _SEX = {"female": Sex.FEMALE, "male": Sex.MALE, "other": Sex.OTHER, "unknown": Sex.UNKNOWN}
 _STATUS = {
@@ -130,9 +128,9 @@ def _our_referral_id(order: dict[str, Any]) -> EntityIdentifier:
 def _their_referral_id(order: dict[str, Any]) -> EntityIdentifier:
     """The RF1-6 the partner sent, kept by the inbound service as the placer identifier."""
     for identifier in order.get("identifier", []):
-        system = str(identifier.get("system", ""))
-        if system.startswith(_REFERRAL_NAMESPACE) and identifier.get("value"):
-            return EntityIdentifier(str(identifier["value"]), system[len(_REFERRAL_NAMESPACE) :])
+        namespace = referral_namespace(str(identifier.get("system", "")))
+        if namespace is not None and identifier.get("value"):
+            return EntityIdentifier(str(identifier["value"]), namespace)
     raise InvalidRequest("the referral did not come over HL7 v2: it has no RF1-6 to answer")
 
 
@@ -164,8 +162,9 @@ def _authority(system: str) -> HierarchicDesignator:
     namespaces as the name they came with, anything else as a URI."""
     if system.startswith("urn:oid:"):
         return HierarchicDesignator("", system.removeprefix("urn:oid:"), "ISO")
-    if system.startswith(_AUTHORITY_NAMESPACE):
-        return HierarchicDesignator(system.removeprefix(_AUTHORITY_NAMESPACE))
+    name = authority_name(system)
+    if name is not None:
+        return HierarchicDesignator(name)
     return HierarchicDesignator("", system, "URI") if system else HierarchicDesignator("")
 
 

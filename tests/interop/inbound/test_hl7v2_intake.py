@@ -1,12 +1,17 @@
 """HL7 v2 referrals and discharges become FHIR records; nothing received is dropped (issue 6)."""
 
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
-from interop.services.inbound import InboundService
+from interop.services.inbound import InboundService, referral_namespace
 from interop.services.staff import Role
+from interop.store.database import make_engine
+from interop.store.migrate import upgrade
 from tests.adapters.hl7v2 import REFERRAL_SEGMENTS, message, segment
 from tests.builders import organization
 from tests.conftest import corpus
@@ -193,3 +198,51 @@ def test_the_program_referred_to_is_found_by_its_npi_whatever_its_name(
     referral = client.get("/fhir/ServiceRequest").json()["entry"][0]["resource"]
     assert referral["performer"] == [{"reference": f"Organization/{stored['id']}"}]
     assert total(client, "Organization", name="Harbor Recovery Center") == 0
+
+
+def test_a_database_that_cannot_write_answers_ar_and_a_resend_lands_once(tmp_path: Path) -> None:
+    """Another writer holds SQLite's lock past the busy timeout: the message is answered AR (send
+    again) rather than left unanswered, nothing of it is half-written, and the resend lands."""
+    url = f"sqlite:///{tmp_path / 'v2.sqlite3'}"
+    engine = make_engine(url, busy_timeout=0.2)
+    upgrade(engine)
+    inbound = InboundService(engine, lambda: datetime.now(UTC))
+    raw = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes()
+    blocker = sqlite3.connect(tmp_path / "v2.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        refused = inbound.receive(raw, "mllp")
+    finally:
+        blocker.execute("ROLLBACK")
+    assert msa(refused) == "AR"
+    assert b"send it again" in refused
+    assert _rows(engine, "SELECT count(*) FROM resource") == 0
+    assert msa(inbound.receive(raw, "mllp")) == "AA"
+    assert (
+        _rows(engine, "SELECT count(*) FROM resource WHERE resource_type = 'ServiceRequest'") == 1
+    )
+
+
+def test_an_assigning_authority_with_spaces_and_bars_is_a_valid_system(
+    inbound: InboundService, client: TestClient
+) -> None:
+    """RF1-6's namespace becomes part of an identifier system: percent-encoded, it stays a valid
+    FHIR uri (no whitespace) and a token search with `|` still finds the referral."""
+    raw = (
+        (corpus("hl7v2") / "REF-I12-01.hl7")
+        .read_bytes()
+        .replace(b"226839^EPIC", b"226839^ST MARY\\F\\S")
+    )
+    assert msa(inbound.receive(raw, "mllp")) == "AA"
+    placer = client.get("/fhir/ServiceRequest").json()["entry"][0]["resource"]["identifier"][0]
+    assert placer["system"] == "urn:recovery-interop:hl7v2:referral:ST%20MARY%7CS"
+    assert referral_namespace(placer["system"]) == "ST MARY|S"
+    found = client.get(
+        "/fhir/ServiceRequest", params={"identifier": f"{placer['system']}|{placer['value']}"}
+    ).json()
+    assert found["total"] == 1
+
+
+def _rows(engine: Engine, query: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.exec_driver_sql(query).scalar_one())
