@@ -11,8 +11,8 @@ version and per state of those facts.
 """
 
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -40,12 +40,21 @@ _Key = tuple[str, int, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class PatientFacts:
-    """What the store knows around one patient's consents, gathered once per request."""
+class Person:
+    """The patient as a consent's trusted writers last recorded it, and the relationships of
+    the RelatedPersons they recorded."""
 
-    name: str | None
-    birth_date: date | None
-    relationships: Mapping[str, tuple[Coding, ...]]
+    name: str | None = None
+    birth_date: date | None = None
+    relationships: Mapping[str, tuple[Coding, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """What the store knows around one patient's consents, gathered once per request; the
+    person each consent is read with is kept per consent (see `consent_facts`)."""
+
+    people: Mapping[str, Person]
     signatures: Mapping[str, tuple[ConsentSignature, ...]]
     forms: Mapping[str, frozenset[str]]
     sources: Any = None
@@ -53,10 +62,11 @@ class PatientFacts:
     def for_consent(
         self, ident: str, source_forms: tuple[str, ...] = (), *, recorded_by_holder: bool = True
     ) -> ConsentFacts:
+        person = self.people.get(ident, _NOBODY)
         return ConsentFacts(
-            patient_name=self.name,
-            patient_birth_date=self.birth_date,
-            relationships=self.relationships,
+            patient_name=person.name,
+            patient_birth_date=person.birth_date,
+            relationships=person.relationships,
             signatures=self.signatures.get(f"Consent/{ident}", ()),
             approved_forms=self.forms,
             source_forms=source_forms,
@@ -65,14 +75,18 @@ class PatientFacts:
 
     def fingerprint(self, ident: str) -> Any:
         """What a directive read with these facts depends on, hashable, for the cache key."""
+        person = self.people.get(ident, _NOBODY)
         return (
-            self.name,
-            self.birth_date,
-            tuple(sorted(self.relationships.items())),
+            person.name,
+            person.birth_date,
+            tuple(sorted(person.relationships.items())),
             self.signatures.get(f"Consent/{ident}", ()),
             tuple(sorted(self.forms.items(), key=lambda item: item[0])),
             self.sources,
         )
+
+
+_NOBODY = Person()
 
 
 class DirectiveCache:
@@ -143,39 +157,61 @@ def consent_facts(
     recorders: Mapping[str, str | None],
     local: frozenset[str],
 ) -> PatientFacts:
-    """The referenced Patient's name and birth date, the RelatedPersons' relationships, the
-    Provenance signatures of the given Consents (id -> who recorded it), and the approved
-    forms. A signature counts when it is recorded by the consent's own recorder or by this
-    service's own side (`local`): a partner cannot sign someone else's consent into force."""
-    consent_ids = list(recorders)
+    """The facts each of the given Consents (id -> who recorded it) is read with: the
+    patient's name and birth date, the RelatedPersons' relationships, its Provenance
+    signatures, and the approved forms.
+
+    Each fact counts only as written by someone the consent may rely on: this service's own
+    side (`local`), the consent's recorder, or whoever registered the patient here (for name,
+    birth date and relationships). Otherwise any partner with write access could sign a
+    consent into force, name itself guardian, or make an adult a minor (§2.14, §2.15)."""
     kind, _, ident = patient.partition("/")
-    content = store.current(session, kind, ident) if kind == "Patient" else None
-    person: dict[str, Any] = orjson.loads(content) if content is not None else {}
-    relationships: dict[str, tuple[Coding, ...]] = {}
-    for related in store.referring(session, "RelatedPerson", "patient", "Patient", [ident]):
-        resource = orjson.loads(related)
-        relationships[f"RelatedPerson/{resource.get('id')}"] = _codings(
-            resource.get("relationship")
-        )
+    versions = store.recorded_versions(session, kind, ident) if kind == "Patient" else []
+    creator = versions[-1][0] if versions else None
+    related = store.recorded_referring(session, "RelatedPerson", "patient", "Patient", [ident])
+    provenances = store.recorded_referring(
+        session, "Provenance", "target", "Consent", list(recorders)
+    )
+    people: dict[str, Person] = {}
     signatures: dict[str, tuple[ConsentSignature, ...]] = {}
-    provenances = store.recorded_referring(session, "Provenance", "target", "Consent", consent_ids)
-    for provenance, signed_by in provenances:
-        resource = orjson.loads(provenance)
-        for consent in consent_ids:
-            if signed_by not in local and signed_by != recorders[consent]:
-                continue
-            found = signatures_of(resource, f"Consent/{consent}")
-            if found:
-                reference = f"Consent/{consent}"
-                signatures[reference] = (*signatures.get(reference, ()), *found)
+    for consent, recorder in recorders.items():
+        trusted = local | {origin for origin in (recorder, creator) if origin is not None}
+        people[consent] = _person(versions, related, trusted)
+        signers = local | ({recorder} if recorder is not None else set())
+        found = tuple(
+            signature
+            for provenance, signed_by in provenances
+            if signed_by in signers
+            for signature in signatures_of(orjson.loads(provenance), f"Consent/{consent}")
+        )
+        if found:
+            signatures[f"Consent/{consent}"] = found
     return PatientFacts(
-        name=person_name(person),
-        birth_date=_date(person.get("birthDate")),
-        relationships=relationships,
+        people=people,
         signatures=signatures,
         forms=approved_forms(session),
         sources=markers.gate_markers(session).sources,
     )
+
+
+def _person(
+    versions: Sequence[tuple[str, bytes | None]],
+    related: Sequence[tuple[bytes, str]],
+    trusted: Set[str],
+) -> Person:
+    """The patient as the latest version a trusted writer recorded (nobody once deleted), with
+    the relationships of the RelatedPersons whose current version a trusted writer recorded."""
+    deleted = bool(versions) and versions[0][1] is None
+    content = next((c for origin, c in versions if origin in trusted and c is not None), None)
+    person: dict[str, Any] = orjson.loads(content) if content is not None and not deleted else {}
+    relationships: dict[str, tuple[Coding, ...]] = {}
+    for document, origin in related:
+        if origin in trusted:
+            resource = orjson.loads(document)
+            relationships[f"RelatedPerson/{resource.get('id')}"] = _codings(
+                resource.get("relationship")
+            )
+    return Person(person_name(person), _date(person.get("birthDate")), relationships)
 
 
 def source_forms(session: Session, consent: Mapping[str, Any]) -> tuple[str, ...]:
@@ -220,7 +256,7 @@ def consent_warnings(
         ident = str(resource.get("id") or "")
         local = store.local_authors(session)
         holder = origin is None or held(local, resource, origin)
-        recorders = {ident: origin} if ident else {}
+        recorders = {ident: origin}
         facts = consent_facts(session, reference, recorders, local).for_consent(
             ident, source_forms(session, resource), recorded_by_holder=holder
         )

@@ -16,6 +16,7 @@ from interop.store.tables import (
     PARTNER_TABLE,
     RESOURCE_TABLE,
     STAFF_TABLE,
+    VERSION_TABLE,
     ConsentFormRow,
 )
 
@@ -93,6 +94,22 @@ def current(session: Session, resource_type: str, resource_id: str) -> bytes | N
     )
     content: bytes | None = session.execute(statement).scalar()
     return content
+
+
+def recorded_versions(
+    session: Session, resource_type: str, resource_id: str
+) -> list[tuple[str, bytes | None]]:
+    """Every version of one resource, newest first, each with who recorded it (its origin);
+    a delete's content is None."""
+    statement = (
+        select(VERSION_TABLE.c.origin, VERSION_TABLE.c.content)
+        .where(
+            VERSION_TABLE.c.resource_type == resource_type,
+            VERSION_TABLE.c.resource_id == resource_id,
+        )
+        .order_by(VERSION_TABLE.c.version_id.desc())
+    )
+    return [(origin, content) for origin, content in session.execute(statement).all()]
 
 
 def referring(

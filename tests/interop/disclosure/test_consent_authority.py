@@ -8,9 +8,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from interop.services.staff import Role, StaffService
-from tests.builders import part2_consent
+from tests.builders import care_plan, part2_consent
 from tests.conftest import RegisteredPartner, register_partner
-from tests.interop.disclosure.conftest import World, acting_as, as_
+from tests.interop.disclosure.conftest import World, acting_as, as_, make
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -170,4 +170,44 @@ def test_only_the_consents_recorder_signs_it_into_force(
         "/fhir/Provenance", json=signature, headers=FHIR_JSON
     )
     assert signed.status_code == 201, signed.text
+    assert status() == 200
+
+
+def test_the_patients_name_counts_as_the_consents_trusted_writers_recorded_it(
+    anonymous: TestClient, world: World
+) -> None:
+    """§2.31(a)(1) asks for the patient's name, read from the Patient the consent names. A
+    consent whose Patient carries no name is not relied on. A partner adding the name to the
+    Patient (the clinic, whose own consent lets it read and write the client's records) does
+    not complete another's consent; the program that registered the patient does."""
+    clinic = forger(anonymous)
+    detox = acting_as(anonymous, world.detox_partner)
+    nameless = make(
+        detox,
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": "MRN-NL"}],
+            "birthDate": "1990-04-12",
+        },
+    )
+    reference = f"Patient/{nameless['id']}"
+    plan = make(detox, care_plan(reference))
+    write(
+        anonymous, world.detox_partner, part2_consent(reference, world.detox, clinic.organization)
+    )
+    incomplete = part2_consent(reference, world.detox, world.a.organization)
+    incomplete["patient"] = {"reference": reference}
+    write(anonymous, world.detox_partner, incomplete)
+
+    def status() -> int:
+        read = anonymous.get(f"/fhir/CarePlan/{plan['id']}", headers=as_(anonymous, world.a))
+        return read.status_code
+
+    assert status() == 404, "no patient name: not relied on"
+    named = {**nameless, "name": [{"family": "Nameless", "given": ["Robin"]}]}
+    del named["meta"]
+    forged = acting_as(anonymous, clinic).put(f"/fhir/{reference}", json=named, headers=FHIR_JSON)
+    assert forged.status_code == 200, forged.text
+    assert status() == 404, "a name another partner records completes nothing"
+    assert detox.put(f"/fhir/{reference}", json=named, headers=FHIR_JSON).status_code == 200
     assert status() == 200
