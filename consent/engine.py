@@ -44,6 +44,7 @@ from consent.model import (
     Decision,
     DisclosureRequest,
     Identifier,
+    NonConsentBasis,
     Obligations,
     Outcome,
     Provision,
@@ -181,7 +182,7 @@ def decide(
     item = request.item
     if not rules.is_part2_data(item):
         return _ordinary(request, as_of)
-    refusal = rules.missing_purpose(request) or rules.out_of_scope(request)
+    refusal = _refused_purposes(request.purposes, request.non_consent_basis)
     if refusal is not None:
         return _deny(request, as_of, refusal, [])
     facts = _Facts.of(request, as_of)
@@ -203,6 +204,33 @@ def decide(
             return _without_consent(request, facts, as_of, rules.default_deny(), notes)
         permits.append(permit)
     return _permit(request, as_of, permits)
+
+
+def refusal_of_any_part2_record(
+    patient: str, purposes: tuple[str, ...], directives: Iterable[ConsentDirective]
+) -> Reason | None:
+    """Why `decide` denies every Part 2 record of `patient` asked for with `purposes` (no
+    exception claimed), whatever the record holds: no purpose or one out of scope, or no
+    consent on file for the patient and no emergency purpose to answer (P2). None when what
+    a record holds could change the answer.
+
+    A search counting thousands of a patient's records asks this once instead of deciding
+    each: the record's codes, dates and labels are then never read."""
+    refusal = _refused_purposes(purposes, None)
+    if refusal is not None:
+        return refusal
+    if any(d.patient == patient and d.provision is not None for d in directives):
+        return None
+    if all(rules.is_emergency_purpose(purpose) for purpose in purposes):
+        return None
+    return rules.default_deny()
+
+
+def _refused_purposes(
+    purposes: tuple[str, ...], non_consent_basis: NonConsentBasis | None
+) -> Reason | None:
+    """S4, then E2: refusals decided by the request alone, before any consent is read."""
+    return rules.missing_purpose(purposes) or rules.out_of_scope(purposes, non_consent_basis)
 
 
 def _by_consents(

@@ -20,6 +20,7 @@ from consent.model import (
     DataItem,
     DisclosureRequest,
     EmergencyFacts,
+    NonConsentBasis,
     Notice,
     Outcome,
     Party,
@@ -662,9 +663,9 @@ def released_classes(item: DataItem) -> tuple[str, ...]:
     return (item.resource_type, *(c.code for c in item.classes))
 
 
-def missing_purpose(request: DisclosureRequest) -> Reason | None:
+def missing_purpose(purposes: tuple[str, ...]) -> Reason | None:
     """S4 (§2.31(a)(5), §2.33): a request must state its purpose of use."""
-    if request.purposes:
+    if purposes:
         return None
     return Reason("S4", "the request states no purpose of use; Part 2 data needs one")
 
@@ -700,16 +701,18 @@ def emergency_releases(item: DataItem, counseling_note: bool) -> bool:
     return not counseling_note and item.resource_type in v.EMERGENCY_RESOURCE_TYPES
 
 
-def out_of_scope(request: DisclosureRequest) -> Reason | None:
+def out_of_scope(
+    purposes: tuple[str, ...], non_consent_basis: NonConsentBasis | None
+) -> Reason | None:
     """E2 (§2.52 research, §2.53 audit and evaluation, §2.12(c)(4) QSOA): these disclosures
     without consent are not performed by this service, and no consent stands in for them."""
-    if request.non_consent_basis is not None:
+    if non_consent_basis is not None:
         return Reason(
             "E2",
-            f"disclosure under {request.non_consent_basis.value} is out of this service's "
+            f"disclosure under {non_consent_basis.value} is out of this service's "
             "scope and is never treated as consent",
         )
-    research = sorted(p for p in request.purposes if v.HRESCH in v.purpose_closure(p))
+    research = sorted(p for p in purposes if v.HRESCH in v.purpose_closure(p))
     if research:
         return Reason(
             "E2",

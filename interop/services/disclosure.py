@@ -39,7 +39,7 @@ import orjson
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from consent.engine import decide
+from consent.engine import decide, refusal_of_any_part2_record
 from consent.model import (
     Coding,
     ConsentDirective,
@@ -50,6 +50,7 @@ from consent.model import (
     Identifier,
     Outcome,
     Party,
+    Reason,
 )
 from consent.model import Requester as ConsentRequester
 from interop.audit.group_commit import GroupCommitLog
@@ -176,6 +177,10 @@ class GateSession:
             rule = "P2" if record.part2 else "P1"
             self._log(None, reference, verdict, rule, None, None, (), record.part2, None)
             return None if record.part2 else stored.content
+        refusal = self._refusal(patient) if record.part2 else None
+        if refusal is not None:
+            self._log(patient, reference, "deny", refusal.rule, None, None, (), True, None)
+            return None
         decision = decide(
             self._request(patient, resource, reference, stored, record),
             self._consents(patient),
@@ -368,6 +373,13 @@ class GateSession:
                 kept = self._sets.get(self._markers_now().consent_facts, patient, read)
             self._directives[patient] = kept
         return self._directives[patient]
+
+    def _refusal(self, patient: str) -> Reason | None:
+        """The engine's denial of every Part 2 record of this patient to this requester, when
+        no record's content could change it: then the record need not be looked into."""
+        return refusal_of_any_part2_record(
+            patient, self._requester.purposes, self._consents(patient)
+        )
 
     def _request(
         self,

@@ -28,6 +28,7 @@ from consent import (
     decide,
 )
 from consent import vocabulary as v
+from consent.engine import refusal_of_any_part2_record
 from tests.consent import AS_OF, PATIENT, PROGRAM, item, request, requester
 
 RECIPIENTS = ("Organization/a", "Organization/b")
@@ -219,3 +220,49 @@ def test_a_revoked_consent_changes_no_outcome(
     with_revoked = decide(req, [*consents, *revoked], AS_OF)
 
     assert with_revoked.outcome is decide(req, consents, AS_OF).outcome
+
+
+any_purposes = st.lists(
+    st.sampled_from([*PURPOSES, "ETREAT", "BTG", "HRESCH", "CLINTRCH"]), max_size=2, unique=True
+).map(tuple)
+part2_items = st.builds(
+    lambda kind, date, labelled: item(kind, date=date, labels=labelled),
+    st.sampled_from(TYPES),
+    st.sampled_from(DATES),
+    st.sampled_from([((v.ACT_CODE, v.SUD),), ()]),
+)
+on_file = st.one_of(st.just([]), directives)
+for_others = st.sampled_from([PATIENT, "Patient/someone-else"])
+
+
+@settings(max_examples=400)
+@given(on_file, for_others, any_purposes, st.sampled_from(RECIPIENTS), part2_items)
+def test_a_refusal_by_patient_is_the_engines_answer_for_every_part2_record(
+    consents: list[ConsentDirective],
+    holder: str,
+    purposes: tuple[str, ...],
+    who: str,
+    data: object,
+) -> None:
+    consents = [replace(directive, patient=holder) for directive in consents]
+    req = request(who=requester(who), purposes=purposes, data=data)  # type: ignore[arg-type]
+
+    refusal = refusal_of_any_part2_record(PATIENT, purposes, consents)
+    decision = decide(req, consents, AS_OF)
+
+    if refusal is not None:
+        assert not decision.permitted
+        assert decision.reasons[0] == refusal
+        assert decision.consent_id is None
+        assert decision.provision_path is None
+
+
+@given(any_purposes)
+def test_a_patient_without_consents_is_refused_by_patient_unless_for_an_emergency(
+    purposes: tuple[str, ...],
+) -> None:
+    emergency = bool(purposes) and all(v.ETREAT in v.purpose_closure(p) for p in purposes)
+
+    refusal = refusal_of_any_part2_record(PATIENT, purposes, [])
+
+    assert (refusal is None) is emergency
