@@ -107,57 +107,72 @@ class DocumentIntake:
     ) -> DocumentReceipt:
         """Keep the document, process it when it can be, and say what became of it.
 
-        `key` is the drop's Idempotency-Key (HTTP); files are keyed by their SHA-256."""
+        `key` is the drop's Idempotency-Key (HTTP); files are keyed by their SHA-256. The
+        document is read before any lock is taken; then, under the drop's lock, its outcome
+        (processed, refused or held) is written in one transaction, so that copies of one
+        drop arriving at once (a retry racing its original) are answered by the first's row
+        instead of each writing its own."""
         keyed = key is not None
         key = key if key is not None else "sha256:" + hashlib.sha256(raw).hexdigest()
         with unit_of_work(self._engine, writes=False) as session:
             earlier = _first_drop(session, sender, key, raw, keyed=keyed)
         if earlier is not None:
             return _receipt(earlier, replayed=True)
-        try:
-            document = read_document(raw, max_bytes=MAX_DOCUMENT_BYTES)
-        except MalformedDocument as error:
-            return self._hold(raw, sender, channel, key, "", IntakeStatus.REFUSED, str(error))
-        kind = f"C-CDA {document.kind.value}"
-        refusal = _refusal(document)
-        if refusal is not None:
-            return self._hold(raw, sender, channel, key, kind, IntakeStatus.REFUSED, refusal)
-        now = self._clock()
-        try:
-            with unit_of_work(self._engine) as session:
-                # Two deliveries of one drop at once (a retry racing its original) must not
-                # both process it: the second waits here, then finds the first's row.
-                locks.serialize_on(session, [f"inbound-document {sender.client_id} {key}"])
-                earlier = _first_drop(session, sender, key, raw, keyed=keyed)
-                if earlier is not None:
-                    return _receipt(earlier, replayed=True)
-                written = record_document(session, document, raw, sender, now)
-                row = _row(raw, sender, channel, key, kind, now, IntakeStatus.PROCESSED)
-                row.resources = " ".join(written)
-                session.add(row)
-                session.flush()
-                return _receipt(row)
-        except (ServiceError, FhirContentError, ValueError) as error:
-            reason = reason_of(error)
-            return self._hold(raw, sender, channel, key, kind, IntakeStatus.HELD, reason)
-
-    def _hold(
-        self,
-        raw: bytes,
-        sender: Sender,
-        channel: Channel,
-        key: str,
-        kind: str,
-        status: IntakeStatus,
-        reason: str,
-    ) -> DocumentReceipt:
-        """Keep what could not be processed for staff, with why."""
+        drop = _Drop(raw, sender, channel, key, self._clock())
+        kind, read = _read(raw)
         with unit_of_work(self._engine) as session:
-            row = _row(raw, sender, channel, key, kind or "C-CDA", self._clock(), status)
-            row.problems = orjson.dumps([reason]).decode()
+            locks.serialize_on(session, [f"inbound-document {sender.client_id} {key}"])
+            earlier = _first_drop(session, sender, key, raw, keyed=keyed)
+            if earlier is not None:
+                return _receipt(earlier, replayed=True)
+            row = (
+                drop.row(kind, IntakeStatus.REFUSED, read)
+                if isinstance(read, str)
+                else _applied(session, read, kind, drop)
+            )
             session.add(row)
             session.flush()
             return _receipt(row)
+
+
+@dataclass(frozen=True, slots=True)
+class _Drop:
+    """One arrival of a document: what its inbound row records whatever becomes of it."""
+
+    raw: bytes
+    sender: Sender
+    channel: Channel
+    key: str
+    received_at: datetime
+
+    def row(self, kind: str, status: IntakeStatus, problem: str = "") -> InboundMessageRow:
+        row = _row(self.raw, self.sender, self.channel, self.key, kind, self.received_at, status)
+        if problem:
+            row.problems = orjson.dumps([problem]).decode()
+        return row
+
+
+def _read(raw: bytes) -> tuple[str, CcdaDocument | str]:
+    """What kind of document it is, and the document or why it is refused: unreadable, or
+    not one this service takes."""
+    try:
+        document = read_document(raw, max_bytes=MAX_DOCUMENT_BYTES)
+    except MalformedDocument as error:
+        return "C-CDA", str(error)
+    return f"C-CDA {document.kind.value}", _refusal(document) or document
+
+
+def _applied(session: Session, document: CcdaDocument, kind: str, drop: _Drop) -> InboundMessageRow:
+    """The document's records written, or, when they cannot be, none of them (a savepoint
+    rolls them back) and the document held for staff with why."""
+    try:
+        with session.begin_nested():
+            written = record_document(session, document, drop.raw, drop.sender, drop.received_at)
+    except (ServiceError, FhirContentError, ValueError) as error:
+        return drop.row(kind, IntakeStatus.HELD, reason_of(error))
+    row = drop.row(kind, IntakeStatus.PROCESSED)
+    row.resources = " ".join(written)
+    return row
 
 
 def _refusal(document: CcdaDocument) -> str | None:

@@ -489,6 +489,41 @@ class TestDrop:
         assert len(stored(engine, "Task")) == 1
         assert len(stored(engine, "DocumentReference")) == 1
 
+    @pytest.mark.parametrize(
+        ("document", "status"),
+        [
+            (lambda: referral_note(), 202),  # no program here: held
+            (lambda: b"<ClinicalDocument", 422),  # not XML: refused
+        ],
+        ids=["held", "refused"],
+    )
+    def test_a_retry_racing_its_original_is_held_once(
+        self,
+        anonymous: TestClient,
+        partner: RegisteredPartner,
+        engine: Engine,
+        document: Any,
+        status: int,
+    ) -> None:
+        """What cannot be processed is held once per Idempotency-Key, however many copies of
+        the drop arrive at once: staff review one document, and each retry is told of it."""
+        token, raw = self.token(anonymous, partner), document()
+
+        def drop(key: str) -> tuple[int, int]:
+            headers = {**token, "Content-Type": "application/xml", "Idempotency-Key": key}
+            answer = anonymous.post("/inbound/ccda", content=raw, headers=headers)
+            return answer.status_code, answer.json()["inbound_id"]
+
+        keys = [f'"racing-{status}-{n}.xml"' for n in range(5)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = {key: set(pool.map(drop, [key] * 4)) for key in keys}
+        held = DocumentIntakeView(engine).held()
+        assert sorted(h.pk for h in held) == sorted(
+            inbound for answered in answers.values() for _status, inbound in answered
+        )
+        assert all(len(answered) == 1 for answered in answers.values()), answers
+        assert {status} == {code for answered in answers.values() for code, _inbound in answered}
+
     def test_a_refused_drop_is_a_problem_detail_and_held(
         self, anonymous: TestClient, partner: RegisteredPartner
     ) -> None:
