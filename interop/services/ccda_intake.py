@@ -146,10 +146,21 @@ class _Drop:
     received_at: datetime
 
     def row(self, kind: str, status: IntakeStatus, problem: str = "") -> InboundMessageRow:
-        row = _row(self.raw, self.sender, self.channel, self.key, kind, self.received_at, status)
-        if problem:
-            row.problems = orjson.dumps([problem]).decode()
-        return row
+        """Its inbound row: `status` is processed or held (a refusal is held, told apart by its
+        ack_code "AR", as an HL7 v2 message the receiver rejects is; "AE" is held for an
+        application error, "AA" processed)."""
+        return InboundMessageRow(
+            received_at=self.received_at,
+            channel=self.channel.value,
+            sender=self.sender.client_id[:400],
+            control_id=self.key[:200],
+            message_type=kind[:40],
+            ack_code=_ACK[status],
+            status="processed" if status is IntakeStatus.PROCESSED else "held",
+            problems=orjson.dumps([problem]).decode() if problem else "",
+            resources="",
+            raw=self.raw,
+        )
 
 
 def _read(raw: bytes) -> tuple[str, CcdaDocument | str]:
@@ -190,32 +201,6 @@ def _refusal(document: CcdaDocument) -> str | None:
     if not any(name.full() for name in patient.names):
         return "the document's patient has no name (patientRole/patient/name)"
     return None
-
-
-def _row(
-    raw: bytes,
-    sender: Sender,
-    channel: Channel,
-    key: str,
-    kind: str,
-    now: datetime,
-    status: IntakeStatus,
-) -> InboundMessageRow:
-    """The inbound row of a document: `status` is processed or held (a refusal is held, told
-    apart by its ack_code "AR", as an HL7 v2 message the receiver rejects is; "AE" is held for
-    an application error, "AA" processed)."""
-    return InboundMessageRow(
-        received_at=now,
-        channel=channel.value,
-        sender=sender.client_id[:400],
-        control_id=key[:200],
-        message_type=kind[:40],
-        ack_code=_ACK[status],
-        status="processed" if status is IntakeStatus.PROCESSED else "held",
-        problems="",
-        resources="",
-        raw=raw,
-    )
 
 
 _ACK: Final = {IntakeStatus.PROCESSED: "AA", IntakeStatus.REFUSED: "AR", IntakeStatus.HELD: "AE"}

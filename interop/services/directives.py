@@ -172,17 +172,19 @@ def consent_facts(
     provenances = store.recorded_referring(
         session, "Provenance", "target", "Consent", list(recorders)
     )
+    signed = [(orjson.loads(provenance), signed_by) for provenance, signed_by in provenances]
+    relatives = [(orjson.loads(document), origin) for document, origin in related]
     people: dict[str, Person] = {}
     signatures: dict[str, tuple[ConsentSignature, ...]] = {}
     for consent, recorder in recorders.items():
         trusted = local | {origin for origin in (recorder, creator) if origin is not None}
-        people[consent] = _person(versions, related, trusted)
+        people[consent] = _person(versions, relatives, trusted)
         signers = local | ({recorder} if recorder is not None else set())
         found = tuple(
             signature
-            for provenance, signed_by in provenances
+            for provenance, signed_by in signed
             if signed_by in signers
-            for signature in signatures_of(orjson.loads(provenance), f"Consent/{consent}")
+            for signature in signatures_of(provenance, f"Consent/{consent}")
         )
         if found:
             signatures[f"Consent/{consent}"] = found
@@ -196,7 +198,7 @@ def consent_facts(
 
 def _person(
     versions: Sequence[tuple[str, bytes | None]],
-    related: Sequence[tuple[bytes, str]],
+    related: Sequence[tuple[dict[str, Any], str]],
     trusted: Set[str],
 ) -> Person:
     """The patient as the latest version a trusted writer recorded (nobody once deleted), with
@@ -205,9 +207,8 @@ def _person(
     content = next((c for origin, c in versions if origin in trusted and c is not None), None)
     person: dict[str, Any] = orjson.loads(content) if content is not None and not deleted else {}
     relationships: dict[str, tuple[Coding, ...]] = {}
-    for document, origin in related:
+    for resource, origin in related:
         if origin in trusted:
-            resource = orjson.loads(document)
             relationships[f"RelatedPerson/{resource.get('id')}"] = _codings(
                 resource.get("relationship")
             )
