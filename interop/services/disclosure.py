@@ -535,6 +535,10 @@ class DisclosureGate:
         this returns: a response waits for its own entries to be durable."""
         self._log.write(_grouped(gate.entries()))
 
+    async def record_async(self, gate: GateSession) -> None:
+        """As `record`, for a request served on the event loop."""
+        await self._log.write_async(_grouped(gate.entries()))
+
 
 def system_gate(session: Session, job: str, on_behalf_of: str) -> GateSession:
     """A gate for internal work inside the caller's transaction; its decisions are appended to

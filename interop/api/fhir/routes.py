@@ -167,11 +167,11 @@ def history_type(
 
 
 @router.get("/{resource_type}/{resource_id}", operation_id="fhir_read", responses=RESPONSES)
-def read(
+async def read(
     resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep, requester: Reader
 ) -> FhirResponse:
     """The current version (R4 §3.1.0.2); 410 once deleted."""
-    stored = resources.read(resource_type, resource_id, requester)
+    stored = await resources.read_on_loop(resource_type, resource_id, requester)
     return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
 
 
@@ -264,7 +264,7 @@ def history_instance(
     operation_id="fhir_vread",
     responses=RESPONSES,
 )
-def vread(
+async def vread(
     resource_type: str,
     resource_id: str,
     version_id: str,
@@ -273,7 +273,7 @@ def vread(
     requester: Reader,
 ) -> FhirResponse:
     """One version as it was (R4 §3.1.0.3)."""
-    stored = resources.vread(resource_type, resource_id, version_id, requester)
+    stored = await resources.vread_on_loop(resource_type, resource_id, version_id, requester)
     return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
 
 

@@ -2,6 +2,7 @@
 appended in shared transactions, each request returns only once its own entries are durable,
 and the chain stays exact."""
 
+import asyncio
 import threading
 from datetime import UTC, datetime
 
@@ -96,4 +97,56 @@ def test_a_batch_that_cannot_be_committed_fails_every_request_in_it(database_url
         rows = session.exec(select(DisclosureLogRow)).all()
     engine.dispose()
     assert len(failures) == 4
+    assert rows == []
+
+
+def test_requests_awaiting_on_the_event_loop_share_transactions(database_url: str) -> None:
+    """Reads served on the loop await their entries: the loop hands them all over before the
+    writer's turn, and each coroutine resumes once its own entry is durable."""
+    engine = make_engine(database_url, chain_key=b"group-commit-test-key-0123456789")
+    upgrade(engine)
+    commits: list[int] = []
+    event.listen(engine.engine, "commit", lambda _connection: commits.append(1))
+    log = GroupCommitLog(engine)
+
+    async def request(number: int) -> bool:
+        await log.write_async([entry(number)])
+        with Session(engine) as session:
+            found = session.exec(
+                select(DisclosureLogRow).where(
+                    col(DisclosureLogRow.client_id) == f"client-{number}"
+                )
+            ).first()
+        return found is not None
+
+    async def requests() -> list[bool]:
+        return await asyncio.gather(*(request(number) for number in range(WRITERS)))
+
+    durable = asyncio.run(requests())
+    with Session(engine) as session:
+        report = verify(session)
+    engine.dispose()
+    assert durable == [True] * WRITERS
+    assert report.intact, report
+    assert report.rows == WRITERS
+    assert len(commits) < WRITERS
+
+
+def test_an_awaited_batch_that_cannot_be_committed_fails_every_request(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)  # no chain key: appending must fail
+    upgrade(engine)
+    log = GroupCommitLog(engine)
+
+    async def requests() -> list[BaseException | None]:
+        return await asyncio.gather(
+            *(log.write_async([entry(number)]) for number in range(4)), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(requests())
+    with Session(engine) as session:
+        rows = session.exec(select(DisclosureLogRow)).all()
+    engine.dispose()
+    assert [type(outcome) for outcome in outcomes] == [RuntimeError] * 4
     assert rows == []
