@@ -20,6 +20,9 @@ from interop.store.tables import (
 RESOURCE = RESOURCE_TABLE.c
 VERSION = VERSION_TABLE.c
 INDEX = INDEX_TABLE.c
+_NEW_RESOURCE = insert(RESOURCE_TABLE).returning(RESOURCE.pk)
+_NEW_VERSION = insert(VERSION_TABLE)
+"""Built once: every write runs them, and a statement built per call is compiled per call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,37 +111,43 @@ class ResourceRepository:
         index: Sequence[IndexValue],
     ) -> None:
         """Record a new version as current, in history, and in the search index."""
-        row = existing or ResourceRow(
-            resource_type=stored.resource_type,
-            resource_id=stored.resource_id,
-            version_id=stored.version_id,
-            last_updated=stored.last_updated,
-        )
-        row.version_id = stored.version_id
-        row.last_updated = stored.last_updated
-        row.deleted = stored.content is None
-        row.content = stored.content
-        row.origin = stored.origin
-        row.custodians = " ".join(stored.custodians)
-        self._session.add(row)
+        custodians = " ".join(stored.custodians)
+        current = {
+            "version_id": stored.version_id,
+            "last_updated": stored.last_updated,
+            "deleted": stored.content is None,
+            "content": stored.content,
+            "origin": stored.origin,
+            "custodians": custodians,
+        }
+        if existing is None:
+            # A plain insert: no ORM object, which would cost a flush of its own.
+            key = {"resource_type": stored.resource_type, "resource_id": stored.resource_id}
+            pk: int = self._session.execute(_NEW_RESOURCE, {**key, **current}).scalar_one()
+        else:
+            for name, value in current.items():
+                setattr(existing, name, value)
+            self._session.add(existing)
+            self._session.flush()
+            assert existing.pk is not None
+            pk = existing.pk
         markers.note_write(self._session, stored.resource_type)
-        self._session.flush()
-        assert row.pk is not None
         # History and index rows as plain inserts, many at once: ORM objects for dozens of
         # index values per write cost more than the database does.
         self._session.execute(
-            insert(VERSION_TABLE).values(
-                resource_type=stored.resource_type,
-                resource_id=stored.resource_id,
-                version_id=stored.version_id,
-                last_updated=stored.last_updated,
-                method=stored.method,
-                content=stored.content,
-                origin=row.origin,
-                custodians=row.custodians,
-            )
+            _NEW_VERSION,
+            {
+                "resource_type": stored.resource_type,
+                "resource_id": stored.resource_id,
+                "version_id": stored.version_id,
+                "last_updated": stored.last_updated,
+                "method": stored.method,
+                "content": stored.content,
+                "origin": stored.origin,
+                "custodians": custodians,
+            },
         )
-        self._replace_index(row.pk, stored.resource_type, index, fresh=existing is None)
+        self._replace_index(pk, stored.resource_type, index, fresh=existing is None)
 
     def _replace_index(
         self,
