@@ -25,7 +25,7 @@ from interop.api.formats import (
 )
 from interop.api.responses import FhirResponse
 from interop.api.security import CsrfRejected, StaffUnauthenticated
-from interop.services.errors import ServiceError, TransactionFailed
+from interop.services.errors import ScopeInsufficient, ServiceError, TransactionFailed
 from interop.services.outcomes import REASONS, outcome, outcome_of, status_of
 from interop.services.tokens import TokenRefused, Unauthenticated
 from mappings.errors import FhirContentError, Issue
@@ -46,6 +46,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StaffUnauthenticated, _staff_unauthenticated)
     app.add_exception_handler(CsrfRejected, _csrf_rejected)
     app.add_exception_handler(OidcDisabled, _oidc_disabled)
+    app.add_exception_handler(ScopeInsufficient, _scope_insufficient)
     app.add_exception_handler(ServiceError, _typed_error)
     app.add_exception_handler(FhirContentError, _typed_error)
     app.add_exception_handler(TransactionFailed, _typed_error)
@@ -88,7 +89,19 @@ async def _unauthenticated(request: Request, error: Exception) -> Response:
         response = problem(401, "Unauthorized", str(error))
     else:
         response = fhir_error(request, 401, outcome(Issue("error", "login", str(error))))
-    response.headers["WWW-Authenticate"] = 'Bearer realm="fhir", error="invalid_token"'
+    assert isinstance(error, Unauthenticated)
+    challenge = 'Bearer realm="fhir", error="invalid_token"' if error.presented else _CHALLENGE
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+_CHALLENGE = 'Bearer realm="fhir"'
+
+
+async def _scope_insufficient(request: Request, error: Exception) -> Response:
+    """403 with the Bearer challenge's insufficient_scope (RFC 6750 §3.1)."""
+    response = await _typed_error(request, error)
+    response.headers["WWW-Authenticate"] = f'{_CHALLENGE}, error="insufficient_scope"'
     return response
 
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from interop.api.deps import BaseUrlDep
 from interop.auth.requester import Requester
-from interop.services.errors import Forbidden
+from interop.services.errors import Forbidden, ScopeInsufficient
 from interop.services.staff import Role, StaffService, StaffSession
 from interop.services.tokens import TokenService
 from interop.services.write_policy import PartnerWriteGuard
@@ -57,7 +57,7 @@ def requires(permission: str) -> Callable[[str, Requester], Awaitable[Requester]
 
     async def check(resource_type: str, requester: RequesterDep) -> Requester:
         if not requester.may(resource_type, permission):
-            raise Forbidden(
+            raise ScopeInsufficient(
                 f"the access token has no scope allowing '{permission}' on {resource_type[:64]}"
             )
         return requester
@@ -68,7 +68,7 @@ def requires(permission: str) -> Callable[[str, Requester], Awaitable[Requester]
 async def system_reader(requester: RequesterDep) -> Requester:
     """System-wide history spans every type: it needs `system/*.rs`."""
     if not requester.may("*", "s"):
-        raise Forbidden("system history needs a system/*.s scope")
+        raise ScopeInsufficient("system history needs a system/*.s scope")
     return requester
 
 
@@ -77,7 +77,7 @@ def scope_authorizer(requester: Requester) -> Callable[[str, str], None]:
 
     def authorize(resource_type: str, permission: str) -> None:
         if not requester.may(resource_type, permission):
-            raise Forbidden(
+            raise ScopeInsufficient(
                 f"the access token has no scope allowing '{permission}' on {resource_type[:64]}"
             )
 

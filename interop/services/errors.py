@@ -43,6 +43,11 @@ class Forbidden(ServiceError):
     issue_code = "forbidden"
 
 
+class ScopeInsufficient(Forbidden):
+    """The access token is valid, but its scopes do not reach the interaction: 403 with the
+    Bearer challenge's `insufficient_scope` (RFC 6750 §3.1)."""
+
+
 class VersionConflict(ServiceError):
     issue_code = "conflict"
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl
 
 from interop.auth.requester import Requester
-from interop.services.errors import Forbidden, InvalidRequest
+from interop.services.errors import InvalidRequest, ScopeInsufficient
 from interop.services.search_parser import Paging, parse_search
 from interop.store.fhirdates import parse_range
 from interop.store.search import (
@@ -132,7 +132,7 @@ def _types(level: str, named: list[str], requester: Requester, refuse: Refuse) -
         elif kind not in allowed:
             refuse(f"{kind} is outside the patient compartment")
         elif not readable(requester, kind):
-            raise Forbidden(f"the access token has no scope allowing 'r' on {kind}")
+            raise ScopeInsufficient(f"the access token has no scope allowing 'r' on {kind}")
         elif kind not in chosen:
             chosen.append(kind)
     return tuple(sorted(chosen, key=allowed.index))

@@ -640,10 +640,8 @@ class ResourceOperations:
             row = self._repository.current(resource_type, resource_id)
             if row is None:
                 self._visible[key] = False
-            elif row.deleted:
-                self._visible[key] = self._deletion_visible(current_version(row))
             else:
-                self._visible[key] = self._admitted(current_version(row)) is not None
+                self._visible[key] = self._may_see(current_version(row))
         return self._visible[key]
 
     def _check_writable(
@@ -662,11 +660,7 @@ class ResourceOperations:
             if not creating or not self._client_ids:
                 raise unknown
             return
-        if row.deleted:
-            if not self._deletion_visible(current_version(row)):
-                raise unknown
-            return
-        if self._admitted(current_version(row)) is None:
+        if not self._may_see(current_version(row)):
             raise unknown
 
     def _admitted(self, stored: StoredVersion) -> StoredVersion | None:
@@ -683,7 +677,14 @@ class ResourceOperations:
         ended = self._repository.version(
             deletion.resource_type, deletion.resource_id, deletion.version_id - 1
         )
-        return ended is not None and self._admitted(ended) is not None
+        return ended is not None and self._may_see(ended)
+
+    def _may_see(self, stored: StoredVersion) -> bool:
+        """Whether the requester may see the version, decided without a release on record: the
+        answer only chooses a status (404, 410) or lets a write through, and sends nothing of
+        the version, so it is neither logged as a disclosure nor accounted (a denial is)."""
+        with self._gate.unrecorded():
+            return self._admitted(stored) is not None
 
     def seal(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """A Bundle of what was released carries their labels and the notice (S1, S2)."""

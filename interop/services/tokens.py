@@ -33,7 +33,12 @@ class TokenRefused(Exception):
 
 
 class Unauthenticated(Exception):
-    """No valid bearer token: 401 with a WWW-Authenticate challenge."""
+    """No valid bearer token: 401 with a WWW-Authenticate challenge, whose error code is left
+    out when no token was presented at all (RFC 6750 §3.1)."""
+
+    def __init__(self, message: str, *, presented: bool = True) -> None:
+        super().__init__(message)
+        self.presented = presented
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,7 @@ class TokenService:
     def authenticate(self, authorization: str | None, fhir_base: str, now: datetime) -> Requester:
         """The requester behind `Authorization: Bearer ...`; its partner must still be enabled."""
         if authorization is None or not authorization.lower().startswith("bearer "):
-            raise Unauthenticated("a bearer access token is required")
+            raise Unauthenticated("a bearer access token is required", presented=False)
         claims = self._verified.claims(
             authorization[7:].strip(), fhir_base, now, self._policy.signing_key
         )

@@ -21,7 +21,7 @@ from interop.api.responses import FhirResponse
 from interop.api.security import RequesterDep, authenticated
 from interop.auth.requester import Requester
 from interop.services.bulk_export import BulkExports
-from interop.services.errors import Forbidden, ResourceNotFound
+from interop.services.errors import ResourceNotFound, ScopeInsufficient
 from interop.services.everything import PatientEverything
 from interop.services.export_request import GROUP, PATIENT, SYSTEM
 from interop.services.outcomes import outcome
@@ -39,7 +39,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 def _patient_reader(requester: RequesterDep) -> Requester:
     """$everything starts from a Patient read: the token must allow reading Patients."""
     if not requester.may("Patient", "r"):
-        raise Forbidden("the access token has no scope allowing 'r' on Patient")
+        raise ScopeInsufficient("the access token has no scope allowing 'r' on Patient")
     return requester
 
 

@@ -19,7 +19,7 @@ from interop.services.ccda_intake import (
     IntakeStatus,
     Sender,
 )
-from interop.services.errors import Forbidden
+from interop.services.errors import ScopeInsufficient
 from interop.services.inbound import InboundService
 from interop.services.staff import Role, StaffSession
 
@@ -91,7 +91,7 @@ def _sender(requester: Requester) -> Sender:
     create them; the partner's own registration is the sender."""
     for kind in ("ServiceRequest", "Task"):
         if not requester.may(kind, "c"):
-            raise Forbidden(f"a C-CDA drop needs a scope allowing 'c' on {kind}")
+            raise ScopeInsufficient(f"a C-CDA drop needs a scope allowing 'c' on {kind}")
     return Sender(requester.client_id, requester.organization)
 
 

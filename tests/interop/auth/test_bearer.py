@@ -43,6 +43,8 @@ class TestBearer:
         response = anonymous.get(f"/fhir/Patient/{stored_patient['id']}")
         unauthorized(response)
         assert "Hidden" not in response.text
+        # RFC 6750 §3.1: no error code for a request that presented no token at all
+        assert response.headers["www-authenticate"] == 'Bearer realm="fhir"'
 
     def test_metadata_and_discovery_need_no_token(self, anonymous: TestClient) -> None:
         assert anonymous.get("/fhir/metadata").json()["resourceType"] == "CapabilityStatement"
@@ -50,7 +52,10 @@ class TestBearer:
 
     @pytest.mark.parametrize("header", ["Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "Bearer "])
     def test_malformed_credentials_are_401(self, anonymous: TestClient, header: str) -> None:
-        unauthorized(anonymous.get("/fhir/Patient", headers={"Authorization": header}))
+        response = anonymous.get("/fhir/Patient", headers={"Authorization": header})
+        unauthorized(response)
+        bearer_given = header.startswith("Bearer")
+        assert ('error="invalid_token"' in response.headers["www-authenticate"]) is bearer_given
 
     def test_expired_access_token_is_401(
         self, anonymous: TestClient, harness: RegisteredPartner
@@ -85,7 +90,12 @@ class TestBearer:
         read = anonymous.get(f"/fhir/Patient/{stored_patient['id']}", headers=headers)
         assert read.status_code == 403
         assert "Hidden" not in read.text
-        assert anonymous.get("/fhir/_history", headers=headers).status_code == 403
+        assert read.json()["issue"][0]["code"] == "forbidden"
+        challenge = 'Bearer realm="fhir", error="insufficient_scope"'  # RFC 6750 §3.1
+        assert read.headers["www-authenticate"] == challenge
+        history = anonymous.get("/fhir/_history", headers=headers)
+        assert history.status_code == 403
+        assert history.headers["www-authenticate"] == challenge
 
     def test_transaction_entries_are_checked_against_scopes(self, anonymous: TestClient) -> None:
         partner = register_partner(anonymous, scope="system/Patient.c", name="Create Patients Only")

@@ -246,6 +246,41 @@ class TestAccounting:
         assert "Riverside Residential" in letter.text
         assert "Unrelated Clinic" not in letter.text
 
+    def test_a_deleted_record_answered_gone_is_no_disclosure(
+        self, anonymous: TestClient, compliance: TestClient, world: World
+    ) -> None:
+        """A1, A2: a 410 Gone sends nothing of the record it ended, so a consented partner's
+        read and vread of the deletion are neither logged as releases nor accounted."""
+        detox = acting_as(anonymous, world.detox_partner)
+        assert detox.delete(f"/fhir/CarePlan/{world.plan_id}").status_code == 204
+        for path in ("", "/_history/2"):
+            gone = anonymous.get(
+                f"/fhir/CarePlan/{world.plan_id}{path}", headers=as_(anonymous, world.a)
+            )
+            assert gone.status_code == 410, gone.text
+            assert gone.json()["issue"][0]["code"] == "deleted"
+        patient_id = world.client_ref.split("/")[1]
+        accounted = compliance.get(
+            f"/audit/accounting/Patient/{patient_id}", params={"format": "fhir"}
+        ).json()
+        assert accounted.get("entry", []) == []
+        logged = compliance.get("/audit/AuditEvent", params={"patient": world.client_ref}).json()
+        released_to_a = [
+            e["resource"]
+            for e in logged.get("entry", [])
+            if e["resource"]["outcome"] == "0"
+            and e["resource"]["agent"][0]["who"]["reference"] == world.a.organization
+        ]
+        assert released_to_a == []
+        earlier = anonymous.get(
+            f"/fhir/CarePlan/{world.plan_id}/_history/1", headers=as_(anonymous, world.a)
+        )
+        assert earlier.status_code == 200  # the version before it is still released (and logged)
+        accounted = compliance.get(
+            f"/audit/accounting/Patient/{patient_id}", params={"format": "fhir"}
+        ).json()
+        assert len(accounted["entry"]) == 1
+
     def test_unknown_patient_is_404_problem(self, compliance: TestClient) -> None:
         response = compliance.get("/audit/accounting/Patient/nobody")
         assert response.status_code == 404
