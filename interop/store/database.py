@@ -1,5 +1,7 @@
 """Engines and units of work for SQLite (embedded) and PostgreSQL."""
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +33,8 @@ def make_engine(
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
+        with _TURNS_GUARD:
+            _WRITE_TURNS.setdefault(engine.url.database or "", (threading.Lock(), busy_timeout))
     return (
         engine if chain_key is None else engine.execution_options(**{CHAIN_KEY_OPTION: chain_key})
     )
@@ -63,11 +67,21 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 _WRITES = "interop_writes"
 
 
+_WRITE_TURNS: dict[str, tuple[threading.Lock, float]] = {}
+"""Per SQLite database file: the turn its writers in this process take, and how long one
+waits for it (the engine's busy timeout)."""
+_TURNS_GUARD = threading.Lock()
+
+
 @contextmanager
 def unit_of_work(engine: Engine, *, writes: bool = True) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back when it raises."""
     bind = engine.execution_options(**{_WRITES: True}) if writes else engine
-    with Session(bind, expire_on_commit=False) as session, session.begin():
+    with (
+        _write_turn(engine, writes),
+        Session(bind, expire_on_commit=False) as session,
+        session.begin(),
+    ):
         yield session
 
 
@@ -75,5 +89,27 @@ def unit_of_work(engine: Engine, *, writes: bool = True) -> Iterator[Session]:
 def core_transaction(engine: Engine) -> Iterator[Connection]:
     """A writing transaction on a plain connection, for hot paths that need no ORM (the
     disclosure log's group commit): committed when the block ends, rolled back when it raises."""
-    with engine.execution_options(**{_WRITES: True}).begin() as connection:
+    with (
+        _write_turn(engine, writes=True),
+        engine.execution_options(**{_WRITES: True}).begin() as connection,
+    ):
         yield connection
+
+
+@contextmanager
+def _write_turn(engine: Engine, writes: bool) -> Iterator[None]:
+    """SQLite takes one writer at a time. Left to SQLite, the writers of this process would
+    each poll its lock with growing sleeps (its busy handler), so that under a few concurrent
+    writes the database sits idle between them; queued here, each begins the moment the one
+    before it has committed. Writers in other processes still meet at SQLite's own lock."""
+    turn = _WRITE_TURNS.get(engine.url.database or "") if writes else None
+    if turn is None:
+        yield
+        return
+    lock, timeout = turn
+    if not lock.acquire(timeout=timeout):
+        raise sqlite3.OperationalError("database is locked")
+    try:
+        yield
+    finally:
+        lock.release()
