@@ -25,10 +25,11 @@ from interop.store.fhirdates import format_instant
 from interop.store.tables import DisclosureLogRow
 
 ACCOUNTING_YEARS = 3
-NOT_DISCLOSURES = frozenset({"preview", "cds-consult"})
+NOT_DISCLOSURES = frozenset({"preview", "cds-consult", "create", "update", "delete"})
 """Decisions on which nothing left for the recipient named (PART2.md A2 lists disclosures
-only): a document shown to staff before sending, and a consent consult answered to the
-system that asked about a third party."""
+only): a document shown to staff before sending, a consent consult answered to the system
+that asked about a third party, and a write's check of the version it replaces (what a write
+answers with is what its writer sent)."""
 
 
 @dataclass(frozen=True, slots=True)

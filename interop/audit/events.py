@@ -23,6 +23,8 @@ _INTERACTIONS = {
     "transaction": "transaction",
     "batch": "batch",
     "create": "create",
+    "update": "update",
+    "delete": "delete",
     "cds": "operation",
 }
 _ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"

@@ -110,12 +110,15 @@ class BundleService:
         ]
         _refuse_duplicates(entries)
         gate: Gate | None = None
+        logged = False
         try:
             with unit_of_work(self._engine) as session:
                 gate = self._gates.open(session, context.requester, "transaction")
                 responses = self._run_transaction(session, gate, entries, context)
+                self._gates.record_in(session, gate)  # commits with the transaction
+            logged = True
         finally:
-            if gate is not None:
+            if gate is not None and not logged:  # the transaction failed: its decisions stand
                 self._gates.record(gate)
         ordered = [responses[index] for index in range(len(entries))]
         return bb.bundle("transaction-response", entry=ordered)

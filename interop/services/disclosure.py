@@ -535,6 +535,11 @@ class DisclosureGate:
         this returns: a response waits for its own entries to be durable."""
         self._log.write(_grouped(gate.entries()))
 
+    def record_in(self, session: Session, gate: GateSession) -> None:
+        """The request's decisions, appended in its own transaction, to commit with it: a
+        write's, which holds the write lock already, is spared a transaction of their own."""
+        log_into(session, gate)
+
     async def record_async(self, gate: GateSession) -> None:
         """As `record`, for a request served on the event loop."""
         await self._log.write_async(_grouped(gate.entries()))

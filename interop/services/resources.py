@@ -660,7 +660,11 @@ class ResourceOperations:
             if not creating or not self._client_ids:
                 raise unknown
             return
-        if not self._may_see(current_version(row)):
+        if row.deleted:
+            if not self._deletion_visible(current_version(row)):
+                raise unknown
+            return
+        if self._admitted(current_version(row)) is None:  # a decision on record (A1)
             raise unknown
 
     def _admitted(self, stored: StoredVersion) -> StoredVersion | None:
@@ -700,6 +704,8 @@ class GateFactory(Protocol):
 
     async def record_async(self, gate: Any) -> None: ...
 
+    def record_in(self, session: Session, gate: Any) -> None: ...
+
 
 @contextmanager
 def behind_gate(
@@ -715,16 +721,22 @@ def behind_gate(
 ) -> Iterator[ResourceOperations]:
     """The one door: the interactions in a transaction of their own, behind a fresh gate for
     `requester`, whose decisions (denials included) are logged before anything is handed back
-    (PART2.md A1), even when the work fails half-way."""
+    (PART2.md A1), even when the work fails half-way. A write's decisions are appended in its
+    own transaction, which holds the write lock already, and commit with it; when that
+    transaction does not commit, they are logged on their own."""
     gate: Gate | None = None
+    logged = False
     try:
         with unit_of_work(engine, writes=writes) as session:
             gate = gates.open(session, requester, interaction)
             yield ResourceOperations(
                 ResourceRepository(session), paging, gate, guard=guard, client_ids=client_ids
             )
+            if writes:
+                gates.record_in(session, gate)
+        logged = writes
     finally:
-        if gate is not None:
+        if gate is not None and not logged:
             gates.record(gate)
 
 

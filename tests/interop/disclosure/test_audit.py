@@ -1,6 +1,7 @@
 """The disclosure log for compliance staff: AuditEvents, tamper evidence, accountings, and
 medical emergencies."""
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -8,7 +9,7 @@ from typing import Any
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session, col, select
 
 from interop.audit import log
@@ -108,6 +109,50 @@ class TestAuditEvents:
         add_user(manager, "casey.manager", Role.CASE_MANAGER)
         sign_in(manager, "casey.manager")
         assert manager.get("/audit/verify").status_code == 403
+
+
+class TestWritesOnRecord:
+    def test_a_write_commits_its_decisions_with_it_and_a_refused_one_still_logs_them(
+        self, anonymous: TestClient, compliance: TestClient, world: World
+    ) -> None:
+        """A1 without a transaction of its own: a write's decisions are appended in the write's
+        transaction (the same connection, so the same thread), while a write that is refused
+        (rolled back) still has its denial logged on its own."""
+        inserts: list[tuple[str, int]] = []
+
+        def seen(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            for table in ("resource_version", "disclosure_log"):
+                if statement.startswith(f"INSERT INTO {table} "):
+                    inserts.append((table, threading.get_ident()))
+
+        event.listen(Engine, "before_cursor_execute", seen)
+        try:
+            detox = acting_as(anonymous, world.detox_partner)
+            plan = detox.get(f"/fhir/CarePlan/{world.plan_id}").json()
+            inserts.clear()  # the read's decision went to the log's writer: the write's now
+            updated = detox.put(
+                f"/fhir/CarePlan/{world.plan_id}", json={**plan, "status": "completed"}
+            )
+            assert updated.status_code == 200, updated.text
+            written = list(inserts)
+            nosy_partner = register_partner(anonymous, name="Nosy Partner")
+            nosy = acting_as(anonymous, nosy_partner)
+            refused = nosy.delete(f"/fhir/CarePlan/{world.plan_id}")
+            assert refused.status_code == 404
+        finally:
+            event.remove(Engine, "before_cursor_execute", seen)
+        versions = [thread for table, thread in written if table == "resource_version"]
+        logs = [thread for table, thread in written if table == "disclosure_log"]
+        assert len(versions) == 1
+        assert logs == versions  # one transaction: the version and its decision
+        logged = compliance.get("/audit/AuditEvent", params={"patient": world.client_ref}).json()
+        nosy_denials = [
+            e["resource"]
+            for e in logged["entry"]
+            if e["resource"]["agent"][0]["who"]["reference"] == nosy_partner.organization
+        ]
+        assert [event["outcome"] for event in nosy_denials] == ["4"]
+        assert nosy_denials[0]["subtype"][0]["code"] == "delete"
 
 
 class TestTamperEvidence:
