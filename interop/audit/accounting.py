@@ -25,11 +25,12 @@ from interop.store.fhirdates import format_instant
 from interop.store.tables import DisclosureLogRow
 
 ACCOUNTING_YEARS = 3
-NOT_DISCLOSURES = frozenset({"preview", "cds-consult", "create", "update", "delete"})
+NOT_DISCLOSURES = frozenset({"preview", "cds-consult", "update", "delete"})
 """Decisions on which nothing left for the recipient named (PART2.md A2 lists disclosures
 only): a document shown to staff before sending, a consent consult answered to the system
-that asked about a third party, and a write's check of the version it replaces (what a write
-answers with is what its writer sent)."""
+that asked about a third party, and an update's or delete's check of the version it replaces
+(what an update answers with is what its writer sent). A create is not among them: one whose
+If-None-Exist matches answers with the record it matched."""
 
 
 @dataclass(frozen=True, slots=True)
