@@ -41,6 +41,7 @@ from mappings.errors import FhirContentError
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 _T = TypeVar("_T")
 _PERMISSIONS = {"GET": "r", "HEAD": "r", "POST": "c", "PUT": "u", "DELETE": "d"}
+_LOGGED_AS = {"PUT": "update", "DELETE": "delete"}
 
 Authorizer = Callable[[str, str], None]
 """Raises Forbidden unless the requester may do permission (c r u d s) on the resource type."""
@@ -207,6 +208,14 @@ class BundleService:
         return references
 
     def _execute(
+        self, operations: ResourceOperations, entry: _Entry, base_url: str
+    ) -> dict[str, Any]:
+        """An update or delete entry is logged as the write it is: its check of the version it
+        replaces sends nothing back, so it is not accounted as a disclosure of the Bundle."""
+        with operations.logged_as(_LOGGED_AS.get(entry.method)):
+            return self._run_entry(operations, entry, base_url)
+
+    def _run_entry(
         self, operations: ResourceOperations, entry: _Entry, base_url: str
     ) -> dict[str, Any]:
         if entry.method in ("GET", "HEAD"):

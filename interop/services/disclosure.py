@@ -203,6 +203,17 @@ class GateSession:
         return self._requester.first_party and self._in_scope(resource_type)
 
     @contextmanager
+    def logged_as(self, interaction: str | None) -> Iterator[None]:
+        """Decisions made inside are logged as `interaction` (a Bundle's update or delete
+        entry, say), or as the request's when it is None."""
+        request = self._interaction
+        self._interaction = interaction or request
+        try:
+            yield
+        finally:
+            self._interaction = request
+
+    @contextmanager
     def unrecorded(self) -> Iterator[None]:
         """Decisions made only to count (a search's total, records beyond its page): a permit
         among them discloses nothing, so it is neither logged nor accounted nor adds labels to

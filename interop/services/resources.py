@@ -82,6 +82,8 @@ class Gate(Protocol):
 
     def unrecorded(self) -> AbstractContextManager[None]: ...
 
+    def logged_as(self, interaction: str | None) -> AbstractContextManager[None]: ...
+
     def seal(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
 
 
@@ -682,6 +684,10 @@ class ResourceOperations:
             deletion.resource_type, deletion.resource_id, deletion.version_id - 1
         )
         return ended is not None and self._may_see(ended)
+
+    def logged_as(self, interaction: str | None) -> AbstractContextManager[None]:
+        """Decisions made inside are logged as `interaction` (None: as the request's)."""
+        return self._gate.logged_as(interaction)
 
     def _may_see(self, stored: StoredVersion) -> bool:
         """Whether the requester may see the version, decided without a release on record: the

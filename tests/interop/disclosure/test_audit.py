@@ -18,9 +18,11 @@ from interop.services.staff import Role
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.tables import ChainHeadRow, DisclosureLogRow
+from tests.builders import part2_consent
 from tests.conftest import bearer, register_partner
 from tests.interop.auth.test_staff import add_user, sign_in
 from tests.interop.disclosure.conftest import World, acting_as, as_, make
+from tests.interop.disclosure.test_gate import referral_task
 
 EMERGENCY = {
     "recovery-interop-emergency": {
@@ -153,6 +155,37 @@ class TestWritesOnRecord:
         ]
         assert [event["outcome"] for event in nosy_denials] == ["4"]
         assert nosy_denials[0]["subtype"][0]["code"] == "delete"
+
+    def test_an_update_in_a_bundle_is_no_disclosure_of_what_it_replaces(
+        self, anonymous: TestClient, compliance: TestClient, world: World
+    ) -> None:
+        """A2: the receiving program accepting a Part 2 referral in a transaction Bundle sends
+        nothing of the Task it replaces, so the patient's accounting stays empty; a read of
+        the Task is listed."""
+        detox = acting_as(anonymous, world.detox_partner)
+        program = register_partner(anonymous, name="Bayview Intensive Outpatient")
+        make(detox, part2_consent(world.client_ref, world.detox, program.organization))
+        task = make(detox, referral_task(world.client_ref, world.detox, program.organization))
+        residential = acting_as(anonymous, program)
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": {**task, "status": "accepted"},
+                    "request": {"method": "PUT", "url": f"Task/{task['id']}"},
+                }
+            ],
+        }
+        answer = residential.post("/fhir", json=bundle)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["entry"][0]["response"]["status"].startswith("200")
+        patient_id = world.client_ref.split("/")[1]
+        path = f"/audit/accounting/Patient/{patient_id}"
+        assert compliance.get(path, params={"format": "fhir"}).json().get("entry", []) == []
+        assert residential.get(f"/fhir/Task/{task['id']}").status_code == 200
+        listed = compliance.get(path, params={"format": "fhir"}).json()["entry"]
+        assert len(listed) == 1
 
 
 class TestTamperEvidence:
