@@ -90,7 +90,7 @@ async def _unauthenticated(request: Request, error: Exception) -> Response:
     else:
         response = fhir_error(request, 401, outcome(Issue("error", "login", str(error))))
     assert isinstance(error, Unauthenticated)
-    challenge = 'Bearer realm="fhir", error="invalid_token"' if error.presented else _CHALLENGE
+    challenge = f'{_CHALLENGE}, error="invalid_token"' if error.presented else _CHALLENGE
     response.headers["WWW-Authenticate"] = challenge
     return response
 
