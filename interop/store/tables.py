@@ -160,8 +160,9 @@ class StaffSessionRow(SQLModel, table=True):
 class DisclosureLogRow(SQLModel, table=True):
     """One disclosure decision (42 CFR §2.24/§2.25, PART2.md A1), chained to the one before.
 
-    `hash` is SHA-256 over `prev_hash` and the row's canonical content, so an edited,
-    deleted or reordered row breaks the chain; `seq` is contiguous from 1.
+    `hash` is an HMAC-SHA256 (interop.audit.log) over `prev_hash` and the row's canonical
+    content, so an edited, deleted or reordered row breaks the chain; `seq` is contiguous from
+    1. Rows are found by `seq`, never by hash, so the hash has no index.
     """
 
     __tablename__ = "disclosure_log"
@@ -183,7 +184,7 @@ class DisclosureLogRow(SQLModel, table=True):
     emergency: bool = False
     emergency_facts: str | None = Field(default=None, max_length=4000)
     prev_hash: str = Field(max_length=64)
-    hash: str = Field(max_length=64, unique=True)
+    hash: str = Field(max_length=64)
 
 
 class ChainHeadRow(SQLModel, table=True):
