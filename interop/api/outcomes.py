@@ -6,6 +6,7 @@ errors (unknown route, wrong method, unparseable parameters) and the catch-all.
 """
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from interop.api.auth.routes import OidcDisabled
 from interop.api.formats import (
@@ -135,12 +137,32 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     detail = _http_detail(request, error.status_code)
     if not is_fhir_request(request):
-        return problem(error.status_code, str(error.detail), detail)
-    code = _ISSUE_CODES.get(error.status_code, "processing")
-    response = fhir_error(request, error.status_code, outcome(Issue("error", code, detail)))
+        response = problem(error.status_code, str(error.detail), detail)
+    else:
+        code = _ISSUE_CODES.get(error.status_code, "processing")
+        response = fhir_error(request, error.status_code, outcome(Issue("error", code, detail)))
     if error.headers:
         response.headers.update(error.headers)
+    if error.status_code == 405:
+        response.headers["Allow"] = ", ".join(sorted(_methods_of(request.app.routes, request)))
     return response
+
+
+def _methods_of(routes: Iterable[BaseRoute], request: Request) -> set[str]:
+    """RFC 9110 §15.5.6: Allow lists every method the target takes. The router names only
+    the first route matching the path, and a FHIR resource's methods are several routes."""
+    methods: set[str] = set()
+    for route in routes:
+        inner = getattr(route, "routes", None) or getattr(
+            getattr(route, "original_router", None), "routes", None
+        )
+        if inner is not None:
+            methods |= _methods_of(inner, request)
+            continue
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and pattern.match(request.url.path):
+            methods |= getattr(route, "methods", None) or set()
+    return methods
 
 
 def _http_detail(request: Request, status: int) -> str:

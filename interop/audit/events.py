@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from consent.vocabulary import CONFIDENTIALITY, CONFIDENTIALITY_RANK
 from interop.store.fhirdates import format_instant
 from interop.store.tables import DisclosureLogRow
 
@@ -19,7 +20,10 @@ _INTERACTIONS = {
     "read": "read",
     "vread": "vread",
     "search": "search-type",
-    "history": "history-instance",
+    "history": "history-instance",  # rows logged before the levels were told apart
+    "history-instance": "history-instance",
+    "history-type": "history-type",
+    "history-system": "history-system",
     "transaction": "transaction",
     "batch": "batch",
     "create": "create",
@@ -27,6 +31,9 @@ _INTERACTIONS = {
     "delete": "delete",
     "cds": "operation",
 }
+_READS = frozenset(
+    {"read", "vread", "search", "history", "history-instance", "history-type", "history-system"}
+)
 _ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 SERVICE_NAME = "Recovery Interop"
@@ -44,7 +51,7 @@ def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
                 "code": _INTERACTIONS.get(row.interaction, "operation"),
             }
         ],
-        "action": "R" if row.interaction in ("read", "vread", "search", "history") else "E",
+        "action": "R" if row.interaction in _READS else "E",
         "recorded": format_instant(row.recorded_at),
         "outcome": "0" if released or row.decision == "reviewed" else "4",
         "outcomeDesc": _outcome_text(row),
@@ -85,6 +92,12 @@ def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
     return event
 
 
+def _label_system(code: str) -> str:
+    """The log keeps label codes alone: a confidentiality code (R, V...) is of
+    v3-Confidentiality, every other Part 2 label (SUD, 42CFRPart2, NORDSCLCD...) of v3-ActCode."""
+    return CONFIDENTIALITY if code in CONFIDENTIALITY_RANK else _ACT_CODE
+
+
 def _outcome_text(row: DisclosureLogRow) -> str:
     """A compliance officer's sign-off of an emergency disclosure is a row of its own."""
     if row.decision == "reviewed":
@@ -103,7 +116,7 @@ def _entities(row: DisclosureLogRow) -> list[dict[str, Any]]:
                 "role": _object_role("1", "Patient"),
             }
         )
-    labels = [{"system": _ACT_CODE, "code": code} for code in row.labels.split()]
+    labels = [{"system": _label_system(code), "code": code} for code in row.labels.split()]
     for reference in row.resources.split():
         entity: dict[str, Any] = {
             "what": {"reference": reference},

@@ -116,12 +116,15 @@ def reliance_warnings(
     resource: dict[str, Any],
     session: Session | None = None,
     origin: str | None = None,
+    *,
+    patient_withheld: bool = False,
 ) -> tuple[Issue, ...]:
     """Why a Consent may be stored (a draft, say) yet not relied on under 42 CFR §2.31, read
     with what the store knows around it and who records it (interop.services.directives)."""
     if resource_type != "Consent":
         return ()
-    return consent_warnings(session, resource, datetime.now(UTC), origin)
+    now = datetime.now(UTC)
+    return consent_warnings(session, resource, now, origin, patient_withheld=patient_withheld)
 
 
 def check_type(resource_type: str) -> None:
@@ -175,11 +178,25 @@ class ResourceOperations:
         self, consent: dict[str, Any], origin: str | None = None
     ) -> tuple[Issue, ...]:
         """Why a Consent cannot be relied on now, read with what the store knows and with who
-        records it: `origin` writing it now, else the stored version's."""
+        records it: `origin` writing it now, else the stored version's. The one reading behind
+        a write's `Prefer: return=OperationOutcome` and `$validate` alike (C1, C9); a Patient
+        withheld from the requester is read as one not stored here."""
         if origin is None:
             row = self._repository.current("Consent", str(consent.get("id")))
             origin = row.origin if row is not None else None
-        return reliance_warnings("Consent", consent, self._repository.session, origin)
+        withheld = self._withholds_patient(consent)
+        session = self._repository.session
+        return reliance_warnings("Consent", consent, session, origin, patient_withheld=withheld)
+
+    def _withholds_patient(self, consent: dict[str, Any]) -> bool:
+        """Whether `Consent.patient` names a stored Patient the gate withholds from the
+        requester: its name must not tell the requester the person is known here (§2.13(c))."""
+        patient = consent.get("patient")
+        reference = patient.get("reference") if isinstance(patient, dict) else None
+        if not isinstance(reference, str) or not reference.startswith("Patient/"):
+            return False
+        stored = self._repository.latest("Patient", reference.removeprefix("Patient/"))
+        return stored is not None and stored.content is not None and not self._may_see(stored)
 
     def _written_consent_problems(
         self, resource_type: str, resource: dict[str, Any]
@@ -242,6 +259,7 @@ class ResourceOperations:
         resource = self._prepared(resource_type, resource)
         if self._guard is not None:
             self._guard.check(resource_type, None, resource)
+            self._check_consent_patient(resource_type, resource)
         if if_none_exist is not None:
             existing = self.conditional_match(resource_type, if_none_exist, base_url)
             if existing is not None:
@@ -278,6 +296,7 @@ class ResourceOperations:
                 resource,
                 _custodians(row),
             )
+            self._check_consent_patient(resource_type, resource)
         fhir.validate(resource)
         resource = self._prepared(resource_type, resource)
         if if_match is not None:
@@ -377,21 +396,27 @@ class ResourceOperations:
         ):
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         versions = self._repository.history(resource_type, resource_id, since)
-        released = [
-            kept
+        # Decided quietly to count and to find the page; only the page is sent, so only its
+        # versions are decided on record (A1) and accounted as disclosed (A2).
+        visible = [
+            version
             for version in versions
             if self._visible_now(version.resource_type, version.resource_id)
-            and (kept := self._admitted(version)) is not None
+            and self._may_see(version)
         ]
-        if resource_id is not None and not released and versions:
+        if resource_id is not None and not visible and versions:
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         path = "/".join(part for part in (resource_type, resource_id) if part)
         url = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
         used = [(name, value) for name, value in params if name == "_since"]
-        page = released[offset : offset + count]
+        page = [
+            kept
+            for version in visible[offset : offset + count]
+            if (kept := self._admitted(version)) is not None
+        ]
         entries = [bb.history_entry(base_url, stored) for stored in page]
-        links = bb.paging_links(url, used, offset, count, len(released))
-        bundle = bb.bundle("history", total=len(released), link=links, entry=entries)
+        links = bb.paging_links(url, used, offset, count, len(visible))
+        bundle = bb.bundle("history", total=len(visible), link=links, entry=entries)
         return self.seal(bundle)
 
     def conditional_match(
@@ -689,6 +714,38 @@ class ResourceOperations:
         """Decisions made inside are logged as `interaction` (None: as the request's)."""
         return self._gate.logged_as(interaction)
 
+    def _check_consent_patient(self, resource_type: str, resource: dict[str, Any]) -> None:
+        """A partner records a consent only for a patient whose record it may see here. A
+        refusal is honoured whoever records it (PART2.md C8), so a partner that does not serve
+        the patient could otherwise cut the patient off from the recipients the patient chose.
+        A patient unknown here and one withheld from the partner are refused alike."""
+        if resource_type != "Consent":
+            return
+        patients = self._patients_named(resource.get("patient"))
+        if not patients or not all(self._may_see(current_version(row)) for row in patients):
+            raise BusinessRuleBroken(
+                "a partner records a Consent only for a patient whose record it holds here: "
+                "Consent.patient names no such Patient"
+            )
+
+    def _patients_named(self, reference: Any) -> list[ResourceRow]:
+        """The stored Patients a reference names: by its local reference, else by the
+        identifier of a logical reference (R4 §2.3.0)."""
+        if not isinstance(reference, dict):
+            return []
+        if isinstance(reference.get("reference"), str):
+            parsed = parse_reference(reference["reference"])
+            if parsed is None or parsed[0] != "Patient" or parsed[2] is not None:
+                return []
+            row = self._repository.current("Patient", parsed[1])
+            return [row] if row is not None and not row.deleted else []
+        identifier = reference.get("identifier")
+        if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
+            return []
+        token = f"{identifier.get('system') or ''}|{identifier['value']}"
+        query = parse_search("Patient", [("identifier", token)], base_url="", paging=self._paging)
+        return list(self._repository.rows(self._repository.match_keys(query)))
+
     def _may_see(self, stored: StoredVersion) -> bool:
         """Whether the requester may see the version, decided without a release on record: the
         answer only chooses a status (404, 410) or lets a write through, and sends nothing of
@@ -827,7 +884,7 @@ class ResourceService:
         *,
         base_url: str,
     ) -> dict[str, Any]:
-        with self._door(requester, "history") as operations:
+        with self._door(requester, _history_level(resource_type, resource_id)) as operations:
             return operations.history(resource_type, resource_id, params, base_url=base_url)
 
     def create(
@@ -872,8 +929,12 @@ class ResourceService:
         with self._door(requester, "update", guard) as operations:
             return operations.conditional_update(resource_type, params, resource, base_url=base_url)
 
-    def validate(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
-        """Validate without storing; any R4 type, since validation needs no storage."""
+    def validate(
+        self, resource_type: str, resource: dict[str, Any], requester: Requester
+    ) -> dict[str, Any]:
+        """Validate without storing; any R4 type, since validation needs no storage. A Consent
+        is read as a create by `requester` would read it (the stored Patient's name, the
+        approved forms...), behind its gate, so that both report the same §2.31 problems."""
         if resource_type not in fhir.RESOURCE_TYPES:
             raise ResourceNotFound(f"{resource_type[:64]!r} is not a FHIR R4 resource type")
         _check_body_type(resource_type, resource)
@@ -881,7 +942,10 @@ class ResourceService:
             fhir.validate(resource)
         except InvalidResource as invalid:
             return outcome(*invalid.issues)
-        warnings = reliance_warnings(resource_type, resource)
+        warnings: tuple[Issue, ...] = ()
+        if resource_type == "Consent":
+            with self._door(requester, "validate") as operations:
+                warnings = operations.consent_problems(resource, requester.organization)
         return outcome(Issue("information", "informational", "no errors found"), *warnings)
 
     def delete(
@@ -976,6 +1040,15 @@ def _local_party(session: Session, reference: Any) -> Any:
 
 
 _SERVER_META = ("versionId", "lastUpdated")
+
+
+def _history_level(resource_type: str | None, resource_id: str | None) -> str:
+    """The interaction a history request is logged as (R4 restful-interaction codes)."""
+    if resource_id is not None:
+        return "history-instance"
+    return "history-type" if resource_type is not None else "history-system"
+
+
 _REFERRAL_TYPES = frozenset({"ServiceRequest", "Task"})
 _PARTY_ELEMENTS = ("requester", "owner", "performer")
 _WITHDRAWN = frozenset({"rejected", "cancelled", "entered-in-error", "failed"})

@@ -5,7 +5,10 @@ Tasks it requests or owns (REFERRALS.md: the requester and the owner share a Tas
 touches another partner's registration (Organizations tagged as partner registrations are
 written only by administrators, through the partner registry). Nor does it change an
 Organization someone else recorded: whether a program is a Part 2 program is read from its
-Organization, and a partner clearing that flag would release the program's records.
+Organization, and a partner clearing that flag would release the program's records. Any other
+record it changes or deletes must be one it wrote (a version of it): a recipient that reads a
+program's care plan or a patient's consent may not rewrite it, which would put words in the
+program's record or revoke a consent the patient never revoked (PART2.md C6).
 """
 
 from typing import Any
@@ -19,6 +22,8 @@ from interop.store.search_params import parse_reference
 from mappings.terminology import REGISTRATION_TAG_SYSTEM
 
 REGISTRATION_TAG_CODE = (REGISTRATION_TAG_SYSTEM, "partner")
+_SHARED_TYPES = frozenset({"ServiceRequest", "Task", "Subscription"})
+"""Written by the parties they name, whoever recorded them: each has its own rule below."""
 
 
 class PartnerWriteGuard:
@@ -52,6 +57,15 @@ class PartnerWriteGuard:
             raise Forbidden(
                 "a partner changes only the Organizations it recorded: the facts of another "
                 "program (its Part 2 status above all) are the operator's to change"
+            )
+        if (
+            custodians
+            and resource_type not in _SHARED_TYPES
+            and self._organization not in custodians
+        ):
+            raise Forbidden(
+                f"a partner changes only records it wrote: this {resource_type} was recorded "
+                "by another organization"
             )
         theirs = before is not None and not is_subscriber(before, self._organization)
         if resource_type == "Subscription" and theirs:

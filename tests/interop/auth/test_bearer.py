@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from interop.auth import tokens
 from interop.auth.scopes import parse_scopes
 from interop.services.partners import PartnerService
-from tests.builders import organization, patient, service_request, task
+from tests.builders import care_plan, organization, part2_consent, patient, service_request, task
 from tests.conftest import RegisteredPartner, bearer, register_partner
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -213,6 +213,71 @@ class TestPartnerIsolation:
             ).status_code
             == 403
         )
+
+    def test_a_recipient_does_not_rewrite_what_the_program_recorded(
+        self, client: TestClient, anonymous: TestClient
+    ) -> None:
+        """A partner that reads a program's care plan and a patient's consent may not change
+        or delete them (PART2.md C6: a revocation is the patient's act, not a recipient's)."""
+        reader = register_partner(anonymous, name="Eastside Clinic")
+        headers = as_partner(anonymous, reader)
+        person = client.post("/fhir/Patient", json=patient(), headers=FHIR_JSON).json()
+        subject = f"Patient/{person['id']}"
+        consent = part2_consent(subject, "Organization/harbor", reader.organization)
+        for kind, resource in (("CarePlan", care_plan(subject)), ("Consent", consent)):
+            stored = client.post(f"/fhir/{kind}", json=resource, headers=FHIR_JSON).json()
+            url = f"/fhir/{kind}/{stored['id']}"
+            seen = anonymous.get(url, headers=headers).json()
+            changed = anonymous.put(url, json={**seen, "status": "inactive"}, headers=headers)
+            assert changed.status_code == 403, changed.text
+            assert "only records it wrote" in changed.json()["issue"][0]["diagnostics"]
+            assert anonymous.delete(url, headers=headers).status_code == 403
+            assert client.get(url).json()["meta"]["versionId"] == "1"
+        own = anonymous.post("/fhir/CarePlan", json=care_plan(subject), headers=headers).json()
+        revised = {**own, "status": "completed"}
+        updated = anonymous.put(f"/fhir/CarePlan/{own['id']}", json=revised, headers=headers)
+        assert updated.status_code == 200
+        assert updated.json()["status"] == "completed"
+
+    def test_a_partner_records_consents_only_for_patients_it_may_see(
+        self, anonymous: TestClient
+    ) -> None:
+        """A refusal is honoured whoever records it (C8): a partner that does not serve the
+        patient must not be able to record one, and a hidden patient answers as an unknown."""
+        program = register_partner(
+            anonymous, name="Harbor Detox EHR", first_party=True, part2_program=True
+        )
+        stranger = register_partner(anonymous, name="Westside Program", part2_program=True)
+        recipient = register_partner(anonymous, name="Eastside Clinic")
+        ehr = as_partner(anonymous, program)
+        person = anonymous.post("/fhir/Patient", json=patient(), headers=ehr).json()
+        subject = f"Patient/{person['id']}"
+        consent = part2_consent(subject, program.organization, recipient.organization)
+        named = {**consent["provision"]["provision"][0], "type": "deny"}
+        refusal = {**consent, "provision": {**consent["provision"], "provision": [named]}}
+        headers = as_partner(anonymous, stranger)
+        assert anonymous.get(f"/fhir/{subject}", headers=headers).status_code == 404
+        hidden = anonymous.post("/fhir/Consent", json=refusal, headers=headers)
+        unknown = anonymous.post(
+            "/fhir/Consent",
+            json={**refusal, "patient": {"reference": "Patient/nobody-here"}},
+            headers=headers,
+        )
+        assert hidden.status_code == unknown.status_code == 422
+        assert hidden.json()["issue"] == unknown.json()["issue"]
+        assert "Consent.patient names no such Patient" in hidden.json()["issue"][0]["diagnostics"]
+        by_identifier = {**refusal, "patient": {"identifier": person["identifier"][0]}}
+        assert (
+            anonymous.post("/fhir/Consent", json=by_identifier, headers=headers).status_code == 422
+        )
+        on_file = anonymous.get("/fhir/Consent", params={"patient": subject}, headers=ehr).json()
+        assert on_file["total"] == 0
+        own_client = anonymous.post(
+            "/fhir/Patient", json=patient(family="Own"), headers=headers
+        ).json()
+        mine = {**refusal, "patient": {"reference": f"Patient/{own_client['id']}"}}
+        made = anonymous.post("/fhir/Consent", json=mine, headers=headers)
+        assert made.status_code == 201, made.text
 
 
 def _minted(

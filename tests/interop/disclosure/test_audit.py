@@ -18,7 +18,7 @@ from interop.services.staff import Role
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.tables import ChainHeadRow, DisclosureLogRow
-from tests.builders import part2_consent
+from tests.builders import care_plan, part2_consent
 from tests.conftest import bearer, register_partner
 from tests.interop.auth.test_staff import add_user, sign_in
 from tests.interop.disclosure.conftest import World, acting_as, as_, make
@@ -358,6 +358,47 @@ class TestAccounting:
             f"/audit/accounting/Patient/{patient_id}", params={"format": "fhir"}
         ).json()
         assert len(accounted["entry"]) == 1
+
+    @pytest.mark.parametrize(
+        ("path", "level"),
+        [("/fhir/CarePlan/_history", "history-type"), ("/fhir/_history", "history-system")],
+    )
+    def test_a_history_page_accounts_for_its_entries_alone(
+        self, anonymous: TestClient, compliance: TestClient, world: World, path: str, level: str
+    ) -> None:
+        """A1, A2: as for a search, what history decides only to count and page is not
+        disclosed; the page sent is, logged as the level of history it was (R4
+        restful-interaction), with confidentiality labels of v3-Confidentiality."""
+        detox = acting_as(anonymous, world.detox_partner)
+        for _ in range(3):
+            make(detox, care_plan(world.client_ref))
+        page = anonymous.get(path, params={"_count": "1"}, headers=as_(anonymous, world.a)).json()
+        assert len(page["entry"]) == 1
+        assert page["total"] >= 4
+        patient_id = world.client_ref.split("/")[1]
+        lines = (
+            compliance.get(f"/audit/accounting/Patient/{patient_id}", params={"format": "csv"})
+            .text.strip()
+            .splitlines()
+        )
+        assert len(lines) == 2, lines
+        _date, recipient, _reference, _purpose, description, *_rest = lines[1].split(",")
+        assert (recipient, description) == ("Riverside Residential", "1 care plan")
+        logged = compliance.get("/audit/AuditEvent", params={"patient": world.client_ref}).json()
+        released = [
+            e["resource"]
+            for e in logged["entry"]
+            if e["resource"]["outcome"] == "0"
+            and e["resource"]["agent"][0]["who"]["reference"] == world.a.organization
+        ]
+        assert [event["subtype"][0]["code"] for event in released] == [level]
+        labels = {
+            (label["system"], label["code"])
+            for entity in released[0]["entity"]
+            for label in entity.get("securityLabel", [])
+        }
+        assert ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R") in labels
+        assert ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "R") not in labels
 
     def test_unknown_patient_is_404_problem(self, compliance: TestClient) -> None:
         response = compliance.get("/audit/accounting/Patient/nobody")

@@ -101,6 +101,8 @@ class TestErrors:
         )
         assert response.status_code == 405
         assert issue(response)["code"] == "not-supported"
+        # RFC 9110 §15.5.6: every method the resource takes, not only the first route's
+        assert response.headers["Allow"] == "DELETE, GET, PUT"
 
     def test_non_fhir_routes_answer_problem_details(self, client: TestClient) -> None:
         response = client.get("/nowhere")
