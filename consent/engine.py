@@ -20,7 +20,8 @@ consent the most specific applicable provisions decide: those with no applicable
 provision beneath them; if any of them denies, the consent denies (so a deny nested in a
 permit wins for what it covers). A root deny with provisions beneath it is an opt-in
 consent's base policy ("nothing but what is permitted below"): towards a request that none
-of its permits covers it is silent, so one recipient's consent never blocks another's.
+of its permits covers it is silent, so one recipient's consent never blocks another's; the
+root deny of an opt-out consent (policyRule OPTOUT) is the patient's refusal and is not silent.
 An untyped provision takes its parent's type. Where the
 request does not say what a criterion needs (a record with no date against a dataPeriod, no
 source program against the disclosing actors), the criterion holds for a deny and fails for a
@@ -261,8 +262,10 @@ def _by_consents(
                 # The base policy of an opt-in consent ("deny, except as permitted below") is
                 # silence towards whom it does not permit, not a restriction: a consent for one
                 # recipient must not block another consent's recipient (deny-overrides). A root
-                # deny with no permit beneath it is a blanket refusal (C8).
-                opt_in_base = not path and directive.permits
+                # deny with no permit beneath it is a blanket refusal (C8), and so is an opt-out
+                # consent's root deny (policyRule OPTOUT): the patient refused all but the
+                # exceptions its permits make.
+                opt_in_base = not path and directive.permits and not directive.opt_out
                 if not opt_in_base and rules.refusal_in_force(directive, facts.as_of):
                     denies.append(_Hit(directive, root, path))
                 continue

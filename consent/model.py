@@ -111,6 +111,7 @@ class ConsentElement(StrEnum):
     STATUS = "status"
     PROVISIONS = "provisions"
     TRUTHFULNESS = "truthfulness"
+    SCOPE = "scope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +400,15 @@ class ConsentDirective:
     it: neither the program's own side nor a program it names as disclosing, e.g. a recipient
     writing itself a permit. Such a consent is never relied on to disclose (C5); its refusals
     still count (C8).
+
+    `opt_out` says the consent's base policy is the patient's refusal (R4 `policyRule` v3-ActCode
+    OPTOUT or OPTOUTE): its root deny then refuses whatever its permits do not except, even
+    where another consent would permit (C8), instead of being an opt-in consent's silent base.
+    `scope` is the consent's R4 `scope` coding (a modifier element): only a patient-privacy
+    consent (or one that gives no scope) is a consent to disclose. `patient_ambiguous` says
+    `Consent.patient` names the patient by an identifier that more than one stored Patient
+    carries, so whose consent it is cannot be told: its refusals count for each of them (C8),
+    it is never relied on to disclose.
     """
 
     id: str | None
@@ -419,6 +429,9 @@ class ConsentDirective:
     signature_on_file: bool = False
     form_approved: bool | None = None
     recorded_by_holder: bool = True
+    opt_out: bool = False
+    scope: Coding | None = None
+    patient_ambiguous: bool = False
     provision: Provision | None = None
     discloser_group: ActorGroup | None = field(init=False, repr=False, compare=False)
     permits: bool = field(init=False, repr=False, compare=False)

@@ -130,7 +130,15 @@ def missing_elements(directive: ConsentDirective) -> list[Problem]:
     signature and a date: the elements that describe a disclosure do not apply to it.
     """
     problems: list[Problem] = []
-    if not (directive.patient_name and directive.patient_name.strip()):
+    if directive.patient_ambiguous:
+        problems.append(
+            _problem(
+                ConsentElement.PATIENT_NAME,
+                "(a) the patient is named by an identifier that several stored patients carry, "
+                "so whose consent it is cannot be told (§2.31(a)(1))",
+            )
+        )
+    elif not (directive.patient_name and directive.patient_name.strip()):
         problems.append(
             _problem(ConsentElement.PATIENT_NAME, "(a) the patient's name is missing (§2.31(a)(1))")
         )
@@ -331,6 +339,28 @@ def tpo_statement_problems(directive: ConsentDirective) -> list[Problem]:
             )
         )
     return problems
+
+
+def scope_problems(directive: ConsentDirective) -> list[Problem]:
+    """C1 (§2.31(a)): only a patient-privacy consent is a patient's consent to disclose.
+
+    R4 `Consent.scope` is a modifier element: a research, treatment or advance-directive
+    consent records consent to something else (a §2.52 research protocol is not a §2.31
+    consent, PART2.md E2), so it is never relied on to disclose. Its denies still count (C8).
+    A consent that gives no scope is read as the privacy consent it is written as.
+    """
+    scope = directive.scope
+    if scope is None or (
+        scope.code == v.PATIENT_PRIVACY and scope.system in (v.CONSENT_SCOPE, None)
+    ):
+        return []
+    return [
+        _problem(
+            ConsentElement.SCOPE,
+            f"the consent's scope is {scope.code}, not patient-privacy: it is not a consent to "
+            "disclose records (§2.31(a); Consent.scope is a modifier element)",
+        )
+    ]
 
 
 def tpo_scope_problems(directive: ConsentDirective) -> list[Problem]:

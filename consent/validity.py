@@ -57,6 +57,7 @@ def problems(
 def _on_its_face(directive: ConsentDirective) -> tuple[Problem, ...]:
     return (
         *rules.missing_elements(directive),
+        *rules.scope_problems(directive),
         *rules.tpo_scope_problems(directive),
         *rules.counseling_note_problems(directive),
         *rules.legal_proceedings_problems(directive),

@@ -183,6 +183,10 @@ PART2_CONSENT_DIRECTIVE: Final = "42CFRPart2CD"
 LOINC_PATIENT_CONSENT: Final = "59284-0"
 LOINC_RELEASE_OF_INFORMATION: Final = "64292-6"
 PATIENT_PRIVACY: Final = "patient-privacy"
+# v3-ActCode consent directive base policies that make a consent the patient's refusal:
+# opt-out, and opt-out with exceptions (its permits).
+OPT_OUT: Final = "OPTOUT"
+OPT_OUT_POLICIES: Final = frozenset({OPT_OUT, "OPTOUTE"})
 
 # v3-ParticipationType roles of Consent.provision.actor.
 RECIPIENT_ROLES: Final = frozenset({"IRCP", "PRCP"})

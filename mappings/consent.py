@@ -4,7 +4,8 @@ Pure and dict-based (no fhir.resources): the gate and the API call it on stored 
 §2.31 element lives in a Consent (partners write consents to this table):
 
 - (1) patient's name: `patient`, a Reference whose `display` is the name (or the name passed
-  as `patient_name` from the resolved Patient).
+  as `patient_name` from the resolved Patient). A logical reference (`patient.identifier`
+  only) names the stored Patient the caller resolved it to (`ConsentFacts.patient`).
 - (2) who may disclose: `organization[]` (reference, identifier, or display only as a general
   designation).
 - (3) what information: each permit's `securityLabel` / `class` / `code` / `data`; "all my SUD
@@ -25,11 +26,26 @@ Pure and dict-based (no fhir.resources): the gate and the API call it on stored 
   GUARD, PRN, EXCEST) on the reference; plus the signed form itself.
 - (9) date signed: `dateTime`.
 
+The base policy: a `policyRule` (or a `policy.uri` ending in the code) of v3-ActCode OPTOUT or
+OPTOUTE makes the consent the patient's refusal. R4 leaves the root provision's type out
+("not permitted in root rule"), so the base policy says what it is: under an opt-out the
+untyped root (and what inherits from it) is a deny, and an opt-out with no provision at all
+is a blanket refusal (PART2.md C8: a refusal whose terms are not understood still applies).
+Under OPTIN, an untyped provision stays untyped (it neither permits nor denies): the R4
+examples write both authorizations (`basic`) and withholdings (`notThem`, `notThis`,
+`notTime`, `notAuthor`) that way, so the structure alone cannot tell which it is; a
+withholding under OPTIN is honoured once it says `type: deny` (as `notOrg` does).
+
+`scope` (a modifier element) is kept: only a patient-privacy consent is relied on to disclose.
+
 Also on the Consent: CONSENT_KIND (valueCode `general` | `tpo` | `counseling-notes` |
 `legal-proceedings`; derived from the permits when absent, see
 `consent.validity.kind_from_content`), PATIENT_CAPACITY (valueCode `adult` (default) |
 `minor-self-consent` | `minor-parental-consent` | `lacks-capacity` | `deceased`, for §2.14 and
 §2.15) and KNOWN_FALSE (valueBoolean, §2.31(c)(4)). Revocation is `status` = `inactive`.
+Without PATIENT_CAPACITY, a patient the store knows to be deceased (`Patient.deceased[x]`) at
+signing, or at an unknown date, is `deceased` (§2.15(b)): a personal representative signs; a
+"signature" by the patient after the recorded death is known to be false (§2.31(c)(4)).
 `directive_to_fhir` writes the same representation back, with scope `patient-privacy`,
 category LOINC 64292-6 plus v3-ActCode 42CFRPart2CD and policyRule v3-ActCode 42CFRPart2.
 
@@ -97,6 +113,7 @@ ELEMENT_EXPRESSIONS: Final[Mapping[ConsentElement, str]] = {
     ConsentElement.STATUS: "Consent.status",
     ConsentElement.PROVISIONS: "Consent.provision",
     ConsentElement.TRUTHFULNESS: f"Consent.extension('{KNOWN_FALSE}')",
+    ConsentElement.SCOPE: "Consent.scope",
 }
 
 # Where a partner puts each element (PART2.md's table, as README "Writing a Part 2 consent"
@@ -128,6 +145,8 @@ ELEMENT_HINTS: Final[Mapping[ConsentElement, str]] = {
     ConsentElement.STATUS: "set Consent.status to active once signed",
     ConsentElement.PROVISIONS: "give Consent.provision a permit or deny",
     ConsentElement.TRUTHFULNESS: "correct the consent; one known to be false is never relied on",
+    ConsentElement.SCOPE: "give Consent.scope consentscope patient-privacy: a research, treatment "
+    "or advance-directive consent is not a consent to disclose",
 }
 
 # Consent.provision nests without limit in FHIR; a deeper tree than this is refused rather
@@ -175,6 +194,15 @@ class ConsentFacts:
     recorded_by_holder: bool = True
     """Whether the consent was recorded by a party that holds it: this program's own side, or
     a program the consent names as disclosing (never a recipient writing its own permit)."""
+    patient: str | None = None
+    """The stored Patient (`Patient/{id}`) a Consent naming its patient by identifier only
+    (an R4 logical reference) was found for; a literal `Consent.patient.reference` wins."""
+    patient_ambiguous: bool = False
+    """That identifier is carried by more than one stored Patient (see ConsentDirective)."""
+    patient_deceased: bool = False
+    """The Patient is recorded as deceased (`deceasedBoolean` true or a `deceasedDateTime`)."""
+    patient_deceased_at: datetime | None = None
+    """When, if `deceasedDateTime` says (its first instant)."""
 
 
 NO_FACTS: Final = ConsentFacts()
@@ -300,7 +328,7 @@ def directive_to_fhir(directive: ConsentDirective) -> dict[str, Any]:
         resource["id"] = directive.id
     resource["extension"] = extensions
     resource["status"] = directive.status.value
-    resource["scope"] = _concept(Coding(v.CONSENT_SCOPE, v.PATIENT_PRIVACY))
+    resource["scope"] = _concept(directive.scope or Coding(v.CONSENT_SCOPE, v.PATIENT_PRIVACY))
     resource["category"] = [
         _concept(Coding(v.LOINC, v.LOINC_RELEASE_OF_INFORMATION)),
         _concept(Coding(v.ACT_CODE, v.PART2_CONSENT_DIRECTIVE)),
@@ -327,7 +355,12 @@ def directive_to_fhir(directive: ConsentDirective) -> dict[str, Any]:
         resource["sourceAttachment"] = _without_nones(
             {"extension": statements or None, "title": FORM_TITLE}
         )
-    resource["policyRule"] = _concept(Coding(v.ACT_CODE, v.LAW_42CFR_PART2))
+    resource["policyRule"] = {
+        "coding": [
+            _coding_to_fhir(Coding(v.ACT_CODE, v.LAW_42CFR_PART2)),
+            *([_coding_to_fhir(Coding(v.ACT_CODE, v.OPT_OUT))] if directive.opt_out else []),
+        ]
+    }
     if directive.provision is not None:
         provision = _provision_to_fhir(directive.provision)
         if directive.expiration_event:
@@ -352,7 +385,9 @@ class _Reader:
             return ConsentDirective(id=None, status=ConsentStatus.ENTERED_IN_ERROR, patient=None)
         status = self.status(consent.get("status"))
         patient = self.mapping(consent, "patient", "Consent.patient") or {}
-        patient_reference = self.string(patient, "reference", "Consent.patient.reference")
+        patient_reference = (
+            self.string(patient, "reference", "Consent.patient.reference") or facts.patient
+        )
         display = self.string(patient, "display", "Consent.patient.display")
         name = facts.patient_name or display
         source, source_path = _source(consent)
@@ -363,6 +398,9 @@ class _Reader:
         form_approved = True if approved else (None if attested else False)
         root = consent.get("provision")
         provision = None if root is None else self.provision(root, "Consent.provision", 0)
+        opt_out = _opts_out(consent)
+        if opt_out:
+            provision = _as_refusal(provision)
         events = (
             self.codes(root, EXPIRATION_EVENT, "Consent.provision.extension")
             if isinstance(root, Mapping)
@@ -377,10 +415,20 @@ class _Reader:
         signed_at = self.instant(consent.get("dateTime"), "Consent.dateTime", end=False)
         if signed_at is None:
             signed_at = min((s.when for s in facts.signatures if s.when is not None), default=None)
+        after_death = _signed_after_death(facts, signed_at)
         capacity = (
             self.enum(PatientCapacity, capacity_codes[0], "Consent.extension")
             if capacity_codes
+            else PatientCapacity.DECEASED
+            if after_death
             else _capacity_from_age(facts.patient_birth_date, signed_at, signers)
+        )
+        # A dead patient cannot sign: a patient's signature dated after the recorded death is
+        # known to be false (§2.31(c)(4)); with no date of death, C7 asks for a representative.
+        signed_by_the_dead = (
+            after_death
+            and facts.patient_deceased_at is not None
+            and any(signer.role is SignerRole.PATIENT for signer in signers)
         )
         return ConsentDirective(
             id=self.string(consent, "id", "Consent.id"),
@@ -407,15 +455,29 @@ class _Reader:
             has_revocation_statement=RIGHT_TO_REVOKE in statements,
             has_redisclosure_statement=REDISCLOSURE_RISK in statements,
             has_refusal_consequences_statement=REFUSAL_CONSEQUENCES in statements,
-            materially_false=any(
+            materially_false=signed_by_the_dead
+            or any(
                 extension.get("valueBoolean") is True
                 for extension in self.extensions(consent, KNOWN_FALSE, "Consent.extension")
             ),
             signature_on_file=bool(facts.signatures),
             form_approved=form_approved,
             recorded_by_holder=facts.recorded_by_holder,
+            opt_out=opt_out,
+            scope=self.scope(consent),
+            patient_ambiguous=facts.patient_ambiguous,
             provision=provision,
         )
+
+    def scope(self, consent: Mapping[str, Any]) -> Coding | None:
+        """The consentscope coding of `Consent.scope`, else its first coding; None for
+        patient-privacy, the scope `directive_to_fhir` writes for a directive that has none,
+        so that a consent reads back as it was written."""
+        codings = self.concepts(consent, "scope", "Consent.scope", single=True)
+        scope = next((c for c in codings if c.system == v.CONSENT_SCOPE), None) or next(
+            iter(codings), None
+        )
+        return None if scope == Coding(v.CONSENT_SCOPE, v.PATIENT_PRIVACY) else scope
 
     def status(self, value: Any) -> ConsentStatus:
         try:
@@ -640,6 +702,53 @@ def _signature_signers(facts: ConsentFacts, patient: str | None) -> tuple[Signer
             relationship = codings[0] if codings else None
             signers.append(Signer(SignerRole.REPRESENTATIVE, signature.who, relationship))
     return tuple(signers)
+
+
+_POLICY_URI_SEPARATORS: Final = re.compile(r"[#/|:=]")
+
+
+def _opts_out(consent: Mapping[str, Any]) -> bool:
+    """Whether the consent's base policy is an opt-out: `policyRule` v3-ActCode OPTOUT or
+    OPTOUTE (any spelling of the system, or none), or a `policy.uri` whose last segment is
+    one of those codes (e.g. `http://terminology.hl7.org/CodeSystem/v3-ActCode#OPTOUT`).
+
+    Read leniently on purpose: taking a refusal for one costs a disclosure the patient may
+    want, taking one for a permit would disclose what the patient refused (PART2.md C8)."""
+    rule = consent.get("policyRule")
+    codings = rule.get("coding") if isinstance(rule, Mapping) else None
+    for coding in codings if isinstance(codings, list) else ():
+        if (
+            isinstance(coding, Mapping)
+            and coding.get("code") in v.OPT_OUT_POLICIES
+            and v.canonical_system(coding.get("system")) in (v.ACT_CODE, None)
+        ):
+            return True
+    policies = consent.get("policy")
+    return any(
+        isinstance(policy, Mapping)
+        and isinstance(policy.get("uri"), str)
+        and _POLICY_URI_SEPARATORS.split(policy["uri"])[-1] in v.OPT_OUT_POLICIES
+        for policy in (policies if isinstance(policies, list) else ())
+    )
+
+
+def _as_refusal(root: Provision | None) -> Provision:
+    """An opt-out consent's provisions: the untyped root becomes a deny (its untyped children
+    inherit it), and no provision at all is a blanket refusal."""
+    if root is None:
+        return Provision(type=ProvisionType.DENY)
+    return root if root.type is not None else replace(root, type=ProvisionType.DENY)
+
+
+def _signed_after_death(facts: ConsentFacts, signed_at: datetime | None) -> bool:
+    """§2.15(b): whether the patient was already dead when the consent was signed; when the
+    store knows the patient is dead but not since when, or the consent is undated, it is
+    taken to be so, so that only a personal representative's consent is relied on."""
+    if not facts.patient_deceased:
+        return False
+    if facts.patient_deceased_at is None or signed_at is None:
+        return True
+    return signed_at >= facts.patient_deceased_at
 
 
 _AGE_OF_MAJORITY: Final = 18

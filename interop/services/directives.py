@@ -12,7 +12,7 @@ version and per state of those facts.
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from consent.model import Coding, ConsentDirective
 from consent.vocabulary import canonical_system
 from interop.store import consents as store
 from interop.store import markers
+from interop.store.fhirdates import parse_range
 from interop.store.tables import ConsentFormRow
 from mappings.consent import (
     ELEMENT_HINTS,
@@ -42,11 +43,14 @@ _Key = tuple[str, int, Any]
 @dataclass(frozen=True, slots=True)
 class Person:
     """The patient as a consent's trusted writers last recorded it, and the relationships of
-    the RelatedPersons they recorded."""
+    the RelatedPersons they recorded; `deceased` and `deceased_at` (from `Patient.deceased[x]`)
+    tell who may sign for a deceased patient (§2.15(b))."""
 
     name: str | None = None
     birth_date: date | None = None
     relationships: Mapping[str, tuple[Coding, ...]] = field(default_factory=dict)
+    deceased: bool = False
+    deceased_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +64,16 @@ class PatientFacts:
     sources: Any = None
 
     def for_consent(
-        self, ident: str, source_forms: tuple[str, ...] = (), *, recorded_by_holder: bool = True
+        self,
+        ident: str,
+        source_forms: tuple[str, ...] = (),
+        *,
+        recorded_by_holder: bool = True,
+        patient: str | None = None,
+        patient_ambiguous: bool = False,
     ) -> ConsentFacts:
+        """The facts one consent is read with; `patient` is the stored Patient a consent naming
+        its patient by identifier only was found for (see `read_directives`)."""
         person = self.people.get(ident, _NOBODY)
         return ConsentFacts(
             patient_name=person.name,
@@ -71,6 +83,10 @@ class PatientFacts:
             approved_forms=self.forms,
             source_forms=source_forms,
             recorded_by_holder=recorded_by_holder,
+            patient=patient,
+            patient_ambiguous=patient_ambiguous,
+            patient_deceased=person.deceased,
+            patient_deceased_at=person.deceased_at,
         )
 
     def fingerprint(self, ident: str) -> Any:
@@ -79,6 +95,8 @@ class PatientFacts:
         return (
             person.name,
             person.birth_date,
+            person.deceased,
+            person.deceased_at,
             tuple(sorted(person.relationships.items())),
             self.signatures.get(f"Consent/{ident}", ()),
             tuple(sorted(self.forms.items(), key=lambda item: item[0])),
@@ -119,11 +137,28 @@ def read_directives(
 ) -> list[ConsentDirective]:
     """The patient's stored consents as directives; one that cannot be read is never relied on.
 
+    A Consent whose `patient` is a logical reference (an identifier, no literal reference,
+    R4 §2.3.0) counts for the stored Patient carrying that identifier (system and value): its
+    refusals are honoured (C8) and, when that Patient alone carries the identifier, it may be
+    relied on to disclose like any consent, every §2.31 element being read the same way (the
+    name from that Patient). When several stored Patients carry it, whose consent it is cannot
+    be told: it counts for each of them as a refusal only. Which Patient carries an
+    identifier is a Patient (and Consent) write, so the gate's kept directives, checked by
+    those change counters (interop.store.markers), stay correct.
+
     Only the (id, version) pairs and the facts around them are read first; the JSON of a
     version is fetched only when it was never mapped with these facts before.
     """
     cache = cache or DirectiveCache()
-    versions = store.consent_versions(session, patient.split("/", 1)[1])
+    patient_id = patient.split("/", 1)[1]
+    identified = store.consents_by_identifier(session, patient_id)
+    versions = [
+        *store.consent_versions(session, patient_id),
+        *(
+            (pk, ident, version, origin)
+            for ident, (pk, version, origin, _) in sorted(identified.items())
+        ),
+    ]
     if not versions:
         return []
     local = store.local_authors(session)
@@ -132,7 +167,8 @@ def read_directives(
     found: list[ConsentDirective | None] = []
     unknown: dict[int, tuple[_Key, str]] = {}
     for pk, ident, version, origin in versions:
-        key = (ident, version, (facts.fingerprint(ident), origin, origin in local))
+        resolved = (patient, identified[ident][3]) if ident in identified else None
+        key = (ident, version, (facts.fingerprint(ident), origin, origin in local, resolved))
         known, directive = cache.get(key)
         if known:
             found.append(directive)
@@ -142,10 +178,13 @@ def read_directives(
         for pk, content in store.contents(session, list(unknown)).items():
             key, origin = unknown[pk]
             consent = orjson.loads(content)
+            by_identifier = identified.get(key[0])
             read_with = facts.for_consent(
                 key[0],
                 source_forms(session, consent),
                 recorded_by_holder=held(local, consent, origin),
+                patient=None if by_identifier is None else patient,
+                patient_ambiguous=by_identifier is not None and by_identifier[3],
             )
             found.append(cache.put(key, consent, read_with))
     return [directive for directive in found if directive is not None]
@@ -212,7 +251,14 @@ def _person(
             relationships[f"RelatedPerson/{resource.get('id')}"] = _codings(
                 resource.get("relationship")
             )
-    return Person(person_name(person), _date(person.get("birthDate")), relationships)
+    deceased_at = person.get("deceasedDateTime")
+    return Person(
+        person_name(person),
+        _date(person.get("birthDate")),
+        relationships,
+        deceased=person.get("deceasedBoolean") is True or isinstance(deceased_at, str),
+        deceased_at=_moment(deceased_at),
+    )
 
 
 def source_forms(session: Session, consent: Mapping[str, Any]) -> tuple[str, ...]:
@@ -246,10 +292,13 @@ def consent_warnings(
     resource: Mapping[str, Any],
     now: datetime,
     origin: str | None = None,
+    *,
+    patient_withheld: bool = False,
 ) -> tuple[Issue, ...]:
     """Why a Consent cannot be relied on now, read with what the store knows around it, as
     OperationOutcome warnings naming each element and where a partner puts it; with the
-    `origin` that records it, whether its recorder holds it (C5) too."""
+    `origin` that records it, whether its recorder holds it (C5) too. A Patient withheld from
+    whoever asks is read as one not stored here (ARCHITECTURE.md rule 4)."""
     facts = ConsentFacts()
     patient = resource.get("patient")
     reference = patient.get("reference") if isinstance(patient, Mapping) else None
@@ -258,7 +307,10 @@ def consent_warnings(
         local = store.local_authors(session)
         holder = origin is None or held(local, resource, origin)
         recorders = {ident: origin}
-        facts = consent_facts(session, reference, recorders, local).for_consent(
+        around = consent_facts(session, reference, recorders, local)
+        if patient_withheld:
+            around = replace(around, people={})  # the person as of a patient not stored here
+        facts = around.for_consent(
             ident, source_forms(session, resource), recorded_by_holder=holder
         )
     directive = directive_from_fhir(resource, facts=facts)
@@ -303,6 +355,16 @@ def _directive(consent: dict[str, Any], facts: ConsentFacts) -> ConsentDirective
     try:
         return directive_from_fhir(consent, facts=facts)
     except FhirContentError:
+        return None
+
+
+def _moment(value: Any) -> datetime | None:
+    """The first instant a FHIR date or dateTime names, None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_range(value)[0]
+    except ValueError:
         return None
 
 

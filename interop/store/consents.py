@@ -5,11 +5,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
 from interop.store import markers
+from interop.store.identifiers import ids_with
+from interop.store.search_params import IDENTIFIER_MODIFIER
 from interop.store.tables import (
     INDEX_TABLE,
     OPERATOR_ORIGIN,
@@ -48,6 +50,71 @@ def consent_versions(session: Session, patient_id: str) -> list[tuple[int, str, 
             CONSENT_VERSIONS, {"patient": patient_id}
         ).all()
     ]
+
+
+_CONSENT_INDEX = INDEX_TABLE.alias("consent_index")
+_PATIENT_INDEX = INDEX_TABLE.alias("patient_index")
+_PATIENT_ROW = RESOURCE_TABLE.alias("patient_row")
+_PATIENT_IDENTIFIERS = (
+    select(_PATIENT_INDEX.c.system, _PATIENT_INDEX.c.value)
+    .join(_PATIENT_ROW, _PATIENT_ROW.c.pk == _PATIENT_INDEX.c.resource_pk)
+    .where(
+        _PATIENT_ROW.c.resource_type == "Patient",
+        _PATIENT_ROW.c.resource_id == bindparam("patient"),
+        _PATIENT_ROW.c.deleted.is_(False),
+        _PATIENT_INDEX.c.resource_type == "Patient",
+        _PATIENT_INDEX.c.param == "identifier",
+        _PATIENT_INDEX.c.system.is_not(None),
+    )
+    .subquery()
+)
+CONSENTS_BY_IDENTIFIER: Final = (
+    select(
+        RESOURCE_TABLE.c.pk,
+        RESOURCE_TABLE.c.resource_id,
+        RESOURCE_TABLE.c.version_id,
+        RESOURCE_TABLE.c.origin,
+        _CONSENT_INDEX.c.system,
+        _CONSENT_INDEX.c.value,
+    )
+    .join(_CONSENT_INDEX, _CONSENT_INDEX.c.resource_pk == RESOURCE_TABLE.c.pk)
+    .join(
+        _PATIENT_IDENTIFIERS,
+        and_(
+            _PATIENT_IDENTIFIERS.c.system == _CONSENT_INDEX.c.system,
+            _PATIENT_IDENTIFIERS.c.value == _CONSENT_INDEX.c.value,
+        ),
+    )
+    .where(
+        RESOURCE_TABLE.c.resource_type == "Consent",
+        RESOURCE_TABLE.c.deleted.is_(False),
+        _CONSENT_INDEX.c.resource_type == "Consent",
+        _CONSENT_INDEX.c.param == "patient" + IDENTIFIER_MODIFIER,
+        RESOURCE_TABLE.c.pk.not_in(
+            select(INDEX_TABLE.c.resource_pk).where(
+                INDEX_TABLE.c.resource_type == "Consent", INDEX_TABLE.c.param == "patient"
+            )
+        ),
+    )
+)
+"""Consents whose `patient` is a logical reference only (an identifier, no literal
+reference), matched to the identifiers (system and value) of one stored Patient."""
+
+
+def consents_by_identifier(
+    session: Session, patient_id: str
+) -> dict[str, tuple[int, int, str, bool]]:
+    """id -> (pk, version, origin, ambiguous) of every current Consent naming the patient by
+    an identifier (system and value) its current Patient carries, and no literal reference
+    (R4 logical references); ambiguous when another current Patient carries it too."""
+    rows = session.execute(CONSENTS_BY_IDENTIFIER, {"patient": patient_id}).all()
+    carriers: dict[tuple[str, str], int] = {}
+    found: dict[str, tuple[int, int, str, bool]] = {}
+    for pk, ident, version, origin, system, value in rows:
+        if (system, value) not in carriers:
+            carriers[(system, value)] = len(ids_with(session, "Patient", system, value))
+        found[ident] = (pk, version, origin, carriers[(system, value)] > 1)
+    return found
 
 
 def local_authors(session: Session) -> frozenset[str]:

@@ -22,6 +22,10 @@ _EXTENSIONS = {"part2-program": PART2_PROGRAM_EXTENSION}
 """Extensions a path may select by name: `extension(name)` picks those with that url."""
 
 
+IDENTIFIER_MODIFIER = ":identifier"
+"""Suffix of the index rows holding a Reference's identifier (see `_reference_identifier`)."""
+
+
 class ParamType(StrEnum):
     TOKEN = "token"  # noqa: S105  (a FHIR parameter type, not a secret)
     STRING = "string"
@@ -427,7 +431,10 @@ def _dates(name: str, node: Any) -> Iterator[IndexValue]:
 
 
 def _references(param: SearchParam, node: Any) -> Iterator[IndexValue]:
-    if not isinstance(node, dict) or not isinstance(node.get("reference"), str):
+    if not isinstance(node, dict):
+        return
+    yield from _reference_identifier(param, node)
+    if not isinstance(node.get("reference"), str):
         return
     target = parse_reference(node["reference"])
     if target is None:
@@ -436,6 +443,18 @@ def _references(param: SearchParam, node: Any) -> Iterator[IndexValue]:
     if param.targets and target_type not in param.targets:
         return
     yield IndexValue(param.name, system=target_type, value=target_id, norm=absolute)
+
+
+def _reference_identifier(param: SearchParam, node: dict[str, Any]) -> Iterator[IndexValue]:
+    """A Reference's `identifier` (system and value), indexed as `{param}:identifier`, the R4
+    `:identifier` modifier's index: a Consent naming its patient by identifier only (a logical
+    reference) is found for the stored Patient carrying it (interop.store.consents)."""
+    identifier = node.get("identifier")
+    if not isinstance(identifier, dict):
+        return
+    system, value = identifier.get("system"), identifier.get("value")
+    if isinstance(system, str) and isinstance(value, str) and system and value:
+        yield IndexValue(param.name + IDENTIFIER_MODIFIER, system=system, value=value)
 
 
 def parse_reference(reference: str) -> tuple[str, str, str | None] | None:

@@ -61,16 +61,17 @@ E = ConsentElement
 C1 = "C1"
 
 # What each official R4 example lacks to be relied on under Part 2 (none has a signature by the
-# patient on a signed form; most permit nothing, so what they cover cannot be told).
+# patient on a signed form; most permit nothing, so what they cover cannot be told). The
+# OPTOUT examples (Out, grantor, pkb, Emergency) are refusals: their untyped provisions deny.
 OFFICIAL_PROBLEMS: dict[str, list[tuple[str, ConsentElement]]] = {
     "Consent-consent-example-Emergency.json": [(C1, E.SIGNATURE)],
-    "Consent-consent-example-Out.json": [(C1, E.INFORMATION), (C1, E.SIGNATURE)],
+    "Consent-consent-example-Out.json": [(C1, E.SIGNATURE)],
     "Consent-consent-example-basic.json": [
         ("C5", E.EXPIRATION),
         (C1, E.INFORMATION),
         (C1, E.SIGNATURE),
     ],
-    "Consent-consent-example-grantor.json": [(C1, E.INFORMATION), (C1, E.SIGNATURE)],
+    "Consent-consent-example-grantor.json": [(C1, E.SIGNATURE)],
     "Consent-consent-example-notAuthor.json": [(C1, E.INFORMATION), (C1, E.SIGNATURE)],
     "Consent-consent-example-notOrg.json": [(C1, E.SIGNATURE)],
     "Consent-consent-example-notThem.json": [(C1, E.INFORMATION), (C1, E.SIGNATURE)],
@@ -80,7 +81,7 @@ OFFICIAL_PROBLEMS: dict[str, list[tuple[str, ConsentElement]]] = {
         (C1, E.INFORMATION),
         (C1, E.SIGNATURE),
     ],
-    "Consent-consent-example-pkb.json": [(C1, E.INFORMATION), (C1, E.SIGNATURE)],
+    "Consent-consent-example-pkb.json": [(C1, E.SIGNATURE)],
     "Consent-consent-example-signature.json": [
         ("C5", E.EXPIRATION),
         (C1, E.PATIENT_NAME),

@@ -1,0 +1,257 @@
+"""Refusals and signers as partners write them, end to end through the gate (probe 2: F4, F5,
+F9, D1).
+
+The README's consent releases Alex's SUD record to Riverside Clinic; each case then stores one
+more Consent (or Patient fact) as a partner would write it and reads the record again. An
+opt-out (policyRule OPTOUT, the R4 example `consent-example-Out`) and a refusal naming the
+patient by identifier only are the patient's refusals (PART2.md C8); a consent "signed" by a
+patient after the recorded death is false, while the personal representative's is the one
+§2.15(b) asks for; a research-scope consent is not a consent to disclose.
+"""
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import RegisteredPartner, corpus
+from tests.interop.disclosure.test_consents_as_written import (
+    PURPOSE_OF_USE,
+    approve_the_form,
+    as_partner,
+    partner,
+    put,
+    readme_consent,
+    store_the_patient_and_record,
+)
+
+ALEX = "Patient/alex-testperson"
+MRN = {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "ALEX-1"}
+ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+RECORD = "/fhir/Condition/alex-oud"
+
+
+@pytest.fixture
+def harbor(anonymous: TestClient) -> RegisteredPartner:
+    """Harbor Detox's own EHR: a first-party Part 2 program writing its records here."""
+    return partner(
+        anonymous,
+        "Harbor Detox",
+        "1234567893",
+        "system/*.cruds",
+        first_party=True,
+        part2_program=True,
+    )
+
+
+@pytest.fixture
+def ehr(anonymous: TestClient, harbor: RegisteredPartner) -> TestClient:
+    return as_partner(anonymous, harbor, "system/*.cruds")
+
+
+@pytest.fixture
+def riverside(anonymous: TestClient) -> TestClient:
+    """Riverside Clinic, the README consent's recipient, reading for treatment."""
+    clinic = partner(
+        anonymous, "Riverside Clinic", "1992753883", "system/*.rs", covered_entity=True
+    )
+    purposes = {"hl7-b2b": {"version": "1", "purpose_of_use": [PURPOSE_OF_USE + "TREAT"]}}
+    return as_partner(anonymous, clinic, "system/*.rs", extra={"extensions": purposes})
+
+
+@pytest.fixture
+def released(anonymous: TestClient, ehr: TestClient, riverside: TestClient) -> None:
+    """The README's consent on file and relied on: Riverside reads the record."""
+    approve_the_form(anonymous)
+    store_the_patient_and_record(ehr)
+    put(ehr, readme_consent())
+    assert riverside.get(RECORD).status_code == 200
+
+
+def opt_out_example() -> dict[str, Any]:
+    resource: dict[str, Any] = json.loads(
+        (corpus("fhir-r4-examples") / "Consent-consent-example-Out.json").read_text()
+    )
+    return resource
+
+
+def _retargeted(consent: dict[str, Any], program: str) -> dict[str, Any]:
+    """The example written for our patient and program instead of f001's."""
+    text = json.dumps(consent)
+    text = text.replace('"Patient/f001"', f'"{ALEX}"')
+    return dict(json.loads(text.replace('"Organization/f001"', f'"{program}"')))
+
+
+def _without_provision(consent: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in consent.items() if k != "provision"}
+
+
+def _oid_system(consent: dict[str, Any]) -> dict[str, Any]:
+    rule = {"coding": [{"system": "urn:oid:2.16.840.1.113883.5.4", "code": "OPTOUT"}]}
+    return {**consent, "policyRule": rule}
+
+
+def _naming_the_recipient(consent: dict[str, Any]) -> dict[str, Any]:
+    recipient = readme_consent()["provision"]["provision"][0]["actor"]
+    return {**consent, "provision": {"actor": recipient}}
+
+
+@pytest.mark.corpus
+@pytest.mark.usefixtures("released")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(lambda c: c, id="as-published"),
+        pytest.param(_without_provision, id="no-provision"),
+        pytest.param(_oid_system, id="oid-system"),
+        pytest.param(_naming_the_recipient, id="untyped-provision-naming-the-recipient"),
+    ],
+)
+def test_an_opt_out_consent_is_the_patients_refusal(
+    harbor: RegisteredPartner, ehr: TestClient, riverside: TestClient, variant: Any
+) -> None:
+    """F4, C8: under policyRule OPTOUT the untyped provision is a deny and no provision is a
+    blanket refusal; it stops the README consent's disclosure at once."""
+    put(ehr, variant(_retargeted(opt_out_example(), harbor.organization)))
+
+    assert riverside.get(RECORD).status_code == 404
+
+
+def _with_mrn(ehr: TestClient) -> None:
+    put(
+        ehr,
+        {
+            "resourceType": "Patient",
+            "id": "alex-testperson",
+            "identifier": [MRN],
+            "name": [{"family": "Testperson", "given": ["Alex"]}],
+            "birthDate": "1990-04-12",
+        },
+    )
+
+
+def _refusal(patient: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "id": "alex-refuses-all",
+        "status": "active",
+        "scope": readme_consent()["scope"],
+        "category": readme_consent()["category"],
+        "patient": patient,
+        "provision": {"type": "deny"},
+    }
+
+
+@pytest.mark.usefixtures("released")
+def test_a_refusal_naming_the_patient_by_identifier_is_honoured(
+    ehr: TestClient, riverside: TestClient
+) -> None:
+    """F5, C8: `Consent.patient` as a logical reference (identifier only) counts for the
+    stored Patient carrying that identifier."""
+    _with_mrn(ehr)
+    assert riverside.get(RECORD).status_code == 200
+
+    put(ehr, _refusal({"identifier": MRN}))
+
+    assert riverside.get(RECORD).status_code == 404
+
+
+def test_a_permit_by_identifier_is_relied_on_only_while_one_patient_carries_it(
+    anonymous: TestClient, ehr: TestClient, riverside: TestClient
+) -> None:
+    """F5: a complete consent naming its patient by identifier is read like any other, with
+    the name of the one Patient carrying it; once two stored Patients carry the identifier,
+    whose consent it is cannot be told and it is no longer relied on (§2.31(a)(1))."""
+    approve_the_form(anonymous)
+    store_the_patient_and_record(ehr)
+    _with_mrn(ehr)
+    consent = {**readme_consent(), "patient": {"identifier": MRN}}
+    consent["performer"] = [{"reference": ALEX}]
+
+    stored = put(ehr, consent, Prefer="return=OperationOutcome")
+
+    assert riverside.get(RECORD).status_code == 200, stored.text
+    twin = {"resourceType": "Patient", "id": "alex-twin", "identifier": [MRN]}
+    put(ehr, {**twin, "name": [{"family": "Twin"}]})
+    assert riverside.get(RECORD).status_code == 404
+
+
+def _deceased_patient(ehr: TestClient, death: dict[str, Any]) -> None:
+    put(
+        ehr,
+        {
+            "resourceType": "Patient",
+            "id": "alex-testperson",
+            "name": [{"family": "Testperson", "given": ["Alex"]}],
+            "birthDate": "1970-01-01",
+            **death,
+        },
+    )
+    put(
+        ehr,
+        {
+            "resourceType": "RelatedPerson",
+            "id": "alex-executor",
+            "patient": {"reference": ALEX},
+            "relationship": [{"coding": [{"system": ROLE_CODE, "code": "EXCEST"}]}],
+            "name": [{"family": "Executor", "given": ["Erin"]}],
+        },
+    )
+
+
+def _signed(signer: str, when: str) -> dict[str, Any]:
+    return {**readme_consent(), "dateTime": when, "performer": [{"reference": signer}]}
+
+
+@pytest.mark.parametrize(
+    ("death", "signer", "when", "relied_on"),
+    [
+        ({"deceasedDateTime": "2026-01-05"}, ALEX, "2026-01-10T09:30:00Z", False),
+        ({"deceasedDateTime": "2026-01-05"}, "RelatedPerson/alex-executor", "2026-01-10", True),
+        ({"deceasedBoolean": True}, ALEX, "2026-01-10T09:30:00Z", False),
+        ({"deceasedBoolean": True}, "RelatedPerson/alex-executor", "2026-01-10", True),
+    ],
+    ids=[
+        "patient-signs-after-death",
+        "executor-signs-after-death",
+        "patient-signs-death-date-unknown",
+        "executor-signs-death-date-unknown",
+    ],
+)
+def test_a_deceased_patients_consent_is_the_personal_representatives(
+    anonymous: TestClient,
+    ehr: TestClient,
+    riverside: TestClient,
+    death: dict[str, Any],
+    signer: str,
+    when: str,
+    relied_on: bool,
+) -> None:
+    """F9, C5, C7 (§2.15(b)): for a deceased patient the executor signs; the patient's own
+    "signature" dated after the recorded death is false, and with no date of death only the
+    representative's consent can be relied on."""
+    approve_the_form(anonymous)
+    store_the_patient_and_record(ehr)
+    _deceased_patient(ehr, death)
+
+    put(ehr, _signed(signer, when))
+
+    assert (riverside.get(RECORD).status_code == 200) is relied_on
+
+
+def test_a_research_scope_consent_is_not_a_consent_to_disclose(
+    anonymous: TestClient, ehr: TestClient, riverside: TestClient
+) -> None:
+    """D1: R4 Consent.scope is a modifier; a research consent does not release the record
+    for treatment, and storing it says why."""
+    approve_the_form(anonymous)
+    store_the_patient_and_record(ehr)
+    research = {"coding": [{"system": readme_consent()["scope"]["coding"][0]["system"]}]}
+    research["coding"][0]["code"] = "research"
+
+    stored = put(ehr, {**readme_consent(), "scope": research}, Prefer="return=OperationOutcome")
+
+    assert riverside.get(RECORD).status_code == 404
+    warnings = [i["diagnostics"] for i in stored.json()["issue"] if i["severity"] == "warning"]
+    assert any("scope is research" in text for text in warnings), warnings
