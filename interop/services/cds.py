@@ -17,9 +17,16 @@ that can be relied on). The card follows LEAP's published response schema
 obligations as `{id: {system, code}, parameters: {codes}}`). Every decision goes to the
 disclosure log (A1) as interaction "cds-consult": a decision, not a disclosure, so the
 patient's accounting of disclosures leaves it out (interop.audit.accounting).
+
+The caller learns nothing the gate would not release to it (ARCHITECTURE.md rule 4): a
+patient it may not see is answered for exactly as a patient nobody registered (§2.13(c): that
+a person is a Part 2 program's client is itself protected), and a consent is named (in
+`basedOn`, the detail, or the notice of a released record) only when it may read that Consent.
+The engine still decides on every consent of the patient, so a refusal the caller may not read
+refuses all the same (C8).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +39,16 @@ from consent.model import (
     Decision,
     Identifier,
     Outcome,
+    Reason,
 )
 from consent.model import Requester as ConsentRequester
 from interop.auth.requester import Requester
 from interop.services.disclosure import DisclosureGate, GateSession, label, patient_of
 from interop.services.errors import InvalidRequest
+from interop.store.consents import consent_versions
 from interop.store.database import unit_of_work
 from interop.store.identifiers import ids_with
+from interop.store.repository import ResourceRepository
 from mappings.terminology import PROJECT_BASE
 
 HOOK = "patient-consent-consult"
@@ -89,14 +99,15 @@ class ConsentConsult:
         try:
             with unit_of_work(self._engine, writes=False) as session:
                 gate = self._gates.open(session, caller, INTERACTION)
-                patients = _patients(session, context.patient_ids)
+                patient = _visible_patient(session, gate, context.patient_ids)
                 recipient = _recipient(session, context.actors)
-                ask = _asker(gate, patients[0] if patients else None, recipient, context)
+                ask = _asker(gate, patient, recipient, context)
+                names = _ConsentNames(session, gate, patient)
                 if context.content is None:
                     decision = ask(_general_item(context))
-                    return _card_for(decision, [], None)
-                released, withheld, decision = _filter_content(ask, context.content)
-                return _card_for(decision, withheld, released)
+                    return _card_for(decision, [], None, names)
+                released, withheld, decision = _filter_content(ask, context.content, names)
+                return _card_for(decision, withheld, released, names)
         finally:
             if gate is not None:
                 self._gates.record(gate)
@@ -172,6 +183,55 @@ def _patients(session: Session, identifiers: Sequence[Identifier]) -> list[str]:
     return sorted(f"Patient/{ident}" for ident in found)
 
 
+def _visible_patient(
+    session: Session, gate: GateSession, identifiers: Sequence[Identifier]
+) -> str | None:
+    """The first patient with any of the identifiers that the gate would release to the
+    caller; one it withholds is asked about as a patient not known here, so the answer for a
+    withheld client and for an MRN nobody registered is the same (§2.13(c))."""
+    repository = ResourceRepository(session)
+    for reference in _patients(session, identifiers):
+        stored = repository.latest("Patient", reference.removeprefix("Patient/"))
+        if stored is not None and gate.sees(stored):
+            return reference
+    return None
+
+
+class _ConsentNames:
+    """Which of the patient's consents a card may name: those the caller may read (S3).
+
+    Each is asked of the gate once, and only when a card would name it, so the consult of a
+    program holding its own consents costs one decision more per consent it names."""
+
+    def __init__(self, session: Session, gate: GateSession, patient: str | None) -> None:
+        self._repository = ResourceRepository(session)
+        self._gate = gate
+        self._shown: dict[str, bool] = {}
+        self._ids: tuple[str, ...] = ()
+        if patient is not None:
+            versions = consent_versions(session, patient.removeprefix("Patient/"))
+            self._ids = tuple(ident for _, ident, _, _ in versions)
+
+    def shown(self, consent: str | None) -> str | None:
+        """The consent's reference when the caller may read the Consent, else None."""
+        if consent is None:
+            return None
+        ident = consent.removeprefix("Consent/")
+        if ident not in self._shown:
+            stored = self._repository.latest("Consent", ident)
+            self._shown[ident] = stored is not None and self._gate.sees(stored)
+        return f"Consent/{ident}" if self._shown[ident] else None
+
+    def told(self, reasons: Iterable[Reason]) -> list[Reason]:
+        """The reasons that name no consent the caller may not read (the engine's texts name
+        a consent as "consent <id>")."""
+        return [
+            reason
+            for reason in reasons
+            if all(self.shown(i) for i in self._ids if f"consent {i}" in reason.text)
+        ]
+
+
 def _recipient(session: Session, actors: Sequence[Identifier]) -> ConsentRequester:
     """The actor as the engine knows requesters: an Organization here when one has the id."""
     for actor in actors:
@@ -192,7 +252,7 @@ def _general_item(context: _Context) -> DataItem:
 
 
 def _filter_content(
-    ask: Callable[[DataItem], Decision], bundle: dict[str, Any]
+    ask: Callable[[DataItem], Decision], bundle: dict[str, Any], names: _ConsentNames
 ) -> tuple[dict[str, Any], list[Coding], Decision]:
     """Each patient record decided on its own: permitted ones labelled, the others removed.
 
@@ -211,7 +271,7 @@ def _filter_content(
         decision = ask(DataItem(str(resource.get("resourceType")), security_labels=labels))
         decisions.append(decision)
         if decision.outcome is Outcome.PERMIT:
-            kept.append({**entry, "resource": _labelled(resource, decision)})
+            kept.append({**entry, "resource": _labelled(resource, decision, names)})
         else:
             withheld.extend(labels)
     permits = [d for d in decisions if d.outcome is Outcome.PERMIT]
@@ -227,12 +287,12 @@ def _labels(resource: dict[str, Any]) -> tuple[Coding, ...]:
     )
 
 
-def _labelled(resource: dict[str, Any], decision: Decision) -> dict[str, Any]:
+def _labelled(resource: dict[str, Any], decision: Decision, names: _ConsentNames) -> dict[str, Any]:
     pairs = [(c.system or "", c.code) for c in decision.obligations.labels]
     notice = decision.obligations.notice
     if notice is None:
         return label(resource, pairs, None, None)
-    return label(resource, pairs, notice.statement, notice.consent_reference)
+    return label(resource, pairs, notice.statement, names.shown(notice.consent_reference))
 
 
 def _rule(decision: Decision) -> str:
@@ -251,15 +311,18 @@ _NO_CONSENT_DETAIL = "No consent in force permits this disclosure."
 
 
 def _card_for(
-    decision: Decision, withheld: list[Coding], content: dict[str, Any] | None
+    decision: Decision,
+    withheld: list[Coding],
+    content: dict[str, Any] | None,
+    names: _ConsentNames,
 ) -> dict[str, Any]:
     answer = consent_decision(decision)
     if answer == NO_CONSENT:
         # One text whether or not the patient has consents here: which it is would tell an
         # unrelated caller that the person is a program's client (§2.13(c)).
         return _card(NO_CONSENT, _NO_CONSENT_DETAIL, None, withheld, content)
-    detail = "; ".join(reason.text for reason in decision.reasons[:3]) or answer
-    return _card(answer, detail, decision.consent_id, withheld, content)
+    detail = "; ".join(reason.text for reason in names.told(decision.reasons)[:3]) or answer
+    return _card(answer, detail, names.shown(decision.consent_id), withheld, content)
 
 
 def _card(

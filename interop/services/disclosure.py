@@ -155,13 +155,30 @@ class GateSession:
         """The bytes to send for this resource, labelled, or None when it must be withheld."""
         if stored.content is None or not self._in_scope(stored.resource_type):
             return None
-        resource: dict[str, Any] = orjson.loads(stored.content)
+        return self._release(stored, stored.content)
+
+    def sees(self, stored: StoredVersion) -> bool:
+        """Whether a read of this version would release it to the requester, the token's
+        scopes aside: for a question that is not a read (a consent consult about the patient,
+        asked with a Consent scope), which must answer for a record the requester may not see
+        exactly as for one that does not exist (ARCHITECTURE.md rule 4, §2.13(c)).
+
+        Nothing of the version is sent, so it is decided as a count is (`unrecorded`): a
+        permit is neither logged nor accounted, a denial is logged (A1)."""
+        if stored.content is None:
+            return False
+        with self.unrecorded():
+            return self._release(stored, stored.content) is not None
+
+    def _release(self, stored: StoredVersion, content: bytes) -> bytes | None:
+        """The gate's decision on one version in the token's scope, logged; see `admit`."""
+        resource: dict[str, Any] = orjson.loads(content)
         if stored.resource_type == "Subscription" and not self._requester.first_party:
             # A partner's Subscription names its endpoint and headers: its own business only.
             mine = subscriber_of(resource) == self._requester.organization
-            return stored.content if mine else None
+            return content if mine else None
         if stored.resource_type in DIRECTORY_TYPES:
-            return stored.content
+            return content
         patient = patient_of(resource)
         reference = f"{stored.resource_type}/{stored.resource_id}"
         record = self._classify(stored, resource)
@@ -169,14 +186,14 @@ class GateSession:
             # The program's own systems, or a program reading what it wrote itself (with
             # nothing a Part 2 program added since): use within the program, no disclosure.
             self._log(patient, reference, "permit", "USE", None, None, (), record.part2, None)
-            return stored.content
+            return content
         if patient is None:
             # Patient data naming its patient only by identifier, absolute URL or contained
             # resource: no consent here can be matched to it, so Part 2 data stays (P2).
             verdict = "deny" if record.part2 else "permit"
             rule = "P2" if record.part2 else "P1"
             self._log(None, reference, verdict, rule, None, None, (), record.part2, None)
-            return None if record.part2 else stored.content
+            return None if record.part2 else content
         refusal = self._refusal(patient) if record.part2 else None
         if refusal is not None:
             self._log(patient, reference, "deny", refusal.rule, None, None, (), True, None)
@@ -186,7 +203,7 @@ class GateSession:
             self._consents(patient),
             self._now,
         )
-        return self._apply(decision, resource, stored.content, patient, reference, record.part2)
+        return self._apply(decision, resource, content, patient, reference, record.part2)
 
     def forget_reads(self) -> None:
         """Drop what was read in an earlier transaction of this request (a batch entry): a
@@ -240,7 +257,9 @@ class GateSession:
         the item, be allowed to disclose it to `recipient`? Decided on the same consents as
         every read, and logged as a decision by the requester's program (the requester is the
         one that asked, not a recipient: nothing leaves, so nothing is accounted as disclosed).
-        A patient not known here has no consents, so the answer is the default deny."""
+        A patient not known here has no consents, so the answer is the default deny; the
+        caller passes None too for a patient the requester does not `see`, which must be
+        answered for exactly as for one not known here (§2.13(c))."""
         source = self._requester.organization
         request = DisclosureRequest(
             patient=patient or "Patient/unknown",

@@ -718,8 +718,9 @@ class ResourceOperations:
         """A partner records a consent only for a patient whose record it may see here. A
         refusal is honoured whoever records it (PART2.md C8), so a partner that does not serve
         the patient could otherwise cut the patient off from the recipients the patient chose.
-        A patient unknown here and one withheld from the partner are refused alike."""
-        if resource_type != "Consent":
+        A patient unknown here and one withheld from the partner are refused alike; a consent
+        that names no patient is no one's directive."""
+        if resource_type != "Consent" or resource.get("patient") is None:
             return
         patients = self._patients_named(resource.get("patient"))
         if not patients or not all(self._may_see(current_version(row)) for row in patients):

@@ -145,10 +145,14 @@ def create(
 
 @router.post("/{resource_type}/$validate", operation_id="fhir_validate", responses=RESPONSES)
 def validate(
-    resource_type: str, resources: ResourcesDep, body: BodyDep, fmt: FormatDep, _: Validator
+    resource_type: str,
+    resources: ResourcesDep,
+    body: BodyDep,
+    fmt: FormatDep,
+    requester: Validator,
 ) -> FhirResponse:
     """$validate (R4 Resource-validate): an OperationOutcome, errors included, with 200 OK."""
-    return FhirResponse(resources.validate(resource_type, body), fmt=fmt)
+    return FhirResponse(resources.validate(resource_type, body, requester), fmt=fmt)
 
 
 @router.get("/{resource_type}/_history", operation_id="fhir_history_type", responses=RESPONSES)

@@ -81,7 +81,14 @@ def world_plans(draw: st.DrawFn) -> WorldPlan:
             max_size=2,
         )
     )
-    consents = draw(st.frozensets(st.tuples(programs, programs), max_size=3))
+    # A program records consents only for clients it may see: its own, or another program's
+    # whose records are not Part 2 data (a stranger's Consent is refused, test_bearer.py).
+    drawn = draw(st.frozensets(st.tuples(programs, programs), max_size=3))
+    consents = frozenset(
+        (client, discloser)
+        for client, discloser in drawn
+        if client == discloser or not part2[client]
+    )
     return WorldPlan(part2, draw(st.booleans()), tuple(records), tuple(referrals), consents)
 
 

@@ -17,8 +17,9 @@ from interop.audit.accounting import accounting
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.tables import DisclosureLogRow
-from tests.builders import MRN, part2_consent, patient
+from tests.builders import ACT_CODE, MRN, part2_consent, patient
 from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.interop.disclosure.conftest import World, acting_as, as_, make
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 PARTNER_SYSTEM = "urn:oid:2.16.840.1.113883.3.9999.10"
@@ -302,3 +303,115 @@ def test_storing_a_consent_says_why_it_cannot_be_relied_on(client: TestClient) -
         headers=FHIR_JSON,
     )
     assert [i["severity"] for i in complete.json()["issue"]] == ["information"]
+
+
+def refusal(subject: str, recipient: str, **extra: Any) -> dict[str, Any]:
+    """The patient's written refusal of any disclosure to `recipient` (C8)."""
+    ircp = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": subject},
+        "provision": {
+            "type": "deny",
+            "actor": [
+                {
+                    "role": {"coding": [{"system": ircp, "code": "IRCP"}]},
+                    "reference": {"reference": recipient},
+                }
+            ],
+        },
+        **extra,
+    }
+
+
+def consult_rows(settings: Settings, caller: RegisteredPartner) -> list[tuple[Any, ...]]:
+    """The caller's consult decisions on the log, as (patient, decision, rule, consent,
+    resources), oldest first."""
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        rows = session.exec(
+            select(DisclosureLogRow)
+            .where(col(DisclosureLogRow.requester) == caller.organization)
+            .where(col(DisclosureLogRow.interaction) == "cds-consult")
+            .order_by(col(DisclosureLogRow.seq))
+        ).all()
+        found = [(r.patient, r.decision, r.rule, r.consent, r.resources) for r in rows]
+    engine.dispose()
+    return found
+
+
+def test_a_withheld_client_with_a_refusal_is_answered_for_as_nobody(
+    anonymous: TestClient, world: World, settings: Settings
+) -> None:
+    """F6, §2.13(c), S3: a partner the detox unit's client is withheld from learns from the
+    consult neither that the client exists nor that a refusal names a recipient, nor the
+    refusal's id: the answer (and the log of the consult's decision) is the one for an MRN
+    nobody registered. The program holding the record is still told of the refusal."""
+    refused = make(
+        acting_as(anonymous, world.detox_partner), refusal(world.client_ref, world.a.organization)
+    )
+    holder = consult(anonymous, world.detox_partner, "Riverside Residential", mrn="MRN-P2")
+    assert holder["cards"][0]["summary"] == "CONSENT_DENY"
+    assert holder["cards"][0]["extension"]["basedOn"] == f"Consent/{refused['id']}"
+    assert anonymous.get(
+        f"/fhir/{world.client_ref}", headers=as_(anonymous, world.b)
+    ).status_code == (404)
+    sud = {"system": ACT_CODE, "code": "SUD"}
+    content = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "meta": {"security": [sud]},
+                    "subject": {"reference": world.client_ref},
+                }
+            }
+        ],
+    }
+
+    for asked in (None, content):
+        before = len(consult_rows(settings, world.b))
+        withheld = consult(anonymous, world.b, "Riverside Residential", mrn="MRN-P2", content=asked)
+        about_withheld = consult_rows(settings, world.b)[before:]
+        nobody = consult(anonymous, world.b, "Riverside Residential", mrn="NOBODY-1", content=asked)
+        about_nobody = consult_rows(settings, world.b)[before + len(about_withheld) :]
+
+        assert withheld == nobody
+        assert withheld["cards"][0]["summary"] == "NO_CONSENT"
+        assert refused["id"] not in json.dumps(withheld)
+        # The gate's denial of the withheld Patient is logged as any denial; the consult's own
+        # decision is logged as for a patient nobody registered.
+        assert [r for r in about_withheld if r[4] != world.client_ref] == about_nobody
+
+
+def test_a_consent_the_caller_may_not_read_is_not_named(
+    client: TestClient, anonymous: TestClient, detox: RegisteredPartner
+) -> None:
+    """S3: a refusal the caller may not read (SUD-labelled, so Part 2 data) still refuses
+    (C8), but the card names it nowhere: no basedOn, no id in the detail."""
+    riverside = client.get("/fhir/Organization", params={"name": "Riverside Residential"})
+    recipient = f"Organization/{riverside.json()['entry'][0]['resource']['id']}"
+    person = client.get("/fhir/Patient", params={"identifier": f"{MRN}|MRN-CDS"})
+    subject = f"Patient/{person.json()['entry'][0]['resource']['id']}"
+    labelled = refusal(subject, recipient, meta={"security": [{"system": ACT_CODE, "code": "SUD"}]})
+    created = make(client, labelled)
+    as_detox = {"Authorization": bearer(anonymous, detox, scope="system/Consent.rs")}
+    assert anonymous.get(f"/fhir/Consent/{created['id']}", headers=as_detox).status_code == 404
+
+    card = consult(anonymous, detox, "Riverside Residential")["cards"][0]
+
+    assert card["summary"] == "CONSENT_DENY"
+    assert "basedOn" not in card["extension"]
+    assert created["id"] not in json.dumps(card)

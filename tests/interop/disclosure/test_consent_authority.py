@@ -1,6 +1,7 @@
 """Whose consents the gate relies on: a consent the program holds (recorded by its own side, or
 by a program the consent names as disclosing), never a permit a recipient wrote itself; a
-refusal counts whoever recorded it (PART2.md C5, C8)."""
+refusal counts whoever recorded it (PART2.md C5, C8), and only a partner that may see the
+patient records one at all."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,23 @@ def forger(anonymous: TestClient) -> RegisteredPartner:
     return register_partner(anonymous, name="Forging Clinic")
 
 
+def served(anonymous: TestClient, world: World) -> RegisteredPartner:
+    """A forging clinic the patient consents to for treatment: it may see the patient's
+    records, and so record consents for the patient (PART2.md C5 decides which count)."""
+    clinic = register_partner(anonymous, name="Treating Clinic")
+    write(
+        anonymous,
+        world.detox_partner,
+        part2_consent(world.client_ref, world.detox, clinic.organization),
+    )
+    return clinic
+
+
+def paying(anonymous: TestClient, partner: RegisteredPartner) -> dict[str, str]:
+    """The partner asking for payment, which no consent the program holds allows."""
+    return as_(anonymous, partner, purposes=["HPAYMT"])
+
+
 def write(anonymous: TestClient, author: RegisteredPartner, consent: dict[str, Any]) -> str:
     written = acting_as(anonymous, author).post("/fhir/Consent", json=consent, headers=FHIR_JSON)
     assert written.status_code == 201, written.text
@@ -28,15 +46,25 @@ def write(anonymous: TestClient, author: RegisteredPartner, consent: dict[str, A
 
 
 def test_a_recipient_cannot_write_itself_a_consent(anonymous: TestClient, world: World) -> None:
-    clinic = forger(anonymous)
-    write(anonymous, clinic, part2_consent(world.client_ref, world.detox, clinic.organization))
-    read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, clinic))
+    stranger = forger(anonymous)
+    refused = acting_as(anonymous, stranger).post(
+        "/fhir/Consent",
+        json=part2_consent(world.client_ref, world.detox, stranger.organization),
+        headers=FHIR_JSON,
+    )
+    assert refused.status_code == 422, "it may not see the patient: no consent of its own"
+    read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, stranger))
     assert read.status_code == 404
     assert "Partwo" not in read.text
     found = anonymous.get(
-        "/fhir/CarePlan", params={"patient": world.client_ref}, headers=as_(anonymous, clinic)
+        "/fhir/CarePlan", params={"patient": world.client_ref}, headers=as_(anonymous, stranger)
     ).json()
     assert found["total"] == 0
+    clinic = served(anonymous, world)
+    wider = part2_consent(world.client_ref, world.detox, clinic.organization, purposes=("HPAYMT",))
+    write(anonymous, clinic, wider)
+    paid = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=paying(anonymous, clinic))
+    assert paid.status_code == 404, "a permit it wrote itself grounds nothing"
 
 
 def test_the_same_consent_recorded_by_the_disclosing_program_is_relied_on(
@@ -60,7 +88,7 @@ def test_a_refusal_counts_whoever_recorded_it(anonymous: TestClient, world: Worl
     assert before.status_code == 200
     refusal = part2_consent(world.client_ref, world.detox, world.a.organization)
     refusal["provision"]["provision"][0]["type"] = "deny"  # the nested permit, now a deny
-    write(anonymous, forger(anonymous), refusal)
+    write(anonymous, served(anonymous, world), refusal)
     after = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, world.a))
     assert after.status_code == 404
 
@@ -70,11 +98,13 @@ def test_naming_itself_beside_the_program_as_discloser_grounds_nothing(
 ) -> None:
     """An outside program holds a consent only for its own records: a partner naming itself
     beside the detox unit in Consent.organization cannot release the unit's records."""
-    clinic = forger(anonymous)
-    consent = part2_consent(world.client_ref, world.detox, clinic.organization)
+    clinic = served(anonymous, world)
+    consent = part2_consent(
+        world.client_ref, world.detox, clinic.organization, purposes=("HPAYMT",)
+    )
     consent["organization"].append({"reference": clinic.organization})
     write(anonymous, clinic, consent)
-    read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=as_(anonymous, clinic))
+    read = anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=paying(anonymous, clinic))
     assert read.status_code == 404
 
 
@@ -121,7 +151,7 @@ def test_the_answer_to_a_forged_permit_says_it_is_not_relied_on(
             if issue["severity"] == "warning"
         ]
 
-    clinic = forger(anonymous)
+    clinic = served(anonymous, world)
     consent = part2_consent(world.client_ref, world.detox, clinic.organization)
     forged = warnings(clinic, consent)
     assert any("recipient cannot record its own authorization" in w for w in forged), forged
@@ -178,8 +208,9 @@ def test_the_patients_name_counts_as_the_consents_trusted_writers_recorded_it(
 ) -> None:
     """§2.31(a)(1) asks for the patient's name, read from the Patient the consent names. A
     consent whose Patient carries no name is not relied on. A partner adding the name to the
-    Patient (the clinic, whose own consent lets it read and write the client's records) does
-    not complete another's consent; the program that registered the patient does."""
+    Patient (the clinic, whose own consent lets it read the client's records) is refused, as
+    it did not write the Patient, and completes nothing; the program that registered the
+    patient does."""
     clinic = forger(anonymous)
     detox = acting_as(anonymous, world.detox_partner)
     nameless = make(
@@ -207,7 +238,7 @@ def test_the_patients_name_counts_as_the_consents_trusted_writers_recorded_it(
     named = {**nameless, "name": [{"family": "Nameless", "given": ["Robin"]}]}
     del named["meta"]
     forged = acting_as(anonymous, clinic).put(f"/fhir/{reference}", json=named, headers=FHIR_JSON)
-    assert forged.status_code == 200, forged.text
+    assert forged.status_code == 403, "a partner changes only records it wrote"
     assert status() == 404, "a name another partner records completes nothing"
     assert detox.put(f"/fhir/{reference}", json=named, headers=FHIR_JSON).status_code == 200
     assert status() == 200

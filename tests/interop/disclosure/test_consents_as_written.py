@@ -198,3 +198,41 @@ def test_without_the_approval_the_form_cannot_be_verified(
     assert "(f) cannot be verified: the form is not approved" in warnings[0]["diagnostics"]
     assert "policy.uri" in warnings[0]["diagnostics"]
     assert riverside.get("/fhir/Condition/alex-oud").status_code == 404
+
+
+def test_validate_reports_what_storing_reports_and_no_more(
+    anonymous: TestClient, detox_ehr: TestClient
+) -> None:
+    """C1, C9 (F10): `$validate` reads a Consent with the facts storing it reads (the stored
+    Patient's name, the approved forms), so it reports the same §2.31 problems as `Prefer:
+    return=OperationOutcome`: none for the README's consent, the real one for a deficient
+    copy. For a requester the Patient is withheld from, the name is unknown exactly as for a
+    Patient that is not stored here (§2.13(c))."""
+    approve_the_form(anonymous)
+    store_the_patient_and_record(detox_ehr)
+    deficient = {k: v for k, v in readme_consent().items() if k != "dateTime"}
+
+    def problems(response: Any) -> list[tuple[str, str, tuple[str, ...]]]:
+        assert response.status_code in (200, 201), response.text
+        return [
+            (i["severity"], i["diagnostics"], tuple(i.get("expression", ())))
+            for i in response.json()["issue"]
+            if i["severity"] != "information"
+        ]
+
+    for consent in (readme_consent(), deficient):
+        validated = detox_ehr.post("/fhir/Consent/$validate", json=consent, headers=FHIR_JSON)
+        stored = put(detox_ehr, consent, Prefer="return=OperationOutcome")
+        assert problems(validated) == problems(stored)
+    assert problems(detox_ehr.post("/fhir/Consent/$validate", json=readme_consent())) == []
+    assert [p[2] for p in problems(stored)] == [("Consent.dateTime",)]
+
+    westside = as_partner(
+        anonymous, partner(anonymous, "Westside", "1003000126", "system/*.cruds"), "system/*.cruds"
+    )
+    assert westside.get("/fhir/Patient/alex-testperson").status_code == 404
+    nobody = json.loads(json.dumps(readme_consent()).replace("alex-testperson", "nobody-here"))
+    withheld = westside.post("/fhir/Consent/$validate", json=readme_consent())
+    unknown = westside.post("/fhir/Consent/$validate", json=nobody)
+    assert problems(withheld) == problems(unknown)
+    assert any("(a)" in diagnostics for _, diagnostics, _ in problems(withheld))
