@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, exists, select
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
@@ -90,10 +90,8 @@ CONSENTS_BY_IDENTIFIER: Final = (
         RESOURCE_TABLE.c.deleted.is_(False),
         _CONSENT_INDEX.c.resource_type == "Consent",
         _CONSENT_INDEX.c.param == "patient" + IDENTIFIER_MODIFIER,
-        RESOURCE_TABLE.c.pk.not_in(
-            select(INDEX_TABLE.c.resource_pk).where(
-                INDEX_TABLE.c.resource_type == "Consent", INDEX_TABLE.c.param == "patient"
-            )
+        ~exists().where(  # per row, by its key: not a scan of every Consent's patient
+            INDEX_TABLE.c.resource_pk == RESOURCE_TABLE.c.pk, INDEX_TABLE.c.param == "patient"
         ),
     )
 )

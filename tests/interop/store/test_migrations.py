@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -105,6 +106,50 @@ class TestRecordOrigin:
             connection.execute(text(_INSERT_LOG), {**row, "decision": "permit"})
         with pytest.raises(ValueError, match="broken at row 1"):
             upgrade(engine)
+
+
+def test_a_consent_naming_its_patient_by_identifier_is_indexed_when_stored_before(
+    database_url: str,
+) -> None:
+    """Migration 0013: a Consent stored before Reference identifiers were indexed is found for
+    the Patient carrying the identifier, as one stored since is (PART2.md C8)."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    downgrade(engine, "0012")
+    consent = {
+        "resourceType": "Consent",
+        "id": "by-identifier",
+        "status": "active",
+        "patient": {"identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "M-7"}},
+    }
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO resource (resource_type, resource_id, version_id, last_updated,"
+                    " deleted, content, origin, custodians) VALUES ('Consent', 'by-identifier',"
+                    " 1, :at, false, :c, :o, :o)"
+                ),
+                {
+                    "at": datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+                    "c": orjson.dumps(consent),
+                    "o": OPERATOR_ORIGIN,
+                },
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            indexed = connection.execute(
+                text(
+                    "SELECT system, value FROM search_index i JOIN resource r"
+                    " ON r.pk = i.resource_pk WHERE r.resource_id = 'by-identifier'"
+                    " AND i.param = 'patient:identifier'"
+                )
+            ).all()
+        assert [tuple(row) for row in indexed] == [("urn:oid:2.16.840.1.113883.3.9999.2", "M-7")]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM resource WHERE resource_id = 'by-identifier'"))
+        engine.dispose()
 
 
 _INSERT_LOG = (
