@@ -41,10 +41,19 @@ def corpus(*parts: str) -> Path:
     """A folder of ../shared/corpora; the test skips, saying why, when it is not there."""
     folder = CORPORA.joinpath(*parts)
     if not folder.is_dir():
-        pytest.skip(
-            f"external corpus {folder} is absent (it lives in ../shared beside the repository)"
-        )
+        pytest.skip(_absent(folder))
     return folder
+
+
+def needs_corpus(*parts: str) -> pytest.MarkDecorator:
+    """For a test with database fixtures: skips it before they are set up, so that a fresh
+    clone reports the missing corpus rather than a missing PostgreSQL."""
+    folder = CORPORA.joinpath(*parts)
+    return pytest.mark.skipif(not folder.is_dir(), reason=_absent(folder))
+
+
+def _absent(folder: Path) -> str:
+    return f"external corpus {folder} is absent (it lives in ../shared beside the repository)"
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import RegisteredPartner, corpus
+from tests.conftest import RegisteredPartner, corpus, needs_corpus
 from tests.interop.disclosure.test_consents_as_written import (
     PURPOSE_OF_USE,
     approve_the_form,
@@ -98,6 +98,7 @@ def _naming_the_recipient(consent: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.corpus
+@needs_corpus("fhir-r4-examples")
 @pytest.mark.usefixtures("released")
 @pytest.mark.parametrize(
     "variant",
