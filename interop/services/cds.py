@@ -45,7 +45,7 @@ from consent.model import Requester as ConsentRequester
 from interop.auth.requester import Requester
 from interop.services.disclosure import DisclosureGate, GateSession, label, patient_of
 from interop.services.errors import InvalidRequest
-from interop.store.consents import consent_versions
+from interop.store.consents import consent_versions, local_authors
 from interop.store.database import unit_of_work
 from interop.store.identifiers import ids_with
 from interop.store.repository import ResourceRepository
@@ -186,15 +186,24 @@ def _patients(session: Session, identifiers: Sequence[Identifier]) -> list[str]:
 def _visible_patient(
     session: Session, gate: GateSession, identifiers: Sequence[Identifier]
 ) -> str | None:
-    """The first patient with any of the identifiers that the gate would release to the
-    caller; one it withholds is asked about as a patient not known here, so the answer for a
-    withheld client and for an MRN nobody registered is the same (§2.13(c))."""
+    """The one patient with any of the identifiers that the gate would release to the caller,
+    those its own side holds first; one it withholds is asked about as a patient not known
+    here, so the answer for a withheld client and for an MRN nobody registered is the same
+    (§2.13(c)). Anyone may create a Patient carrying any MRN: when the caller's side holds
+    none of the carriers and it sees several, or holds several, whose consents to read cannot
+    be told, and the patient is not known here either."""
     repository = ResourceRepository(session)
+    caller = gate.requester.organization
+    local = local_authors(session)
+    side = local if gate.requester.first_party or caller in local else frozenset({caller})
+    seen: list[tuple[str, bool]] = []
     for reference in _patients(session, identifiers):
         stored = repository.latest("Patient", reference.removeprefix("Patient/"))
         if stored is not None and gate.sees(stored):
-            return reference
-    return None
+            seen.append((reference, bool(side & set(stored.custodians))))
+    held = [reference for reference, ours in seen if ours]
+    candidates = held or [reference for reference, _ in seen]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 class _ConsentNames:

@@ -719,27 +719,39 @@ class ResourceOperations:
         refusal is honoured whoever records it (PART2.md C8), so a partner that does not serve
         the patient could otherwise cut the patient off from the recipients the patient chose.
         A patient unknown here and one withheld from the partner are refused alike; a consent
-        that names no patient is no one's directive."""
-        if resource_type != "Consent" or resource.get("patient") is None:
+        that names no patient is no one's directive.
+
+        By identifier alone, a consent names the Patients its recorder holds that carry it
+        (interop.store.consents): the partner must hold one, and Patients others hold do not
+        change the answer, which would tell it that someone here carries the MRN."""
+        reference = resource.get("patient")
+        if resource_type != "Consent" or reference is None:
             return
-        patients = self._patients_named(resource.get("patient"))
-        if not patients or not all(self._may_see(current_version(row)) for row in patients):
+        if isinstance(reference, dict) and "reference" not in reference:
+            mine = self._gate.requester.organization
+            named = [row for row in self._identified(reference) if mine in _custodians(row)]
+        else:
+            named = [
+                row for row in self._referenced(reference) if self._may_see(current_version(row))
+            ]
+        if not named:
             raise BusinessRuleBroken(
                 "a partner records a Consent only for a patient whose record it holds here: "
                 "Consent.patient names no such Patient"
             )
 
-    def _patients_named(self, reference: Any) -> list[ResourceRow]:
-        """The stored Patients a reference names: by its local reference, else by the
-        identifier of a logical reference (R4 §2.3.0)."""
-        if not isinstance(reference, dict):
+    def _referenced(self, reference: Any) -> list[ResourceRow]:
+        """The stored Patient a literal reference names, if any."""
+        if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
             return []
-        if isinstance(reference.get("reference"), str):
-            parsed = parse_reference(reference["reference"])
-            if parsed is None or parsed[0] != "Patient" or parsed[2] is not None:
-                return []
-            row = self._repository.current("Patient", parsed[1])
-            return [row] if row is not None and not row.deleted else []
+        parsed = parse_reference(reference["reference"])
+        if parsed is None or parsed[0] != "Patient" or parsed[2] is not None:
+            return []
+        row = self._repository.current("Patient", parsed[1])
+        return [row] if row is not None and not row.deleted else []
+
+    def _identified(self, reference: dict[str, Any]) -> list[ResourceRow]:
+        """The stored Patients carrying a logical reference's identifier (R4 §2.3.0)."""
         identifier = reference.get("identifier")
         if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
             return []

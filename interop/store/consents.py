@@ -104,15 +104,41 @@ def consents_by_identifier(
 ) -> dict[str, tuple[int, int, str, bool]]:
     """id -> (pk, version, origin, ambiguous) of every current Consent naming the patient by
     an identifier (system and value) its current Patient carries, and no literal reference
-    (R4 logical references); ambiguous when another current Patient carries it too."""
+    (R4 logical references).
+
+    An identifier is only as good as who assigned it: a Consent counts for a Patient only
+    when its recorder's side holds that Patient (wrote a version of it; this service's own
+    side counts as one), and it is ambiguous when its side holds another Patient carrying the
+    identifier too. Anyone may create a Patient carrying any MRN: such a Patient must neither
+    lend a stranger's refusal to another program's client nor void that program's permit."""
     rows = session.execute(CONSENTS_BY_IDENTIFIER, {"patient": patient_id}).all()
-    carriers: dict[tuple[str, str], int] = {}
+    if not rows:
+        return {}
+    local = local_authors(session)
     found: dict[str, tuple[int, int, str, bool]] = {}
     for pk, ident, version, origin, system, value in rows:
-        if (system, value) not in carriers:
-            carriers[(system, value)] = len(ids_with(session, "Patient", system, value))
-        found[ident] = (pk, version, origin, carriers[(system, value)] > 1)
+        side = local if origin in local else frozenset({origin})
+        held = [
+            carrier
+            for carrier, custodians in _custodians(session, system, value).items()
+            if custodians & side
+        ]
+        if patient_id in held:
+            found[ident] = (pk, version, origin, len(held) > 1)
     return found
+
+
+def _custodians(session: Session, system: str, value: str) -> dict[str, frozenset[str]]:
+    """The current Patients carrying the identifier, with who wrote each."""
+    carriers = ids_with(session, "Patient", system, value)
+    statement = select(RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.custodians).where(
+        RESOURCE_TABLE.c.resource_type == "Patient",
+        RESOURCE_TABLE.c.resource_id.in_(carriers),
+        RESOURCE_TABLE.c.deleted.is_(False),
+    )
+    return {
+        ident: frozenset(custodians.split()) for ident, custodians in session.execute(statement)
+    }
 
 
 def local_authors(session: Session) -> frozenset[str]:

@@ -278,6 +278,20 @@ class TestPartnerIsolation:
         mine = {**refusal, "patient": {"reference": f"Patient/{own_client['id']}"}}
         made = anonymous.post("/fhir/Consent", json=mine, headers=headers)
         assert made.status_code == 201, made.text
+        # By identifier alone, only Patients the partner holds count: one of its own carrying
+        # the hidden client's MRN is answered as one carrying an MRN nobody else has (no MRN
+        # oracle), and its refusal reaches no one else's client (a permit stays relied on).
+        assert anonymous.post("/fhir/Consent", json=consent, headers=ehr).status_code == 201
+        reader = as_partner(anonymous, recipient)
+        assert anonymous.get(f"/fhir/{subject}", headers=reader).status_code == 200
+        for mrn in ("MRN-1", "MRN-NOBODY-ELSE"):
+            anonymous.post("/fhir/Patient", json=patient(family="Probe", mrn=mrn), headers=headers)
+            by_mrn = {
+                **refusal,
+                "patient": {"identifier": {**person["identifier"][0], "value": mrn}},
+            }
+            assert anonymous.post("/fhir/Consent", json=by_mrn, headers=headers).status_code == 201
+        assert anonymous.get(f"/fhir/{subject}", headers=reader).status_code == 200
 
 
 def _minted(

@@ -396,6 +396,27 @@ def test_a_withheld_client_with_a_refusal_is_answered_for_as_nobody(
         assert [r for r in about_withheld if r[4] != world.client_ref] == about_nobody
 
 
+def test_a_strangers_patient_carrying_the_clients_mrn_changes_no_answer(
+    anonymous: TestClient, world: World
+) -> None:
+    """Anyone may create a Patient carrying any MRN: the program holding the client is
+    answered on the client it holds, not on a stranger's Patient with the same MRN and the
+    stranger's refusal for it (whichever of the two ids sorts first)."""
+    refused = make(
+        acting_as(anonymous, world.detox_partner), refusal(world.client_ref, world.a.organization)
+    )
+    stranger = acting_as(anonymous, register_partner(anonymous, name="Westside Clinic"))
+    for _ in range(3):
+        shadow = make(stranger, patient(family="Shadow", mrn="MRN-P2"))
+        make(stranger, refusal(f"Patient/{shadow['id']}", world.b.organization))
+    for _ in range(3):
+        held = consult(anonymous, world.detox_partner, "Riverside Residential", mrn="MRN-P2")
+        assert held["cards"][0]["summary"] == "CONSENT_DENY"
+        assert held["cards"][0]["extension"]["basedOn"] == f"Consent/{refused['id']}"
+        other = consult(anonymous, world.detox_partner, "Unrelated Clinic", mrn="MRN-P2")
+        assert other["cards"][0]["summary"] == "NO_CONSENT", other
+
+
 def test_a_consent_the_caller_may_not_read_is_not_named(
     client: TestClient, anonymous: TestClient, detox: RegisteredPartner
 ) -> None:
