@@ -203,9 +203,24 @@ class ConsentFacts:
     """The Patient is recorded as deceased (`deceasedBoolean` true or a `deceasedDateTime`)."""
     patient_deceased_at: datetime | None = None
     """When, if `deceasedDateTime` says (its first instant)."""
+    relatives_known: bool = False
+    """`relationships` lists every RelatedPerson of this patient the store holds from writers
+    the consent may rely on: a `RelatedPerson/{id}` signer not among them is someone else's
+    relative, or one a stranger recorded, and signs nothing for this patient (§2.14, §2.15)."""
 
 
 NO_FACTS: Final = ConsentFacts()
+
+
+def _unknown_relative(reference: str | None, facts: ConsentFacts) -> bool:
+    """A stored RelatedPerson that is not one of this patient's relatives as the store knows
+    them (see `ConsentFacts.relatives_known`)."""
+    return (
+        facts.relatives_known
+        and reference is not None
+        and reference.startswith("RelatedPerson/")
+        and reference not in facts.relationships
+    )
 
 
 def directive_from_fhir(
@@ -510,6 +525,8 @@ class _Reader:
             display = self.string(performer, "display", f"{path}.display")
             if reference is not None and reference == patient:
                 signers.append(Signer(SignerRole.PATIENT, reference, relationship, display))
+            elif _unknown_relative(reference, facts):
+                continue
             elif relationship is not None or _resource_type(reference) in _REPRESENTATIVE_TYPES:
                 signers.append(Signer(SignerRole.REPRESENTATIVE, reference, relationship, display))
         return tuple(signers)

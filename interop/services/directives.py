@@ -87,6 +87,7 @@ class PatientFacts:
             patient_ambiguous=patient_ambiguous,
             patient_deceased=person.deceased,
             patient_deceased_at=person.deceased_at,
+            relatives_known=True,
         )
 
     def fingerprint(self, ident: str) -> Any:
@@ -302,6 +303,10 @@ def consent_warnings(
     facts = ConsentFacts()
     patient = resource.get("patient")
     reference = patient.get("reference") if isinstance(patient, Mapping) else None
+    identified = None
+    if session is not None and reference is None and isinstance(patient, Mapping):
+        identified = _held_by_identifier(session, patient.get("identifier"), origin)
+        reference = identified
     if session is not None and isinstance(reference, str) and reference.startswith("Patient/"):
         ident = str(resource.get("id") or "")
         local = store.local_authors(session)
@@ -311,10 +316,22 @@ def consent_warnings(
         if patient_withheld:
             around = replace(around, people={})  # the person as of a patient not stored here
         facts = around.for_consent(
-            ident, source_forms(session, resource), recorded_by_holder=holder
+            ident, source_forms(session, resource), recorded_by_holder=holder, patient=identified
         )
     directive = directive_from_fhir(resource, facts=facts)
     return directive_problems_as_issues(directive, now, hints=ELEMENT_HINTS)
+
+
+def _held_by_identifier(session: Session, identifier: Any, origin: str | None) -> str | None:
+    """The one stored Patient the recorder's side holds carrying a logical reference's
+    identifier, as the gate reads such a consent (interop.store.consents)."""
+    if not isinstance(identifier, Mapping) or origin is None:
+        return None
+    system, value = identifier.get("system"), identifier.get("value")
+    if not isinstance(system, str) or not isinstance(value, str):
+        return None
+    held = store.held_carriers(session, system, value, origin)
+    return f"Patient/{held[0]}" if len(held) == 1 else None
 
 
 def person_name(resource: Mapping[str, Any]) -> str | None:

@@ -112,20 +112,24 @@ def consents_by_identifier(
     identifier too. Anyone may create a Patient carrying any MRN: such a Patient must neither
     lend a stranger's refusal to another program's client nor void that program's permit."""
     rows = session.execute(CONSENTS_BY_IDENTIFIER, {"patient": patient_id}).all()
-    if not rows:
-        return {}
-    local = local_authors(session)
     found: dict[str, tuple[int, int, str, bool]] = {}
     for pk, ident, version, origin, system, value in rows:
-        side = local if origin in local else frozenset({origin})
-        held = [
-            carrier
-            for carrier, custodians in _custodians(session, system, value).items()
-            if custodians & side
-        ]
+        held = held_carriers(session, system, value, origin)
         if patient_id in held:
             found[ident] = (pk, version, origin, len(held) > 1)
     return found
+
+
+def held_carriers(session: Session, system: str, value: str, recorder: str) -> list[str]:
+    """The ids of the current Patients carrying the identifier that the recorder's side holds
+    (wrote a version of): the recorder, or this service's own side as a whole."""
+    local = local_authors(session)
+    side = local if recorder in local else frozenset({recorder})
+    return sorted(
+        carrier
+        for carrier, custodians in _custodians(session, system, value).items()
+        if custodians & side
+    )
 
 
 def _custodians(session: Session, system: str, value: str) -> dict[str, frozenset[str]]:

@@ -178,6 +178,29 @@ def test_a_permit_by_identifier_is_relied_on_only_while_one_patient_carries_it(
     assert riverside.get(RECORD).status_code == 404
 
 
+def test_validate_reads_a_consent_by_identifier_as_the_gate_does(
+    anonymous: TestClient, ehr: TestClient, riverside: TestClient
+) -> None:
+    """C1 (F10 for logical references): `$validate` and the answer to storing resolve the
+    identifier to the Patient the recorder holds, as the gate does, so a consent the gate
+    relies on draws no complaint of a missing name, form or signature."""
+    approve_the_form(anonymous)
+    store_the_patient_and_record(ehr)
+    _with_mrn(ehr)
+    consent = {**readme_consent(), "patient": {"identifier": MRN}}
+    consent["performer"] = [{"reference": ALEX}]
+
+    validated = ehr.post(
+        "/fhir/Consent/$validate", json=consent, headers={"Content-Type": "application/fhir+json"}
+    )
+    stored = put(ehr, consent, Prefer="return=OperationOutcome")
+
+    assert riverside.get(RECORD).status_code == 200
+    for answer in (validated, stored):
+        complaints = [i for i in answer.json()["issue"] if i["severity"] != "information"]
+        assert complaints == [], answer.text
+
+
 def _deceased_patient(ehr: TestClient, death: dict[str, Any]) -> None:
     put(
         ehr,
@@ -199,6 +222,17 @@ def _deceased_patient(ehr: TestClient, death: dict[str, Any]) -> None:
             "name": [{"family": "Executor", "given": ["Erin"]}],
         },
     )
+    put(ehr, {"resourceType": "Patient", "id": "someone-else", "name": [{"family": "Else"}]})
+    put(
+        ehr,
+        {
+            "resourceType": "RelatedPerson",
+            "id": "someone-elses-executor",
+            "patient": {"reference": "Patient/someone-else"},
+            "relationship": [{"coding": [{"system": ROLE_CODE, "code": "EXCEST"}]}],
+            "name": [{"family": "Executor", "given": ["Sam"]}],
+        },
+    )
 
 
 def _signed(signer: str, when: str) -> dict[str, Any]:
@@ -212,12 +246,14 @@ def _signed(signer: str, when: str) -> dict[str, Any]:
         ({"deceasedDateTime": "2026-01-05"}, "RelatedPerson/alex-executor", "2026-01-10", True),
         ({"deceasedBoolean": True}, ALEX, "2026-01-10T09:30:00Z", False),
         ({"deceasedBoolean": True}, "RelatedPerson/alex-executor", "2026-01-10", True),
+        ({"deceasedBoolean": True}, "RelatedPerson/someone-elses-executor", "2026-01-10", False),
     ],
     ids=[
         "patient-signs-after-death",
         "executor-signs-after-death",
         "patient-signs-death-date-unknown",
         "executor-signs-death-date-unknown",
+        "another-patients-executor-signs",
     ],
 )
 def test_a_deceased_patients_consent_is_the_personal_representatives(
@@ -231,7 +267,7 @@ def test_a_deceased_patients_consent_is_the_personal_representatives(
 ) -> None:
     """F9, C5, C7 (§2.15(b)): for a deceased patient the executor signs; the patient's own
     "signature" dated after the recorded death is false, and with no date of death only the
-    representative's consent can be relied on."""
+    representative's consent can be relied on. Another patient's executor signs nothing."""
     approve_the_form(anonymous)
     store_the_patient_and_record(ehr)
     _deceased_patient(ehr, death)
