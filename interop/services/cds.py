@@ -45,7 +45,7 @@ from consent.model import Requester as ConsentRequester
 from interop.auth.requester import Requester
 from interop.services.disclosure import DisclosureGate, GateSession, label, patient_of
 from interop.services.errors import InvalidRequest
-from interop.store.consents import consent_versions, local_authors
+from interop.store.consents import consent_versions, holding_side
 from interop.store.database import unit_of_work
 from interop.store.identifiers import ids_with
 from interop.store.repository import ResourceRepository
@@ -193,9 +193,7 @@ def _visible_patient(
     none of the carriers and it sees several, or holds several, whose consents to read cannot
     be told, and the patient is not known here either."""
     repository = ResourceRepository(session)
-    caller = gate.requester.organization
-    local = local_authors(session)
-    side = local if gate.requester.first_party or caller in local else frozenset({caller})
+    side = holding_side(session, gate.requester.organization)
     seen: list[tuple[str, bool]] = []
     for reference in _patients(session, identifiers):
         stored = repository.latest("Patient", reference.removeprefix("Patient/"))

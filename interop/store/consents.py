@@ -112,9 +112,15 @@ def consents_by_identifier(
     identifier too. Anyone may create a Patient carrying any MRN: such a Patient must neither
     lend a stranger's refusal to another program's client nor void that program's permit."""
     rows = session.execute(CONSENTS_BY_IDENTIFIER, {"patient": patient_id}).all()
+    if not rows:
+        return {}
+    local = local_authors(session)
+    carriers: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
     found: dict[str, tuple[int, int, str, bool]] = {}
     for pk, ident, version, origin, system, value in rows:
-        held = held_carriers(session, system, value, origin)
+        if (system, value) not in carriers:
+            carriers[(system, value)] = _custodians(session, system, value)
+        held = _held(carriers[(system, value)], _side(local, origin))
         if patient_id in held:
             found[ident] = (pk, version, origin, len(held) > 1)
     return found
@@ -123,13 +129,21 @@ def consents_by_identifier(
 def held_carriers(session: Session, system: str, value: str, recorder: str) -> list[str]:
     """The ids of the current Patients carrying the identifier that the recorder's side holds
     (wrote a version of): the recorder, or this service's own side as a whole."""
-    local = local_authors(session)
-    side = local if recorder in local else frozenset({recorder})
-    return sorted(
-        carrier
-        for carrier, custodians in _custodians(session, system, value).items()
-        if custodians & side
-    )
+    return _held(_custodians(session, system, value), holding_side(session, recorder))
+
+
+def holding_side(session: Session, organization: str) -> frozenset[str]:
+    """Whose records count as the organization's own: this service's side as a whole for one
+    of its own (`local_authors`), else the organization alone."""
+    return _side(local_authors(session), organization)
+
+
+def _side(local: frozenset[str], organization: str) -> frozenset[str]:
+    return local if organization in local else frozenset({organization})
+
+
+def _held(carriers: dict[str, frozenset[str]], side: frozenset[str]) -> list[str]:
+    return sorted(carrier for carrier, custodians in carriers.items() if custodians & side)
 
 
 def _custodians(session: Session, system: str, value: str) -> dict[str, frozenset[str]]:

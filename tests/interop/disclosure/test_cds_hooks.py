@@ -179,37 +179,7 @@ def test_consent_deny_only_when_a_consent_refuses(
     recipient = f"Organization/{riverside.json()['entry'][0]['resource']['id']}"
     person = client.get("/fhir/Patient", params={"identifier": f"{MRN}|MRN-CDS"})
     subject = f"Patient/{person.json()['entry'][0]['resource']['id']}"
-    refusal = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": subject},
-        "provision": {
-            "type": "deny",
-            "actor": [
-                {
-                    "role": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                                "code": "IRCP",
-                            }
-                        ]
-                    },
-                    "reference": {"reference": recipient},
-                }
-            ],
-        },
-    }
-    created = client.post("/fhir/Consent", json=refusal, headers=FHIR_JSON)
+    created = client.post("/fhir/Consent", json=refusal(subject, recipient), headers=FHIR_JSON)
     assert created.status_code == 201, created.text
 
     card = consult(anonymous, detox, "Riverside Residential")["cards"][0]

@@ -63,10 +63,9 @@ def as_partner(
     return browser
 
 
-@pytest.fixture
-def detox_ehr(anonymous: TestClient) -> TestClient:
-    """Harbor Detox's own EHR: a Part 2 program, writing its records here."""
-    ehr = partner(
+def harbor_detox(anonymous: TestClient) -> RegisteredPartner:
+    """Harbor Detox's own EHR: a first-party Part 2 program writing its records here."""
+    return partner(
         anonymous,
         "Harbor Detox",
         "1234567893",
@@ -74,17 +73,25 @@ def detox_ehr(anonymous: TestClient) -> TestClient:
         first_party=True,
         part2_program=True,
     )
-    return as_partner(anonymous, ehr, "system/*.cruds")
 
 
-@pytest.fixture
-def riverside(anonymous: TestClient) -> TestClient:
+def riverside_for_treatment(anonymous: TestClient) -> TestClient:
     """Riverside Clinic reading for treatment, with a real token carrying its purpose."""
     clinic = partner(
         anonymous, "Riverside Clinic", "1992753883", "system/*.rs", covered_entity=True
     )
     purposes = {"hl7-b2b": {"version": "1", "purpose_of_use": [PURPOSE_OF_USE + "TREAT"]}}
     return as_partner(anonymous, clinic, "system/*.rs", extra={"extensions": purposes})
+
+
+@pytest.fixture
+def detox_ehr(anonymous: TestClient) -> TestClient:
+    return as_partner(anonymous, harbor_detox(anonymous), "system/*.cruds")
+
+
+@pytest.fixture
+def riverside(anonymous: TestClient) -> TestClient:
+    return riverside_for_treatment(anonymous)
 
 
 def approve_the_form(anonymous: TestClient) -> None:

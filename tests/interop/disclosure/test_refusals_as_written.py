@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import RegisteredPartner, corpus, needs_corpus
 from tests.interop.disclosure.test_consents_as_written import (
-    PURPOSE_OF_USE,
     approve_the_form,
     as_partner,
-    partner,
+    harbor_detox,
     put,
     readme_consent,
+    riverside_for_treatment,
     store_the_patient_and_record,
 )
 
@@ -34,15 +34,7 @@ RECORD = "/fhir/Condition/alex-oud"
 
 @pytest.fixture
 def harbor(anonymous: TestClient) -> RegisteredPartner:
-    """Harbor Detox's own EHR: a first-party Part 2 program writing its records here."""
-    return partner(
-        anonymous,
-        "Harbor Detox",
-        "1234567893",
-        "system/*.cruds",
-        first_party=True,
-        part2_program=True,
-    )
+    return harbor_detox(anonymous)
 
 
 @pytest.fixture
@@ -53,11 +45,7 @@ def ehr(anonymous: TestClient, harbor: RegisteredPartner) -> TestClient:
 @pytest.fixture
 def riverside(anonymous: TestClient) -> TestClient:
     """Riverside Clinic, the README consent's recipient, reading for treatment."""
-    clinic = partner(
-        anonymous, "Riverside Clinic", "1992753883", "system/*.rs", covered_entity=True
-    )
-    purposes = {"hl7-b2b": {"version": "1", "purpose_of_use": [PURPOSE_OF_USE + "TREAT"]}}
-    return as_partner(anonymous, clinic, "system/*.rs", extra={"extensions": purposes})
+    return riverside_for_treatment(anonymous)
 
 
 @pytest.fixture
