@@ -214,6 +214,31 @@ def completion_gaps(resource: Mapping[str, Any]) -> tuple[str, ...]:
     return gaps if reconciled else (*gaps, MEDICATION_RECONCILIATION_ITEM)
 
 
+def checklist_kept(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """`after` with every checklist entry of `before` that it left out put back as it stood:
+    a write that drops an open item, the transfer summary or the reconciliation finishes
+    nothing, so `completion_gaps` of the result says what is still not done."""
+    inputs = [item for item in after.get("input") or () if isinstance(item, dict)]
+    listed = {code for item in inputs for code in _checklist_codes(item)}
+    dropped = [
+        item
+        for item in before.get("input") or ()
+        if isinstance(item, dict) and set(_checklist_codes(item)) - listed
+    ]
+    return {**after, "input": [*inputs, *dropped]} if dropped else dict(after)
+
+
+def _checklist_codes(item: Mapping[str, Any]) -> list[str]:
+    """The checklist entries an input stands for: its transition-item codes, or the
+    document it is (transfer summary, medication reconciliation)."""
+    documents = [
+        f"{document.system}|{document.code}"
+        for document in (TRANSFER_SUMMARY, MEDICATION_RECONCILIATION)
+        if _typed(item, document.system, document.code)
+    ]
+    return [*_codes(item, TRANSITION_ITEM.url), *documents]
+
+
 def _codes(item: Mapping[str, Any], system: str) -> list[str]:
     concept = item.get("type")
     codings = concept.get("coding") if isinstance(concept, dict) else None

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Final
 
-from mappings.handoff import completion_gaps
+from mappings.handoff import checklist_kept, completion_gaps
 from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS, TASK_CODE
 
 
@@ -102,7 +102,7 @@ def task_change_problem(
     return (
         _move_problem(old, new, side)
         or _handshake_problem(before, old, new, side, abort_requested)
-        or _carried_problem(after, old, new)
+        or _carried_problem(before, after, old, new)
         or _field_problem(before, after, side)
     )
 
@@ -177,7 +177,9 @@ def _handshake_problem(
     )
 
 
-def _carried_problem(after: Mapping[str, Any], old: str | None, new: str) -> str | None:
+def _carried_problem(
+    before: Mapping[str, Any], after: Mapping[str, Any], old: str, new: str
+) -> str | None:
     """What a status must carry when it is entered (REFERRALS.md, "must carry")."""
     if old == new:
         return None
@@ -189,7 +191,7 @@ def _carried_problem(after: Mapping[str, Any], old: str | None, new: str) -> str
         return "a Task put in-progress carries executionPeriod.start"
     if new == "completed" and (not period.get("end") or not after.get("output")):
         return "a completed Task carries executionPeriod.end and at least one output"
-    return _checklist_problem(after)
+    return _checklist_problem(checklist_kept(before, after))
 
 
 def _checklist_problem(after: Mapping[str, Any]) -> str | None:

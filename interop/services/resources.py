@@ -562,16 +562,16 @@ class ResourceOperations:
     def _abort_requested(self, task: dict[str, Any]) -> bool:
         """A cancellation request stands for the Task: a Task with code `abort` focused on it,
         made by the Task's requester, not refused or withdrawn (REFERRALS.md; COW IG
-        cancellation)."""
+        cancellation). Made by is who first wrote it, as recorded: the owner writing an abort
+        Task that names the requester asks nothing."""
         params = [("focus", f"Task/{task.get('id')}"), ("code", f"{TASK_CODE}|abort")]
         query = parse_search("Task", params, base_url="", paging=self._paging)
-        asks = (
-            orjson.loads(stored.content or b"{}") for _row, stored in self._released_matches(query)
-        )
         return any(
-            ask.get("status") not in _WITHDRAWN
+            _side((*stored.custodians, stored.origin)[0], task) is not Side.OWNER
+            and ask.get("status") not in _WITHDRAWN
             and _same_party(ask.get("requester"), task.get("requester"))
-            for ask in asks
+            for _row, stored in self._released_matches(query)
+            if (ask := orjson.loads(stored.content or b"{}"))
         )
 
     def _page(

@@ -188,3 +188,34 @@ def test_a_fhir_put_completing_the_task_is_held_to_the_same_checklist(
         "intake-confirmed, medication-reconciliation"
     )
     assert stored_task(client)["status"] == "in-progress"
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [
+        pytest.param("intake-confirmed", id="the-open-item"),
+        pytest.param("", id="every-input-the-transfer-summary-too"),
+    ],
+)
+def test_leaving_checklist_entries_out_of_the_completing_write_finishes_nothing(
+    manager: tuple[TestClient, dict[str, str]], client: TestClient, dropped: str
+) -> None:
+    """A checklist item the Task listed is done only when marked done: a write that leaves it
+    (or the transfer summary that makes the Task a handoff) out is held to it all the same."""
+    assert put(manager, in_progress()).status_code == 200
+    [task] = [
+        entry["resource"]
+        for entry in handoff.to_fhir(completed_unchecked())["entry"]
+        if entry["resource"]["resourceType"] == "Task"
+    ]
+    kept = [item for item in task.pop("input") if dropped and dropped not in str(item)]
+    completed = {**task, "meta": stored_task(client)["meta"], **({"input": kept} if kept else {})}
+    refused = client.put(
+        "/fhir/Task/handoff-1", json=completed, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["diagnostics"] == (
+        "the handoff cannot be completed before its transfer checklist is; not done: "
+        "intake-confirmed, medication-reconciliation"
+    )
+    assert stored_task(client)["status"] == "in-progress"

@@ -124,3 +124,14 @@ def test_an_abort_task_the_owner_made_itself_asks_nothing(
     ask(anonymous, bayview, abort(task, {"reference": bayview.organization}))
     answer = put(anonymous, bayview, {**task, "status": "cancelled", **REASON})
     assert refusal(answer) == (422, "business-rule", HANDSHAKE)
+
+
+def test_an_abort_task_the_owner_made_in_the_requesters_name_asks_nothing(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    """Who asked is who wrote the abort Task, as recorded, not whom its body names."""
+    task, _harbor, bayview = under_way(anonymous, client)
+    ask(anonymous, bayview, abort(task, task["requester"]))
+    answer = put(anonymous, bayview, {**task, "status": "cancelled", **REASON})
+    assert refusal(answer) == (422, "business-rule", HANDSHAKE)
+    assert client.get(f"/fhir/Task/{task['id']}").json()["status"] == "in-progress"
