@@ -246,6 +246,7 @@ class BundleService:
                 entry.resource,
                 base_url=base_url,
                 resource_id=entry.assigned_id,
+                if_match=entry.if_match,
             )
             return _write_response(outcome)
         outcome = operations.update(

@@ -462,11 +462,13 @@ class ResourceOperations:
         *,
         base_url: str,
         resource_id: str | None = None,
+        if_match: str | None = None,
     ) -> WriteOutcome:
         """PUT [type]?[criteria] (R4 §3.1.0.4.3): update the one match, create when there is
         none (with `resource_id` when the caller already assigned one), 412 for several. A
         body id must name the match (400 otherwise); with no match an id is refused rather
-        than used, since whether that id exists is not the requester's to learn."""
+        than used, since whether that id exists is not the requester's to learn. If-Match
+        holds as for any update (§3.1.0.5): with no match, no version matches it."""
         check_type(resource_type)
         criteria = [(name, value) for name, value in params if name != "_format"]
         if not criteria:
@@ -479,13 +481,18 @@ class ResourceOperations:
                 raise InvalidRequest(
                     "the criteria match nothing: leave the id out to create the resource"
                 )
+            if if_match is not None:
+                _check_if_match(None, if_match)
             return self.create(resource_type, resource, base_url=base_url, resource_id=resource_id)
         if given is not None and given != existing.resource_id:
             raise InvalidRequest(
                 f"the criteria match {resource_type}/{existing.resource_id}, not the body's id"
             )
         return self.update(
-            resource_type, existing.resource_id, {**resource, "id": existing.resource_id}
+            resource_type,
+            existing.resource_id,
+            {**resource, "id": existing.resource_id},
+            if_match=if_match,
         )
 
     def _store(
@@ -936,11 +943,14 @@ class ResourceService:
         requester: Requester,
         *,
         base_url: str,
+        if_match: str | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteOutcome:
         """Only what the requester may see can match."""
         with self._door(requester, "update", guard) as operations:
-            return operations.conditional_update(resource_type, params, resource, base_url=base_url)
+            return operations.conditional_update(
+                resource_type, params, resource, base_url=base_url, if_match=if_match
+            )
 
     def validate(
         self, resource_type: str, resource: dict[str, Any], requester: Requester
@@ -1086,6 +1096,8 @@ def _check_if_match(row: ResourceRow | None, if_match: str) -> None:
     if match is None:
         raise InvalidRequest(f'If-Match must be an ETag such as W/"3", not {if_match[:30]!r}')
     current = None if row is None or row.deleted else row.version_id
+    if current is None:
+        raise PreconditionFailed(f"If-Match names version {match.group(1)}, but there is none")
     if current != int(match.group(1)):
         raise PreconditionFailed(
             f"If-Match names version {match.group(1)}, but the current version is {current}"

@@ -24,6 +24,7 @@ from interop.store.search import (
     TotalMode,
 )
 from interop.store.search_params import ParamType, SearchParam, params_for
+from mappings.fhir import RESOURCE_TYPES
 
 _DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _MODIFIERS: dict[ParamType, frozenset[str]] = {
@@ -79,9 +80,11 @@ def parse_search(
             total = _total_mode(raw_value)
         elif name in (ID_PARAM, LAST_UPDATED_PARAM):
             criteria.append(_row_criterion(name, modifier, raw_value))
-        elif name in known:
+        elif name in known and "." not in modifier:
             criteria.append(_criterion(known[name], modifier, raw_value, base_url))
         elif name not in _SILENT_RESULT_PARAMS:
+            # Chained parameters (focus:ServiceRequest.status, focus.status) among them: not
+            # supported, so reported, never answered as if nothing matched.
             if strict:
                 raise InvalidRequest(
                     f"unsupported search parameter {raw_name!r} for {resource_type}"
@@ -130,9 +133,12 @@ def _sort_keys(known: dict[str, SearchParam], text: str) -> tuple[SortKey, ...]:
 
 
 def _inclusion(text: str, modifier: str, resource_type: str, *, reverse: bool) -> Inclusion:
-    """`Source:param[:Target]`; _include's source must be the searched type."""
+    """`Source:param[:Target]`; _include's source must be the searched type. A bare `*`
+    is `_include`'s wildcard (R4 §3.1.1.5.4): what any reference of the match names."""
     if modifier not in ("", "iterate", "recurse"):
         raise InvalidRequest(f"unsupported modifier :{modifier} on _include/_revinclude")
+    if text == "*" and not reverse:
+        text = f"{resource_type}:*"
     parts = text.split(":")
     if len(parts) not in (2, 3):
         raise InvalidRequest(
@@ -166,6 +172,8 @@ def _row_criterion(name: str, modifier: str, text: str) -> Criterion:
 def _criterion(param: SearchParam, modifier: str, text: str, base_url: str) -> Criterion:
     type_modifier = None
     if modifier and param.type is ParamType.REFERENCE and modifier[:1].isupper():
+        if modifier not in RESOURCE_TYPES:
+            raise InvalidRequest(f":{modifier[:40]} on {param.name} is not a resource type")
         type_modifier, modifier = modifier, ""
     if modifier and modifier not in _MODIFIERS[param.type]:
         raise InvalidRequest(f"modifier :{modifier} is not supported on {param.name}")

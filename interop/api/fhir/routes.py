@@ -212,6 +212,7 @@ def conditional_update(
     fmt: FormatDep,
     base: BaseUrlDep,
     requester: Updater,
+    if_match: Annotated[str | None, Header()] = None,
     prefer: Annotated[str | None, Header()] = None,
 ) -> FhirResponse:
     """PUT [type]?[criteria]: update the one match, or create (R4 §3.1.0.4.3)."""
@@ -221,6 +222,7 @@ def conditional_update(
         body,
         requester,
         base_url=base,
+        if_match=if_match,
         guard=write_guard(requester, base),
     )
     return _written(written, fmt, base, prefer)

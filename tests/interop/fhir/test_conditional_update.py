@@ -30,6 +30,33 @@ def test_no_match_creates_one_match_updates(client: TestClient) -> None:
     assert [entry["resource"]["name"][0]["family"] for entry in bundle["entry"]] == ["Larkin"]
 
 
+def test_if_match_holds_for_a_conditional_update(client: TestClient) -> None:
+    """R4 §3.1.0.5: a stale If-Match is 412 whether the update names its id or criteria."""
+    unmatched = client.put(
+        f"/fhir/Patient?{KEY}", json=person("Lark"), headers={**FHIR_JSON, "If-Match": 'W/"1"'}
+    )
+    assert unmatched.status_code == 412, unmatched.text
+    assert unmatched.json()["issue"][0]["diagnostics"] == (
+        "If-Match names version 1, but there is none"
+    )
+    assert client.get("/fhir/Patient", params={"family": "Lark"}).json()["total"] == 0
+    created = client.put(f"/fhir/Patient?{KEY}", json=person("Lark"), headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+    stale = client.put(
+        f"/fhir/Patient?{KEY}", json=person("Stale"), headers={**FHIR_JSON, "If-Match": 'W/"9"'}
+    )
+    assert stale.status_code == 412, stale.text
+    assert stale.json()["issue"][0]["diagnostics"] == (
+        "If-Match names version 9, but the current version is 1"
+    )
+    current = client.put(
+        f"/fhir/Patient?{KEY}", json=person("Larkin"), headers={**FHIR_JSON, "If-Match": 'W/"1"'}
+    )
+    assert current.status_code == 200, current.text
+    assert current.json()["meta"]["versionId"] == "2"
+    assert current.json()["name"][0]["family"] == "Larkin"
+
+
 def test_several_matches_a_foreign_id_and_no_criteria_are_refused(client: TestClient) -> None:
     for _ in range(2):
         client.post("/fhir/Patient", json=person("Twin"), headers=FHIR_JSON)

@@ -180,6 +180,10 @@ class TestReferences:
             ],
         ).json()
         assert sorted(ids(iterate, "include")) == sorted([referral["id"], people["ines"]])
+        everything = search(client, "Task", _id=fulfil["id"], _include="*")
+        assert sorted(ids(everything, "include")) == sorted(
+            [referral["id"], people["ines"], harness.organization.partition("/")[2]]
+        )
 
     def test_consent_actor_found_at_any_depth(
         self, client: TestClient, people: dict[str, str]
@@ -287,6 +291,35 @@ class TestResultParameters:
             "/fhir/Patient", params={"shoe_size": "42"}, headers={"Prefer": "handling=strict"}
         )
         assert strict.status_code == 400
+
+    @pytest.mark.parametrize(
+        "chained", ["general-practitioner:Organization.name", "general-practitioner.name"]
+    )
+    def test_a_chained_parameter_is_reported_not_answered_as_no_match(
+        self, client: TestClient, people: dict[str, str], chained: str
+    ) -> None:
+        """Chaining is not supported: the search runs without it and says so (R4 §3.1.1.5),
+        or is refused under handling=strict, rather than answering that nothing matches."""
+        lenient = search(client, "Patient", **{chained: "Harbor"})
+        assert lenient["total"] == 3
+        outcome = [e for e in lenient["entry"] if e["search"]["mode"] == "outcome"]
+        assert chained in outcome[0]["resource"]["issue"][0]["diagnostics"]
+        strict = client.get(
+            "/fhir/Patient", params={chained: "Harbor"}, headers={"Prefer": "handling=strict"}
+        )
+        assert strict.status_code == 400
+        assert strict.json()["issue"][0]["diagnostics"] == (
+            f"unsupported search parameter {chained!r} for Patient"
+        )
+
+    def test_a_type_modifier_must_name_a_resource_type(
+        self, client: TestClient, people: dict[str, str]
+    ) -> None:
+        answer = client.get("/fhir/Patient", params={"general-practitioner:Clinic": "x"})
+        assert answer.status_code == 400
+        assert answer.json()["issue"][0]["diagnostics"] == (
+            ":Clinic on general-practitioner is not a resource type"
+        )
 
     def test_post_search_matches_get(self, client: TestClient, people: dict[str, str]) -> None:
         response = client.post("/fhir/Patient/_search", data={"family": "okafor"})
