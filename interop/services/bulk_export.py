@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from interop.auth.requester import Requester, system_requester
 from interop.auth.scopes import format_scopes, parse_scopes
 from interop.auth.tokens import EmergencyFacts
-from interop.services.errors import InvalidRequest, ResourceNotFound
+from interop.services.errors import Forbidden, InvalidRequest, ResourceNotFound
 from interop.services.export_request import (
     GROUP,
     SYSTEM,
@@ -121,6 +121,11 @@ class BulkExports:
 
         `Prefer: respond-async` is required (the IG's asynchronous pattern); a Group must be
         one the requester may see, or it is unknown to it."""
+        if requester.emergency is not None:
+            raise Forbidden(
+                "an emergency releases what one patient's emergency needs (42 CFR 2.51), "
+                "never a bulk export; read that patient's records instead"
+            )
         wanted = (prefer or "").replace(" ", "").lower().split(",")
         if "respond-async" not in wanted:
             raise InvalidRequest("a $export kick-off needs the header Prefer: respond-async")

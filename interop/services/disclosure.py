@@ -97,6 +97,8 @@ _DATE_ELEMENTS = (
     "effectiveDateTime",
 )
 _PERIOD_ELEMENTS = ("period", "executionPeriod", "effectivePeriod")
+_ACROSS_PATIENTS = frozenset({"export", "history-type", "history-system"})
+"""Interactions that never ask about one patient: the emergency exception reaches none."""
 _RESOURCES_PER_ROW = 1_000
 """References per disclosure-log row: 1,000 of at most 80 characters fit its column."""
 
@@ -145,6 +147,8 @@ class GateSession:
         self._consent_requester: ConsentRequester | None = None
         self._entries: list[LogEntry] = []
         self.released = Released()
+        self._emergency_open = interaction not in _ACROSS_PATIENTS
+        self._emergency_patient: str | None = None
 
     @property
     def requester(self) -> Requester:
@@ -204,6 +208,19 @@ class GateSession:
             self._now,
         )
         return self._apply(decision, resource, content, patient, reference, record.part2)
+
+    def close_emergency(self) -> None:
+        """This request asks about no one patient (a search across patients): the emergency
+        exception does not reach it. §2.51 allows what one patient's bona fide emergency
+        needs, never a population's records under one claimed emergency."""
+        self._emergency_open = False
+
+    def _emergency_for(self, patient: str) -> EmergencyFacts | None:
+        """The requester's emergency, for the one patient a request may release under it:
+        the first it does; any other patient's records stay behind consent."""
+        if not self._emergency_open or self._emergency_patient not in (None, patient):
+            return None
+        return _engine_emergency(self._requester)
 
     def forget_reads(self) -> None:
         """Drop what was read in an earlier transaction of this request (a batch entry): a
@@ -330,6 +347,8 @@ class GateSession:
         rule = decision.reasons[0].rule if decision.reasons else ("P1" if not part2 else "P2")
         labels = tuple((coding.system or "", coding.code) for coding in decision.obligations.labels)
         emergency = self._emergency_facts() if decision.emergency else None
+        if decision.emergency and decision.outcome is Outcome.PERMIT:
+            self._emergency_patient = patient
         if decision.outcome is not Outcome.PERMIT:
             self._log(
                 patient,
@@ -441,7 +460,7 @@ class GateSession:
                 author_identifiers=tuple(author_identifiers),
                 is_part2=record.part2,
             ),
-            emergency=_engine_emergency(self._requester),
+            emergency=self._emergency_for(patient),
         )
 
     def _intermediary_facts(self, patient: str) -> tuple[Party | None, bool]:

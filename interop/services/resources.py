@@ -59,6 +59,8 @@ _MAX_INCLUDE_ROUNDS = 4
 _DECIDED_AT_ONCE = 500
 """Rows loaded per round while a search counts what the gate releases: memory stays flat
 however many match."""
+_PATIENT_PARAMS = ("patient", "subject", "beneficiary")
+"""The parameters that name the patient a search is about (see `_asks_about_one_patient`)."""
 
 
 class Gate(Protocol):
@@ -75,6 +77,8 @@ class Gate(Protocol):
         ...
 
     def admit(self, stored: StoredVersion) -> bytes | None: ...
+
+    def close_emergency(self) -> None: ...
 
     def releases_everything(self, resource_type: str) -> bool: ...
 
@@ -345,6 +349,8 @@ class ResourceOperations:
         query = parse_search(
             resource_type, params, base_url=base_url, paging=self._paging, strict=strict
         )
+        if not _asks_about_one_patient(query):
+            self._gate.close_emergency()
         page, total, more = self._page(query)
         used = [(name, value) for name, value in params if _is_used(name, query)]
         links = bb.paging_links(
@@ -1035,6 +1041,16 @@ def as_written(content: bytes | None) -> dict[str, Any]:
     meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _SERVER_META}
     resource.pop("meta", None)
     return {**resource, "meta": meta} if meta else resource
+
+
+def _asks_about_one_patient(query: SearchQuery) -> bool:
+    """A search naming one patient: Patient by one id or identifier, any other type by one
+    patient or subject. Only such a search may release records under an emergency (§2.51)."""
+    named = ("_id", "identifier") if query.resource_type == "Patient" else _PATIENT_PARAMS
+    return any(
+        criterion.name in named and criterion.modifier is None and len(criterion.values) == 1
+        for criterion in query.criteria
+    )
 
 
 def _same_party(one: Any, other: Any) -> bool:

@@ -406,30 +406,34 @@ class TestAccounting:
         assert response.headers["content-type"] == "application/problem+json"
 
 
+def emergency_department(anonymous: TestClient) -> dict[str, str]:
+    """The headers of an emergency department asking with ETREAT and the §2.51 facts."""
+    er = register_partner(anonymous, scope="system/*.rs", name="County General ED")
+    token = bearer(
+        anonymous,
+        er,
+        scope="system/*.rs",
+        purposes=["ETREAT"],
+        extra={
+            "extensions": {
+                **EMERGENCY,
+                "hl7-b2b": {
+                    "version": "1",
+                    "organization_id": "urn:oid:1.2.3",
+                    "purpose_of_use": ["ETREAT"],
+                },
+            }
+        },
+    )
+    return {"Authorization": token}
+
+
 class TestBreakTheGlass:
     def test_emergency_release_is_flagged_listed_and_accounted_apart(
         self, client: TestClient, anonymous: TestClient, compliance: TestClient, world: World
     ) -> None:
         """E1: ETREAT to medical personnel with the §2.51 facts; recorded and reviewable."""
-        er = register_partner(anonymous, scope="system/*.rs", name="County General ED")
-        headers = {
-            "Authorization": bearer(
-                anonymous,
-                er,
-                scope="system/*.rs",
-                purposes=["ETREAT"],
-                extra={
-                    "extensions": {
-                        **EMERGENCY,
-                        "hl7-b2b": {
-                            "version": "1",
-                            "organization_id": "urn:oid:1.2.3",
-                            "purpose_of_use": ["ETREAT"],
-                        },
-                    }
-                },
-            )
-        }
+        headers = emergency_department(anonymous)
         detox = acting_as(anonymous, world.detox_partner)
         condition = make(detox, opioid_use_disorder(world.client_ref, world.detox))
         response = anonymous.get(f"/fhir/Condition/{condition['id']}", headers=headers)
@@ -456,3 +460,33 @@ class TestBreakTheGlass:
         er = register_partner(anonymous, scope="system/*.rs", name="Walk-in Clinic")
         headers = {"Authorization": bearer(anonymous, er, scope="system/*.rs", purposes=["ETREAT"])}
         assert anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=headers).status_code == 404
+
+    def test_an_emergency_reaches_one_patient_never_a_search_across_patients(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        """§2.51 allows what one patient's bona fide emergency needs: a search naming no one
+        patient, a second patient in the same request and a bulk export get nothing under it."""
+        headers = emergency_department(anonymous)
+        detox = acting_as(anonymous, world.detox_partner)
+        other = make(detox, {"resourceType": "Patient", "name": [{"family": "Second"}]})
+        first_oud = make(detox, opioid_use_disorder(world.client_ref, world.detox))
+        second_oud = make(detox, opioid_use_disorder(f"Patient/{other['id']}", world.detox))
+
+        def found(params: dict[str, str]) -> list[str]:
+            answer = anonymous.get("/fhir/Condition", params=params, headers=headers)
+            assert answer.status_code == 200, answer.text
+            return sorted(
+                e["resource"]["id"]
+                for e in answer.json().get("entry", [])
+                if e["search"]["mode"] == "match"
+            )
+
+        assert found({}) == []
+        assert found({"code": "http://snomed.info/sct|5602001"}) == []
+        assert found({"patient": world.client_ref}) == [first_oud["id"]]
+        assert found({"patient": f"Patient/{other['id']}"}) == [second_oud["id"]]
+        both = f"{world.client_ref},Patient/{other['id']}"
+        assert found({"patient": both}) == []
+        export = anonymous.get("/fhir/$export", headers={**headers, "Prefer": "respond-async"})
+        assert export.status_code == 403, export.text
+        assert "never a bulk export" in export.json()["issue"][0]["diagnostics"]
