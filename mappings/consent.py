@@ -91,6 +91,9 @@ PATIENT_CAPACITY: Final = EXTENSION_BASE + "consent-patient-capacity"
 SIGNER_RELATIONSHIP: Final = EXTENSION_BASE + "consent-signer-relationship"
 KNOWN_FALSE: Final = EXTENSION_BASE + "consent-known-false"
 INTERMEDIARY: Final = EXTENSION_BASE + "consent-actor-intermediary"
+REVOCATION_RECEIVED: Final = EXTENSION_BASE + "consent-revocation-received"
+"""The day the patient's written revocation was received (valueDate): the consent is revoked
+whatever its status says (C5: known to be revoked)."""
 
 RIGHT_TO_REVOKE: Final = "right-to-revoke"
 REDISCLOSURE_RISK: Final = "redisclosure-risk"
@@ -220,6 +223,27 @@ def _unknown_relative(reference: str | None, facts: ConsentFacts) -> bool:
         and reference is not None
         and reference.startswith("RelatedPerson/")
         and reference not in facts.relationships
+    )
+
+
+def revocation_received(consent: Mapping[str, Any]) -> bool:
+    """Whether the consent records that the patient's written revocation was received."""
+    return any(
+        isinstance(e, Mapping) and e.get("url") == REVOCATION_RECEIVED
+        for e in consent.get("extension") or ()
+    )
+
+
+def revival_problem(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | None:
+    """Why this write may not put a consent back in force, or None. A revoked consent stays
+    revoked (C6: revocation is the patient's written act): sharing again needs the patient's
+    new consent, signed and dated anew, recorded as a new Consent."""
+    revoked = before.get("status") == "inactive" or revocation_received(before)
+    if not revoked or after.get("status") not in ("active", "proposed", "draft"):
+        return None
+    return (
+        "a revoked consent stays revoked (42 CFR 2.31, 2.35): record the patient's new "
+        "consent as a new Consent"
     )
 
 
@@ -399,6 +423,8 @@ class _Reader:
             self.fail("Consent", "structure", "not a FHIR Consent resource")
             return ConsentDirective(id=None, status=ConsentStatus.ENTERED_IN_ERROR, patient=None)
         status = self.status(consent.get("status"))
+        if revocation_received(consent):
+            status = ConsentStatus.INACTIVE
         patient = self.mapping(consent, "patient", "Consent.patient") or {}
         patient_reference = (
             self.string(patient, "reference", "Consent.patient.reference") or facts.patient

@@ -31,11 +31,9 @@ from interop.services.staff import Role, StaffPrincipal
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import parse_range
 from interop.store.repository import ResourceRepository
-from mappings.consent import form_keys
+from mappings.consent import REVOCATION_RECEIVED, form_keys
 from mappings.errors import Issue
-from mappings.terminology import PROJECT_BASE
 
-REVOCATION_RECEIVED = f"{PROJECT_BASE}/StructureDefinition/consent-revocation-received"
 """The date the patient's written revocation reached the program (a Consent extension)."""
 REVIEW_DECISION = "reviewed"
 REVIEW_RULE = "E1-review"

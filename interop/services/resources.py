@@ -50,6 +50,7 @@ from interop.store.search import Inclusion, SearchQuery
 from interop.store.search_params import SUPPORTED_TYPES, extract, parse_reference
 from interop.store.tables import OPERATOR_ORIGIN, ResourceRow
 from mappings import fhir
+from mappings.consent import revival_problem
 from mappings.errors import InvalidResource, Issue
 from mappings.terminology import TASK_CODE
 from mappings.workflow import Side, is_fulfillment, is_owner_cancellation, task_change_problem
@@ -307,6 +308,8 @@ class ResourceOperations:
             _check_if_match(row, if_match)
         before = row.content if row is not None and not row.deleted else None
         self._check_workflow(resource_type, before, resource)
+        if resource_type == "Consent" and before is not None:
+            _check_not_revived(before, resource)
         version_id = 1 if row is None else row.version_id + 1
         stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
         warnings = self._written_consent_problems(resource_type, resource)
@@ -1041,6 +1044,12 @@ def as_written(content: bytes | None) -> dict[str, Any]:
     meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _SERVER_META}
     resource.pop("meta", None)
     return {**resource, "meta": meta} if meta else resource
+
+
+def _check_not_revived(before: bytes, after: dict[str, Any]) -> None:
+    problem = revival_problem(orjson.loads(before), after)
+    if problem is not None:
+        raise BusinessRuleBroken(problem)
 
 
 def _asks_about_one_patient(query: SearchQuery) -> bool:

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from interop.audit.log import verify
 from interop.services.disclosure import notice_of
 from interop.store.tables import DisclosureLogRow
+from mappings.consent import REVOCATION_RECEIVED
 from tests.builders import care_plan, patient
 from tests.conftest import register_partner
 from tests.interop.disclosure.conftest import World, acting_as, as_, make
@@ -75,6 +76,37 @@ class TestConsentedRecipient:
             ).status_code
             == 404
         )
+
+    def test_a_revoked_consent_stays_revoked(
+        self, client: TestClient, anonymous: TestClient, world: World
+    ) -> None:
+        """C6: revocation is the patient's written act; a status edit does not undo it, and
+        a consent recording a received revocation is revoked whatever its status says."""
+        consent = client.get(f"/fhir/Consent/{world.consent_id}").json()
+        revoked = client.put(
+            f"/fhir/Consent/{world.consent_id}",
+            json={**consent, "status": "inactive"},
+            headers=FHIR_JSON,
+        ).json()
+        revived = client.put(
+            f"/fhir/Consent/{world.consent_id}",
+            json={**revoked, "status": "active"},
+            headers=FHIR_JSON,
+        )
+        assert revived.status_code == 422, revived.text
+        assert revived.json()["issue"][0]["diagnostics"] == (
+            "a revoked consent stays revoked (42 CFR 2.31, 2.35): record the patient's new "
+            "consent as a new Consent"
+        )
+        plan = f"/fhir/CarePlan/{world.plan_id}"
+        assert anonymous.get(plan, headers=as_(anonymous, world.a)).status_code == 404
+        received = {"url": REVOCATION_RECEIVED, "valueDate": "2026-11-20"}
+        fresh = {**consent, "id": None, "extension": [*consent.get("extension", []), received]}
+        fresh.pop("id")
+        fresh.pop("meta", None)
+        made = client.post("/fhir/Consent", json=fresh, headers=FHIR_JSON)
+        assert made.status_code == 201, made.text
+        assert anonymous.get(plan, headers=as_(anonymous, world.a)).status_code == 404
 
 
 class TestWithoutConsentNothingLeaks:
