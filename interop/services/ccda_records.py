@@ -229,12 +229,13 @@ def _token(identifier: m.Identifier) -> str | None:
 
 
 def _client(operations: ResourceOperations, person: CdaPatient, labels: tuple[m.Code, ...]) -> str:
-    """The patient with one of recordTarget's identifiers here, or registered from it."""
+    """The sender's patient with one of recordTarget's identifiers here (`held_patient`), or
+    registered from it."""
     identifiers = tuple(i for i in (_identifier(ii) for ii in person.ids) if i is not None)
     if not identifiers:
         raise InvalidRequest("the document's patient has no identifier")
     for identifier in identifiers:
-        found = _match(operations, "Patient", identifier)
+        found = operations.held_patient(identifier.system, identifier.value)
         if found is not None:
             return found
     client = m.Client(

@@ -42,6 +42,7 @@ from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
 from interop.store import locks
 from interop.store import organizations as organizations_store
+from interop.store.consents import held_carriers
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
 from interop.store.repository import ResourceRepository, current_version
@@ -449,6 +450,17 @@ class ResourceOperations:
         orders would otherwise wait for each other)."""
         names = [locks.criteria_name(resource_type, criteria) for criteria in alternatives]
         locks.serialize_on(self._repository.session, names)
+
+    def held_patient(self, system: str | None, value: str) -> str | None:
+        """The id of the one current Patient carrying this identifier that the writer's side
+        holds (wrote a version of), or None. An identifier is only as good as who assigned
+        it: a partner's message names a patient of its own records, never another party's
+        client who happens to carry the same number (filing its document on a stranger's
+        chart, and telling it that client exists here, §2.13(c))."""
+        session = self._repository.session
+        holder = self._gate.requester.organization
+        carriers = held_carriers(session, system or "", value, holder)
+        return carriers[0] if len(carriers) == 1 else None
 
     def single_match(
         self, resource_type: str, params: Sequence[tuple[str, str]], base_url: str

@@ -222,6 +222,30 @@ class TestReferralNote:
         for kind in ("Patient", "ServiceRequest", "Task", "DocumentReference"):
             assert len(stored(engine, kind)) == 1, kind
 
+    def test_an_mrn_names_the_senders_patient_never_another_partys_client(
+        self, intake: DocumentIntake, sender: Sender, program: str, engine: Engine, client: Any
+    ) -> None:
+        """A client here carries the MRN the document gives: the document is filed on a
+        patient of the sender's own, so the client's chart gets nothing and the answer names
+        no patient the sender could not see (§2.13(c))."""
+        mrn = {"system": "urn:oid:2.16.840.1.113883.19.5.99999.1", "value": "MRN-42"}
+        ours = {"resourceType": "Patient", "identifier": [mrn], "name": [{"family": "Rivers"}]}
+        made = client.post("/fhir/Patient", json=ours)
+        assert made.status_code == 201, made.text
+        theirs = f"Patient/{made.json()['id']}"
+        first = intake.receive(referral_note(), sender, Channel.FILE)
+        assert first.status is IntakeStatus.PROCESSED, first
+        [filed_on] = [ref for ref in first.resources if ref.startswith("Patient/")]
+        assert filed_on != theirs
+        assert one(engine, "Task")["for"]["reference"] == filed_on
+        again = intake.receive(
+            referral_note(id=Identifier("2.16.840.1.113883.19.5.99999.9", "doc-2")),
+            sender,
+            Channel.FILE,
+        )
+        assert filed_on in again.resources
+        assert len(stored(engine, "Patient")) == 2
+
 
 class TestTransferSummary:
     def test_starts_a_handoff_with_its_medications_to_reconcile(
