@@ -17,7 +17,7 @@ Not checked yet: the businessStatus on-hold and in-progress should carry, and wh
 must carry (identifier, deadline, consent reference).
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -105,6 +105,63 @@ def task_change_problem(
         or _carried_problem(before, after, old, new)
         or _field_problem(before, after, side)
     )
+
+
+def rebased(
+    current: Mapping[str, Any],
+    after: Mapping[str, Any],
+    earlier: Sequence[Mapping[str, Any]],
+    side: Side,
+) -> dict[str, Any]:
+    """A partner's write of the shared Task, rebased on what the other side did meanwhile.
+
+    Each side writes the whole Task as it last saw it, across servers and polls, so what it
+    sends of the other side's elements may be stale: a value the Task had in an `earlier`
+    version is its stale view, and the current value stands. So does the status a requester
+    first sent (`requested`, reachable only from draft) once the owner has moved on, short
+    of ending the Task (reopening an ended Task stays refused). Notes
+    are both sides': the current ones are kept and the writer's new ones added. Everything
+    else is the writer's change, for `task_change_problem` to judge."""
+    if side is Side.EITHER:
+        return dict(after)
+    merged = dict(after)
+    own = _OWN_ELEMENTS[side]
+    for key in (set(after) | set(current)) - own - _NOT_REBASED:
+        if after.get(key) != current.get(key) and any(
+            version.get(key) == after.get(key) for version in earlier
+        ):
+            _put(merged, key, current.get(key))
+    if (
+        side is Side.REQUESTER
+        and after.get("status") == "requested"
+        and current.get("status") not in ("draft", "requested", *TERMINAL)
+    ):
+        merged["status"] = current.get("status")
+    notes = _notes(current, after)
+    _put(merged, "note", notes or None)
+    return merged
+
+
+def _notes(current: Mapping[str, Any], after: Mapping[str, Any]) -> list[Any]:
+    kept = list(current.get("note") or ())
+    return kept + [note for note in after.get("note") or () if note not in kept]
+
+
+def _put(resource: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        resource.pop(key, None)
+    else:
+        resource[key] = value
+
+
+_OWN_ELEMENTS: Final[Mapping[Side, frozenset[str]]] = {
+    Side.REQUESTER: frozenset({"status", "input", "note"}),
+    Side.OWNER: frozenset(
+        {"status", "businessStatus", "statusReason", "executionPeriod", "output", "note"}
+    ),
+}
+"""What each side writes as its own (REFERRALS.md); the rest it sends as it last saw it."""
+_NOT_REBASED: Final = frozenset({"id", "resourceType", "meta", "text"})
 
 
 def cancellation_requested(task: Mapping[str, Any]) -> bool:

@@ -54,7 +54,13 @@ from mappings import fhir
 from mappings.consent import revival_problem
 from mappings.errors import InvalidResource, Issue
 from mappings.terminology import TASK_CODE
-from mappings.workflow import Side, is_fulfillment, is_owner_cancellation, task_change_problem
+from mappings.workflow import (
+    Side,
+    is_fulfillment,
+    is_owner_cancellation,
+    rebased,
+    task_change_problem,
+)
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _MAX_INCLUDE_ROUNDS = 4
@@ -303,6 +309,7 @@ class ResourceOperations:
                 _custodians(row),
             )
             self._check_consent_patient(resource_type, resource)
+        resource = self._rebased(resource_type, row, resource)
         fhir.validate(resource)
         resource = self._prepared(resource_type, resource)
         if if_match is not None:
@@ -569,6 +576,22 @@ class ResourceOperations:
         if resource_type == "Subscription":
             return prepare_subscription(resource, self._origin)
         return resource
+
+    def _rebased(
+        self, resource_type: str, row: ResourceRow | None, resource: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A partner's write of a shared referral Task, rebased on what the other side did
+        since it last saw the Task (mappings.workflow.rebased): a requester's note pushed
+        while the owner accepted is kept, not refused as a move back to `requested`."""
+        if resource_type != "Task" or row is None or row.deleted or self._origin is None:
+            return resource
+        current = orjson.loads(row.content or b"{}")
+        side = _side(self._origin, current)
+        if side is Side.EITHER or not is_fulfillment(current):
+            return resource
+        versions = self._repository.history("Task", row.resource_id, None)
+        earlier = [orjson.loads(version.content) for version in versions if version.content]
+        return rebased(current, resource, earlier, side)
 
     def _check_workflow(
         self, resource_type: str, before: bytes | None, after: dict[str, Any]

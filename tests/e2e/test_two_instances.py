@@ -114,3 +114,36 @@ def test_a_referral_pushed_by_another_instance_lands_as_its_referral(
     refer(world.client, program_at_a)
     world.run(sync_timeout_seconds=REAL_PROCESS_TIMEOUT)
     assert httpx.get(f"{instance_b.root}/fhir/Task", headers=b).json()["total"] == 1
+
+
+def test_a_note_the_requester_adds_after_the_owner_moved_reaches_the_owner(
+    world: World, instance_b: InstanceB
+) -> None:
+    """A's push carries its whole Task as A last saw it (status requested) after B accepted:
+    B keeps its acceptance and takes A's note, and the delivery is acknowledged, not refused."""
+    channel = ChannelConfig(
+        ChannelKind.FHIR,
+        f"{instance_b.root}/fhir",
+        instance_b.a_client_id,
+        f"{instance_b.root}/auth/token",
+    )
+    program_at_a = world.register(PROGRAM_AT_B, channel)
+    refer(world.client, program_at_a)
+    world.run(sync_timeout_seconds=REAL_PROCESS_TIMEOUT)
+    b = {"Authorization": instance_b.ehr_authorization, "Content-Type": "application/fhir+json"}
+    [entry] = httpx.get(f"{instance_b.root}/fhir/Task", headers=b).json()["entry"]
+    copy = entry["resource"]
+    accepted = httpx.put(
+        f"{instance_b.root}/fhir/Task/{copy['id']}", json={**copy, "status": "accepted"}, headers=b
+    )
+    assert accepted.status_code == 200, accepted.text
+    ours = world.client.get("/fhir/Task/task-1").json()
+    note = {"text": "Client prefers morning appointments"}
+    noted = world.client.put("/fhir/Task/task-1", json={**ours, "note": [note]})
+    assert noted.status_code == 200, noted.text
+
+    outcomes = world.run(sync_timeout_seconds=REAL_PROCESS_TIMEOUT)
+
+    assert [outcome.state for outcome in outcomes] == [TransportState.ACKNOWLEDGED], outcomes
+    at_b = httpx.get(f"{instance_b.root}/fhir/Task/{copy['id']}", headers=b).json()
+    assert (at_b["status"], at_b["note"]) == ("accepted", [note])

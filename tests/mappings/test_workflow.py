@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS
-from mappings.workflow import Side, steps, task_change_problem
+from mappings.workflow import Side, rebased, steps, task_change_problem
 
 STATUSES = (
     "draft",
@@ -245,3 +245,34 @@ def test_the_requester_writes_no_other_business_status_and_the_owner_not_that_on
     assert task_change_problem(before, {**before, **ASKED}, Side.OWNER) == (
         "only the requester asks to cancel (businessStatus cancellation-requested)"
     )
+
+
+NOTES = st.lists(st.fixed_dictionaries({"text": st.sampled_from(["a", "b", "c", "d"])}), max_size=4)
+
+
+@given(mine=NOTES, theirs=NOTES, side=st.sampled_from([Side.REQUESTER, Side.OWNER]))
+def test_a_rebased_write_keeps_every_note_and_adds_the_writers(
+    mine: list[dict[str, str]], theirs: list[dict[str, str]], side: Side
+) -> None:
+    current = shared("accepted", **({"note": theirs} if theirs else {}))
+    after = shared("accepted", **({"note": mine} if mine else {}))
+    notes = rebased(current, after, [current], side).get("note", [])
+    assert all(note in notes for note in [*theirs, *mine])
+    assert notes[: len(theirs)] == theirs
+
+
+def test_what_a_side_sends_as_it_last_saw_it_is_rebased_and_its_own_change_kept() -> None:
+    first = shared("requested")
+    current = shared("accepted", businessStatus={"text": "booked"})
+    stale = shared("requested", note=[{"text": "mornings"}])
+    assert rebased(current, stale, [first, current], Side.REQUESTER) == {
+        **current,
+        "note": [{"text": "mornings"}],
+    }
+    mine = shared("requested", businessStatus={"text": "mine now"})
+    assert rebased(current, mine, [first, current], Side.REQUESTER)["businessStatus"] == {
+        "text": "mine now"
+    }
+    assert rebased(current, stale, [first, current], Side.EITHER) == stale
+    ended = shared("rejected", statusReason=REASON)
+    assert rebased(ended, stale, [first, ended], Side.REQUESTER)["status"] == "requested"

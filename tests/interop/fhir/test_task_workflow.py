@@ -100,3 +100,37 @@ def test_a_partner_marks_a_referral_in_error_rather_than_deleting_it(
     assert "mark it entered-in-error" in deleted.json()["issue"][0]["diagnostics"]
     marked = put(anonymous, harbor, {**shared, "status": "entered-in-error"})
     assert marked.status_code == 200, marked.text
+
+
+def test_each_side_writes_the_task_as_it_last_saw_it_and_nothing_of_the_other_is_lost(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    """Across servers each side sends the whole Task from its last view: the requester's note
+    sent with the status it last saw (requested) after the owner accepted is kept, the
+    acceptance too; the owner's later move sent without the requester's new input keeps it."""
+    shared, harbor, bayview = referral(anonymous, client)
+    note = {"text": "Client prefers morning appointments"}
+    accepted = put(
+        anonymous, bayview, {**shared, "status": "accepted", "businessStatus": {"text": "booked"}}
+    )
+    assert accepted.status_code == 200, accepted.text
+    noted = put(anonymous, harbor, {**shared, "note": [note]})
+    assert noted.status_code == 200, noted.text
+    stored = client.get(f"/fhir/Task/{shared['id']}").json()
+    assert (stored["status"], stored["businessStatus"], stored["note"]) == (
+        "accepted",
+        {"text": "booked"},
+        [note],
+    )
+    document = {"type": {"text": "Discharge summary"}, "valueString": "attached by fax"}
+    assert put(anonymous, harbor, {**stored, "input": [document]}).status_code == 200
+    started = {**stored, "status": "in-progress", "executionPeriod": {"start": "2026-11-03"}}
+    answer = put(anonymous, bayview, started)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["status"], answer.json()["input"], answer.json()["note"]) == (
+        "in-progress",
+        [document],
+        [note],
+    )
+    reopened = put(anonymous, harbor, {**answer.json(), "businessStatus": {"text": "mine now"}})
+    assert reopened.status_code == 422, reopened.text
