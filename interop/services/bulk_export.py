@@ -45,6 +45,8 @@ from interop.store.tables import ExportJobRow
 
 log = logging.getLogger("interop.export")
 INTERACTION = "export"
+DOWNLOAD = "export-download"
+"""How a file's lines decided again as they leave are logged."""
 ERROR_TYPE = "OperationOutcome"
 
 
@@ -174,7 +176,12 @@ class BulkExports:
             keys = jobs.chunk_keys(session, job.pk or 0, resource_type)
         if job.state != jobs.COMPLETED or not keys:
             raise ResourceNotFound("no such export file")
-        return OutputFile(self._chunks(keys))
+        if resource_type == ERROR_TYPE:  # our notes on the request: no patient data
+            return OutputFile(self._chunks(keys, resource_type, None))
+        now = self._requester_of(job)
+        if now is None:
+            raise ResourceNotFound("no such export file")
+        return OutputFile(self._chunks(keys, resource_type, now))
 
     def delete(self, job_id: str, requester: Requester) -> None:
         """Cancel a job or drop its files; later requests for it answer 404 (IG delete)."""
@@ -318,12 +325,24 @@ class BulkExports:
             first_party=partner.first_party,
         )
 
-    def _chunks(self, keys: list[int]) -> Iterator[bytes]:
-        """Each chunk read in a short transaction of its own, as the client takes it."""
+    def _chunks(
+        self, keys: list[int], resource_type: str, requester: Requester | None
+    ) -> Iterator[bytes]:
+        """Each chunk read in a short transaction of its own, as the client takes it, and
+        passed through the gate again as it leaves (`released_again`) unless it holds no
+        patient data (`requester` None)."""
         for key in keys:
             with unit_of_work(self._engine, writes=False) as session:
                 chunks = list(jobs.chunk_contents(session, [key]))
-            yield from chunks
+            for chunk in chunks:
+                if requester is None:
+                    yield chunk
+                    continue
+                with behind_gate(
+                    self._engine, self._gates, requester, DOWNLOAD, paging=self._paging
+                ) as operations:
+                    kept = operations.released_again(resource_type, chunk)
+                yield kept
 
 
 def local_requester(job: str) -> Requester:

@@ -97,7 +97,7 @@ _DATE_ELEMENTS = (
     "effectiveDateTime",
 )
 _PERIOD_ELEMENTS = ("period", "executionPeriod", "effectivePeriod")
-_ACROSS_PATIENTS = frozenset({"export", "history-type", "history-system"})
+_ACROSS_PATIENTS = frozenset({"export", "export-download", "history-type", "history-system"})
 """Interactions that never ask about one patient: the emergency exception reaches none."""
 _RESOURCES_PER_ROW = 1_000
 """References per disclosure-log row: 1,000 of at most 80 characters fit its column."""

@@ -377,6 +377,25 @@ class ResourceOperations:
         counted = {} if total is None else {"total": total}
         return self.seal(bb.bundle("searchset", **counted, link=links, entry=entries))
 
+    def released_again(self, resource_type: str, lines: bytes) -> bytes:
+        """Exported NDJSON lines decided again as they are downloaded: the download is the
+        disclosure, so a line whose consent was revoked since the export ran is left out
+        (C6). Decided quietly (`unrecorded`): the permits were logged and accounted when the
+        export ran; a line now withheld is logged as the denial it is (A1)."""
+        if self._gate.releases_everything(resource_type):
+            return lines
+        names = [_version_name(line) for line in lines.splitlines() if line]
+        found = self._repository.versions_named([name for name in names if name is not None])
+        with self._gate.unrecorded():
+            kept = [
+                released
+                for name in names
+                if name is not None
+                and name in found
+                and (released := self._gate.admit(found[name])) is not None
+            ]
+        return b"".join(line + b"\n" for line in kept)
+
     def released_after(
         self, queries: Sequence[SearchQuery], after: int, limit: int
     ) -> tuple[list[StoredVersion], int, bool]:
@@ -1085,6 +1104,15 @@ def _check_not_revived(before: bytes, after: dict[str, Any]) -> None:
     problem = revival_problem(orjson.loads(before), after)
     if problem is not None:
         raise BusinessRuleBroken(problem)
+
+
+def _version_name(line: bytes) -> tuple[str, str, int] | None:
+    """The version an exported line is: (type, id, versionId)."""
+    resource = orjson.loads(line)
+    version = str(resource.get("meta", {}).get("versionId", ""))
+    if not version.isdigit():
+        return None
+    return str(resource.get("resourceType")), str(resource.get("id")), int(version)
 
 
 def _asks_about_one_patient(query: SearchQuery) -> bool:

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, false, insert, select
+from sqlalchemy import bindparam, delete, false, insert, select, tuple_
 from sqlmodel import Session
 
 from interop.store import markers, search
@@ -92,6 +92,21 @@ class ResourceRepository:
             None if found.deleted else found.content, found.origin,
             tuple(found.custodians.split()),
         )  # fmt: skip
+
+    def versions_named(
+        self, names: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], StoredVersion]:
+        """Many versions by (type, id, version) in one query: an export file's lines are
+        decided again as it is downloaded, a chunk at a time."""
+        if not names:
+            return {}
+        statement = select(ResourceVersionRow).where(
+            tuple_(VERSION.resource_type, VERSION.resource_id, VERSION.version_id).in_(names)
+        )
+        return {
+            (row.resource_type, row.resource_id, row.version_id): _stored(row)
+            for row in self._session.execute(statement).scalars()
+        }
 
     def version(
         self, resource_type: str, resource_id: str, version_id: int

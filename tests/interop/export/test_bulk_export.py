@@ -213,6 +213,31 @@ class TestThroughTheGate:
         assert b"Partwo" not in everything
         assert world.plan_id.encode() not in everything
 
+    def test_a_file_downloaded_after_a_revocation_leaves_the_revoked_lines_out(
+        self, anonymous: TestClient, client: TestClient, settings: Settings, world: World
+    ) -> None:
+        """C6: the download is the disclosure. Lines whose consent was revoked after the job
+        ran stay here, the rest are served, and the withholding is logged (A1)."""
+        headers = as_(anonymous, world.a)
+        files = outputs(finished(anonymous, export(anonymous, "/fhir/$export", headers), headers))
+        consent = client.get(f"/fhir/Consent/{world.consent_id}").json()
+        revoked = client.put(
+            f"/fhir/Consent/{world.consent_id}", json={**consent, "status": "inactive"}
+        )
+        assert revoked.status_code == 200, revoked.text
+        assert lines(anonymous, files["CarePlan"]["url"], headers) == []
+        assert families(lines(anonymous, files["Patient"]["url"], headers)) == {"Ordinary"}
+        engine = make_engine(settings.database_url)
+        with Session(engine) as session:
+            withheld = session.exec(
+                select(DisclosureLogRow).where(
+                    col(DisclosureLogRow.interaction) == "export-download",
+                    col(DisclosureLogRow.decision) == "deny",
+                )
+            ).all()
+        engine.dispose()
+        assert any(f"CarePlan/{world.plan_id}" in row.resources for row in withheld)
+
     def test_decisions_are_logged_and_accounted(
         self, anonymous: TestClient, settings: Settings, world: World
     ) -> None:
