@@ -327,6 +327,10 @@ class GateSession:
     def entries(self) -> list[LogEntry]:
         return self._entries
 
+    def released_references(self) -> list[str]:
+        """What this request has released so far, by reference, in order."""
+        return [ref for e in self._entries if e.decision == "permit" for ref in e.resources]
+
     def seal(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """A Bundle carrying Part 2 data carries its labels and the S1 notice in Bundle.meta."""
         released = self.released

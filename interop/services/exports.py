@@ -43,6 +43,8 @@ from mappings.terminology import LEVEL_OF_CARE, NPI_SYSTEM
 _PAGING = Paging(1000, 1000)
 PREVIEW = "preview"
 """The interaction of a document shown to staff: decided as its receiver, logged as a use."""
+SENT = "ccda-send"
+"""The interaction of a document that left for its receiver: a disclosure."""
 _SYSTEM_OIDS = {
     "http://snomed.info/sct": SNOMED_CT,
     "http://loinc.org": LOINC,
@@ -86,7 +88,7 @@ class DocumentExports:
         """The Transfer Summary (C-CDA R2.1, LOINC 18761-7) of a handoff, for its receiver."""
         handoff: Handoff = self._cases.get(KINDS_BY_NAME["handoffs"], handoff_id, staff).value
         receiver = receiving_program(_local("Organization", handoff.to_program_id))
-        return self._export(receiver, PREVIEW, lambda ops: _handoff_outgoing(ops, handoff_id))
+        return self._shown(staff, receiver, lambda ops: _handoff_outgoing(ops, handoff_id))
 
     def referral_note(self, referral_id: str, staff: StaffPrincipal) -> bytes:
         """The Referral Note (C-CDA R2.1, LOINC 57133-1) of a referral, for the program asked."""
@@ -94,7 +96,23 @@ class DocumentExports:
         if referral.performer_id is None:
             raise InvalidRequest("the referral names no program to send a Referral Note to")
         receiver = receiving_program(_local("Organization", referral.performer_id))
-        return self._export(receiver, PREVIEW, lambda ops: _referral_outgoing(ops, referral_id))
+        return self._shown(staff, receiver, lambda ops: _referral_outgoing(ops, referral_id))
+
+    def _shown(
+        self,
+        staff: StaffPrincipal,
+        receiver: Requester,
+        outgoing_from: Callable[[ResourceOperations], "_Outgoing"],
+    ) -> bytes:
+        """A document shown to a staff member: what its receiver may have. Fetched by the
+        receiving program's own staff, it has left for the receiver: a disclosure, accounted
+        by what it holds, as when a channel sends it. Anyone else sees a preview, a use by
+        their program, of records their program may see too: a preview does not show another
+        program's staff what the receiver may have and they may not (403)."""
+        viewer = self._cases.requester_for(staff, staff.programs[0] if staff.programs else None)
+        if viewer.organization == receiver.organization and not viewer.first_party:
+            return self._export(receiver, SENT, outgoing_from)
+        return self._export(receiver, PREVIEW, outgoing_from, viewer=viewer)
 
     def for_task(self, task_id: str, receiver: Requester) -> tuple[DocumentKind, bytes]:
         """The document a referral's Task sends its owner: a Transfer Summary when the Task is
@@ -106,7 +124,7 @@ class DocumentExports:
             kinds.append(made.kind)
             return made
 
-        document = self._export(receiver, "ccda-send", outgoing)
+        document = self._export(receiver, SENT, outgoing)
         return kinds[0], document
 
     def _export(
@@ -114,16 +132,31 @@ class DocumentExports:
         receiver: Requester,
         interaction: str,
         outgoing_from: Callable[[ResourceOperations], "_Outgoing"],
+        *,
+        viewer: Requester | None = None,
     ) -> bytes:
         """Gather, as the receiver is allowed to have it (the referral itself included), and
-        write. `interaction` says whether the document leaves ("ccda-send": a disclosure to
-        the receiver) or is shown to staff ("preview": a use, since nothing was sent)."""
+        write. `interaction` says whether the document leaves (SENT: a disclosure to the
+        receiver) or is shown to staff (PREVIEW: a use, since nothing was sent); a preview's
+        `viewer` must be allowed every record it shows."""
         with behind_gate(
             self._engine, self._gates, receiver, interaction, paging=_PAGING
         ) as operations:
             outgoing = outgoing_from(operations)
             document = self._document(operations, outgoing, operations.released)
+            shown = operations.released_references()
+        if viewer is not None:
+            self._check_viewer(viewer, shown)
         return write_document(document)
+
+    def _check_viewer(self, viewer: Requester, shown: list[str]) -> None:
+        """Every record of a preview read as its viewer's program: one it may not see keeps the
+        preview from being shown (answered as for the referral itself, naming no record)."""
+        with behind_gate(self._engine, self._gates, viewer, PREVIEW, paging=_PAGING) as seen:
+            for reference in dict.fromkeys(shown):
+                kind, _, ident = reference.partition("/")
+                if released_resource(seen, kind, ident) is None:
+                    raise Forbidden(_WITHHELD_FROM_VIEWER)
 
     def _document(
         self, operations: ResourceOperations, outgoing: "_Outgoing", released: Any
@@ -331,6 +364,7 @@ def _plain(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 _WITHHELD = "no consent on file lets the receiving program have this referral"
+_WITHHELD_FROM_VIEWER = "the document holds records your program may not see"
 
 
 def _local(kind: str, ref: str) -> str:

@@ -88,6 +88,8 @@ class Gate(Protocol):
 
     def close_emergency(self) -> None: ...
 
+    def released_references(self) -> list[str]: ...
+
     def releases_everything(self, resource_type: str) -> bool: ...
 
     def forget_reads(self) -> None: ...
@@ -376,6 +378,11 @@ class ResourceOperations:
             entries.append(bb.outcome_entry(_ignored_outcome(query.ignored)))
         counted = {} if total is None else {"total": total}
         return self.seal(bb.bundle("searchset", **counted, link=links, entry=entries))
+
+    def released_references(self) -> list[str]:
+        """What the gate has released in this transaction, by reference (what a document
+        built from the releases holds)."""
+        return self._gate.released_references()
 
     def released_again(self, resource_type: str, lines: bytes) -> bytes:
         """Exported NDJSON lines decided again as they are downloaded: the download is the

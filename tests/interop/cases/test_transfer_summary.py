@@ -1,6 +1,7 @@
 """A handoff's C-CDA Transfer Summary: only what the receiving program may receive, with the
 Part 2 markings when Part 2 data goes (issue 6, through the gate of issue 5)."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -117,3 +118,24 @@ def test_a_referral_note_goes_to_the_program_asked_only_with_consent(
     assert document.confidentiality.value == "R"
     revoke_consent(client)
     assert admin.get(note).status_code == 403
+
+
+def accounted(client: TestClient) -> list[Any]:
+    """Jordan's accounting of disclosures made with consent, as compliance staff read it."""
+    compliance = client.app.state.compliance  # type: ignore[attr-defined]
+    return list(compliance.accounting("jordan-rivers", datetime.now(UTC)).with_consent)
+
+
+def test_the_receivers_staff_fetching_the_summary_is_a_disclosure_accounted_by_content(
+    admin: TestClient, anonymous: TestClient, client: TestClient
+) -> None:
+    """A2: the receiving program's case manager holds the document, so it has left for that
+    program; the accounting names everything in it, as when a channel sends it."""
+    browser, _csrf = staff(anonymous, "cy.iop", Role.CASE_MANAGER, ("bayview-iop",))
+    response = browser.get(SUMMARY)
+    assert response.status_code == 200, response.text
+    sent = [d for d in accounted(client) if d.row.interaction == "ccda-send"]
+    assert {d.recipient for d in sent} == {"Organization/bayview-iop"}
+    described = " ".join(d.description for d in sent)
+    assert "problem" in described
+    assert "referral" in described
