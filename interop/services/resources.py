@@ -326,11 +326,15 @@ class ResourceOperations:
         return WriteOutcome(stored, row is None, warnings)
 
     def delete(self, resource_type: str, resource_id: str) -> None:
-        """Delete: a new version without content; deleting twice changes nothing."""
+        """Delete: a new version without content. Deleting twice, or what does not exist (to
+        the requester: a withheld record too), changes nothing and succeeds (R4 §3.1.0.7)."""
         check_type(resource_type)
         check_id(resource_id)
         row = self._repository.current(resource_type, resource_id, lock=True)
-        self._check_writable(row, resource_type, resource_id, creating=False)
+        try:
+            self._check_writable(row, resource_type, resource_id, creating=False)
+        except ResourceNotFound:
+            return
         if row is None or row.deleted:
             return
         if self._guard is not None:

@@ -139,7 +139,7 @@ class TestWritesOnRecord:
             written = list(inserts)
             nosy_partner = register_partner(anonymous, name="Nosy Partner")
             nosy = acting_as(anonymous, nosy_partner)
-            refused = nosy.delete(f"/fhir/CarePlan/{world.plan_id}")
+            refused = nosy.put(f"/fhir/CarePlan/{world.plan_id}", json=plan)
             assert refused.status_code == 404
         finally:
             event.remove(Engine, "before_cursor_execute", seen)
@@ -154,7 +154,7 @@ class TestWritesOnRecord:
             if e["resource"]["agent"][0]["who"]["reference"] == nosy_partner.organization
         ]
         assert [event["outcome"] for event in nosy_denials] == ["4"]
-        assert nosy_denials[0]["subtype"][0]["code"] == "delete"
+        assert nosy_denials[0]["subtype"][0]["code"] == "update"
 
     def test_an_update_in_a_bundle_is_no_disclosure_of_what_it_replaces(
         self, anonymous: TestClient, compliance: TestClient, world: World

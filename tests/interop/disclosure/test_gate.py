@@ -346,15 +346,17 @@ class TestWritesSeeOnlyWhatTheWriterMaySee:
         stored = acting_as(anonymous, world.detox_partner).get(f"/fhir/CarePlan/{world.plan_id}")
         assert "changed by someone" not in stored.text
 
-    def test_delete_of_a_hidden_record_answers_as_an_unknown_id(
+    def test_delete_of_a_hidden_record_answers_as_an_unknown_id_and_deletes_nothing(
         self, anonymous: TestClient, world: World
     ) -> None:
+        """R4 §3.1.0.7: deleting what does not exist succeeds; a withheld record does not
+        exist to the requester, so it is answered the same and stays."""
         nosy = acting_as(anonymous, register_partner(anonymous, name="Nosy Partner"))
         patient_id = world.client_ref.split("/")[1]
         hidden = nosy.delete(f"/fhir/Patient/{patient_id}")
         unknown = nosy.delete("/fhir/Patient/no-such-patient")
-        assert hidden.status_code == unknown.status_code == 404
-        assert _diagnostics(hidden) == _diagnostics(unknown).replace("no-such-patient", patient_id)
+        assert hidden.status_code == unknown.status_code == 204
+        assert hidden.content == unknown.content == b""
         detox = acting_as(anonymous, world.detox_partner)
         assert detox.get(f"/fhir/Patient/{patient_id}").status_code == 200
 

@@ -175,8 +175,24 @@ class TestDeleteAndHistory:
         assert client.get(f"{url}/_history/3").status_code == 410
         assert client.get("/fhir/Patient", params={"_id": created["id"]}).json()["total"] == 0
 
-    def test_delete_unknown_is_404(self, client: TestClient) -> None:
-        assert client.delete("/fhir/Patient/never-was").status_code == 404
+    def test_deleting_what_does_not_exist_succeeds_in_a_transaction_too(
+        self, client: TestClient
+    ) -> None:
+        """R4 §3.1.0.7: "if the resource does not exist at all", 200 or 204."""
+        assert client.delete("/fhir/Patient/never-was").status_code == 204
+        made = create(client, patient())
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"request": {"method": "DELETE", "url": "Patient/never-was"}},
+                {"request": {"method": "DELETE", "url": f"Patient/{made['id']}"}},
+            ],
+        }
+        answer = client.post("/fhir", json=bundle)
+        assert answer.status_code == 200, answer.text
+        assert [e["response"]["status"] for e in answer.json()["entry"]] == ["204 No Content"] * 2
+        assert client.get(f"/fhir/Patient/{made['id']}").status_code == 410
 
     def test_type_and_system_history(self, client: TestClient) -> None:
         pat = create(client, patient())
