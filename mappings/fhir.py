@@ -498,7 +498,7 @@ def _element(
     else:
         type_ = _primitive_of(info.annotation)
         kind = "xhtml" if type_ == "xhtml" else "primitive"
-        if type_ == "code":
+        if type_ == "code" and f"{path}.{name}" not in _OPEN_CODES:
             binding = REQUIRED_BINDINGS.get(f"{path}.{name}") or _model_binding(
                 info.json_schema_extra
             )
@@ -506,6 +506,12 @@ def _element(
     return _Element(
         name, order, kind, type_, _is_list(info.annotation), is_attribute, target, binding
     )
+
+
+_OPEN_CODES: Final = frozenset({"CapabilityStatement.format"})
+"""Codes whose required value set is open, where fhir.resources' enum_values read a list off
+the element's short text instead: CapabilityStatement.format is "xml | json | ttl | mime
+type", bound to MimeType (any BCP-13 type), so application/fhir+json is one of its codes."""
 
 
 def _model_binding(extra: Any) -> ValueSet | None:

@@ -69,6 +69,11 @@ def request_format(request: Request) -> Format:
     content_type = request.headers.get("content-type")
     if content_type is None:
         raise UnsupportedMediaType("a body needs a Content-Type: application/fhir+json or +xml")
+    version = _parameter(content_type, "fhirVersion")
+    if version is not None and not _is_r4(version):
+        raise UnsupportedMediaType(
+            f"the body is FHIR {version[:10]!r}; this server reads FHIR R4 (fhirVersion=4.0)"
+        )
     chosen = _ALIASES.get(_media_type(content_type))
     if chosen is None:
         raise UnsupportedMediaType(
@@ -78,12 +83,25 @@ def request_format(request: Request) -> Format:
     return chosen
 
 
+def _is_r4(version: str) -> bool:
+    return version.strip().strip('"') in ("4.0", "4.0.1")
+
+
+def _parameter(value: str, wanted: str) -> str | None:
+    for parameter in value.split(";")[1:]:
+        name, _, found = parameter.partition("=")
+        if name.strip() == wanted:
+            return found.strip()
+    return None
+
+
 def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
 def _by_quality(accept: str) -> list[str]:
-    """Media types of an Accept header, most preferred first; q=0 means 'not this'."""
+    """Media types of an Accept header, most preferred first; q=0 means 'not this', and so
+    does a FHIR version other than R4's (R4 §3.1.0.1.4: `fhirVersion=4.0`)."""
     ranked: list[tuple[float, int, str]] = []
     for position, part in enumerate(accept.split(",")):
         media_type, *parameters = (piece.strip() for piece in part.split(";"))
@@ -95,6 +113,8 @@ def _by_quality(accept: str) -> list[str]:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
+            elif name.strip() == "fhirVersion" and not _is_r4(value):
+                quality = 0.0
         if quality > 0:
             ranked.append((-quality, position, media_type.lower()))
     return [media_type for _, _, media_type in sorted(ranked)]

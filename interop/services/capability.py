@@ -28,6 +28,11 @@ _TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
     "Group": [{"name": "export", "definition": f"{_BULK}/OperationDefinition/group-export"}],
 }
 """Bulk Data Access IG v2.0.0 at all three levels, and R4 Patient $everything."""
+_VALIDATE = {
+    "name": "validate",
+    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+}
+"""POST /fhir/{type}/$validate, on every type."""
 _COMMON_PARAMS = (
     {
         "name": "_id",
@@ -69,10 +74,6 @@ def capability_statement(*, software_version: str, released: str) -> dict[str, A
                     {"code": "history-system"},
                 ],
                 "operation": [
-                    {
-                        "name": "validate",
-                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                    },
                     {"name": "export", "definition": f"{_BULK}/OperationDefinition/export"},
                 ],
             }
@@ -93,7 +94,7 @@ def _resource(resource_type: str, params: tuple[SearchParam, ...]) -> dict[str, 
         if p.type is ParamType.REFERENCE and (not p.targets or resource_type in p.targets)
     )
     profiles = _SUPPORTED_PROFILES.get(resource_type)
-    operations = _TYPE_OPERATIONS.get(resource_type)
+    operations = [_VALIDATE, *_TYPE_OPERATIONS.get(resource_type, ())]
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -112,5 +113,31 @@ def _resource(resource_type: str, params: tuple[SearchParam, ...]) -> dict[str, 
             *_COMMON_PARAMS,
             *({"name": p.name, "definition": p.definition, "type": p.type.value} for p in params),
         ],
-        **({"operation": operations} if operations else {}),
+        "operation": operations,
+    }
+
+
+def security(token_url: str) -> dict[str, Any]:
+    """rest.security: every interaction needs a SMART Backend Services token (SMART App Launch
+    v2 names the token endpoint in the oauth-uris extension, and the service as SMART-on-FHIR)."""
+    return {
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": token_url}],
+            }
+        ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "SMART Backend Services: client_credentials with private_key_jwt",
+            }
+        ],
+        "description": "A bearer access token from the token endpoint, for every interaction "
+        "but this one; see .well-known/smart-configuration.",
     }

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from interop.api.auth.routes import endpoints
 from interop.api.deps import (
     BaseUrlDep,
     BodyDep,
@@ -25,6 +26,7 @@ from interop.api.security import (
     write_guard,
 )
 from interop.auth.requester import Requester
+from interop.services.capability import security
 from interop.services.outcomes import outcome
 from interop.services.resources import WriteOutcome
 from mappings.errors import Issue
@@ -52,7 +54,10 @@ def capabilities(request: Request, fmt: FormatDep, base: BaseUrlDep) -> FhirResp
     """The CapabilityStatement (R4 §3.1.0.13), naming the base URL it was reached at."""
     statement = request.app.state.capability
     implementation = {**statement["implementation"], "url": base}
-    return FhirResponse({**statement, "implementation": implementation}, fmt=fmt)
+    [rest] = statement["rest"]
+    secured = {**rest, "security": security(endpoints(base).token_url)}
+    served = {**statement, "implementation": implementation, "rest": [secured]}
+    return FhirResponse(served, fmt=fmt)
 
 
 @router.post("", operation_id="fhir_transaction", responses=RESPONSES)

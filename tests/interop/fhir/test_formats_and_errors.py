@@ -3,6 +3,7 @@
 from fastapi.testclient import TestClient
 from lxml import etree
 
+from mappings import fhir
 from tests.builders import patient
 from tests.interop.fhir.test_crud import FHIR_JSON, create, issue
 
@@ -93,6 +94,23 @@ class TestErrors:
         assert response.status_code == 406
         assert issue(response)["code"] == "not-supported"
 
+    def test_another_fhir_version_is_406_or_415_and_r4_is_served(self, client: TestClient) -> None:
+        """R4 §3.1.0.1.4: the fhirVersion parameter of the media type names the version."""
+        stu3 = {"Accept": "application/fhir+json; fhirVersion=3.0"}
+        refused = client.get("/fhir/metadata", headers=stu3)
+        assert refused.status_code == 406, refused.text
+        assert issue(refused)["code"] == "not-supported"
+        r4 = client.get(
+            "/fhir/metadata", headers={"Accept": "application/fhir+json; fhirVersion=4.0"}
+        )
+        assert r4.status_code == 200
+        assert r4.json()["fhirVersion"] == "4.0.1"
+        body = b'{"resourceType": "Patient"}'
+        sent = {"Content-Type": "application/fhir+json; fhirVersion=3.0"}
+        unread = client.post("/fhir/Patient", content=body, headers=sent)
+        assert unread.status_code == 415, unread.text
+        assert "fhirVersion=4.0" in issue(unread)["diagnostics"]
+
     def test_unsupported_method_is_405_outcome(self, client: TestClient) -> None:
         response = client.patch(
             "/fhir/Patient/x",
@@ -132,3 +150,19 @@ class TestCapabilityStatement:
         care_plan = next(r for r in rest["resource"] if r["type"] == "CarePlan")
         names = {p["name"] for p in care_plan["searchParam"]}
         assert {"patient", "subject", "status", "category", "date", "activity-reference"} <= names
+
+    def test_says_how_to_authenticate_and_where_each_operation_is(self, client: TestClient) -> None:
+        """SMART App Launch: rest.security names SMART-on-FHIR and the token endpoint, and
+        $validate is listed on the types it is served at (POST /fhir/{type}/$validate)."""
+        [rest] = client.get("/fhir/metadata").json()["rest"]
+        [service] = rest["security"]["service"]
+        assert service["coding"][0]["code"] == "SMART-on-FHIR"
+        [uris] = rest["security"]["extension"]
+        assert uris["extension"] == [{"url": "token", "valueUri": "http://testserver/auth/token"}]
+        assert [op["name"] for op in rest["operation"]] == ["export"]
+        for resource in rest["resource"]:
+            assert "validate" in [op["name"] for op in resource["operation"]], resource["type"]
+        body = {"resourceType": "Patient", "gender": "female"}
+        checked = client.post("/fhir/Patient/$validate", json=body)
+        assert checked.status_code == 200, checked.text
+        fhir.validate(client.get("/fhir/metadata").json())  # raises on what R4 refuses
