@@ -5,7 +5,8 @@
     ack        ACK^<trigger> with MSA and ERR (table 0357), and AR for unreadable input
     mllp       MLLP framing (sans-I/O decoder) and the asyncio listener serve_mllp
     outbound   write_referral (REF^I12), write_cancellation (REF^I14), write_return (RRI^I12):
-               v2.5.1 ER7 bytes from typed values, keyed for the partner by RF1-6
+               v2.5.1 ER7 bytes from typed values, keyed for the partner by RF1-6, with the
+               42 CFR Part 2 marking (MSH-8, an NTE) when they disclose Part 2 data
     client     MllpChannel: deliver one message over MLLP, its ACK judged into a Receipt,
                PartnerRejected (AE/AR) or PartnerUnavailable (retry)
     errors     Problem, Location (ERR-2), ErrorCode (table 0357), AckCode, Hl7ParseError
@@ -33,10 +34,12 @@ from adapters.hl7v2.messages import (
 )
 from adapters.hl7v2.mllp import MllpDecoder, MllpServer, MllpStats, frame, serve_mllp
 from adapters.hl7v2.outbound import (
+    PART2_NOTE_TYPE,
     Code,
     Envelope,
     OutgoingPatient,
     OutgoingReferral,
+    Part2Marking,
     Party,
     Priority,
     ReferralStatus,
@@ -48,6 +51,7 @@ from adapters.hl7v2.outbound import (
 )
 
 __all__ = [
+    "PART2_NOTE_TYPE",
     "AckCode",
     "Code",
     "Discharge",
@@ -66,6 +70,7 @@ __all__ = [
     "MllpStats",
     "OutgoingPatient",
     "OutgoingReferral",
+    "Part2Marking",
     "Party",
     "PersonName",
     "Priority",

@@ -19,7 +19,12 @@ Where v2.5.1 has no field for something, the value goes where v2.5.1 senders put
   namespace id; PRD-10 for organizations arrives in v2.7) and identified in PRD-7 (PLN-1 and
   the identifier type, table 0338, in PLN-2), where `messages.read_message` finds it;
 - the reason is a message-level NTE (RF1-14 referral reason text arrives in v2.6), its line
-  breaks written as \\.br\\ (CR LF and a lone CR become LF first: FT knows only \\.br\\).
+  breaks written as \\.br\\ (CR LF and a lone CR become LF first: FT knows only \\.br\\);
+- a message carrying 42 CFR Part 2 data (`Part2Marking`) names its confidentiality (a v3
+  Confidentiality code, HL7 table 0952) in MSH-8 Security, the one security field of v2.5.1
+  (v2.9 gives it MSH-26 and the ARV segment), and carries the §2.32 notice, the consent relied
+  on and every security label in a message-level NTE of comment type `PART2_NOTE_TYPE`: the
+  REF_I12 and RRI_I12 structures end with any number of NTEs, so a strict reader accepts it.
 """
 
 from __future__ import annotations
@@ -49,11 +54,13 @@ from adapters.hl7v2.messages import (
 )
 
 __all__ = [
+    "PART2_NOTE_TYPE",
     "VERSION",
     "Code",
     "Envelope",
     "OutgoingPatient",
     "OutgoingReferral",
+    "Part2Marking",
     "Party",
     "Priority",
     "ReferralStatus",
@@ -115,6 +122,35 @@ class Code:
     system: str = ""
 
 
+PART2_NOTE_TYPE = Code("42CFRPart2", "42 CFR Part 2 notice", "L")
+"""NTE-4 of the note carrying a Part2Marking: a local value of the user-defined table 0364,
+which a reader uses to tell the notice from the notes about the referral."""
+
+
+@dataclass(frozen=True)
+class Part2Marking:
+    """What a disclosure of Part 2 data carries (§2.32(a); PART2.md S1, S2): the notice the
+    disclosure gate's decision obliges, the consent(s) relied on, the confidentiality (a v3
+    Confidentiality code, R or V) and every security label, as codes (42CFRPart2, NORDSCLCD...)."""
+
+    notice: str
+    confidentiality: str
+    labels: tuple[str, ...]
+    consents: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.notice.strip():
+            raise ValueError("a Part 2 disclosure needs the 42 CFR 2.32 notice")
+        if self.confidentiality not in ("R", "V"):
+            raise ValueError("MSH-8 of a Part 2 disclosure needs confidentiality R or V")
+
+    def lines(self) -> tuple[str, ...]:
+        """NTE-3's repetitions: the notice, the consent relied on, the labels."""
+        consent = f"Consent relied on: {', '.join(self.consents)}" if self.consents else ""
+        labels = f"Security labels: {' '.join((self.confidentiality, *self.labels))}"
+        return tuple(line for line in (self.notice, consent, labels) if line)
+
+
 @dataclass(frozen=True)
 class Party:
     """A program on one side of a referral: its name, and an identifier of the type named in
@@ -165,7 +201,8 @@ class Envelope:
 class OutgoingReferral:
     """A referral we send: `originating_id` is ours (RF1-6), the key the partner dedupes by;
     `effective` is RF1-7; `type` and `category` are RF1-3 (table 0281) and RF1-5 (table 0284);
-    each diagnosis becomes a DG1 of type W (working: a referrer's diagnosis is not final)."""
+    each diagnosis becomes a DG1 of type W (working: a referrer's diagnosis is not final);
+    `part2` is present when the gate released Part 2 data for it."""
 
     originating_id: EntityIdentifier
     patient: OutgoingPatient
@@ -177,6 +214,7 @@ class OutgoingReferral:
     type: Code | None = None
     category: Code | None = None
     diagnoses: tuple[Code, ...] = ()
+    part2: Part2Marking | None = None
 
     def __post_init__(self) -> None:
         _require_id(self.originating_id)
@@ -186,7 +224,8 @@ class OutgoingReferral:
 @dataclass(frozen=True)
 class ReturnedReferral:
     """Our answer to a referral we received: `originating_id` is the referrer's RF1-6 as they
-    sent it, `status` what became of it, `reason` why (a decline is explained here)."""
+    sent it, `status` what became of it, `reason` why (a decline is explained here), `part2`
+    present when the answer discloses Part 2 data (a Part 2 program's answer always does)."""
 
     originating_id: EntityIdentifier
     status: ReferralStatus
@@ -194,6 +233,7 @@ class ReturnedReferral:
     referring: Party
     referred_to: Party
     reason: str = ""
+    part2: Part2Marking | None = None
 
     def __post_init__(self) -> None:
         _require_id(self.originating_id)
@@ -213,7 +253,8 @@ def _require_aware(at: datetime, where: str) -> None:
 
 
 def write_referral(referral: OutgoingReferral, envelope: Envelope) -> bytes:
-    """REF^I12: MSH, RF1 (status P), PRD RP and RT, PID, a DG1 per diagnosis, NTE reason."""
+    """REF^I12: MSH, RF1 (status P), PRD RP and RT, PID, a DG1 per diagnosis, NTE reason and
+    NTE Part 2 notice."""
     rf1 = _segment(
         "RF1",
         {
@@ -230,12 +271,12 @@ def write_referral(referral: OutgoingReferral, envelope: Envelope) -> bytes:
         for number, code in enumerate(referral.diagnoses, start=1)
     )
     return _write(
-        _header(envelope, "REF", "I12", "REF_I12"),
+        _header(envelope, "REF", "I12", "REF_I12", referral.part2),
         rf1,
         *_parties(referral.referring, referral.referred_to),
         _pid(referral.patient),
         *diagnoses,
-        *_note(referral.reason, source="P"),
+        *_notes(referral.reason, referral.part2, source="P"),
     )
 
 
@@ -247,16 +288,18 @@ def write_cancellation(referral: OutgoingReferral, envelope: Envelope) -> bytes:
     would read as the reason for the cancellation.
     """
     return _write(
-        _header(envelope, "REF", "I14", "REF_I12"),
+        _header(envelope, "REF", "I14", "REF_I12", referral.part2),
         _segment("RF1", {6: _entity(referral.originating_id)}),
         *_parties(referral.referring, referral.referred_to),
         _pid(referral.patient),
+        *_notes("", referral.part2, source="P"),
     )
 
 
 def write_return(returned: ReturnedReferral, envelope: Envelope) -> bytes:
     """RRI^I12, sent on its own (no MSA: it answers a referral, not a message): RF1-1 the
-    status, RF1-6 the referrer's identifier, PRD RP and RT, PID, and the reason as an NTE."""
+    status, RF1-6 the referrer's identifier, PRD RP and RT, PID, the reason and the Part 2
+    notice as NTEs."""
     rf1 = _segment(
         "RF1",
         {
@@ -265,11 +308,11 @@ def write_return(returned: ReturnedReferral, envelope: Envelope) -> bytes:
         },
     )
     return _write(
-        _header(envelope, "RRI", "I12", "RRI_I12"),
+        _header(envelope, "RRI", "I12", "RRI_I12", returned.part2),
         rf1,
         *_parties(returned.referring, returned.referred_to),
         _pid(returned.patient),
-        *_note(returned.reason, source="L"),
+        *_notes(returned.reason, returned.part2, source="L"),
     )
 
 
@@ -280,7 +323,10 @@ def _write(*segments: Segment) -> bytes:
     return encode_message(Message(segments, DEFAULT_ENCODING)).encode("utf-8")
 
 
-def _header(envelope: Envelope, code: str, trigger: str, structure: str) -> Segment:
+def _header(
+    envelope: Envelope, code: str, trigger: str, structure: str, part2: Part2Marking | None
+) -> Segment:
+    """MSH; MSH-8 Security names the confidentiality of a Part 2 disclosure."""
     return _segment(
         "MSH",
         {
@@ -291,6 +337,7 @@ def _header(envelope: Envelope, code: str, trigger: str, structure: str) -> Segm
             5: _one(envelope.receiving_application),
             6: _one(envelope.receiving_facility),
             7: _one(_dtm(envelope.sent_at)),
+            8: _one("" if part2 is None else part2.confidentiality),
             9: _field(code, trigger, structure),
             10: _one(envelope.control_id),
             11: _one(envelope.processing_id),
@@ -332,21 +379,21 @@ def _pid(patient: OutgoingPatient) -> Segment:
     )
 
 
-def _note(text: str, *, source: Literal["P", "L"]) -> tuple[Segment, ...]:
-    """The message-level NTE: source (table 0105: P placer, L filler) and type 1R (table 0364,
-    primary reason); none when there is no text."""
-    if not text.strip():
-        return ()
-    return (
-        _segment(
-            "NTE",
-            {
-                1: _one("1"),
-                2: _one(source),
-                3: _one(_LINE_BREAK.sub("\n", text)),
-                4: _field("1R", "Primary Reason", "HL70364"),
-            },
-        ),
+def _notes(
+    reason: str, part2: Part2Marking | None, *, source: Literal["P", "L"]
+) -> tuple[Segment, ...]:
+    """The message-level NTEs, numbered from 1, each with its source (table 0105: P placer,
+    L filler): the reason, type 1R (table 0364, primary reason), when there is one; then the
+    Part 2 marking, type PART2_NOTE_TYPE, one repetition of NTE-3 per line."""
+    comments: list[tuple[Field, Field]] = []
+    if reason.strip():
+        text = _one(_LINE_BREAK.sub("\n", reason))
+        comments.append((text, _field("1R", "Primary Reason", "HL70364")))
+    if part2 is not None:
+        comments.append((_repeated(_rep(line) for line in part2.lines()), _code(PART2_NOTE_TYPE)))
+    return tuple(
+        _segment("NTE", {1: _one(str(number)), 2: _one(source), 3: comment, 4: kind})
+        for number, (comment, kind) in enumerate(comments, start=1)
     )
 
 

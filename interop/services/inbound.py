@@ -2,14 +2,18 @@
 
 Each message is read by adapters.hl7v2 and kept as received, whatever happens next. A REF^I12
 becomes the referral's ServiceRequest and its fulfillment Task (via mappings.service_request
-and mappings.task), with the patient and the two programs matched by identifier or name, or
-registered; the referrer's own id (RF1-6) is the placer identifier, so a resent referral
-updates the same records instead of doubling them. An ADT^A03 discharge starts a handoff: the
+and mappings.task), with the patient and the referring program matched by identifier or name,
+or registered; the program referred to (PRD RT) must be one here, matched as a C-CDA
+document's recipient is (interop.services.ccda_records): a referral for no program here is held
+for staff, never the occasion to register a program an unauthenticated message names. The
+referrer's own id (RF1-6) is the placer identifier, so a resent referral updates the same
+records instead of doubling them. An ADT^A03 discharge starts a handoff: the
 discharged patient gets an action for their case manager to plan the next level of care.
 Everything of one message, and its inbound row, is written in one transaction; a message that
 cannot be read or mapped is held for staff with its problems, and answered AE or AR.
 """
 
+import re
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -24,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
 from adapters.hl7v2 import (
+    PART2_NOTE_TYPE,
     AckCode,
     Discharge,
     ErrorCode,
@@ -37,9 +42,14 @@ from adapters.hl7v2 import (
     read_file,
     read_message,
 )
-from adapters.hl7v2.messages import Hl7DateTime
+from adapters.hl7v2.messages import Hl7DateTime, Note, ReferralProvider
 from adapters.hl7v2.messages import Patient as V2Patient
-from interop.services.errors import InvalidRequest, ResourceNotFound, ServiceError
+from interop.services.errors import (
+    InvalidRequest,
+    PreconditionFailed,
+    ResourceNotFound,
+    ServiceError,
+)
 from interop.services.outbox import Event
 from interop.services.resources import ResourceOperations, as_written, internal_operations
 from interop.services.search_parser import Paging
@@ -86,6 +96,15 @@ def _decoded(system: str, prefix: str) -> str | None:
 
 _PRIORITIES = {"S": m.Urgency.STAT, "A": m.Urgency.ASAP, "R": m.Urgency.ROUTINE}
 _SEX = {"F": m.Gender.FEMALE, "M": m.Gender.MALE, "O": m.Gender.OTHER}
+
+
+class NotForUs(ResourceNotFound):
+    """The message is for no program here: held for staff, as a C-CDA document for no program
+    of ours is. `location` is the segment that names the program (ERR-2)."""
+
+    def __init__(self, message: str, location: Location) -> None:
+        super().__init__(message)
+        self.location = location
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +175,12 @@ class InboundService:
         code: AckCode,
         error: Exception,
     ) -> bytes:
-        """Hold the message with its reason for staff. The sender learns only that it is held:
-        why could tell it whether a referral exists here, and in which state (PART2.md S3)."""
-        problem = ErrorCode.APPLICATION_INTERNAL_ERROR
-        self._hold(
-            inbound, channel, now, code, [str(Problem(Location("MSH"), problem, reason_of(error)))]
-        )
-        told = Problem(Location("MSH"), problem, _HELD)
+        """Hold the message with its reason for staff. The sender learns that it is held and
+        where (`_located`), never why: why could tell it whether a referral exists here, and in
+        which state (PART2.md S3)."""
+        where, problem = _located(error)
+        self._hold(inbound, channel, now, code, [str(Problem(where, problem, reason_of(error)))])
+        told = Problem(where, problem, _HELD)
         return encode_ack(build_ack(inbound.header, code, (told,), control_id=control_id, at=now))
 
     def _unavailable(
@@ -186,6 +204,14 @@ class InboundService:
             row = _row(inbound, channel, now, "held", [], problems)
             row.ack_code = code.value
             session.add(row)
+
+
+def _located(error: Exception) -> tuple[Location, ErrorCode]:
+    """ERR-2 and ERR-3 of a held message: the PRD naming a program that is not here (204,
+    unknown key), else the message as a whole (207, application error)."""
+    if isinstance(error, NotForUs):
+        return error.location, ErrorCode.UNKNOWN_KEY_IDENTIFIER
+    return Location("MSH"), ErrorCode.APPLICATION_INTERNAL_ERROR
 
 
 def reason_of(error: Exception) -> str:
@@ -336,17 +362,23 @@ def _searchable(value: str) -> str:
 
 
 def _notes_text(message: Referral) -> str:
-    """The notes about the referral itself; those after an OBR or OBX are about results."""
-    about = [n.text for n in message.notes if n.text and n.follows not in ("OBR", "OBX")]
+    """The notes about the referral itself: those after an OBR or OBX are about results, and
+    the 42 CFR Part 2 notice (PART2_NOTE_TYPE) is about the disclosure."""
+    about = [n.text for n in message.notes if n.text and _about_referral(n)]
     return "\n".join(about)[:1000]
+
+
+def _about_referral(note: Note) -> bool:
+    part2 = note.type is not None and note.type.code == PART2_NOTE_TYPE.code
+    return not part2 and note.follows not in ("OBR", "OBX")
 
 
 def _referral(session: Session, message: Referral) -> list[str]:
     """REF^I12 -> ServiceRequest + fulfillment Task, deduplicated by the referrer's id, all
-    written on behalf of the referring program."""
+    written on behalf of the referring program, for the program here that PRD RT names."""
     with _intake(session) as lookup:
+        receiving = _referred_to(lookup, message)
         referring = _program(lookup, message.referring, message.header.segment.value(4))
-        receiving = _program(lookup, message.referred_to, "")
     with _intake(session, f"Organization/{referring}") as operations:
         return _referred(operations, message, referring, receiving)
 
@@ -368,7 +400,7 @@ def _referred(
         status=m.RequestStatus.ACTIVE,
         service=PATIENT_REFERRAL,
         authored_on=authored,
-        performer_id=m.Ref(receiving) if receiving else None,
+        performer_id=m.Ref(receiving),
         urgency=_PRIORITIES.get(
             message.priority.code if message.priority else "", m.Urgency.ROUTINE
         ),
@@ -382,7 +414,7 @@ def _referred(
         requester=m.Party(m.PartyKind.PROGRAM, m.Ref(referring)),
         status=m.TaskStatus.REQUESTED,
         authored_on=authored,
-        owner=m.Party(m.PartyKind.PROGRAM, m.Ref(receiving)) if receiving else None,
+        owner=m.Party(m.PartyKind.PROGRAM, m.Ref(receiving)),
     )
     order = service_request.to_fhir(referral)
     operations.update("ServiceRequest", order["id"], order)
@@ -445,16 +477,76 @@ def _client(operations: ResourceOperations, person: V2Patient) -> str:
     return str(client.id)
 
 
+def _referred_to(operations: ResourceOperations, message: Referral) -> str:
+    """The Organization here that PRD RT names: by an identifier (PRD-10's XON, or an NPI in
+    PRD-7, where v2.5.1 senders and our own outbound messages put it), then by exact name
+    (PRD-10, else the facility of PRD-4). Never registered: MLLP carries no authentication, so
+    a program no one registered here is not one of ours (NotForUs, held for staff)."""
+    provider = message.referred_to
+    if provider is None:
+        raise NotForUs("no PRD with role RT names the program referred to", Location("PRD"))
+    where = Location("PRD", message.providers.index(provider) + 1)
+    for identifier in _program_identifiers(provider):
+        if _plain(identifier.system or "", identifier.value):
+            token = f"{identifier.system or ''}|{identifier.value}"
+            found = _organization_with(operations, "identifier", token)
+            if found is not None:
+                return found
+    name = _program_name(provider)
+    found = _organization_with(operations, "name:exact", name) if _plain(name) else None
+    if found is None:
+        raise NotForUs(
+            "the referred-to provider (RT) names no program here: neither its identifiers "
+            f"(PRD-7, PRD-10) nor its name {name[:100]!r} match an Organization",
+            where,
+        )
+    return found
+
+
+def _organization_with(operations: ResourceOperations, parameter: str, value: str) -> str | None:
+    """The one Organization matching; None for none, and for an identifier several carry
+    (the name decides then) or a value the search refuses."""
+    try:
+        found = operations.single_match("Organization", [(parameter, value)], "")
+    except (PreconditionFailed, InvalidRequest):
+        return None
+    return None if found is None else found.resource_id
+
+
+def _plain(*texts: str) -> bool:
+    """Whether each text is there and holds no character search values give a meaning to
+    (no identifier or name anyone here holds has one)."""
+    return all(text and not _SEARCH_SPECIAL.search(text) for text in texts)
+
+
+_SEARCH_SPECIAL = re.compile(r"[,|$\\]")
+
+
+def _program_identifiers(provider: ReferralProvider) -> list[m.Identifier]:
+    """The program's XON identifier (PRD-10), then the NPIs of PRD-7 (PLN-2 "NPI")."""
+    identifier = _organization_identifier(provider)
+    npis = [
+        m.Identifier(NPI_SYSTEM, number.value)
+        for number in provider.identifiers
+        if number.type_code.upper() == "NPI" and number.value
+    ]
+    return [identifier, *npis] if identifier is not None else npis
+
+
+def _program_name(provider: ReferralProvider | None) -> str:
+    """PRD-10's organization name (v2.7+), else the facility of PRD-4 (how v2.5.1 names one)."""
+    if provider is not None and provider.organization is not None:
+        return provider.organization.name.strip()
+    if provider is not None and provider.location is not None and provider.location.facility:
+        return provider.location.facility.namespace_id.strip()
+    return ""
+
+
 def _program(operations: ResourceOperations, provider: Any, fallback_name: str) -> str:
     """The Organization of a PRD: by its XON identifier (an NPI, say) when the message gives
     one, else by name; registered, with that identifier, when it is new here."""
-    name = ""
     identifier = _organization_identifier(provider)
-    if provider is not None and provider.organization is not None:
-        name = provider.organization.name
-    elif provider is not None and provider.location is not None and provider.location.facility:
-        name = provider.location.facility.namespace_id
-    name = (name or fallback_name).strip()
+    name = _program_name(provider) or fallback_name.strip()
     if identifier is not None:
         found = operations.conditional_match(
             "Organization", f"identifier={identifier.system}|{identifier.value}", ""

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from adapters.ccda.delivery import OutgoingDocumentFile
 from interop.auth.requester import Requester
 from interop.services.disclosure import DisclosureGate
+from interop.services.disclosure import Released as GateReleased
 from interop.services.errors import Forbidden, ServiceError
 from interop.services.exports import DocumentExports, focus_id, released_resource
 from interop.services.resources import ResourceOperations, behind_gate
@@ -92,7 +93,8 @@ class Payloads:
 
     def released(self, row: OutboxRow, partner: Requester) -> "Released":
         """The Task, its referral, the client and both programs, as the gate releases them to
-        the partner; the HL7 v2 writers take their values from here and nowhere else."""
+        the partner, with the labels, notice and consents its decisions oblige (S1, S2); the
+        HL7 v2 writers take their values from here and nowhere else."""
 
         def build(operations: ResourceOperations) -> Released:
             task = _vread(operations, row)
@@ -107,7 +109,7 @@ class Payloads:
                 )
                 for role in ("requester", "performer")
             }
-            return Released(task, order, patient, organizations)
+            return Released(task, order, patient, organizations, operations.released)
 
         return self._gated(partner, build)
 
@@ -150,6 +152,7 @@ class Released:
     order: dict[str, Any]
     patient: dict[str, Any]
     organizations: dict[str, dict[str, Any] | None]
+    disclosed: GateReleased
 
 
 _PARTIES = ("requester", "owner", "performer")

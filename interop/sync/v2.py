@@ -4,6 +4,10 @@ REF^I12 announces our referral to the program it asks, REF^I14 cancels it, RRI^I
 partner who referred to us over v2 what became of its referral. The referral's identifier is
 RF1-6 in each: ours (the placer identifier, else the ServiceRequest's id) when we refer, the
 partner's own, as it sent it, when we answer; partners deduplicate by it.
+
+A message made of Part 2 data carries what the gate's decisions oblige, as the FHIR and C-CDA
+channels do (PART2.md S1, S2; §2.32(a)): the notice, the consent relied on and the security
+labels, written where v2.5.1 has room for them (adapters.hl7v2.outbound.Part2Marking).
 """
 
 from collections.abc import Callable
@@ -16,6 +20,7 @@ from adapters.hl7v2.outbound import (
     Envelope,
     OutgoingPatient,
     OutgoingReferral,
+    Part2Marking,
     Party,
     Priority,
     ReferralStatus,
@@ -25,7 +30,9 @@ from adapters.hl7v2.outbound import (
     write_referral,
     write_return,
 )
+from consent.vocabulary import CONFIDENTIALITY, CONFIDENTIALITY_RANK, RESTRICTED
 from interop.auth.requester import Requester
+from interop.services.disclosure import Released as GateReleased
 from interop.services.errors import InvalidRequest
 from interop.services.inbound import authority_name, referral_namespace
 from interop.services.outbox import Event
@@ -102,6 +109,7 @@ def _referral(released: Released, now: datetime) -> OutgoingReferral:
         priority=_PRIORITY.get(str(order.get("priority", "")), Priority.ROUTINE),
         effective=_instant(order.get("authoredOn")) or now,
         reason=_reason(order),
+        part2=_marking(released.disclosed),
     )
 
 
@@ -115,6 +123,25 @@ def _returned(released: Released) -> ReturnedReferral:
         referring=_party(released.organizations.get("requester")),
         referred_to=_party(released.organizations.get("performer")),
         reason=_concept_text(task.get("statusReason")),
+        part2=_marking(released.disclosed),
+    )
+
+
+def _marking(disclosed: GateReleased) -> Part2Marking | None:
+    """The marking the gate's decisions oblige when it released Part 2 data, decided as the
+    C-CDA channel decides it (interop.services.exports): labels and the notice, or nothing.
+    The confidentiality is the highest the labels name (R at least: Part 2 data is restricted)."""
+    if not disclosed.labels or disclosed.notice is None:
+        return None
+    levels = [code for system, code in disclosed.labels if system == CONFIDENTIALITY]
+    highest = max([*levels, RESTRICTED], key=lambda code: CONFIDENTIALITY_RANK.get(code, 0))
+    return Part2Marking(
+        notice=disclosed.notice,
+        confidentiality=highest,
+        labels=tuple(
+            sorted(code for system, code in disclosed.labels if system != CONFIDENTIALITY)
+        ),
+        consents=tuple(sorted(disclosed.consents)),
     )
 
 

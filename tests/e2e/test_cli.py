@@ -17,7 +17,7 @@ from interop.services.outbox import ChannelKind
 from interop.services.partners import is_npi
 from interop.services.staff import Role
 from interop.settings import Settings
-from tests.conftest import REPOSITORY
+from tests.conftest import REPOSITORY, corpus
 from tests.e2e.conftest import LiveServer, free_port
 from tests.e2e.sync_world import refer
 from tests.keys import rsa_key
@@ -318,10 +318,27 @@ def test_hl7v2_import_says_why_a_message_was_refused(tmp_path: Path) -> None:
     imported = interop(
         "hl7v2", "import", str(messages), "--database-url", f"sqlite:///{tmp_path / 'db.sqlite3'}"
     )
-    assert imported.returncode == 0, imported.stderr
+    assert imported.returncode == 1, imported.stderr
     line = imported.stdout.strip()
     assert line.startswith("message 1: AE ") or line.startswith("message 1: AR ")
     assert "PID-3" in line
+
+
+def test_hl7v2_import_exits_1_unless_every_message_is_accepted(tmp_path: Path) -> None:
+    """As `ccda import` does; the reason an old (v2.3) ACK gives in MSA-3 is printed too, as
+    the operator reads it (`ADT^A04`, where the ACK escapes it as `ADT\\S\\A04`)."""
+    database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    folder = corpus("hl7v2")
+    accepted = interop(
+        "hl7v2", "import", str(folder / "ADT-A03-01.hl7"), "--database-url", database
+    )
+    assert (accepted.returncode, accepted.stdout) == (0, "message 1: AA\n"), accepted.stderr
+    refused = interop("hl7v2", "import", str(folder / "ADT04-23.hl7"), "--database-url", database)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stdout == (
+        "message 1: AR MSH-9: event ADT^A04 is not accepted "
+        "(REF^I12, REF^I14, RRI^I12, ADT^A03 are)\n"
+    )
 
 
 @dataclass

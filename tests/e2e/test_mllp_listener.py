@@ -39,6 +39,11 @@ def exchange(port: int, payload: bytes) -> bytes:
 
 
 def test_referral_over_mllp(live_server: LiveServer, database_url: str) -> None:
+    program = {"resourceType": "Organization", "name": "RADIANT HEALTH HOSPITAL"}  # its PRD RT
+    created = httpx.post(
+        f"{live_server.base}/Organization", json=program, headers=live_server.headers
+    )
+    assert created.status_code == 201, created.text
     port = free_port()
     listener = subprocess.Popen(
         [

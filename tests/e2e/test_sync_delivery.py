@@ -14,7 +14,7 @@ from adapters.ccda import read_document
 from adapters.ccda.templates import DocumentKind
 from adapters.hl7v2 import read_message
 from adapters.hl7v2.errors import AckCode
-from adapters.hl7v2.messages import EntityIdentifier, HierarchicDesignator, PersonName
+from adapters.hl7v2.messages import EntityIdentifier, HierarchicDesignator, PersonName, Referral
 from adapters.hl7v2.messages import Identifier as V2Identifier
 from adapters.hl7v2.outbound import (
     Envelope,
@@ -24,6 +24,7 @@ from adapters.hl7v2.outbound import (
     ReturnedReferral,
     write_return,
 )
+from consent import NOTICE_FULL
 from interop.services.outbox import ChannelKind
 from interop.services.partners import ChannelConfig
 from interop.store import outbox
@@ -270,6 +271,37 @@ class TestHl7v2:
         assert referred.location.facility is not None
         assert referred.location.facility.namespace_id == "Lakeside Behavioral"
         assert [row.receipt for row in world.rows] == ["RI1", "RI2"]  # MSA-2 echoes MSH-10
+        # Not Part 2 data: no marking (MSH-8, the 42CFRPart2 NTE), only the reason's note.
+        assert first.header.segment.value(8) == second.header.segment.value(8) == ""
+        assert [n.type.code for n in first.content.notes if n.type] == ["1R"]
+
+    def test_part2_data_travels_with_the_notice_the_consent_and_its_labels(
+        self, world: World
+    ) -> None:
+        """§2.32(a), PART2.md S1 and S2, as the FHIR and C-CDA channels carry them: MSH-8 the
+        confidentiality, an NTE of type 42CFRPart2 the gate's notice, consent and labels; the
+        REF^I12 and the REF^I14 after it both read without a problem."""
+        partner = MllpPartner()
+        with listening(partner):
+            program = world.register(
+                "Lakeside Behavioral", ChannelConfig(ChannelKind.HL7V2_MLLP, partner.address)
+            )
+            consent_for(world.client, program)
+            refer(world.client, program, part2=True)
+            world.run()
+            set_task(world.client, program, "cancelled")
+            world.run()
+        assert [row.state for row in world.rows] == ["acknowledged"] * 2
+        for raw in partner.received:
+            inbound = read_message(raw)
+            assert inbound.problems == ()
+            assert isinstance(inbound.content, Referral)
+            assert inbound.content.header.segment.value(8) == "R"
+            [notice] = [n for n in inbound.content.notes if n.type and n.type.code == "42CFRPart2"]
+            statement, consent, labels = notice.text.split("\n")
+            assert statement == NOTICE_FULL
+            assert consent == "Consent relied on: Consent/consent-robin"
+            assert {"R", "42CFRPart2", "NORDSCLCD"} <= set(labels.split(": ")[1].split())
 
     def test_the_partners_answer_closes_the_loop(self, world: World) -> None:
         """The interface engine answers our REF^I12 with RRI^I12 (RF1-1 A, then an R it may no

@@ -2,6 +2,8 @@
 
 from dataclasses import fields, is_dataclass, replace
 from datetime import date, datetime, timedelta, timezone
+from importlib import import_module
+from importlib.util import find_spec
 from typing import Any, TypeVar
 
 import pytest
@@ -21,10 +23,12 @@ from adapters.hl7v2.messages import (
     read_message,
 )
 from adapters.hl7v2.outbound import (
+    PART2_NOTE_TYPE,
     Code,
     Envelope,
     OutgoingPatient,
     OutgoingReferral,
+    Part2Marking,
     Party,
     Priority,
     ReferralStatus,
@@ -34,6 +38,7 @@ from adapters.hl7v2.outbound import (
     write_referral,
     write_return,
 )
+from consent import NOTICE_FULL
 from tests.conftest import corpus
 
 EASTERN = timezone(timedelta(hours=-5))
@@ -265,6 +270,81 @@ class TestReturn:
         ]
         assert written[-1] == "NTE|1|L|No bed until May \\F\\ sorry|1R^Primary Reason^HL70364"
         assert "MSA" not in [line[:3] for line in written]
+
+
+MARKING = Part2Marking(
+    notice=NOTICE_FULL,
+    confidentiality="R",
+    labels=("42CFRPart2", "NORDSCLCD", "SUD"),
+    consents=("Consent/consent-robin",),
+)
+MARKING_NTE = (
+    f"{NOTICE_FULL}~Consent relied on: Consent/consent-robin"
+    "~Security labels: R 42CFRPart2 NORDSCLCD SUD|42CFRPart2^42 CFR Part 2 notice^L"
+)
+
+
+def python_hl7_reads_the_marking(data: bytes) -> None:
+    """python-hl7, a second reader beside our own, finds MSH-8 and the notice, when installed."""
+    if find_spec("hl7") is None:
+        return
+    message = import_module("hl7").parse(data.decode("utf-8"))
+    assert str(message.segment("MSH")[8]) == "R"
+    [notice] = [nte for nte in message.segments("NTE") if str(nte[4]).startswith("42CFRPart2^")]
+    assert [str(line) for line in notice[3]] == list(MARKING.lines())
+
+
+def unmarked(data: bytes) -> bool:
+    """Neither MSH-8 nor an NTE of type 42CFRPart2."""
+    message = parsed(data)
+    notes = [nte.value(4) for nte in message.named("NTE")]
+    return message.header.segment.value(8) == "" and PART2_NOTE_TYPE.code not in notes
+
+
+class TestPart2Marking:
+    """§2.32(a), PART2.md S1 and S2 in v2.5.1: MSH-8 Security carries the confidentiality, and
+    a message-level NTE (allowed at the end of REF_I12 and RRI_I12) the notice, the consent
+    relied on and every label; a message without Part 2 data carries neither."""
+
+    def test_a_referral_carries_the_notice_the_consent_and_the_labels(self) -> None:
+        data = write_referral(referral(part2=MARKING), envelope())
+        written = lines(data)
+        assert written[0].split("|")[7] == "R"
+        assert written[-2:] == [
+            "NTE|1|P|Step down to IOP.\\.br\\Needs transport.|1R^Primary Reason^HL70364",
+            f"NTE|2|P|{MARKING_NTE}",
+        ]
+        read = read_referral(data)  # no problems: a strict reading accepts it
+        assert [(note.type, note.text) for note in read.notes][1] == (
+            Coded(PART2_NOTE_TYPE.code, PART2_NOTE_TYPE.text, PART2_NOTE_TYPE.system),
+            "\n".join(MARKING.lines()),
+        )
+        python_hl7_reads_the_marking(data)
+        assert unmarked(write_referral(referral(), envelope()))
+
+    def test_a_cancellation_and_an_answer_carry_it_too(self) -> None:
+        answer = returned(ReferralStatus.ACCEPTED)
+        cancellation = write_cancellation(referral(), envelope())
+        for data, bare in (
+            (write_cancellation(referral(part2=MARKING), envelope()), cancellation),
+            (
+                write_return(replace(answer, part2=MARKING), envelope()),
+                write_return(answer, envelope()),
+            ),
+        ):
+            written = lines(data)
+            assert written[0].split("|")[7] == "R"
+            assert written[-1].startswith("NTE|1|")
+            assert written[-1].endswith(MARKING_NTE)
+            assert read_message(data).problems == ()
+            python_hl7_reads_the_marking(data)
+            assert unmarked(bare)
+
+    def test_a_marking_needs_the_notice_and_a_restricted_confidentiality(self) -> None:
+        with pytest.raises(ValueError, match="notice"):
+            replace(MARKING, notice=" ")
+        with pytest.raises(ValueError, match="MSH-8"):
+            replace(MARKING, confidentiality="N")
 
 
 class TestValues:

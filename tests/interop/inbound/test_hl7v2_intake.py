@@ -8,9 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from adapters.hl7v2 import PART2_NOTE_TYPE
+from consent import NOTICE_SHORT
 from interop.services.inbound import InboundService, referral_namespace
+from interop.services.resources import internal_operations
+from interop.services.search_parser import Paging
 from interop.services.staff import Role
-from interop.store.database import make_engine
+from interop.store.database import make_engine, unit_of_work
 from interop.store.migrate import upgrade
 from tests.adapters.hl7v2 import REFERRAL_SEGMENTS, message, segment
 from tests.builders import organization
@@ -31,6 +35,19 @@ def inbound(anonymous: TestClient) -> InboundService:
     return InboundService(engine, lambda: datetime.now(UTC))
 
 
+RADIANT = "RADIANT HEALTH HOSPITAL"
+"""The program REF-I12-01.hl7 refers to (its PRD RT names it in PRD-10)."""
+
+
+@pytest.fixture
+def radiant(client: TestClient) -> str:
+    """The corpus referral's program, one of ours here: its Organization id."""
+    created = client.post("/fhir/Organization", json=organization(RADIANT), headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+    ident: str = created.json()["id"]
+    return ident
+
+
 def total(client: TestClient, resource_type: str, **params: str) -> int:
     count: int = client.get(
         f"/fhir/{resource_type}", params={**params, "_summary": "count"}
@@ -39,7 +56,7 @@ def total(client: TestClient, resource_type: str, **params: str) -> int:
 
 
 def test_a_referral_becomes_a_service_request_and_its_task(
-    inbound: InboundService, client: TestClient
+    inbound: InboundService, client: TestClient, radiant: str
 ) -> None:
     raw = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes()
     assert msa(inbound.receive(raw, "mllp")) == "AA"
@@ -62,7 +79,7 @@ def test_a_referral_becomes_a_service_request_and_its_task(
 
 
 def test_a_resent_referral_updates_instead_of_doubling(
-    inbound: InboundService, client: TestClient
+    inbound: InboundService, client: TestClient, radiant: str
 ) -> None:
     raw = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes()
     inbound.receive(raw, "mllp")
@@ -99,12 +116,14 @@ def test_a_malformed_message_is_refused_and_held_for_staff(
 
 def test_an_unsupported_message_type_is_held_with_its_reason(inbound: InboundService) -> None:
     raw = (corpus("hl7v2") / "MDM-T02-01.hl7").read_bytes()
-    assert msa(inbound.receive(raw, "mllp")) == "AR"
+    ack = inbound.receive(raw, "mllp")
+    assert msa(ack) == "AR"
+    assert b"(REF\\S\\I12, REF\\S\\I14" in ack  # the reason, escaped as ER7 text must be
     assert inbound.held()[0].message_type == "MDM^T02"
 
 
 def test_lf_separated_messages_are_read_as_their_segments(
-    inbound: InboundService, client: TestClient
+    inbound: InboundService, client: TestClient, radiant: str
 ) -> None:
     raw = (
         (corpus("hl7v2") / "REF-I12-01.hl7")
@@ -130,7 +149,7 @@ class TestCancellation:
     requester's move of the referral workflow."""
 
     def test_the_corpus_cancellation_cancels_the_corpus_referral(
-        self, inbound: InboundService, client: TestClient
+        self, inbound: InboundService, client: TestClient, radiant: str
     ) -> None:
         folder = corpus("hl7v2")
         assert msa(inbound.receive((folder / "REF-I12-01.hl7").read_bytes(), "mllp")) == "AA"
@@ -150,7 +169,7 @@ class TestCancellation:
         assert "no referral with RF1-6 '226839' is known" in held.problems[0]
 
     def test_work_in_progress_is_not_cancelled_by_the_referrer(
-        self, inbound: InboundService, client: TestClient
+        self, inbound: InboundService, client: TestClient, radiant: str
     ) -> None:
         folder = corpus("hl7v2")
         inbound.receive((folder / "REF-I12-01.hl7").read_bytes(), "mllp")
@@ -200,12 +219,87 @@ def test_the_program_referred_to_is_found_by_its_npi_whatever_its_name(
     assert total(client, "Organization", name="Harbor Recovery Center") == 0
 
 
+class TestReferredTo:
+    """The program PRD RT names must be one here, found as a C-CDA document's recipient is: an
+    unauthenticated message registers no program of its own choosing (README, HL7 v2 partners)."""
+
+    def test_a_referral_for_no_program_here_is_held_and_writes_nothing(
+        self, inbound: InboundService, client: TestClient
+    ) -> None:
+        raw = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes()
+        organizations = total(client, "Organization")
+        ack = inbound.receive(raw, "mllp")
+        assert msa(ack) == "AE"
+        err = next(line for line in ack.split(b"\r") if line.startswith(b"ERR"))
+        assert err.split(b"|")[2] == b"PRD^2"  # where: the second PRD, the RT
+        assert RADIANT.encode() not in ack  # why is for staff only
+        [held] = inbound.held()
+        assert held.problems[0].startswith("PRD[2]: the referred-to provider (RT) names no")
+        assert RADIANT in held.problems[0]
+        assert total(client, "Organization") == organizations
+        assert [total(client, kind) for kind in ("Patient", "ServiceRequest", "Task")] == [0] * 3
+
+    def test_a_referral_naming_no_referred_to_provider_is_held(
+        self, inbound: InboundService, client: TestClient
+    ) -> None:
+        segments = [s for s in REFERRAL_SEGMENTS if not s.startswith("PRD|RT^")]
+        assert msa(inbound.receive(message(*segments), "mllp")) == "AE"
+        assert "no PRD with role RT" in inbound.held()[0].problems[0]
+        assert total(client, "ServiceRequest") == 0
+
+    def test_the_npi_in_prd_7_finds_the_program_as_our_own_messages_name_it(
+        self, inbound: InboundService, client: TestClient
+    ) -> None:
+        """adapters.hl7v2.outbound names a program as PRD-4's facility and its NPI in PRD-7:
+        the NPI finds it here even when the sender spells its name otherwise."""
+        stored = client.post(
+            "/fhir/Organization",
+            json={
+                **organization("Harbor Recovery"),
+                "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
+            },
+            headers=FHIR_JSON,
+        ).json()
+        referred_to = segment(
+            "PRD",
+            {
+                1: "RT^Referred to Provider^HL70286",
+                4: "^^^Harbor Recovery Inc",
+                7: "1234567893^NPI",
+            },
+        )
+        segments = [referred_to if s.startswith("PRD|RT^") else s for s in REFERRAL_SEGMENTS]
+        assert msa(inbound.receive(message(*segments), "mllp")) == "AA"
+        referral = client.get("/fhir/ServiceRequest").json()["entry"][0]["resource"]
+        assert referral["performer"] == [{"reference": f"Organization/{stored['id']}"}]
+
+
+def test_the_part2_notice_is_not_read_as_the_reason_for_a_cancellation(
+    inbound: InboundService, client: TestClient, radiant: str
+) -> None:
+    """The NTE of comment type 42CFRPart2 (adapters.hl7v2.outbound) is about the disclosure,
+    not the referral: the cancellation's reason is the referral's own note."""
+    folder = corpus("hl7v2")
+    assert msa(inbound.receive((folder / "REF-I12-01.hl7").read_bytes(), "mllp")) == "AA"
+    kind = f"{PART2_NOTE_TYPE.code}^{PART2_NOTE_TYPE.text}^{PART2_NOTE_TYPE.system}"
+    notice = f"NTE|2|P|{NOTICE_SHORT}~Security labels: R 42CFRPart2|{kind}\r".encode()
+    cancellation = (folder / "REF-I14-01.hl7").read_bytes().rstrip(b"\r\n") + b"\r" + notice
+    assert msa(inbound.receive(cancellation, "mllp")) == "AA"
+    [entry] = client.get("/fhir/Task", params={"code": "fulfill"}).json()["entry"]
+    assert entry["resource"]["statusReason"]["text"] == "Lab test"
+
+
 def test_a_database_that_cannot_write_answers_ar_and_a_resend_lands_once(tmp_path: Path) -> None:
     """Another writer holds SQLite's lock past the busy timeout: the message is answered AR (send
     again) rather than left unanswered, nothing of it is half-written, and the resend lands."""
     url = f"sqlite:///{tmp_path / 'v2.sqlite3'}"
     engine = make_engine(url, busy_timeout=0.2)
     upgrade(engine)
+    with (
+        unit_of_work(engine) as session,
+        internal_operations(session, "test", paging=Paging(2, 2)) as operations,
+    ):
+        operations.update("Organization", "radiant", organization(RADIANT, id="radiant"))
     inbound = InboundService(engine, lambda: datetime.now(UTC))
     raw = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes()
     blocker = sqlite3.connect(tmp_path / "v2.sqlite3", isolation_level=None)
@@ -216,7 +310,7 @@ def test_a_database_that_cannot_write_answers_ar_and_a_resend_lands_once(tmp_pat
         blocker.execute("ROLLBACK")
     assert msa(refused) == "AR"
     assert b"send it again" in refused
-    assert _rows(engine, "SELECT count(*) FROM resource") == 0
+    assert _rows(engine, "SELECT count(*) FROM resource") == 1  # the program alone
     assert msa(inbound.receive(raw, "mllp")) == "AA"
     assert (
         _rows(engine, "SELECT count(*) FROM resource WHERE resource_type = 'ServiceRequest'") == 1
@@ -224,7 +318,7 @@ def test_a_database_that_cannot_write_answers_ar_and_a_resend_lands_once(tmp_pat
 
 
 def test_an_assigning_authority_with_spaces_and_bars_is_a_valid_system(
-    inbound: InboundService, client: TestClient
+    inbound: InboundService, client: TestClient, radiant: str
 ) -> None:
     """RF1-6's namespace becomes part of an identifier system: percent-encoded, it stays a valid
     FHIR uri (no whitespace) and a token search with `|` still finds the referral."""

@@ -825,7 +825,8 @@ class TestHl7v2Inbound:
         """After the Task was accepted (the sender hears status-returned), the same REF^I12
         again leaves the Task accepted at its version and queues nothing more."""
         sender = channel_partner(client, "GOOD HEALTH HOSPITAL", HL7V2)
-        inbound.receive(self.message(), "mllp")
+        channel_partner(client, "RADIANT HEALTH HOSPITAL", None)  # polls: told of nothing
+        assert self.msa(inbound.receive(self.message(), "mllp")) == "AA"
         [shared] = [e["resource"] for e in client.get("/fhir/Task").json()["entry"]]
         change_task(client, shared, status="accepted")
         resource = f"Task/{shared['id']}"
