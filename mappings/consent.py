@@ -228,9 +228,9 @@ def _unknown_relative(reference: str | None, facts: ConsentFacts) -> bool:
 
 def revocation_received(consent: Mapping[str, Any]) -> bool:
     """Whether the consent records that the patient's written revocation was received."""
-    return any(
-        isinstance(e, Mapping) and e.get("url") == REVOCATION_RECEIVED
-        for e in consent.get("extension") or ()
+    extensions = consent.get("extension")
+    return isinstance(extensions, list) and any(
+        isinstance(e, Mapping) and e.get("url") == REVOCATION_RECEIVED for e in extensions
     )
 
 
