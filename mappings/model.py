@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Final, TypeAlias
+from typing import Annotated, Any, Final, TypeAlias
 
+from pydantic import BeforeValidator
 from pydantic_core import CoreSchema, core_schema
 
 _ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -79,7 +80,16 @@ class Ref(str):
 ConsentRef: TypeAlias = Ref
 """A consent directive (FHIR Consent) owned by the consent engine, referred to by id or URL."""
 
-When: TypeAlias = date | datetime
+
+def _instant_stays_instant(value: Any) -> Any:
+    """A dateTime with a time of day is an instant, midnight included: left to the union,
+    "2026-12-07T00:00:00+02:00" would be read as the date 2026-12-07, its time and zone lost."""
+    if isinstance(value, str) and "T" in value:
+        return datetime.fromisoformat(value)
+    return value
+
+
+When: TypeAlias = Annotated[date | datetime, BeforeValidator(_instant_stays_instant)]
 """A FHIR dateTime: a whole day, or an instant with its timezone."""
 
 

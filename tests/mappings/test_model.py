@@ -3,6 +3,7 @@
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+from pydantic import TypeAdapter
 
 from mappings.model import (
     Barrier,
@@ -24,6 +25,7 @@ from mappings.model import (
     Ref,
     SdohCategory,
     Target,
+    When,
 )
 
 
@@ -143,3 +145,24 @@ class TestLevelsOfCare:
             GoalDomain.MENTAL_HEALTH,
             GoalDomain.PRIMARY_CARE,
         }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-07", date(2026, 12, 7)),
+        ("2026-12-07T00:00:00Z", datetime(2026, 12, 7, tzinfo=UTC)),
+        (
+            "2026-12-07T00:00:00+02:00",
+            datetime(2026, 12, 7, tzinfo=timezone(timedelta(hours=2))),
+        ),
+        (
+            "2026-12-07T09:30:00-05:00",
+            datetime(2026, 12, 7, 9, 30, tzinfo=timezone(-timedelta(hours=5))),
+        ),
+    ],
+)
+def test_an_instant_at_midnight_stays_an_instant(text: str, expected: date) -> None:
+    """A dateTime with a time is an instant, its zone kept; only a bare day is a date."""
+    read = TypeAdapter(When).validate_python(text)
+    assert (type(read), read) == (type(expected), expected)
