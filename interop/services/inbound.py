@@ -444,7 +444,8 @@ def _discharge(operations: ResourceOperations, message: Discharge) -> list[str]:
 
 
 def _client(operations: ResourceOperations, person: V2Patient) -> str:
-    """The patient with one of PID-3's identifiers here, or registered from PID."""
+    """The sender's patient with one of PID-3's identifiers here (`held_patient`: never
+    another party's client who happens to carry the number), or registered from PID."""
     identifiers = [
         m.Identifier(_identifier_system(ident.assigning_authority), ident.value)
         for ident in person.identifiers
@@ -454,10 +455,10 @@ def _client(operations: ResourceOperations, person: V2Patient) -> str:
         raise ValueError("PID-3 carries no patient identifier")
     criteria = [f"identifier={identifier.system}|{identifier.value}" for identifier in identifiers]
     operations.lock_criteria("Patient", [parse_qsl(one) for one in criteria])
-    for one in criteria:
-        found = operations.conditional_match("Patient", one, "")
+    for identifier in identifiers:
+        found = operations.held_patient(identifier.system, identifier.value)
         if found is not None:
-            return found.resource_id
+            return found
     names = tuple(
         m.Name(family=name.family or None, given=tuple(g for g in (name.given, name.middle) if g))
         for name in person.names

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from adapters.hl7v2 import PART2_NOTE_TYPE
 from consent import NOTICE_SHORT
-from interop.services.inbound import InboundService, referral_namespace
+from interop.services.inbound import InboundService, authority_system, referral_namespace
 from interop.services.resources import internal_operations
 from interop.services.search_parser import Paging
 from interop.services.staff import Role
@@ -76,6 +76,25 @@ def test_a_referral_becomes_a_service_request_and_its_task(
     assert fulfillment["code"]["coding"][0]["code"] == "fulfill"
     patient = client.get(f"/fhir/{referral['subject']['reference']}").json()
     assert patient["birthDate"] == "1961-06-15"
+
+
+def test_a_referral_names_the_referrers_patient_never_another_partys_client(
+    inbound: InboundService, client: TestClient, radiant: str
+) -> None:
+    """A client here carries PID-3's number: the referral is filed on a patient of the
+    referrer's own, and the client's chart gets nothing (an MRN is only as good as who
+    assigned it)."""
+    number = {"system": authority_system("ADT1"), "value": "PATID1234"}
+    ours = {"resourceType": "Patient", "identifier": [number], "name": [{"family": "Rivers"}]}
+    made = client.post("/fhir/Patient", json=ours, headers=FHIR_JSON)
+    assert made.status_code == 201, made.text
+    raw = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes()
+    assert msa(inbound.receive(raw, "mllp")) == "AA"
+    [referral] = [e["resource"] for e in client.get("/fhir/ServiceRequest").json()["entry"]]
+    assert referral["subject"]["reference"] != f"Patient/{made.json()['id']}"
+    assert total(client, "Task", patient=f"Patient/{made.json()['id']}") == 0
+    referred = client.get(f"/fhir/{referral['subject']['reference']}").json()
+    assert number in referred["identifier"]
 
 
 def test_a_resent_referral_updates_instead_of_doubling(
