@@ -19,7 +19,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Final
 
 from mappings.errors import Issue
-from mappings.terminology import ValueSet
+from mappings.terminology import LOCAL_CODE_SYSTEMS, ValueSet
 
 XHTML_NAMESPACE: Final = "http://www.w3.org/1999/xhtml"
 
@@ -202,6 +202,22 @@ def required_bindings(tree: Tree) -> Iterator[Issue]:
             f"The code {quote(node.value)} is not in the required value set{where}; "
             f"allowed: {', '.join(value_set.codes)}",
             node.path,
+        )
+
+
+def local_codes(tree: Tree) -> Iterator[Issue]:
+    """A code of one of this project's own code systems must be one of its codes: they are
+    complete (CodeSystem.content "complete"), so an unknown one means nothing to any reader."""
+    for node in tree.of("Coding"):
+        system = LOCAL_CODE_SYSTEMS.get(str(node.value.get("system")))
+        code = node.value.get("code")
+        if system is None or not isinstance(code, str) or code in system.displays:
+            continue
+        yield _error(
+            "code-invalid",
+            f"The code {quote(code)} is not in the code system {system.url}; "
+            f"its codes: {', '.join(system.displays)}",
+            f"{node.path}.code",
         )
 
 
@@ -490,6 +506,7 @@ def _reference_types(tree: Tree, bundle: str, types: dict[str, set[str]]) -> Ite
 RULES: Final[tuple[Rule, ...]] = (
     resource_ids,
     required_bindings,
+    local_codes,
     narratives,
     embedded_html,
     xml_characters,

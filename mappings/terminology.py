@@ -283,8 +283,15 @@ def _system(url: str, **displays: str) -> CodeSystem:
     return CodeSystem(url, MappingProxyType(displays))
 
 
+LOCAL_CODE_SYSTEMS: Final[dict[str, CodeSystem]] = {}
+"""This project's own code systems by URL: complete by definition, so a code not in one is no
+code of it (the validator refuses it)."""
+
+
 def _local(name: str, displays: Mapping[str, str]) -> CodeSystem:
-    return CodeSystem(f"{PROJECT_BASE}/CodeSystem/{name}", MappingProxyType(dict(displays)))
+    system = CodeSystem(f"{PROJECT_BASE}/CodeSystem/{name}", MappingProxyType(dict(displays)))
+    LOCAL_CODE_SYSTEMS[system.url] = system
+    return system
 
 
 # SDOH Clinical Care IG 2.3, SDOHCC ValueSet SDOH Category (required on SDOHCC Goal.category,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from adapters import fhir_xml
 from mappings import fhir
 from mappings.errors import FhirContentError, InvalidResource, Issue, MalformedContent
-from mappings.terminology import REQUIRED_BINDINGS, TASK_STATUS
+from mappings.terminology import LOCAL_CODE_SYSTEMS, REQUIRED_BINDINGS, TASK_STATUS
 from tests.mappings.conftest import CORPORA, absent, corpus_params, valid_examples
 
 DIV = '<div xmlns="http://www.w3.org/1999/xhtml"><p>Plan</p></div>'
@@ -821,3 +821,32 @@ class TestRobustness:
             fhir.validate(fhir_xml.parse_xml(fhir_xml.to_xml(resource)))
 
         assert all(issue.expression for issue in issues)
+
+
+@given(
+    system=st.sampled_from(sorted(LOCAL_CODE_SYSTEMS)),
+    word=st.from_regex(r"[a-z]{3,12}", fullmatch=True),
+)
+def test_a_code_of_our_own_code_systems_must_be_one_of_theirs(system: str, word: str) -> None:
+    """Our code systems are complete: a Task's businessStatus "totally-made-up" means nothing."""
+    known = next(iter(LOCAL_CODE_SYSTEMS[system].displays))
+
+    def task(code: str) -> dict[str, Any]:
+        concept = {"coding": [{"system": system, "code": code}]}
+        return {
+            "resourceType": "Task",
+            "status": "on-hold",
+            "intent": "order",
+            "businessStatus": concept,
+        }
+
+    fhir.validate(task(known))
+    if word in LOCAL_CODE_SYSTEMS[system].displays:
+        return
+    with pytest.raises(InvalidResource) as refused:
+        fhir.validate(task(word))
+    [issue] = refused.value.issues
+    assert (issue.code, issue.expression) == (
+        "code-invalid",
+        ("Task.businessStatus.coding[0].code",),
+    )
