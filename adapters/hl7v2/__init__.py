@@ -34,6 +34,7 @@ from adapters.hl7v2.messages import (
 )
 from adapters.hl7v2.mllp import MllpDecoder, MllpServer, MllpStats, frame, serve_mllp
 from adapters.hl7v2.outbound import (
+    PART2_LABELS_PREFIX,
     PART2_NOTE_TYPE,
     Code,
     Envelope,
@@ -51,6 +52,7 @@ from adapters.hl7v2.outbound import (
 )
 
 __all__ = [
+    "PART2_LABELS_PREFIX",
     "PART2_NOTE_TYPE",
     "AckCode",
     "Code",

@@ -54,6 +54,7 @@ from adapters.hl7v2.messages import (
 )
 
 __all__ = [
+    "PART2_LABELS_PREFIX",
     "PART2_NOTE_TYPE",
     "VERSION",
     "Code",
@@ -127,6 +128,10 @@ PART2_NOTE_TYPE = Code("42CFRPart2", "42 CFR Part 2 notice", "L")
 which a reader uses to tell the notice from the notes about the referral."""
 
 
+PART2_LABELS_PREFIX = "Security labels:"
+"""How the Part 2 note's line of labels begins, for a reader to find it."""
+
+
 @dataclass(frozen=True)
 class Part2Marking:
     """What a disclosure of Part 2 data carries (§2.32(a); PART2.md S1, S2): the notice the
@@ -147,7 +152,7 @@ class Part2Marking:
     def lines(self) -> tuple[str, ...]:
         """NTE-3's repetitions: the notice, the consent relied on, the labels."""
         consent = f"Consent relied on: {', '.join(self.consents)}" if self.consents else ""
-        labels = f"Security labels: {' '.join((self.confidentiality, *self.labels))}"
+        labels = f"{PART2_LABELS_PREFIX} {' '.join((self.confidentiality, *self.labels))}"
         return tuple(line for line in (self.notice, consent, labels) if line)
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
 from adapters.hl7v2 import (
+    PART2_LABELS_PREFIX,
     PART2_NOTE_TYPE,
     AckCode,
     Discharge,
@@ -44,6 +45,7 @@ from adapters.hl7v2 import (
 )
 from adapters.hl7v2.messages import Hl7DateTime, Note, ReferralProvider
 from adapters.hl7v2.messages import Patient as V2Patient
+from consent import vocabulary as v
 from interop.services.errors import (
     InvalidRequest,
     PreconditionFailed,
@@ -59,6 +61,7 @@ from interop.store.search_params import parse_reference
 from interop.store.tables import OPERATOR_ORIGIN, InboundMessageRow
 from mappings import model as m
 from mappings import organization, patient, service_request, task
+from mappings.documents import with_labels
 from mappings.errors import FhirContentError
 from mappings.terminology import NPI_SYSTEM, PATIENT_REFERRAL
 from mappings.workflow import Side, steps
@@ -369,8 +372,7 @@ def _notes_text(message: Referral) -> str:
 
 
 def _about_referral(note: Note) -> bool:
-    part2 = note.type is not None and note.type.code == PART2_NOTE_TYPE.code
-    return not part2 and note.follows not in ("OBR", "OBX")
+    return not _is_part2_notice(note) and note.follows not in ("OBR", "OBX")
 
 
 def _referral(session: Session, message: Referral) -> list[str]:
@@ -386,7 +388,8 @@ def _referral(session: Session, message: Referral) -> list[str]:
 def _referred(
     operations: ResourceOperations, message: Referral, referring: str, receiving: str
 ) -> list[str]:
-    client = _client(operations, message.patient)
+    labels = _part2_labels(message)
+    client = _client(operations, message.patient, labels)
     placer = m.Identifier(referral_system(_namespace(message)), message.originating_id.value)
     existing = operations.conditional_match(
         "ServiceRequest", f"identifier={placer.system}|{placer.value}", ""
@@ -416,9 +419,9 @@ def _referred(
         authored_on=authored,
         owner=m.Party(m.PartyKind.PROGRAM, m.Ref(receiving)),
     )
-    order = service_request.to_fhir(referral)
+    order = with_labels(service_request.to_fhir(referral), labels)
     operations.update("ServiceRequest", order["id"], order)
-    shared = task.to_fhir(fulfillment)
+    shared = with_labels(task.to_fhir(fulfillment), labels)
     if existing is None:  # a resend updates the order, never the Task's workflow state
         operations.update("Task", shared["id"], shared)
     return [f"Patient/{client}", f"ServiceRequest/{order['id']}", f"Task/{shared['id']}"]
@@ -443,7 +446,35 @@ def _discharge(operations: ResourceOperations, message: Discharge) -> list[str]:
     return [f"Patient/{client}", f"Task/{resource['id']}"]
 
 
-def _client(operations: ResourceOperations, person: V2Patient) -> str:
+def _part2_labels(message: Referral) -> tuple[m.Code, ...]:
+    """The security labels a message says its content carries (PART2.md P1: labelled Part 2
+    data is Part 2 data here whoever sent it): MSH-8's confidentiality and the labels of a
+    Part 2 notice NTE, as our own messages write them (adapters.hl7v2.outbound). A notice
+    without its labels still marks the content 42CFRPart2."""
+    confidentiality = message.header.segment.value(8).strip()
+    notices = [note for note in message.notes if _is_part2_notice(note)]
+    if confidentiality not in ("R", "V") and not notices:
+        return ()
+    codes = [
+        code
+        for note in notices
+        for line in note.text.splitlines()
+        if line.startswith(PART2_LABELS_PREFIX)
+        for code in line.removeprefix(PART2_LABELS_PREFIX).split()
+    ] or ["42CFRPart2"]
+    level = confidentiality if confidentiality in ("R", "V") else "R"
+    labels = [m.Code(v.CONFIDENTIALITY, level)]
+    labels += [m.Code(v.ACT_CODE, code) for code in codes if code not in ("N", "R", "V")]
+    return tuple(dict.fromkeys(labels))
+
+
+def _is_part2_notice(note: Note) -> bool:
+    return note.type is not None and note.type.code == PART2_NOTE_TYPE.code
+
+
+def _client(
+    operations: ResourceOperations, person: V2Patient, labels: tuple[m.Code, ...] = ()
+) -> str:
     """The sender's patient with one of PID-3's identifiers here (`held_patient`: never
     another party's client who happens to carry the number), or registered from PID."""
     identifiers = [
@@ -473,7 +504,7 @@ def _client(operations: ResourceOperations, person: V2Patient) -> str:
         if birth and birth.day
         else None,
     )
-    resource = patient.to_fhir(client)
+    resource = with_labels(patient.to_fhir(client), labels)
     operations.update("Patient", resource["id"], resource)
     return str(client.id)
 

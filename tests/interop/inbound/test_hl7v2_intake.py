@@ -8,8 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from adapters.hl7v2 import PART2_NOTE_TYPE
+from adapters.hl7v2 import PART2_NOTE_TYPE, write_referral
 from consent import NOTICE_SHORT
+from consent.vocabulary import ACT_CODE, CONFIDENTIALITY
 from interop.services.inbound import InboundService, authority_system, referral_namespace
 from interop.services.resources import internal_operations
 from interop.services.search_parser import Paging
@@ -17,11 +18,13 @@ from interop.services.staff import Role
 from interop.store.database import make_engine, unit_of_work
 from interop.store.migrate import upgrade
 from tests.adapters.hl7v2 import REFERRAL_SEGMENTS, message, segment
+from tests.adapters.hl7v2.test_outbound import MARKING, envelope, referral
 from tests.builders import organization
 from tests.conftest import corpus
 from tests.interop.auth.test_staff import add_user, sign_in
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
+NPI = "http://hl7.org/fhir/sid/us-npi"
 
 
 def msa(ack: bytes) -> str:
@@ -306,6 +309,34 @@ def test_the_part2_notice_is_not_read_as_the_reason_for_a_cancellation(
     assert msa(inbound.receive(cancellation, "mllp")) == "AA"
     [entry] = client.get("/fhir/Task", params={"code": "fulfill"}).json()["entry"]
     assert entry["resource"]["statusReason"]["text"] == "Lab test"
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_a_referral_marked_as_part2_data_is_stored_labelled_as_it(
+    inbound: InboundService, client: TestClient, marked: bool
+) -> None:
+    """PART2.md P1: data labelled Part 2 is Part 2 data whoever sent it. A referral our own
+    writer marks (MSH-8 R, the notice NTE with its labels) is stored with those labels on
+    the Patient, ServiceRequest and Task, so the gate guards it even when its sender is no
+    Part 2 program known here; an unmarked one gets none."""
+    program = {
+        **organization("Northside Clinic"),
+        "identifier": [{"system": NPI, "value": "9876543210"}],
+    }
+    assert client.post("/fhir/Organization", json=program, headers=FHIR_JSON).status_code == 201
+    sent = referral(part2=MARKING) if marked else referral()
+    assert msa(inbound.receive(write_referral(sent, envelope()), "mllp")) == "AA"
+    expected = {
+        (CONFIDENTIALITY, "R"),
+        (ACT_CODE, "42CFRPart2"),
+        (ACT_CODE, "NORDSCLCD"),
+        (ACT_CODE, "SUD"),
+    }
+    for kind in ("Patient", "ServiceRequest", "Task"):
+        [entry] = client.get(f"/fhir/{kind}").json()["entry"]
+        security = {(c["system"], c["code"]) for c in entry["resource"]["meta"].get("security", [])}
+        assert (security >= expected) is marked, (kind, security)
+        assert (security & expected == set()) is not marked, (kind, security)
 
 
 def test_a_database_that_cannot_write_answers_ar_and_a_resend_lands_once(tmp_path: Path) -> None:
