@@ -57,7 +57,7 @@ cannot be relied on under Part 2 is a value, reported by `directive_problems_as_
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, TypeVar
@@ -234,12 +234,49 @@ def revocation_received(consent: Mapping[str, Any]) -> bool:
     )
 
 
+def revoked(consent: Mapping[str, Any]) -> bool:
+    """Revoked: `inactive`, or recording that the written revocation was received."""
+    return consent.get("status") == "inactive" or revocation_received(consent)
+
+
+def signing(consent: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What identifies the signing a Consent records: when it was signed and the signed form
+    (the attachment's URL or hash, or the literal sourceReference). Two Consents sharing it
+    are one signed document; None when either is missing."""
+    signed = consent.get("dateTime")
+    source = consent.get("sourceAttachment") or {}
+    reference = consent.get("sourceReference") or {}
+    form = (
+        (source.get("url") or source.get("hash") if isinstance(source, Mapping) else None)
+        or (reference.get("reference") if isinstance(reference, Mapping) else None)
+    )
+    if not isinstance(signed, str) or not isinstance(form, str):
+        return None
+    return signed, form
+
+
+def copy_problem(consent: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why this Consent may not be put in force as a copy of a revoked one, or None: the same
+    signing (`signing`) as a Consent the patient revoked is that revoked document (C5)."""
+    if consent.get("status") not in _IN_FORCE:
+        return None
+    key = signing(consent)
+    if key is None or not any(revoked(other) and signing(other) == key for other in others):
+        return None
+    return (
+        "this is the signing of a consent the patient revoked (42 CFR 2.31, 2.35): sharing "
+        "again needs a new consent, signed and dated anew"
+    )
+
+
+_IN_FORCE: Final = ("active", "proposed", "draft")
+
+
 def revival_problem(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | None:
     """Why this write may not put a consent back in force, or None. A revoked consent stays
     revoked (C6: revocation is the patient's written act): sharing again needs the patient's
     new consent, signed and dated anew, recorded as a new Consent."""
-    revoked = before.get("status") == "inactive" or revocation_received(before)
-    if not revoked or after.get("status") not in ("active", "proposed", "draft"):
+    if not revoked(before) or after.get("status") not in _IN_FORCE:
         return None
     return (
         "a revoked consent stays revoked (42 CFR 2.31, 2.35): record the patient's new "

@@ -40,6 +40,7 @@ from interop.services.outbox import note_change
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
+from interop.store import consents as consents_store
 from interop.store import locks
 from interop.store import organizations as organizations_store
 from interop.store.consents import held_carriers
@@ -51,7 +52,7 @@ from interop.store.search import Inclusion, SearchQuery
 from interop.store.search_params import SUPPORTED_TYPES, extract, parse_reference
 from interop.store.tables import OPERATOR_ORIGIN, ResourceRow
 from mappings import fhir
-from mappings.consent import revival_problem
+from mappings.consent import copy_problem, revival_problem, revoked, signing
 from mappings.errors import InvalidResource, Issue
 from mappings.terminology import TASK_CODE
 from mappings.workflow import (
@@ -279,6 +280,7 @@ class ResourceOperations:
             if existing is not None:
                 return WriteOutcome(existing, created=False)
         self._check_workflow(resource_type, None, resource)
+        self._check_not_a_revoked_copy(resource_type, resource_id, resource)
         new_id = resource_id or str(uuid.uuid4())
         stored = self._store(None, resource_type, new_id, 1, resource, "POST")
         return WriteOutcome(stored, True, self._written_consent_problems(resource_type, resource))
@@ -318,8 +320,9 @@ class ResourceOperations:
             _check_if_match(row, if_match)
         before = row.content if row is not None and not row.deleted else None
         self._check_workflow(resource_type, before, resource)
-        if resource_type == "Consent" and before is not None:
-            _check_not_revived(before, resource)
+        if resource_type == "Consent" and row is not None:
+            self._check_not_revived(resource_id, resource)
+        self._check_not_a_revoked_copy(resource_type, resource_id, resource)
         version_id = 1 if row is None else row.version_id + 1
         stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
         warnings = self._written_consent_problems(resource_type, resource)
@@ -337,6 +340,8 @@ class ResourceOperations:
             return
         if row is None or row.deleted:
             return
+        if resource_type == "Consent":
+            self._check_revocation_kept(resource_id)
         if self._guard is not None:
             self._guard.check(resource_type, row.content, None, _custodians(row))
             if resource_type == "Task" and is_fulfillment(orjson.loads(row.content or b"{}")):
@@ -606,6 +611,56 @@ class ResourceOperations:
         if resource_type == "Subscription":
             return prepare_subscription(resource, self._origin)
         return resource
+
+    def _check_not_a_revoked_copy(
+        self, resource_type: str, resource_id: str | None, consent: dict[str, Any]
+    ) -> None:
+        """A Consent with the signing (date and signed form) of one the patient revoked, in any
+        of its versions, is that revoked document under another id: never put in force (C5)."""
+        if resource_type != "Consent" or signing(consent) is None:
+            return
+        reference = consent.get("patient")
+        parsed = (
+            parse_reference(reference.get("reference", "")) if isinstance(reference, dict) else None
+        )
+        if parsed is None or parsed[0] != "Patient":
+            return
+        session = self._repository.session
+        others = {
+            ident
+            for _, ident, _, _ in consents_store.consent_versions(session, parsed[1])
+            if ident != resource_id
+        }
+        versions = (
+            orjson.loads(version.content)
+            for ident in sorted(others)
+            for version in self._repository.history("Consent", ident, None)
+            if version.content is not None
+        )
+        problem = copy_problem(consent, versions)
+        if problem is not None:
+            raise BusinessRuleBroken(problem)
+
+    def _check_revocation_kept(self, resource_id: str) -> None:
+        """A revoked Consent records the patient's written revocation (§2.31, C6): it is kept,
+        not deleted (mark one recorded by mistake entered-in-error), so that no copy of it
+        is ever taken for a consent in force."""
+        for version in self._repository.history("Consent", resource_id, None):
+            if version.content is not None and revoked(orjson.loads(version.content)):
+                raise BusinessRuleBroken(
+                    "a revoked consent records the patient's revocation and is kept: "
+                    "mark it entered-in-error if it was recorded by mistake"
+                )
+
+    def _check_not_revived(self, resource_id: str, after: dict[str, Any]) -> None:
+        """A Consent revoked in any earlier version, however it was changed or deleted
+        since, is never put back in force (C5, C6: revocation is the patient's written act)."""
+        for version in self._repository.history("Consent", resource_id, None):
+            if version.content is None:
+                continue
+            problem = revival_problem(orjson.loads(version.content), after)
+            if problem is not None:
+                raise BusinessRuleBroken(problem)
 
     def _rebased(
         self, resource_type: str, row: ResourceRow | None, resource: dict[str, Any]
@@ -1109,12 +1164,6 @@ def as_written(content: bytes | None) -> dict[str, Any]:
     meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _SERVER_META}
     resource.pop("meta", None)
     return {**resource, "meta": meta} if meta else resource
-
-
-def _check_not_revived(before: bytes, after: dict[str, Any]) -> None:
-    problem = revival_problem(orjson.loads(before), after)
-    if problem is not None:
-        raise BusinessRuleBroken(problem)
 
 
 def _version_name(line: bytes) -> tuple[str, str, int] | None:

@@ -80,33 +80,47 @@ class TestConsentedRecipient:
     def test_a_revoked_consent_stays_revoked(
         self, client: TestClient, anonymous: TestClient, world: World
     ) -> None:
-        """C6: revocation is the patient's written act; a status edit does not undo it, and
-        a consent recording a received revocation is revoked whatever its status says."""
-        consent = client.get(f"/fhir/Consent/{world.consent_id}").json()
-        revoked = client.put(
-            f"/fhir/Consent/{world.consent_id}",
-            json={**consent, "status": "inactive"},
-            headers=FHIR_JSON,
-        ).json()
-        revived = client.put(
-            f"/fhir/Consent/{world.consent_id}",
-            json={**revoked, "status": "active"},
-            headers=FHIR_JSON,
-        )
-        assert revived.status_code == 422, revived.text
-        assert revived.json()["issue"][0]["diagnostics"] == (
+        """C6: revocation is the patient's written act. No later write of that Consent puts it
+        back in force (through another status, or deleted and written again), nor does a copy
+        of its signing under another id; and a Consent recording a received revocation is
+        revoked whatever its status says."""
+        url = f"/fhir/Consent/{world.consent_id}"
+        consent = client.get(url).json()
+        consent.pop("meta")
+        plan = f"/fhir/CarePlan/{world.plan_id}"
+
+        def put(body: dict[str, Any]) -> Any:
+            return client.put(url, json=body, headers=FHIR_JSON)
+
+        assert put({**consent, "status": "inactive"}).status_code == 200
+        refused = put({**consent, "status": "active"})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["issue"][0]["diagnostics"] == (
             "a revoked consent stays revoked (42 CFR 2.31, 2.35): record the patient's new "
             "consent as a new Consent"
         )
-        plan = f"/fhir/CarePlan/{world.plan_id}"
+        assert put({**consent, "status": "entered-in-error"}).status_code == 200
+        assert put({**consent, "status": "active"}).status_code == 422
+        kept = client.delete(url)
+        assert kept.status_code == 422, kept.text
+        assert "is kept" in kept.json()["issue"][0]["diagnostics"]
+        copy = {k: v for k, v in consent.items() if k != "id"}
+        copied = client.post("/fhir/Consent", json=copy, headers=FHIR_JSON)
+        assert copied.status_code == 422, copied.text
+        assert "signed and dated anew" in copied.json()["issue"][0]["diagnostics"]
         assert anonymous.get(plan, headers=as_(anonymous, world.a)).status_code == 404
         received = {"url": REVOCATION_RECEIVED, "valueDate": "2026-11-20"}
-        fresh = {**consent, "id": None, "extension": [*consent.get("extension", []), received]}
-        fresh.pop("id")
-        fresh.pop("meta", None)
-        made = client.post("/fhir/Consent", json=fresh, headers=FHIR_JSON)
+        anew = {
+            **copy,
+            "dateTime": "2026-11-02T10:00:00Z",
+            "extension": [*copy.get("extension", []), received],
+        }
+        made = client.post("/fhir/Consent", json=anew, headers=FHIR_JSON)
         assert made.status_code == 201, made.text
         assert anonymous.get(plan, headers=as_(anonymous, world.a)).status_code == 404
+        signed_anew = {**copy, "dateTime": "2026-11-03T10:00:00Z"}
+        assert client.post("/fhir/Consent", json=signed_anew, headers=FHIR_JSON).status_code == 201
+        assert anonymous.get(plan, headers=as_(anonymous, world.a)).status_code == 200
 
 
 class TestWithoutConsentNothingLeaks:
