@@ -47,13 +47,19 @@ from adapters.hl7v2.messages import Hl7DateTime, Note, ReferralProvider
 from adapters.hl7v2.messages import Patient as V2Patient
 from consent import vocabulary as v
 from interop.services.errors import (
+    BusinessRuleBroken,
     InvalidRequest,
     PreconditionFailed,
     ResourceNotFound,
     ServiceError,
 )
 from interop.services.outbox import Event
-from interop.services.resources import ResourceOperations, as_written, internal_operations
+from interop.services.resources import (
+    ResourceOperations,
+    StoredVersion,
+    as_written,
+    internal_operations,
+)
 from interop.services.search_parser import Paging
 from interop.store import outbox
 from interop.store.database import unit_of_work
@@ -291,6 +297,15 @@ def _cancellation(session: Session, message: Referral) -> list[str]:
         return _cancel(session, lookup, system, message)
 
 
+def _check_referrers(order: StoredVersion, referring: str) -> None:
+    """RF1-6 is unique only within its referrer (namespaces such as "EPIC" are shared by many
+    hospitals): a message naming another referrer's referral is held, never applied to it."""
+    if f"Organization/{referring}" not in order.custodians:
+        raise BusinessRuleBroken(
+            "RF1-6 names a referral another referring program sent: it is not applied"
+        )
+
+
 def _cancel(
     session: Session, lookup: ResourceOperations, system: str, message: Referral
 ) -> list[str]:
@@ -298,6 +313,10 @@ def _cancel(
     order = lookup.single_match("ServiceRequest", criteria, "")
     if order is None:
         raise ResourceNotFound(f"no referral with RF1-6 {message.originating_id.value!r} is known")
+    referring = _known_program(lookup, message.referring)
+    if referring is None:
+        raise BusinessRuleBroken("the referring program (PRD RP) is not the referral's referrer")
+    _check_referrers(order, referring)
     task_id = f"{order.resource_id}-task"[:64]
     current = as_written(lookup.read("Task", task_id).content)
     referrer = _party(current, "requester")
@@ -394,6 +413,8 @@ def _referred(
     existing = operations.conditional_match(
         "ServiceRequest", f"identifier={placer.system}|{placer.value}", ""
     )
+    if existing is not None:
+        _check_referrers(existing, referring)
     referral_id = m.Id(existing.resource_id if existing else str(uuid.uuid4()))
     authored = _when(message.header.sent_at) or datetime.now(UTC)
     referral = m.Referral(
@@ -574,22 +595,35 @@ def _program_name(provider: ReferralProvider | None) -> str:
     return ""
 
 
-def _program(operations: ResourceOperations, provider: Any, fallback_name: str) -> str:
-    """The Organization of a PRD: by its XON identifier (an NPI, say) when the message gives
-    one, else by name; registered, with that identifier, when it is new here."""
+def _known_program(
+    operations: ResourceOperations, provider: Any, fallback_name: str = ""
+) -> str | None:
+    """The Organization here a PRD names: by its XON identifier (an NPI, say) when the message
+    gives one, else by name; None when there is none."""
     identifier = _organization_identifier(provider)
-    name = _program_name(provider) or fallback_name.strip()
     if identifier is not None:
         found = operations.conditional_match(
             "Organization", f"identifier={identifier.system}|{identifier.value}", ""
         )
         if found is not None:
             return found.resource_id
+    name = _program_name(provider) or fallback_name.strip()
+    if not name:
+        return None
+    found = operations.conditional_match("Organization", f"name:exact={name}", "")
+    return found.resource_id if found is not None else None
+
+
+def _program(operations: ResourceOperations, provider: Any, fallback_name: str) -> str:
+    """The Organization of a PRD (`_known_program`), registered with its identifier when it
+    is new here."""
+    known = _known_program(operations, provider, fallback_name)
+    if known is not None:
+        return known
+    identifier = _organization_identifier(provider)
+    name = _program_name(provider) or fallback_name.strip()
     if not name:
         return ""
-    found = operations.conditional_match("Organization", f"name:exact={name}", "")
-    if found is not None:
-        return found.resource_id
     program = m.Program(
         id=m.Id(str(uuid.uuid4())),
         name=name,

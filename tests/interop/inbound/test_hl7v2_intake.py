@@ -100,6 +100,30 @@ def test_a_referral_names_the_referrers_patient_never_another_partys_client(
     assert number in referred["identifier"]
 
 
+def test_another_referrer_reusing_an_rf1_6_is_held_not_applied(
+    inbound: InboundService, client: TestClient, radiant: str
+) -> None:
+    """RF1-6 is unique within its referrer only ("226839^EPIC" could be any Epic hospital's):
+    another referrer's REF^I12 or REF^I14 with it neither rewrites nor cancels the first
+    referrer's referral."""
+    folder = corpus("hl7v2")
+    assert msa(inbound.receive((folder / "REF-I12-01.hl7").read_bytes(), "mllp")) == "AA"
+    [order] = [e["resource"] for e in client.get("/fhir/ServiceRequest").json()["entry"]]
+
+    def from_mallory(name: str) -> bytes:
+        raw = (folder / name).read_bytes().replace(b"|GOOD HEALTH HOSPITAL|", b"|MALLORY CLINIC|")
+        return raw.replace(b"PATID1234", b"PATID9999")
+
+    assert msa(inbound.receive(from_mallory("REF-I12-01.hl7"), "mllp")) == "AE"
+    assert msa(inbound.receive(from_mallory("REF-I14-01.hl7"), "mllp")) == "AE"
+    reasons = [problem for held in inbound.held() for problem in held.problems]
+    assert any("another referring program" in reason for reason in reasons), reasons
+    [still] = [e["resource"] for e in client.get("/fhir/ServiceRequest").json()["entry"]]
+    assert (still["subject"], still["requester"]) == (order["subject"], order["requester"])
+    [entry] = client.get("/fhir/Task", params={"code": "fulfill"}).json()["entry"]
+    assert entry["resource"]["status"] == "requested"
+
+
 def test_a_resent_referral_updates_instead_of_doubling(
     inbound: InboundService, client: TestClient, radiant: str
 ) -> None:
