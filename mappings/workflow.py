@@ -69,7 +69,19 @@ _NEEDS_REASON: Final = frozenset({"rejected", "cancelled", "on-hold", "failed"})
 _REQUESTER_MAY_CHANGE: Final = frozenset(
     {"status", "statusReason", "note", "input", "meta", "lastModified", "text"}
 )
-_OWNER_MAY_NOT_CHANGE: Final = ("focus", "for", "requester", "code", "intent", "authoredOn")
+_OWNER_MAY_NOT_CHANGE: Final = (
+    "focus",
+    "for",
+    "requester",
+    "code",
+    "intent",
+    "authoredOn",
+    "identifier",
+    "restriction",
+    "priority",
+)
+"""What the requester set when it asked (REFERRALS.md: identifier, deadline and the referral
+itself), which the owner answers and never rewrites."""
 
 
 def is_fulfillment(task: Mapping[str, Any]) -> bool:
@@ -126,6 +138,8 @@ def rebased(
         return dict(after)
     merged = dict(after)
     own = _OWN_ELEMENTS[side]
+    if side is Side.REQUESTER and cancellation_requested(after):
+        own = own | {"businessStatus"}  # its one businessStatus: asking (again) is its own
     for key in (set(after) | set(current)) - own - _NOT_REBASED:
         if after.get(key) != current.get(key) and any(
             version.get(key) == after.get(key) for version in earlier
@@ -275,7 +289,41 @@ def _field_problem(before: Mapping[str, Any], after: Mapping[str, Any], side: Si
         for element in _OWNER_MAY_NOT_CHANGE:
             if before.get(element) != after.get(element):
                 return f"the owner may not change the Task's {element}"
+        if _input_types(before) - _input_types(after):
+            return "the owner may not remove the requester's input (documents, consent)"
+    return _note_author_problem(before, after, side)
+
+
+def _input_types(task: Mapping[str, Any]) -> set[str]:
+    """The kinds of input a Task carries, each by its type as written."""
+    return {repr(item.get("type")) for item in task.get("input") or () if isinstance(item, Mapping)}
+
+
+def _note_author_problem(
+    before: Mapping[str, Any], after: Mapping[str, Any], side: Side
+) -> str | None:
+    """A side signs only its own notes: a new note naming an author names the writer's side,
+    never the other party (which would put words in its mouth on the shared Task)."""
+    if side is Side.EITHER:
+        return None
+    party = after.get(side.value)
+    writer = party.get("reference") if isinstance(party, Mapping) else None
+    kept = list(before.get("note") or ())
+    for note in after.get("note") or ():
+        if note in kept or not isinstance(note, Mapping):
+            continue
+        author = note.get("authorReference")
+        named = author.get("reference") if isinstance(author, Mapping) else None
+        if named is not None and not _same_reference(named, writer):
+            return f"a note the {side.value} adds names the {side.value} as its author, or none"
     return None
+
+
+def _same_reference(one: Any, other: Any) -> bool:
+    """Relative or absolute, as partners write across servers: the same type and id."""
+    if not isinstance(one, str) or not isinstance(other, str):
+        return False
+    return one.rstrip("/").split("/")[-2:] == other.rstrip("/").split("/")[-2:]
 
 
 def _asks_to_cancel(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:

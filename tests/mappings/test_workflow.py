@@ -276,3 +276,51 @@ def test_what_a_side_sends_as_it_last_saw_it_is_rebased_and_its_own_change_kept(
     assert rebased(current, stale, [first, current], Side.EITHER) == stale
     ended = shared("rejected", statusReason=REASON)
     assert rebased(ended, stale, [first, ended], Side.REQUESTER)["status"] == "requested"
+
+
+@pytest.mark.parametrize(
+    ("element", "value"),
+    [
+        ("identifier", [{"system": "urn:x", "value": "y"}]),
+        ("restriction", {"period": {"end": "2027-06-30"}}),
+        ("priority", "stat"),
+    ],
+)
+def test_the_owner_never_rewrites_what_the_requester_asked(element: str, value: Any) -> None:
+    """REFERRALS.md: the requester gives the identifier and the deadline when it asks."""
+    before = shared("accepted", identifier=[{"system": "urn:req", "value": "T2"}])
+    before["restriction"] = {"period": {"end": "2026-12-20"}}
+    before["priority"] = "routine"
+    after = {**before, element: value}
+    assert task_change_problem(before, after, Side.OWNER) == (
+        f"the owner may not change the Task's {element}"
+    )
+
+
+def test_the_owner_never_removes_the_requesters_input() -> None:
+    consent = {"type": {"text": "consent"}, "valueReference": {"reference": "Consent/c1"}}
+    before = shared("accepted", input=[consent])
+    after = {k: v for k, v in before.items() if k != "input"}
+    assert task_change_problem(before, after, Side.OWNER) == (
+        "the owner may not remove the requester's input (documents, consent)"
+    )
+
+
+@pytest.mark.parametrize("side", [Side.REQUESTER, Side.OWNER])
+def test_a_side_signs_only_its_own_notes(side: Side) -> None:
+    before = shared("accepted")
+    other = "owner" if side is Side.REQUESTER else "requester"
+    forged = {"text": "client declined", "authorReference": before[other]}
+    signed = {"text": "client prefers mornings", "authorReference": before[side.value]}
+    assert task_change_problem(before, {**before, "note": [forged]}, side) == (
+        f"a note the {side.value} adds names the {side.value} as its author, or none"
+    )
+    assert task_change_problem(before, {**before, "note": [signed]}, side) is None
+
+
+def test_the_requester_may_ask_to_cancel_again_after_the_owner_moved_on() -> None:
+    """Its one businessStatus is its own, even when an earlier version held it."""
+    asked = shared("in-progress", **ASKED)
+    reset = shared("in-progress", businessStatus={"text": "admitted"})
+    again = rebased(reset, asked, [shared("in-progress"), asked, reset], Side.REQUESTER)
+    assert again["businessStatus"] == ASKED["businessStatus"]
