@@ -167,7 +167,8 @@ class BulkExports:
             return JobStatus(job.state, "failed", None, job.error, expires)
         if job.state != jobs.COMPLETED:
             return JobStatus(job.state, _progress(job), None, "", expires)
-        return JobStatus(job.state, "complete", _manifest(job, files, base_url), "", expires)
+        manifest = _manifest(job, files, base_url, counted=requester.first_party)
+        return JobStatus(job.state, "complete", manifest, "", expires)
 
     def file(self, job_id: str, resource_type: str, requester: Requester) -> OutputFile:
         """One output file of a complete job, for its requester only (404 for anyone else)."""
@@ -362,15 +363,18 @@ def _progress(job: ExportJobRow) -> str:
     return f"{percent}% ({job.type_index}/{total} types, {job.released} resources)"
 
 
-def _manifest(job: ExportJobRow, files: list[tuple[str, int]], base_url: str) -> dict[str, Any]:
-    """The complete-status body: output and error file items with their counts."""
+def _manifest(
+    job: ExportJobRow, files: list[tuple[str, int]], base_url: str, *, counted: bool
+) -> dict[str, Any]:
+    """The complete-status body: output and error file items. An output file's `count`
+    (optional in the IG) is given only where it cannot shrink: a partner's file is decided
+    again as it is downloaded, and a count beside fewer lines would tell it that a consent
+    changed (S3). The program's own systems are released everything."""
 
     def item(kind: str, count: int) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "url": f"{base_url}/$export-file/{job.job_id}/{kind}.ndjson",
-            "count": count,
-        }
+        url = f"{base_url}/$export-file/{job.job_id}/{kind}.ndjson"
+        shown = counted or kind == ERROR_TYPE
+        return {"type": kind, "url": url, **({"count": count} if shown else {})}
 
     when = jobs.utc(job.transaction_time) or jobs.utc(job.created_at)
     assert when is not None
