@@ -49,7 +49,8 @@ def response_format(request: Request) -> Format:
     requested = request.query_params.get("_format")
     if requested is not None:
         chosen = _ALIASES.get(_media_type(requested))
-        if chosen is None:
+        version = _parameter(requested, "fhirversion")
+        if chosen is None or (version is not None and not _is_r4(version)):
             raise NotAcceptable(f"_format {requested[:40]!r} is not supported; use json or xml")
         return chosen
     accept = request.headers.get("accept")
@@ -60,8 +61,8 @@ def response_format(request: Request) -> Format:
             return Format.JSON
         if media_type in _ALIASES:
             return _ALIASES[media_type]
-    if "text/html" in accept:
-        return Format.JSON  # a browser: show it JSON rather than refuse
+    if "text/html" in accept and "fhirversion" not in accept.lower():
+        return Format.JSON  # a browser: show it JSON rather than refuse (one naming no version)
     raise NotAcceptable("Accept names no format this server writes (application/fhir+json or +xml)")
 
 
@@ -69,7 +70,7 @@ def request_format(request: Request) -> Format:
     content_type = request.headers.get("content-type")
     if content_type is None:
         raise UnsupportedMediaType("a body needs a Content-Type: application/fhir+json or +xml")
-    version = _parameter(content_type, "fhirVersion")
+    version = _parameter(content_type, "fhirversion")
     if version is not None and not _is_r4(version):
         raise UnsupportedMediaType(
             f"the body is FHIR {version[:10]!r}; this server reads FHIR R4 (fhirVersion=4.0)"
@@ -88,11 +89,14 @@ def _is_r4(version: str) -> bool:
 
 
 def _parameter(value: str, wanted: str) -> str | None:
+    """A media type's parameter by its lower-case name (RFC 9110 §8.3.1: names are
+    case-insensitive)."""
     for parameter in value.split(";")[1:]:
         name, _, found = parameter.partition("=")
-        if name.strip() == wanted:
+        if name.strip().lower() == wanted:
             return found.strip()
     return None
+
 
 
 def _media_type(value: str) -> str:
@@ -113,7 +117,7 @@ def _by_quality(accept: str) -> list[str]:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
-            elif name.strip() == "fhirVersion" and not _is_r4(value):
+            elif name.strip().lower() == "fhirversion" and not _is_r4(value):
                 quality = 0.0
         if quality > 0:
             ranked.append((-quality, position, media_type.lower()))

@@ -42,6 +42,8 @@ def _browser_reading_fhir(scope: Scope) -> bool:
     if "_format" in parse_qs(scope.get("query_string", b"").decode("latin-1")):
         return False
     accept: bytes = dict(scope["headers"]).get(b"accept", b"")
+    if b"fhirversion" in accept.lower():
+        return False  # a FHIR client naming its version is no browser: negotiation decides
     return accept.split(b",")[0].split(b";")[0].strip() == b"text/html"
 
 

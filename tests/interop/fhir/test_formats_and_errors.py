@@ -96,17 +96,23 @@ class TestErrors:
 
     def test_another_fhir_version_is_406_or_415_and_r4_is_served(self, client: TestClient) -> None:
         """R4 §3.1.0.1.4: the fhirVersion parameter of the media type names the version."""
-        stu3 = {"Accept": "application/fhir+json; fhirVersion=3.0"}
-        refused = client.get("/fhir/metadata", headers=stu3)
-        assert refused.status_code == 406, refused.text
-        assert issue(refused)["code"] == "not-supported"
+        for accept in (
+            "application/fhir+json; fhirVersion=3.0",
+            "application/fhir+json; FHIRVERSION=3.0",
+            "text/html, application/fhir+json;fhirVersion=3.0",
+        ):
+            refused = client.get("/fhir/metadata", headers={"Accept": accept})
+            assert refused.status_code == 406, (accept, refused.text)
+            assert issue(refused)["code"] == "not-supported"
+        stu3 = {"_format": "application/fhir+json;fhirVersion=3.0"}
+        assert client.get("/fhir/metadata", params=stu3).status_code == 406
         r4 = client.get(
             "/fhir/metadata", headers={"Accept": "application/fhir+json; fhirVersion=4.0"}
         )
         assert r4.status_code == 200
         assert r4.json()["fhirVersion"] == "4.0.1"
         body = b'{"resourceType": "Patient"}'
-        sent = {"Content-Type": "application/fhir+json; fhirVersion=3.0"}
+        sent = {"Content-Type": "application/fhir+json; FhirVersion=3.0"}
         unread = client.post("/fhir/Patient", content=body, headers=sent)
         assert unread.status_code == 415, unread.text
         assert "fhirVersion=4.0" in issue(unread)["diagnostics"]
