@@ -9,7 +9,8 @@ refused; in particular `alg: none` and HS256 (which would let the public key act
 UDAP Security IG "Business-to-Business" §5.2.1.1: the `extensions.hl7-b2b` object carries the
 requesting organization and `purpose_of_use`; we also read the §2.51 medical-emergency facts
 from `extensions.recovery-interop-emergency` ({personnel_name, personnel_affiliation,
-nature_of_emergency}), since the B2B object has no field for the nature of the emergency.
+nature_of_emergency, patient}), since the B2B object has no field for the nature of the
+emergency nor for the patient it concerns.
 """
 
 import json
@@ -153,11 +154,11 @@ def _purposes(b2b: dict[str, Any]) -> tuple[str, ...]:
 def _emergency(raw: Any) -> EmergencyFacts | None:
     if not isinstance(raw, dict):
         return None
-    fields = ("personnel_name", "personnel_affiliation", "nature_of_emergency")
+    fields = ("personnel_name", "personnel_affiliation", "nature_of_emergency", "patient")
     values = [raw.get(name) for name in fields]
     if not all(isinstance(value, str) and value.strip() for value in values):
         return None
-    return EmergencyFacts(*(str(value) for value in values))
+    return EmergencyFacts(*(str(value).strip() for value in values))
 
 
 def _object(value: Any) -> dict[str, Any]:

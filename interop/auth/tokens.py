@@ -6,7 +6,7 @@ purpose of use bound at issue time (UDAP B2B), and the §2.51 emergency facts wh
 """
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,11 +23,14 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True, slots=True)
 class EmergencyFacts:
-    """What 42 CFR §2.51(c) requires to be recorded for a medical-emergency disclosure."""
+    """What 42 CFR §2.51(c) requires to be recorded for a medical-emergency disclosure, and
+    the patient the emergency is about (`Patient/{id}` here, or an identifier as
+    `system|value`): §2.51 reaches that patient's records, never anyone else's."""
 
     personnel_name: str
     personnel_affiliation: str
     nature_of_emergency: str
+    patient: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +77,7 @@ def issue(
         "purpose_of_use": list(purposes),
     }
     if emergency is not None:
-        payload["emergency"] = {
-            "personnel_name": emergency.personnel_name,
-            "personnel_affiliation": emergency.personnel_affiliation,
-            "nature_of_emergency": emergency.nature_of_emergency,
-        }
+        payload["emergency"] = asdict(emergency)
     return jwt.encode(payload, key, algorithm=ALGORITHM), claims
 
 

@@ -16,7 +16,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -400,13 +400,7 @@ def _requester_text(requester: Requester) -> str:
             "organization": requester.organization,
             "scopes": format_scopes(requester.scopes),
             "purposes": list(requester.purposes),
-            "emergency": None
-            if emergency is None
-            else {
-                "personnel_name": emergency.personnel_name,
-                "personnel_affiliation": emergency.personnel_affiliation,
-                "nature_of_emergency": emergency.nature_of_emergency,
-            },
+            "emergency": None if emergency is None else asdict(emergency),
             "part2_program": requester.part2_program,
             "covered_entity": requester.covered_entity,
             "first_party": requester.first_party,

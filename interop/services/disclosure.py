@@ -61,6 +61,7 @@ from interop.services.relationships import treats
 from interop.store import markers
 from interop.store import organizations as organizations_store
 from interop.store.fhirdates import parse_range
+from interop.store.identifiers import ids_with
 from interop.store.repository import StoredVersion
 from interop.store.search_params import parse_reference
 from mappings.subscription import subscriber_of
@@ -149,6 +150,7 @@ class GateSession:
         self.released = Released()
         self._emergency_open = interaction not in _ACROSS_PATIENTS
         self._emergency_patient: str | None = None
+        self._emergency_carriers: list[str] | None = None
 
     @property
     def requester(self) -> Requester:
@@ -216,11 +218,26 @@ class GateSession:
         self._emergency_open = False
 
     def _emergency_for(self, patient: str) -> EmergencyFacts | None:
-        """The requester's emergency, for the one patient a request may release under it:
-        the first it does; any other patient's records stay behind consent."""
+        """The requester's emergency, for the patient it names (a token's emergency is about
+        one patient: more requests do not make it reach more), and within a request for the
+        first patient released under it; any other patient's records stay behind consent."""
         if not self._emergency_open or self._emergency_patient not in (None, patient):
             return None
+        if not self._emergency_names(patient):
+            return None
         return _engine_emergency(self._requester)
+
+    def _emergency_names(self, patient: str) -> bool:
+        """Whether the emergency's patient (`Patient/{id}`, or `system|value` carried by
+        exactly one stored Patient) is this one."""
+        facts = self._requester.emergency
+        named = facts.patient if facts is not None else ""
+        if named.startswith("Patient/") or not named:
+            return named == patient
+        if self._emergency_carriers is None:
+            system, _, value = named.rpartition("|")
+            self._emergency_carriers = ids_with(self._session, "Patient", system or None, value)
+        return self._emergency_carriers == [patient.partition("/")[2]]
 
     def forget_reads(self) -> None:
         """Drop what was read in an earlier transaction of this request (a batch entry): a

@@ -23,7 +23,7 @@ from mappings.model import (
 from tests.builders import part2_consent
 from tests.conftest import bearer, register_partner
 from tests.interop.auth.test_staff import PASSWORD
-from tests.interop.disclosure.test_audit import EMERGENCY, opioid_use_disorder
+from tests.interop.disclosure.test_audit import emergency_department, opioid_use_disorder
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -161,23 +161,7 @@ def emergency_disclosure(anonymous: TestClient) -> str:
     condition = anonymous.post(
         "/fhir/Condition", json=opioid_use_disorder(patient, detox.organization), headers=as_detox
     ).json()
-    er = register_partner(anonymous, scope="system/*.rs", name="County General ED")
-    token = bearer(
-        anonymous,
-        er,
-        scope="system/*.rs",
-        purposes=["ETREAT"],
-        extra={
-            "extensions": {
-                **EMERGENCY,
-                "hl7-b2b": {
-                    "version": "1",
-                    "organization_id": "urn:oid:1.2.3",
-                    "purpose_of_use": ["ETREAT"],
-                },
-            }
-        },
-    )
-    read = anonymous.get(f"/fhir/Condition/{condition['id']}", headers={"Authorization": token})
+    headers = emergency_department(anonymous, patient)
+    read = anonymous.get(f"/fhir/Condition/{condition['id']}", headers=headers)
     assert read.status_code == 200, read.text
     return patient

@@ -406,9 +406,18 @@ class TestAccounting:
         assert response.headers["content-type"] == "application/problem+json"
 
 
-def emergency_department(anonymous: TestClient) -> dict[str, str]:
-    """The headers of an emergency department asking with ETREAT and the §2.51 facts."""
-    er = register_partner(anonymous, scope="system/*.rs", name="County General ED")
+def emergency_department(
+    anonymous: TestClient, patient: str, name: str = "County General ED"
+) -> dict[str, str]:
+    """The headers of an emergency department asking with ETREAT and the §2.51 facts, about
+    `patient` (`Patient/{id}`, or `system|value`)."""
+    er = register_partner(anonymous, scope="system/*.rs", name=name)
+    facts = {
+        "recovery-interop-emergency": {
+            **EMERGENCY["recovery-interop-emergency"],
+            "patient": patient,
+        }
+    }
     token = bearer(
         anonymous,
         er,
@@ -416,7 +425,7 @@ def emergency_department(anonymous: TestClient) -> dict[str, str]:
         purposes=["ETREAT"],
         extra={
             "extensions": {
-                **EMERGENCY,
+                **facts,
                 "hl7-b2b": {
                     "version": "1",
                     "organization_id": "urn:oid:1.2.3",
@@ -433,7 +442,7 @@ class TestBreakTheGlass:
         self, client: TestClient, anonymous: TestClient, compliance: TestClient, world: World
     ) -> None:
         """E1: ETREAT to medical personnel with the §2.51 facts; recorded and reviewable."""
-        headers = emergency_department(anonymous)
+        headers = emergency_department(anonymous, world.client_ref)
         detox = acting_as(anonymous, world.detox_partner)
         condition = make(detox, opioid_use_disorder(world.client_ref, world.detox))
         response = anonymous.get(f"/fhir/Condition/{condition['id']}", headers=headers)
@@ -461,18 +470,25 @@ class TestBreakTheGlass:
         headers = {"Authorization": bearer(anonymous, er, scope="system/*.rs", purposes=["ETREAT"])}
         assert anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=headers).status_code == 404
 
-    def test_an_emergency_reaches_one_patient_never_a_search_across_patients(
+    def test_an_emergency_reaches_the_patient_it_names_never_another(
         self, anonymous: TestClient, world: World
     ) -> None:
-        """§2.51 allows what one patient's bona fide emergency needs: a search naming no one
-        patient, a second patient in the same request and a bulk export get nothing under it."""
-        headers = emergency_department(anonymous)
+        """§2.51 allows what one patient's bona fide emergency needs: the patient the token's
+        emergency names (by id, or by an identifier one Patient carries), never another one,
+        however many requests ask; a search naming no one patient and a bulk export get
+        nothing under it."""
         detox = acting_as(anonymous, world.detox_partner)
+        mrn = {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "ER-7"}
         other = make(detox, {"resourceType": "Patient", "name": [{"family": "Second"}]})
         first_oud = make(detox, opioid_use_disorder(world.client_ref, world.detox))
         second_oud = make(detox, opioid_use_disorder(f"Patient/{other['id']}", world.detox))
+        second_ref = f"Patient/{other['id']}"
+        third = make(
+            detox, {"resourceType": "Patient", "identifier": [mrn], "name": [{"family": "Mrn"}]}
+        )
+        third_oud = make(detox, opioid_use_disorder(f"Patient/{third['id']}", world.detox))
 
-        def found(params: dict[str, str]) -> list[str]:
+        def found(headers: dict[str, str], params: dict[str, str]) -> list[str]:
             answer = anonymous.get("/fhir/Condition", params=params, headers=headers)
             assert answer.status_code == 200, answer.text
             return sorted(
@@ -481,12 +497,17 @@ class TestBreakTheGlass:
                 if e["search"]["mode"] == "match"
             )
 
-        assert found({}) == []
-        assert found({"code": "http://snomed.info/sct|5602001"}) == []
-        assert found({"patient": world.client_ref}) == [first_oud["id"]]
-        assert found({"patient": f"Patient/{other['id']}"}) == [second_oud["id"]]
-        both = f"{world.client_ref},Patient/{other['id']}"
-        assert found({"patient": both}) == []
-        export = anonymous.get("/fhir/$export", headers={**headers, "Prefer": "respond-async"})
+        about_first = emergency_department(anonymous, world.client_ref)
+        assert found(about_first, {}) == []
+        assert found(about_first, {"code": "http://snomed.info/sct|5602001"}) == []
+        assert found(about_first, {"patient": world.client_ref}) == [first_oud["id"]]
+        assert found(about_first, {"patient": second_ref}) == []
+        assert found(about_first, {"patient": f"{world.client_ref},{second_ref}"}) == []
+        read = anonymous.get(f"/fhir/Condition/{second_oud['id']}", headers=about_first)
+        assert read.status_code == 404
+        by_mrn = emergency_department(anonymous, f"{mrn['system']}|{mrn['value']}", "City ED")
+        assert found(by_mrn, {"patient": f"Patient/{third['id']}"}) == [third_oud["id"]]
+        assert found(by_mrn, {"patient": second_ref}) == []
+        export = anonymous.get("/fhir/$export", headers={**about_first, "Prefer": "respond-async"})
         assert export.status_code == 403, export.text
         assert "never a bulk export" in export.json()["issue"][0]["diagnostics"]

@@ -395,6 +395,7 @@ def token(service: TestClient, partner: RegisteredPartner, request: DisclosureRe
             "personnel_name": facts.personnel_name,
             "personnel_affiliation": facts.personnel_affiliation,
             "nature_of_emergency": facts.nature_of_emergency,
+            "patient": request.patient,
         }
     return bearer(service, partner, scope=SCOPE, extra={"extensions": extensions})
 
