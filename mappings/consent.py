@@ -246,9 +246,8 @@ def signing(consent: Mapping[str, Any]) -> tuple[str, str] | None:
     signed = consent.get("dateTime")
     source = consent.get("sourceAttachment") or {}
     reference = consent.get("sourceReference") or {}
-    form = (
-        (source.get("url") or source.get("hash") if isinstance(source, Mapping) else None)
-        or (reference.get("reference") if isinstance(reference, Mapping) else None)
+    form = (source.get("url") or source.get("hash") if isinstance(source, Mapping) else None) or (
+        reference.get("reference") if isinstance(reference, Mapping) else None
     )
     if not isinstance(signed, str) or not isinstance(form, str):
         return None

@@ -98,7 +98,6 @@ def _parameter(value: str, wanted: str) -> str | None:
     return None
 
 
-
 def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
