@@ -27,6 +27,7 @@ from interop.api.security import (
 )
 from interop.auth.requester import Requester
 from interop.services.capability import security
+from interop.services.operations import validated_resource
 from interop.services.outcomes import outcome
 from interop.services.resources import WriteOutcome
 from mappings.errors import Issue
@@ -156,8 +157,11 @@ def validate(
     fmt: FormatDep,
     requester: Validator,
 ) -> FhirResponse:
-    """$validate (R4 Resource-validate): an OperationOutcome, errors included, with 200 OK."""
-    return FhirResponse(resources.validate(resource_type, body, requester), fmt=fmt)
+    """$validate (R4 Resource-validate): an OperationOutcome, errors included, with 200 OK.
+    The resource is the body, or the `resource` parameter of a Parameters body (the
+    operation's own form; mode `create` is the one a type-level call can answer)."""
+    resource = validated_resource(body)
+    return FhirResponse(resources.validate(resource_type, resource, requester), fmt=fmt)
 
 
 @router.get("/{resource_type}/_history", operation_id="fhir_history_type", responses=RESPONSES)

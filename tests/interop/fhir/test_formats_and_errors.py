@@ -171,4 +171,20 @@ class TestCapabilityStatement:
         body = {"resourceType": "Patient", "gender": "female"}
         checked = client.post("/fhir/Patient/$validate", json=body)
         assert checked.status_code == 200, checked.text
+        wrong = {"resourceType": "Patient", "gender": "nonbinary"}
+        for form in (
+            wrong,
+            {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": wrong}]},
+        ):
+            answer = client.post("/fhir/Patient/$validate", json=form)
+            assert answer.status_code == 200, answer.text
+            assert any(i["code"] == "code-invalid" for i in answer.json()["issue"]), answer.text
+        update = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "mode", "valueCode": "update"},
+                {"name": "resource", "resource": body},
+            ],
+        }
+        assert client.post("/fhir/Patient/$validate", json=update).status_code == 400
         fhir.validate(client.get("/fhir/metadata").json())  # raises on what R4 refuses

@@ -1,0 +1,30 @@
+"""The inputs of FHIR operations as R4 defines them: a resource posted as itself, or inside the
+operation's Parameters resource (R4 §3.1.0.18: both forms are the operation's)."""
+
+from typing import Any
+
+from interop.services.errors import InvalidRequest
+
+_TYPE_LEVEL_MODES = ("create", None)
+"""Resource-validate's modes a type-level call can answer; update and delete name a stored
+resource ([type]/[id]/$validate), which this server does not offer."""
+
+
+def validated_resource(body: dict[str, Any]) -> dict[str, Any]:
+    """The resource a $validate asks about: the body itself, or its Parameters' `resource`."""
+    if body.get("resourceType") != "Parameters":
+        return body
+    named = {
+        str(parameter.get("name")): parameter
+        for parameter in body.get("parameter") or ()
+        if isinstance(parameter, dict)
+    }
+    mode = named.get("mode", {}).get("valueCode")
+    if mode not in _TYPE_LEVEL_MODES:
+        raise InvalidRequest(
+            f"$validate mode {str(mode)[:20]!r} is not offered: only create, at the type level"
+        )
+    resource = named.get("resource", {}).get("resource")
+    if not isinstance(resource, dict):
+        raise InvalidRequest("a Parameters body for $validate carries the resource to validate")
+    return resource
