@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         default=300, ge=10, description="A claimed delivery is taken again after this long."
     )
     sync_timeout_seconds: float = Field(default=15.0, gt=0)
+    subscription_private_endpoints: bool = Field(
+        default=False,
+        description="Let partners' Subscriptions notify loopback, private or link-local "
+        "addresses other than their registered channel's host (a test bed on one network); "
+        "off, such an endpoint is refused at sending (server-side request forgery).",
+    )
     sync_concurrency: int = Field(
         default=8,
         ge=1,

@@ -7,8 +7,11 @@ The handshake's answer decides the Subscription's status: acknowledged makes it 
 refused makes it `error`; both are written as the server's own change.
 """
 
+import ipaddress
+import socket
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -42,12 +45,15 @@ class Notifier:
         http: httpx.Client,
         fhir_base: str,
         clock: Callable[[], datetime],
+        *,
+        private_endpoints: bool = False,
     ) -> None:
         self._engine = engine
         self._payloads = payloads
         self._http = http
         self._base = fhir_base.rstrip("/")
         self._clock = clock
+        self._private_endpoints = private_endpoints
 
     def deliver(self, row: OutboxRow, partner: PartnerRow, requester: Requester) -> Receipt:
         subscribed = self._subscription(row, partner)
@@ -58,6 +64,7 @@ class Notifier:
                 url, "handshake", 0, None, self._clock(), subscribed.content
             )
             try:
+                self._check_endpoint(subscribed, partner)
                 receipt = channel.deliver(bundle)
             except PartnerRejected:
                 self._set_status(subscribed.id, "error", row.version_id)
@@ -66,6 +73,7 @@ class Notifier:
             return receipt
         if subscribed.status != "active":  # its endpoint is not confirmed yet, or failed
             raise PartnerUnavailable(f"the Subscription is {subscribed.status}")
+        self._check_endpoint(subscribed, partner)
         self._payloads.check_released(row, requester)
         focus = f"{self._base}/{row.resource_type}/{row.resource_id}"
         number = self._event_number(row)
@@ -73,6 +81,10 @@ class Notifier:
             url, "event-notification", number, focus, self._clock(), subscribed.content
         )
         return channel.deliver(bundle)
+
+    def _check_endpoint(self, subscribed: Subscribed, partner: PartnerRow) -> None:
+        if not self._private_endpoints:
+            check_endpoint(subscribed.endpoint, partner.channel_address)
 
     def _subscription(self, row: OutboxRow, partner: PartnerRow) -> Subscribed:
         """The Subscription as it is now: one ended or given to another meanwhile says no."""
@@ -112,3 +124,40 @@ class Notifier:
             current = as_written(stored.content)
             if stored.version_id == version and current.get("status") == "requested":
                 operations.update("Subscription", subscription_id, {**current, "status": status})
+
+
+def check_endpoint(endpoint: str, registered: str | None) -> None:
+    """A partner names where this service POSTs: never an address of its own network (a
+    loopback, private, link-local or reserved one, the name resolved now), except on the host
+    the operator registered as the partner's channel (its own server, as in a test bed)."""
+    host = urlsplit(endpoint).hostname or ""
+    if registered is not None and urlsplit(registered).hostname == host:
+        return
+    if any(_internal(address) for address in _addresses(host)):
+        raise PartnerRejected(
+            "the Subscription's endpoint is on a loopback, private or link-local address"
+        )
+
+
+def _addresses(host: str) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []  # unresolvable: the delivery fails as any unreachable endpoint does
+    return [str(info[4][0]) for info in found]
+
+
+def _internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip.is_multicast
+    )

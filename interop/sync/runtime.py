@@ -53,7 +53,14 @@ def deliverer(
     payloads = Payloads(engine, gates, exports, fhir_base(settings))
     timeout = settings.sync_timeout_seconds
     with httpx.Client(timeout=timeout, follow_redirects=False) as http:
-        notifier = Notifier(engine, payloads, http, fhir_base(settings), clock)
+        notifier = Notifier(
+            engine,
+            payloads,
+            http,
+            fhir_base(settings),
+            clock,
+            private_endpoints=settings.subscription_private_endpoints,
+        )
         yield ChannelDeliverer(
             payloads, http, sync_identity(settings), V2Messages(payloads, clock), notifier, timeout
         )

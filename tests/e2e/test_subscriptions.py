@@ -5,6 +5,8 @@ gate withholds from it, and nobody else sees or touches its Subscription."""
 
 from typing import Any
 
+import pytest
+
 from interop.store.outbox import TransportState
 from tests.conftest import RegisteredPartner, bearer, register_partner
 from tests.e2e.partners import Hook, serving
@@ -13,6 +15,13 @@ from tests.e2e.sync_world import World, consent_for, refer, set_task
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 TOPIC = "http://recovery-interop.example.org/fhir/SubscriptionTopic/referral-task"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture(autouse=True)
+def loopback_hooks(world: World) -> None:
+    """The hooks here listen on loopback for partners with no channel registered there: a
+    test bed on one machine, as `SUBSCRIPTION_PRIVATE_ENDPOINTS` allows."""
+    world.settings = world.settings.model_copy(update={"subscription_private_endpoints": True})
 
 
 def subscription_body(hook: Hook, organization: str, **channel: Any) -> dict[str, Any]:
@@ -106,6 +115,20 @@ class TestLifecycle:
             TransportState.ACKNOWLEDGED,
         )
         assert len(hook.received) == 2  # the handshake, then only the consented change
+
+    def test_an_endpoint_on_this_network_is_never_called(self, world: World) -> None:
+        """SSRF: a partner's Subscription naming a loopback address (or any private one) that
+        is not its registered channel's host is refused at sending, and the Subscription is
+        put in error; the hook is never called."""
+        hook = Hook()
+        with serving(hook):
+            partner, created = subscribe(world, hook)
+            [outcome] = world.run(subscription_private_endpoints=False)
+        assert outcome.state is TransportState.FAILED
+        assert "loopback, private or link-local" in (outcome.error or "")
+        assert hook.received == []
+        mine = world.client.get(f"/fhir/Subscription/{created['id']}", headers=as_(world, partner))
+        assert mine.json()["status"] == "error"
 
     def test_a_refused_handshake_leaves_the_subscription_in_error(self, world: World) -> None:
         hook = Hook(status=410)
