@@ -133,7 +133,11 @@ def _measure(name: str, exports: BulkExports, reader: Requester, total: int) -> 
     elapsed = time.perf_counter() - start
     status = exports.status(job_id, reader, "")
     assert status.manifest is not None, status.error
-    released = sum(item["count"] for item in status.manifest["output"])
+    released = sum(
+        chunk.count(b"\n")
+        for item in status.manifest["output"]
+        for chunk in exports.file(job_id, item["type"], reader).chunks
+    )
     print(
         f"{name}: {total} resources through the gate in {elapsed:.2f} s = "
         f"{total / elapsed:,.0f} resources/s ({released} released)"
