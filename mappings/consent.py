@@ -56,6 +56,7 @@ Content that cannot be read as a Consent raises InvalidResource; a Consent that 
 cannot be relied on under Part 2 is a value, reported by `directive_problems_as_issues`.
 """
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -239,19 +240,47 @@ def revoked(consent: Mapping[str, Any]) -> bool:
     return consent.get("status") == "inactive" or revocation_received(consent)
 
 
-def signing(consent: Mapping[str, Any]) -> tuple[str, str] | None:
-    """What identifies the signing a Consent records: when it was signed and the signed form
-    (the attachment's URL or hash, or the literal sourceReference). Two Consents sharing it
-    are one signed document; None when either is missing."""
-    signed = consent.get("dateTime")
+def signing(consent: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """What identifies one signed document: the instant it was signed, the signed form (the
+    attachment's URL or hash, or the literal sourceReference) and what it permits or refuses
+    (who it names: one form signed for two recipients at once is two consents). Consents
+    sharing it are one document; None when the date or the form is missing."""
+    signed = _instant_text(consent.get("dateTime"))
     source = consent.get("sourceAttachment") or {}
     reference = consent.get("sourceReference") or {}
     form = (source.get("url") or source.get("hash") if isinstance(source, Mapping) else None) or (
         reference.get("reference") if isinstance(reference, Mapping) else None
     )
-    if not isinstance(signed, str) or not isinstance(form, str):
+    if signed is None or not isinstance(form, str):
         return None
-    return signed, form
+    return signed, form, json.dumps(sorted(_named(consent.get("provision"))))
+
+
+def _named(provision: Any) -> set[str]:
+    """Every actor reference a provision tree names."""
+    if not isinstance(provision, Mapping):
+        return set()
+    found = {
+        str(actor.get("reference", {}).get("reference"))
+        for actor in provision.get("actor") or ()
+        if isinstance(actor, Mapping) and isinstance(actor.get("reference"), Mapping)
+    }
+    for nested in provision.get("provision") or ():
+        found |= _named(nested)
+    return found
+
+
+def _instant_text(value: Any) -> str | None:
+    """A dateTime as one spelling of its instant (Z or +00:00 alike); a day as written."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone(UTC).isoformat()
 
 
 def copy_problem(consent: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) -> str | None:

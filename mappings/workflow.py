@@ -140,6 +140,8 @@ def rebased(
     own = _OWN_ELEMENTS[side]
     if side is Side.REQUESTER and cancellation_requested(after):
         own = own | {"businessStatus"}  # its one businessStatus: asking (again) is its own
+    if side is Side.REQUESTER and after.get("status") == "cancelled":
+        own = own | {"statusReason"}  # why it cancels is its own
     for key in (set(after) | set(current)) - own - _NOT_REBASED:
         if after.get(key) != current.get(key) and any(
             version.get(key) == after.get(key) for version in earlier
@@ -158,7 +160,19 @@ def rebased(
 
 def _notes(current: Mapping[str, Any], after: Mapping[str, Any]) -> list[Any]:
     kept = list(current.get("note") or ())
-    return kept + [note for note in after.get("note") or () if note not in kept]
+    known = {_note_key(note) for note in kept}
+    return kept + [note for note in after.get("note") or () if _note_key(note) not in known]
+
+
+def _note_key(note: Any) -> tuple[Any, ...]:
+    """A note as both servers hold it: references are absolute on one side and relative on
+    the other (REFERRALS.md), so its author is compared by type and id."""
+    if not isinstance(note, Mapping):
+        return (repr(note),)
+    author = note.get("authorReference")
+    named = author.get("reference") if isinstance(author, Mapping) else None
+    who = tuple(named.rstrip("/").split("/")[-2:]) if isinstance(named, str) else None
+    return (note.get("text"), note.get("time"), who, note.get("authorString"))
 
 
 def _put(resource: dict[str, Any], key: str, value: Any) -> None:
@@ -308,9 +322,9 @@ def _note_author_problem(
         return None
     party = after.get(side.value)
     writer = party.get("reference") if isinstance(party, Mapping) else None
-    kept = list(before.get("note") or ())
+    kept = {_note_key(note) for note in before.get("note") or ()}
     for note in after.get("note") or ():
-        if note in kept or not isinstance(note, Mapping):
+        if _note_key(note) in kept or not isinstance(note, Mapping):
             continue
         author = note.get("authorReference")
         named = author.get("reference") if isinstance(author, Mapping) else None

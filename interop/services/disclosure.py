@@ -149,7 +149,6 @@ class GateSession:
         self._entries: list[LogEntry] = []
         self.released = Released()
         self._emergency_open = interaction not in _ACROSS_PATIENTS
-        self._emergency_patient: str | None = None
         self._emergency_carriers: list[str] | None = None
 
     @property
@@ -219,11 +218,9 @@ class GateSession:
 
     def _emergency_for(self, patient: str) -> EmergencyFacts | None:
         """The requester's emergency, for the patient it names (a token's emergency is about
-        one patient: more requests do not make it reach more), and within a request for the
-        first patient released under it; any other patient's records stay behind consent."""
-        if not self._emergency_open or self._emergency_patient not in (None, patient):
-            return None
-        if not self._emergency_names(patient):
+        one patient: more requests do not make it reach more); any other patient's records
+        stay behind consent."""
+        if not self._emergency_open or not self._emergency_names(patient):
             return None
         return _engine_emergency(self._requester)
 
@@ -368,8 +365,6 @@ class GateSession:
         rule = decision.reasons[0].rule if decision.reasons else ("P1" if not part2 else "P2")
         labels = tuple((coding.system or "", coding.code) for coding in decision.obligations.labels)
         emergency = self._emergency_facts() if decision.emergency else None
-        if decision.emergency and decision.outcome is Outcome.PERMIT:
-            self._emergency_patient = patient
         if decision.outcome is not Outcome.PERMIT:
             self._log(
                 patient,

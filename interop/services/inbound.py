@@ -47,7 +47,6 @@ from adapters.hl7v2.messages import Hl7DateTime, Note, ReferralProvider
 from adapters.hl7v2.messages import Patient as V2Patient
 from consent import vocabulary as v
 from interop.services.errors import (
-    BusinessRuleBroken,
     InvalidRequest,
     PreconditionFailed,
     ResourceNotFound,
@@ -297,26 +296,19 @@ def _cancellation(session: Session, message: Referral) -> list[str]:
         return _cancel(session, lookup, system, message)
 
 
-def _check_referrers(order: StoredVersion, referring: str) -> None:
-    """RF1-6 is unique only within its referrer (namespaces such as "EPIC" are shared by many
-    hospitals): a message naming another referrer's referral is held, never applied to it."""
-    if f"Organization/{referring}" not in order.custodians:
-        raise BusinessRuleBroken(
-            "RF1-6 names a referral another referring program sent: it is not applied"
-        )
-
-
 def _cancel(
     session: Session, lookup: ResourceOperations, system: str, message: Referral
 ) -> list[str]:
-    criteria = [("identifier", f"{system}|{_searchable(message.originating_id.value)}")]
-    order = lookup.single_match("ServiceRequest", criteria, "")
+    referring = _known_program(lookup, message.referring, message.header.segment.value(4))
+    criteria = [
+        ("identifier", f"{system}|{_searchable(message.originating_id.value)}"),
+        ("requester", f"Organization/{referring}"),
+    ]
+    order = lookup.single_match("ServiceRequest", criteria, "") if referring else None
     if order is None:
-        raise ResourceNotFound(f"no referral with RF1-6 {message.originating_id.value!r} is known")
-    referring = _known_program(lookup, message.referring)
-    if referring is None:
-        raise BusinessRuleBroken("the referring program (PRD RP) is not the referral's referrer")
-    _check_referrers(order, referring)
+        raise ResourceNotFound(
+            f"no referral with RF1-6 {message.originating_id.value!r} from this referrer is known"
+        )
     task_id = f"{order.resource_id}-task"[:64]
     current = as_written(lookup.read("Task", task_id).content)
     referrer = _party(current, "requester")
@@ -410,11 +402,15 @@ def _referred(
     labels = _part2_labels(message)
     client = _client(operations, message.patient, labels)
     placer = m.Identifier(referral_system(_namespace(message)), message.originating_id.value)
+    # RF1-6 is unique within its referrer only (a namespace such as "EPIC" is shared by many
+    # hospitals): the referral it names is this referrer's, never another's.
     existing = operations.conditional_match(
-        "ServiceRequest", f"identifier={placer.system}|{placer.value}", ""
+        "ServiceRequest",
+        f"identifier={placer.system}|{placer.value}&requester=Organization/{referring}",
+        "",
     )
     if existing is not None:
-        _check_referrers(existing, referring)
+        labels = (*_labels_of(existing), *labels)
     referral_id = m.Id(existing.resource_id if existing else str(uuid.uuid4()))
     authored = _when(message.header.sent_at) or datetime.now(UTC)
     referral = m.Referral(
@@ -487,6 +483,16 @@ def _part2_labels(message: Referral) -> tuple[m.Code, ...]:
     labels = [m.Code(v.CONFIDENTIALITY, level)]
     labels += [m.Code(v.ACT_CODE, code) for code in codes if code not in ("N", "R", "V")]
     return tuple(dict.fromkeys(labels))
+
+
+def _labels_of(stored: StoredVersion) -> tuple[m.Code, ...]:
+    """The security labels a stored version carries: a resend never takes one away."""
+    meta = orjson.loads(stored.content or b"{}").get("meta", {})
+    return tuple(
+        m.Code(str(label.get("system", "")), str(label.get("code", "")))
+        for label in meta.get("security", [])
+        if isinstance(label, dict) and label.get("code") and label.get("system")
+    )
 
 
 def _is_part2_notice(note: Note) -> bool:

@@ -14,12 +14,13 @@ def validated_resource(body: dict[str, Any]) -> dict[str, Any]:
     """The resource a $validate asks about: the body itself, or its Parameters' `resource`."""
     if body.get("resourceType") != "Parameters":
         return body
+    parameters = body.get("parameter")
     named = {
         str(parameter.get("name")): parameter
-        for parameter in body.get("parameter") or ()
+        for parameter in (parameters if isinstance(parameters, list) else ())
         if isinstance(parameter, dict)
     }
-    mode = named.get("mode", {}).get("valueCode")
+    mode = named.get("mode", {}).get("valueCode")  # absent: create
     if mode not in _TYPE_LEVEL_MODES:
         raise InvalidRequest(
             f"$validate mode {str(mode)[:20]!r} is not offered: only create, at the type level"

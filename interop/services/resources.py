@@ -313,8 +313,11 @@ class ResourceOperations:
                 _custodians(row),
             )
             self._check_consent_patient(resource_type, resource)
-        resource = self._rebased(resource_type, row, resource)
         fhir.validate(resource)
+        rebased = self._rebased(resource_type, row, resource)
+        if rebased != resource:
+            resource = rebased
+            fhir.validate(resource)
         resource = self._prepared(resource_type, resource)
         if if_match is not None:
             _check_if_match(row, if_match)
@@ -340,14 +343,14 @@ class ResourceOperations:
             return
         if row is None or row.deleted:
             return
-        if resource_type == "Consent":
-            self._check_revocation_kept(resource_id)
         if self._guard is not None:
             self._guard.check(resource_type, row.content, None, _custodians(row))
             if resource_type == "Task" and is_fulfillment(orjson.loads(row.content or b"{}")):
                 raise BusinessRuleBroken(
                     "a referral's Task is not deleted by a partner: mark it entered-in-error"
                 )
+        if resource_type == "Consent":
+            self._check_revocation_kept(resource_id)
         stored = StoredVersion(
             resource_type, resource_id, row.version_id + 1, now_ms(), "DELETE", None, "", ()
         ).with_origin(self._gate.requester.organization, _custodians(row))

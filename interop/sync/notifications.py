@@ -11,6 +11,7 @@ import ipaddress
 import socket
 from collections.abc import Callable
 from datetime import datetime
+from typing import Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -139,6 +140,13 @@ def check_endpoint(endpoint: str, registered: str | None) -> None:
         )
 
 
+def on_private_network(url: str) -> bool:
+    """Whether this service itself is reached on such an address (a test bed on one machine or
+    network): its partners' servers are then there too."""
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or any(_internal(address) for address in _addresses(host))
+
+
 def _addresses(host: str) -> list[str]:
     try:
         return [str(ipaddress.ip_address(host))]
@@ -154,10 +162,15 @@ def _addresses(host: str) -> list[str]:
 def _internal(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     return (
-        ip.is_loopback
+        ip in _SHARED_ADDRESS_SPACE
+        or ip.is_loopback
         or ip.is_private
         or ip.is_link_local
         or ip.is_reserved
         or ip.is_unspecified
         or ip.is_multicast
     )
+
+
+_SHARED_ADDRESS_SPACE: Final = ipaddress.ip_network("100.64.0.0/10")
+"""RFC 6598 carrier-grade NAT space, where some clouds keep their metadata service."""

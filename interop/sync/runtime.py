@@ -14,7 +14,7 @@ from interop.settings import Settings
 from interop.sync.channels import ChannelDeliverer
 from interop.sync.dispatcher import Dispatcher, RetryPolicy
 from interop.sync.identity import SyncIdentity, load_identity
-from interop.sync.notifications import Notifier
+from interop.sync.notifications import Notifier, on_private_network
 from interop.sync.payloads import Payloads
 from interop.sync.poller import Poller
 from interop.sync.v2 import V2Messages
@@ -59,7 +59,8 @@ def deliverer(
             http,
             fhir_base(settings),
             clock,
-            private_endpoints=settings.subscription_private_endpoints,
+            private_endpoints=settings.subscription_private_endpoints
+            or on_private_network(public_root(settings)),
         )
         yield ChannelDeliverer(
             payloads, http, sync_identity(settings), V2Messages(payloads, clock), notifier, timeout

@@ -324,3 +324,27 @@ def test_the_requester_may_ask_to_cancel_again_after_the_owner_moved_on() -> Non
     reset = shared("in-progress", businessStatus={"text": "admitted"})
     again = rebased(reset, asked, [shared("in-progress"), asked, reset], Side.REQUESTER)
     assert again["businessStatus"] == ASKED["businessStatus"]
+
+
+def test_a_note_read_back_from_the_other_server_is_the_same_note() -> None:
+    """The requester's note comes back in the owner's copy with its author absolute: it is
+    not a second note, nor one the owner signs in the requester's name."""
+    mine = {"text": "mornings", "authorReference": {"reference": "Organization/harbor"}}
+    theirs = {
+        "text": "mornings",
+        "authorReference": {"reference": "https://harbor.example/fhir/Organization/harbor"},
+    }
+    current = shared("requested", note=[mine])
+    read_back = shared("accepted", note=[theirs])
+    merged = rebased(current, read_back, [current], Side.OWNER)
+    assert merged["note"] == [mine]
+    assert task_change_problem(current, merged, Side.OWNER) is None
+
+
+def test_why_the_requester_cancels_is_its_own_even_a_reason_used_before() -> None:
+    held = shared("on-hold", statusReason={"text": "x"})
+    cleared = shared("accepted")
+    cancelling = shared("cancelled", statusReason={"text": "x"})
+    merged = rebased(cleared, cancelling, [shared("requested"), held, cleared], Side.REQUESTER)
+    assert merged["statusReason"] == {"text": "x"}
+    assert task_change_problem(cleared, merged, Side.REQUESTER) is None

@@ -105,9 +105,27 @@ class TestConsentedRecipient:
         assert kept.status_code == 422, kept.text
         assert "is kept" in kept.json()["issue"][0]["diagnostics"]
         copy = {k: v for k, v in consent.items() if k != "id"}
-        copied = client.post("/fhir/Consent", json=copy, headers=FHIR_JSON)
-        assert copied.status_code == 422, copied.text
-        assert "signed and dated anew" in copied.json()["issue"][0]["diagnostics"]
+        respelled = {**copy, "dateTime": copy["dateTime"].replace("Z", "+00:00")}
+        for same in (copy, respelled):
+            copied = client.post("/fhir/Consent", json=same, headers=FHIR_JSON)
+            assert copied.status_code == 422, copied.text
+            assert "signed and dated anew" in copied.json()["issue"][0]["diagnostics"]
+        extended = {**copy["provision"], "period": {"start": "2026-01-05", "end": "2031-01-01"}}
+        assert (
+            client.post(
+                "/fhir/Consent", json={**copy, "provision": extended}, headers=FHIR_JSON
+            ).status_code
+            == 422
+        )  # the same document, its period edited
+        [permit] = copy["provision"]["provision"]
+        [actor] = permit["actor"]
+        elsewhere = {**actor, "reference": {"reference": world.b.organization}}
+        other_recipient = {
+            **copy,
+            "provision": {**copy["provision"], "provision": [{**permit, "actor": [elsewhere]}]},
+        }
+        signed_with_it = client.post("/fhir/Consent", json=other_recipient, headers=FHIR_JSON)
+        assert signed_with_it.status_code == 201, signed_with_it.text  # another document
         assert anonymous.get(plan, headers=as_(anonymous, world.a)).status_code == 404
         received = {"url": REVOCATION_RECEIVED, "valueDate": "2026-11-20"}
         anew = {

@@ -187,4 +187,6 @@ class TestCapabilityStatement:
             ],
         }
         assert client.post("/fhir/Patient/$validate", json=update).status_code == 400
+        odd = {"resourceType": "Parameters", "parameter": 5}
+        assert client.post("/fhir/Patient/$validate", json=odd).status_code == 400
         fhir.validate(client.get("/fhir/metadata").json())  # raises on what R4 refuses

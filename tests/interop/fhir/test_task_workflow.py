@@ -134,3 +134,17 @@ def test_each_side_writes_the_task_as_it_last_saw_it_and_nothing_of_the_other_is
     )
     reopened = put(anonymous, harbor, {**answer.json(), "businessStatus": {"text": "mine now"}})
     assert reopened.status_code == 422, reopened.text
+
+
+def test_a_malformed_write_of_the_shared_task_is_a_400_not_a_crash(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    """The body is validated before it is rebased on the stored Task: 422 naming what is
+    wrong, as for any invalid resource, never a 500."""
+    shared, harbor, _bayview = referral(anonymous, client)
+    for odd, where in (({"note": 5}, "Task.note"), ({"businessStatus": {"coding": 5}}, None)):
+        answer = put(anonymous, harbor, {**shared, **odd})
+        assert answer.status_code == 422, answer.text
+        [issue] = answer.json()["issue"]
+        assert issue["code"] == "structure"
+        assert where is None or issue["expression"] == [where]

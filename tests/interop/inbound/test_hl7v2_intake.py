@@ -100,28 +100,54 @@ def test_a_referral_names_the_referrers_patient_never_another_partys_client(
     assert number in referred["identifier"]
 
 
-def test_another_referrer_reusing_an_rf1_6_is_held_not_applied(
+def test_another_referrer_reusing_an_rf1_6_has_a_referral_of_its_own(
     inbound: InboundService, client: TestClient, radiant: str
 ) -> None:
     """RF1-6 is unique within its referrer only ("226839^EPIC" could be any Epic hospital's):
-    another referrer's REF^I12 or REF^I14 with it neither rewrites nor cancels the first
-    referrer's referral."""
+    another referrer's REF^I12 with it is a referral of its own, and its REF^I14 cancels that
+    one, never the first referrer's."""
     folder = corpus("hl7v2")
     assert msa(inbound.receive((folder / "REF-I12-01.hl7").read_bytes(), "mllp")) == "AA"
-    [order] = [e["resource"] for e in client.get("/fhir/ServiceRequest").json()["entry"]]
+    [first] = [e["resource"] for e in client.get("/fhir/ServiceRequest").json()["entry"]]
 
     def from_mallory(name: str) -> bytes:
         raw = (folder / name).read_bytes().replace(b"|GOOD HEALTH HOSPITAL|", b"|MALLORY CLINIC|")
         return raw.replace(b"PATID1234", b"PATID9999")
 
-    assert msa(inbound.receive(from_mallory("REF-I12-01.hl7"), "mllp")) == "AE"
-    assert msa(inbound.receive(from_mallory("REF-I14-01.hl7"), "mllp")) == "AE"
-    reasons = [problem for held in inbound.held() for problem in held.problems]
-    assert any("another referring program" in reason for reason in reasons), reasons
-    [still] = [e["resource"] for e in client.get("/fhir/ServiceRequest").json()["entry"]]
-    assert (still["subject"], still["requester"]) == (order["subject"], order["requester"])
-    [entry] = client.get("/fhir/Task", params={"code": "fulfill"}).json()["entry"]
-    assert entry["resource"]["status"] == "requested"
+    assert msa(inbound.receive(from_mallory("REF-I12-01.hl7"), "mllp")) == "AA"
+    assert msa(inbound.receive(from_mallory("REF-I14-01.hl7"), "mllp")) == "AA"
+    orders = {
+        e["resource"]["id"]: e["resource"]
+        for e in client.get("/fhir/ServiceRequest").json()["entry"]
+    }
+    assert len(orders) == 2
+    assert (orders[first["id"]]["subject"], orders[first["id"]]["requester"]) == (
+        first["subject"],
+        first["requester"],
+    )
+    tasks = {
+        e["resource"]["focus"]["reference"]: e["resource"]["status"]
+        for e in client.get("/fhir/Task", params={"code": "fulfill"}).json()["entry"]
+    }
+    assert tasks.pop(f"ServiceRequest/{first['id']}") == "requested"
+    assert list(tasks.values()) == ["cancelled"]
+
+
+def test_a_resent_referral_without_its_marking_keeps_its_labels(
+    inbound: InboundService, client: TestClient
+) -> None:
+    """A resend updates the order: what it is labelled as it keeps (a label is never taken
+    away by the sender's next message)."""
+    program = {
+        **organization("Northside Clinic"),
+        "identifier": [{"system": NPI, "value": "9876543210"}],
+    }
+    assert client.post("/fhir/Organization", json=program, headers=FHIR_JSON).status_code == 201
+    assert msa(inbound.receive(write_referral(referral(part2=MARKING), envelope()), "mllp")) == "AA"
+    assert msa(inbound.receive(write_referral(referral(), envelope("OUT-0002")), "mllp")) == "AA"
+    [order] = client.get("/fhir/ServiceRequest").json()["entry"]
+    codes = {label["code"] for label in order["resource"]["meta"]["security"]}
+    assert {"R", "42CFRPart2"} <= codes
 
 
 def test_a_resent_referral_updates_instead_of_doubling(
@@ -212,7 +238,7 @@ class TestCancellation:
         assert msa(inbound.receive(raw, "mllp")) == "AE"
         [held] = inbound.held()
         assert held.message_type == "REF^I14"
-        assert "no referral with RF1-6 '226839' is known" in held.problems[0]
+        assert "no referral with RF1-6 '226839' from this referrer is known" in held.problems[0]
 
     def test_work_in_progress_is_not_cancelled_by_the_referrer(
         self, inbound: InboundService, client: TestClient, radiant: str
