@@ -106,10 +106,13 @@ class DocumentExports:
     ) -> bytes:
         """A document shown to a staff member: what its receiver may have. Fetched by the
         receiving program's own staff, it has left for the receiver: a disclosure, accounted
-        by what it holds, as when a channel sends it. Anyone else sees a preview, a use by
+        by what it holds, as when a channel sends it (a case manager working for several
+        programs fetches for the receiving one among them). Anyone else sees a preview, a use by
         their program, of records their program may see too: a preview does not show another
         program's staff what the receiver may have and they may not (403)."""
-        viewer = self._cases.requester_for(staff, staff.programs[0] if staff.programs else None)
+        receiving = receiver.organization.removeprefix("Organization/")
+        program = receiving if receiving in staff.programs else next(iter(staff.programs), None)
+        viewer = self._cases.requester_for(staff, program)
         if viewer.organization == receiver.organization and not viewer.first_party:
             return self._export(receiver, SENT, outgoing_from)
         return self._export(receiver, PREVIEW, outgoing_from, viewer=viewer)

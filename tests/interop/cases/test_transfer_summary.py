@@ -131,7 +131,8 @@ def test_the_receivers_staff_fetching_the_summary_is_a_disclosure_accounted_by_c
 ) -> None:
     """A2: the receiving program's case manager holds the document, so it has left for that
     program; the accounting names everything in it, as when a channel sends it."""
-    browser, _csrf = staff(anonymous, "cy.iop", Role.CASE_MANAGER, ("bayview-iop",))
+    programs = ("northside-primary", "bayview-iop")  # the receiving one not first
+    browser, _csrf = staff(anonymous, "cy.iop", Role.CASE_MANAGER, programs)
     response = browser.get(SUMMARY)
     assert response.status_code == 200, response.text
     sent = [d for d in accounted(client) if d.row.interaction == "ccda-send"]
