@@ -171,8 +171,7 @@ def _note_key(note: Any) -> tuple[Any, ...]:
         return (repr(note),)
     author = note.get("authorReference")
     named = author.get("reference") if isinstance(author, Mapping) else None
-    who = tuple(named.rstrip("/").split("/")[-2:]) if isinstance(named, str) else None
-    return (note.get("text"), note.get("time"), who, note.get("authorString"))
+    return (note.get("text"), note.get("time"), _type_and_id(named), note.get("authorString"))
 
 
 def _put(resource: dict[str, Any], key: str, value: Any) -> None:
@@ -335,9 +334,13 @@ def _note_author_problem(
 
 def _same_reference(one: Any, other: Any) -> bool:
     """Relative or absolute, as partners write across servers: the same type and id."""
-    if not isinstance(one, str) or not isinstance(other, str):
-        return False
-    return one.rstrip("/").split("/")[-2:] == other.rstrip("/").split("/")[-2:]
+    found = _type_and_id(one)
+    return found is not None and found == _type_and_id(other)
+
+
+def _type_and_id(reference: Any) -> tuple[str, ...] | None:
+    """A reference's last two segments (type and id), whether relative or absolute."""
+    return tuple(reference.rstrip("/").split("/")[-2:]) if isinstance(reference, str) else None
 
 
 def _asks_to_cancel(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:

@@ -194,7 +194,7 @@ def _recipient(operations: ResourceOperations, recipients: tuple[CdaOrganization
         for ii in organization.ids:
             identifier = _identifier(ii)
             if identifier is not None:
-                found = _match(operations, "Organization", identifier)
+                found = _organization_with(operations, identifier)
                 if found is not None:
                     return found
         for name in organization.names:
@@ -208,13 +208,13 @@ def _recipient(operations: ResourceOperations, recipients: tuple[CdaOrganization
     )
 
 
-def _match(operations: ResourceOperations, kind: str, identifier: m.Identifier) -> str | None:
-    """The one resource with this identifier, if any."""
+def _organization_with(operations: ResourceOperations, identifier: m.Identifier) -> str | None:
+    """The one Organization with this identifier, if any."""
     token = _token(identifier)
     if token is None:
         return None
     try:
-        found = operations.single_match(kind, [("identifier", token)], "")
+        found = operations.single_match("Organization", [("identifier", token)], "")
     except (PreconditionFailed, InvalidRequest):
         return None
     return None if found is None else found.resource_id

@@ -618,8 +618,9 @@ class ResourceOperations:
     def _check_not_a_revoked_copy(
         self, resource_type: str, resource_id: str | None, consent: dict[str, Any]
     ) -> None:
-        """A Consent with the signing (date and signed form) of one the patient revoked, in any
-        of its versions, is that revoked document under another id: never put in force (C5)."""
+        """A Consent with the signing (`mappings.consent.signing`) of one the patient revoked, in
+        any of its versions, is that revoked document under another id: never put in force
+        (C5)."""
         if resource_type != "Consent" or signing(consent) is None:
             return
         reference = consent.get("patient")
@@ -635,10 +636,7 @@ class ResourceOperations:
             if ident != resource_id
         }
         versions = (
-            orjson.loads(version.content)
-            for ident in sorted(others)
-            for version in self._repository.history("Consent", ident, None)
-            if version.content is not None
+            version for ident in sorted(others) for version in self._versions("Consent", ident)
         )
         problem = copy_problem(consent, versions)
         if problem is not None:
@@ -648,20 +646,17 @@ class ResourceOperations:
         """A revoked Consent records the patient's written revocation (§2.31, C6): it is kept,
         not deleted (mark one recorded by mistake entered-in-error), so that no copy of it
         is ever taken for a consent in force."""
-        for version in self._repository.history("Consent", resource_id, None):
-            if version.content is not None and revoked(orjson.loads(version.content)):
-                raise BusinessRuleBroken(
-                    "a revoked consent records the patient's revocation and is kept: "
-                    "mark it entered-in-error if it was recorded by mistake"
-                )
+        if any(revoked(version) for version in self._versions("Consent", resource_id)):
+            raise BusinessRuleBroken(
+                "a revoked consent records the patient's revocation and is kept: "
+                "mark it entered-in-error if it was recorded by mistake"
+            )
 
     def _check_not_revived(self, resource_id: str, after: dict[str, Any]) -> None:
         """A Consent revoked in any earlier version, however it was changed or deleted
         since, is never put back in force (C5, C6: revocation is the patient's written act)."""
-        for version in self._repository.history("Consent", resource_id, None):
-            if version.content is None:
-                continue
-            problem = revival_problem(orjson.loads(version.content), after)
+        for version in self._versions("Consent", resource_id):
+            problem = revival_problem(version, after)
             if problem is not None:
                 raise BusinessRuleBroken(problem)
 
@@ -677,9 +672,15 @@ class ResourceOperations:
         side = _side(self._origin, current)
         if side is Side.EITHER or not is_fulfillment(current):
             return resource
-        versions = self._repository.history("Task", row.resource_id, None)
-        earlier = [orjson.loads(version.content) for version in versions if version.content]
+        earlier = list(self._versions("Task", row.resource_id))
         return rebased(current, resource, earlier, side)
+
+    def _versions(self, resource_type: str, resource_id: str) -> Iterator[dict[str, Any]]:
+        """Every stored version of a resource, newest first, deletions left out: the checks
+        that read what a record ever was (a revocation, the other side's earlier values)."""
+        for version in self._repository.history(resource_type, resource_id, None):
+            if version.content is not None:
+                yield orjson.loads(version.content)
 
     def _check_workflow(
         self, resource_type: str, before: bytes | None, after: dict[str, Any]

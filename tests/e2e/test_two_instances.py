@@ -85,16 +85,20 @@ def instance_b(world: World, tmp_path: Path) -> Iterator[InstanceB]:
         process.wait(timeout=20)
 
 
-def test_a_referral_pushed_by_another_instance_lands_as_its_referral(
-    world: World, instance_b: InstanceB
-) -> None:
-    channel = ChannelConfig(
+def fhir_channel_to(instance_b: InstanceB) -> ChannelConfig:
+    """B reached at its FHIR server, as A's registration there (README, two instances)."""
+    return ChannelConfig(
         ChannelKind.FHIR,
         f"{instance_b.root}/fhir",
         instance_b.a_client_id,
         f"{instance_b.root}/auth/token",
     )
-    program_at_a = world.register(PROGRAM_AT_B, channel)
+
+
+def test_a_referral_pushed_by_another_instance_lands_as_its_referral(
+    world: World, instance_b: InstanceB
+) -> None:
+    program_at_a = world.register(PROGRAM_AT_B, fhir_channel_to(instance_b))
     refer(world.client, program_at_a)
 
     [outcome] = world.run(sync_timeout_seconds=REAL_PROCESS_TIMEOUT)
@@ -121,13 +125,7 @@ def test_a_note_the_requester_adds_after_the_owner_moved_reaches_the_owner(
 ) -> None:
     """A's push carries its whole Task as A last saw it (status requested) after B accepted:
     B keeps its acceptance and takes A's note, and the delivery is acknowledged, not refused."""
-    channel = ChannelConfig(
-        ChannelKind.FHIR,
-        f"{instance_b.root}/fhir",
-        instance_b.a_client_id,
-        f"{instance_b.root}/auth/token",
-    )
-    program_at_a = world.register(PROGRAM_AT_B, channel)
+    program_at_a = world.register(PROGRAM_AT_B, fhir_channel_to(instance_b))
     refer(world.client, program_at_a)
     world.run(sync_timeout_seconds=REAL_PROCESS_TIMEOUT)
     b = {"Authorization": instance_b.ehr_authorization, "Content-Type": "application/fhir+json"}

@@ -96,6 +96,29 @@ def completed_unchecked() -> Handoff:
     )
 
 
+def completed_task() -> dict[str, Any]:
+    """`completed_unchecked()`'s Task as the program's EHR would PUT it."""
+    [task] = [
+        entry["resource"]
+        for entry in handoff.to_fhir(completed_unchecked())["entry"]
+        if entry["resource"]["resourceType"] == "Task"
+    ]
+    return task
+
+
+def assert_completion_refused(client: TestClient, completed: dict[str, Any]) -> None:
+    """A FHIR PUT completing the handoff is refused for its checklist, and nothing changes."""
+    refused = client.put(
+        "/fhir/Task/handoff-1", json=completed, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["diagnostics"] == (
+        "the handoff cannot be completed before its transfer checklist is; not done: "
+        "intake-confirmed, medication-reconciliation"
+    )
+    assert stored_task(client)["status"] == "in-progress"
+
+
 def test_a_handoff_is_started_with_its_start_and_read_back_with_it(
     manager: tuple[TestClient, dict[str, str]], client: TestClient
 ) -> None:
@@ -173,21 +196,9 @@ def test_a_fhir_put_completing_the_task_is_held_to_the_same_checklist(
 ) -> None:
     """The program's EHR writing the Task itself meets the rule the case API does."""
     assert put(manager, in_progress()).status_code == 200
-    [task] = [
-        entry["resource"]
-        for entry in handoff.to_fhir(completed_unchecked())["entry"]
-        if entry["resource"]["resourceType"] == "Task"
-    ]
+    task = completed_task()
     completed = {**task, "meta": stored_task(client)["meta"]}
-    refused = client.put(
-        "/fhir/Task/handoff-1", json=completed, headers={"Content-Type": "application/fhir+json"}
-    )
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["issue"][0]["diagnostics"] == (
-        "the handoff cannot be completed before its transfer checklist is; not done: "
-        "intake-confirmed, medication-reconciliation"
-    )
-    assert stored_task(client)["status"] == "in-progress"
+    assert_completion_refused(client, completed)
 
 
 @pytest.mark.parametrize(
@@ -203,19 +214,7 @@ def test_leaving_checklist_entries_out_of_the_completing_write_finishes_nothing(
     """A checklist item the Task listed is done only when marked done: a write that leaves it
     (or the transfer summary that makes the Task a handoff) out is held to it all the same."""
     assert put(manager, in_progress()).status_code == 200
-    [task] = [
-        entry["resource"]
-        for entry in handoff.to_fhir(completed_unchecked())["entry"]
-        if entry["resource"]["resourceType"] == "Task"
-    ]
+    task = completed_task()
     kept = [item for item in task.pop("input") if dropped and dropped not in str(item)]
     completed = {**task, "meta": stored_task(client)["meta"], **({"input": kept} if kept else {})}
-    refused = client.put(
-        "/fhir/Task/handoff-1", json=completed, headers={"Content-Type": "application/fhir+json"}
-    )
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["issue"][0]["diagnostics"] == (
-        "the handoff cannot be completed before its transfer checklist is; not done: "
-        "intake-confirmed, medication-reconciliation"
-    )
-    assert stored_task(client)["status"] == "in-progress"
+    assert_completion_refused(client, completed)

@@ -218,22 +218,21 @@ def test_patient_without_consents_has_no_consent(
     assert card["extension"]["decision"] == "NO_CONSENT"
 
 
-def test_content_is_labelled_or_redacted(anonymous: TestClient, detox: RegisteredPartner) -> None:
-    sud = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "SUD"}
-    content = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {
-                "resource": {
-                    "resourceType": "Condition",
-                    "meta": {"security": [sud]},
-                    "subject": {"reference": "Patient/x"},
-                }
-            },
-            {"resource": {"resourceType": "Organization", "name": "Not patient data"}},
-        ],
+def sud_content(patient: str) -> dict[str, Any]:
+    """A consult's content: a collection Bundle with one SUD-labelled Condition of `patient`."""
+    condition = {
+        "resourceType": "Condition",
+        "meta": {"security": [{"system": ACT_CODE, "code": "SUD"}]},
+        "subject": {"reference": patient},
     }
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": condition}]}
+
+
+def test_content_is_labelled_or_redacted(anonymous: TestClient, detox: RegisteredPartner) -> None:
+    content = sud_content("Patient/x")
+    content["entry"].append(
+        {"resource": {"resourceType": "Organization", "name": "Not patient data"}}
+    )
     permitted = consult(anonymous, detox, "Riverside Residential", content=content)["cards"][0]
     kept = permitted["extension"]["content"]["entry"]
     assert len(kept) == 2
@@ -244,7 +243,7 @@ def test_content_is_labelled_or_redacted(anonymous: TestClient, detox: Registere
     ]
     redact = denied["extension"]["obligations"][0]
     assert redact["id"]["code"] == "REDACT"
-    assert redact["parameters"]["codes"] == [sud]
+    assert redact["parameters"]["codes"] == [{"system": ACT_CODE, "code": "SUD"}]
 
 
 def test_callers_authenticate_like_any_partner(anonymous: TestClient) -> None:
@@ -336,20 +335,7 @@ def test_a_withheld_client_with_a_refusal_is_answered_for_as_nobody(
     assert anonymous.get(
         f"/fhir/{world.client_ref}", headers=as_(anonymous, world.b)
     ).status_code == (404)
-    sud = {"system": ACT_CODE, "code": "SUD"}
-    content = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {
-                "resource": {
-                    "resourceType": "Condition",
-                    "meta": {"security": [sud]},
-                    "subject": {"reference": world.client_ref},
-                }
-            }
-        ],
-    }
+    content = sud_content(world.client_ref)
 
     for asked in (None, content):
         before = len(consult_rows(settings, world.b))

@@ -3,6 +3,7 @@
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -49,6 +50,15 @@ def radiant(client: TestClient) -> str:
     assert created.status_code == 201, created.text
     ident: str = created.json()["id"]
     return ident
+
+
+def program_with_npi(client: TestClient, name: str, npi: str) -> dict[str, Any]:
+    """A program here known by its NPI (as a REF^I12's PRD RT may name it)."""
+    body = {**organization(name), "identifier": [{"system": NPI, "value": npi}]}
+    created = client.post("/fhir/Organization", json=body, headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+    stored: dict[str, Any] = created.json()
+    return stored
 
 
 def total(client: TestClient, resource_type: str, **params: str) -> int:
@@ -138,11 +148,7 @@ def test_a_resent_referral_without_its_marking_keeps_its_labels(
 ) -> None:
     """A resend updates the order: what it is labelled as it keeps (a label is never taken
     away by the sender's next message)."""
-    program = {
-        **organization("Northside Clinic"),
-        "identifier": [{"system": NPI, "value": "9876543210"}],
-    }
-    assert client.post("/fhir/Organization", json=program, headers=FHIR_JSON).status_code == 201
+    program_with_npi(client, "Northside Clinic", "9876543210")  # whom `referral()` refers to
     assert msa(inbound.receive(write_referral(referral(part2=MARKING), envelope()), "mllp")) == "AA"
     assert msa(inbound.receive(write_referral(referral(), envelope("OUT-0002")), "mllp")) == "AA"
     [order] = client.get("/fhir/ServiceRequest").json()["entry"]
@@ -268,14 +274,7 @@ def test_the_program_referred_to_is_found_by_its_npi_whatever_its_name(
 ) -> None:
     """PRD-10 (XON) names the program by an identifier with its assigning authority: an NPI
     finds the stored Organization even when the message spells its name otherwise."""
-    stored = client.post(
-        "/fhir/Organization",
-        json={
-            **organization("Harbor Recovery (Springfield campus)"),
-            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
-        },
-        headers=FHIR_JSON,
-    ).json()
+    stored = program_with_npi(client, "Harbor Recovery (Springfield campus)", "1234567893")
     referred_to = segment(
         "PRD",
         {
@@ -324,14 +323,7 @@ class TestReferredTo:
     ) -> None:
         """adapters.hl7v2.outbound names a program as PRD-4's facility and its NPI in PRD-7:
         the NPI finds it here even when the sender spells its name otherwise."""
-        stored = client.post(
-            "/fhir/Organization",
-            json={
-                **organization("Harbor Recovery"),
-                "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
-            },
-            headers=FHIR_JSON,
-        ).json()
+        stored = program_with_npi(client, "Harbor Recovery", "1234567893")
         referred_to = segment(
             "PRD",
             {
@@ -369,11 +361,7 @@ def test_a_referral_marked_as_part2_data_is_stored_labelled_as_it(
     writer marks (MSH-8 R, the notice NTE with its labels) is stored with those labels on
     the Patient, ServiceRequest and Task, so the gate guards it even when its sender is no
     Part 2 program known here; an unmarked one gets none."""
-    program = {
-        **organization("Northside Clinic"),
-        "identifier": [{"system": NPI, "value": "9876543210"}],
-    }
-    assert client.post("/fhir/Organization", json=program, headers=FHIR_JSON).status_code == 201
+    program_with_npi(client, "Northside Clinic", "9876543210")  # whom `referral()` refers to
     sent = referral(part2=MARKING) if marked else referral()
     assert msa(inbound.receive(write_referral(sent, envelope()), "mllp")) == "AA"
     expected = {
