@@ -217,14 +217,36 @@ def refusal_of_any_part2_record(
 
     A search counting thousands of a patient's records asks this once instead of deciding
     each: the record's codes, dates and labels are then never read."""
-    refusal = _refused_purposes(purposes, None)
-    if refusal is not None:
-        return refusal
-    if any(d.patient == patient and d.provision is not None for d in directives):
-        return None
-    if all(rules.is_emergency_purpose(purpose) for purpose in purposes):
-        return None
-    return rules.default_deny()
+    return part2_refusal(purposes).of(patient, directives)
+
+
+@dataclass(frozen=True, slots=True)
+class Part2Refusal:
+    """What `refusal_of_any_part2_record` reads of the request alone, worked out once, so
+    that a search setting aside thousands of patients' records asks only `of` for each."""
+
+    by_request: Reason | None
+    """S4, E2: every Part 2 record is refused, whatever the consents."""
+    without_directive: Reason | None
+    """P2 for a patient with no directive on file (None: only emergency purposes asked)."""
+
+    def of(self, patient: str, directives: Iterable[ConsentDirective]) -> Reason | None:
+        """The refusal of every Part 2 record of `patient`, or None when a record could be
+        released."""
+        if self.by_request is not None:
+            return self.by_request
+        if any(d.patient == patient and d.provision is not None for d in directives):
+            return None
+        return self.without_directive
+
+
+def part2_refusal(purposes: tuple[str, ...]) -> Part2Refusal:
+    """The refusals of Part 2 records a request's purposes settle before any record is read."""
+    emergency_only = all(rules.is_emergency_purpose(purpose) for purpose in purposes)
+    return Part2Refusal(
+        by_request=_refused_purposes(purposes, None),
+        without_directive=None if emergency_only else rules.default_deny(),
+    )
 
 
 def _refused_purposes(

@@ -39,7 +39,7 @@ import orjson
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from consent.engine import decide, refusal_of_any_part2_record
+from consent.engine import Part2Refusal, decide, part2_refusal, refusal_of_any_part2_record
 from consent.model import (
     Coding,
     ConsentDirective,
@@ -62,7 +62,7 @@ from interop.store import markers
 from interop.store import organizations as organizations_store
 from interop.store.fhirdates import parse_range
 from interop.store.identifiers import ids_with
-from interop.store.repository import StoredVersion
+from interop.store.repository import GateFacts, StoredVersion
 from interop.store.search_params import parse_reference
 from mappings.subscription import subscriber_of
 from mappings.terminology import PROJECT_BASE
@@ -70,6 +70,8 @@ from mappings.terminology import PROJECT_BASE
 NOTICE_EXTENSION = f"{PROJECT_BASE}/StructureDefinition/part2-disclosure-notice"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _SUD_CODES = frozenset({"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN"})
+_NO_REFUSAL = Part2Refusal(None, None)
+"""Emergency purposes alone: no Part 2 record is refused before it is read."""
 _PATIENT_ELEMENTS = ("subject", "patient", "for", "beneficiary")
 DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Endpoint"})
 """The types that are directory entries, not records about a patient; every other stored type
@@ -161,6 +163,84 @@ class GateSession:
         if stored.content is None or not self._in_scope(stored.resource_type):
             return None
         return self._release(stored, stored.content)
+
+    def set_aside(self, resource_type: str, matches: Sequence[GateFacts]) -> list[GateFacts]:
+        """The matches left to decide once those whose denial their recorded columns settle
+        are set aside, unread: Part 2 records (a Part 2 program other than the requester
+        wrote them) of patients whose directives refuse the requester every Part 2 record,
+        exactly as `admit` would deny them before reading what they hold. A search then
+        reads and decides what may be released, not thousands of withheld matches.
+
+        The set-aside denials are logged (A1) one row per rule, listing the records withheld;
+        the patient column stays empty, since one row covers many patients."""
+        refusal = part2_refusal(self._requester.purposes)
+        if not self._decides_unread(resource_type) or refusal == _NO_REFUSAL:
+            return list(matches)
+        left: list[GateFacts] = []
+        withheld: dict[str, list[str]] = {}
+        protected: dict[tuple[str, ...], bool] = {}
+        for match in matches:
+            if match.custodians not in protected:
+                protected[match.custodians] = self._protected(match.custodians)
+            rule = (
+                self._refused_unread(match.patient, refusal)
+                if protected[match.custodians]
+                else None  # not Part 2 by origin: its labels could still make it so
+            )
+            if rule is None:
+                left.append(match)
+            else:
+                withheld.setdefault(rule, []).append(f"{resource_type}/{match.resource_id}")
+        for rule, references in withheld.items():
+            self._log_withheld(rule, tuple(references))
+        return left
+
+    def _decides_unread(self, resource_type: str) -> bool:
+        """The types `_release` decides by patient and custodians before anything else."""
+        return (
+            not self._requester.first_party
+            and self._in_scope(resource_type)
+            and resource_type != "Subscription"
+            and resource_type not in DIRECTORY_TYPES
+        )
+
+    def _protected(self, custodians: tuple[str, ...]) -> bool:
+        """Whether a Part 2 program other than the requester wrote the record (`_classify`):
+        then it is Part 2 data to the requester whatever it holds."""
+        organizations = self._organizations_now()
+        me = self._requester.organization
+        return any(c != me and organizations.is_part2(c) for c in custodians)
+
+    def _refused_unread(self, patient: str | None, refusal: Part2Refusal) -> str | None:
+        """The rule `_release` denies a protected record of `patient` by before reading it,
+        or None when its content could matter (or its patient was not recorded)."""
+        if patient is None:
+            return None
+        if not patient:
+            return "P2"  # it names its patient in no way a consent here can match
+        reason = refusal.of(patient, self._consents(patient))
+        return reason.rule if reason is not None else None
+
+    def _log_withheld(self, rule: str, references: tuple[str, ...]) -> None:
+        self._entries.append(
+            LogEntry(
+                recorded_at=self._now,
+                client_id=self._requester.client_id,
+                requester=self._requester.organization,
+                patient=None,
+                purposes=self._requester.purposes,
+                interaction=self._interaction,
+                decision="deny",
+                rule=rule,
+                consent=None,
+                provision=None,
+                resources=references,
+                labels=(),
+                part2=True,
+                emergency=False,
+                emergency_facts=None,
+            )
+        )
 
     def sees(self, stored: StoredVersion) -> bool:
         """Whether a read of this version would release it to the requester, the token's

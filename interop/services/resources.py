@@ -27,7 +27,7 @@ from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
 from interop.services import limits
 from interop.services.directives import consent_warnings
-from interop.services.disclosure import Released, log_into, system_gate
+from interop.services.disclosure import Released, log_into, patient_of, system_gate
 from interop.services.errors import (
     BusinessRuleBroken,
     InvalidRequest,
@@ -46,7 +46,7 @@ from interop.store import organizations as organizations_store
 from interop.store.consents import held_carriers
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
-from interop.store.repository import ResourceRepository, current_version
+from interop.store.repository import GateFacts, ResourceRepository, current_version
 from interop.store.repository import StoredVersion as StoredVersion
 from interop.store.search import Inclusion, SearchQuery
 from interop.store.search_params import SUPPORTED_TYPES, extract, parse_reference
@@ -92,6 +92,8 @@ class Gate(Protocol):
     def released_references(self) -> list[str]: ...
 
     def releases_everything(self, resource_type: str) -> bool: ...
+
+    def set_aside(self, resource_type: str, matches: Sequence[GateFacts]) -> list[GateFacts]: ...
 
     def forget_reads(self) -> None: ...
 
@@ -422,13 +424,34 @@ class ResourceOperations:
         in key order, as the gate releases them (withheld ones left out and never counted);
         the key of the last one examined, to go on after; and whether more may follow. Bulk
         export and $everything walk by key, so each page costs O(page) whatever came before."""
-        found: dict[int, StoredVersion] = {}
-        for query in queries:
-            for pk, stored in self._repository.page_after(query, after, limit):
-                found.setdefault(pk, stored)
-        keys = sorted(found)[:limit]
-        released = [kept for pk in keys if (kept := self._admitted(found[pk])) is not None]
+        if all(self._gate.releases_everything(query.resource_type) for query in queries):
+            found: dict[int, StoredVersion] = {}
+            for query in queries:
+                for pk, stored in self._repository.page_after(query, after, limit):
+                    found.setdefault(pk, stored)
+            keys = sorted(found)[:limit]
+        else:
+            keys, found = self._left_after(queries, after, limit)
+        released = [
+            kept for pk in keys if pk in found and (kept := self._admitted(found[pk])) is not None
+        ]
         return released, (keys[-1] if keys else after), len(keys) == limit
+
+    def _left_after(
+        self, queries: Sequence[SearchQuery], after: int, limit: int
+    ) -> tuple[list[int], dict[int, StoredVersion]]:
+        """The keys of a walk's page, and the versions of those left to decide once the gate
+        has set aside, unread, what their columns settle (`GateSession.set_aside`)."""
+        matches: dict[int, tuple[str, GateFacts]] = {}
+        for query in queries:
+            for match in self._repository.facts_after(query, after, limit):
+                matches.setdefault(match.key, (query.resource_type, match))
+        keys = sorted(matches)[:limit]
+        left: list[int] = []
+        for resource_type in sorted({matches[key][0] for key in keys}):
+            of_type = [matches[key][1] for key in keys if matches[key][0] == resource_type]
+            left.extend(match.key for match in self._gate.set_aside(resource_type, of_type))
+        return keys, dict(self._repository.versions(sorted(left)))
 
     def history(
         self,
@@ -579,7 +602,7 @@ class ResourceOperations:
         index = extract(body)
         limits.check_index_values(len(index))
         try:
-            self._repository.write(row, stored, index)
+            self._repository.write(row, stored, index, patient_of(body))
         except IntegrityError:
             raise VersionConflict(
                 f"{resource_type}/{resource_id} was changed by another request; read it and retry"
@@ -722,14 +745,18 @@ class ResourceOperations:
 
         Where the gate's answer does not depend on what a record holds (the program's own
         systems), the total is the number of keys and only the page is decided. Otherwise the
-        matches are decided quietly, in order, until the total is known or, with
+        matches whose denial their recorded columns settle are set aside unread
+        (`GateSession.set_aside`), and the rest are decided quietly, in order, until the total
+        is known or, with
         `_total=none|estimate`, the page is full (an estimate could only count withheld
         records, so none is given); then the page alone is admitted, as it is sent."""
-        keys = self._repository.match_keys(query)
         end = query.offset + query.count
         sent = slice(query.offset, query.offset if query.summary_count else end)
         if self._gate.releases_everything(query.resource_type):
+            keys = self._repository.match_keys(query)
             return self._admitted_rows(keys[sent]), len(keys), end < len(keys)
+        matches = self._repository.match_facts(query)
+        keys = [match.key for match in self._gate.set_aside(query.resource_type, matches)]
         counting = query.total == "accurate" or query.summary_count
         released = self._released_keys(keys, None if counting else end + 1)
         page = self._admitted_rows(released[sent])

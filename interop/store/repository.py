@@ -1,8 +1,9 @@
 """Queries and writes of FHIR resources; the caller owns the transaction (flush, never commit)."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, false, insert, select, tuple_
 from sqlmodel import Session
@@ -42,6 +43,17 @@ class StoredVersion:
         """This version as written by `origin` after the custodians `earlier`."""
         custodians = earlier if origin in earlier else (*earlier, origin)
         return replace(self, origin=origin, custodians=custodians)
+
+
+@dataclass(frozen=True, slots=True)
+class GateFacts:
+    """What the gate can tell of a current row without reading its content."""
+
+    key: int
+    resource_id: str
+    custodians: tuple[str, ...]
+    patient: str | None
+    """`Patient/{id}`, '' when it names none, None when not recorded (an older row)."""
 
 
 _LATEST = select(
@@ -124,8 +136,10 @@ class ResourceRepository:
         existing: ResourceRow | None,
         stored: StoredVersion,
         index: Sequence[IndexValue],
+        patient: str | None = None,
     ) -> None:
-        """Record a new version as current, in history, and in the search index."""
+        """Record a new version as current, in history, and in the search index; `patient` is
+        whose record it is as the gate reads it (None for none)."""
         custodians = " ".join(stored.custodians)
         current = {
             "version_id": stored.version_id,
@@ -134,6 +148,7 @@ class ResourceRepository:
             "content": stored.content,
             "origin": stored.origin,
             "custodians": custodians,
+            "patient": patient or "",
         }
         if existing is None:
             # A plain insert: no ORM object, which would cost a flush of its own.
@@ -199,6 +214,16 @@ class ResourceRepository:
         statement = search.matching_rows(query).order_by(*search.sort_columns(query))
         return list(self._session.execute(statement).scalars())
 
+    def match_facts(self, query: search.SearchQuery) -> list[GateFacts]:
+        """Every match in the query's sort order, with what the gate can tell of it without
+        its content (its custodians and patient): what a search sets aside before it reads."""
+        statement = (
+            search.matching_rows(query)
+            .with_only_columns(*_FACTS)
+            .order_by(*search.sort_columns(query))
+        )
+        return _gate_facts(self._session.execute(statement))
+
     def rows(self, keys: Sequence[int]) -> list[ResourceRow]:
         """The current, undeleted rows with these keys, in the order given (one deleted since
         its key was read is left out)."""
@@ -222,6 +247,18 @@ class ResourceRepository:
         )
         pks = list(self._session.execute(keys).scalars())
         return self.versions(pks)
+
+    def facts_after(self, query: search.SearchQuery, after: int, limit: int) -> list[GateFacts]:
+        """As `page_after`, what the gate can tell of each match without its content: a walk
+        sets aside what these settle before it reads the rest (`versions`)."""
+        statement = (
+            search.matching_rows(query)
+            .with_only_columns(*_FACTS)
+            .where(RESOURCE.pk > after)
+            .order_by(RESOURCE.pk.asc())
+            .limit(limit)
+        )
+        return _gate_facts(self._session.execute(statement))
 
     def versions(self, keys: Sequence[int]) -> list[tuple[int, StoredVersion]]:
         """The current versions of the undeleted rows with these keys, in key order, read as
@@ -312,6 +349,13 @@ class ResourceRepository:
             .order_by(VERSION.last_updated.desc(), VERSION.pk.desc())
         )
         return [_stored(row) for row in self._session.execute(statement).scalars()]
+
+
+_FACTS = (RESOURCE.pk, RESOURCE.resource_id, RESOURCE.custodians, RESOURCE.patient)
+
+
+def _gate_facts(rows: Iterable[Any]) -> list[GateFacts]:
+    return [GateFacts(row[0], row[1], tuple(row[2].split()), row[3]) for row in rows]
 
 
 def _stored(row: ResourceVersionRow) -> StoredVersion:

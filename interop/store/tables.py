@@ -42,6 +42,9 @@ class ResourceRow(SQLModel, table=True):
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     origin: str = Field(default=OPERATOR_ORIGIN, max_length=200)
     custodians: str = Field(default=OPERATOR_ORIGIN, max_length=4000)
+    patient: str | None = Field(default=None, max_length=200)
+    """Whose record the current version is, as the gate reads it (`Patient/{id}`, or '' for
+    none), recorded when it is written; NULL for rows stored before it was recorded."""
 
 
 class ResourceVersionRow(SQLModel, table=True):
