@@ -24,11 +24,13 @@ from interop.services import bundle_builder as bb
 from interop.services.errors import (
     Forbidden,
     InvalidRequest,
+    ResourceGone,
     ResourceNotFound,
 )
 from interop.services.resources import GateFactory, ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
 from interop.services.staff import Role, StaffPrincipal
+from interop.services.write_policy import ProgramStaffWriteGuard
 from interop.store import consents as store
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant
@@ -198,6 +200,7 @@ class CaseService:
         resources = _resources(kind.to_fhir(value))
         ident = str(resources[-1]["id"])
         with self._door(staff, "update", writes=True) as operations:
+            _check_client_known(kind, value, operations)
             parts = _stored_parts(kind, ident, operations)
             kept = _unmapped_elements(kind, parts)
             for resource in resources:
@@ -245,13 +248,15 @@ class CaseService:
     ) -> AbstractContextManager[ResourceOperations]:
         if staff.role not in (Role.CASE_MANAGER, Role.ADMINISTRATOR):
             raise Forbidden("case records are read by case managers")
+        requester = self.requester_for(staff, staff.programs[0] if staff.programs else None)
         return behind_gate(
             self._engine,
             self._gates,
-            self.requester_for(staff, staff.programs[0] if staff.programs else None),
+            requester,
             interaction,
             paging=_PAGING,
             writes=writes,
+            guard=None if requester.first_party else ProgramStaffWriteGuard(requester, ""),
             client_ids=True,
         )
 
@@ -358,6 +363,20 @@ def _unversioned(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 _SERVER_META = frozenset({"versionId", "lastUpdated"})
+
+
+def _check_client_known(kind: Kind[T], value: T, operations: ResourceOperations) -> None:
+    """A record is written onto the chart of a client the manager may read: a client withheld
+    from their program answers as an unknown one (ARCHITECTURE.md rule 4), and neither gets a
+    record (a case manager of another program writing onto a detox unit's client, or writing
+    a consent for a client it does not serve, PART2.md C5)."""
+    client = kind.client_of(value)
+    if kind.resource_type == "Patient" or client is None or operations.sees_everything:
+        return  # the program's own staff may record a client's history in any order
+    try:
+        operations.read("Patient", client)
+    except (ResourceNotFound, ResourceGone):
+        raise ResourceNotFound(f"clients/{client} is not known") from None
 
 
 def _check_writer(staff: StaffPrincipal) -> None:

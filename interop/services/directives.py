@@ -163,13 +163,15 @@ def read_directives(
     if not versions:
         return []
     local = store.local_authors(session)
+    own = store.own_side(session)
     recorders = {ident: origin for _, ident, _, origin in versions}
     facts = consent_facts(session, patient, recorders, local)
     found: list[ConsentDirective | None] = []
     unknown: dict[int, tuple[_Key, str]] = {}
     for pk, ident, version, origin in versions:
         resolved = (patient, identified[ident][3]) if ident in identified else None
-        key = (ident, version, (facts.fingerprint(ident), origin, origin in local, resolved))
+        standing = (origin in local, origin in own)
+        key = (ident, version, (facts.fingerprint(ident), origin, standing, resolved))
         known, directive = cache.get(key)
         if known:
             found.append(directive)
@@ -183,7 +185,7 @@ def read_directives(
             read_with = facts.for_consent(
                 key[0],
                 source_forms(session, consent),
-                recorded_by_holder=held(local, consent, origin),
+                recorded_by_holder=held(local, own, consent, origin),
                 patient=None if by_identifier is None else patient,
                 patient_ambiguous=by_identifier is not None and by_identifier[3],
             )
@@ -282,10 +284,20 @@ def form_statements(row: ConsentFormRow) -> frozenset[str]:
     return frozenset(row.statements.split())
 
 
-def held(local: frozenset[str], consent: Mapping[str, Any], origin: str) -> bool:
+def held(
+    local: frozenset[str], own: frozenset[str], consent: Mapping[str, Any], origin: str
+) -> bool:
     """Whether a consent version recorded by `origin` is its holder's record (PART2.md C5):
-    recorded by this service's own side, or by the one program it names as disclosing."""
-    return origin in local or _disclosers(consent) == frozenset({origin})
+    recorded by the operator or the program's own systems (`own`); by a program whose staff
+    work here (the rest of `local`) that it names among the programs that disclose; or by the
+    one program it names as disclosing. A case manager of one program cannot write a permit
+    for another program's records alone."""
+    if origin in own:
+        return True
+    disclosers = _disclosers(consent)
+    if origin in local:
+        return origin in disclosers
+    return disclosers == frozenset({origin})
 
 
 def consent_warnings(
@@ -310,7 +322,7 @@ def consent_warnings(
     if session is not None and isinstance(reference, str) and reference.startswith("Patient/"):
         ident = str(resource.get("id") or "")
         local = store.local_authors(session)
-        holder = origin is None or held(local, resource, origin)
+        holder = origin is None or held(local, store.own_side(session), resource, origin)
         recorders = {ident: origin}
         around = consent_facts(session, reference, recorders, local)
         if patient_withheld:

@@ -112,6 +112,12 @@ class WriteGuard(Protocol):
         """The writing partner's Organization ("Organization/{id}")."""
         ...
 
+    @property
+    def acts_for_either(self) -> bool:
+        """Whether its writes of a shared Task count for either side (staff recording what
+        happened, REFERRALS.md history included), not the side its organization is named on."""
+        ...
+
     def check(
         self,
         resource_type: str,
@@ -184,12 +190,17 @@ class ResourceOperations:
         self._paging = paging
         self._guard = guard
         self._gate = gate
-        self._origin = acting_for if guard is None else guard.organization
+        self._origin = acting_for if guard is None or guard.acts_for_either else guard.organization
 
     @property
     def released(self) -> Released:
         """What this request's gate released so far (for a document's markings)."""
         return self._gate.released
+
+    @property
+    def sees_everything(self) -> bool:
+        """Whether the requester is the program's own side, to which nothing is withheld."""
+        return self._gate.requester.first_party
 
     def consent_problems(
         self, consent: dict[str, Any], origin: str | None = None
@@ -332,6 +343,16 @@ class ResourceOperations:
         stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
         warnings = self._written_consent_problems(resource_type, resource)
         return WriteOutcome(stored, row is None, warnings)
+
+    def answered(self, written: WriteOutcome) -> WriteOutcome:
+        """The write as it is answered to its writer. The body sent back is a disclosure like
+        any read: a partner writing a shared record (a referral's Task, rebased on what the
+        other side wrote) gets it labelled, with the §2.32 notice, and logged; when the gate
+        would release nothing (no read scope, say), the answer carries no body."""
+        stored = written.stored
+        if self._gate.releases_everything(stored.resource_type):
+            return written
+        return replace(written, stored=replace(stored, content=self._gate.admit(stored)))
 
     def delete(self, resource_type: str, resource_id: str) -> None:
         """Delete: a new version without content. Deleting twice, or what does not exist (to
@@ -1078,8 +1099,10 @@ class ResourceService:
         guard: WriteGuard | None = None,
     ) -> WriteOutcome:
         with self._door(requester, "create", guard) as operations:
-            return operations.create(
-                resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
+            return operations.answered(
+                operations.create(
+                    resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
+                )
             )
 
     def update(
@@ -1093,7 +1116,9 @@ class ResourceService:
         guard: WriteGuard | None = None,
     ) -> WriteOutcome:
         with self._door(requester, "update", guard) as operations:
-            return operations.update(resource_type, resource_id, resource, if_match=if_match)
+            return operations.answered(
+                operations.update(resource_type, resource_id, resource, if_match=if_match)
+            )
 
     def conditional_update(
         self,
@@ -1108,8 +1133,10 @@ class ResourceService:
     ) -> WriteOutcome:
         """Only what the requester may see can match."""
         with self._door(requester, "update", guard) as operations:
-            return operations.conditional_update(
-                resource_type, params, resource, base_url=base_url, if_match=if_match
+            return operations.answered(
+                operations.conditional_update(
+                    resource_type, params, resource, base_url=base_url, if_match=if_match
+                )
             )
 
     def validate(

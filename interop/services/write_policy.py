@@ -20,6 +20,7 @@ from interop.services.errors import Forbidden
 from interop.services.subscriptions import is_subscriber
 from interop.store.search_params import parse_reference
 from mappings.terminology import REGISTRATION_TAG_SYSTEM
+from mappings.workflow import is_fulfillment
 
 REGISTRATION_TAG_CODE = (REGISTRATION_TAG_SYSTEM, "partner")
 _SHARED_TYPES = frozenset({"ServiceRequest", "Task", "Subscription"})
@@ -36,6 +37,10 @@ class PartnerWriteGuard:
     @property
     def organization(self) -> str:
         return self._organization
+
+    @property
+    def acts_for_either(self) -> bool:
+        return False
 
     def check(
         self,
@@ -60,7 +65,7 @@ class PartnerWriteGuard:
             )
         if (
             custodians
-            and resource_type not in _SHARED_TYPES
+            and not self._shared(resource_type, before, new)
             and self._organization not in custodians
         ):
             raise Forbidden(
@@ -72,8 +77,14 @@ class PartnerWriteGuard:
             raise Forbidden("a partner writes only its own Subscriptions")
         if resource_type == "ServiceRequest":
             self._require_party(before, new, ("requester",))
-        elif resource_type == "Task":
+        elif resource_type == "Task" and self._shared(resource_type, before, new):
             self._require_party(before, new, ("requester", "owner"))
+
+    def _shared(
+        self, resource_type: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+    ) -> bool:
+        """Written by the parties it names, whoever recorded it (each has its rule above)."""
+        return resource_type in _SHARED_TYPES
 
     def _require_party(
         self, before: dict[str, Any] | None, after: dict[str, Any] | None, roles: tuple[str, ...]
@@ -100,3 +111,24 @@ class PartnerWriteGuard:
 def _is_registration(resource: dict[str, Any]) -> bool:
     tags = resource.get("meta", {}).get("tag", [])
     return any((tag.get("system"), tag.get("code")) == REGISTRATION_TAG_CODE for tag in tags)
+
+
+class ProgramStaffWriteGuard(PartnerWriteGuard):
+    """What a case manager of a program other than the one whose own systems this service is
+    may write through the case API: what that program's partner registration may. A consent,
+    a goal or a care plan another program recorded is that program's to change, and a
+    referral's Task is worked by its parties only. A case manager's own action Task (any Task
+    but a referral's) names the manager, not the program, so it is the program's like any
+    record it wrote, by who wrote it. Its case managers record what happened in a referral's
+    workflow as the program's staff do (either side, mappings.workflow)."""
+
+    @property
+    def acts_for_either(self) -> bool:
+        return True
+
+    def _shared(
+        self, resource_type: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+    ) -> bool:
+        if resource_type != "Task":
+            return resource_type in _SHARED_TYPES
+        return any(task is not None and is_fulfillment(task) for task in (before, after))

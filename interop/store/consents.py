@@ -166,13 +166,14 @@ def local_authors(session: Session) -> frozenset[str]:
     programs = session.execute(
         select(STAFF_TABLE.c.programs).where(STAFF_TABLE.c.enabled.is_(True))
     ).scalars()
-    return frozenset(
-        (
-            OPERATOR_ORIGIN,
-            *operating_programs(session),
-            *(f"Organization/{ident}" for listed in programs for ident in listed.split()),
-        )
-    )
+    staffed = (f"Organization/{ident}" for listed in programs for ident in listed.split())
+    return own_side(session) | frozenset(staffed)
+
+
+def own_side(session: Session) -> frozenset[str]:
+    """The organizations whose consents this service holds whatever they name: the operator
+    and the program's own systems (first-party registrations)."""
+    return frozenset((OPERATOR_ORIGIN, *operating_programs(session)))
 
 
 def operating_programs(session: Session) -> frozenset[str]:

@@ -92,7 +92,7 @@ def enter_story(anonymous: TestClient, client: TestClient) -> dict[str, Referral
     Harbor Detox (one overdue) and one from it; `client` is the program's own EHR."""
     cases: CaseService = anonymous.app.state.cases  # type: ignore[attr-defined]
     for seed in story():
-        cases.put(seed.kind, seed.value, case_manager_of(seed.program))
+        cases.put(seed.kind, seed.value, case_manager_of(anonymous, seed.program))
     consent = part2_consent(
         f"Patient/{CLIENT}", "Organization/riverside-residential", "Organization/harbor-detox"
     )
@@ -137,13 +137,20 @@ def enter_story(anonymous: TestClient, client: TestClient) -> dict[str, Referral
         ),
     }
     for task in tasks.values():
-        cases.put(KINDS_BY_NAME["referral-tasks"], task, case_manager_of(task.requester.ref))
+        cases.put(
+            KINDS_BY_NAME["referral-tasks"], task, case_manager_of(anonymous, task.requester.ref)
+        )
     return tasks
 
 
-def case_manager_of(program: str) -> StaffPrincipal:
-    """Records are written by a case manager of the program they come from (their origin)."""
-    return StaffPrincipal(f"seed.{program}", Role.CASE_MANAGER, (program,))
+def case_manager_of(anonymous: TestClient, program: str) -> StaffPrincipal:
+    """Records are written by a case manager of the program they come from (their origin),
+    whose account is on file: its program then records consents for itself."""
+    staff: StaffService = anonymous.app.state.staff  # type: ignore[attr-defined]
+    username = f"seed.{program}"
+    if not staff.exists(username):
+        staff.add(username, None, Role.CASE_MANAGER, (program,), datetime.now(UTC))
+    return StaffPrincipal(username, Role.CASE_MANAGER, (program,))
 
 
 def emergency_disclosure(anonymous: TestClient) -> str:

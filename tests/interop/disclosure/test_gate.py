@@ -13,7 +13,7 @@ from interop.audit.log import verify
 from interop.services.disclosure import notice_of
 from interop.store.tables import DisclosureLogRow
 from mappings.consent import REVOCATION_RECEIVED
-from tests.builders import care_plan, patient
+from tests.builders import care_plan, part2_consent, patient
 from tests.conftest import register_partner
 from tests.interop.disclosure.conftest import World, acting_as, as_, make
 
@@ -353,6 +353,40 @@ class TestSharedRecordsFollowWhoWroteEachVersion:
         assert _diagnostics(hidden) == _diagnostics(unknown).replace("no-such-task", sent["id"])
         log = anonymous.app.state.compliance  # type: ignore[attr-defined]
         assert log.verify().intact
+
+
+def test_a_partner_writing_a_part2_record_gets_it_back_through_the_gate(
+    anonymous: TestClient, world: World
+) -> None:
+    """The answer to a write is a disclosure too (ARCHITECTURE.md: one door for every
+    outgoing byte): the owner accepting a detox unit's referral Task gets the Task back
+    labelled, with the §2.32 notice naming the consent relied on, and the release logged."""
+    owner = register_partner(anonymous, name="Lakeside Residential")
+    detox = acting_as(anonymous, world.detox_partner)
+    consent = make(detox, part2_consent(world.client_ref, world.detox, owner.organization))
+    task = make(detox, referral_task(world.client_ref, world.detox, owner.organization))
+    as_owner = acting_as(anonymous, owner)
+    read = as_owner.get(f"/fhir/Task/{task['id']}").json()
+    accepted = {k: v for k, v in read.items() if k != "meta"} | {"status": "accepted"}
+    answer = as_owner.put(f"/fhir/Task/{task['id']}", json=accepted, headers=FHIR_JSON)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "accepted"
+    assert {"R", "42CFRPart2", "NORDSCLCD"} <= codes(body)
+    assert "part 2" in (notice_of(body) or "").lower()
+    assert f"Consent/{consent['id']}" in answer.text
+    engine = anonymous.app.state.partners._engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        rows = session.exec(
+            select(DisclosureLogRow)
+            .where(col(DisclosureLogRow.requester) == owner.organization)
+            .where(col(DisclosureLogRow.interaction) == "update")
+            .where(col(DisclosureLogRow.decision) == "permit")
+        )
+        released = [row for row in rows if f"Task/{task['id']}" in row.resources.split()]
+    assert released
+    assert released[-1].consent is not None
+    assert consent["id"] in released[-1].consent
 
 
 class TestWritesSeeOnlyWhatTheWriterMaySee:
