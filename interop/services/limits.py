@@ -3,8 +3,10 @@ taken, so that one oversized write can neither hold the write lock for minutes n
 resource that no longer serializes (a narrative nested past what XML parsers accept breaks
 every `_format=xml` read of it, for everyone)."""
 
-import re
+from io import BytesIO
 from typing import Any, Final
+
+from lxml import etree
 
 from interop.services.errors import TooCostly
 
@@ -19,8 +21,6 @@ MAX_INDEX_VALUES: Final = 10_000
 would otherwise insert hundreds of thousands of index rows under the write lock)."""
 MAX_BUNDLE_ENTRIES: Final = 1_000
 """Entries of one transaction or batch Bundle."""
-
-_TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)[^>]*?(/?)>")
 
 
 def check_resource(resource: dict[str, Any]) -> None:
@@ -74,11 +74,26 @@ def _narratives(resource: dict[str, Any]) -> list[str]:
 
 
 def _narrative_depth(div: str) -> int:
+    """How deep the div's elements nest, counted by a real XML parser as it reads (so that no
+    attribute value or comment can hide a level), stopping once past the limit. A div that is
+    not well-formed counts as deep as it got: validation refuses it afterwards."""
     depth = deepest = 0
-    for closing, _name, self_closing in _TAG.findall(div):
-        if closing:
-            depth = max(depth - 1, 0)
-        elif not self_closing:
+    events = etree.iterparse(
+        BytesIO(div.encode()),
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        huge_tree=True,
+    )
+    try:
+        for event, _element in events:
+            if event == "end":
+                depth -= 1
+                continue
             depth += 1
             deepest = max(deepest, depth)
+            if deepest > MAX_NARRATIVE_DEPTH:
+                break
+    except etree.XMLSyntaxError:
+        pass
     return deepest

@@ -4,6 +4,7 @@ or store a narrative that breaks every XML read of it."""
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from interop.services import limits
@@ -36,6 +37,24 @@ def test_a_narrative_nested_past_the_limit_is_refused_and_xml_reads_keep_working
     xml = client.get("/fhir/Patient", params={"_format": "xml"})
     assert xml.status_code == 200, xml.text
     assert '<family value="Fine"/>' in xml.text
+
+
+@pytest.mark.parametrize(
+    "opening",
+    ['<span title="/>">', "<span title='>'>", "<span><!-- <i/> -->"],
+    ids=["attribute-reading-self-closing", "attribute-holding-gt", "comment"],
+)
+def test_no_attribute_value_or_comment_hides_a_level_of_a_narrative(
+    client: TestClient, opening: str
+) -> None:
+    """Probe 7, M2: the depth was read off the markup by a pattern, which took an attribute
+    value reading "/>" for a self-closing tag; it is counted by an XML parser now."""
+    inner = "<b>deep</b>"
+    for _ in range(100):
+        inner = f"{opening}{inner}</span>"
+    div = f'<div xmlns="http://www.w3.org/1999/xhtml">{inner}</div>'
+    deep = {**patient(family="Hiding"), "text": {"status": "generated", "div": div}}
+    refused(client.post("/fhir/Patient", json=deep, headers=FHIR_JSON), "narrative nests")
 
 
 def test_a_resource_with_too_many_elements_is_refused_before_it_is_stored(
