@@ -110,6 +110,7 @@ class BundleService:
             for index, raw in enumerate(raw_entries)
         ]
         _refuse_duplicates(entries)
+        limits.check_resources([e.resource for e in entries if isinstance(e.resource, dict)])
         gate: Gate | None = None
         logged = False
         try:

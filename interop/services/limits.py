@@ -20,7 +20,11 @@ MAX_INDEX_VALUES: Final = 10_000
 """Search index values one resource yields (a Patient with thousands of names or identifiers
 would otherwise insert hundreds of thousands of index rows under the write lock)."""
 MAX_BUNDLE_ENTRIES: Final = 1_000
-"""Entries of one transaction or batch Bundle."""
+"""Entries of one transaction or batch Bundle, and records taken from one C-CDA document."""
+MAX_REQUEST_ELEMENTS: Final = 200_000
+"""JSON values one request writes in all (a 100-entry transaction of care plans has about
+6,000): a transaction is one write lock held for every entry, and a thousand resources each
+within the per-resource limits would hold it for minutes."""
 
 
 def check_resource(resource: dict[str, Any]) -> None:
@@ -33,6 +37,19 @@ def check_resource(resource: dict[str, Any]) -> None:
     for div in _narratives(resource):
         if _narrative_depth(div) > MAX_NARRATIVE_DEPTH:
             raise TooCostly(f"a narrative nests deeper than {MAX_NARRATIVE_DEPTH} elements")
+
+
+def check_resources(resources: list[dict[str, Any]]) -> None:
+    """A transaction's resources, each and together, before its lock is taken."""
+    total = 0
+    for resource in resources:
+        check_resource(resource)
+        total += _size(resource)[0]
+        if total > MAX_REQUEST_ELEMENTS:
+            raise TooCostly(
+                f"the Bundle's resources have more than {MAX_REQUEST_ELEMENTS} elements in all: "
+                "send them in smaller transactions"
+            )
 
 
 def check_index_values(count: int) -> None:

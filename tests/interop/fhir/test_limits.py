@@ -2,12 +2,17 @@
 before anything is locked or stored, so that one write cannot hold the write lock for minutes
 or store a narrative that breaks every XML read of it."""
 
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from interop.services import limits
+from interop.settings import Settings
 from tests.builders import patient
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -82,3 +87,44 @@ def test_a_bundle_with_too_many_entries_is_refused_whole(client: TestClient) -> 
         "entry": [entry] * (limits.MAX_BUNDLE_ENTRIES + 1),
     }
     refused(client.post("/fhir", json=bundle, headers=FHIR_JSON), "at most")
+
+
+def test_a_transaction_too_costly_in_all_is_refused_before_the_write_lock(
+    client: TestClient, settings: Settings
+) -> None:
+    """Probe 7, H2: a thousand resources each within the limits held the write lock for
+    minutes, and everyone else's reads and writes failed meanwhile. What a transaction writes
+    in all is bounded, and checked before it takes the lock: here another writer holds the
+    lock, and the refusal comes at once."""
+    per_patient = limits.MAX_ELEMENTS // 2 - 10
+    names = [{"family": "Same"}] * (per_patient // 2)
+    entries = [
+        {"request": {"method": "POST", "url": "Patient"}, "resource": {**patient(), "name": names}}
+        for _ in range(limits.MAX_REQUEST_ELEMENTS // per_patient + 1)
+    ]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    with held_write_lock(settings) as held:
+        started = time.monotonic()
+        answer = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+        waited = time.monotonic() - started
+    refused(answer, "elements in all")
+    if held:
+        assert waited < 5
+    assert client.get("/fhir/Patient", params={"family": "Same"}).json()["total"] == 0
+
+
+@contextmanager
+def held_write_lock(settings: Settings) -> Iterator[bool]:
+    """Another process's writer holding SQLite's write lock (True), or nothing to hold on
+    PostgreSQL, whose writers do not take one lock for the database (False)."""
+    url = settings.database_url
+    if not url.startswith("sqlite"):
+        yield False
+        return
+    connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield True
+    finally:
+        connection.execute("ROLLBACK")
+        connection.close()

@@ -25,6 +25,7 @@ from adapters.ccda import (
     Recipient,
     write_document,
 )
+from interop.services import limits
 from interop.services.ccda_intake import Channel, DocumentIntake, IntakeStatus, Sender
 from interop.services.inbound import InboundService
 from interop.services.partners import NewPartner, PartnerService
@@ -427,6 +428,22 @@ class TestHeld:
             IntakeStatus.REFUSED,
             "the document names no patient (recordTarget/patientRole)",
         )
+
+    def test_a_document_with_more_entries_than_one_write_takes_is_refused(
+        self, intake: DocumentIntake, sender: Sender, program: str, engine: Engine
+    ) -> None:
+        """Probe 7, H2: a Transfer Summary of 23,000 medications was written in one
+        transaction, holding the write lock for half a minute while everyone else waited."""
+        many = tuple(
+            replace(medication(), ids=(Identifier("2.16.840.1.113883.19.5.99999.3", f"rx-{n}"),))
+            for n in range(limits.MAX_BUNDLE_ENTRIES + 1)
+        )
+        receipt = intake.receive(transfer_summary(medications=many), sender, Channel.FILE)
+        assert receipt.status is IntakeStatus.REFUSED
+        assert f"at most {limits.MAX_BUNDLE_ENTRIES} are taken from one document" in receipt.reason
+        assert stored(engine, "MedicationStatement") == []
+        [held] = DocumentIntakeView(engine).held()
+        assert held.ack_code == "AR"
 
     def test_staff_see_held_documents_beside_held_messages(
         self, intake: DocumentIntake, sender: Sender, anonymous: TestClient
