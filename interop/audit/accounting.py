@@ -28,9 +28,10 @@ ACCOUNTING_YEARS = 3
 NOT_DISCLOSURES = frozenset({"preview", "cds-consult", "update", "delete"})
 """Decisions on which nothing left for the recipient named (PART2.md A2 lists disclosures
 only): a document shown to staff before sending, a consent consult answered to the system
-that asked about a third party, and an update's or delete's check of the version it replaces
-(what an update answers with is what its writer sent). A create is not among them: one whose
-If-None-Exist matches answers with the record it matched."""
+that asked about a third party, and an update's or delete's check of the version it replaces.
+What a write answers its writer with is logged apart ("write-answer") and is a disclosure: a
+shared Task sent back rebased carries what the other side wrote. A create is not among them
+either: one whose If-None-Exist matches answers with the record it matched."""
 
 
 @dataclass(frozen=True, slots=True)

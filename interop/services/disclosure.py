@@ -935,11 +935,13 @@ def _engine_emergency(requester: Requester) -> EmergencyFacts | None:
 
 
 def _grouped(entries: list[LogEntry]) -> list[LogEntry]:
-    """One log row per distinct decision of a request, listing every resource it covered, at
-    most _RESOURCES_PER_ROW to a row (a search deciding thousands stays within the column)."""
+    """One log row per distinct decision of a request and what it was made for (a Bundle
+    entry's interaction, a write's answer), listing every resource it covered, at most
+    _RESOURCES_PER_ROW to a row (a search deciding thousands stays within the column)."""
     groups: dict[tuple[Any, ...], tuple[LogEntry, dict[str, None]]] = {}
     for entry in entries:
         key = (
+            entry.interaction,
             entry.patient,
             entry.decision,
             entry.rule,

@@ -352,7 +352,9 @@ class ResourceOperations:
         stored = written.stored
         if self._gate.releases_everything(stored.resource_type):
             return written
-        return replace(written, stored=replace(stored, content=self._gate.admit(stored)))
+        with self._gate.logged_as(WRITE_ANSWER):
+            content = self._gate.admit(stored)
+        return replace(written, stored=replace(stored, content=content))
 
     def delete(self, resource_type: str, resource_id: str) -> None:
         """Delete: a new version without content. Deleting twice, or what does not exist (to
@@ -1099,11 +1101,11 @@ class ResourceService:
         guard: WriteGuard | None = None,
     ) -> WriteOutcome:
         with self._door(requester, "create", guard) as operations:
-            return operations.answered(
-                operations.create(
-                    resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
-                )
+            written = operations.create(
+                resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
             )
+            # A create that If-None-Exist matched answers with the match, released already.
+            return operations.answered(written) if written.created else written
 
     def update(
         self,
@@ -1192,6 +1194,9 @@ class ResourceService:
 
 
 _WRITES = frozenset({"create", "update", "delete"})
+WRITE_ANSWER = "write-answer"
+"""How the release of a write's answer to its writer is logged: a disclosure (accounted),
+unlike the write's check of the version it replaces."""
 
 
 def _side(origin: str | None, task: dict[str, Any]) -> Side:

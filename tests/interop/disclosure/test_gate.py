@@ -4,6 +4,7 @@ A detox unit (a Part 2 program) holds a client's record; partner A has the clien
 partner B has none. B must not learn a single byte of the Part 2 record, on any read path.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -380,13 +381,17 @@ def test_a_partner_writing_a_part2_record_gets_it_back_through_the_gate(
         rows = session.exec(
             select(DisclosureLogRow)
             .where(col(DisclosureLogRow.requester) == owner.organization)
-            .where(col(DisclosureLogRow.interaction) == "update")
+            .where(col(DisclosureLogRow.interaction) == "write-answer")
             .where(col(DisclosureLogRow.decision) == "permit")
         )
         released = [row for row in rows if f"Task/{task['id']}" in row.resources.split()]
     assert released
     assert released[-1].consent is not None
     assert consent["id"] in released[-1].consent
+    compliance = anonymous.app.state.compliance  # type: ignore[attr-defined]
+    report = compliance.accounting(world.client_ref.removeprefix("Patient/"), datetime.now(UTC))
+    answered = [d for d in report.with_consent if d.row.interaction == "write-answer"]
+    assert [d.recipient for d in answered] == [owner.organization]
 
 
 class TestWritesSeeOnlyWhatTheWriterMaySee:
