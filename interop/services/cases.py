@@ -208,8 +208,13 @@ class CaseService:
                 operations.update(resource["resourceType"], str(resource["id"]), merged)
         return self.get(kind, ident, staff)
 
-    def get(self, kind: Kind[T], ident: str, staff: StaffPrincipal) -> Record[T]:
-        with self._door(staff, "read") as operations:
+    def get(
+        self, kind: Kind[T], ident: str, staff: StaffPrincipal, *, interaction: str = "read"
+    ) -> Record[T]:
+        """The record as the manager's program may read it; `interaction` is what the read is
+        logged as (a document's lookup of what it is about is part of the document's own
+        disclosure, not one of its own)."""
+        with self._door(staff, interaction) as operations:
             stored = operations.read(kind.resource_type, ident)
             resource = _plain(stored.content)
             parts = [resource, *_companions(kind, resource, operations)]

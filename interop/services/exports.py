@@ -42,7 +42,8 @@ from mappings.terminology import LEVEL_OF_CARE, NPI_SYSTEM
 
 _PAGING = Paging(1000, 1000)
 PREVIEW = "preview"
-"""The interaction of a document shown to staff: decided as its receiver, logged as a use."""
+"""The interaction of a document shown to staff (decided as its receiver, logged as a use), and
+of the read of what a document is about, which its own disclosure (or preview) accounts for."""
 SENT = "ccda-send"
 """The interaction of a document that left for its receiver: a disclosure."""
 _SYSTEM_OIDS = {
@@ -86,13 +87,17 @@ class DocumentExports:
 
     def transfer_summary(self, handoff_id: str, staff: StaffPrincipal) -> bytes:
         """The Transfer Summary (C-CDA R2.1, LOINC 18761-7) of a handoff, for its receiver."""
-        handoff: Handoff = self._cases.get(KINDS_BY_NAME["handoffs"], handoff_id, staff).value
+        handoffs = KINDS_BY_NAME["handoffs"]
+        handoff: Handoff = self._cases.get(handoffs, handoff_id, staff, interaction=PREVIEW).value
         receiver = receiving_program(_local("Organization", handoff.to_program_id))
         return self._shown(staff, receiver, lambda ops: _handoff_outgoing(ops, handoff_id))
 
     def referral_note(self, referral_id: str, staff: StaffPrincipal) -> bytes:
         """The Referral Note (C-CDA R2.1, LOINC 57133-1) of a referral, for the program asked."""
-        referral: Referral = self._cases.get(KINDS_BY_NAME["referrals"], referral_id, staff).value
+        referrals = KINDS_BY_NAME["referrals"]
+        referral: Referral = self._cases.get(
+            referrals, referral_id, staff, interaction=PREVIEW
+        ).value
         if referral.performer_id is None:
             raise InvalidRequest("the referral names no program to send a Referral Note to")
         receiver = receiving_program(_local("Organization", referral.performer_id))

@@ -133,8 +133,11 @@ def test_the_receivers_staff_fetching_the_summary_is_a_disclosure_accounted_by_c
     program; the accounting names everything in it, as when a channel sends it."""
     programs = ("northside-primary", "bayview-iop")  # the receiving one not first
     browser, _csrf = staff(anonymous, "cy.iop", Role.CASE_MANAGER, programs)
+    before = len(accounted(client))
     response = browser.get(SUMMARY)
     assert response.status_code == 200, response.text
+    # One fetch, one disclosure (probe 7, L3: the lookup of the handoff was a second one).
+    assert [d.row.interaction for d in accounted(client)[before:]] == ["ccda-send"]
     sent = [d for d in accounted(client) if d.row.interaction == "ccda-send"]
     assert {d.recipient for d in sent} == {"Organization/bayview-iop"}
     described = " ".join(d.description for d in sent)
