@@ -249,8 +249,6 @@ def _refuse_syntax(error: etree.XMLSyntaxError) -> NoReturn:
         reason = Refusal.UNDEFINED_ENTITY
     elif code in _ENCODING_ERRORS:
         reason = Refusal.INVALID_ENCODING
-    elif code == etree.ErrorTypes.ERR_DOCUMENT_EMPTY:
-        reason = Refusal.EMPTY
     elif code == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
         reason = Refusal.TOO_DEEP if "depth" in error.msg else Refusal.RESOURCE_LIMIT
     raise MalformedDocument(reason, location=location, detail=detail) from None

@@ -272,6 +272,7 @@ class TestWellFormedness:
         [
             (b"", Refusal.EMPTY),
             (b" \n\t", Refusal.EMPTY),
+            (b"hello", Refusal.NOT_WELL_FORMED),  # text, not XML: not an empty document
             (document()[:-5].encode(), Refusal.NOT_WELL_FORMED),
             (document("<component><section></component>").encode(), Refusal.NOT_WELL_FORMED),
             (document("<cda:component/>").encode(), Refusal.UNDECLARED_PREFIX),
@@ -283,6 +284,7 @@ class TestWellFormedness:
         ids=[
             "empty",
             "blank",
+            "text",
             "truncated",
             "unclosed-tag",
             "undeclared-prefix",
