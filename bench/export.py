@@ -28,6 +28,7 @@ from interop.app import create_app
 from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
 from interop.services.bulk_export import BulkExports
+from interop.services.disclosure import patient_of
 from interop.services.export_request import SYSTEM
 from interop.services.partners import NewPartner
 from interop.settings import Settings
@@ -113,7 +114,7 @@ def _write(
     moment = now_ms()
     body = {**body, "id": ident, "meta": {"versionId": "1", "lastUpdated": moment.isoformat()}}
     stored = StoredVersion(kind, ident, 1, moment, "POST", fhir.to_json(body), "", ())
-    repository.write(None, stored.with_origin(origin, ()), extract(body))
+    repository.write(None, stored.with_origin(origin, ()), extract(body), patient=patient_of(body))
 
 
 def _measure(name: str, exports: BulkExports, reader: Requester, total: int) -> None:

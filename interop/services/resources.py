@@ -379,7 +379,7 @@ class ResourceOperations:
         stored = StoredVersion(
             resource_type, resource_id, row.version_id + 1, now_ms(), "DELETE", None, "", ()
         ).with_origin(self._gate.requester.organization, _custodians(row))
-        self._repository.write(row, stored, ())
+        self._repository.write(row, stored, (), patient=None)
         self._visible.pop((resource_type, resource_id), None)
 
     def search(
@@ -625,7 +625,7 @@ class ResourceOperations:
         index = extract(body)
         limits.check_index_values(len(index))
         try:
-            self._repository.write(row, stored, index, patient_of(body))
+            self._repository.write(row, stored, index, patient=patient_of(body))
         except IntegrityError:
             raise VersionConflict(
                 f"{resource_type}/{resource_id} was changed by another request; read it and retry"

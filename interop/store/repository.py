@@ -136,10 +136,12 @@ class ResourceRepository:
         existing: ResourceRow | None,
         stored: StoredVersion,
         index: Sequence[IndexValue],
-        patient: str | None = None,
+        *,
+        patient: str | None,
     ) -> None:
-        """Record a new version as current, in history, and in the search index; `patient` is
-        whose record it is as the gate reads it (None for none)."""
+        """Record a new version as current, in history, and in the search index. `patient` is
+        whose record it is as the gate reads it (None when it names none): asked of every
+        writer, since a search sets aside by it what the gate would withhold."""
         custodians = " ".join(stored.custodians)
         current = {
             "version_id": stored.version_id,
