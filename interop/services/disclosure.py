@@ -869,10 +869,14 @@ def authors_of(resource: dict[str, Any]) -> tuple[list[str], list[Identifier]]:
 
 
 def _local_reference(value: Any, kind: str) -> str | None:
+    """`kind/id` of a relative reference (a version of it included); None for an absolute
+    URL, which names a record on some server by its own ids: taken for the local record of
+    the same id, a record about another server's patient would be released under a consent of
+    whoever happens to carry that id here."""
     if not isinstance(value, dict) or not isinstance(value.get("reference"), str):
         return None
     parsed = parse_reference(value["reference"])
-    if parsed is None or parsed[0] != kind:
+    if parsed is None or parsed[0] != kind or parsed[2] is not None:
         return None
     return f"{parsed[0]}/{parsed[1]}"
 

@@ -282,6 +282,7 @@ class ResourceOperations:
         check_type(resource_type)
         _check_body_type(resource_type, resource)
         limits.check_resource(resource)
+        _check_consent_names_patient_here(resource_type, resource)
         resource = self._localized(resource_type, resource)
         fhir.validate(resource)
         resource = self._prepared(resource_type, resource)
@@ -315,6 +316,7 @@ class ResourceOperations:
                 f"the resource's id must be present and equal {resource_id!r} (R4 §3.1.0.4)"
             )
         limits.check_resource(resource)  # before the lock: an oversized write holds nothing
+        _check_consent_names_patient_here(resource_type, resource)
         resource = self._localized(resource_type, resource)
         row = self._repository.current(resource_type, resource_id, lock=True)
         self._check_writable(row, resource_type, resource_id, creating=True)
@@ -1197,6 +1199,28 @@ _WRITES = frozenset({"create", "update", "delete"})
 WRITE_ANSWER = "write-answer"
 """How the release of a write's answer to its writer is logged: a disclosure (accounted),
 unlike the write's check of the version it replaces."""
+
+
+def _check_consent_names_patient_here(resource_type: str, resource: dict[str, Any]) -> None:
+    """A Consent names its patient as a record here (`Patient/{id}`) or by identifier (C8): an
+    absolute URL or a version of the record names no patient whose directives the gate reads,
+    so a refusal written so would be stored and never honoured."""
+    patient = resource.get("patient") if resource_type == "Consent" else None
+    reference = patient.get("reference") if isinstance(patient, dict) else None
+    if not isinstance(reference, str):
+        return
+    parsed = parse_reference(reference)
+    if (
+        parsed is None
+        or parsed[0] != "Patient"
+        or parsed[2] is not None
+        or "/_history/" in reference
+    ):
+        raise BusinessRuleBroken(
+            "Consent.patient names the patient as Patient/{id} (a record here) or by "
+            f"identifier, not {reference[:120]!r}: a consent naming its patient otherwise "
+            "cannot be applied to the patient's records, its refusals included"
+        )
 
 
 def _side(origin: str | None, task: dict[str, Any]) -> Side:

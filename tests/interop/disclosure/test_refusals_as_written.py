@@ -30,6 +30,8 @@ ALEX = "Patient/alex-testperson"
 MRN = {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "ALEX-1"}
 ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 RECORD = "/fhir/Condition/alex-oud"
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 
 @pytest.fixture
@@ -144,6 +146,51 @@ def test_a_refusal_naming_the_patient_by_identifier_is_honoured(
     put(ehr, _refusal({"identifier": MRN}))
 
     assert riverside.get(RECORD).status_code == 404
+
+
+@pytest.mark.usefixtures("released")
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "http://testserver/fhir/Patient/alex-testperson",
+        "https://elsewhere.example.org/fhir/Patient/alex-testperson",
+        "Patient/alex-testperson/_history/1",
+    ],
+    ids=["absolute-to-this-server", "absolute-elsewhere", "versioned"],
+)
+def test_a_refusal_naming_its_patient_as_no_record_here_is_refused_not_ignored(
+    ehr: TestClient, riverside: TestClient, reference: str
+) -> None:
+    """Probe 8, H1 (C8): a refusal whose patient is an absolute URL or a version of the record
+    was stored (201) and never applied to the patient's records. It is refused with a reason,
+    so that whoever records it knows, and nothing is stored."""
+    refusal = _refusal({"reference": reference})
+    answer = ehr.put(f"/fhir/Consent/{refusal['id']}", json=refusal, headers=FHIR_JSON)
+    assert answer.status_code == 422, answer.text
+    assert "Patient/{id}" in answer.json()["issue"][0]["diagnostics"]
+    assert ehr.get(f"/fhir/Consent/{refusal['id']}").status_code == 404
+    put(ehr, _refusal({"reference": ALEX}))
+    assert riverside.get(RECORD).status_code == 404
+
+
+@pytest.mark.usefixtures("released")
+def test_a_record_about_another_servers_patient_is_not_released_under_a_local_consent(
+    ehr: TestClient, riverside: TestClient
+) -> None:
+    """Probe 8, M1 (P2): a detox unit's record about a patient on another server, who has the
+    same id as the README's Alex here, was released to Riverside under Alex's consent."""
+    elsewhere = "https://elsewhere.example.org/fhir/Patient/alex-testperson"
+    record = {
+        "resourceType": "Condition",
+        "id": "someone-elses-oud",
+        "meta": {"security": [{"system": ACT_CODE, "code": "SUD"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "5602001"}]},
+        "subject": {"reference": elsewhere},
+    }
+    put(ehr, record)
+    assert riverside.get("/fhir/Condition/someone-elses-oud").status_code == 404
+    found = riverside.get("/fhir/Condition", params={"_id": "someone-elses-oud"}).json()
+    assert found["total"] == 0
 
 
 def test_a_permit_by_identifier_is_relied_on_only_while_one_patient_carries_it(
