@@ -841,11 +841,36 @@ def _opts_out(consent: Mapping[str, Any]) -> bool:
 
 
 def _as_refusal(root: Provision | None) -> Provision:
-    """An opt-out consent's provisions: the untyped root becomes a deny (its untyped children
-    inherit it), and no provision at all is a blanket refusal."""
+    """An opt-out consent's provisions. No provision at all is a blanket refusal, and an
+    untyped root the refusal itself (its untyped children inherit it), as in
+    `consent-example-Out`. An untyped root that names a purpose or a recipient could be what
+    the refusal is about ("not to Riverside") or what it still allows (the R4 examples
+    `consent-example-Emergency`, "but for emergency treatment", and `consent-example-grantor`,
+    "but this one person"): R4 types no root, so the text cannot say which. A refusal whose
+    terms are not understood applies (PART2.md C8): it refuses everything from the programs
+    the root names as disclosing, its typed nested rules kept."""
     if root is None:
         return Provision(type=ProvisionType.DENY)
-    return root if root.type is not None else replace(root, type=ProvisionType.DENY)
+    if root.type is not None:
+        return root
+    if not _states_an_exception(root):
+        return replace(root, type=ProvisionType.DENY)
+    sources = tuple(actor for actor in root.actors if _role_code(actor) in v.SOURCE_ROLES)
+    return Provision(
+        type=ProvisionType.DENY, period=root.period, actors=sources, provisions=root.provisions
+    )
+
+
+def _states_an_exception(root: Provision) -> bool:
+    """Whether an opt-out's untyped root names a purpose or a recipient, which may be the
+    exception to the refusal rather than its scope."""
+    return bool(root.purposes) or any(
+        _role_code(actor) in v.RECIPIENT_ROLES for actor in root.actors
+    )
+
+
+def _role_code(actor: Actor) -> str | None:
+    return actor.role.code if actor.role is not None else None
 
 
 def _signed_after_death(facts: ConsentFacts, signed_at: datetime | None) -> bool:

@@ -109,6 +109,25 @@ def test_an_opt_out_consent_is_the_patients_refusal(
     assert riverside.get(RECORD).status_code == 404
 
 
+@pytest.mark.corpus
+@needs_corpus("fhir-r4-examples")
+@pytest.mark.usefixtures("released")
+@pytest.mark.parametrize(
+    "example", ["Consent-consent-example-Emergency.json", "Consent-consent-example-grantor.json"]
+)
+def test_an_opt_out_whose_root_names_a_purpose_or_a_recipient_still_refuses(
+    harbor: RegisteredPartner, ehr: TestClient, riverside: TestClient, example: str
+) -> None:
+    """Probe 8, M3 (C8): the R4 opt-outs "but for emergency treatment" and "but this one
+    person" were read as refusing only the emergency, or only that person, and Riverside
+    went on reading for treatment. Whether the root is the refusal's scope or its exception
+    is not said; the refusal applies."""
+    published = json.loads((corpus("fhir-r4-examples") / example).read_text())
+    put(ehr, _retargeted(published, harbor.organization))
+
+    assert riverside.get(RECORD).status_code == 404
+
+
 def _with_mrn(ehr: TestClient) -> None:
     put(
         ehr,
