@@ -201,29 +201,14 @@ def _refusal(document: CcdaDocument) -> str | None:
         return "the document's patient has no identifier (patientRole/id)"
     if not any(name.full() for name in patient.names):
         return "the document's patient has no name (patientRole/patient/name)"
-    entries = _entries(document)
-    if entries > limits.MAX_BUNDLE_ENTRIES:
+    medications = len(document.medications)
+    if medications > limits.MAX_BUNDLE_ENTRIES:
         return (
-            f"the document carries {entries} entries (problems, medications, allergies, "
-            f"plans, goals, concerns): at most {limits.MAX_BUNDLE_ENTRIES} are taken from one "
-            "document, whose records are written at once"
+            f"the document lists {medications} medications: at most "
+            f"{limits.MAX_BUNDLE_ENTRIES} are taken from one document, whose records are "
+            "written at once"
         )
     return None
-
-
-def _entries(document: CcdaDocument) -> int:
-    """The entries whose records one document writes in one transaction."""
-    return sum(
-        len(found)
-        for found in (
-            document.problems,
-            document.medications,
-            document.allergies,
-            document.plan_of_treatment,
-            document.goals,
-            document.health_concerns,
-        )
-    )
 
 
 _ACK: Final = {IntakeStatus.PROCESSED: "AA", IntakeStatus.REFUSED: "AR", IntakeStatus.HELD: "AE"}

@@ -27,6 +27,7 @@ consent relied on. Bundles also carry the labels of everything in them (high-wat
 Bundle.meta.security.
 """
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -72,6 +73,7 @@ _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _SUD_CODES = frozenset({"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN"})
 _NO_REFUSAL = Part2Refusal(None, None)
 """Emergency purposes alone: no Part 2 record is refused before it is read."""
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _PATIENT_ELEMENTS = ("subject", "patient", "for", "beneficiary")
 DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Endpoint"})
 """The types that are directory entries, not records about a patient; every other stored type
@@ -878,6 +880,8 @@ def _local_reference(value: Any, kind: str) -> str | None:
     parsed = parse_reference(value["reference"])
     if parsed is None or parsed[0] != kind or parsed[2] is not None:
         return None
+    if not _FHIR_ID.fullmatch(parsed[1]):
+        return None  # names no record that could be stored here (R4 ids: 64 of [A-Za-z0-9-.])
     return f"{parsed[0]}/{parsed[1]}"
 
 

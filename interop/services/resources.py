@@ -1101,13 +1101,16 @@ class ResourceService:
         base_url: str,
         if_none_exist: str | None = None,
         guard: WriteGuard | None = None,
+        answered: bool = True,
     ) -> WriteOutcome:
+        """`answered`: the resource is sent back (no `Prefer: return=minimal` or
+        `OperationOutcome`), so it passes the gate as a disclosure."""
         with self._door(requester, "create", guard) as operations:
             written = operations.create(
                 resource_type, resource, base_url=base_url, if_none_exist=if_none_exist
             )
             # A create that If-None-Exist matched answers with the match, released already.
-            return operations.answered(written) if written.created else written
+            return operations.answered(written) if answered and written.created else written
 
     def update(
         self,
@@ -1118,11 +1121,11 @@ class ResourceService:
         *,
         if_match: str | None = None,
         guard: WriteGuard | None = None,
+        answered: bool = True,
     ) -> WriteOutcome:
         with self._door(requester, "update", guard) as operations:
-            return operations.answered(
-                operations.update(resource_type, resource_id, resource, if_match=if_match)
-            )
+            written = operations.update(resource_type, resource_id, resource, if_match=if_match)
+            return operations.answered(written) if answered else written
 
     def conditional_update(
         self,
@@ -1134,14 +1137,14 @@ class ResourceService:
         base_url: str,
         if_match: str | None = None,
         guard: WriteGuard | None = None,
+        answered: bool = True,
     ) -> WriteOutcome:
         """Only what the requester may see can match."""
         with self._door(requester, "update", guard) as operations:
-            return operations.answered(
-                operations.conditional_update(
-                    resource_type, params, resource, base_url=base_url, if_match=if_match
-                )
+            written = operations.conditional_update(
+                resource_type, params, resource, base_url=base_url, if_match=if_match
             )
+            return operations.answered(written) if answered else written
 
     def validate(
         self, resource_type: str, resource: dict[str, Any], requester: Requester

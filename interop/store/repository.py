@@ -140,8 +140,9 @@ class ResourceRepository:
         patient: str | None,
     ) -> None:
         """Record a new version as current, in history, and in the search index. `patient` is
-        whose record it is as the gate reads it (None when it names none): asked of every
-        writer, since a search sets aside by it what the gate would withhold."""
+        whose record it is as the gate reads it (None when it names none, stored as ''; NULL
+        is left for rows stored before it was recorded): asked of every writer, since a
+        search sets aside by it what the gate would withhold."""
         custodians = " ".join(stored.custodians)
         current = {
             "version_id": stored.version_id,

@@ -145,6 +145,7 @@ def create(
         base_url=base,
         if_none_exist=if_none_exist,
         guard=write_guard(requester, base),
+        answered=_answers_with_resource(prefer),
     )
     return _written(written, fmt, base, prefer)
 
@@ -208,6 +209,7 @@ def update(
         requester,
         if_match=if_match,
         guard=write_guard(requester, base),
+        answered=_answers_with_resource(prefer),
     )
     return _written(written, fmt, base, prefer)
 
@@ -233,6 +235,7 @@ def conditional_update(
         base_url=base,
         if_match=if_match,
         guard=write_guard(requester, base),
+        answered=_answers_with_resource(prefer),
     )
     return _written(written, fmt, base, prefer)
 
@@ -290,6 +293,13 @@ async def vread(
     """One version as it was (R4 §3.1.0.3)."""
     stored = await resources.vread_on_loop(resource_type, resource_id, version_id, requester)
     return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
+
+
+def _answers_with_resource(prefer: str | None) -> bool:
+    """Whether the answer carries the resource (R4 §3.1.0.5: `Prefer: return=representation`,
+    the default): only then does the write disclose it back to its writer."""
+    wanted = (prefer or "").replace(" ", "")
+    return "return=minimal" not in wanted and "return=OperationOutcome" not in wanted
 
 
 def _written(written: WriteOutcome, fmt: Format, base: str, prefer: str | None) -> FhirResponse:

@@ -394,6 +394,34 @@ def test_a_partner_writing_a_part2_record_gets_it_back_through_the_gate(
     assert [d.recipient for d in answered] == [owner.organization]
 
 
+def test_a_write_answered_without_the_resource_discloses_nothing(
+    anonymous: TestClient, world: World
+) -> None:
+    """With `Prefer: return=minimal` (or `OperationOutcome`) nothing of the record goes back,
+    so nothing is logged or accounted as released to the writer."""
+    owner = register_partner(anonymous, name="Lakeside Residential")
+    detox = acting_as(anonymous, world.detox_partner)
+    make(detox, part2_consent(world.client_ref, world.detox, owner.organization))
+    task = make(detox, referral_task(world.client_ref, world.detox, owner.organization))
+    as_owner = acting_as(anonymous, owner)
+    read = as_owner.get(f"/fhir/Task/{task['id']}").json()
+    accepted = {k: v for k, v in read.items() if k != "meta"} | {"status": "accepted"}
+    for prefer in ("return=minimal", "return=OperationOutcome"):
+        answer = as_owner.put(
+            f"/fhir/Task/{task['id']}", json=accepted, headers={**FHIR_JSON, "Prefer": prefer}
+        )
+        assert answer.status_code == 200, answer.text
+        assert "Part 2" not in answer.text
+    engine = anonymous.app.state.partners._engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        answers = session.exec(
+            select(DisclosureLogRow)
+            .where(col(DisclosureLogRow.interaction) == "write-answer")
+            .where(col(DisclosureLogRow.requester) == owner.organization)
+        ).all()
+    assert answers == []
+
+
 class TestWritesSeeOnlyWhatTheWriterMaySee:
     """One door for reads and writes: a record the writer may not see answers exactly as an
     unknown id, and is never changed (ARCHITECTURE.md rule 4)."""

@@ -5,10 +5,12 @@ exactly what the partner may read one by one, and every record withheld is still
 
 from typing import Any
 
+import orjson
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from interop.services.disclosure import patient_of
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.tables import RESOURCE_TABLE, DisclosureLogRow
@@ -122,3 +124,48 @@ def test_rows_stored_before_patients_were_recorded_are_decided_by_content(
     assert search_ids(anonymous, world) == before
     per_patient = [row for row in search_denials(settings, world.a.organization) if row.patient]
     assert any(f"CarePlan/{ids['stranger 1']}" in str(row.resources) for row in per_patient)
+
+
+def test_a_record_naming_no_storable_patient_is_stored_and_withheld(
+    anonymous: TestClient, world: World
+) -> None:
+    """A subject no record here could be (an id longer than R4's 64 characters) names no
+    patient: the write is stored on every database (it overflowed the recorded column on
+    PostgreSQL, a 500), and its Part 2 data is released under no consent."""
+    detox = acting_as(anonymous, world.detox_partner)
+    plan = make(detox, care_plan("Patient/" + "x" * 300))
+    _total, found = search_ids(anonymous, world)
+    assert plan["id"] not in found
+    assert (
+        anonymous.get(f"/fhir/CarePlan/{plan['id']}", headers=as_(anonymous, world.a)).status_code
+        == 404
+    )
+
+
+def test_the_recorded_patient_is_whose_record_the_gate_reads_it_as(
+    anonymous: TestClient, world: World, settings: Settings
+) -> None:
+    """The column `set_aside` reads is `patient_of` of the stored content, for every way a
+    record names (or fails to name) its patient."""
+    detox = acting_as(anonymous, world.detox_partner)
+    subjects: list[dict[str, Any]] = [
+        {"reference": world.client_ref},
+        {"reference": f"{world.client_ref}/_history/1"},
+        {"reference": f"https://elsewhere.example.org/fhir/{world.client_ref}"},
+        {"identifier": {"system": "urn:example:mrn", "value": "MRN-P2"}},
+        {"reference": "#contained-patient"},
+        {"reference": "Group/some-group"},
+    ]
+    for subject in subjects:
+        make(detox, {**care_plan(world.client_ref), "subject": subject})
+    engine = make_engine(settings.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(RESOURCE_TABLE.c.content, RESOURCE_TABLE.c.patient).where(
+                RESOURCE_TABLE.c.deleted.is_(False)
+            )
+        ).all()
+    engine.dispose()
+    assert len(rows) >= len(subjects)
+    for content, recorded in rows:
+        assert recorded == (patient_of(orjson.loads(content)) or "")

@@ -5,7 +5,8 @@ one to find its patient; with thousands of a Part 2 program's records of patient
 consented, that cost grew with the matches, not the page. `resource.patient` holds what
 interop.services.disclosure.patient_of finds in the version written ('' when it names no
 patient), so that a search can set aside, by columns alone, the Part 2 records of patients
-whose directives refuse the requester everything (interop.services.disclosure, `surely_withheld`).
+whose directives refuse the requester everything (`GateSession.set_aside` in
+interop.services.disclosure).
 
 Rows stored before this release keep NULL, which means "not recorded": the gate decides them
 by their content, as before, until they are written again.
