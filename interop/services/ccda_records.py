@@ -237,6 +237,7 @@ def _client(operations: ResourceOperations, person: CdaPatient, labels: tuple[m.
     for identifier in identifiers:
         found = operations.held_patient(identifier.system, identifier.value)
         if found is not None:
+            operations.add_labels("Patient", found, labels)
             return found
     client = m.Client(
         id=m.Id(str(uuid.uuid4())),
@@ -386,9 +387,13 @@ def _referral(
     if not _exists(operations, "ServiceRequest", referral_id):
         order = documents.with_labels(service_request.to_fhir(referral), labels)
         operations.update("ServiceRequest", referral_id, order)
+    else:  # a later version of the document: what it marks, the referral is marked as
+        operations.add_labels("ServiceRequest", referral_id, labels)
     if not _exists(operations, "Task", task_id):
         shared = documents.with_labels(task.to_fhir(fulfillment), labels)
         operations.update("Task", task_id, shared)
+    else:
+        operations.add_labels("Task", task_id, labels)
     return [f"ServiceRequest/{referral_id}", f"Task/{task_id}"]
 
 

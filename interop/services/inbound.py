@@ -439,8 +439,10 @@ def _referred(
     order = with_labels(service_request.to_fhir(referral), labels)
     operations.update("ServiceRequest", order["id"], order)
     shared = with_labels(task.to_fhir(fulfillment), labels)
-    if existing is None:  # a resend updates the order, never the Task's workflow state
+    if existing is None:
         operations.update("Task", shared["id"], shared)
+    else:  # a resend updates the order, never the Task's workflow state: its labels only
+        operations.add_labels("Task", shared["id"], labels)
     return [f"Patient/{client}", f"ServiceRequest/{order['id']}", f"Task/{shared['id']}"]
 
 
@@ -516,6 +518,7 @@ def _client(
     for identifier in identifiers:
         found = operations.held_patient(identifier.system, identifier.value)
         if found is not None:
+            operations.add_labels("Patient", found, labels)
             return found
     names = tuple(
         m.Name(family=name.family or None, given=tuple(g for g in (name.given, name.middle) if g))

@@ -53,7 +53,9 @@ from interop.store.search_params import SUPPORTED_TYPES, extract, parse_referenc
 from interop.store.tables import OPERATOR_ORIGIN, ResourceRow
 from mappings import fhir
 from mappings.consent import copy_problem, revival_problem, revoked, signing
+from mappings.documents import with_labels
 from mappings.errors import InvalidResource, Issue
+from mappings.model import Code
 from mappings.terminology import TASK_CODE
 from mappings.workflow import (
     Side,
@@ -345,6 +347,19 @@ class ResourceOperations:
         stored = self._store(row, resource_type, resource_id, version_id, resource, "PUT")
         warnings = self._written_consent_problems(resource_type, resource)
         return WriteOutcome(stored, row is None, warnings)
+
+    def add_labels(self, resource_type: str, resource_id: str, labels: tuple[Code, ...]) -> None:
+        """A message or document marked Part 2 that names a record already here labels it too
+        (PART2.md P1: labelled Part 2 data is Part 2 data whoever sent it): labels are added,
+        never taken away, and nothing else of the record changes (a Task's workflow state
+        above all)."""
+        if not labels:
+            return
+        stored = self.read(resource_type, resource_id)
+        resource = as_written(stored.content)
+        labelled = with_labels(resource, labels)
+        if labelled != resource:
+            self.update(resource_type, resource_id, labelled)
 
     def answered(self, written: WriteOutcome) -> WriteOutcome:
         """The write as it is answered to its writer. The body sent back is a disclosure like

@@ -247,6 +247,25 @@ class TestReferralNote:
         assert filed_on in again.resources
         assert len(stored(engine, "Patient")) == 2
 
+    def test_a_later_version_marked_part2_labels_the_referral_it_names(
+        self, intake: DocumentIntake, sender: Sender, program: str, engine: Engine
+    ) -> None:
+        """Probe 8, M2 (P1): version 2 of a Referral Note (same setId) with DS4P markings
+        labelled only its own DocumentReference; the Patient, order and Task stayed unmarked
+        and readable to anyone. What it marks, the referral is marked as."""
+        set_id = Identifier("2.16.840.1.113883.19.5.99999.19", "referral-set-1")
+        first = referral_note(set_id=set_id, version_number=1)
+        assert intake.receive(first, sender, Channel.FILE).status is IntakeStatus.PROCESSED
+        second = referral_note(
+            id=Identifier("2.16.840.1.113883.19.5.99999.9", "referral-doc-2"),
+            set_id=set_id,
+            version_number=2,
+            part2=part2(),
+        )
+        assert intake.receive(second, sender, Channel.FILE).status is IntakeStatus.PROCESSED
+        for resource_type in ("Patient", "ServiceRequest", "Task"):
+            assert labels(one(engine, resource_type)) >= PART2_LABELS, resource_type
+
 
 class TestTransferSummary:
     def test_starts_a_handoff_with_its_medications_to_reconcile(

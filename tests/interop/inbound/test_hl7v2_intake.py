@@ -156,6 +156,28 @@ def test_a_resent_referral_without_its_marking_keeps_its_labels(
     assert {"R", "42CFRPart2"} <= codes
 
 
+def test_a_referral_resent_marked_labels_what_it_named_unmarked(
+    inbound: InboundService, client: TestClient
+) -> None:
+    """Probe 8, M2 (P1): a referral first sent unmarked, then resent marked Part 2, labelled
+    only the order; its Task and Patient stayed readable to anyone. The resend labels all
+    three, and the Task keeps its workflow state."""
+    program_with_npi(client, "Northside Clinic", "9876543210")  # whom `referral()` refers to
+    assert msa(inbound.receive(write_referral(referral(), envelope()), "mllp")) == "AA"
+    [task] = client.get("/fhir/Task").json()["entry"]
+    accepted = {**task["resource"], "status": "accepted"}
+    moved = client.put(f"/fhir/Task/{accepted['id']}", json=accepted)
+    assert moved.status_code == 200, moved.text
+    resent = write_referral(referral(part2=MARKING), envelope("OUT-0002"))
+    assert msa(inbound.receive(resent, "mllp")) == "AA"
+    for kind in ("Patient", "ServiceRequest", "Task"):
+        [entry] = client.get(f"/fhir/{kind}").json()["entry"]
+        codes = {label["code"] for label in entry["resource"]["meta"].get("security", [])}
+        assert {"R", "42CFRPart2"} <= codes, kind
+    [task] = client.get("/fhir/Task").json()["entry"]
+    assert task["resource"]["status"] == "accepted"
+
+
 def test_a_resent_referral_updates_instead_of_doubling(
     inbound: InboundService, client: TestClient, radiant: str
 ) -> None:
