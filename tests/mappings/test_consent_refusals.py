@@ -87,12 +87,14 @@ class TestOptOut:
 
         assert decision.rules[0] == "C8"
 
-    def test_an_untyped_provision_naming_the_recipient_denies_it_alone(self) -> None:
+    def test_an_untyped_provision_naming_the_recipient_refuses_everyone(self) -> None:
+        """Whether the named recipient is whom the patient refuses or the one it still allows
+        is not said (R4 types no root): the refusal applies to both (C8)."""
         directive = directive_from_fhir(_opt_out({"actor": [actor()]}))
         other = request(who=requester(STRANGER))
 
         assert decide(request(), [directive], AS_OF).rules[0] == "C8"
-        assert decide(other, [directive], AS_OF).rules[0] == "P2"
+        assert decide(other, [directive], AS_OF).rules[0] == "C8"
 
     def test_untyped_children_inherit_the_refusal(self) -> None:
         root = {"provision": [{"actor": [actor()], "purpose": [{"code": "TREAT"}]}]}
