@@ -162,8 +162,8 @@ def read_directives(
     ]
     if not versions:
         return []
-    local = store.local_authors(session)
     own = store.own_side(session)
+    local = store.local_authors(session, own)
     recorders = {ident: origin for _, ident, _, origin in versions}
     facts = consent_facts(session, patient, recorders, local)
     found: list[ConsentDirective | None] = []
@@ -321,8 +321,9 @@ def consent_warnings(
         reference = identified
     if session is not None and isinstance(reference, str) and reference.startswith("Patient/"):
         ident = str(resource.get("id") or "")
-        local = store.local_authors(session)
-        holder = origin is None or held(local, store.own_side(session), resource, origin)
+        own = store.own_side(session)
+        local = store.local_authors(session, own)
+        holder = origin is None or held(local, own, resource, origin)
         recorders = {ident: origin}
         around = consent_facts(session, reference, recorders, local)
         if patient_withheld:

@@ -194,7 +194,7 @@ class GateSession:
             else:
                 withheld.setdefault(rule, []).append(f"{resource_type}/{match.resource_id}")
         for rule, references in withheld.items():
-            self._log_withheld(rule, tuple(references))
+            self._log_covering(None, tuple(references), "deny", rule, None, None, (), True, None)
         return left
 
     def _decides_unread(self, resource_type: str) -> bool:
@@ -222,27 +222,6 @@ class GateSession:
             return "P2"  # it names its patient in no way a consent here can match
         reason = refusal.of(patient, self._consents(patient))
         return reason.rule if reason is not None else None
-
-    def _log_withheld(self, rule: str, references: tuple[str, ...]) -> None:
-        self._entries.append(
-            LogEntry(
-                recorded_at=self._now,
-                client_id=self._requester.client_id,
-                requester=self._requester.organization,
-                patient=None,
-                purposes=self._requester.purposes,
-                interaction=self._interaction,
-                decision="deny",
-                rule=rule,
-                consent=None,
-                provision=None,
-                resources=references,
-                labels=(),
-                part2=True,
-                emergency=False,
-                emergency_facts=None,
-            )
-        )
 
     def sees(self, stored: StoredVersion) -> bool:
         """Whether a read of this version would release it to the requester, the token's
@@ -614,6 +593,22 @@ class GateSession:
         part2: bool,
         emergency: dict[str, str] | None,
     ) -> None:
+        self._log_covering(
+            patient, (reference,), decision, rule, consent, provision, labels, part2, emergency
+        )
+
+    def _log_covering(
+        self,
+        patient: str | None,
+        resources: tuple[str, ...],
+        decision: str,
+        rule: str,
+        consent: str | None,
+        provision: str | None,
+        labels: Sequence[tuple[str, str]],
+        part2: bool,
+        emergency: dict[str, str] | None,
+    ) -> None:
         if consent is not None and "/" not in consent:
             consent = f"Consent/{consent}"
         self._entries.append(
@@ -628,7 +623,7 @@ class GateSession:
                 rule=rule,
                 consent=consent,
                 provision=provision,
-                resources=(reference,),
+                resources=resources,
                 labels=tuple(code for _system, code in labels),
                 part2=part2,
                 emergency=emergency is not None,

@@ -100,7 +100,7 @@ def _narrative_depth(div: str) -> int:
         events=("start", "end"),
         resolve_entities=False,
         no_network=True,
-        huge_tree=True,
+        huge_tree=True,  # the events of a div past libxml2's 256 levels still reach the count
     )
     try:
         for event, _element in events:

@@ -159,15 +159,16 @@ def _custodians(session: Session, system: str, value: str) -> dict[str, frozense
     }
 
 
-def local_authors(session: Session) -> frozenset[str]:
+def local_authors(session: Session, own: frozenset[str] | None = None) -> frozenset[str]:
     """The organizations this service records consents for itself: the operator, the
     program's own systems (first-party registrations) and the programs its staff work for,
-    as long as they are switched on; a change moves the CONSENT_HOLDERS counter."""
+    as long as they are switched on; a change moves the CONSENT_HOLDERS counter. `own` is
+    `own_side`, when the caller has read it already."""
     programs = session.execute(
         select(STAFF_TABLE.c.programs).where(STAFF_TABLE.c.enabled.is_(True))
     ).scalars()
     staffed = (f"Organization/{ident}" for listed in programs for ident in listed.split())
-    return own_side(session) | frozenset(staffed)
+    return (own_side(session) if own is None else own) | frozenset(staffed)
 
 
 def own_side(session: Session) -> frozenset[str]:
