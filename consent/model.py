@@ -124,10 +124,15 @@ class Coding:
 
 @dataclass(frozen=True, slots=True)
 class Identifier:
-    """A business identifier: system and value."""
+    """A business identifier: system and value, the system in its FHIR spelling whatever the
+    writer used (the NPI's OID is the NPI), since a refusal naming a recipient by either must
+    reach it (C8) and identifiers are compared by equality everywhere."""
 
     system: str | None
     value: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "system", v.canonical_identifier_system(self.system))
 
 
 @dataclass(frozen=True, slots=True)

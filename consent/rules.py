@@ -247,7 +247,7 @@ def provision_at(root: Provision | None, path: str) -> tuple[Provision, ...] | N
         if not (part.startswith("provision[") and part.endswith("]")):
             return None
         number = part.removeprefix("provision[").removesuffix("]")
-        if not number.isdigit() or int(number) >= len(chain[-1].provisions):
+        if not (number.isascii() and number.isdigit()) or int(number) >= len(chain[-1].provisions):
             return None
         chain.append(chain[-1].provisions[int(number)])
     return tuple(chain)

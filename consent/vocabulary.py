@@ -53,6 +53,24 @@ def canonical_system(system: str | None) -> str | None:
     return SYSTEM_ALIASES.get(system, system)
 
 
+NPI: Final = "http://hl7.org/fhir/sid/us-npi"
+# Identifier systems as partners also spell them: C-CDA, IHE and OID-based consent documents
+# name the NPI and the SSN by their HL7 OIDs.
+IDENTIFIER_SYSTEM_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "urn:oid:2.16.840.1.113883.4.6": NPI,
+        "urn:oid:2.16.840.1.113883.4.1": "http://hl7.org/fhir/sid/us-ssn",
+    }
+)
+
+
+def canonical_identifier_system(system: str | None) -> str | None:
+    """The FHIR URL of an identifier system partners may spell as an OID."""
+    if system is None:
+        return None
+    return IDENTIFIER_SYSTEM_ALIASES.get(system, system)
+
+
 # v3-ActReason purposes of use: child -> parent, below the abstract `PurposeOfUse` concept.
 PURPOSE_PARENT: Final[Mapping[str, str]] = MappingProxyType(
     {

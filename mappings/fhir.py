@@ -44,7 +44,7 @@ from pydantic_core import ErrorDetails
 from mappings import invariants
 from mappings.errors import InvalidResource, Issue, MalformedContent, UnknownResourceType
 from mappings.invariants import Node, Tree, quote
-from mappings.terminology import REQUIRED_BINDINGS, ValueSet
+from mappings.terminology import REQUIRED_BINDINGS, REQUIRED_CONCEPT_BINDINGS, ValueSet
 
 FHIR_VERSION: Final = "4.0.1"
 FHIR_NAMESPACE: Final = "http://hl7.org/fhir"
@@ -332,7 +332,7 @@ class _Walk:
             self.fail("invariant", "ele-1: All FHIR elements must have a @value or children", path)
         else:
             assert element.model is not None
-            self.nodes.append(Node(path, element.fhir_type, value, resource))
+            self.nodes.append(Node(path, element.fhir_type, value, resource, element.binding))
             self.object(value, _type_info(element.model), path, resource, depth + 1)
 
     def primitive(
@@ -495,6 +495,7 @@ def _element(
     if target is not None:
         kind = "resource" if target.has_resource_base() else "complex"
         type_ = target.__name__
+        binding = REQUIRED_CONCEPT_BINDINGS.get(f"{path}.{name}")
     else:
         type_ = _primitive_of(info.annotation)
         kind = "xhtml" if type_ == "xhtml" else "primitive"

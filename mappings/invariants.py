@@ -205,6 +205,30 @@ def required_bindings(tree: Tree) -> Iterator[Issue]:
         )
 
 
+def required_concepts(tree: Tree) -> Iterator[Issue]:
+    """A CodeableConcept bound to a required value set carries a coding from it (R4 §4.1.5.1):
+    a reader acts on the code (a refuted or entered-in-error diagnosis is no diagnosis), so
+    text alone or a code it does not define tells it nothing it can act on."""
+    for node in tree.of("CodeableConcept"):
+        value_set = node.binding
+        if value_set is None or not isinstance(node.value, dict):
+            continue
+        codings = node.value.get("coding")
+        if any(
+            isinstance(coding, dict)
+            and coding.get("system") == value_set.system
+            and coding.get("code") in value_set.codes
+            for coding in (codings if isinstance(codings, list) else [])
+        ):
+            continue
+        yield _error(
+            "code-invalid",
+            f"No coding is from the required value set {value_set.url}: one with system "
+            f"{value_set.system} and a code of {', '.join(value_set.codes)} is needed",
+            node.path,
+        )
+
+
 def local_codes(tree: Tree) -> Iterator[Issue]:
     """A code of one of this project's own code systems must be one of its codes: they are
     complete (CodeSystem.content "complete"), so an unknown one means nothing to any reader."""
@@ -506,6 +530,7 @@ def _reference_types(tree: Tree, bundle: str, types: dict[str, set[str]]) -> Ite
 RULES: Final[tuple[Rule, ...]] = (
     resource_ids,
     required_bindings,
+    required_concepts,
     local_codes,
     narratives,
     embedded_html,

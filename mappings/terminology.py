@@ -27,6 +27,8 @@ class ValueSet:
 
     url: str | None
     codes: tuple[str, ...]
+    system: str | None = None
+    """For a CodeableConcept's binding: the code system its codes are from."""
 
 
 def _value_set(name: str, *codes: str) -> ValueSet:
@@ -186,6 +188,25 @@ NARRATIVE_STATUS: Final = _value_set(
     "narrative-status", "generated", "extensions", "additional", "empty"
 )
 QUANTITY_COMPARATOR: Final = _value_set("quantity-comparator", "<", "<=", ">=", ">")
+
+CONDITION_CLINICAL_STATUS: Final = ValueSet(
+    "http://hl7.org/fhir/ValueSet/condition-clinical",
+    ("active", "recurrence", "relapse", "inactive", "remission", "resolved"),
+    "http://terminology.hl7.org/CodeSystem/condition-clinical",
+)
+CONDITION_VERIFICATION_STATUS: Final = ValueSet(
+    "http://hl7.org/fhir/ValueSet/condition-ver-status",
+    ("unconfirmed", "provisional", "differential", "confirmed", "refuted", "entered-in-error"),
+    "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+)
+REQUIRED_CONCEPT_BINDINGS: Final[Mapping[str, ValueSet]] = MappingProxyType(
+    {
+        "Condition.clinicalStatus": CONDITION_CLINICAL_STATUS,
+        "Condition.verificationStatus": CONDITION_VERIFICATION_STATUS,
+    }
+)
+"""The CodeableConcepts of the served types that R4 binds to a required value set: one of
+their codings must be from it (R4 §4.1.5.1, "required": text alone will not do)."""
 
 REQUIRED_BINDINGS: Final[Mapping[str, ValueSet]] = MappingProxyType(
     {

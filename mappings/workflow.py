@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
+from consent.vocabulary import canonical_identifier_system
 from mappings.handoff import checklist_kept, completion_gaps
 from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS, TASK_CODE
 
@@ -165,13 +166,12 @@ def _notes(current: Mapping[str, Any], after: Mapping[str, Any]) -> list[Any]:
 
 
 def _note_key(note: Any) -> tuple[Any, ...]:
-    """A note as both servers hold it: references are absolute on one side and relative on
-    the other (REFERRALS.md), so its author is compared by type and id."""
+    """A note as both servers hold it: its author's reference is not part of it, since each
+    server names an organization by its own id (REFERRALS.md), and a note read back from the
+    other server must be the note it is, not a new one."""
     if not isinstance(note, Mapping):
         return (repr(note),)
-    author = note.get("authorReference")
-    named = author.get("reference") if isinstance(author, Mapping) else None
-    return (note.get("text"), note.get("time"), _type_and_id(named), note.get("authorString"))
+    return (note.get("text"), note.get("time"), note.get("authorString"))
 
 
 def _put(resource: dict[str, Any], key: str, value: Any) -> None:
@@ -315,27 +315,39 @@ def _input_types(task: Mapping[str, Any]) -> set[str]:
 def _note_author_problem(
     before: Mapping[str, Any], after: Mapping[str, Any], side: Side
 ) -> str | None:
-    """A side signs only its own notes: a new note naming an author names the writer's side,
-    never the other party (which would put words in its mouth on the shared Task)."""
+    """A side never signs a note as the other party, which would put words in its mouth on
+    the shared Task. Its own notes it signs as it names itself (its Organization, one of its
+    practitioners), by an id of its own server: only the other party's name is refused."""
     if side is Side.EITHER:
         return None
-    party = after.get(side.value)
-    writer = party.get("reference") if isinstance(party, Mapping) else None
+    other = Side.OWNER if side is Side.REQUESTER else Side.REQUESTER
     kept = {_note_key(note) for note in before.get("note") or ()}
     for note in after.get("note") or ():
-        if _note_key(note) in kept or not isinstance(note, Mapping):
+        if not isinstance(note, Mapping) or _note_key(note) in kept:
             continue
-        author = note.get("authorReference")
-        named = author.get("reference") if isinstance(author, Mapping) else None
-        if named is not None and not _same_reference(named, writer):
-            return f"a note the {side.value} adds names the {side.value} as its author, or none"
+        if names_party(note.get("authorReference"), after.get(other.value)):
+            return f"a note the {side.value} adds may not name the {other.value} as its author"
     return None
 
 
-def _same_reference(one: Any, other: Any) -> bool:
-    """Relative or absolute, as partners write across servers: the same type and id."""
-    found = _type_and_id(one)
-    return found is not None and found == _type_and_id(other)
+def names_party(reference: Any, party: Any) -> bool:
+    """Whether `reference` names the organization `party` does: the same type and id
+    (relative or absolute, as partners write across servers) or the same identifier."""
+    if not isinstance(reference, Mapping) or not isinstance(party, Mapping):
+        return False
+    named = _type_and_id(reference.get("reference"))
+    if named is not None and named == _type_and_id(party.get("reference")):
+        return True
+    identifier = _identifier_key(reference.get("identifier"))
+    return identifier is not None and identifier == _identifier_key(party.get("identifier"))
+
+
+def _identifier_key(identifier: Any) -> tuple[Any, Any] | None:
+    if not isinstance(identifier, Mapping) or not identifier.get("value"):
+        return None
+    system = identifier.get("system")
+    value = identifier["value"]
+    return canonical_identifier_system(system if isinstance(system, str) else None), value
 
 
 def _type_and_id(reference: Any) -> tuple[str, ...] | None:

@@ -17,6 +17,7 @@ from interop.api.formats import (
     response_format,
 )
 from interop.services.bundles import BundleService
+from interop.services.numbers import whole_number
 from interop.services.resources import ResourceService
 from interop.settings import Settings
 from mappings import fhir
@@ -48,8 +49,8 @@ async def _body(request: Request) -> dict[str, Any]:
     """The request's FHIR resource, parsed by its Content-Type, within the size limit."""
     fmt = request_format(request)
     limit = _settings(request).max_request_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = whole_number(request.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
         raise ContentTooLarge(f"the body exceeds the limit of {limit} bytes")
     raw = bytearray()
     async for chunk in request.stream():

@@ -146,6 +146,8 @@ def _walk(session: Session, key: bytes) -> ChainReport:
     expected_seq, previous, count = 1, GENESIS, 0
     for row in _rows_in_order(session):
         count += 1
+        if isinstance(row, Unreadable):
+            return ChainReport(False, count, row.seq, "the row cannot be read: a value was changed")
         if row.seq != expected_seq:
             return ChainReport(False, count, expected_seq, f"row {expected_seq} is missing")
         if row.prev_hash != previous:
@@ -179,7 +181,15 @@ def _locked_head(connection: Connection) -> tuple[int, str]:
     return int(found.seq), str(found.hash)
 
 
-def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow]:
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A row whose stored values the database cannot give back as the log wrote them (a
+    timestamp edited into text that is no time, in SQLite): tampering, reported as such."""
+
+    seq: int
+
+
+def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow | Unreadable]:
     last = 0
     while True:
         statement = (
@@ -188,11 +198,29 @@ def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow]:
             .order_by(col(DisclosureLogRow.seq))
             .limit(_BATCH)
         )
-        rows = list(session.execute(statement).scalars())
+        try:
+            rows: list[DisclosureLogRow | Unreadable] = list(session.execute(statement).scalars())
+        except (ValueError, TypeError):
+            rows = _one_by_one(session, last)
         if not rows:
             return
         yield from rows
         last = rows[-1].seq
+
+
+def _one_by_one(session: Session, after: int) -> list[DisclosureLogRow | Unreadable]:
+    """The next batch read row by row, up to and including the first that cannot be read."""
+    keys = select(col(DisclosureLogRow.seq)).where(col(DisclosureLogRow.seq) > after)
+    rows: list[DisclosureLogRow | Unreadable] = []
+    for seq in session.execute(keys.order_by(col(DisclosureLogRow.seq)).limit(_BATCH)).scalars():
+        try:
+            row = session.execute(
+                select(DisclosureLogRow).where(col(DisclosureLogRow.seq) == seq)
+            ).scalar_one()
+        except (ValueError, TypeError):
+            return [*rows, Unreadable(seq)]
+        rows.append(row)
+    return rows
 
 
 _CHAINED: Final = (
@@ -247,6 +275,8 @@ def rechain(session: Session, key: bytes) -> int:
     introduced the key, over rows chained before with plain SHA-256 (after checking them)."""
     previous, count = GENESIS, 0
     for row in _rows_in_order(session):
+        if isinstance(row, Unreadable):
+            raise ValueError(f"the disclosure log is broken at row {row.seq}; not re-keyed")
         if hashlib.sha256(row.prev_hash.encode() + _content(row)).hexdigest() != row.hash:
             raise ValueError(f"the disclosure log is broken at row {row.seq}; not re-keyed")
         row.prev_hash = previous

@@ -26,13 +26,14 @@ def etag(version_id: int) -> str:
 
 
 def bundle(bundle_type: str, **fields: Any) -> dict[str, Any]:
-    """A Bundle skeleton with a fresh id and timestamp, as R4 Bundle.meta/timestamp expect."""
+    """A Bundle skeleton with a fresh id and timestamp, as R4 Bundle.meta/timestamp expect;
+    a field given as an empty list is left out, since FHIR JSON has no empty arrays."""
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
         "meta": {"lastUpdated": format_instant(now_ms())},
         "type": bundle_type,
-        **fields,
+        **{name: value for name, value in fields.items() if value != []},
     }
 
 

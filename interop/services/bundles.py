@@ -7,6 +7,7 @@ response lists the entries in the order of the request. A batch runs each entry 
 in a savepoint, and reports each entry's own status.
 """
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant
 from interop.store.repository import ResourceRepository, StoredVersion
 from mappings.errors import FhirContentError
+
+_log = logging.getLogger(__name__)
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 _T = TypeVar("_T")
@@ -97,6 +100,7 @@ class BundleService:
         if not isinstance(raw_entries, list):
             raise InvalidRequest("Bundle.entry must be an array")
         limits.check_bundle_entries(len(raw_entries))
+        _refuse_repeated_full_urls(raw_entries)
         context = _Context(base_url, authorize, guard, requester)
         if kind == "transaction":
             return self._transaction(raw_entries, context)
@@ -164,15 +168,18 @@ class BundleService:
         raw: Any,
         context: _Context,
     ) -> dict[str, Any]:
-        """One entry in its own transaction; its failure is its response, not the batch's."""
+        """One entry in its own transaction; its failure is its response, not the batch's:
+        even a fault of the server's, after which the entries before it stay written and the
+        client must learn that they were (R4 §3.1.0.11.1)."""
         try:
             with session.begin():
                 entry = _authorized_entry(index, raw, context.authorize)
                 return self._execute(operations, entry, context.base_url)
         except (ServiceError, FhirContentError) as error:
-            return {
-                "response": {"status": status_line(status_of(error)), "outcome": outcome_of(error)}
-            }
+            return _failed_entry(error)
+        except Exception as error:  # rolled back; its kind is logged, not its text
+            _log.error("unhandled %s in entry %d of a batch", type(error).__name__, index)
+            return _failed_entry(error)
 
     def _plan_references(
         self, operations: ResourceOperations, entries: list[_Entry], base_url: str
@@ -270,6 +277,10 @@ class BundleService:
         return ResourceOperations(ResourceRepository(session), self._paging, gate, guard=guard)
 
 
+def _failed_entry(error: Exception) -> dict[str, Any]:
+    return {"response": {"status": status_line(status_of(error)), "outcome": outcome_of(error)}}
+
+
 def _guarded(index: int, action: Callable[[], _T]) -> _T:
     """Run one step of entry `index`, naming the entry if it fails."""
     try:
@@ -330,6 +341,25 @@ def _check_entry_shape(method: str, resource_id: str | None, resource: Any, url:
         )
     if method == "POST" and resource_id is not None:
         raise InvalidRequest(f"a POST entry's url must be the resource type, not {url[:80]!r}")
+
+
+def _refuse_repeated_full_urls(raw_entries: list[Any]) -> None:
+    """R4 bdl-7: a fullUrl names one entry of a Bundle (or versions of it, which a
+    transaction or batch never carries): two entries with one fullUrl make references to it
+    mean either, so the Bundle is refused whole."""
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_entries):
+        full_url = raw.get("fullUrl") if isinstance(raw, dict) else None
+        if not isinstance(full_url, str):
+            continue
+        if full_url in seen:
+            raise TransactionFailed(
+                index,
+                InvalidRequest(
+                    f"fullUrl {full_url[:80]!r} is also entry {seen[full_url]}'s (bdl-7)"
+                ),
+            )
+        seen[full_url] = index
 
 
 def _refuse_duplicates(entries: list[_Entry]) -> None:

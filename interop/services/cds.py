@@ -283,7 +283,8 @@ def _filter_content(
             withheld.extend(labels)
     permits = [d for d in decisions if d.outcome is Outcome.PERMIT]
     speaking = (permits or decisions or [ask(_SUD_RECORD)])[0]
-    return {**bundle, "entry": kept}, withheld, speaking
+    rest = {name: value for name, value in bundle.items() if name != "entry"}
+    return {**rest, "entry": kept} if kept else rest, withheld, speaking
 
 
 def _labels(resource: dict[str, Any]) -> tuple[Coding, ...]:

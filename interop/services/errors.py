@@ -2,6 +2,7 @@
 
 ServiceError
 ├── InvalidRequest        the request itself is wrong (bad id, bad search value...)
+│   └── SearchTooCostly   a search naming more than one query may hold
 ├── ResourceNotFound      nothing with that type, id or version
 ├── ResourceGone          it existed and was deleted
 ├── Forbidden             the requester may not do this (scope, or partner isolation)
@@ -29,6 +30,12 @@ class ServiceError(Exception):
 
 class InvalidRequest(ServiceError):
     issue_code = "invalid"
+
+
+class SearchTooCostly(InvalidRequest):
+    """A search past what one query may name: 400 (no body was too large), issue too-costly."""
+
+    issue_code = "too-costly"
 
 
 class ResourceNotFound(ServiceError):

@@ -22,6 +22,7 @@ from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
 from interop.services.errors import InvalidRequest
 from interop.services.export_request import compartment_types, readable, type_queries
+from interop.services.numbers import whole_number
 from interop.services.resources import GateFactory, ResourceOperations, behind_gate, check_id
 from interop.services.search_parser import Paging
 from interop.store.fhirdates import now_ms, parse_range
@@ -127,9 +128,10 @@ def _read_params(params: Sequence[tuple[str, str]], paging: Paging) -> _Asked:
             except ValueError:
                 raise InvalidRequest(f"_since must be an instant, not {value[:40]!r}") from None
         elif name == "_count":
-            if not value.isdigit() or int(value) < 1:
+            number = whole_number(value)
+            if number is None or number < 1:
                 raise InvalidRequest("_count must be a positive integer")
-            count = min(int(value), paging.max_count)
+            count = min(number, paging.max_count)
         elif name == "_cursor":
             cursor, cursor_text = _cursor(value), value
     chosen = [kind for kind in compartment if kind in types] if types else list(compartment)
@@ -139,9 +141,10 @@ def _read_params(params: Sequence[tuple[str, str]], paging: Paging) -> _Asked:
 
 def _cursor(text: str) -> tuple[int, int]:
     position, _, key = text.partition(".")
-    if not position.isdigit() or not key.isdigit():
+    numbers = whole_number(position), whole_number(key)
+    if numbers[0] is None or numbers[1] is None:
         raise InvalidRequest("_cursor is not one this server wrote")
-    return int(position), int(key)
+    return numbers[0], numbers[1]
 
 
 def _link(url: str, params: Sequence[tuple[str, str]], cursor: str | None) -> str:

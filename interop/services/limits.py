@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from lxml import etree
 
-from interop.services.errors import TooCostly
+from interop.services.errors import SearchTooCostly, TooCostly
 
 MAX_ELEMENTS: Final = 50_000
 """JSON values in one resource (a large Questionnaire has a few thousand)."""
@@ -21,6 +21,10 @@ MAX_INDEX_VALUES: Final = 10_000
 would otherwise insert hundreds of thousands of index rows under the write lock)."""
 MAX_BUNDLE_ENTRIES: Final = 1_000
 """Entries of one transaction or batch Bundle, and records taken from one C-CDA document."""
+MAX_SEARCH_VALUES: Final = 200
+"""Values one search names in all (comma-separated, repeated parameters, _include and
+_revinclude): each is a condition of one query, and past about a thousand SQLite refuses the
+query as too deep to parse."""
 MAX_REQUEST_ELEMENTS: Final = 200_000
 """JSON values one request writes in all (a 100-entry transaction of care plans has about
 6,000): a transaction is one write lock held for every entry, and a thousand resources each
@@ -56,6 +60,13 @@ def check_index_values(count: int) -> None:
     """Checked on the extracted index, before any of it is written."""
     if count > MAX_INDEX_VALUES:
         raise TooCostly(f"the resource yields more than {MAX_INDEX_VALUES} search index values")
+
+
+def check_search_values(count: int) -> None:
+    if count > MAX_SEARCH_VALUES:
+        raise SearchTooCostly(
+            f"a search may name at most {MAX_SEARCH_VALUES} values in all: split it into several"
+        )
 
 
 def check_bundle_entries(count: int) -> None:

@@ -58,9 +58,9 @@ class Event(StrEnum):
 
 _DOCUMENT_CHANNELS = (ChannelKind.CCDA_HTTP, ChannelKind.CCDA_DIRECTORY)
 REST_HOOK = "rest-hook"
+"""The channel of outbox rows for Subscriptions, whatever the partner's registered channel."""
 COPY_IDENTIFIER_SYSTEM = "urn:ietf:rfc:3986"
 """The identifier system of a copy's original URL (interop.sync.payloads.URI_SYSTEM)."""
-"""The channel of outbox rows for Subscriptions, whatever the partner's registered channel."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -20,9 +20,11 @@ import orjson
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
+from consent.vocabulary import canonical_identifier_system
 from interop.auth.scopes import InvalidScope, format_scopes, parse_scopes
 from interop.services.bundle_builder import plain
 from interop.services.errors import InvalidRequest, ResourceNotFound
+from interop.services.numbers import whole_number
 from interop.services.outbox import ChannelKind
 from interop.services.resources import ResourceOperations, internal_operations
 from interop.services.search_parser import Paging
@@ -115,6 +117,7 @@ class PartnerService:
         program the case API or the demo created), or to a new one; a second registration of
         the same organization is refused, since tokens would then be told apart by key alone."""
         _check_scopes(new.scopes)
+        new = replace(new, identifiers=_canonical_identifiers(new.identifiers))
         _check_identifiers(new.identifiers)
         jwks = _checked_jwks(new.jwks, new.jwks_url)
         channel = _checked_channel(new.channel)
@@ -293,9 +296,10 @@ def _checked_channel(channel: ChannelConfig | None) -> ChannelConfig | None:
 
 def _check_host_port(address: str) -> None:
     host, _, port = address.rpartition(":")
-    if not _HOST.fullmatch(host.removeprefix("[").removesuffix("]")) or not port.isdigit():
+    number = whole_number(port)
+    if not _HOST.fullmatch(host.removeprefix("[").removesuffix("]")) or number is None:
         raise InvalidRequest(f"an MLLP address is host:port, not {address[:80]!r}")
-    if not 0 < int(port) < 65536:
+    if not 0 < number < 65536:
         raise InvalidRequest(f"an MLLP address is host:port, not {address[:80]!r}")
 
 
@@ -353,6 +357,25 @@ def _organization(new: NewPartner, endpoint_id: str | None) -> dict[str, Any]:
         "name": new.name,
         **endpoint,
     }
+
+
+def _canonical_identifiers(identifiers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The identifiers with their systems in the spelling consents are matched in (the NPI's
+    OID is the NPI), so that a twin registration under the other spelling is refused as the
+    same organization, and an NPI is checked whichever way it is written; a misspelt NPI
+    system, which would name no one, is refused."""
+    canonical: list[tuple[str, str]] = []
+    for system, value in identifiers:
+        system = canonical_identifier_system(system) or system
+        if system != NPI_SYSTEM and _looks_like_npi_system(system):
+            raise InvalidRequest(f"the NPI's system is written {NPI_SYSTEM}, not {system[:80]!r}")
+        canonical.append((system, value))
+    return canonical
+
+
+def _looks_like_npi_system(system: str) -> bool:
+    bare = system.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+    return bare == NPI_SYSTEM.removeprefix("http://")
 
 
 def _check_identifiers(identifiers: Sequence[tuple[str, str]]) -> None:

@@ -30,19 +30,22 @@ from interop.services.directives import consent_warnings
 from interop.services.disclosure import Released, log_into, patient_of, system_gate
 from interop.services.errors import (
     BusinessRuleBroken,
+    Forbidden,
     InvalidRequest,
     PreconditionFailed,
     ResourceGone,
     ResourceNotFound,
     VersionConflict,
 )
-from interop.services.outbox import note_change
+from interop.services.numbers import whole_number
+from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, note_change
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
 from interop.store import consents as consents_store
 from interop.store import locks
 from interop.store import organizations as organizations_store
+from interop.store import outbox as outbox_store
 from interop.store.consents import held_carriers
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
@@ -255,9 +258,10 @@ class ResourceOperations:
         unknown = ResourceNotFound(
             f"{resource_type}/{resource_id} has no version {version_id[:20]!r}"
         )
-        if not version_id.isdigit():
+        version = whole_number(version_id)
+        if version is None:
             raise unknown
-        stored = self._repository.version(resource_type, resource_id, int(version_id))
+        stored = self._repository.version(resource_type, resource_id, version)
         if stored is None or not self._visible_now(resource_type, resource_id):
             raise unknown
         if stored.content is None:
@@ -660,10 +664,11 @@ class ResourceOperations:
         reference no identifier resolves stays as the partner wrote it."""
         if self._guard is None or resource_type not in _REFERRAL_TYPES:
             return resource
+        session = self._repository.session
+        _check_no_other_servers_urls(session, self._guard.organization, resource)
         localized = dict(resource)
         # The directory of Organizations is the server's to consult, whatever the writer's
         # read scopes: nothing about a patient is read.
-        session = self._repository.session
         for role in _PARTY_ELEMENTS:
             value = localized.get(role)
             if isinstance(value, list):
@@ -1274,10 +1279,10 @@ def as_written(content: bytes | None) -> dict[str, Any]:
 def _version_name(line: bytes) -> tuple[str, str, int] | None:
     """The version an exported line is: (type, id, versionId)."""
     resource = orjson.loads(line)
-    version = str(resource.get("meta", {}).get("versionId", ""))
-    if not version.isdigit():
+    version = whole_number(str(resource.get("meta", {}).get("versionId", "")))
+    if version is None:
         return None
-    return str(resource.get("resourceType")), str(resource.get("id")), int(version)
+    return str(resource.get("resourceType")), str(resource.get("id")), version
 
 
 def _asks_about_one_patient(query: SearchQuery) -> bool:
@@ -1299,6 +1304,27 @@ def _same_party(one: Any, other: Any) -> bool:
         for ref in (one, other)
     ]
     return found[0] is not None and found[1] is not None and found[0][:2] == found[1][:2]
+
+
+def _check_no_other_servers_urls(session: Session, writer: str, resource: dict[str, Any]) -> None:
+    """A referral's URL identifier on a partner's FHIR server is how that partner finds its
+    copy here again (interop.sync.payloads): another writer claiming one would have the
+    partner's pushes match its record (and be refused) and its polls read it as the copy."""
+    values = [
+        identifier.get("value")
+        for identifier in resource.get("identifier") or ()
+        if isinstance(identifier, dict) and identifier.get("system") == COPY_IDENTIFIER_SYSTEM
+    ]
+    claimed = [value for value in values if isinstance(value, str)]
+    if not claimed:
+        return
+    for organization, base in outbox_store.fhir_bases(session):
+        root = base.rstrip("/") + "/"
+        if f"Organization/{organization}" != writer and any(v.startswith(root) for v in claimed):
+            raise Forbidden(
+                f"an identifier under {root[:200]} names a record on another partner's server: "
+                "only that partner assigns it"
+            )
 
 
 def _local_party(session: Session, reference: Any) -> Any:
@@ -1399,12 +1425,13 @@ def _history_params(
             except ValueError:
                 raise InvalidRequest(f"_since must be an instant, not {value[:40]!r}") from None
         elif name in ("_count", "_offset"):
-            if not value.isdigit():
+            number = whole_number(value)
+            if number is None:
                 raise InvalidRequest(f"{name} must be a non-negative integer")
             if name == "_count":
-                count = min(int(value), paging.max_count)
+                count = min(number, paging.max_count)
             else:
-                offset = int(value)
+                offset = number
     return since, offset, count
 
 

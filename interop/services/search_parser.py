@@ -8,7 +8,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from interop.services import limits
 from interop.services.errors import InvalidRequest
+from interop.services.numbers import whole_number
 from interop.store.fhirdates import parse_range
 from interop.store.search import (
     ID_PARAM,
@@ -34,6 +36,7 @@ _MODIFIERS: dict[ParamType, frozenset[str]] = {
     ParamType.REFERENCE: frozenset({"missing"}),
 }
 _SILENT_RESULT_PARAMS = frozenset({"_format", "_pretty"})
+_SUMMARY_MODES = ("true", "text", "data", "count", "false")
 _TOTAL_MODES: tuple[TotalMode, ...] = ("none", "estimate", "accurate")
 """Handled elsewhere (_format by content negotiation) or always honoured (totals are exact)."""
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -74,8 +77,8 @@ def parse_search(
             includes.append(_inclusion(raw_value, modifier, resource_type, reverse=False))
         elif name == "_revinclude":
             revincludes.append(_inclusion(raw_value, modifier, resource_type, reverse=True))
-        elif name == "_summary" and raw_value == "count":
-            summary_count = True
+        elif name == "_summary" and _summary_mode(raw_value) in ("count", "false"):
+            summary_count = summary_count or raw_value == "count"
         elif name == "_total":
             total = _total_mode(raw_value)
         elif name in (ID_PARAM, LAST_UPDATED_PARAM):
@@ -90,6 +93,9 @@ def parse_search(
                     f"unsupported search parameter {raw_name!r} for {resource_type}"
                 )
             ignored.append(raw_name)
+    limits.check_search_values(
+        sum(len(criterion.values) for criterion in criteria) + len(includes) + len(revincludes)
+    )
     return SearchQuery(
         resource_type=resource_type,
         criteria=tuple(criteria),
@@ -104,6 +110,16 @@ def parse_search(
     )
 
 
+def _summary_mode(text: str) -> str:
+    """R4 `_summary`: true, text, data, count or false; anything else a client error. Only
+    count and false are honoured; the others are reported as ignored."""
+    if text not in _SUMMARY_MODES:
+        raise InvalidRequest(
+            f"_summary must be one of {', '.join(_SUMMARY_MODES)}, not {text[:20]!r}"
+        )
+    return text
+
+
 def _total_mode(text: str) -> TotalMode:
     """R4 `_total`: none, estimate or accurate, anything else a client error."""
     for mode in _TOTAL_MODES:
@@ -113,9 +129,10 @@ def _total_mode(text: str) -> TotalMode:
 
 
 def _non_negative(name: str, text: str) -> int:
-    if not text.isdigit():
+    number = whole_number(text)
+    if number is None:
         raise InvalidRequest(f"{name} must be a non-negative integer, not {text[:20]!r}")
-    return int(text)
+    return number
 
 
 def _sort_keys(known: dict[str, SearchParam], text: str) -> tuple[SortKey, ...]:

@@ -163,6 +163,14 @@ def subscriptions(session: Session) -> list[bytes]:
     return [content for content in session.execute(statement).scalars() if content]
 
 
+def fhir_bases(session: Session) -> list[tuple[str, str]]:
+    """(organization id, FHIR base) of every partner reached at its FHIR server."""
+    statement = select(_PARTNER.organization_id, _PARTNER.channel_address).where(
+        _PARTNER.channel == "fhir", _PARTNER.channel_address.is_not(None)
+    )
+    return [(organization, base) for organization, base in session.execute(statement).all()]
+
+
 def partner_of(session: Session, organization_id: str) -> PartnerRow | None:
     """The enabled partner registered for this Organization."""
     statement = select(PartnerRow).where(

@@ -159,9 +159,9 @@ _PARTIES = ("requester", "owner", "performer")
 
 
 def identified_parties(operations: ResourceOperations, resource: dict[str, Any]) -> dict[str, Any]:
-    """The referral's parties with their Organizations' identifiers beside the reference (a
-    logical reference, R4 §2.3.0): a receiver resolves them to organizations it knows, since
-    an id on our server means nothing on theirs."""
+    """The referral's parties, and its notes' authors, with their Organizations' identifiers
+    beside the reference (a logical reference, R4 §2.3.0): a receiver resolves them to
+    organizations it knows, since an id on our server means nothing on theirs."""
     named = dict(resource)
     for role in _PARTIES:
         value = named.get(role)
@@ -169,7 +169,16 @@ def identified_parties(operations: ResourceOperations, resource: dict[str, Any])
             named[role] = [_identified(operations, item) for item in value]
         elif value is not None:
             named[role] = _identified(operations, value)
+    notes = named.get("note")
+    if isinstance(notes, list):  # a signed note's author, known to the receiver the same way
+        named["note"] = [_signed(operations, note) for note in notes]
     return named
+
+
+def _signed(operations: ResourceOperations, note: Any) -> Any:
+    if not isinstance(note, dict) or not isinstance(note.get("authorReference"), dict):
+        return note
+    return {**note, "authorReference": _identified(operations, note["authorReference"])}
 
 
 def _identified(operations: ResourceOperations, reference: Any) -> Any:

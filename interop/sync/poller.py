@@ -35,10 +35,11 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from adapters.errors import PartnerRejected, PartnerUnavailable
+from consent.vocabulary import canonical_identifier_system
 from interop.services.errors import ServiceError
 from interop.services.inbound import reason_of
 from interop.services.outbox import ChannelKind
-from interop.services.resources import as_written, internal_operations
+from interop.services.resources import ResourceOperations, as_written, internal_operations
 from interop.services.search_parser import Paging
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import parse_range
@@ -46,7 +47,7 @@ from interop.store.tables import InboundMessageRow, PartnerRow
 from interop.sync.channels import ChannelDeliverer
 from interop.sync.payloads import URI_SYSTEM, absolute_references
 from mappings.errors import FhirContentError
-from mappings.workflow import Side, steps
+from mappings.workflow import Side, names_party, steps
 
 _PAGING = Paging(1, 1)
 _log = logging.getLogger(__name__)
@@ -188,15 +189,40 @@ class Poller:
                     if found is None:
                         return "unknown"
                     side, elements = found
-                    merged = _merged(ours, copy, elements, base)
+                    if not self._names_our_parties(operations, ours, copy):
+                        raise Forged(
+                            "the copy names other parties than our Task: it is not the "
+                            "partner's copy of our referral"
+                        )
+                    merged = _signed_as_ours(_merged(ours, copy, elements, base), copy, ours)
                     if merged == ours:
                         return "same"
-                    for status in _statuses(ours, merged, side):
-                        operations.update("Task", our_id, {**merged, "status": status})
+                    for move in _moves(ours, merged, side):
+                        operations.update("Task", our_id, move)
                 session.add(self._record(partner, copy, our_id, version, "processed", []))
             return "applied"
         except (ServiceError, FhirContentError) as error:
             return self._hold(partner, copy, our_id, reason_of(error))
+        except Forged as forged:
+            return self._hold(partner, copy, our_id, str(forged))
+
+    def _names_our_parties(
+        self, operations: ResourceOperations, ours: dict[str, Any], copy: dict[str, Any]
+    ) -> bool:
+        """Whether the copy's requester and owner are our Task's, by identifier or by our
+        absolute URL: anyone the partner's server lets write a Task may put our Task's URL in
+        its identifiers, and only the parties' own copy speaks for the other side (the
+        partner's server lets no one else write a Task naming them, README)."""
+        base = self._ours.removesuffix("/Task/")
+        for role in ("requester", "owner"):
+            party, theirs = ours.get(role), copy.get(role)
+            if not isinstance(party, dict) or not isinstance(theirs, dict):
+                return False
+            here = absolute_references(party, base).get("reference")
+            known = _identifiers_of(operations, party)
+            if theirs.get("reference") != here and _identifier(theirs) not in known:
+                return False
+        return True
 
     def _hold(self, partner: PartnerRow, copy: dict[str, Any], our_id: str, reason: str) -> str:
         with unit_of_work(self._engine) as session:
@@ -239,6 +265,57 @@ class Poller:
                 session.add(row)
 
 
+class Forged(Exception):
+    """A Task on the partner's server carries our Task's URL but is not the parties' copy."""
+
+
+def _identifiers_of(
+    operations: ResourceOperations, party: dict[str, Any]
+) -> set[tuple[str | None, str]]:
+    """The identifiers of the Organization a party of our Task names, in canonical form."""
+    reference = str(party.get("reference", ""))
+    kind, _, ident = reference.partition("/")
+    if kind != "Organization" or not ident:
+        return set()
+    try:
+        organization = as_written(operations.read("Organization", ident).content)
+    except ServiceError:
+        return set()
+    found = {_identifier({"identifier": item}) for item in organization.get("identifier") or ()}
+    return {key for key in found if key is not None}
+
+
+def _identifier(reference: dict[str, Any]) -> tuple[str | None, str] | None:
+    identifier = reference.get("identifier")
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
+        return None
+    system = identifier.get("system")
+    return canonical_identifier_system(system if isinstance(system, str) else None), identifier[
+        "value"
+    ]
+
+
+def _signed_as_ours(
+    merged: dict[str, Any], copy: dict[str, Any], ours: dict[str, Any]
+) -> dict[str, Any]:
+    """Each note signed by one of the copy's parties signed by that party as we name it: the
+    partner's server names the organizations by its own ids, and the workflow check here
+    compares a note's author with our Task's parties (a note the partner signs as the other
+    party is then refused, as it would be if written here)."""
+    notes = merged.get("note")
+    if not isinstance(notes, list):
+        return merged
+    signed = []
+    for note in notes:
+        author = note.get("authorReference") if isinstance(note, dict) else None
+        for role in ("requester", "owner"):
+            if author is not None and names_party(author, copy.get(role)):
+                note = {**note, "authorReference": ours[role]}
+                break
+        signed.append(note)
+    return {**merged, "note": signed}
+
+
 def _side_of(ours: dict[str, Any], organization: str) -> tuple[Side, tuple[str, ...]] | None:
     """The partner's side of our Task and the elements it may change; None if no party."""
     for side, elements in ((Side.OWNER, _OWNER_ELEMENTS), (Side.REQUESTER, _REQUESTER_ELEMENTS)):
@@ -249,12 +326,25 @@ def _side_of(ours: dict[str, Any], organization: str) -> tuple[Side, tuple[str, 
     return None
 
 
-def _statuses(ours: dict[str, Any], merged: dict[str, Any], side: Side) -> list[str]:
-    """The status of each write: the moves the partner made between two polls, one by one, so
-    each is checked as the table allows it; one write when the status stayed or no way
-    exists (the workflow check then says why)."""
+def _moves(ours: dict[str, Any], merged: dict[str, Any], side: Side) -> list[dict[str, Any]]:
+    """One write per move the partner made between two polls, each checked as the table
+    allows it; one write when the status stayed or no way exists (the workflow check then
+    says why). A move on the way is our Task with that status alone (and, started, the
+    start): the outcome and the end it reached later are not what it said then."""
     old, new = str(ours.get("status")), str(merged.get("status"))
-    return (steps(old, new, side) if old != new else None) or [new]
+    *between, last = (steps(old, new, side) if old != new else None) or [new]
+    return [_on_the_way(ours, merged, status) for status in between] + [{**merged, "status": last}]
+
+
+def _on_the_way(ours: dict[str, Any], merged: dict[str, Any], status: str) -> dict[str, Any]:
+    version = {**ours, "status": status}
+    period = merged.get("executionPeriod")
+    if status in _UNDER_WAY and isinstance(period, dict) and period.get("start"):
+        version["executionPeriod"] = {"start": period["start"]}
+    return version
+
+
+_UNDER_WAY = frozenset({"in-progress", "on-hold"})
 
 
 def _merged(

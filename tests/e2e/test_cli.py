@@ -252,6 +252,36 @@ def test_partners_add_refuses_a_second_registration_of_an_identifier(tmp_path: P
     assert len(json.loads(interop("partners", "list", "--database-url", database).stdout)) == 1
 
 
+@pytest.mark.parametrize(
+    ("system", "message"),
+    [
+        ("urn:oid:2.16.840.1.113883.4.6", "already registered for"),
+        ("HTTP://hl7.org/fhir/sid/us-npi", "the NPI's system is written"),
+        ("https://hl7.org/fhir/sid/us-npi", "the NPI's system is written"),
+        ("http://hl7.org/fhir/sid/us-npi/", "the NPI's system is written"),
+    ],
+)
+def test_an_npi_in_another_spelling_is_the_same_npi(
+    tmp_path: Path, system: str, message: str
+) -> None:
+    """Probe 9 H1: consents name an NPI by its OID too, so a registration under the OID is
+    the organization registered under the URL, checked as an NPI (Luhn) like it."""
+    database = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    jwks = _jwks(tmp_path, "k.json")
+    assert _add(database, jwks, "1184627390", "--quiet").returncode == 0
+    twin = interop(
+        "partners", "add", "Twin", "--identifier", f"{system}|1184627390", "--jwks", str(jwks),
+        "--scope", "system/*.rs", "--database-url", database,
+    )  # fmt: skip
+    assert twin.returncode == 2
+    assert message in one_line_error(twin)
+    bad = interop(
+        "partners", "add", "Bad", "--identifier", "urn:oid:2.16.840.1.113883.4.6|1234567890",
+        "--jwks", str(jwks), "--scope", "system/*.rs", "--database-url", database,
+    )  # fmt: skip
+    assert "'1234567890' is not an NPI" in one_line_error(bad)
+
+
 def test_a_partner_with_a_stored_organizations_identifier_is_that_organization(
     tmp_path: Path,
 ) -> None:

@@ -471,6 +471,9 @@ class TestReadingPartnersBack:
         history = world.client.get("/fhir/Task/task-1/_history").json()
         statuses = [entry["resource"]["status"] for entry in history["entry"]]
         assert statuses == ["completed", "in-progress", "accepted", "requested"]
+        started = history["entry"][1]["resource"]  # probe 9 L3: not yet ended, no outcome
+        assert started["executionPeriod"] == {"start": "2026-11-04"}
+        assert "output" not in started
 
     def test_a_copy_read_again_keeps_our_labels_and_our_later_changes(self, world: World) -> None:
         """The partner's copy replaces only its side's elements, once per version: the Task's

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from adapters import fhir_xml
 from mappings import fhir
 from mappings.errors import FhirContentError, InvalidResource, Issue, MalformedContent
-from mappings.terminology import LOCAL_CODE_SYSTEMS, REQUIRED_BINDINGS, TASK_STATUS
+from mappings.terminology import (
+    LOCAL_CODE_SYSTEMS,
+    REQUIRED_BINDINGS,
+    REQUIRED_CONCEPT_BINDINGS,
+    TASK_STATUS,
+)
 from tests.mappings.conftest import CORPORA, absent, corpus_params, valid_examples
 
 DIV = '<div xmlns="http://www.w3.org/1999/xhtml"><p>Plan</p></div>'
@@ -443,6 +448,32 @@ class TestRequiredBindings:
     @pytest.mark.parametrize("code", TASK_STATUS.codes)
     def test_accepts_every_task_status_the_truncated_model_hint_leaves_out(self, code: str) -> None:
         fhir.validate(task(status=code))
+
+    @pytest.mark.parametrize("element", sorted(REQUIRED_CONCEPT_BINDINGS))
+    @pytest.mark.parametrize(
+        "concept",
+        [
+            {"text": "active"},
+            {"coding": [{"system": "http://snomed.info/sct", "code": "55561003"}]},
+            {"coding": [{"code": "active"}]},
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical"}]},
+        ],
+    )
+    def test_a_concept_bound_to_a_required_value_set_needs_a_coding_from_it(
+        self, element: str, concept: dict[str, Any]
+    ) -> None:
+        kind, name = element.split(".")
+        value_set = REQUIRED_CONCEPT_BINDINGS[element]
+        bogus = {"coding": [{"system": value_set.system, "code": "bogus"}]}
+        for bad in (concept, bogus):
+            resource = {"resourceType": kind, "subject": PATIENT, name: bad}
+            (issue,) = _issues(resource)
+            assert (issue.code, issue.expression) == ("code-invalid", (element,))
+            assert str(value_set.url) in issue.diagnostics
+        for code in value_set.codes:
+            other = {"system": "http://snomed.info/sct", "code": "55561003"}
+            good = {"coding": [other, {"system": value_set.system, "code": code}]}
+            fhir.validate({"resourceType": kind, "subject": PATIENT, name: good})
 
     @pytest.mark.parametrize("code", ["entered-in-error", "unknown"])
     def test_accepts_encounter_statuses_the_truncated_model_hint_leaves_out(

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS
+from mappings.terminology import NPI_SYSTEM as NPI
 from mappings.workflow import Side, rebased, steps, task_change_problem
 
 STATUSES = (
@@ -307,15 +308,41 @@ def test_the_owner_never_removes_the_requesters_input() -> None:
 
 
 @pytest.mark.parametrize("side", [Side.REQUESTER, Side.OWNER])
-def test_a_side_signs_only_its_own_notes(side: Side) -> None:
-    before = shared("accepted")
+def test_a_side_never_signs_a_note_as_the_other_party(side: Side) -> None:
     other = "owner" if side is Side.REQUESTER else "requester"
-    forged = {"text": "client declined", "authorReference": before[other]}
-    signed = {"text": "client prefers mornings", "authorReference": before[side.value]}
-    assert task_change_problem(before, {**before, "note": [forged]}, side) == (
-        f"a note the {side.value} adds names the {side.value} as its author, or none"
-    )
-    assert task_change_problem(before, {**before, "note": [signed]}, side) is None
+    before = shared("accepted")
+    before[other] = {**before[other], "identifier": {"system": NPI, "value": "1184627390"}}
+    elsewhere = f"https://other.example.org/fhir/{before[other]['reference']}"
+    by_oid = {"system": "urn:oid:2.16.840.1.113883.4.6", "value": "1184627390"}
+    refused = f"a note the {side.value} adds may not name the {other} as its author"
+    for forged_author in (
+        before[other],
+        {"reference": elsewhere},
+        {"reference": "Organization/its-id-on-my-server", "identifier": by_oid},
+    ):
+        forged = {"text": "client declined", "authorReference": forged_author}
+        assert task_change_problem(before, {**before, "note": [forged]}, side) == refused
+    for own_author in (
+        before[side.value],
+        {"reference": "https://mine.example.org/fhir/Organization/me-on-my-server"},
+        {"reference": "Practitioner/case-manager"},
+        None,
+    ):
+        signed = {"text": "client prefers mornings", "authorReference": own_author}
+        if own_author is None:
+            signed = {"text": "client prefers mornings"}
+        assert task_change_problem(before, {**before, "note": [signed]}, side) is None
+
+
+def test_a_note_is_the_same_note_whatever_id_each_server_gives_its_author() -> None:
+    """Probe 9 H2: the other server names the author by its own id; read back, the note is
+    the one already kept, not a new one signed as someone else."""
+    mine = {"text": "bed 4 on Monday", "time": "2026-12-01T10:00:00Z"}
+    before = shared("accepted", note=[{**mine, "authorReference": {"reference": "Organization/a"}}])
+    theirs = {**mine, "authorReference": {"reference": "https://b.example.org/fhir/Organization/x"}}
+    after = {**before, "note": [theirs]}
+    assert task_change_problem(before, after, Side.OWNER) is None
+    assert rebased(before, after, [before], Side.OWNER)["note"] == before["note"]
 
 
 def test_the_requester_may_ask_to_cancel_again_after_the_owner_moved_on() -> None:

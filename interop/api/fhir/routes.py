@@ -15,7 +15,7 @@ from interop.api.deps import (
     ResourcesDep,
     StrictDep,
 )
-from interop.api.formats import Format
+from interop.api.formats import Format, UnsupportedMediaType
 from interop.api.responses import FhirResponse, version_headers
 from interop.api.security import (
     RequesterDep,
@@ -115,7 +115,10 @@ async def search_post(
     strict: StrictDep,
     requester: Searcher,
 ) -> FhirResponse:
-    """Search by POST, form-encoded: for criteria too long, or too private, for a URL."""
+    """Search by POST, form-encoded: for criteria too long, or too private, for a URL. A
+    body in any other format is refused, not ignored: searching without its criteria would
+    answer with every record the requester may see (R4 §3.1.0.9)."""
+    _check_form_encoded(request)
     form: FormData = await request.form()
     params = list(request.query_params.multi_items()) + [
         (name, value) for name, value in form.multi_items() if isinstance(value, str)
@@ -124,6 +127,18 @@ async def search_post(
         resources.search, resource_type, params, requester, base_url=base, strict=strict
     )
     return FhirResponse(bundle, fmt=fmt)
+
+
+def _check_form_encoded(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    if has_body and media_type != _FORM:
+        raise UnsupportedMediaType(f"a search by POST sends its parameters as {_FORM}")
+
+
+_FORM = "application/x-www-form-urlencoded"
 
 
 @router.post("/{resource_type}", operation_id="fhir_create", status_code=201, responses=RESPONSES)

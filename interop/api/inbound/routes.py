@@ -21,6 +21,7 @@ from interop.services.ccda_intake import (
 )
 from interop.services.errors import ScopeInsufficient
 from interop.services.inbound import InboundService
+from interop.services.numbers import whole_number
 from interop.services.staff import Role, StaffSession
 
 router = APIRouter(prefix="/inbound", tags=["Inbound messages"])
@@ -59,11 +60,11 @@ async def _document(request: Request) -> bytes | Response:
             "Unsupported Media Type",
             "send the C-CDA document as application/xml (or text/xml)",
         )
-    declared = request.headers.get("content-length", "")
+    declared = whole_number(request.headers.get("content-length", ""))
     too_large = problem(
         413, "Content Too Large", f"a document is at most {MAX_DOCUMENT_BYTES} bytes"
     )
-    if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
+    if declared is not None and declared > MAX_DOCUMENT_BYTES:
         return too_large
     body = bytearray()
     async for chunk in request.stream():

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
 from interop.api.outcomes import problem
+from interop.services.numbers import whole_number
 from interop.sync.subscribing import NotificationInbox
 
 router = APIRouter(prefix="/sync", tags=["Sync"])
@@ -22,8 +23,8 @@ def _inbox(request: Request) -> NotificationInbox:
 
 async def _capped_body(request: Request) -> bytes:
     """At most _MAX_NOTIFICATION_BYTES; more is not read (a partner's server sends ids)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > _MAX_NOTIFICATION_BYTES:
+    declared = whole_number(request.headers.get("content-length", ""))
+    if declared is not None and declared > _MAX_NOTIFICATION_BYTES:
         return b""
     body = bytearray()
     async for chunk in request.stream():

@@ -233,6 +233,25 @@ class TestTamperEvidence:
         assert problem in report["problem"]
         assert report["first_broken_seq"] is not None
 
+    def test_a_value_edited_into_one_the_log_cannot_read_is_reported_as_broken(
+        self,
+        anonymous: TestClient,
+        compliance: TestClient,
+        world: World,
+        database_url: str,
+    ) -> None:
+        """Probe 9 L2: SQLite keeps any text in a timestamp column; the walk stopped with a
+        traceback instead of naming the row."""
+        if not database_url.startswith("sqlite"):
+            pytest.skip("PostgreSQL refuses a timestamp that is no time when it is written")
+        disclose(anonymous, world)
+        disclose(anonymous, world)
+        tamper(database_url, "UPDATE disclosure_log SET recorded_at = 'yesterday' WHERE seq = 2")
+        report = compliance.get("/audit/verify").json()
+        assert report["intact"] is False
+        assert report["first_broken_seq"] == 2
+        assert "cannot be read" in report["problem"]
+
 
 class TestKeyedChain:
     """Issue 10, point 5: tamper-evident against whoever can write the database. The chain is

@@ -32,6 +32,7 @@ ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 RECORD = "/fhir/Condition/alex-oud"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 
 @pytest.fixture
@@ -163,6 +164,27 @@ def test_a_refusal_naming_the_patient_by_identifier_is_honoured(
     assert riverside.get(RECORD).status_code == 200
 
     put(ehr, _refusal({"identifier": MRN}))
+
+    assert riverside.get(RECORD).status_code == 404
+
+
+NPI_SPELLINGS = ["http://hl7.org/fhir/sid/us-npi", "urn:oid:2.16.840.1.113883.4.6"]
+"""The NPI as FHIR names it and as C-CDA, IHE and OID-based consent documents do."""
+
+
+@pytest.mark.usefixtures("released")
+@pytest.mark.parametrize("system", NPI_SPELLINGS)
+def test_a_refusal_naming_the_recipient_by_its_npi_in_either_spelling_is_honoured(
+    ehr: TestClient, riverside: TestClient, system: str
+) -> None:
+    """Probe 9 H1, C8: the OID spelling was compared as another system, so the refusal was
+    stored and applied to no one."""
+    recipient = {"identifier": {"system": system, "value": "1992753883"}}
+    refusal = _refusal({"reference": ALEX})
+    refusal["provision"]["actor"] = [
+        {"role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]}, "reference": recipient}
+    ]
+    put(ehr, refusal)
 
     assert riverside.get(RECORD).status_code == 404
 

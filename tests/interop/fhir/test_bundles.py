@@ -2,8 +2,10 @@
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from interop.services.resources import ResourceOperations
 from tests.builders import MRN, care_plan, patient, service_request, task
 from tests.conftest import RegisteredPartner
 from tests.interop.fhir.test_crud import FHIR_JSON, create
@@ -166,6 +168,24 @@ class TestTransaction:
         assert total(client, "Patient") == 1
 
 
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_two_entries_with_one_full_url_are_refused_whole(client: TestClient, kind: str) -> None:
+    """R4 bdl-7: a reference to the fullUrl would name either entry."""
+    same = "urn:uuid:22222222-2222-4222-8222-222222222222"
+    entries = [
+        {
+            "fullUrl": same,
+            "resource": patient(mrn=f"MRN-D{n}"),
+            "request": {"method": "POST", "url": "Patient"},
+        }
+        for n in (1, 2)
+    ]
+    response = post(client, {"resourceType": "Bundle", "type": kind, "entry": entries})
+    assert response.status_code == 400, response.text
+    assert "bdl-7" in response.json()["issue"][0]["diagnostics"]
+    assert total(client, "Patient") == 0
+
+
 class TestBatch:
     def test_each_entry_succeeds_or_fails_on_its_own(self, client: TestClient) -> None:
         bundle = {
@@ -196,6 +216,47 @@ class TestBatch:
         assert entries[1]["response"]["outcome"]["issue"][0]["expression"] == ["Patient.gender"]
         assert entries[3]["resource"]["total"] == 1
         assert total(client, "Patient") == 1
+
+    def test_a_server_fault_in_one_entry_is_that_entrys_500_and_the_rest_answer(
+        self, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The entries before the fault stay written, so the client must be told they were:
+        a 500 for the whole batch would have it send them again (R4 §3.1.0.11.1)."""
+        reads = ResourceOperations.read
+
+        def faulty(self: ResourceOperations, resource_type: str, resource_id: str) -> Any:
+            if resource_id == "faulty":
+                raise RuntimeError("Jordan Rivers, MRN-0001")  # text that must not be logged
+            return reads(self, resource_type, resource_id)
+
+        monkeypatch.setattr(ResourceOperations, "read", faulty)
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {
+                    "resource": patient(mrn="MRN-B3"),
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {"request": {"method": "GET", "url": "Patient/faulty"}},
+                {
+                    "resource": patient(mrn="MRN-B4"),
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+            ],
+        }
+        response = post(client, bundle)
+        assert response.status_code == 200, response.text
+        entries = response.json()["entry"]
+        assert [e["response"]["status"] for e in entries] == [
+            "201 Created",
+            "500 Internal Server Error",
+            "201 Created",
+        ]
+        issue = entries[1]["response"]["outcome"]["issue"][0]
+        assert issue["code"] == "exception"
+        assert "Jordan" not in str(entries[1])
+        assert total(client, "Patient") == 2
 
     def test_if_none_exist_holds_in_a_batch(self, client: TestClient) -> None:
         """R4 §3.1.0.11: each batch entry is processed as its own interaction, so a

@@ -212,3 +212,54 @@ class TestDeleteAndHistory:
         assert later["total"] == 0
         recent = client.get(f"{url}/_history", params={"_since": since}).json()
         assert recent["total"] == 2
+
+
+NOT_NUMBERS = ["9223372036854775808", "99999999999999999999999", "²", "٣", "1 ", "-1"]
+"""2^63 and past it, Unicode digits Python's int() reads or refuses, and signs."""
+
+
+@pytest.mark.parametrize("version", NOT_NUMBERS)
+def test_a_version_no_server_could_have_is_not_found(client: TestClient, version: str) -> None:
+    plan = create(client, patient(family="Versioned"))
+    answer = client.get(f"/fhir/Patient/{plan['id']}/_history/{version}")
+    assert answer.status_code == 404, answer.text
+    assert issue(answer)["code"] == "not-found"
+
+
+@pytest.mark.parametrize("number", NOT_NUMBERS)
+@pytest.mark.parametrize(
+    "path",
+    ["/fhir/Patient?_count={}", "/fhir/Patient?_offset={}", "/fhir/Patient/_history?_count={}"],
+)
+def test_a_paging_number_no_database_holds_is_a_client_error(
+    client: TestClient, path: str, number: str
+) -> None:
+    answer = client.get(path.format(number))
+    assert answer.status_code == 400, answer.text
+    assert issue(answer)["code"] == "invalid"
+
+
+def test_an_everything_cursor_no_database_holds_is_a_client_error(client: TestClient) -> None:
+    person = create(client, patient(family="Cursor"))
+    answer = client.get(
+        f"/fhir/Patient/{person['id']}/$everything", params={"_cursor": f"0.{2**63}"}
+    )
+    assert answer.status_code == 400, answer.text
+    assert "_cursor" in issue(answer)["diagnostics"]
+
+
+@pytest.mark.parametrize("mode", ["xyz", "COUNT", ""])
+def test_a_summary_mode_r4_does_not_define_is_refused(client: TestClient, mode: str) -> None:
+    answer = client.get("/fhir/Patient", params={"_summary": mode})
+    assert answer.status_code == 400, answer.text
+    assert "_summary must be one of" in issue(answer)["diagnostics"]
+
+
+def test_summary_false_is_every_element_and_count_only_the_total(client: TestClient) -> None:
+    create(client, patient(family="Summarized"))
+    full = client.get("/fhir/Patient", params={"family": "Summarized", "_summary": "false"})
+    assert full.status_code == 200, full.text
+    assert full.json()["entry"][0]["resource"]["name"][0]["family"] == "Summarized"
+    counted = client.get("/fhir/Patient", params={"family": "Summarized", "_summary": "count"})
+    assert counted.json()["total"] == 1
+    assert "entry" not in counted.json()

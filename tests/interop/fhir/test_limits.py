@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -128,3 +129,37 @@ def held_write_lock(settings: Settings) -> Iterator[bool]:
     finally:
         connection.execute("ROLLBACK")
         connection.close()
+
+
+SEARCHES_AT_THE_LIMIT = {
+    "name": "family-{n}",
+    "_id": "id-{n}",
+    "identifier": "urn:example:mrn|MRN-{n}",
+    "birthdate": "ge19{n:02}-01-01",
+    "general-practitioner": "Organization/org-{n}",
+}
+
+
+@pytest.mark.parametrize("param", sorted(SEARCHES_AT_THE_LIMIT))
+def test_a_search_naming_as_many_values_as_the_limit_runs_and_one_more_is_refused(
+    client: TestClient, param: str
+) -> None:
+    make = SEARCHES_AT_THE_LIMIT[param]
+    values = [
+        make.format(n=n % 100) + ("" if param == "birthdate" else f"-{n}") for n in range(300)
+    ]
+    at_limit = values[: limits.MAX_SEARCH_VALUES]
+    half = len(at_limit) // 2
+    repeated = [(param, ",".join(at_limit[:half])), *((param, v) for v in at_limit[half:])]
+    answer = client.post(
+        "/fhir/Patient/_search",
+        content=urlencode(repeated),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["resourceType"] == "Bundle"
+    over = client.get("/fhir/Patient", params=[*repeated, ("_id", "one-more")])
+    assert over.status_code == 400, over.text
+    issue = over.json()["issue"][0]
+    assert issue["code"] == "too-costly"
+    assert f"at most {limits.MAX_SEARCH_VALUES} values" in issue["diagnostics"]

@@ -7,7 +7,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.builders import patient, service_request
+from interop.services.outbox import ChannelKind
+from interop.services.partners import ChannelConfig, PartnerService
+from tests.builders import patient, service_request, task
 from tests.conftest import RegisteredPartner, register_partner
 from tests.interop.disclosure.conftest import acting_as
 
@@ -57,3 +59,35 @@ def test_an_identifier_known_nowhere_here_is_not_taken_for_the_writer(
     answer = referral_from(acting_as(anonymous, a), named_by_identifier("Somewhere Else"))
     assert answer.status_code == 403, answer.text
     assert client.get("/fhir/ServiceRequest").json()["total"] == 0
+
+
+def test_only_the_partner_at_a_fhir_base_writes_identifiers_under_it(
+    anonymous: TestClient,
+) -> None:
+    """Probe 9 H3: a partner finds its copy here by its own Task's URL; a third partner
+    that wrote a Task carrying that URL first had the partner's push match its Task (and be
+    refused) and its poll read it as the copy."""
+    base = "https://harbor.example.org/fhir"
+    service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+    harbor = register_partner(anonymous, name="Harbor Detox")
+    service.set_channel(
+        harbor.client_id, ChannelConfig(ChannelKind.FHIR, base, "us-at-harbor", f"{base}/token")
+    )
+    cedar_partner = register_partner(anonymous, name="Cedar Clinic")
+    cedar = acting_as(anonymous, cedar_partner)
+    person = cedar.post("/fhir/Patient", json=patient(), headers=FHIR_JSON).json()
+    own = {"reference": cedar_partner.organization}
+    squat = {
+        **task("ServiceRequest/elsewhere", f"Patient/{person['id']}", owner=own),
+        "requester": own,
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"{base}/Task/ref-yan-task"}],
+    }
+    answer = cedar.post("/fhir/Task", json=squat, headers=FHIR_JSON)
+    assert answer.status_code == 403, answer.text
+    assert (
+        f"an identifier under {base}/ names a record on another partner's server"
+        in (answer.json()["issue"][0]["diagnostics"])
+    )
+    elsewhere = {"system": "urn:ietf:rfc:3986", "value": "https://cedar.example.org/fhir/Task/1"}
+    answer = cedar.post("/fhir/Task", json={**squat, "identifier": [elsewhere]}, headers=FHIR_JSON)
+    assert answer.status_code == 201, answer.text

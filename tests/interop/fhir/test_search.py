@@ -325,3 +325,19 @@ class TestResultParameters:
         response = client.post("/fhir/Patient/_search", data={"family": "okafor"})
         assert response.status_code == 200
         assert ids(response.json()) == [people["kim"]]
+        in_url = client.post("/fhir/Patient/_search?family=okafor")
+        assert ids(in_url.json()) == [people["kim"]]
+
+    @pytest.mark.parametrize("media_type", ["application/json", "multipart/form-data; b=x", ""])
+    def test_post_search_criteria_in_another_format_are_refused_not_ignored(
+        self, client: TestClient, people: dict[str, str], media_type: str
+    ) -> None:
+        response = client.post(
+            "/fhir/Patient/_search",
+            content=b'{"family": "okafor"}',
+            headers={"Content-Type": media_type} if media_type else {},
+        )
+        assert response.status_code == 415, response.text
+        issue = response.json()["issue"][0]
+        assert "application/x-www-form-urlencoded" in issue["diagnostics"]
+        assert "entry" not in response.json()
