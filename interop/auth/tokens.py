@@ -42,6 +42,7 @@ class AccessClaims:
     emergency: EmergencyFacts | None
     expires_at: datetime
     token_id: str
+    issued_at: datetime
 
 
 def issue(
@@ -64,6 +65,7 @@ def issue(
         emergency=emergency,
         expires_at=now + lifetime,
         token_id=str(uuid.uuid4()),
+        issued_at=now.replace(microsecond=0),
     )
     payload: dict[str, Any] = {
         "iss": audience,
@@ -105,4 +107,5 @@ def verify(token: str, *, key: bytes, audience: str, now: datetime) -> AccessCla
         emergency=EmergencyFacts(**emergency) if isinstance(emergency, dict) else None,
         expires_at=datetime.fromtimestamp(payload["exp"], now.tzinfo),
         token_id=str(payload["jti"]),
+        issued_at=datetime.fromtimestamp(payload["iat"], now.tzinfo),
     )

@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -88,6 +89,15 @@ class Standing:
     part2_program: bool
     covered_entity: bool
     first_party: bool
+    credentials_since: datetime | None
+
+    def issued_with_current_keys(self, issued_at: datetime) -> bool:
+        """Whether a token issued at `issued_at` (whole seconds, as JWT's iat) was issued
+        no earlier than the second the partner's keys were last rotated."""
+        if self.credentials_since is None:
+            return True
+        since = self.credentials_since.replace(microsecond=0)
+        return issued_at >= (since if since.tzinfo else since.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +216,14 @@ class PartnerService:
     def rotate_key(
         self, client_id: str, jwks: dict[str, Any] | None, jwks_url: str | None
     ) -> Partner:
-        """Replace the partner's keys; assertions signed with the old ones stop working."""
+        """Replace the partner's keys: assertions signed with the old ones stop working, and
+        so do the access tokens issued before (a rotation is what follows a stolen key)."""
         checked = _checked_jwks(jwks, jwks_url)
         with unit_of_work(self._engine) as session:
             row = _existing(session, client_id)
             row.jwks = json.dumps(checked) if checked is not None else None
             row.jwks_url = jwks_url
+            row.credentials_since = now_ms()  # the tokens the old keys got end here
             session.add(row)
             return _partner(row)
 

@@ -112,6 +112,8 @@ class TokenService:
         partner = self._partners.standing(claims.client_id)
         if partner is None or not partner.enabled:
             raise Unauthenticated("the access token's client is not enabled")
+        if not partner.issued_with_current_keys(claims.issued_at):
+            raise Unauthenticated("the access token was issued before the client's keys changed")
         return Requester(
             client_id=claims.client_id,
             organization=claims.organization,

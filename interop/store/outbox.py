@@ -20,6 +20,7 @@ from interop.store.repository import StoredVersion
 from interop.store.tables import OUTBOX_TABLE, RESOURCE_TABLE, OutboxRow, PartnerRow
 
 OUTBOX = OUTBOX_TABLE.c
+_PARTNER = PartnerRow.__table__.c  # type: ignore[attr-defined]
 
 
 class TransportState(StrEnum):
@@ -46,13 +47,14 @@ class ChannelPartner:
 
 
 def pushing_partners(session: Session, organizations: Iterable[str]) -> list[ChannelPartner]:
-    """Enabled partners with a channel among these Organization ids."""
+    """Partners with a channel among these Organization ids, disabled ones included: what a
+    partner must hear waits in the outbox while it is disabled (`claim` passes it over)
+    and goes once it is enabled again, never lost."""
     ids = sorted(set(organizations))
     if not ids:
         return []
     statement = select(PartnerRow).where(
         col(PartnerRow.organization_id).in_(ids),
-        col(PartnerRow.enabled).is_(True),
         col(PartnerRow.channel) != "none",
     )
     return [
@@ -68,7 +70,8 @@ def add(session: Session, rows: Sequence[OutboxRow]) -> None:
 
 def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list[OutboxRow]:
     """Due rows, oldest first, at most one per partner and resource: a later change waits for
-    the earlier one, so a cancellation never overtakes the referral it cancels."""
+    the earlier one, so a cancellation never overtakes the referral it cancels. A disabled
+    partner's rows wait until it is enabled again."""
     earlier = OUTBOX_TABLE.alias("earlier").c
     blocked_by_earlier = exists().where(
         earlier.partner_client_id == OUTBOX.partner_client_id,
@@ -87,9 +90,12 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list
             col(OutboxRow.lease_until) < now,
         ),
     )
+    partner_disabled = exists().where(
+        _PARTNER.client_id == OUTBOX.partner_client_id, _PARTNER.enabled.is_(False)
+    )
     statement = (
         select(OutboxRow)
-        .where(due, ~blocked_by_earlier)
+        .where(due, ~blocked_by_earlier, ~partner_disabled)
         .order_by(col(OutboxRow.pk))
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -129,15 +135,19 @@ def partner(session: Session, client_id: str) -> PartnerRow | None:
     return row
 
 
-_PARTNER = PartnerRow.__table__.c  # type: ignore[attr-defined]
 _STANDING = select(
-    _PARTNER.enabled, _PARTNER.part2_program, _PARTNER.covered_entity, _PARTNER.first_party
+    _PARTNER.enabled,
+    _PARTNER.part2_program,
+    _PARTNER.covered_entity,
+    _PARTNER.first_party,
+    _PARTNER.credentials_since,
 ).where(_PARTNER.client_id == bindparam("client_id"))
 """Built once: every authenticated request runs it, so it costs the query alone."""
 
 
-def partner_standing(connection: Connection, client_id: str) -> Row[Any] | None:
-    """(enabled, part2_program, covered_entity, first_party) of a registered partner."""
+def partner_standing(connection: Connection, client_id: str) -> Row[Any, Any, Any, Any, Any] | None:
+    """(enabled, part2_program, covered_entity, first_party, credentials_since) of a
+    registered partner."""
     return connection.execute(_STANDING, {"client_id": client_id}).first()
 
 

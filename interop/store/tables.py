@@ -118,6 +118,8 @@ class PartnerRow(SQLModel, table=True):
     poll_watermark: str | None = Field(default=None, max_length=40)
     notify_secret_hash: str | None = Field(default=None, max_length=64)
     poll_requested_at: datetime | None = None
+    credentials_since: datetime | None = None
+    """When its keys were last rotated: access tokens issued before that second are void."""
 
 
 class UsedAssertionRow(SQLModel, table=True):

@@ -93,14 +93,14 @@ def deliveries(
     request: Request, session: CaseManager, outbox: DeliveriesDep, notice: str = ""
 ) -> HTMLResponse:
     """Sends to partners that failed or that the gate withheld, to retry once fixed."""
-    rows = outbox.list(_FAILED_STATES)
+    rows = outbox.list_for(session.principal, _FAILED_STATES)
     return page(request, session, "deliveries.html", rows=rows, notice=notice[:200])
 
 
 @router.post("/console/deliveries/{delivery_id}/retry")
 def retry(delivery_id: int, session: CaseManager, outbox: DeliveriesDep) -> Response:
     try:
-        outbox.retry(delivery_id)
+        outbox.retry_for(session.principal, delivery_id)
     except ResourceNotFound as missing:
         raise ConsoleRefused(404, str(missing)) from missing
     return back("/console/deliveries", f"Delivery {delivery_id} queued again")

@@ -11,6 +11,7 @@ from interop.auth.scopes import parse_scopes
 from interop.services.partners import PartnerService
 from tests.builders import care_plan, organization, part2_consent, patient, service_request, task
 from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.keys import rsa_key
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 BASE = "http://testserver/fhir"
@@ -80,6 +81,24 @@ class TestBearer:
         response = anonymous.get(f"/fhir/Patient/{stored_patient['id']}", headers=headers)
         unauthorized(response)
         assert "Hidden" not in response.text
+
+    def test_tokens_issued_before_a_key_rotation_stop_working(
+        self, anonymous: TestClient, stored_patient: dict[str, Any]
+    ) -> None:
+        """Probe 9 D1: a rotation follows a stolen key; the thief's live tokens end with it."""
+        partner = register_partner(anonymous, scope="system/*.rs", name="Rotating Clinic")
+        earlier = _minted(anonymous, partner, issued=datetime.now(UTC) - timedelta(seconds=2))
+        headers = {"Authorization": f"Bearer {earlier}"}
+        assert anonymous.get("/fhir/Patient", headers=headers).status_code == 200
+        service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+        fresh = rsa_key()
+        service.rotate_key(partner.client_id, fresh.jwks(), None)
+        response = anonymous.get(f"/fhir/Patient/{stored_patient['id']}", headers=headers)
+        unauthorized(response)
+        assert "keys changed" in response.json()["issue"][0]["diagnostics"]
+        rotated = RegisteredPartner(partner.client_id, partner.organization, fresh)
+        again = {"Authorization": bearer(anonymous, rotated, scope="system/*.rs")}
+        assert anonymous.get("/fhir/Patient", headers=again).status_code == 200
 
     def test_missing_scope_is_403_per_interaction(
         self, anonymous: TestClient, stored_patient: dict[str, Any]

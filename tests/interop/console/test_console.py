@@ -3,11 +3,16 @@ compliance views and the case manager's work, each page through the gate and its
 
 import csv
 import io
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from interop.services.console_review import REVOCATION_RECEIVED
 from interop.services.staff import Role
+from interop.settings import Settings
+from interop.store.database import make_engine
+from interop.store.tables import OutboxRow
 from tests.builders import part2_consent
 from tests.interop.console.conftest import (
     FHIR_JSON,
@@ -369,6 +374,51 @@ class TestCaseManager:
             "/console/deliveries/424242/retry", data={"csrf_token": manager.csrf}
         )
         assert missing.status_code == 404
+
+    def test_a_case_manager_sees_and_retries_only_its_programs_deliveries(
+        self, anonymous: TestClient, manager: Person, settings: Settings, story_entered: object
+    ) -> None:
+        """Probe 9 L5: another program's withheld send (and its error, which tells whom that
+        program referred and that a consent was missing) is that program's business."""
+        pk = withheld_delivery(settings, "Task", "from-harbor")
+        other = sign_in_at_form(anonymous, "olive.other", Role.CASE_MANAGER, ("elsewhere",))
+        assert "Task/from-harbor" not in other.browser.get("/console/deliveries").text
+        refused = other.browser.post(
+            f"/console/deliveries/{pk}/retry", data={"csrf_token": other.csrf}
+        )
+        assert refused.status_code == 404
+        assert "Task/from-harbor" in manager.browser.get("/console/deliveries").text
+        retried = manager.browser.post(
+            f"/console/deliveries/{pk}/retry", data={"csrf_token": manager.csrf}
+        )
+        assert retried.status_code == 200, retried.text
+        assert f"Delivery {pk} queued again" in retried.text
+
+
+def withheld_delivery(settings: Settings, resource_type: str, resource_id: str) -> int:
+    """A send the gate withheld, as the dispatcher leaves it."""
+    engine = make_engine(settings.database_url)
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        row = OutboxRow(
+            created_at=now,
+            partner_client_id="bayview-registration",
+            channel="fhir",
+            event="task-changed",
+            resource_type=resource_type,
+            resource_id=resource_id,
+            version_id=1,
+            state="withheld",
+            next_attempt_at=now,
+            finished_at=now,
+            error="the disclosure gate released nothing to this partner (no consent on file?)",
+        )
+        session.add(row)
+        session.commit()
+        assert row.pk is not None
+        pk = row.pk
+    engine.dispose()
+    return pk
 
 
 class TestBrowserEdges:

@@ -7,7 +7,7 @@ docstring of interop/services/outbox.py. Synthetic people only.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ from interop.services.inbound import InboundService
 from interop.services.outbox import ChannelKind
 from interop.services.partners import ChannelConfig, NewPartner, PartnerService
 from interop.services.staff import Role, StaffService
+from interop.settings import Settings
 from interop.store import outbox
-from interop.store.database import unit_of_work
+from interop.store.database import make_engine, unit_of_work
 from interop.store.tables import OutboxRow
 from mappings.model import Handoff
 from tests.builders import patient, service_request, task
@@ -574,22 +575,28 @@ class TestWhoIsNeverTold:
         change_task(client, requested, status="rejected", statusReason={"text": "out of area"})
         assert outbox_rows(client) == []
 
-    def test_a_disabled_partner_gets_no_rows_until_enabled_again(
-        self, client: TestClient, admin: Staff
+    def test_what_a_disabled_partner_must_hear_waits_until_it_is_enabled_again(
+        self, client: TestClient, admin: Staff, settings: Settings
     ) -> None:
-        """Disabled through the admin API, a channel partner is told nothing; enabled again,
-        it hears of the next version only."""
+        """Probe 9 L4: disabled through the admin API, a channel partner was told nothing of
+        the changes made meanwhile, even once enabled again. They now wait in the outbox,
+        passed over by the dispatcher, and go once it is enabled."""
         browser, csrf = admin
         owner = channel_partner(client, "Lakeside Recovery", FHIR)
         disabled = browser.post(f"/admin/partners/{owner.client_id}/disable", headers=csrf)
         assert disabled.json()["enabled"] is False
         shared = referral_task(client, requester="Organization/harbor", owner=owner.organization)
-        assert outbox_rows(client) == []
+        waiting = [(owner.client_id, "task-changed", f"Task/{shared['id']}", 1, "queued")]
+        assert outbox_rows(client) == waiting
+        engine = make_engine(settings.database_url)
+        far = datetime.now(UTC) + timedelta(days=1)
+        with unit_of_work(engine) as session:
+            assert outbox.claim(session, far, timedelta(minutes=1), 10) == []
         browser.post(f"/admin/partners/{owner.client_id}/enable", headers=csrf)
-        change_task(client, shared, status="accepted")
-        assert outbox_rows(client) == [
-            (owner.client_id, "task-changed", f"Task/{shared['id']}", 2, "queued")
-        ]
+        with unit_of_work(engine) as session:
+            claimed = outbox.claim(session, far, timedelta(minutes=1), 10)
+            assert [(row.resource_id, row.version_id) for row in claimed] == [(shared["id"], 1)]
+        engine.dispose()
 
     def test_a_partner_is_not_told_of_its_own_change(
         self, client: TestClient, anonymous: TestClient
