@@ -136,7 +136,9 @@ def record_document(
         )
         if document.kind is DocumentKind.TRANSFER_SUMMARY:
             written += _medications(operations, document, sender, client, kept, key, labels)
-            _retire_replaced(operations, document, client, kept)
+        replaced = _supersede_earlier_versions(operations, document, client, kept)
+        if document.kind is DocumentKind.TRANSFER_SUMMARY:
+            _retire_medications_of(operations, client, replaced)
     return written
 
 
@@ -441,17 +443,17 @@ def _medications(
     return written
 
 
-def _retire_replaced(
+def _supersede_earlier_versions(
     operations: ResourceOperations, document: CcdaDocument, client: str, kept: str
-) -> None:
-    """A later version of a Transfer Summary (the same setId, written later) replaces the
-    earlier one: the earlier DocumentReference becomes `superseded`, and the medications read
-    from it that no one has changed since are deleted (their history stays), so that staff
-    reconcile the current list; a statement someone has changed is theirs and stays."""
+) -> set[str]:
+    """A later version of a document (the same setId, written later) replaces the earlier
+    one, Referral Note or Transfer Summary: the earlier DocumentReference becomes
+    `superseded`, so that a reader of the client's documents finds one current version.
+    Returns the references of those it superseded."""
     set_id = _identifier(document.set_id) if document.set_id else None
     token = _token(set_id) if set_id is not None else None
     if token is None:
-        return
+        return set()
     written_at = _instant(document.effective_time)
     criteria = [
         ("identifier", token),
@@ -464,6 +466,13 @@ def _retire_replaced(
             continue
         operations.update("DocumentReference", earlier["id"], {**earlier, "status": "superseded"})
         replaced.add(f"DocumentReference/{earlier['id']}")
+    return replaced
+
+
+def _retire_medications_of(operations: ResourceOperations, client: str, replaced: set[str]) -> None:
+    """The medications read from a superseded Transfer Summary that no one has changed since
+    are deleted (their history stays), so that staff reconcile the current list; a statement
+    someone has changed is theirs and stays."""
     if not replaced:
         return
     for statement in _found(operations, "MedicationStatement", [("patient", f"Patient/{client}")]):

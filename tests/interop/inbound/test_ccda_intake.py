@@ -266,6 +266,25 @@ class TestReferralNote:
         for resource_type in ("Patient", "ServiceRequest", "Task"):
             assert labels(one(engine, resource_type)) >= PART2_LABELS, resource_type
 
+    def test_a_later_version_supersedes_the_earlier_document(
+        self, intake: DocumentIntake, sender: Sender, program: str, engine: Engine
+    ) -> None:
+        """A reader of the client's documents finds one current version of the note, as of a
+        Transfer Summary; the referral stays the one it started."""
+        set_id = Identifier("2.16.840.1.113883.19.5.99999.19", "referral-set-2")
+        first = referral_note(set_id=set_id, version_number=1)
+        assert intake.receive(first, sender, Channel.FILE).status is IntakeStatus.PROCESSED
+        second = referral_note(
+            id=Identifier("2.16.840.1.113883.19.5.99999.9", "referral-doc-3"),
+            set_id=set_id,
+            version_number=2,
+            effective_time="202405021030-0400",
+        )
+        assert intake.receive(second, sender, Channel.FILE).status is IntakeStatus.PROCESSED
+        kept = sorted(d["status"] for d in stored(engine, "DocumentReference"))
+        assert kept == ["current", "superseded"]
+        assert len(stored(engine, "Task")) == 1
+
 
 class TestTransferSummary:
     def test_starts_a_handoff_with_its_medications_to_reconcile(
