@@ -338,11 +338,12 @@ def names_party(reference: Any, party: Any) -> bool:
     named = _type_and_id(reference.get("reference"))
     if named is not None and named == _type_and_id(party.get("reference")):
         return True
-    identifier = _identifier_key(reference.get("identifier"))
-    return identifier is not None and identifier == _identifier_key(party.get("identifier"))
+    identifier = identifier_key(reference.get("identifier"))
+    return identifier is not None and identifier == identifier_key(party.get("identifier"))
 
 
-def _identifier_key(identifier: Any) -> tuple[Any, Any] | None:
+def identifier_key(identifier: Any) -> tuple[str | None, str] | None:
+    """(system, value) of an Identifier, its system in its FHIR spelling; None without a value."""
     if not isinstance(identifier, Mapping) or not identifier.get("value"):
         return None
     system = identifier.get("system")

@@ -35,7 +35,6 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from adapters.errors import PartnerRejected, PartnerUnavailable
-from consent.vocabulary import canonical_identifier_system
 from interop.services.errors import ServiceError
 from interop.services.inbound import reason_of
 from interop.services.outbox import ChannelKind
@@ -47,7 +46,7 @@ from interop.store.tables import InboundMessageRow, PartnerRow
 from interop.sync.channels import ChannelDeliverer
 from interop.sync.payloads import URI_SYSTEM, absolute_references
 from mappings.errors import FhirContentError
-from mappings.workflow import Side, names_party, steps
+from mappings.workflow import Side, identifier_key, names_party, steps
 
 _PAGING = Paging(1, 1)
 _log = logging.getLogger(__name__)
@@ -220,7 +219,10 @@ class Poller:
                 return False
             here = absolute_references(party, base).get("reference")
             known = _identifiers_of(operations, party)
-            if theirs.get("reference") != here and _identifier(theirs) not in known:
+            if (
+                theirs.get("reference") != here
+                and identifier_key(theirs.get("identifier")) not in known
+            ):
                 return False
         return True
 
@@ -281,18 +283,8 @@ def _identifiers_of(
         organization = as_written(operations.read("Organization", ident).content)
     except ServiceError:
         return set()
-    found = {_identifier({"identifier": item}) for item in organization.get("identifier") or ()}
+    found = {identifier_key(item) for item in organization.get("identifier") or ()}
     return {key for key in found if key is not None}
-
-
-def _identifier(reference: dict[str, Any]) -> tuple[str | None, str] | None:
-    identifier = reference.get("identifier")
-    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
-        return None
-    system = identifier.get("system")
-    return canonical_identifier_system(system if isinstance(system, str) else None), identifier[
-        "value"
-    ]
 
 
 def _signed_as_ours(
