@@ -230,4 +230,7 @@ def _log_attempt(row: OutboxRow, outcome: Outcome, elapsed_ms: int) -> None:
     )
 
 
-_WITHHELD = "the disclosure gate released nothing to this partner (no consent on file?)"
+_WITHHELD = (
+    "the disclosure gate withheld the referral from this partner, or a part it needs (the "
+    "Task, its ServiceRequest, the client): no consent on file covers it for this partner"
+)

@@ -411,7 +411,7 @@ def withheld_delivery(settings: Settings, resource_type: str, resource_id: str) 
             state="withheld",
             next_attempt_at=now,
             finished_at=now,
-            error="the disclosure gate released nothing to this partner (no consent on file?)",
+            error="the disclosure gate withheld the referral from this partner",
         )
         session.add(row)
         session.commit()
