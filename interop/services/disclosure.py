@@ -269,7 +269,39 @@ class GateSession:
             self._consents(patient),
             self._now,
         )
-        return self._apply(decision, resource, content, patient, reference, record.part2)
+        contained = _contained(resource, reference)
+        if contained and decision.outcome is Outcome.PERMIT:
+            decision = self._with_contained(decision, patient, contained, stored, record)
+        references = (reference, *(name for name, _ in contained))
+        return self._apply(decision, resource, content, patient, references, record.part2)
+
+    def _with_contained(
+        self,
+        decision: Decision,
+        patient: str,
+        contained: list[tuple[str, dict[str, Any]]],
+        stored: StoredVersion,
+        record: "_Record",
+    ) -> Decision:
+        """S3: the resources a record carries in `contained` leave with it, so each is decided
+        as the data it is (a Condition as a diagnosis, not as the care plan holding it), and
+        the record leaves only when every one may: a contained resource cannot be cut out,
+        since the record's references to it would then name nothing. The record then carries
+        the labels and the notice of all of them."""
+        labels = list(decision.obligations.labels)
+        released = list(decision.obligations.released)
+        for name, inner in contained:
+            inner_decision = decide(
+                self._request(patient, inner, name, stored, record),
+                self._consents(patient),
+                self._now,
+            )
+            if inner_decision.outcome is not Outcome.PERMIT:
+                return inner_decision
+            labels += [c for c in inner_decision.obligations.labels if c not in labels]
+            released += inner_decision.obligations.released
+        obligations = replace(decision.obligations, labels=tuple(labels), released=tuple(released))
+        return replace(decision, obligations=obligations)
 
     def close_emergency(self) -> None:
         """This request asks about no one patient (a search across patients): the emergency
@@ -420,16 +452,18 @@ class GateSession:
         resource: dict[str, Any],
         content: bytes,
         patient: str,
-        reference: str,
+        references: tuple[str, ...],
         part2: bool,
     ) -> bytes | None:
+        """The decision carried out: logged for the record and the resources it contains,
+        and, permitted, the record labelled as the decision obliges."""
         rule = decision.reasons[0].rule if decision.reasons else ("P1" if not part2 else "P2")
         labels = tuple((coding.system or "", coding.code) for coding in decision.obligations.labels)
         emergency = self._emergency_facts() if decision.emergency else None
         if decision.outcome is not Outcome.PERMIT:
-            self._log(
+            self._log_covering(
                 patient,
-                reference,
+                references,
                 "deny",
                 rule,
                 decision.consent_id,
@@ -439,9 +473,9 @@ class GateSession:
                 None,
             )
             return None
-        self._log(
+        self._log_covering(
             patient,
-            reference,
+            references,
             "permit",
             rule,
             decision.consent_id,
@@ -828,6 +862,19 @@ def organization_identifiers(session: Session, reference: str) -> tuple[Identifi
         Identifier(system, value)
         for system, value in organizations_store.identifiers(session, reference)
     )
+
+
+def _contained(resource: dict[str, Any], reference: str) -> list[tuple[str, dict[str, Any]]]:
+    """The resources `resource` contains, each named as the log and the accounting name it:
+    its own type, then the record's id and its local id (`Condition/plan-1#dx`: the
+    diagnosis inside CarePlan/plan-1)."""
+    container_id = reference.partition("/")[2]
+    found = []
+    for inner in resource.get("contained") or ():
+        if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str):
+            name = f"{inner['resourceType']}/{container_id}#{inner.get('id', '')}"
+            found.append((name, inner))
+    return found
 
 
 def patient_of(resource: dict[str, Any]) -> str | None:

@@ -10,11 +10,13 @@ patient after the recorded death is false, while the personal representative's i
 """
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from interop.services.compliance import ComplianceService
 from tests.conftest import RegisteredPartner, corpus, needs_corpus
 from tests.interop.disclosure.test_consents_as_written import (
     approve_the_form,
@@ -368,3 +370,61 @@ def test_a_research_scope_consent_is_not_a_consent_to_disclose(
     assert riverside.get(RECORD).status_code == 404
     warnings = [i["diagnostics"] for i in stored.json()["issue"] if i["severity"] == "warning"]
     assert any("scope is research" in text for text in warnings), warnings
+
+
+def _plan(ident: str, contained: list[dict[str, Any]]) -> dict[str, Any]:
+    plan: dict[str, Any] = {
+        "resourceType": "CarePlan",
+        "id": ident,
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": ALEX},
+    }
+    if contained:
+        plan["contained"] = contained
+        plan["addresses"] = [{"reference": f"#{inner['id']}"} for inner in contained]
+    return plan
+
+
+DIAGNOSIS = {
+    "resourceType": "Condition",
+    "id": "dx",
+    "subject": {"reference": ALEX},
+    "code": {"text": "Opioid use disorder, severe"},
+}
+
+
+def _limited_to(*classes: str) -> dict[str, Any]:
+    """The README consent with its permit limited to these data classes (resource types)."""
+    consent = readme_consent()
+    consent["provision"]["provision"][0]["class"] = [
+        {"system": "http://hl7.org/fhir/resource-types", "code": kind} for kind in classes
+    ]
+    return consent
+
+
+@pytest.mark.usefixtures("released")
+def test_a_resource_contained_in_a_record_is_decided_as_the_data_it_is(
+    anonymous: TestClient, ehr: TestClient, riverside: TestClient
+) -> None:
+    """Probe 10 F1 (S3): a consent limited to care plans released the diagnosis a CarePlan
+    carried in `contained`, and the accounting named only the care plan."""
+    put(ehr, _limited_to("CarePlan"))
+    put(ehr, _plan("alex-plan-bare", []))
+    put(ehr, _plan("alex-plan-dx", [DIAGNOSIS]))
+
+    assert riverside.get("/fhir/CarePlan/alex-plan-bare").status_code == 200
+    withheld = riverside.get("/fhir/CarePlan/alex-plan-dx")
+    assert withheld.status_code == 404
+    assert "Opioid" not in withheld.text
+    found = riverside.get("/fhir/CarePlan", params={"patient": ALEX}).json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == ["alex-plan-bare"]
+
+    put(ehr, _limited_to("CarePlan", "Condition"))
+    released = riverside.get("/fhir/CarePlan/alex-plan-dx")
+    assert released.status_code == 200, released.text
+    assert released.json()["contained"][0]["code"]["text"] == "Opioid use disorder, severe"
+    compliance: ComplianceService = anonymous.app.state.compliance  # type: ignore[attr-defined]
+    letter = compliance.accounting("alex-testperson", datetime.now(UTC))
+    described = [d.description for d in letter.with_consent]
+    assert "1 care plan, 1 problem or health concern" in described
