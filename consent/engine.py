@@ -34,6 +34,7 @@ be evaluated (a naive `as_of` or record date).
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from consent import rules, validity
 from consent import vocabulary as v
@@ -136,7 +137,7 @@ class _Facts:
             classes=frozenset(classes),
             class_systems=frozenset(system for system, _ in classes),
             class_codes=frozenset(code for _, code in classes),
-            codes=frozenset((c.system, c.code) for c in item.codes),
+            codes=frozenset((v.canonical_system(c.system), c.code) for c in item.codes),
             code_codes=frozenset(c.code for c in item.codes),
             date=item.date,
             reference=item.reference,
@@ -385,6 +386,7 @@ def _applies(provision: Provision, facts: _Facts, purposes: frozenset[str], deny
         provision.security_labels
         and facts.confidentiality > index.confidentiality
         and index.labels.isdisjoint(facts.labels)
+        and not (deny and _unspecified_sud(facts) and not index.labels.isdisjoint(_SUD_KINDS))
     ):
         return False
     if (
@@ -398,6 +400,7 @@ def _applies(provision: Provision, facts: _Facts, purposes: frozenset[str], deny
         provision.codes
         and index.codes.isdisjoint(facts.codes)
         and index.bare_codes.isdisjoint(facts.code_codes)
+        and not (deny and _under_a_category(index.codes, facts.codes))
     ):
         return False
     if provision.data_period is not None:
@@ -406,6 +409,39 @@ def _applies(provision: Provision, facts: _Facts, purposes: frozenset[str], deny
         if not provision.data_period.contains(facts.date):
             return False
     return not provision.data or _data_matches(provision, facts, deny)
+
+
+_SUD_KINDS: Final[frozenset[tuple[str | None, str]]] = frozenset(
+    (v.ACT_CODE, code) for code in v.SUD_SENSITIVITY
+)
+_UNSPECIFIED_SUD: Final[frozenset[tuple[str | None, str]]] = frozenset(
+    {(v.ACT_CODE, v.SUD), (v.ACT_CODE, v.ETH)}
+)
+
+
+def _unspecified_sud(facts: "_Facts") -> bool:
+    """The record is SUD information of no stated kind (labelled SUD, or Part 2 data with no
+    label): it may be about opioids or alcohol as well as anything else, so a refusal of a
+    narrower kind (OPIOIDUD, ETHUD) reaches it (C8), while a permit of one does not."""
+    kinds = facts.labels & _SUD_KINDS
+    return kinds <= _UNSPECIFIED_SUD
+
+
+def _under_a_category(
+    refused: frozenset[tuple[str, str]], codes: frozenset[tuple[str | None, str]]
+) -> bool:
+    """Whether a code of the record lies under a refused category of a code system whose codes
+    nest by prefix (a refusal of ICD-10-CM F11 reaches F11.20)."""
+    for system, code in codes:
+        if system not in v.PREFIX_HIERARCHIES:
+            continue
+        bare = code.replace(".", "")
+        if any(
+            kind == system and bare.startswith(category.replace(".", ""))
+            for kind, category in refused
+        ):
+            return True
+    return False
 
 
 def _actors_match(index: ProvisionIndex, facts: _Facts, deny: bool) -> bool:

@@ -25,6 +25,11 @@ ROLE_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 CONSENT_ACTION: Final = "http://terminology.hl7.org/CodeSystem/consentaction"
 CONSENT_SCOPE: Final = "http://terminology.hl7.org/CodeSystem/consentscope"
 LOINC: Final = "http://loinc.org"
+SNOMED_CT: Final = "http://snomed.info/sct"
+ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
+PREFIX_HIERARCHIES: Final = frozenset({ICD10CM, "http://hl7.org/fhir/sid/icd-10"})
+"""Code systems whose codes nest by prefix (ICD-10-CM F11 > F11.2 > F11.20): a refusal of a
+category reaches every code under it."""
 RESOURCE_TYPES: Final = "http://hl7.org/fhir/resource-types"
 
 # The same code systems as partners also spell them: the HL7 OIDs (v3 vocabulary as used in
@@ -42,12 +47,21 @@ SYSTEM_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
         "urn:oid:2.16.840.1.113883.5.111": ROLE_CODE,
         "http://hl7.org/fhir/v3/RoleCode": ROLE_CODE,
         "http://hl7.org/fhir/consentaction": CONSENT_ACTION,
+        # The clinical terminologies, as C-CDA and OID-based systems name them.
+        "urn:oid:2.16.840.1.113883.6.96": SNOMED_CT,
+        "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+        "urn:oid:2.16.840.1.113883.6.3": "http://hl7.org/fhir/sid/icd-10",
+        "urn:oid:2.16.840.1.113883.6.103": "http://hl7.org/fhir/sid/icd-9-cm",
+        "urn:oid:2.16.840.1.113883.6.1": LOINC,
+        "urn:oid:2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "urn:oid:2.16.840.1.113883.6.12": "http://www.ama-assn.org/go/cpt",
+        "urn:oid:2.16.840.1.113883.6.69": "http://hl7.org/fhir/sid/ndc",
     }
 )
 
 
 def canonical_system(system: str | None) -> str | None:
-    """The THO URL of a code system partners may spell as an OID or an older FHIR URL."""
+    """The FHIR URL of a code system partners may spell as an OID or an older FHIR URL."""
     if system is None:
         return None
     return SYSTEM_ALIASES.get(system, system)

@@ -62,6 +62,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from consent import vocabulary as v
 from consent.model import (
@@ -253,7 +254,24 @@ def signing(consent: Mapping[str, Any]) -> tuple[str, str, str] | None:
     )
     if signed is None or not isinstance(form, str):
         return None
-    return signed, form, json.dumps(sorted(_named(consent.get("provision"))))
+    return signed, _same_document(form), json.dumps(sorted(_named(consent.get("provision"))))
+
+
+def _same_document(form: str) -> str:
+    """A signed form's URL as the document it names: the scheme and host in either case, a
+    default port and a fragment (a place in the document) change nothing, so a copy of a
+    revoked consent cannot pass for another document by spelling its form's URL otherwise."""
+    try:
+        parts = urlsplit(form.strip())
+        port = parts.port
+    except ValueError:
+        return form
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return form
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}[scheme]
+    host = parts.hostname + (f":{port}" if port not in (None, default) else "")
+    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
 
 
 def _named(provision: Any) -> set[str]:

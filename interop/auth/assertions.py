@@ -14,9 +14,10 @@ emergency nor for the patient it concerns.
 """
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import jwt
 from jwt.exceptions import PyJWTError
@@ -151,14 +152,32 @@ def _purposes(b2b: dict[str, Any]) -> tuple[str, ...]:
     return tuple(codes)
 
 
+_EMERGENCY_FIELDS: Final = (
+    ("personnel_name", 200),
+    ("personnel_affiliation", 200),
+    ("nature_of_emergency", 1000),
+    ("patient", 200),
+)
+"""The §2.51(c) facts and how long each may be: a name, not a document."""
+
+
 def _emergency(raw: Any) -> EmergencyFacts | None:
+    """The §2.51(c) facts, each stated: words a compliance officer can read, not blanks,
+    invisible characters (zero-width spaces) or punctuation alone; otherwise no facts."""
     if not isinstance(raw, dict):
         return None
-    fields = ("personnel_name", "personnel_affiliation", "nature_of_emergency", "patient")
-    values = [raw.get(name) for name in fields]
-    if not all(isinstance(value, str) and value.strip() for value in values):
+    values = [_stated(raw.get(name), limit) for name, limit in _EMERGENCY_FIELDS]
+    if any(value is None for value in values):
         return None
-    return EmergencyFacts(*(str(value).strip() for value in values))
+    return EmergencyFacts(*(str(value) for value in values))
+
+
+def _stated(value: Any, limit: int) -> str | None:
+    if not isinstance(value, str) or len(value) > limit:
+        return None
+    visible = "".join(ch for ch in value if unicodedata.category(ch)[0] not in "CZ" or ch == " ")
+    text = " ".join(visible.split())
+    return text if any(ch.isalnum() for ch in text) else None
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -127,7 +127,8 @@ class BundleService:
             if gate is not None and not logged:  # the transaction failed: its decisions stand
                 self._gates.record(gate)
         ordered = [responses[index] for index in range(len(entries))]
-        return bb.bundle("transaction-response", entry=ordered)
+        assert gate is not None
+        return gate.seal(bb.bundle("transaction-response", entry=ordered))
 
     def _run_transaction(
         self, session: Session, gate: Gate, entries: list[_Entry], context: _Context
@@ -158,7 +159,8 @@ class BundleService:
                     results.append(self._batch_entry(session, operations, index, raw, context))
             finally:
                 self._gates.record(gate)
-        return bb.bundle("batch-response", entry=results)
+        # What the entries released labels the Bundle as a whole too (S1, S2).
+        return gate.seal(bb.bundle("batch-response", entry=results))
 
     def _batch_entry(
         self,

@@ -54,6 +54,7 @@ from tests.consent import (
     VIA_HIE,
     WORLD,
     actor,
+    coding,
     consent,
     designation,
     intermediary,
@@ -1215,6 +1216,68 @@ DECISION_CASES: list[DecisionCase] = [
         "C8",
         consent_id="consent-nested",
         provision_path="provision.provision[0]",
+    ),
+    row(
+        "C8-deny-of-a-narrower-sud-kind-reaches-an-unspecified-sud-record",
+        [consent(root=permit(children=[provision("deny", labels=[label(v.OPIOIDUD)])]))],
+        request(),
+        DENY,
+        "C8",
+        provision_path="provision.provision[0]",
+    ),
+    row(
+        "C8-deny-of-a-narrower-sud-kind-spares-a-record-of-another-kind",
+        [consent(root=permit(children=[provision("deny", labels=[label(v.OPIOIDUD)])]))],
+        request(data=item(labels=((v.ACT_CODE, v.ETHUD),))),
+        PERMIT,
+        "C1",
+    ),
+    row(
+        "C8-deny-of-an-icd10cm-category-reaches-the-codes-under-it",
+        [
+            consent(
+                root=permit(
+                    children=[provision("deny", codes=[coding(v.ICD10CM, "F11")])],
+                )
+            )
+        ],
+        request(data=item(codes=(Coding(v.ICD10CM, "F11.20"),))),
+        DENY,
+        "C8",
+        provision_path="provision.provision[0]",
+    ),
+    row(
+        "C8-deny-naming-snomed-by-its-oid-reaches-a-record-coded-by-url",
+        [
+            consent(
+                root=permit(
+                    children=[
+                        provision(
+                            "deny", codes=[coding("urn:oid:2.16.840.1.113883.6.96", "191816009")]
+                        )
+                    ],
+                )
+            )
+        ],
+        request(data=item(codes=(Coding(v.SNOMED_CT, "191816009"),))),
+        DENY,
+        "C8",
+        provision_path="provision.provision[0]",
+    ),
+    row(
+        "C8-deny-by-url-reaches-a-record-coded-by-the-icd10cm-oid",
+        [consent(root=permit(children=[provision("deny", codes=[coding(v.ICD10CM, "F11.20")])]))],
+        request(data=item(codes=(Coding("urn:oid:2.16.840.1.113883.6.90", "F11.20"),))),
+        DENY,
+        "C8",
+        provision_path="provision.provision[0]",
+    ),
+    row(
+        "S3-permit-of-an-icd10cm-category-does-not-reach-the-codes-under-it",
+        [consent(root=permit(labels=[], codes=[coding(v.ICD10CM, "F11")]))],
+        request(data=item(codes=(Coding(v.ICD10CM, "F11.20"),))),
+        DENY,
+        "P2",
     ),
     row(
         "S3-nested-deny-leaves-the-rest-permitted",

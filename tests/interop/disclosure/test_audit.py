@@ -426,15 +426,16 @@ class TestAccounting:
 
 
 def emergency_department(
-    anonymous: TestClient, patient: str, name: str = "County General ED"
+    anonymous: TestClient, patient: str, name: str = "County General ED", **stated: str
 ) -> dict[str, str]:
-    """The headers of an emergency department asking with ETREAT and the §2.51 facts, about
-    `patient` (`Patient/{id}`, or `system|value`)."""
+    """The headers of an emergency department asking with ETREAT and the §2.51 facts (some
+    `stated` otherwise), about `patient` (`Patient/{id}`, or `system|value`)."""
     er = register_partner(anonymous, scope="system/*.rs", name=name)
     facts = {
         "recovery-interop-emergency": {
             **EMERGENCY["recovery-interop-emergency"],
             "patient": patient,
+            **stated,
         }
     }
     token = bearer(
@@ -488,6 +489,27 @@ class TestBreakTheGlass:
         er = register_partner(anonymous, scope="system/*.rs", name="Walk-in Clinic")
         headers = {"Authorization": bearer(anonymous, er, scope="system/*.rs", purposes=["ETREAT"])}
         assert anonymous.get(f"/fhir/CarePlan/{world.plan_id}", headers=headers).status_code == 404
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("personnel_name", "\u200b\u200b"),
+            ("personnel_affiliation", "-"),
+            ("nature_of_emergency", "\u00a0\u2060"),
+            ("nature_of_emergency", "x" * 1001),
+        ],
+        ids=["zero-width-name", "dash-affiliation", "invisible-nature", "a-document"],
+    )
+    def test_facts_no_one_can_read_keep_the_glass_closed(
+        self, anonymous: TestClient, world: World, field: str, value: str
+    ) -> None:
+        """Probe 10 F5 (E1): the §2.51(c) facts are recorded for compliance staff to review;
+        invisible characters or punctuation alone state nothing."""
+        detox = acting_as(anonymous, world.detox_partner)
+        condition = make(detox, opioid_use_disorder(world.client_ref, world.detox))
+        headers = emergency_department(anonymous, world.client_ref, **{field: value})
+        answer = anonymous.get(f"/fhir/Condition/{condition['id']}", headers=headers)
+        assert answer.status_code == 404, answer.text
 
     def test_an_emergency_reaches_the_patient_it_names_never_another(
         self, anonymous: TestClient, world: World

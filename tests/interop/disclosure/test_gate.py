@@ -7,6 +7,7 @@ partner B has none. B must not learn a single byte of the Part 2 record, on any 
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
@@ -53,6 +54,23 @@ class TestConsentedRecipient:
         assert bundle["total"] == 1
         assert any(e["url"] == NOTICE for e in bundle["meta"]["extension"])
         assert "42CFRPart2" in codes(bundle)
+
+    @pytest.mark.parametrize("kind", ["batch", "transaction"])
+    def test_a_bundle_of_entries_carries_their_labels_and_notice(
+        self, anonymous: TestClient, world: World, kind: str
+    ) -> None:
+        """Probe 10 F6 (S1, S2): a batch-response carried them in its entries only."""
+        read = {"request": {"method": "GET", "url": f"CarePlan/{world.plan_id}"}}
+        answer = anonymous.post(
+            "/fhir",
+            json={"resourceType": "Bundle", "type": kind, "entry": [read]},
+            headers={**as_(anonymous, world.a), **FHIR_JSON},
+        )
+        assert answer.status_code == 200, answer.text
+        bundle = answer.json()
+        assert bundle["entry"][0]["response"]["status"].startswith("200")
+        assert any(e["url"] == NOTICE for e in bundle["meta"]["extension"])
+        assert {"42CFRPart2", "NORDSCLCD"} <= codes(bundle)
 
     def test_no_purpose_of_use_means_no_part2_data(
         self, anonymous: TestClient, world: World
@@ -107,6 +125,14 @@ class TestConsentedRecipient:
         assert "is kept" in kept.json()["issue"][0]["diagnostics"]
         copy = {k: v for k, v in consent.items() if k != "id"}
         respelled = {**copy, "dateTime": copy["dateTime"].replace("Z", "+00:00")}
+        form = copy["sourceAttachment"]["url"]
+        scheme, _, rest = form.partition("://")
+        host, _, path = rest.partition("/")
+        for url in (f"{scheme.upper()}://{host.upper()}/{path}", f"{form}#page=1"):
+            # probe 10 F4: the same signed form, its URL spelt otherwise
+            same_form = {**copy, "sourceAttachment": {**copy["sourceAttachment"], "url": url}}
+            copied = client.post("/fhir/Consent", json=same_form, headers=FHIR_JSON)
+            assert copied.status_code == 422, copied.text
         for same in (copy, respelled):
             copied = client.post("/fhir/Consent", json=same, headers=FHIR_JSON)
             assert copied.status_code == 422, copied.text
