@@ -56,13 +56,15 @@ Content that cannot be read as a Consent raises InvalidResource; a Consent that 
 cannot be relied on under Part 2 is a value, reported by `directive_problems_as_issues`.
 """
 
+import base64
+import binascii
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from consent import vocabulary as v
 from consent.model import (
@@ -84,6 +86,7 @@ from consent.model import (
 )
 from consent.validity import check, kind_from_content
 from mappings.errors import InvalidResource, Issue
+from mappings.uris import document_url
 
 EXTENSION_BASE: Final = "http://recovery-interop.example.org/fhir/StructureDefinition/"
 EXPIRATION_EVENT: Final = EXTENSION_BASE + "consent-expiration-event"
@@ -241,37 +244,88 @@ def revoked(consent: Mapping[str, Any]) -> bool:
     return consent.get("status") == "inactive" or revocation_received(consent)
 
 
-def signing(consent: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """What identifies one signed document: the instant it was signed, the signed form (the
-    attachment's URL or hash, or the literal sourceReference) and what it permits or refuses
-    (who it names: one form signed for two recipients at once is two consents). Consents
-    sharing it are one document; None when the date or the form is missing."""
-    signed = _instant_text(consent.get("dateTime"))
-    source = consent.get("sourceAttachment") or {}
-    reference = consent.get("sourceReference") or {}
-    form = (source.get("url") or source.get("hash") if isinstance(source, Mapping) else None) or (
-        reference.get("reference") if isinstance(reference, Mapping) else None
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """What identifies one signed document (PART2.md C5, C6), to tell a copy of a revoked
+    consent under another id from another consent the patient signed.
+
+    `identifiers` are the Consent's business identifiers (R4 `Consent.identifier`: one used
+    for two records means the same consent). `forms` are every name the signed form is given:
+    its attachment's URL (`mappings.uris.document_url`), the SHA-1 of its bytes (`hash`, or
+    computed from `data`) and the literal `sourceReference`. `named` is who the provisions
+    name (one form signed for two recipients at once is two consents); `terms` the whole
+    provision tree, which tells documents apart when one of the two does not say its form."""
+
+    signed: str | None
+    forms: frozenset[str]
+    named: str
+    terms: str
+    identifiers: frozenset[tuple[str | None, str]]
+
+    def same_document(self, other: "Signing") -> bool:
+        """Whether the two are one document: a shared identifier; or signed at the same
+        instant and either naming the same form for the same recipients or, where either
+        does not say its form, with the very same terms. A consent cannot escape its revoked
+        original by leaving out what names its form."""
+        if self.identifiers & other.identifiers:
+            return True
+        if self.signed is None or self.signed != other.signed:
+            return False
+        if self.forms and other.forms:
+            return bool(self.forms & other.forms) and self.named == other.named
+        return self.terms == other.terms
+
+
+def signing(consent: Mapping[str, Any]) -> Signing:
+    """The consent's signing (see `Signing`)."""
+    provision = consent.get("provision")
+    return Signing(
+        signed=_instant_text(consent.get("dateTime")),
+        forms=_form_names(consent),
+        named=json.dumps(sorted(_named(provision))),
+        terms=json.dumps(provision, sort_keys=True, default=str),
+        identifiers=frozenset(_business_identifiers(consent.get("identifier"))),
     )
-    if signed is None or not isinstance(form, str):
-        return None
-    return signed, _same_document(form), json.dumps(sorted(_named(consent.get("provision"))))
 
 
-def _same_document(form: str) -> str:
-    """A signed form's URL as the document it names: the scheme and host in either case, a
-    default port and a fragment (a place in the document) change nothing, so a copy of a
-    revoked consent cannot pass for another document by spelling its form's URL otherwise."""
+def _form_names(consent: Mapping[str, Any]) -> frozenset[str]:
+    """Every name the consent gives its signed form (see `Signing.forms`)."""
+    names: set[str] = set()
+    source = consent.get("sourceAttachment")
+    if isinstance(source, Mapping):
+        url, digest, data = source.get("url"), source.get("hash"), source.get("data")
+        if isinstance(url, str) and url.strip():
+            names.add(document_url(url))
+        if isinstance(digest, str) and digest.strip():
+            names.add("sha1:" + digest.strip())
+        if isinstance(data, str):
+            names |= _data_digest(data)
+    reference = consent.get("sourceReference")
+    literal = reference.get("reference") if isinstance(reference, Mapping) else None
+    if isinstance(literal, str) and literal.strip():
+        names.add(document_url(literal))
+    return frozenset(names)
+
+
+def _data_digest(data: str) -> set[str]:
+    """The `hash` R4 defines for an Attachment's `data` (base64 SHA-1 of its bytes), so that a
+    copy giving the form's bytes is the document that gave their hash; none for bad base64."""
     try:
-        parts = urlsplit(form.strip())
-        port = parts.port
-    except ValueError:
-        return form
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return form
-    scheme = parts.scheme.lower()
-    default = {"http": 80, "https": 443}[scheme]
-    host = parts.hostname + (f":{port}" if port not in (None, default) else "")
-    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
+        content = base64.b64decode(data, validate=True)
+    except binascii.Error:
+        return set()
+    digest = hashlib.sha1(content, usedforsecurity=False).digest()
+    return {"sha1:" + base64.b64encode(digest).decode()}
+
+
+def _business_identifiers(items: Any) -> Iterable[tuple[str | None, str]]:
+    """(system in its canonical spelling, value) of each identifier giving both."""
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        system, value = item.get("system"), item.get("value")
+        if isinstance(system, str) and system and isinstance(value, str) and value:
+            yield v.canonical_identifier_system(system), value
 
 
 def _named(provision: Any) -> set[str]:
@@ -307,7 +361,7 @@ def copy_problem(consent: Mapping[str, Any], others: Iterable[Mapping[str, Any]]
     if consent.get("status") not in _IN_FORCE:
         return None
     key = signing(consent)
-    if key is None or not any(revoked(other) and signing(other) == key for other in others):
+    if not any(revoked(other) and key.same_document(signing(other)) for other in others):
         return None
     return (
         "this is the signing of a consent the patient revoked (42 CFR 2.31, 2.35): sharing "

@@ -1,11 +1,12 @@
 """The FHIR R4 rules that fhir.resources does not check, as small functions over a walked resource.
 
 fhir.resources checks element names, types, cardinality and value formats. It does not evaluate
-the specification's constraints (ele-1, txt-1, per-1, ext-1, dom-2/3/4), the required bindings, the
-Resource.id length, or what the reference validator checks in its security mode (HTML in strings
-and markdown), and it knows nothing of the Bundle as a whole. `mappings.fhir` walks a resource
-once into `Node`s (contained and Bundle entry resources included) and each rule here turns the
-nodes it cares about into issues, every one with the FHIRPath of the offending element.
+the specification's constraints (ele-1, txt-1, per-1, ext-1, dom-2 to dom-5), the required
+bindings, the Resource.id length, or what the reference validator checks in its security mode
+(HTML in strings and markdown), and it knows nothing of the Bundle as a whole. `mappings.fhir`
+walks a resource once into `Node`s (contained and Bundle entry resources included) and each
+rule here turns the nodes it cares about into issues, every one with the FHIRPath of the
+offending element.
 
 Expressions follow the reference validator where it reports the same rule (an extension's rules
 point at the extension, a Bundle entry's fullUrl at the entry), so the two can be compared.
@@ -407,7 +408,7 @@ def _extension_url(node: Node, nested: bool) -> Iterator[Issue]:
 
 
 def contained_resources(tree: Tree) -> Iterator[Issue]:
-    """dom-2, dom-3 and dom-4 on every resource that contains others (R4 §2.36.0.1)."""
+    """dom-2 to dom-5 on every resource that contains others (R4 §2.36.0.1)."""
     for node in tree.of("Resource"):
         contained = node.value.get("contained")
         if not isinstance(contained, list) or not contained:
@@ -450,6 +451,13 @@ def _contained_issues(
             "invariant",
             "dom-4: If a resource is contained in another resource, "
             "it SHALL NOT have a meta.versionId or a meta.lastUpdated",
+            path,
+        )
+    if isinstance(meta, dict) and meta.get("security"):
+        yield _error(
+            "invariant",
+            "dom-5: If a resource is contained in another resource, it SHALL NOT have a "
+            "security label (the container's labels cover what it contains)",
             path,
         )
     resource_id = resource.get("id")

@@ -13,8 +13,7 @@ setting businessStatus `cancellation-requested` (the one businessStatus the requ
 status unchanged) or by a Task with code `abort` focused on this one. The abort Task is another
 resource, so whoever calls the check looks it up and says so (`abort_requested`).
 
-Not checked yet: the businessStatus on-hold and in-progress should carry, and what a new Task
-must carry (identifier, deadline, consent reference).
+Not checked yet: what a new Task must carry (identifier, deadline, consent reference).
 """
 
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,12 @@ from typing import Any, Final
 
 from consent.vocabulary import canonical_identifier_system
 from mappings.handoff import checklist_kept, completion_gaps
-from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS, TASK_CODE
+from mappings.terminology import (
+    BSER_BUSINESS_STATUS,
+    BSER_TO_BUSINESS_STATUS,
+    BUSINESS_STATUS,
+    TASK_CODE,
+)
 
 
 class Side(StrEnum):
@@ -45,12 +49,12 @@ _MOVES: Final[Mapping[tuple[str, str], Side]] = {
     ("requested", "cancelled"): _R,
     ("received", "cancelled"): _R,
     ("accepted", "cancelled"): _R,
+    ("accepted", "in-progress"): _O,  # before on-hold: `steps` prefers the way work goes
     ("received", "on-hold"): _O,
     ("accepted", "on-hold"): _O,
     ("in-progress", "on-hold"): _O,
     ("on-hold", "accepted"): _O,
     ("on-hold", "in-progress"): _O,
-    ("accepted", "in-progress"): _O,
     ("in-progress", "cancelled"): _O,
     ("on-hold", "cancelled"): _O,
     ("in-progress", "completed"): _O,
@@ -67,6 +71,15 @@ _ASKED_CODES: Final = frozenset(
     }
 )
 _NEEDS_REASON: Final = frozenset({"rejected", "cancelled", "on-hold", "failed"})
+WAITING_FOR: Final = (
+    "awaiting-information",
+    "awaiting-authorization",
+    "waitlisted",
+    "awaiting-consent",
+)
+"""What a Task put on-hold waits for, in its businessStatus (REFERRALS.md)."""
+STARTED_AS: Final = ("scheduled", "admitted")
+"""What an accepted Task put in-progress has begun as, in its businessStatus (REFERRALS.md)."""
 _REQUESTER_MAY_CHANGE: Final = frozenset(
     {"status", "statusReason", "note", "input", "meta", "lastModified", "text"}
 )
@@ -201,6 +214,24 @@ def cancellation_requested(task: Mapping[str, Any]) -> bool:
     )
 
 
+def business_statuses(task: Mapping[str, Any]) -> set[str]:
+    """The Task's businessStatus as local codes, whether written with ours or with BSeR's."""
+    found = task.get("businessStatus")
+    codings = found.get("coding", []) if isinstance(found, dict) else []
+    codes: set[str] = set()
+    for coding in codings:
+        if not isinstance(coding, dict):
+            continue
+        system, code = coding.get("system"), coding.get("code")
+        if not isinstance(code, str):
+            continue
+        if system == BUSINESS_STATUS.url:
+            codes.add(code)
+        elif system == BSER_BUSINESS_STATUS and code in BSER_TO_BUSINESS_STATUS:
+            codes.add(BSER_TO_BUSINESS_STATUS[code])
+    return codes
+
+
 def is_owner_cancellation(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     """This write cancels work under way: the move that needs a cancellation request."""
     return str(before.get("status")) in _UNDER_WAY and after.get("status") == "cancelled"
@@ -208,7 +239,8 @@ def is_owner_cancellation(before: Mapping[str, Any], after: Mapping[str, Any]) -
 
 def steps(old: str, new: str, side: Side) -> list[str] | None:
     """The statuses `side` may take a Task through, in order, to get from `old` to `new` (the
-    shortest way; `new` last), or None when there is none: a partner read back between polls
+    shortest way, through in-progress rather than on-hold where both are as short; `new`
+    last), or None when there is none: a partner read back between polls
     may have made several moves, each of which must be one the table allows."""
     frontier: list[list[str]] = [[old]]
     seen = {old}
@@ -221,6 +253,35 @@ def steps(old: str, new: str, side: Side) -> list[str] | None:
                 seen.add(end)
                 frontier.append([*path, end])
     return None
+
+
+def passed_through(
+    ours: Mapping[str, Any], latest: Mapping[str, Any], status: str
+) -> dict[str, Any]:
+    """A status the other side's copy went through between two reads of it (`steps`), as far
+    as its latest version tells: our Task with that status and what entering it carries, from
+    the latest version (its start, its reason, what it waits for). How work began is the
+    latest version's own word when it says scheduled or admitted; else admitted when the work
+    has since ended (completed or failed: the client was taken in), scheduled otherwise. The
+    outcome and the end reached later are not what it said then."""
+    version = {**ours, "status": status}
+    found = latest.get("executionPeriod")
+    if status in _UNDER_WAY and isinstance(found, dict) and found.get("start"):
+        version["executionPeriod"] = {"start": found["start"]}
+    if status in _NEEDS_REASON and _has_reason(latest.get("statusReason")):
+        version["statusReason"] = latest["statusReason"]
+    if status == "on-hold" and business_statuses(latest) & set(WAITING_FOR):
+        version["businessStatus"] = latest["businessStatus"]
+    if status == "in-progress":
+        version["businessStatus"] = _begun_as(latest)
+    return version
+
+
+def _begun_as(latest: Mapping[str, Any]) -> Any:
+    if business_statuses(latest) & set(STARTED_AS):
+        return latest["businessStatus"]
+    ended = latest.get("status") in ("completed", "failed")
+    return {"coding": [{"system": BUSINESS_STATUS.url, "code": STARTED_AS[1 if ended else 0]}]}
 
 
 def _creation_problem(after: Mapping[str, Any], side: Side) -> str | None:
@@ -273,6 +334,14 @@ def _carried_problem(
     period: Mapping[str, Any] = found if isinstance(found, dict) else {}
     if new == "in-progress" and not period.get("start"):
         return "a Task put in-progress carries executionPeriod.start"
+    if new == "on-hold" and not business_statuses(after) & set(WAITING_FOR):
+        return "a Task put on-hold says what it waits for in businessStatus: " + ", ".join(
+            WAITING_FOR
+        )
+    if (old, new) == ("accepted", "in-progress") and not business_statuses(after) & set(STARTED_AS):
+        return "a Task put in-progress says how it began in businessStatus: " + ", ".join(
+            STARTED_AS
+        )
     if new == "completed" and (not period.get("end") or not after.get("output")):
         return "a completed Task carries executionPeriod.end and at least one output"
     return _checklist_problem(checklist_kept(before, after))

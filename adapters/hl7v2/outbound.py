@@ -285,19 +285,19 @@ def write_referral(referral: OutgoingReferral, envelope: Envelope) -> bytes:
     )
 
 
-def write_cancellation(referral: OutgoingReferral, envelope: Envelope) -> bytes:
-    """REF^I14: the referral named by RF1-6 is cancelled.
+def write_cancellation(referral: OutgoingReferral, envelope: Envelope, why: str = "") -> bytes:
+    """REF^I14: the referral named by RF1-6 is cancelled, `why` in the message-level NTE.
 
     RF1 carries only RF1-6, because table 0283 has no "cancelled" and a "pending" status would
     contradict the event; the reason and diagnoses of the referral are left out, because they
-    would read as the reason for the cancellation.
+    would read as the reason for the cancellation, which the NTE gives instead.
     """
     return _write(
         _header(envelope, "REF", "I14", "REF_I12", referral.part2),
         _segment("RF1", {6: _entity(referral.originating_id)}),
         *_parties(referral.referring, referral.referred_to),
         _pid(referral.patient),
-        *_notes("", referral.part2, source="P"),
+        *_notes(why, referral.part2, source="P"),
     )
 
 

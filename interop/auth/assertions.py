@@ -173,11 +173,43 @@ def _emergency(raw: Any) -> EmergencyFacts | None:
 
 
 def _stated(value: Any, limit: int) -> str | None:
+    """The fact as a compliance officer will read it, or None when it reads as nothing: it
+    must keep a visible letter or digit once what renders as nothing is gone."""
     if not isinstance(value, str) or len(value) > limit:
         return None
-    visible = "".join(ch for ch in value if unicodedata.category(ch)[0] not in "CZ" or ch == " ")
+    visible = "".join(ch for ch in value if ch == " " or not _renders_as_nothing(ch))
     text = " ".join(visible.split())
-    return text if any(ch.isalnum() for ch in text) else None
+    return text if any(_legible(ch) for ch in text) else None
+
+
+def _renders_as_nothing(ch: str) -> bool:
+    """Controls, format characters (zero-width spaces, joiners), separators, and the other
+    default-ignorable characters, which Python's categories alone do not give away."""
+    return ch in _IGNORABLE or unicodedata.category(ch)[0] in "CZ"
+
+
+def _legible(ch: str) -> bool:
+    """A letter or digit that shows: not a combining mark, which needs a letter to sit on."""
+    return ch.isalnum() and unicodedata.category(ch)[0] in "LN"
+
+
+_IGNORABLE: Final = frozenset(
+    chr(code)
+    for code in (
+        0x034F,  # combining grapheme joiner (Mn)
+        0x115F,  # Hangul choseong filler (Lo: a "letter" to isalnum)
+        0x1160,  # Hangul jungseong filler (Lo)
+        0x17B4,  # Khmer inherent vowels (Mn)
+        0x17B5,
+        0x3164,  # Hangul filler (Lo)
+        0xFFA0,  # halfwidth Hangul filler (Lo)
+        *range(0x180B, 0x1810),  # Mongolian variation selectors and vowel separator
+        *range(0xFE00, 0xFE10),  # variation selectors (Mn)
+        *range(0xE0100, 0xE01F0),  # variation selectors supplement (Mn)
+    )
+)
+"""Unicode's Default_Ignorable_Code_Point characters outside the C and Z categories (the
+`unicodedata` module does not expose the property): each renders as nothing."""
 
 
 def _object(value: Any) -> dict[str, Any]:

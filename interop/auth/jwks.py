@@ -2,6 +2,8 @@
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -9,6 +11,13 @@ import httpx
 from interop.auth.assertions import AssertionRejected
 
 _MAX_JWKS_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    at: float  # on the monotonic clock, for the time to live
+    on: datetime  # on the wall clock, to compare with a rotation recorded in the database
+    jwks: dict[str, Any]
 
 
 class JwksFetcher:
@@ -19,20 +28,28 @@ class JwksFetcher:
         client: httpx.Client,
         ttl_seconds: int,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._client = client
         self._ttl = ttl_seconds
         self._clock = clock
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._wall_clock = wall_clock
+        self._cache: dict[str, _Fetched] = {}
 
-    def get(self, url: str, *, key_id: str) -> dict[str, Any]:
-        """The JWKS at `url`; fetched again when it lacks `key_id`, since keys rotate."""
+    def get(self, url: str, *, key_id: str, not_before: datetime | None = None) -> dict[str, Any]:
+        """The JWKS at `url`; fetched again when it lacks `key_id`, since keys rotate, and
+        when it was fetched before `not_before` (the partner's keys were rotated since, by an
+        operator in another process: a stolen key still in a cached set must not mint)."""
         cached = self._cache.get(url)
-        fresh = cached is not None and self._clock() - cached[0] < self._ttl
-        if fresh and cached is not None and _has_key(cached[1], key_id):
-            return cached[1]
+        if (
+            cached is not None
+            and self._clock() - cached.at < self._ttl
+            and (not_before is None or cached.on >= _aware(not_before))
+            and _has_key(cached.jwks, key_id)
+        ):
+            return cached.jwks
         jwks = self._fetch(url)
-        self._cache[url] = (self._clock(), jwks)
+        self._cache[url] = _Fetched(self._clock(), self._wall_clock(), jwks)
         return jwks
 
     def _fetch(self, url: str) -> dict[str, Any]:
@@ -53,6 +70,11 @@ class JwksFetcher:
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise AssertionRejected("invalid_client", "the client's JWKS URL did not return a JWKS")
         return document
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored moment in UTC (SQLite hands back naive datetimes)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _has_key(jwks: dict[str, Any], key_id: str) -> bool:

@@ -10,6 +10,7 @@ from interop.cli.common import CliError, DatabaseOption, engine, read_file
 
 if TYPE_CHECKING:
     from interop.services.ccda_intake import DocumentIntake, DocumentReceipt, Sender
+    from interop.sync.inbox import PickedUp
 
 app = typer.Typer(help="C-CDA documents from partners.", no_args_is_help=True)
 
@@ -39,15 +40,33 @@ def _intake(database_url: str | None, client_id: str) -> "tuple[DocumentIntake, 
 
 
 def summary(receipt: "DocumentReceipt") -> str:
-    """One line: "processed #12: DocumentReference/... ServiceRequest/...", "refused #13:
-    <why>" or "held #14: <what staff see at /inbound/held>"."""
+    """One line for the operator, who is staff: "processed #12: DocumentReference/...
+    ServiceRequest/...", "refused #13: <why>" or "held #14: <why, as GET /inbound/held says>"
+    (the partner is told only that it is held; staff are told why)."""
     from interop.services.ccda_intake import IntakeStatus
 
-    again = " (already received)" if receipt.replayed else ""
-    head = f"{receipt.status.value} #{receipt.inbound_id}{again}"
+    head = _head(receipt)
     if receipt.status is IntakeStatus.PROCESSED:
         return f"{head}: {' '.join(receipt.resources)}"
-    return f"{head}: {receipt.reason}"
+    return f"{head}: {receipt.held_for or receipt.reason}"
+
+
+def _head(receipt: "DocumentReceipt") -> str:
+    again = " (already received)" if receipt.replayed else ""
+    return f"{receipt.status.value} #{receipt.inbound_id}{again}"
+
+
+def picked_up(taken: "PickedUp") -> str:
+    """One line per inbox file, which may reach a service manager's journal: its state, our
+    inbound row, the start of its SHA-256 and the ids of what it wrote, never its file name
+    (senders name files after patients) nor its reason (`GET /inbound/held` has it)."""
+    from interop.services.ccda_intake import IntakeStatus
+
+    receipt = taken.receipt
+    line = f"{_head(receipt)} sha256:{taken.digest}"
+    if receipt.status is IntakeStatus.PROCESSED:
+        return f"{line}: {' '.join(receipt.resources)}"
+    return f"{line}: held for staff, see GET /inbound/held"
 
 
 @app.command("import")
@@ -56,8 +75,8 @@ def import_file(
     sender: FromOption,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Receive one document from a partner, as if it had posted it; prints what became of it
-    (exit 1 when it is held for staff: GET /inbound/held says why)."""
+    """Receive one document from a partner, as if it had posted it; prints what became of it,
+    and why when it is refused or held for staff (exit 1)."""
     from interop.services.ccda_intake import Channel, IntakeStatus
 
     data = read_file(file, "document", "give a C-CDA XML file")
@@ -80,7 +99,7 @@ def watch(
 ) -> None:
     """Take each complete document a partner leaves in INBOX (hidden and .part names are still
     being written), receive it as that partner's, and move it to INBOX/processed/ or
-    INBOX/held/; one line per document."""
+    INBOX/held/; one line per document, with no file name (senders name files after patients)."""
     from adapters.ccda.pickup import DirectoryPickup
     from interop import logs
     from interop.cli.sync import _show_progress, _stop_on_signals
@@ -95,13 +114,13 @@ def watch(
     _show_progress()  # the inbox's one line per document, as the sync workers print theirs
     if once:
         for taken in reader.run_once():
-            typer.echo(f"{taken.name}: {summary(taken.receipt)}")
+            typer.echo(picked_up(taken))
         return
     reader.announce(interval)
     stop = _stop_on_signals()
     while not stop.is_set():
         for taken in reader.run_once():
-            typer.echo(f"{taken.name}: {summary(taken.receipt)}")
+            typer.echo(picked_up(taken))
         deadline = time.monotonic() + interval
         while not stop.is_set() and time.monotonic() < deadline:
             stop.wait(min(1.0, interval))

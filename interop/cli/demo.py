@@ -132,7 +132,7 @@ def next_steps(root: str, clients: dict[str, str], keys_dir: Path, client: str) 
         '--data-urlencode "csrf_token=$(awk \'$6=="interop_login_csrf"{print $7}\' staff.jar)" '
         f"{root}/auth/login",
         f"  curl -s -b staff.jar {root}/cases/handoffs/handoff-to-residential/transfer-summary",
-        f"  # compliance officers (morgan.compliance) see {root}/audit, administrators "
-        f"(ada.admin) {root}/admin/partners",
+        f"  # compliance officers (morgan.compliance) see {root}/console/compliance, "
+        f"administrators (ada.admin) {root}/admin/partners",
     ]
     return lines

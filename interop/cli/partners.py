@@ -145,6 +145,15 @@ def disable(client_id: str, database_url: DatabaseOption = None) -> None:
     typer.echo(f"disabled {client_id}")
 
 
+@app.command("enable")
+def enable(client_id: str, database_url: DatabaseOption = None) -> None:
+    """Let a disabled partner have tokens again; what waited in the outbox for it goes out."""
+    from interop.services.partners import PartnerService
+
+    PartnerService(engine(database_url)).set_enabled(client_id, True)
+    typer.echo(f"enabled {client_id}")
+
+
 @app.command("rotate-key")
 def rotate_key(
     client_id: str,

@@ -122,13 +122,13 @@ class BundleService:
                 gate = self._gates.open(session, context.requester, "transaction")
                 responses = self._run_transaction(session, gate, entries, context)
                 self._gates.record_in(session, gate)  # commits with the transaction
+                ordered = [responses[index] for index in range(len(entries))]
+                answer = gate.seal(bb.bundle("transaction-response", entry=ordered))
             logged = True
         finally:
             if gate is not None and not logged:  # the transaction failed: its decisions stand
                 self._gates.record(gate)
-        ordered = [responses[index] for index in range(len(entries))]
-        assert gate is not None
-        return gate.seal(bb.bundle("transaction-response", entry=ordered))
+        return answer
 
     def _run_transaction(
         self, session: Session, gate: Gate, entries: list[_Entry], context: _Context

@@ -10,9 +10,9 @@ the requester: records of other programs reach a case manager only as the gate a
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 from sqlalchemy import Engine
@@ -27,6 +27,7 @@ from interop.services.errors import (
     ResourceGone,
     ResourceNotFound,
 )
+from interop.services.relationships import works_with
 from interop.services.resources import GateFactory, ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
 from interop.services.staff import Role, StaffPrincipal
@@ -52,6 +53,7 @@ from mappings.errors import Issue, Mapped, MappingError, Unmapped
 from mappings.model import (
     Action,
     Barrier,
+    BusinessStatus,
     CarePlan,
     CaseManager,
     Client,
@@ -61,6 +63,7 @@ from mappings.model import (
     Program,
     Referral,
     ReferralTask,
+    TaskStatus,
 )
 from mappings.terminology import TASK_CODE
 
@@ -197,7 +200,7 @@ class CaseService:
         and nothing is saved. Elements of the stored resources that the case model has no
         place for (a partner's CarePlan.note, say) are kept, never deleted by a save."""
         _check_writer(staff)
-        resources = _resources(kind.to_fhir(value))
+        resources = _resources(kind.to_fhir(_taken_in(value)))
         ident = str(resources[-1]["id"])
         with self._door(staff, "update", writes=True) as operations:
             _check_client_known(kind, value, operations)
@@ -214,6 +217,8 @@ class CaseService:
         """The record as the manager's program may read it; `interaction` is what the read is
         logged as (a document's lookup of what it is about is part of the document's own
         disclosure, not one of its own)."""
+        if kind.name == "clients":
+            self._check_works_with(staff, ident)
         with self._door(staff, interaction) as operations:
             stored = operations.read(kind.resource_type, ident)
             resource = _plain(stored.content)
@@ -221,12 +226,17 @@ class CaseService:
             record = _record(kind, parts, operations)
         if record is None:
             raise ResourceNotFound(f"{kind.name}/{ident} is not known")
+        client = kind.client_of(record.value)
+        if kind.name != "clients" and client is not None:
+            self._check_works_with(staff, client, f"{kind.name}/{ident}")
         return record
 
     def list(self, kind: Kind[T], client_id: str, staff: StaffPrincipal) -> list[Record[T]]:
         """The client's records of this kind, as the gate releases them."""
         if kind.client_param is None:
             raise InvalidRequest(f"{kind.name} do not belong to a client")
+        if not self._works_with(staff, client_id):
+            return []  # as for a client never heard of
         value = client_id if kind.client_param == "_id" else f"Patient/{client_id}"
         params = [(kind.client_param, value), ("_count", "1000")]
         records: list[Record[T]] = []
@@ -239,6 +249,22 @@ class CaseService:
                 if record is not None:
                     records.append(record)
         return records
+
+    def _check_works_with(self, staff: StaffPrincipal, client_id: str, name: str = "") -> None:
+        if not self._works_with(staff, client_id):
+            raise ResourceNotFound(f"{name or 'clients/' + client_id[:64]} is not known")
+
+    def _works_with(self, staff: StaffPrincipal, client_id: str) -> bool:
+        """A case manager reads the clients their programs work with (relationships.works_with),
+        as though no other existed; administrators and the operating program's own staff read
+        every client."""
+        if staff.role is Role.ADMINISTRATOR or not staff.programs:
+            return True
+        programs = frozenset(f"Organization/{program}" for program in staff.programs)
+        with unit_of_work(self._engine, writes=False) as session:
+            return bool(programs & store.operating_programs(session)) or works_with(
+                session, client_id, programs
+            )
 
     def requester_for(self, staff: StaffPrincipal, program: str | None) -> Requester:
         """`staff_requester`, told whether `program` is the operating program."""
@@ -267,6 +293,19 @@ class CaseService:
 
 
 _PAGING = Paging(1000, 1000)
+
+
+def _taken_in(value: T) -> T:
+    """A referral or handoff put in-progress through the case API is the next level taking the
+    client in (README); REFERRALS.md has the Task say how work began (businessStatus scheduled
+    or admitted), so a value that says nothing says admitted."""
+    if (
+        isinstance(value, Handoff | ReferralTask)
+        and value.status is TaskStatus.IN_PROGRESS
+        and value.business_status is None
+    ):
+        return cast(T, replace(value, business_status=BusinessStatus.ADMITTED))
+    return value
 
 
 def _resources(mapped: dict[str, Any]) -> list[dict[str, Any]]:

@@ -73,14 +73,17 @@ class IntakeStatus(StrEnum):
 @dataclass(frozen=True, slots=True)
 class DocumentReceipt:
     """What became of one document: `inbound_id` is its row (staff find it by that id),
-    `resources` what it wrote, `reason` what the sender may be told, `replayed` whether
-    this answers a resend without processing it again."""
+    `resources` what it wrote, `reason` what the sender may be told, `held_for` why staff hold
+    it (as `GET /inbound/held` says: our words or the validator's, never the document's data;
+    a held document's reason is kept from the sender, PART2.md S3), `replayed` whether this
+    answers a resend without processing it again."""
 
     status: IntakeStatus
     inbound_id: int
     resources: tuple[str, ...] = ()
     reason: str = ""
     replayed: bool = False
+    held_for: str = ""
 
     @property
     def document(self) -> str | None:
@@ -222,7 +225,12 @@ def _receipt(row: InboundMessageRow, *, replayed: bool = False) -> DocumentRecei
     if status is IntakeStatus.HELD:
         reason = HELD_FOR_STAFF
     return DocumentReceipt(
-        status, row.pk or 0, tuple(row.resources.split()), reason, replayed=replayed
+        status,
+        row.pk or 0,
+        tuple(row.resources.split()),
+        reason,
+        replayed=replayed,
+        held_for=problems[0] if problems else "",
     )
 
 

@@ -27,7 +27,7 @@ refuses all the same (C8).
 """
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -43,7 +43,13 @@ from consent.model import (
 )
 from consent.model import Requester as ConsentRequester
 from interop.auth.requester import Requester
-from interop.services.disclosure import DisclosureGate, GateSession, label, patient_of
+from interop.services.disclosure import (
+    DisclosureGate,
+    GateSession,
+    content_item,
+    label,
+    patient_of,
+)
 from interop.services.errors import InvalidRequest
 from interop.store.consents import consent_versions, holding_side
 from interop.store.database import unit_of_work
@@ -275,7 +281,7 @@ def _filter_content(
             kept.append(entry)
             continue
         labels = _labels(resource) or (Coding(_ACT_CODE, "SUD"),)
-        decision = ask(DataItem(str(resource.get("resourceType")), security_labels=labels))
+        decision = _decided_whole(ask, resource, labels)
         decisions.append(decision)
         if decision.outcome is Outcome.PERMIT:
             kept.append({**entry, "resource": _labelled(resource, decision, names)})
@@ -285,6 +291,22 @@ def _filter_content(
     speaking = (permits or decisions or [ask(_SUD_RECORD)])[0]
     rest = {name: value for name, value in bundle.items() if name != "entry"}
     return {**rest, "entry": kept} if kept else rest, withheld, speaking
+
+
+def _decided_whole(
+    ask: Callable[[DataItem], Decision], resource: dict[str, Any], labels: tuple[Coding, ...]
+) -> Decision:
+    """The record decided as the gate decides it (its codes and date, not its type alone), and
+    then each resource it contains as the data that one is (a diagnosis inside a care plan is
+    a diagnosis, review 9 #4), under the container's labels (dom-5: they carry none): it goes
+    only when every part may, as it cannot leave without what it contains."""
+    decision = ask(replace(content_item(resource), security_labels=labels))
+    parts = (inner for inner in _list(resource.get("contained")) if isinstance(inner, dict))
+    for inner in parts:
+        if decision.outcome is not Outcome.PERMIT:
+            return decision
+        decision = ask(replace(content_item(inner), security_labels=labels))
+    return decision
 
 
 def _labels(resource: dict[str, Any]) -> tuple[Coding, ...]:

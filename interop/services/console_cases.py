@@ -276,6 +276,8 @@ def _allowed(
 
 def _moved(value: ReferralTask, move: str, reason: str, now: datetime) -> ReferralTask:
     status = value.status
+    if move == "accept" and status is TaskStatus.ACCEPTED:
+        raise InvalidRequest("the referral is accepted already")  # no version saying nothing
     if move == "accept":
         return replace(
             value,

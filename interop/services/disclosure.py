@@ -104,8 +104,9 @@ _DATE_ELEMENTS = (
 _PERIOD_ELEMENTS = ("period", "executionPeriod", "effectivePeriod")
 _ACROSS_PATIENTS = frozenset({"export", "export-download", "history-type", "history-system"})
 """Interactions that never ask about one patient: the emergency exception reaches none."""
-_RESOURCES_PER_ROW = 1_000
-"""References per disclosure-log row: 1,000 of at most 80 characters fit its column."""
+_ROW_CHARACTERS = 99_000
+"""The references one disclosure-log row lists, space-separated, fit its 100,000-character
+column (a contained resource's name is its container's and its own id: up to ~150)."""
 
 
 @dataclass
@@ -270,10 +271,19 @@ class GateSession:
             self._now,
         )
         contained = _contained(resource, reference)
+        parts: tuple[tuple[str, Decision], ...] = ()
         if contained and decision.outcome is Outcome.PERMIT:
-            decision = self._with_contained(decision, patient, contained, stored, record)
-        references = (reference, *(name for name, _ in contained))
-        return self._apply(decision, resource, content, patient, references, record.part2)
+            decision, parts = self._with_contained(decision, patient, contained, stored, record)
+        if not parts:  # none, or one refused: the record and all it contains, as decided
+            references = (reference, *(name for name, _ in contained))
+            return self._apply(decision, resource, content, patient, references, record.part2)
+        released = self._apply(decision, resource, content, patient, (reference,), record.part2)
+        for name, permit in parts:  # each under the consent that released it (A1, A2, S1)
+            self._log_decided(permit, patient, (name,), record.part2)
+            notice = permit.obligations.notice
+            if record.part2 and notice is not None and notice.consent_reference:
+                self.released.consents.add(notice.consent_reference)
+        return released
 
     def _with_contained(
         self,
@@ -282,14 +292,16 @@ class GateSession:
         contained: list[tuple[str, dict[str, Any]]],
         stored: StoredVersion,
         record: "_Record",
-    ) -> Decision:
+    ) -> tuple[Decision, tuple[tuple[str, Decision], ...]]:
         """S3: the resources a record carries in `contained` leave with it, so each is decided
         as the data it is (a Condition as a diagnosis, not as the care plan holding it), and
         the record leaves only when every one may: a contained resource cannot be cut out,
         since the record's references to it would then name nothing. The record then carries
-        the labels and the notice of all of them."""
+        the labels of all of them; each one's permit is given back, to be logged and
+        accounted under the consent that made it. A refusal comes back alone."""
         labels = list(decision.obligations.labels)
         released = list(decision.obligations.released)
+        permits = []
         for name, inner in contained:
             inner_decision = decide(
                 self._request(patient, inner, name, stored, record),
@@ -297,11 +309,12 @@ class GateSession:
                 self._now,
             )
             if inner_decision.outcome is not Outcome.PERMIT:
-                return inner_decision
+                return inner_decision, ()
+            permits.append((name, inner_decision))
             labels += [c for c in inner_decision.obligations.labels if c not in labels]
             released += inner_decision.obligations.released
         obligations = replace(decision.obligations, labels=tuple(labels), released=tuple(released))
-        return replace(decision, obligations=obligations)
+        return replace(decision, obligations=obligations), tuple(permits)
 
     def close_emergency(self) -> None:
         """This request asks about no one patient (a search across patients): the emergency
@@ -455,35 +468,12 @@ class GateSession:
         references: tuple[str, ...],
         part2: bool,
     ) -> bytes | None:
-        """The decision carried out: logged for the record and the resources it contains,
-        and, permitted, the record labelled as the decision obliges."""
-        rule = decision.reasons[0].rule if decision.reasons else ("P1" if not part2 else "P2")
-        labels = tuple((coding.system or "", coding.code) for coding in decision.obligations.labels)
-        emergency = self._emergency_facts() if decision.emergency else None
+        """The decision carried out: logged for `references` (the record and what it contains
+        that the same decision covers), and, permitted, the record labelled as it obliges."""
+        self._log_decided(decision, patient, references, part2)
         if decision.outcome is not Outcome.PERMIT:
-            self._log_covering(
-                patient,
-                references,
-                "deny",
-                rule,
-                decision.consent_id,
-                decision.provision_path,
-                (),
-                part2,
-                None,
-            )
             return None
-        self._log_covering(
-            patient,
-            references,
-            "permit",
-            rule,
-            decision.consent_id,
-            decision.provision_path,
-            labels,
-            part2,
-            emergency,
-        )
+        labels = tuple((coding.system or "", coding.code) for coding in decision.obligations.labels)
         if not part2:
             return content
         notice = decision.obligations.notice
@@ -499,6 +489,24 @@ class GateSession:
                 notice.statement if notice else None,
                 notice.consent_reference if notice else None,
             )
+        )
+
+    def _log_decided(
+        self, decision: Decision, patient: str, references: tuple[str, ...], part2: bool
+    ) -> None:
+        rule = decision.reasons[0].rule if decision.reasons else ("P1" if not part2 else "P2")
+        permitted = decision.outcome is Outcome.PERMIT
+        labels = tuple((coding.system or "", coding.code) for coding in decision.obligations.labels)
+        self._log_covering(
+            patient,
+            references,
+            "permit" if permitted else "deny",
+            rule,
+            decision.consent_id,
+            decision.provision_path,
+            labels if permitted else (),
+            part2,
+            self._emergency_facts() if permitted and decision.emergency else None,
         )
 
     def _organizations_now(self) -> "Organizations":
@@ -558,13 +566,9 @@ class GateSession:
             treating_relationship=treating,
             requester=self._as_consent_requester(),
             purposes=self._requester.purposes,
-            item=DataItem(
-                resource_type=resource["resourceType"],
+            item=replace(
+                content_item(resource),
                 reference=reference,
-                security_labels=tuple(_codings(resource.get("meta", {}).get("security", []))),
-                classes=(Coding("http://hl7.org/fhir/resource-types", resource["resourceType"]),),
-                codes=tuple(_codings(_concept_codings(resource))),
-                date=_record_date(resource),
                 source_program=source,
                 source_identifiers=self._identifiers(source) if source is not None else (),
                 authors=(*stored.custodians, *authors),
@@ -939,15 +943,39 @@ def _labelled(resource: dict[str, Any]) -> bool:
     return any(isinstance(c, dict) and c.get("code") in _SUD_CODES for c in security)
 
 
+def content_item(resource: dict[str, Any]) -> DataItem:
+    """What a record's own content tells the engine (its type, labels, codes and date): all
+    the CDS consent service has of the records a caller sends, and where every gate request
+    starts, so that both decide a record alike."""
+    resource_type = str(resource.get("resourceType"))
+    found = resource.get("meta")
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
+    return DataItem(
+        resource_type=resource_type,
+        security_labels=tuple(_codings(_as_list(meta.get("security")))),
+        classes=(Coding("http://hl7.org/fhir/resource-types", resource_type),),
+        codes=tuple(_codings(_concept_codings(resource))),
+        date=_record_date(resource),
+    )
+
+
 def _codings(values: Iterable[Any]) -> Iterable[Coding]:
     for value in values:
         if isinstance(value, dict) and isinstance(value.get("code"), str):
             yield Coding(value.get("system"), value["code"])
 
 
-_CONCEPT_ELEMENTS = ("code", "category", "type", "medicationCodeableConcept")
+_CONCEPT_ELEMENTS = (
+    "code",
+    "category",
+    "type",
+    "medicationCodeableConcept",
+    "reasonCode",
+)
 """Where a record keeps the codes a consent's `provision.code` names: a medication's code
-too, so that a consent withholding e.g. methadone by its RxNorm code matches the statement."""
+too, so that a consent withholding e.g. methadone by its RxNorm code matches the statement,
+and the reason for a referral, an encounter or a medication, where a diagnosis travels (a
+refusal of F11 reaches the referral for F11.20, review 9 #11)."""
 
 
 def _concept_codings(resource: dict[str, Any]) -> list[Any]:
@@ -987,7 +1015,8 @@ def _engine_emergency(requester: Requester) -> EmergencyFacts | None:
 def _grouped(entries: list[LogEntry]) -> list[LogEntry]:
     """One log row per distinct decision of a request and what it was made for (a Bundle
     entry's interaction, a write's answer), listing every resource it covered, at most
-    _RESOURCES_PER_ROW to a row (a search deciding thousands stays within the column)."""
+    as many to a row as its column holds (a search deciding thousands, a record containing
+    hundreds, stays within it)."""
     groups: dict[tuple[Any, ...], tuple[LogEntry, dict[str, None]]] = {}
     for entry in entries:
         key = (
@@ -1003,9 +1032,20 @@ def _grouped(entries: list[LogEntry]) -> list[LogEntry]:
         )
         _, covered = groups.setdefault(key, (entry, {}))
         covered.update(dict.fromkeys(entry.resources))
-    rows = []
-    for first, covered in groups.values():
-        resources = tuple(covered)
-        for start in range(0, len(resources), _RESOURCES_PER_ROW):
-            rows.append(replace(first, resources=resources[start : start + _RESOURCES_PER_ROW]))
-    return rows
+    return [
+        replace(first, resources=chunk)
+        for first, covered in groups.values()
+        for chunk in _filling_rows(tuple(covered))
+    ]
+
+
+def _filling_rows(resources: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """`resources` in order, cut where the next would overflow a row's column."""
+    start, used = 0, 0
+    for index, resource in enumerate(resources):
+        if used + len(resource) + 1 > _ROW_CHARACTERS and index > start:
+            yield resources[start:index]
+            start, used = index, 0
+        used += len(resource) + 1
+    if start < len(resources):
+        yield resources[start:]

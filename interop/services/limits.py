@@ -63,6 +63,9 @@ def check_index_values(count: int) -> None:
 
 
 def check_search_values(count: int) -> None:
+    """Refuse a search naming more values than one query can hold: each is a condition of it,
+    and past about a thousand SQLite refuses the query as too deep to parse; refused here, the
+    client is told to split it instead of meeting a database error."""
     if count > MAX_SEARCH_VALUES:
         raise SearchTooCostly(
             f"a search may name at most {MAX_SEARCH_VALUES} values in all: split it into several"

@@ -79,6 +79,8 @@ class Partner:
     first_party: bool
     enabled: bool
     channel: ChannelConfig | None
+    credentials_since: datetime | None = None
+    """When its keys were last rotated: a key set fetched before then is stale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +272,7 @@ def _partner(row: PartnerRow) -> Partner:
         first_party=row.first_party,
         enabled=row.enabled,
         channel=_channel(row),
+        credentials_since=row.credentials_since,
     )
 
 

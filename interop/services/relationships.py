@@ -18,6 +18,7 @@ import orjson
 from sqlmodel import Session
 
 from interop.store import consents as store
+from interop.store.repository import ResourceRepository
 from interop.store.search_params import parse_reference
 
 _EVIDENCE: Final[tuple[tuple[str, str, tuple[str, ...], frozenset[str]], ...]] = (
@@ -51,6 +52,40 @@ def treats(session: Session, patient: str, organization: str) -> bool:
         if any(undertakes(r, elements, statuses, organization) for r in resources):
             return True
     return False
+
+
+_WORKED_THROUGH: Final = (
+    ("EpisodeOfCare", ("managingOrganization",)),
+    ("Task", ("requester", "owner")),
+)
+"""(type naming the patient by `patient`, elements naming the programs that work it)."""
+
+
+def works_with(session: Session, patient_id: str, programs: frozenset[str]) -> bool:
+    """Whether one of `programs` works with the client: it recorded the client or a record of
+    theirs, manages an episode of theirs or is a party to a referral of theirs, in any status
+    (a case manager follows a declined referral up too). Staff of one program hosted here do
+    not browse another's clients (README, "Staff console"), whatever the gate would release."""
+    latest = ResourceRepository(session).latest("Patient", patient_id)
+    if latest is not None and programs & {latest.origin, *latest.custodians}:
+        return True
+    for resource_type, elements in _WORKED_THROUGH:
+        for content, origin in store.recorded_referring(
+            session, resource_type, "patient", "Patient", [patient_id]
+        ):
+            if origin in programs or _names_any(orjson.loads(content), elements, programs):
+                return True
+    return False
+
+
+def _names_any(
+    resource: Mapping[str, Any], elements: tuple[str, ...], programs: frozenset[str]
+) -> bool:
+    return any(
+        _local(reference) in programs
+        for element in elements
+        for reference in _references(resource, element.split("."))
+    )
 
 
 def undertakes(

@@ -38,7 +38,7 @@ from interop.services.errors import (
     VersionConflict,
 )
 from interop.services.numbers import whole_number
-from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, note_change
+from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, ChannelKind, note_change
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
@@ -49,13 +49,14 @@ from interop.store import outbox as outbox_store
 from interop.store.consents import held_carriers
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant, now_ms, parse_range
+from interop.store.identifiers import ids_with
 from interop.store.repository import GateFacts, ResourceRepository, current_version
 from interop.store.repository import StoredVersion as StoredVersion
 from interop.store.search import Inclusion, SearchQuery
 from interop.store.search_params import SUPPORTED_TYPES, extract, parse_reference
 from interop.store.tables import OPERATOR_ORIGIN, ResourceRow
 from mappings import fhir
-from mappings.consent import copy_problem, revival_problem, revoked, signing
+from mappings.consent import copy_problem, revival_problem, revoked
 from mappings.documents import with_labels
 from mappings.errors import InvalidResource, Issue
 from mappings.model import Code
@@ -662,10 +663,12 @@ class ResourceOperations:
         §2.3.0: a reference may carry both), so that the partner's copy of a referral it sent
         lands as its referral, and the other party as the organization it is here. A
         reference no identifier resolves stays as the partner wrote it."""
-        if self._guard is None or resource_type not in _REFERRAL_TYPES:
+        if self._guard is None:
             return resource
         session = self._repository.session
         _check_no_other_servers_urls(session, self._guard.organization, resource)
+        if resource_type not in _REFERRAL_TYPES:
+            return resource
         localized = dict(resource)
         # The directory of Organizations is the server's to consult, whatever the writer's
         # read scopes: nothing about a patient is read.
@@ -675,6 +678,13 @@ class ResourceOperations:
                 localized[role] = [_local_party(session, item) for item in value]
             elif isinstance(value, dict):
                 localized[role] = _local_party(session, value)
+        notes = localized.get("note")
+        if isinstance(notes, list):  # an author named by identifier is that party here too
+            localized["note"] = [_locally_signed(session, note) for note in notes]
+        if resource_type == "Task" and _is_abort(localized):
+            for element in ("focus", "for"):
+                if element in localized:
+                    localized[element] = _our_copy(session, localized[element])
         return localized
 
     def _prepared(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
@@ -686,21 +696,23 @@ class ResourceOperations:
     def _check_not_a_revoked_copy(
         self, resource_type: str, resource_id: str | None, consent: dict[str, Any]
     ) -> None:
-        """A Consent with the signing (`mappings.consent.signing`) of one the patient revoked, in
-        any of its versions, is that revoked document under another id: never put in force
-        (C5)."""
-        if resource_type != "Consent" or signing(consent) is None:
+        """A Consent that is the signed document (`mappings.consent.Signing`) of one the
+        patient revoked, in any of its versions, is that revoked document under another id:
+        never put in force (C5). Whether the patient is named by reference or by identifier,
+        on either side: a copy does not escape by naming the patient otherwise."""
+        if resource_type != "Consent":
             return
-        reference = consent.get("patient")
-        parsed = (
-            parse_reference(reference.get("reference", "")) if isinstance(reference, dict) else None
-        )
-        if parsed is None or parsed[0] != "Patient":
+        patient = self._consent_patient(consent.get("patient"))
+        if patient is None:
             return
         session = self._repository.session
         others = {
             ident
-            for _, ident, _, _ in consents_store.consent_versions(session, parsed[1])
+            for _, ident, _, _ in consents_store.consent_versions(session, patient)
+            if ident != resource_id
+        } | {
+            ident
+            for ident in consents_store.consents_by_identifier(session, patient)
             if ident != resource_id
         }
         versions = (
@@ -709,6 +721,24 @@ class ResourceOperations:
         problem = copy_problem(consent, versions)
         if problem is not None:
             raise BusinessRuleBroken(problem)
+
+    def _consent_patient(self, reference: Any) -> str | None:
+        """The id of the stored Patient a Consent names: by literal reference, or by an
+        identifier the writer's side holds one Patient carrying (as the gate reads it)."""
+        if not isinstance(reference, dict):
+            return None
+        if "reference" in reference:
+            parsed = parse_reference(str(reference.get("reference") or ""))
+            return parsed[1] if parsed is not None and parsed[0] == "Patient" else None
+        identifier = reference.get("identifier")
+        if not isinstance(identifier, dict):
+            return None
+        system, value = identifier.get("system"), identifier.get("value")
+        if not isinstance(system, str) or not isinstance(value, str):
+            return None
+        recorder = self._origin or self._gate.requester.organization
+        carriers = held_carriers(self._repository.session, system, value, recorder)
+        return carriers[0] if len(carriers) == 1 else None
 
     def _check_revocation_kept(self, resource_id: str) -> None:
         """A revoked Consent records the patient's written revocation (§2.31, C6): it is kept,
@@ -758,6 +788,8 @@ class ResourceOperations:
             return
         previous = orjson.loads(before) if before is not None else None
         side = _side(self._origin, previous or after)
+        if self._origin is None and previous is not None:
+            side = self._own_side(previous)
         asked = (
             previous is not None
             and is_owner_cancellation(previous, after)
@@ -766,6 +798,26 @@ class ResourceOperations:
         problem = task_change_problem(previous, after, side, abort_requested=asked)
         if problem is not None:
             raise BusinessRuleBroken(problem)
+
+    def _own_side(self, task: dict[str, Any]) -> Side:
+        """The program's own systems act for either side (staff recording what happened),
+        except on a Task whose other party holds its copy on its own FHIR server: that
+        partner's side moves there and reaches ours by its poll or push, so moving it here
+        would leave the two copies apart for good (probe 11 M3); ours is then the other.
+        Recording a Task (a referral taken by phone) stays theirs to do in any state."""
+        parties = {role: _party_id(task.get(role)) for role in ("requester", "owner")}
+        named = [ident for ident in parties.values() if ident is not None]
+        remote = {
+            partner.organization
+            for partner in outbox_store.pushing_partners(self._repository.session, named)
+            if partner.channel == ChannelKind.FHIR
+        }
+        requester, owner = (f"Organization/{parties[r]}" in remote for r in ("requester", "owner"))
+        if owner and not requester:
+            return Side.REQUESTER
+        if requester and not owner:
+            return Side.OWNER
+        return Side.EITHER
 
     def _abort_requested(self, task: dict[str, Any]) -> bool:
         """A cancellation request stands for the Task: a Task with code `abort` focused on it,
@@ -1259,6 +1311,14 @@ def _side(origin: str | None, task: dict[str, Any]) -> Side:
     return Side.EITHER
 
 
+def _party_id(reference: Any) -> str | None:
+    """The id of the Organization a party reference names, relative or absolute."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return None
+    parsed = parse_reference(reference["reference"])
+    return parsed[1] if parsed is not None and parsed[0] == "Organization" else None
+
+
 def _names(reference: Any, organization: str) -> bool:
     """Relative or absolute: partners write references across servers absolute."""
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
@@ -1307,9 +1367,10 @@ def _same_party(one: Any, other: Any) -> bool:
 
 
 def _check_no_other_servers_urls(session: Session, writer: str, resource: dict[str, Any]) -> None:
-    """A referral's URL identifier on a partner's FHIR server is how that partner finds its
+    """A record's URL identifier on a partner's FHIR server is how that partner finds its
     copy here again (interop.sync.payloads): another writer claiming one would have the
-    partner's pushes match its record (and be refused) and its polls read it as the copy."""
+    partner's pushes match its record (and be refused), its polls read it as the copy, and a
+    client claimed so have our referrals filed in that partner's other patient's chart."""
     values = [
         identifier.get("value")
         for identifier in resource.get("identifier") or ()
@@ -1325,6 +1386,41 @@ def _check_no_other_servers_urls(session: Session, writer: str, resource: dict[s
                 f"an identifier under {root[:200]} names a record on another partner's server: "
                 "only that partner assigns it"
             )
+
+
+def _is_abort(task: dict[str, Any]) -> bool:
+    found = task.get("code")
+    codings = found.get("coding", []) if isinstance(found, dict) else []
+    return any(
+        isinstance(c, dict) and (c.get("system"), c.get("code")) == (TASK_CODE, "abort")
+        for c in codings
+    )
+
+
+def _our_copy(session: Session, reference: Any) -> Any:
+    """An absolute reference to a record on the writer's server, pointed at our copy of it
+    (the copy carries that URL as its identifier, interop.sync.payloads; only the partner at
+    that server may write such identifiers): a partner's abort Task, focused on its referral's
+    Task there, is then focused on our copy, where the cancellation handshake looks for it."""
+    url = reference.get("reference") if isinstance(reference, dict) else None
+    if not isinstance(url, str) or "://" not in url:
+        return reference
+    kind = url.rstrip("/").split("/")[-2]
+    if kind not in SUPPORTED_TYPES:
+        return reference
+    found = ids_with(session, kind, COPY_IDENTIFIER_SYSTEM, url)
+    if len(found) != 1:
+        return reference
+    return {**reference, "reference": f"{kind}/{found[0]}"}
+
+
+def _locally_signed(session: Session, note: Any) -> Any:
+    """The note with its author pointed at the Organization here its identifier names, so
+    that the workflow check knows a signature by identifier as the party it names (review 9
+    #5: by identifier, a side signed as the other)."""
+    if not isinstance(note, dict) or not isinstance(note.get("authorReference"), dict):
+        return note
+    return {**note, "authorReference": _local_party(session, note["authorReference"])}
 
 
 def _local_party(session: Session, reference: Any) -> Any:

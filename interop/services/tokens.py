@@ -135,7 +135,9 @@ class TokenService:
         jwks = partner.jwks
         if jwks is None:
             assert partner.jwks_url is not None
-            jwks = self._fetcher.get(partner.jwks_url, key_id=unverified.key_id)
+            jwks = self._fetcher.get(
+                partner.jwks_url, key_id=unverified.key_id, not_before=partner.credentials_since
+            )
         verified = assertions.verify(
             assertion,
             unverified,

@@ -6,6 +6,7 @@ import orjson
 from sqlalchemy import select
 from sqlmodel import Session
 
+from interop.store.search_params import token_system
 from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE
 
 
@@ -24,9 +25,10 @@ def part2_programs(session: Session) -> frozenset[str]:
 
 def named_by(session: Session, system: str | None, value: str) -> list[str]:
     """The ids of the undeleted Organizations carrying the identifier (no system: one
-    written without a system), read from the search index in one query."""
+    written without a system; either spelling of the system, `token_system`), read from the
+    search index in one query."""
     index = INDEX_TABLE.c
-    system_matches = index.system == system if system else index.system.is_(None)
+    system_matches = index.system == token_system(system) if system else index.system.is_(None)
     keys = select(index.resource_pk).where(
         index.resource_type == "Organization",
         index.param == "identifier",

@@ -7,17 +7,34 @@ a dispatcher that dies mid-delivery leaves its rows to be claimed again once the
 which is why delivery is at least once and partners deduplicate by identifier.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Connection, Row, and_, bindparam, exists, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    exists,
+    false,
+    literal,
+    or_,
+    select,
+)
 from sqlmodel import Session, col
 
 from interop.store.repository import StoredVersion
-from interop.store.tables import OUTBOX_TABLE, RESOURCE_TABLE, OutboxRow, PartnerRow
+from interop.store.tables import (
+    INDEX_TABLE,
+    OUTBOX_TABLE,
+    RESOURCE_TABLE,
+    OutboxRow,
+    PartnerRow,
+)
 
 OUTBOX = OUTBOX_TABLE.c
 _PARTNER = PartnerRow.__table__.c  # type: ignore[attr-defined]
@@ -127,6 +144,75 @@ def listing(
     if partner is not None:
         statement = statement.where(col(OutboxRow.partner_client_id) == partner)
     return list(session.execute(statement).scalars())
+
+
+def listing_concerning(
+    session: Session, states: Sequence[str], programs: Collection[str], limit: int
+) -> list[OutboxRow]:
+    """Newest first, the deliveries of records these programs (Organization ids) wrote or are
+    a party to; filtered in the query, so that other programs' newer deliveries never use up
+    the limit and hide a program's own."""
+    statement = (
+        select(OutboxRow)
+        .where(_concerning(programs))
+        .order_by(col(OutboxRow.pk).desc())
+        .limit(limit)
+    )
+    if states:
+        statement = statement.where(col(OutboxRow.state).in_(list(states)))
+    return list(session.execute(statement).scalars())
+
+
+def get_concerning(session: Session, pk: int, programs: Collection[str]) -> OutboxRow | None:
+    """The delivery, if it is of a record these programs wrote or are a party to."""
+    statement = select(OutboxRow).where(col(OutboxRow.pk) == pk, _concerning(programs))
+    row: OutboxRow | None = session.execute(statement).scalars().first()
+    return row
+
+
+_PARTIES: Final = {
+    "Task": ("owner", "requester"),
+    "ServiceRequest": ("requester", "performer"),
+    "Consent": ("consentor",),
+}
+"""The search parameters (interop.store.search_params) that index a record's parties: the
+`requester`, `owner` and `performer` elements of the types that have them."""
+
+_INDEX = INDEX_TABLE.c
+_RESOURCE = RESOURCE_TABLE.c
+
+
+def _concerning(programs: Collection[str]) -> ColumnElement[bool]:
+    """A delivery whose record one of the programs wrote (a custodian of it) or names as a
+    party (requester, owner, performer): by `custodians` and the search index, which are kept
+    with each write, so no record has to be read to decide."""
+    ids = sorted(set(programs))
+    if not ids:
+        return false()
+    padded = literal(" ") + _RESOURCE.custodians + literal(" ")
+    wrote = or_(*(padded.like(f"% {_like(f'Organization/{id_}')} %", escape="\\") for id_ in ids))
+    party = exists().where(
+        _INDEX.resource_pk == _RESOURCE.pk,
+        _INDEX.system == "Organization",
+        _INDEX.value.in_(ids),
+        _INDEX.norm.is_(None),  # ours, not another server's Organization of the same id
+        or_(
+            *(
+                and_(_INDEX.resource_type == kind, _INDEX.param.in_(params))
+                for kind, params in _PARTIES.items()
+            )
+        ),
+    )
+    return exists().where(
+        _RESOURCE.resource_type == OUTBOX.resource_type,
+        _RESOURCE.resource_id == OUTBOX.resource_id,
+        or_(wrote, party),
+    )
+
+
+def _like(text: str) -> str:
+    """`text` matched literally by LIKE."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def partner(session: Session, client_id: str) -> PartnerRow | None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from interop.store.search_params import ParamType, SearchParam, normalize
+from interop.store.search_params import ParamType, SearchParam, normalize, token_system
 from interop.store.tables import INDEX_TABLE, RESOURCE_TABLE
 
 RESOURCE = RESOURCE_TABLE.c
@@ -177,7 +177,7 @@ def _token_condition(value: TokenValue) -> ColumnElement[bool]:
     if value.system == "":
         conditions.append(index.system.is_(None))
     elif value.system is not None:
-        conditions.append(index.system == value.system)
+        conditions.append(index.system == token_system(value.system))
     if value.code is not None:
         conditions.append(index.value == value.code)
     return and_(true(), *conditions)

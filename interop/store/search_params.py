@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from consent.vocabulary import canonical_identifier_system
 from interop.store.fhirdates import EARLIEST, LATEST, parse_range
 from mappings.terminology import PART2_PROGRAM_EXTENSION, PROJECT_BASE
 
@@ -393,9 +394,17 @@ def _tokens(name: str, node: Any) -> Iterator[IndexValue]:
             for coding in node["coding"]:
                 yield from _tokens(name, coding)
         elif "code" in node:
-            yield IndexValue(name, system=node.get("system"), value=node["code"])
+            yield IndexValue(name, system=token_system(node.get("system")), value=node["code"])
         elif "value" in node and isinstance(node["value"], str):
-            yield IndexValue(name, system=node.get("system"), value=node["value"])
+            yield IndexValue(name, system=token_system(node.get("system")), value=node["value"])
+
+
+def token_system(system: Any) -> str | None:
+    """A token's system as the index holds it, and as every look-up must ask for it: an
+    identifier system partners spell as an OID (the NPI's, the SSN's) in its FHIR URL, as
+    consent.model.Identifier reads it, so that either spelling finds the other (migration
+    0016 rewrote the rows stored before). None for no system."""
+    return canonical_identifier_system(system) if isinstance(system, str) else None
 
 
 _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
@@ -454,7 +463,7 @@ def _reference_identifier(param: SearchParam, node: dict[str, Any]) -> Iterator[
         return
     system, value = identifier.get("system"), identifier.get("value")
     if isinstance(system, str) and isinstance(value, str) and system and value:
-        yield IndexValue(param.name + IDENTIFIER_MODIFIER, system=system, value=value)
+        yield IndexValue(param.name + IDENTIFIER_MODIFIER, system=token_system(system), value=value)
 
 
 def parse_reference(reference: str) -> tuple[str, str, str | None] | None:

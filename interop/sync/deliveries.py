@@ -3,18 +3,15 @@
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import orjson
-from sqlalchemy import Engine, select
-from sqlmodel import Session
+from sqlalchemy import Engine
 
 from interop.services.errors import InvalidRequest, ResourceNotFound
 from interop.services.staff import Role, StaffPrincipal
 from interop.store import outbox
 from interop.store.database import unit_of_work
 from interop.store.outbox import TransportState
-from interop.store.tables import RESOURCE_TABLE, OutboxRow
+from interop.store.tables import OutboxRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +48,7 @@ class Deliveries:
     def list(
         self, states: Sequence[str] = (), partner: str | None = None, limit: int = 100
     ) -> list[DeliveryView]:
-        known = {state.value for state in TransportState}
-        unknown = [state for state in states if state not in known]
-        if unknown:
-            raise InvalidRequest(f"unknown state {unknown[0][:20]!r}; one of {sorted(known)}")
+        _check(states)
         with unit_of_work(self._engine, writes=False) as session:
             rows = outbox.listing(session, states, partner, limit)
             return [_view(row) for row in rows]
@@ -79,50 +73,32 @@ class Deliveries:
         self, staff: StaffPrincipal, states: Sequence[str], limit: int = 100
     ) -> Sequence[DeliveryView]:
         """As `list`, as a person may see them: an administrator every delivery, a case
-        manager those of the records its programs wrote or are a party to. Another program's
-        failed sends, and the errors that quote them, are that program's business: they tell
-        whom it referred and that a consent was missing."""
+        manager those of the records its programs wrote or are a party to (requester, owner,
+        performer), the newest `limit` of those. Another program's failed sends, and the
+        errors that quote them, are that program's business: they tell whom it referred and
+        that a consent was missing."""
         if staff.role is Role.ADMINISTRATOR:
             return self.list(states, None, limit)
+        _check(states)
         with unit_of_work(self._engine, writes=False) as session:
-            rows = outbox.listing(session, states, None, limit)
-            return [_view(row) for row in rows if _concerns(session, row, staff)]
+            rows = outbox.listing_concerning(session, states, staff.programs, limit)
+            return [_view(row) for row in rows]
 
     def retry_for(self, staff: StaffPrincipal, pk: int) -> DeliveryView:
         """`retry`, of a delivery the person may see (any other is unknown to it)."""
         if staff.role is not Role.ADMINISTRATOR:
             with unit_of_work(self._engine, writes=False) as session:
-                row = outbox.get(session, pk)
-                if row is None or not _concerns(session, row, staff):
+                if outbox.get_concerning(session, pk, staff.programs) is None:
                     raise ResourceNotFound(f"no delivery has id {pk}")
         return self.retry(pk)
 
 
-def _concerns(session: Session, row: OutboxRow, staff: StaffPrincipal) -> bool:
-    """Whether the delivered record is one of the person's programs': written by one of them,
-    or naming one as a party (requester, owner, performer)."""
-    programs = {f"Organization/{program}" for program in staff.programs}
-    found = session.execute(
-        select(RESOURCE_TABLE.c.custodians, RESOURCE_TABLE.c.content).where(
-            RESOURCE_TABLE.c.resource_type == row.resource_type,
-            RESOURCE_TABLE.c.resource_id == row.resource_id,
-        )
-    ).first()
-    if found is None:
-        return False
-    custodians, content = found
-    if programs & set(custodians.split()):
-        return True
-    resource = orjson.loads(content) if content else {}
-    return any(
-        isinstance(party, dict) and party.get("reference") in programs
-        for role in ("requester", "owner", "performer")
-        for party in _as_list(resource.get(role))
-    )
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+def _check(states: Sequence[str]) -> None:
+    """Refuse a state that is no transport state, rather than list nothing for a typo."""
+    known = {state.value for state in TransportState}
+    unknown = [state for state in states if state not in known]
+    if unknown:
+        raise InvalidRequest(f"unknown state {unknown[0][:20]!r}; one of {sorted(known)}")
 
 
 def _view(row: OutboxRow) -> DeliveryView:

@@ -10,6 +10,7 @@ is for the next round. One log line per file, naming the inbound row and the out
 file names: senders name files after patients).
 """
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,11 @@ logger = logging.getLogger("interop.sync.inbox")
 
 @dataclass(frozen=True, slots=True)
 class PickedUp:
-    """One file taken from the inbox: what became of it and where it is now."""
+    """One file taken from the inbox: what became of it and where it is now. `digest` is the
+    start of its SHA-256, by which an operator finds the file (`sha256sum`) without its name
+    being printed: senders name files after patients."""
 
-    name: str
+    digest: str
     receipt: DocumentReceipt
     moved_to: Path
 
@@ -54,5 +57,6 @@ class DocumentInbox:
                 receipt.inbound_id,
                 ", already received" if receipt.replayed else "",
             )
-            taken.append(PickedUp(picked.path.name, receipt, moved))
+            digest = hashlib.sha256(picked.content).hexdigest()[:12]
+            taken.append(PickedUp(digest, receipt, moved))
         return taken

@@ -84,7 +84,9 @@ class Notifier:
         return channel.deliver(bundle)
 
     def _check_endpoint(self, subscribed: Subscribed, partner: PartnerRow) -> None:
-        if not self._private_endpoints:
+        if self._private_endpoints:
+            check_not_metadata(subscribed.endpoint)
+        else:
             check_endpoint(subscribed.endpoint, partner.channel_address)
 
     def _subscription(self, row: OutboxRow, partner: PartnerRow) -> Subscribed:
@@ -140,6 +142,19 @@ def check_endpoint(endpoint: str, registered: str | None) -> None:
         )
 
 
+def check_not_metadata(endpoint: str) -> None:
+    """On a private network partners' servers may be on it too, but no partner's server is at
+    a link-local or carrier-grade NAT address, where clouds answer for their metadata service
+    (169.254.169.254, 100.100.100.200), nor at an unspecified or multicast one: those stay
+    refused whatever the network (probe 11 L9)."""
+    host = urlsplit(endpoint).hostname or ""
+    if any(_never_a_partner(address) for address in _addresses(host)):
+        raise PartnerRejected(
+            "the Subscription's endpoint is on a link-local, shared (metadata) or unspecified "
+            "address"
+        )
+
+
 def on_private_network(url: str) -> bool:
     """Whether this service itself is reached on such an address (a test bed on one machine or
     network): its partners' servers are then there too."""
@@ -161,15 +176,12 @@ def _addresses(host: str) -> list[str]:
 
 def _internal(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return (
-        ip in _SHARED_ADDRESS_SPACE
-        or ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_unspecified
-        or ip.is_multicast
-    )
+    return _never_a_partner(address) or ip.is_loopback or ip.is_private or ip.is_reserved
+
+
+def _never_a_partner(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return ip in _SHARED_ADDRESS_SPACE or ip.is_link_local or ip.is_unspecified or ip.is_multicast
 
 
 _SHARED_ADDRESS_SPACE: Final = ipaddress.ip_network("100.64.0.0/10")

@@ -24,7 +24,7 @@ from interop.services.exports import DocumentExports, focus_id, released_resourc
 from interop.services.resources import ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
 from interop.store.tables import OutboxRow
-from mappings.terminology import NPI_SYSTEM
+from mappings.terminology import NPI_SYSTEM, TASK_CODE
 
 _PAGING = Paging(1, 1)
 _T = TypeVar("_T")
@@ -61,6 +61,10 @@ class Payloads:
 
         def build(operations: ResourceOperations) -> dict[str, Any]:
             task = _released(operations, "Task", row.resource_id)
+            if _asks_to_abort(task):
+                return operations.seal(
+                    _transaction([self._abort_entry(operations, task, partner_base)])
+                )
             order = _released(operations, "ServiceRequest", focus_id(task))
             client = released_resource(
                 operations, "Patient", _reference_id(order.get("subject"), "Patient")
@@ -75,11 +79,22 @@ class Payloads:
                     entry["resource"][element] = {"reference": theirs}
             elif client is not None:  # last: the receipt stays the referral's location
                 entries.append(self._entry(client))
-            return operations.seal(
-                {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-            )
+            return operations.seal(_transaction(entries))
 
         return self._gated(partner, build)
+
+    def _abort_entry(
+        self, operations: ResourceOperations, task: dict[str, Any], partner_base: str
+    ) -> dict[str, Any]:
+        """The cancellation request alone: its focus is our Task's URL, which the partner's
+        copy carries as its identifier; its client is the partner's own record when ours is a
+        copy of it, else ours, which the partner's copy of our client carries the same way."""
+        entry = self._entry(identified_parties(operations, task))
+        client = released_resource(operations, "Patient", _reference_id(task.get("for"), "Patient"))
+        theirs = _their_record(client, partner_base)
+        if theirs is not None:
+            entry["resource"]["for"] = {"reference": theirs}
+        return entry
 
     def document(self, row: OutboxRow, partner: Requester) -> OutgoingDocumentFile:
         """A Referral Note, or a Transfer Summary for a handoff (adapters.ccda.writer), named
@@ -192,6 +207,24 @@ def _identified(operations: ResourceOperations, reference: Any) -> Any:
     npi = [i for i in identifiers if i.get("system") == NPI_SYSTEM]
     chosen = (npi or identifiers)[0]
     return {**reference, "identifier": {"system": chosen.get("system"), "value": chosen["value"]}}
+
+
+def _transaction(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _asks_to_abort(task: dict[str, Any]) -> bool:
+    """A requester's cancellation request (a Task with code `abort` focused on the referral's
+    Task, REFERRALS.md): it goes alone, its focus our Task's URL, which the partner's copy
+    carries as its identifier and resolves to that copy."""
+    found = task.get("code")
+    codings = found.get("coding", []) if isinstance(found, dict) else []
+    focus = task.get("focus")
+    target = focus.get("reference", "") if isinstance(focus, dict) else ""
+    return str(target).startswith("Task/") and any(
+        isinstance(c, dict) and (c.get("system"), c.get("code")) == (TASK_CODE, "abort")
+        for c in codings
+    )
 
 
 def _released(operations: ResourceOperations, kind: str, ident: str) -> dict[str, Any]:

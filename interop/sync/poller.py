@@ -46,7 +46,7 @@ from interop.store.tables import InboundMessageRow, PartnerRow
 from interop.sync.channels import ChannelDeliverer
 from interop.sync.payloads import URI_SYSTEM, absolute_references
 from mappings.errors import FhirContentError
-from mappings.workflow import Side, identifier_key, names_party, steps
+from mappings.workflow import Side, identifier_key, names_party, passed_through, steps
 
 _PAGING = Paging(1, 1)
 _log = logging.getLogger(__name__)
@@ -321,22 +321,13 @@ def _side_of(ours: dict[str, Any], organization: str) -> tuple[Side, tuple[str, 
 def _moves(ours: dict[str, Any], merged: dict[str, Any], side: Side) -> list[dict[str, Any]]:
     """One write per move the partner made between two polls, each checked as the table
     allows it; one write when the status stayed or no way exists (the workflow check then
-    says why). A move on the way is our Task with that status alone (and, started, the
-    start): the outcome and the end it reached later are not what it said then."""
+    says why). A move on the way carries what the partner's latest copy tells of it
+    (workflow.passed_through)."""
     old, new = str(ours.get("status")), str(merged.get("status"))
     *between, last = (steps(old, new, side) if old != new else None) or [new]
-    return [_on_the_way(ours, merged, status) for status in between] + [{**merged, "status": last}]
-
-
-def _on_the_way(ours: dict[str, Any], merged: dict[str, Any], status: str) -> dict[str, Any]:
-    version = {**ours, "status": status}
-    period = merged.get("executionPeriod")
-    if status in _UNDER_WAY and isinstance(period, dict) and period.get("start"):
-        version["executionPeriod"] = {"start": period["start"]}
-    return version
-
-
-_UNDER_WAY = frozenset({"in-progress", "on-hold"})
+    return [passed_through(ours, merged, status) for status in between] + [
+        {**merged, "status": last}
+    ]
 
 
 def _merged(

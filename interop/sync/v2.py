@@ -70,7 +70,8 @@ class V2Messages:
                 return write_return(_returned(released), envelope)
             referral = _referral(released, self._clock())
             if row.event == Event.REFERRAL_CANCELLED:
-                return write_cancellation(referral, envelope)
+                why = _concept_text(released.task.get("statusReason"))
+                return write_cancellation(referral, envelope, why)
             return write_referral(referral, envelope)
         except ValueError as error:  # the writers' own sentences: which field is missing
             raise InvalidRequest(f"the referral cannot be written as HL7 v2: {error}") from None

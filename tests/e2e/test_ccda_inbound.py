@@ -2,6 +2,7 @@
 `interop ccda import` / `interop ccda watch` run as commands on the same database; what they
 stored is read back through the server's FHIR API (issue 12, item 4)."""
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from interop.services.partners import NewPartner, PartnerService
 from interop.store.database import make_engine
+from interop.store.migrate import upgrade
 from tests.adapters.ccda.test_writer import part2
 from tests.conftest import REPOSITORY
 from tests.e2e.conftest import LiveServer
@@ -41,6 +43,7 @@ def program(live_server: LiveServer) -> str:
 def sender(database_url: str) -> tuple[str, str]:
     """A partner registered as an operator would, whose documents the commands take in."""
     engine = make_engine(database_url)
+    upgrade(engine)  # as the server does; commands run without one too
     partner = PartnerService(engine).register(
         NewPartner(
             name="Harbor Recovery & Wellness",
@@ -118,10 +121,15 @@ def test_import_and_watch_take_documents_from_files(
     )
     assert watched.returncode == 0, watched.stderr
     lines = sorted(watched.stdout.splitlines())
-    assert lines[0].startswith("garbage.xml: refused #")
-    assert lines[1].startswith("transfer-summary-1.xml: processed #")
+    assert lines[0].startswith("processed #")
+    assert lines[1].startswith("refused #")
+    assert lines[1].endswith("held for staff, see GET /inbound/held")
+    digest = hashlib.sha256(b"<ClinicalDocument><unclosed>").hexdigest()[:12]
+    assert f"sha256:{digest}" in lines[1]  # the operator finds the file by its digest
     assert "inbound #" in watched.stderr
-    assert "garbage" not in watched.stderr  # the log names no files: senders name them
+    for name in ("garbage", "transfer-summary"):  # senders name files after patients
+        assert name not in watched.stdout
+        assert name not in watched.stderr
     assert sorted(p.name for p in inbox.iterdir()) == [
         ".transfer-summary-2.xml.1f2e.part",
         "held",
@@ -137,3 +145,44 @@ def test_import_and_watch_take_documents_from_files(
     )
     assert unknown.returncode == 2
     assert "no partner has client_id 'nobody'" in unknown.stderr
+
+
+def test_watch_prints_no_file_names(
+    sender: tuple[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """Probe 11 M5: partners name files after patients, and the watch's stdout ends up in the
+    service manager's journal; each line names our inbound row and the file's digest."""
+    client_id, _ = sender
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "Jordan Rivers DOB 1991-08-14 referral.xml").write_bytes(referral_note())
+    watched = interop(
+        "ccda", "watch", str(inbox), "--from", client_id, "--once", "--database-url", database_url
+    )
+    assert watched.returncode == 0, watched.stderr
+    for said in (watched.stdout, watched.stderr):
+        assert "Jordan" not in said
+        assert "1991" not in said
+        assert "referral.xml" not in said
+    digest = hashlib.sha256(referral_note()).hexdigest()[:12]
+    assert watched.stdout.splitlines() == [
+        f"held #1 sha256:{digest}: held for staff, see GET /inbound/held"
+    ]
+
+
+def test_import_prints_why_staff_hold_a_document(
+    sender: tuple[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """Probe 11 L1: the operator is staff and is told why a document is held (the partner, who
+    posts it over HTTP, is told only that it is held)."""
+    client_id, _ = sender
+    note = tmp_path / "referral.xml"
+    note.write_bytes(referral_note())  # its recipient names no program here: no `program`
+    imported = interop(
+        "ccda", "import", str(note), "--from", client_id, "--database-url", database_url
+    )
+    assert imported.returncode == 1, imported.stderr
+    assert imported.stdout.strip() == (
+        "held #1: the document's intended recipient "
+        "(informationRecipient/receivedOrganization) names no program here"
+    )

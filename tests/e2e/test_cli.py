@@ -84,6 +84,34 @@ def test_partners_add_prints_what_the_partner_needs(tmp_path: Path) -> None:
     )
 
 
+def test_partners_enable_undoes_disable(tmp_path: Path) -> None:
+    """Probe 11 L4: a disabled partner is enabled again from the command line, as through
+    `POST /admin/partners/{client_id}/enable`."""
+    database = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(rsa_key().jwks()))
+    added = interop(
+        "partners", "add", "Bayview Outpatient", "--identifier", "urn:oid:1.2.3|bayview",
+        "--jwks", str(jwks), "--scope", "system/*.rs", "--database-url", database,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    client_id = json.loads(added.stdout)["client_id"]
+
+    def enabled() -> bool:
+        listed = json.loads(interop("partners", "list", "--database-url", database).stdout)
+        return bool(listed[0]["enabled"])
+
+    assert interop("partners", "disable", client_id, "--database-url", database).returncode == 0
+    assert enabled() is False
+    again = interop("partners", "enable", client_id, "--database-url", database)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"enabled {client_id}"
+    assert enabled() is True
+    unknown = interop("partners", "enable", "nobody", "--database-url", database)
+    assert unknown.returncode != 0
+    assert "nobody" in one_line_error(unknown)
+
+
 def test_partners_add_refuses_a_private_key(tmp_path: Path) -> None:
     key = rsa_key()
     private_jwk = {**key.public_jwk(), "d": "not-for-sharing"}

@@ -4,6 +4,7 @@ its consent and partners, so that a partner it registered reads the story with t
 the command the demo printed."""
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -25,19 +26,20 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
 
 
-def signed_in(root: str, database_url: str) -> tuple[httpx.Client, str]:
-    """An administrator's browser session on the live server (form, CSRF, cookie)."""
+def signed_in(
+    root: str, database_url: str, username: str = "ada.admin", role: Role = Role.ADMINISTRATOR
+) -> tuple[httpx.Client, str]:
+    """A person's browser session on the live server (form, CSRF, cookie), an administrator's
+    unless told otherwise."""
     engine = make_engine(database_url)
     policy = LoginPolicy(5, timedelta(minutes=15), timedelta(hours=1))
-    StaffService(engine, policy).add(
-        "ada.admin", PASSWORD, Role.ADMINISTRATOR, (), datetime.now(UTC)
-    )
+    StaffService(engine, policy).add(username, PASSWORD, role, (), datetime.now(UTC))
     engine.dispose()
     browser = httpx.Client(base_url=root)
     form = browser.get("/auth/login")
     csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
     login = browser.post(
-        "/auth/login", data={"username": "ada.admin", "password": PASSWORD, "csrf_token": csrf}
+        "/auth/login", data={"username": username, "password": PASSWORD, "csrf_token": csrf}
     )
     assert login.status_code == 200, login.text
     return browser, login.json()["csrf_token"]
@@ -162,3 +164,37 @@ def test_a_second_demo_reuses_its_partners(
     client_lines = [line for line in first.stdout.splitlines() if "client_id" in line]
     assert len(client_lines) == 4
     assert client_lines == [line for line in second.stdout.splitlines() if "client_id" in line]
+
+
+def test_the_pages_the_demo_and_the_tour_send_each_role_to_answer(
+    live_server: LiveServer, database_url: str, tmp_path: Path
+) -> None:
+    """Probe 11 L2: `interop demo` and the README's tour send a compliance officer and an
+    administrator to a page each; signed in with that role, each page answers."""
+    root = live_server.base.removesuffix("/fhir")
+    seeded = run_demo(database_url, tmp_path / "keys", root)
+    assert seeded.returncode == 0, seeded.stderr
+    found = re.search(
+        r"compliance officers \(morgan\.compliance\) see (\S+), administrators \(ada\.admin\) "
+        r"(\S+)$",
+        seeded.stdout,
+        re.MULTILINE,
+    )
+    assert found is not None, seeded.stdout
+    tour = (REPOSITORY / "README.md").read_text().split("## A 5-minute tour", 1)[1]
+    told = re.search(r"a compliance officer reads `([^`]+)`, an administrator\s+`([^`]+)`", tour)
+    assert told is not None, "the tour no longer names the pages for the other roles"
+    pages = {
+        Role.COMPLIANCE_OFFICER: {found.group(1).removeprefix(root), told.group(1)},
+        Role.ADMINISTRATOR: {found.group(2).removeprefix(root), told.group(2)},
+    }
+    for username, role in (
+        ("morgan.compliance", Role.COMPLIANCE_OFFICER),
+        ("ada", Role.ADMINISTRATOR),
+    ):
+        browser, _ = signed_in(root, database_url, username, role)
+        try:
+            for path in pages[role]:
+                assert browser.get(path).status_code == 200, (role, path)
+        finally:
+            browser.close()

@@ -130,6 +130,20 @@ class TestLifecycle:
         mine = world.client.get(f"/fhir/Subscription/{created['id']}", headers=as_(world, partner))
         assert mine.json()["status"] == "error"
 
+    def test_a_metadata_address_is_never_called_even_on_a_private_network(
+        self, world: World
+    ) -> None:
+        """Probe 11 L9: a test bed on a private network lets partners' hooks be there too, but
+        never at the link-local or shared address where clouds answer for their metadata."""
+        partner = register_partner(world.client, name="Bayview Outpatient", covered_entity=True)
+        body = subscription_body(Hook(), partner.organization)
+        body["channel"]["endpoint"] = "https://169.254.169.254/latest/meta-data/"
+        created = world.client.post("/fhir/Subscription", json=body, headers=as_(world, partner))
+        assert created.status_code == 201, created.text
+        [outcome] = world.run()
+        assert outcome.state is TransportState.FAILED
+        assert "link-local, shared (metadata)" in (outcome.error or "")
+
     def test_a_refused_handshake_leaves_the_subscription_in_error(self, world: World) -> None:
         hook = Hook(status=410)
         with serving(hook):

@@ -37,6 +37,7 @@ from interop.sync.runtime import deliverer, dispatcher, poller
 from interop.sync.subscribing import PartnerSubscriptions
 from mappings import model as m
 from mappings import task
+from mappings.terminology import BUSINESS_STATUS
 from tests.builders import part2_consent
 from tests.e2e.partners import (
     DocumentDrop,
@@ -54,6 +55,8 @@ from tests.e2e.sync_world import (
     refer,
     set_task,
 )
+
+ADMITTED = {"businessStatus": {"coding": [{"system": BUSINESS_STATUS.url, "code": "admitted"}]}}
 
 
 class TestFhirPartner:
@@ -454,7 +457,9 @@ class TestReadingPartnersBack:
             assert (report.seen, report.applied, report.held, report.error) == (1, 1, 0, "")
             ours = world.client.get("/fhir/Task/task-1").json()
             assert (ours["status"], ours["meta"]["versionId"]) == ("accepted", "2")
-            partner.work("Task", status="in-progress", executionPeriod={"start": "2026-11-04"})
+            partner.work(
+                "Task", status="in-progress", executionPeriod={"start": "2026-11-04"}, **ADMITTED
+            )
             partner.work(
                 "Task",
                 status="completed",
@@ -529,7 +534,7 @@ class TestReadingPartnersBack:
             world.run()
             for status, extra in (
                 ("accepted", {}),
-                ("in-progress", {"executionPeriod": {"start": "2026-11-04"}}),
+                ("in-progress", {"executionPeriod": {"start": "2026-11-04"}, **ADMITTED}),
             ):
                 partner.work("Task", status=status, **extra)
                 self.poll(world)

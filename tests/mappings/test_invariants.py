@@ -720,6 +720,10 @@ class TestContainedResources:
             ({**ORGANIZATION, "contained": [{"resourceType": "Patient", "id": "x"}]}, "dom-2"),
             ({**ORGANIZATION, "meta": {"versionId": "1"}}, "dom-4"),
             ({**ORGANIZATION, "meta": {"lastUpdated": "2020-01-01T00:00:00Z"}}, "dom-4"),
+            (  # review 9 #1: labels inside would be data the gate never decided as labelled
+                {**ORGANIZATION, "meta": {"security": [{"system": "x", "code": "OPIOIDUD"}]}},
+                "dom-5",
+            ),
         ],
     )
     def test_refuses(self, organization: dict[str, Any], rule: str) -> None:

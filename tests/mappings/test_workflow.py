@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from mappings.terminology import BSER_BUSINESS_STATUS, BUSINESS_STATUS
 from mappings.terminology import NPI_SYSTEM as NPI
-from mappings.workflow import Side, rebased, steps, task_change_problem
+from mappings.workflow import Side, passed_through, rebased, steps, task_change_problem
 
 STATUSES = (
     "draft",
@@ -42,12 +42,21 @@ def shared(status: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def business_status(code: str, system: str = BUSINESS_STATUS.url) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
 def carried(status: str) -> dict[str, Any]:
     """What entering `status` must carry."""
-    if status in ("rejected", "cancelled", "on-hold", "failed"):
+    if status == "on-hold":
+        return {"statusReason": REASON, "businessStatus": business_status("waitlisted")}
+    if status in ("rejected", "cancelled", "failed"):
         return {"statusReason": REASON}
     if status == "in-progress":
-        return {"executionPeriod": {"start": "2026-11-03"}}
+        return {
+            "executionPeriod": {"start": "2026-11-03"},
+            "businessStatus": business_status("admitted"),
+        }
     if status == "completed":
         return {
             "executionPeriod": {"start": "2026-11-03", "end": "2026-12-01"},
@@ -142,6 +151,28 @@ def test_in_progress_needs_a_start_and_completion_an_end_and_an_output() -> None
     assert "at least one output" in str(
         task_change_problem(shared("in-progress"), ended, Side.OWNER)
     )
+
+
+@pytest.mark.parametrize("old", ["received", "accepted", "in-progress"])
+def test_on_hold_says_what_it_waits_for(old: str) -> None:
+    held = shared("on-hold", statusReason=REASON)
+    assert "waits for in businessStatus" in str(task_change_problem(shared(old), held, Side.OWNER))
+    held["businessStatus"] = business_status("under-review")
+    assert "waits for in businessStatus" in str(task_change_problem(shared(old), held, Side.OWNER))
+    for waiting in ("awaiting-information", "awaiting-authorization", "waitlisted"):
+        held["businessStatus"] = business_status(waiting)
+        assert task_change_problem(shared(old), held, Side.OWNER) is None
+
+
+def test_work_begun_says_how_in_our_code_or_bsers() -> None:
+    started = shared("in-progress", executionPeriod={"start": "2026-11-03"})
+    assert "how it began in businessStatus" in str(
+        task_change_problem(shared("accepted"), started, Side.OWNER)
+    )
+    started["businessStatus"] = business_status("5.1.1", BSER_BUSINESS_STATUS)  # scheduled
+    assert task_change_problem(shared("accepted"), started, Side.OWNER) is None
+    started["businessStatus"] = business_status("5.1.2", BSER_BUSINESS_STATUS)  # no-show
+    assert "how it began" in str(task_change_problem(shared("accepted"), started, Side.OWNER))
 
 
 def test_terminal_tasks_never_change_not_even_their_note() -> None:
@@ -239,8 +270,8 @@ def test_the_requester_asks_to_cancel_without_changing_status(old: str) -> None:
 
 def test_the_requester_writes_no_other_business_status_and_the_owner_not_that_one() -> None:
     before = shared("in-progress", **carried("in-progress"))
-    admitted = {"businessStatus": {"coding": [{"system": BUSINESS_STATUS.url, "code": "admitted"}]}}
-    assert task_change_problem(before, {**before, **admitted}, Side.REQUESTER) == (
+    scheduled = {"businessStatus": business_status("scheduled")}
+    assert task_change_problem(before, {**before, **scheduled}, Side.REQUESTER) == (
         "the requester may change only status, note and input, not businessStatus"
     )
     assert task_change_problem(before, {**before, **ASKED}, Side.OWNER) == (
@@ -375,3 +406,32 @@ def test_why_the_requester_cancels_is_its_own_even_a_reason_used_before() -> Non
     merged = rebased(cleared, cancelling, [shared("requested"), held, cleared], Side.REQUESTER)
     assert merged["statusReason"] == {"text": "x"}
     assert task_change_problem(cleared, merged, Side.REQUESTER) is None
+
+
+@pytest.mark.parametrize(
+    ("latest", "begun"),
+    [
+        ("completed", "admitted"),
+        ("failed", "admitted"),
+        ("cancelled", "scheduled"),
+    ],
+)
+def test_a_move_seen_only_through_a_later_copy_carries_what_entering_it_needs(
+    latest: str, begun: str
+) -> None:
+    """Review 9 #8: the moves a partner made between two polls are checked one by one; each
+    one inferred carries what the table asks of it, from the partner's latest copy."""
+    ours = shared("accepted")
+    copy = {"executionPeriod": {"start": "2026-11-03"}, **shared(latest, **carried(latest))}
+    path = steps("accepted", latest, Side.OWNER)
+    assert path == ["in-progress", latest]
+    inferred = passed_through(ours, copy, "in-progress")
+    assert inferred["businessStatus"] == business_status(begun)
+    assert task_change_problem(ours, inferred, Side.OWNER, abort_requested=True) is None
+
+
+def test_work_begun_in_the_partners_own_words_is_kept() -> None:
+    copy = shared("completed", **carried("completed"), businessStatus=business_status("scheduled"))
+    assert passed_through(shared("accepted"), copy, "in-progress")["businessStatus"] == (
+        business_status("scheduled")
+    )

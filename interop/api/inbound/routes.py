@@ -156,11 +156,13 @@ def receive_ccda(
     if isinstance(key, Response):
         return key
     receipt = intake.receive(document, _sender(requester), Channel.HTTP, key)
-    return _answer(receipt)
+    return _answer(receipt, keyed=key is not None)
 
 
-def _answer(receipt: DocumentReceipt) -> Response:
-    headers = {"Idempotent-Replayed": "true"} if receipt.replayed else {}
+def _answer(receipt: DocumentReceipt, *, keyed: bool) -> Response:
+    """`Idempotent-Replayed` answers a repeated key; the same document sent again without
+    one is answered as the first was too (its digest is the key), but no key was replayed."""
+    headers = {"Idempotent-Replayed": "true"} if receipt.replayed and keyed else {}
     if receipt.status is IntakeStatus.REFUSED:
         body: dict[str, Any] = {
             "type": "about:blank",

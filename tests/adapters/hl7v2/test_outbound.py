@@ -243,6 +243,13 @@ class TestCancellation:
         referral_lines = lines(write_referral(referral(), envelope()))
         assert written[2:] == referral_lines[2:5]
 
+    def test_it_says_why_in_a_note_and_a_partner_reads_it_back(self) -> None:
+        """Probe 11 L6: the partner was not told why its referral was cancelled."""
+        written = write_cancellation(referral(), envelope(), "Client chose another clinic")
+        assert lines(written)[-1].startswith("NTE|1|P|Client chose another clinic")
+        read = read_referral(written)
+        assert [(n.text, n.source) for n in read.notes] == [("Client chose another clinic", "P")]
+
 
 class TestReturn:
     @pytest.mark.parametrize(

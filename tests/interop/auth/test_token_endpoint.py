@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from interop.services.partners import NewPartner, PartnerService
+from interop.services.partners import NewPartner, Partner, PartnerService
 from tests.conftest import RegisteredPartner, bearer, register_partner
 from tests.keys import ClientKey, assertion, ec_key, rsa_key, token_form
 
@@ -187,14 +187,7 @@ class TestKeyRotationAndJwksUrl:
         key = rsa_key("served-1")
         jwks_server.document = key.jwks()
         service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
-        registered = service.register(
-            NewPartner(
-                "Remote Keys Clinic",
-                [("urn:oid:1.2.3", "rk")],
-                "system/Patient.rs",
-                jwks_url=jwks_server.url,
-            )
-        )
+        registered = remote_keys_clinic(service, jwks_server.url)
         assert ask(anonymous, assertion(key, registered.client_id, TOKEN_URL)).status_code == 200
         rotated = rsa_key("served-2")
         jwks_server.document = rotated.jwks()
@@ -202,6 +195,35 @@ class TestKeyRotationAndJwksUrl:
             ask(anonymous, assertion(rotated, registered.client_id, TOKEN_URL)).status_code == 200
         )
         assert jwks_server.hits == 2
+
+    def test_a_rotation_ends_a_stolen_key_still_in_the_fetched_key_set(
+        self, anonymous: TestClient, jwks_server: "JwksServer"
+    ) -> None:
+        """Review 9 #10: the key set fetched from the partner's URL is kept for minutes; a
+        rotation (by an operator, in another process) must not leave the stolen key in it
+        minting tokens until then."""
+        stolen = rsa_key("served-stolen")
+        jwks_server.document = stolen.jwks()
+        service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+        registered = remote_keys_clinic(service, jwks_server.url)
+        assert ask(anonymous, assertion(stolen, registered.client_id, TOKEN_URL)).status_code == 200
+        replacement = rsa_key("served-new")
+        jwks_server.document = replacement.jwks()
+        service.rotate_key(registered.client_id, None, jwks_server.url)
+        refused(ask(anonymous, assertion(stolen, registered.client_id, TOKEN_URL)))
+        assert (
+            ask(anonymous, assertion(replacement, registered.client_id, TOKEN_URL)).status_code
+            == 200
+        )
+        assert jwks_server.hits == 2
+
+
+def remote_keys_clinic(service: PartnerService, jwks_url: str) -> Partner:
+    """A partner that publishes its keys at a URL rather than registering them."""
+    return service.register(
+        NewPartner("Remote Keys Clinic", [("urn:oid:1.2.3", "rk")], "system/Patient.rs",
+                   jwks_url=jwks_url)
+    )  # fmt: skip
 
 
 class JwksServer:

@@ -12,6 +12,7 @@ from interop.services.demo import CLIENT, story
 from interop.services.partners import NewPartner, PartnerService
 from interop.services.staff import Role
 from mappings.consent import directive_from_fhir
+from mappings.terminology import BUSINESS_STATUS
 from tests.builders import part2_consent
 from tests.interop.auth.test_staff import sign_in
 from tests.keys import rsa_key
@@ -108,7 +109,12 @@ class TestStory:
         browser, csrf = admin
         enter_story(browser, csrf)
         task = client.get("/fhir/Task/handoff-to-aftercare").json()
-        started = {**task, "status": "in-progress", "executionPeriod": {"start": "2026-07-21"}}
+        started = {
+            **task,
+            "status": "in-progress",
+            "executionPeriod": {"start": "2026-07-21"},
+            "businessStatus": {"coding": [{"system": BUSINESS_STATUS.url, "code": "admitted"}]},
+        }
         assert (
             client.put(
                 "/fhir/Task/handoff-to-aftercare", json=started, headers=FHIR_JSON
@@ -203,6 +209,32 @@ class TestAcrossPrograms:
         hidden = outsider.get("/cases/care-plans/plan-jordan")
         assert hidden.status_code == 404
         assert outsider.get("/cases/care-plans", params={"client": CLIENT}).json() == []
+
+    def test_a_case_manager_reads_only_the_clients_their_programs_work_with(
+        self, anonymous: TestClient, admin: tuple[TestClient, dict[str, str]]
+    ) -> None:
+        """Probe 11 M4: the console's rule holds for the case API: another program's client
+        is unknown to a case manager, whatever the gate would release of them (a primary care
+        clinic's patient is no Part 2 record, yet not every hosted program's to browse)."""
+        enter_story(*admin)
+        admin_browser, admin_headers = admin
+        program = {"id": "lakeshore", "name": "Lakeshore Family Medicine", "part2_program": False}
+        made = admin_browser.put("/cases/programs/lakeshore", json=program, headers=admin_headers)
+        assert made.status_code == 200, made.text
+        clinic, headers = staff(anonymous, "lee.lakeshore", Role.CASE_MANAGER, ("lakeshore",))
+        kind, value = next((s.kind, s.value) for s in story() if s.kind.name == "clients")
+        body = {**TypeAdapter(kind.model).dump_python(value, mode="json"), "id": "eve-lake"}
+        assert clinic.put("/cases/clients/eve-lake", json=body, headers=headers).status_code == 200
+        assert clinic.get("/cases/clients/eve-lake").json()["value"]["id"] == "eve-lake"
+        outsider, _ = staff(anonymous, "olive.elsewhere", Role.CASE_MANAGER, ("elsewhere-clinic",))
+        hidden = outsider.get("/cases/clients/eve-lake")
+        unknown = outsider.get("/cases/clients/nobody-at-all")
+        assert (hidden.status_code, unknown.status_code) == (404, 404)
+        assert hidden.json()["detail"] == "clients/eve-lake is not known"
+        for kind_name in ("referrals", "episodes", "goals"):
+            listed = outsider.get(f"/cases/{kind_name}", params={"client": "eve-lake"})
+            assert listed.json() == []
+        assert admin_browser.get("/cases/clients/eve-lake").status_code == 200
 
     def test_the_operating_programs_staff_read_as_its_ehr_while_it_is_registered(
         self, anonymous: TestClient, admin: tuple[TestClient, dict[str, str]]

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from interop.services.console_review import REVOCATION_RECEIVED
 from interop.services.staff import Role
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.tables import OutboxRow
+from mappings.consent import REVOCATION_RECEIVED
 from tests.builders import part2_consent
 from tests.interop.console.conftest import (
     FHIR_JSON,
@@ -285,7 +285,14 @@ class TestCaseManager:
         task = client.get("/fhir/Task/to-harbor-overdue").json()
         assert task["status"] == "rejected"
         assert task["statusReason"]["coding"][0]["code"] == "at-capacity"
-        assert client.get("/fhir/Task/to-harbor-due").json()["status"] == "accepted"
+        due = client.get("/fhir/Task/to-harbor-due").json()
+        assert due["status"] == "accepted"
+        twice = manager.browser.post(  # probe 11 L10: no version that says nothing new
+            "/console/referrals/to-harbor-due/accept", data={"csrf_token": manager.csrf}
+        )
+        assert (twice.status_code, "accepted already" in twice.text) == (422, True)
+        after = client.get("/fhir/Task/to-harbor-due").json()
+        assert after["meta"]["versionId"] == due["meta"]["versionId"]
         again = manager.browser.post(
             "/console/referrals/to-harbor-overdue/accept", data={"csrf_token": manager.csrf}
         )
@@ -393,6 +400,22 @@ class TestCaseManager:
         )
         assert retried.status_code == 200, retried.text
         assert f"Delivery {pk} queued again" in retried.text
+
+    def test_a_case_managers_own_deliveries_are_listed_behind_other_programs_newer_ones(
+        self, manager: Person, settings: Settings, story_entered: object
+    ) -> None:
+        """Review 9 #12: the list is filtered in the query, so a hundred newer failures of
+        other programs do not use up the page; a record the program is only a party to (a
+        referral to it, written by another program) is its own too."""
+        withheld_delivery(settings, "Task", "from-harbor")
+        withheld_delivery(settings, "Task", "to-harbor-due")
+        for n in range(100):
+            withheld_delivery(settings, "Task", f"someone-elses-{n}")
+        withheld_delivery(settings, "ServiceRequest", "sr-someone-else")
+        page = manager.browser.get("/console/deliveries").text
+        assert "Task/from-harbor" in page
+        assert "Task/to-harbor-due" in page
+        assert "someone-else" not in page
 
 
 def withheld_delivery(settings: Settings, resource_type: str, resource_id: str) -> int:

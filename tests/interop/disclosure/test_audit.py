@@ -497,14 +497,30 @@ class TestBreakTheGlass:
             ("personnel_affiliation", "-"),
             ("nature_of_emergency", "\u00a0\u2060"),
             ("nature_of_emergency", "x" * 1001),
+            ("personnel_name", "\u3164\u3164"),
+            ("personnel_affiliation", "\uffa0"),
+            ("nature_of_emergency", "\u115f \u1160"),
+            ("personnel_name", "\u0301\u0308"),
+            ("personnel_affiliation", "\u034f\ufe0f\u3000"),
         ],
-        ids=["zero-width-name", "dash-affiliation", "invisible-nature", "a-document"],
+        ids=[
+            "zero-width-name",
+            "dash-affiliation",
+            "invisible-nature",
+            "a-document",
+            "hangul-filler-name",
+            "halfwidth-filler-affiliation",
+            "jamo-filler-nature",
+            "combining-marks-only",
+            "ignorable-affiliation",
+        ],
     )
     def test_facts_no_one_can_read_keep_the_glass_closed(
         self, anonymous: TestClient, world: World, field: str, value: str
     ) -> None:
         """Probe 10 F5 (E1): the §2.51(c) facts are recorded for compliance staff to review;
-        invisible characters or punctuation alone state nothing."""
+        invisible characters or punctuation alone state nothing; nor do Hangul fillers, which
+        are letters to Unicode (Review 9 #13), or combining marks with nothing to sit on."""
         detox = acting_as(anonymous, world.detox_partner)
         condition = make(detox, opioid_use_disorder(world.client_ref, world.detox))
         headers = emergency_department(anonymous, world.client_ref, **{field: value})

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from interop.services.compliance import ComplianceService
 from tests.conftest import RegisteredPartner, corpus, needs_corpus
@@ -34,6 +35,7 @@ ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 RECORD = "/fhir/Condition/alex-oud"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 
@@ -185,6 +187,43 @@ def test_a_refusal_naming_the_recipient_by_its_npi_in_either_spelling_is_honoure
     refusal = _refusal({"reference": ALEX})
     refusal["provision"]["actor"] = [
         {"role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]}, "reference": recipient}
+    ]
+    put(ehr, refusal)
+
+    assert riverside.get(RECORD).status_code == 404
+
+
+SSN_SPELLINGS = ["http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1"]
+"""The SSN as FHIR names it and as C-CDA, IHE and OID-based consent documents do."""
+
+
+@pytest.mark.usefixtures("released")
+@pytest.mark.parametrize("on_patient", SSN_SPELLINGS, ids=["patient-url", "patient-oid"])
+@pytest.mark.parametrize("in_refusal", SSN_SPELLINGS, ids=["refusal-url", "refusal-oid"])
+def test_a_refusal_naming_the_patient_by_ssn_in_either_spelling_is_honoured(
+    ehr: TestClient, riverside: TestClient, on_patient: str, in_refusal: str
+) -> None:
+    """Review 9 F7, C8: the Patient's identifier was indexed, and the refusal's looked up, with
+    the system as written, so a refusal naming its patient by the SSN's OID applied to no one
+    whose Patient carries FHIR's SSN URL (and the other way round)."""
+    put(
+        ehr,
+        {
+            "resourceType": "Patient",
+            "id": "alex-testperson",
+            "identifier": [{"system": on_patient, "value": "123-45-6789"}],
+            "name": [{"family": "Testperson", "given": ["Alex"]}],
+            "birthDate": "1990-04-12",
+        },
+    )
+    assert riverside.get(RECORD).status_code == 200
+    refusal = _refusal({"identifier": {"system": in_refusal, "value": "123-45-6789"}})
+    riverside_npi = {"identifier": {"system": NPI_SPELLINGS[1], "value": "1992753883"}}
+    refusal["provision"]["actor"] = [
+        {
+            "role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
+            "reference": riverside_npi,
+        }
     ]
     put(ehr, refusal)
 
@@ -428,3 +467,109 @@ def test_a_resource_contained_in_a_record_is_decided_as_the_data_it_is(
     letter = compliance.accounting("alex-testperson", datetime.now(UTC))
     described = [d.description for d in letter.with_consent]
     assert "1 care plan, 1 problem or health concern" in described
+
+
+@pytest.mark.usefixtures("released")
+def test_a_contained_resource_is_logged_and_accounted_under_the_consent_that_released_it(
+    anonymous: TestClient, ehr: TestClient, riverside: TestClient
+) -> None:
+    """Review 9 #9: a consent for care plans and another for diagnoses each release their
+    part of a CarePlan carrying its diagnosis; the log and the accounting named the care
+    plan's consent for both."""
+    plans_only = _limited_to("CarePlan")
+    conditions_only = {**_limited_to("Condition"), "id": "alex-conditions-only"}
+    put(ehr, plans_only)
+    put(ehr, conditions_only)
+    put(ehr, _plan("alex-plan-dx", [DIAGNOSIS]))
+    released = riverside.get("/fhir/CarePlan/alex-plan-dx")
+    assert released.status_code == 200, released.text
+    compliance: ComplianceService = anonymous.app.state.compliance  # type: ignore[attr-defined]
+    letter = compliance.accounting("alex-testperson", datetime.now(UTC))
+    described = {(d.description, d.consent) for d in letter.with_consent}
+    assert ("1 care plan", f"Consent/{plans_only['id']}") in described
+    assert ("1 problem or health concern", "Consent/alex-conditions-only") in described
+
+
+CONTAINED_IDS = [f"{n:04d}" + "x" * 60 for n in range(900)]
+
+
+@pytest.mark.usefixtures("released")
+def test_a_record_naming_hundreds_of_contained_resources_is_read_and_logged_in_full(
+    ehr: TestClient, riverside: TestClient, database_url: str
+) -> None:
+    """Review 9 #3: the log names each contained resource; its rows are cut to fit their
+    column (PostgreSQL enforces the length, so every reader got a 500; SQLite does not)."""
+    diagnoses = [{**DIAGNOSIS, "id": ident} for ident in CONTAINED_IDS]
+    plan = _plan("alex-plan-many", diagnoses)
+    plan["meta"] = {"security": [{"system": ACT_CODE, "code": "SUD"}]}
+    put(ehr, plan)
+    read = riverside.get("/fhir/CarePlan/alex-plan-many")
+    assert read.status_code == 200, read.text[:500]
+    assert len(read.json()["contained"]) == len(CONTAINED_IDS)
+    searched = riverside.get("/fhir/CarePlan", params={"patient": ALEX}).json()
+    assert "alex-plan-many" in [e["resource"]["id"] for e in searched["entry"]]
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            logged = list(
+                connection.execute(text("SELECT resources FROM disclosure_log")).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert all(len(row) <= 100_000 for row in logged)
+    named = {name for row in logged for name in row.split()}
+    assert {f"Condition/alex-plan-many#{ident}" for ident in CONTAINED_IDS} <= named
+
+
+def _refusing_opioid_diagnoses() -> dict[str, Any]:
+    """The README consent, with a refusal of ICD-10-CM F11 (and all beneath it) inside."""
+    consent = readme_consent()
+    consent["provision"]["provision"][0]["provision"] = [
+        {"type": "deny", "code": [{"coding": [{"system": ICD10CM, "code": "F11"}]}]}
+    ]
+    return consent
+
+
+def _for_reason(reason: dict[str, Any]) -> list[dict[str, Any]]:
+    """A referral and an encounter, each for `reason`."""
+    sud = {"security": [{"system": ACT_CODE, "code": "SUD"}]}
+    subject = {"reference": ALEX}
+    return [
+        {
+            "resourceType": "ServiceRequest",
+            "id": "referral-1",
+            "meta": sud,
+            "status": "active",
+            "intent": "order",
+            "subject": subject,
+            "code": {"text": "Residential SUD treatment"},
+            "reasonCode": [reason],
+        },
+        {
+            "resourceType": "Encounter",
+            "id": "intake-1",
+            "meta": sud,
+            "status": "finished",
+            "class": {"system": ACT_CODE, "code": "AMB"},
+            "subject": subject,
+            "reasonCode": [reason],
+        },
+    ]
+
+
+@pytest.mark.usefixtures("released")
+def test_a_refused_diagnosis_as_a_referrals_or_an_encounters_reason_stays(
+    ehr: TestClient, riverside: TestClient
+) -> None:
+    """Review 9 #11: a refusal by diagnosis reaches every record where the diagnosis travels,
+    the reason for a referral or an encounter, not only the Condition; other reasons leave."""
+    put(ehr, _refusing_opioid_diagnoses())
+    for record in _for_reason({"coding": [{"system": ICD10CM, "code": "F11.20"}]}):
+        put(ehr, record)
+    for path in ("ServiceRequest/referral-1", "Encounter/intake-1"):
+        assert riverside.get(f"/fhir/{path}").status_code == 404, path
+    alcohol = {"coding": [{"system": ICD10CM, "code": "F10.20"}]}
+    for record in _for_reason(alcohol):
+        put(ehr, record)
+    assert riverside.get("/fhir/ServiceRequest/referral-1").json()["reasonCode"] == [alcohol]
+    assert riverside.get("/fhir/Encounter/intake-1").json()["reasonCode"] == [alcohol]

@@ -28,7 +28,12 @@ def under_way(
     """A referral its owner accepted and started."""
     shared, harbor, bayview = referral(anonymous, client)
     accepted = put(anonymous, bayview, {**shared, "status": "accepted"}).json()
-    started = {**accepted, "status": "in-progress", "executionPeriod": {"start": "2026-11-03"}}
+    started = {
+        **accepted,
+        "status": "in-progress",
+        "executionPeriod": {"start": "2026-11-03"},
+        "businessStatus": {"coding": [{"system": BUSINESS_STATUS.url, "code": "admitted"}]},
+    }
     answer = put(anonymous, bayview, started)
     assert answer.status_code == 200, answer.text
     return answer.json(), harbor, bayview

@@ -9,9 +9,10 @@ from fastapi.testclient import TestClient
 
 from interop.services.outbox import ChannelKind
 from interop.services.partners import ChannelConfig, PartnerService
-from tests.builders import patient, service_request, task
+from tests.builders import organization, patient, service_request, task
 from tests.conftest import RegisteredPartner, register_partner
 from tests.interop.disclosure.conftest import acting_as
+from tests.interop.disclosure.test_consents_as_written import partner
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 SYSTEM = "urn:oid:2.16.840.1.113883.3.9999.10"  # the identifiers register_partner gives
@@ -91,3 +92,59 @@ def test_only_the_partner_at_a_fhir_base_writes_identifiers_under_it(
     elsewhere = {"system": "urn:ietf:rfc:3986", "value": "https://cedar.example.org/fhir/Task/1"}
     answer = cedar.post("/fhir/Task", json={**squat, "identifier": [elsewhere]}, headers=FHIR_JSON)
     assert answer.status_code == 201, answer.text
+    # Review 9 #6: nor a client, whose URL would have our referrals of them pushed to Harbor
+    # filed in the chart of Harbor's patient of that URL.
+    claimed = {"system": "urn:ietf:rfc:3986", "value": f"{base}/Patient/victim-42"}
+    answer = cedar.post("/fhir/Patient", json=patient(identifier=[claimed]), headers=FHIR_JSON)
+    assert answer.status_code == 403, answer.text
+    assert "names a record on another partner's server" in answer.text
+
+
+NPI_OID = "urn:oid:2.16.840.1.113883.4.6"
+"""The NPI as C-CDA, IHE and OID-based documents name it (consent.vocabulary)."""
+
+
+def test_an_owner_named_by_the_npis_oid_resolves_to_its_registration(
+    anonymous: TestClient,
+) -> None:
+    """Review 9 F7: the registry stores the NPI by FHIR's URL; a referral naming its owner by
+    the NPI's OID was looked up as written, found no one, and so reached no one."""
+    cedar = partner(anonymous, "Cedar Clinic", "1003000126", "system/*.cruds")
+    bay = partner(anonymous, "Bayview", "1992753883", "system/*.cruds")
+    writer = acting_as(anonymous, cedar)
+    person = writer.post("/fhir/Patient", json=patient(), headers=FHIR_JSON).json()
+    order = writer.post(
+        "/fhir/ServiceRequest",
+        json=service_request(f"Patient/{person['id']}", requester=cedar.organization),
+        headers=FHIR_JSON,
+    ).json()
+    owner = {"identifier": {"system": NPI_OID, "value": "1992753883"}}
+    body = task(
+        f"ServiceRequest/{order['id']}",
+        f"Patient/{person['id']}",
+        requester=cedar.organization,
+        owner=owner,
+    )
+
+    made = writer.post("/fhir/Task", json=body, headers=FHIR_JSON)
+
+    assert made.status_code == 201, made.text
+    assert made.json()["owner"]["reference"] == bay.organization
+
+
+def test_a_registration_by_the_npis_url_is_the_organization_stored_with_its_oid(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    """Review 9 F7: an Organization stored naming its NPI by the OID is the one a partner
+    registered by the NPI's URL acts for, not a second Organization of the same program (its
+    own records would otherwise be disclosures to itself)."""
+    stored = client.post(
+        "/fhir/Organization",
+        json=organization("Bayview", identifier=[{"system": NPI_OID, "value": "1992753883"}]),
+        headers=FHIR_JSON,
+    )
+    assert stored.status_code == 201, stored.text
+
+    bay = partner(anonymous, "Bayview", "1992753883", "system/*.cruds")
+
+    assert bay.organization == f"Organization/{stored.json()['id']}"

@@ -46,6 +46,24 @@ class TestTokenAndString:
         assert search(client, "Patient", identifier="other-system|MRN-11")["total"] == 0
         assert search(client, "Patient", identifier=f"{MRN}|")["total"] == 3
 
+    @pytest.mark.parametrize(
+        ("stored", "asked"),
+        [
+            ("http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1"),
+            ("urn:oid:2.16.840.1.113883.4.1", "http://hl7.org/fhir/sid/us-ssn"),
+        ],
+        ids=["stored-url-asked-oid", "stored-oid-asked-url"],
+    )
+    def test_an_identifier_system_in_either_spelling_finds_the_other(
+        self, client: TestClient, stored: str, asked: str
+    ) -> None:
+        """Review 9 F7: the SSN's and the NPI's OIDs are their FHIR URLs (consent.vocabulary),
+        in the index as in the consent engine."""
+        ssn = {"system": stored, "value": "123-45-6789"}
+        made = create(client, patient(family="Spelling", mrn="MRN-20", identifier=[ssn]))
+        assert ids(search(client, "Patient", identifier=f"{asked}|123-45-6789")) == [made["id"]]
+        assert ids(search(client, "Patient", identifier=f"{stored}|123-45-6789")) == [made["id"]]
+
     def test_string_is_prefix_case_and_accent_insensitive(
         self, client: TestClient, people: dict[str, str]
     ) -> None:

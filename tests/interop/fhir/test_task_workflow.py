@@ -5,8 +5,13 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from interop.services.outbox import ChannelKind
+from interop.services.partners import ChannelConfig, PartnerService
+from mappings.terminology import BUSINESS_STATUS
 from tests.builders import patient, service_request, task
 from tests.conftest import RegisteredPartner, bearer, register_partner
+
+ADMITTED = {"coding": [{"system": BUSINESS_STATUS.url, "code": "admitted"}]}
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -124,7 +129,12 @@ def test_each_side_writes_the_task_as_it_last_saw_it_and_nothing_of_the_other_is
     )
     document = {"type": {"text": "Discharge summary"}, "valueString": "attached by fax"}
     assert put(anonymous, harbor, {**stored, "input": [document]}).status_code == 200
-    started = {**stored, "status": "in-progress", "executionPeriod": {"start": "2026-11-03"}}
+    started = {
+        **stored,
+        "status": "in-progress",
+        "executionPeriod": {"start": "2026-11-03"},
+        "businessStatus": ADMITTED,
+    }
     answer = put(anonymous, bayview, started)
     assert answer.status_code == 200, answer.text
     assert (answer.json()["status"], answer.json()["input"], answer.json()["note"]) == (
@@ -148,3 +158,69 @@ def test_a_malformed_write_of_the_shared_task_is_a_400_not_a_crash(
         [issue] = answer.json()["issue"]
         assert issue["code"] == "structure"
         assert where is None or issue["expression"] == [where]
+
+
+def test_a_side_signs_no_note_as_the_other_party_by_its_identifier(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    """Review 9 #5: the Task names the owner by reference; a note the requester signed with
+    the owner's registered identifier was taken for nobody's, and passed."""
+    shared, harbor, bayview = referral(anonymous, client)
+    owner_identifier = {
+        "system": "urn:oid:2.16.840.1.113883.3.9999.10",
+        "value": "Bayview Outpatient",
+    }
+    for author in (
+        {"reference": bayview.organization},
+        {"identifier": owner_identifier, "display": "Bayview Outpatient"},
+    ):
+        forged = put(
+            anonymous, harbor, {**shared, "note": [{"text": "declined", "authorReference": author}]}
+        )
+        assert forged.status_code == 422, (author, forged.text)
+        assert forged.json()["issue"][0]["diagnostics"] == (
+            "a note the requester adds may not name the owner as its author"
+        )
+    own_identifier = {"system": "urn:oid:2.16.840.1.113883.3.9999.10", "value": "Harbor Clinic"}
+    signed = {"text": "records sent", "authorReference": {"identifier": own_identifier}}
+    answer = put(anonymous, harbor, {**shared, "note": [signed]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["note"][0]["authorReference"] == {
+        "identifier": own_identifier,
+        "reference": harbor.organization,
+    }
+
+
+def test_our_own_systems_move_only_our_side_of_a_task_copied_to_a_partners_server(
+    anonymous: TestClient, client: TestClient, harness: RegisteredPartner
+) -> None:
+    """Probe 11 M3: a partner with its own FHIR server moves its side there; our EHR moving
+    it here too (cancelling work the partner has under way) left the two copies apart for
+    good. Our systems still act for either side of a Task with a partner without a server."""
+    base = "https://bayview.example.org/fhir"
+    bayview = register_partner(anonymous, name="Bayview Outpatient")
+    service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+    service.set_channel(
+        bayview.client_id, ChannelConfig(ChannelKind.FHIR, base, "us-at-bayview", f"{base}/token")
+    )
+    walk_in = register_partner(anonymous, name="Walk-in Clinic")
+    person = client.post("/fhir/Patient", json=patient(), headers=FHIR_JSON).json()
+    for partner, expected in ((bayview, 422), (walk_in, 200)):
+        order = client.post(
+            "/fhir/ServiceRequest",
+            json=service_request(f"Patient/{person['id']}", requester=harness.organization),
+            headers=FHIR_JSON,
+        ).json()
+        body = task(
+            f"ServiceRequest/{order['id']}",
+            f"Patient/{person['id']}",
+            requester=harness.organization,
+            owner={"reference": partner.organization},
+        )
+        shared = client.post("/fhir/Task", json=body, headers=FHIR_JSON).json()
+        accepted = client.put(
+            f"/fhir/Task/{shared['id']}", json={**shared, "status": "accepted"}, headers=FHIR_JSON
+        )
+        assert accepted.status_code == expected, accepted.text
+    [entry] = client.get("/fhir/Task", params={"owner": bayview.organization}).json()["entry"]
+    assert entry["resource"]["status"] == "requested"

@@ -541,6 +541,10 @@ class TestDrop:
         assert "Idempotency-Key was used for another document" in other.json()["detail"]
         assert len(stored(engine, "Task")) == 1
         assert origins(engine, tuple(first.json()["resources"])) == {partner.organization}
+        unkeyed = {k: v for k, v in headers.items() if k != "Idempotency-Key"}
+        resent = anonymous.post("/inbound/ccda", content=raw, headers=unkeyed)
+        assert "idempotent-replayed" not in resent.headers  # probe 11 L7: no key was replayed
+        assert len(stored(engine, "Task")) == 1
 
     def test_a_retry_racing_its_original_is_processed_once(
         self,

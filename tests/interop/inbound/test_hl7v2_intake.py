@@ -18,6 +18,7 @@ from interop.services.search_parser import Paging
 from interop.services.staff import Role
 from interop.store.database import make_engine, unit_of_work
 from interop.store.migrate import upgrade
+from mappings.terminology import BUSINESS_STATUS
 from tests.adapters.hl7v2 import REFERRAL_SEGMENTS, message, segment
 from tests.adapters.hl7v2.test_outbound import MARKING, envelope, referral
 from tests.builders import organization
@@ -277,7 +278,15 @@ class TestCancellation:
         task = {k: v for k, v in entry["resource"].items() if k != "meta"}
         for status, extra in (
             ("accepted", {}),
-            ("in-progress", {"executionPeriod": {"start": "2026-11-20"}}),
+            (
+                "in-progress",
+                {
+                    "executionPeriod": {"start": "2026-11-20"},
+                    "businessStatus": {
+                        "coding": [{"system": BUSINESS_STATUS.url, "code": "admitted"}]
+                    },
+                },
+            ),
         ):
             task = {**task, "status": status, **extra}
             response = client.put(f"/fhir/Task/{task['id']}", json=task, headers=FHIR_JSON)

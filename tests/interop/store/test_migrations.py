@@ -152,6 +152,69 @@ def test_a_consent_naming_its_patient_by_identifier_is_indexed_when_stored_befor
         engine.dispose()
 
 
+def test_identifier_systems_stored_by_oid_are_indexed_by_their_fhir_urls(
+    database_url: str,
+) -> None:
+    """Migration 0016: index rows written before identifier systems were canonical hold the
+    SSN's and NPI's OIDs; rewritten to FHIR's URLs, they are found as rows written since are
+    (interop.store.search_params.token_system), and other systems are left as they were."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    downgrade(engine, "0015")
+    written = [
+        ("identifier", "urn:oid:2.16.840.1.113883.4.1", "123-45-6789"),
+        ("identifier", "urn:oid:2.16.840.1.113883.3.9999.2", "M-7"),
+        ("general-practitioner:identifier", "urn:oid:2.16.840.1.113883.4.6", "1992753883"),
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO resource (resource_type, resource_id, version_id, last_updated,"
+                    " deleted, content, origin, custodians) VALUES ('Patient', 'by-oid',"
+                    " 1, :at, false, :c, :o, :o)"
+                ),
+                {
+                    "at": datetime(2026, 12, 1, 12, 0, tzinfo=UTC),
+                    "c": b'{"resourceType":"Patient","id":"by-oid"}',
+                    "o": OPERATOR_ORIGIN,
+                },
+            )
+            pk = connection.execute(
+                text("SELECT pk FROM resource WHERE resource_id = 'by-oid'")
+            ).scalar_one()
+            connection.execute(
+                text(
+                    "INSERT INTO search_index (resource_pk, resource_type, param, system, value)"
+                    " VALUES (:pk, 'Patient', :param, :system, :value)"
+                ),
+                [{"pk": pk, "param": p, "system": s, "value": v} for p, s, v in written],
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            indexed = connection.execute(
+                text("SELECT param, system, value FROM search_index WHERE resource_pk = :pk"),
+                {"pk": pk},
+            ).all()
+        assert sorted(tuple(row) for row in indexed) == sorted(
+            [
+                ("identifier", "http://hl7.org/fhir/sid/us-ssn", "123-45-6789"),
+                ("identifier", "urn:oid:2.16.840.1.113883.3.9999.2", "M-7"),
+                ("general-practitioner:identifier", "http://hl7.org/fhir/sid/us-npi", "1992753883"),
+            ]
+        )
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "DELETE FROM search_index WHERE resource_pk IN"
+                    " (SELECT pk FROM resource WHERE resource_id = 'by-oid')"
+                )
+            )
+            connection.execute(text("DELETE FROM resource WHERE resource_id = 'by-oid'"))
+        engine.dispose()
+
+
 _INSERT_LOG = (
     "INSERT INTO disclosure_log (seq, recorded_at, client_id, requester, patient, purposes, "
     "interaction, decision, rule, consent, provision, resources, labels, part2, emergency, "

@@ -560,9 +560,10 @@ class TestWhoIsNeverTold:
         there as a second referral (issue 12, found by tests/e2e/test_three_instances.py)."""
         channel = ChannelConfig(ChannelKind.FHIR, "https://fhir.harbor.example.org/r4")
         requester = channel_partner(client, "Harbor Detox", channel)
-        pushed = referral_task(client, requester=requester.organization, owner=None)
+        person, order = client_and_order(client, requester.organization)
         theirs = {"system": "urn:ietf:rfc:3986", "value": f"{channel.address}/Task/t-1"}
-        copy = change_task(client, pushed, identifier=[theirs])
+        pushed = task(order, person, requester=requester.organization, owner=None)
+        copy = create(client, {**pushed, "identifier": [theirs]})
         change_task(client, copy, status="accepted")
         assert outbox_rows(client) == []
 
