@@ -5,8 +5,9 @@
     │                       DOCTYPE or entities, size or depth limits, not the expected kind)
     ├── PartnerUnavailable  a delivery did not get through, or its answer could not be trusted
     │                       (down, timed out, 5xx, 429, an unreadable answer): send it again
-    └── PartnerRejected     the partner read the delivery and refused it (4xx with an
-                            OperationOutcome, an HL7 AE/AR): sending it again will not help
+    └── PartnerRejected     the delivery cannot be made: sending it again will not help
+        └── PartnerRefused  the partner read what was sent and refused it (4xx with an
+                            OperationOutcome, an HL7 AE/AR)
 
 The service maps each to an OperationOutcome at its edge; the adapters know nothing of HTTP.
 """
@@ -54,3 +55,8 @@ class PartnerRejected(AdapterError):
         self.reason = reason
         self.detail = detail
         super().__init__(reason if detail is None else f"{reason}: {detail}")
+
+
+class PartnerRefused(PartnerRejected):
+    """The partner answered what was sent with a refusal: unlike a refusal before anything
+    was sent (its token endpoint's, a channel we cannot use), what was sent reached it."""

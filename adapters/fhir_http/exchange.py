@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 import httpx
 import orjson
 
-from adapters.errors import PartnerRejected, PartnerUnavailable
+from adapters.errors import PartnerRefused, PartnerRejected, PartnerUnavailable
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -104,8 +104,8 @@ def failure(answer: Answer) -> PartnerUnavailable | PartnerRejected:
     if status in (408, 429) or status >= 500:
         return PartnerUnavailable(f"HTTP {status}", _retry_after(answer.headers.get("retry-after")))
     if 300 <= status < 400:
-        return PartnerRejected("redirect refused", shorten(answer.headers.get("location")))
-    return PartnerRejected(f"HTTP {status}", _outcome_text(answer.body))
+        return PartnerRefused("redirect refused", shorten(answer.headers.get("location")))
+    return PartnerRefused(f"HTTP {status}", _outcome_text(answer.body))
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -32,7 +32,7 @@ import socket
 import time
 from dataclasses import KW_ONLY, dataclass
 
-from adapters.errors import PartnerRejected, PartnerUnavailable
+from adapters.errors import PartnerRefused, PartnerUnavailable
 from adapters.hl7v2.er7 import Message, Segment, decode, parse_message, sniff_header
 from adapters.hl7v2.errors import ErrorCode, Hl7ParseError
 from adapters.hl7v2.mllp import (
@@ -157,7 +157,7 @@ def _judge(answer: bytes, control_id: str) -> Receipt:
     if error_code in _PARTNER_FAILED:
         raise PartnerUnavailable(f"{code} {error_code.value}: {error_code.text}")
     reason = code if error_code is None else f"{code} {error_code.value}"
-    raise PartnerRejected(reason, _detail(ack, msa))
+    raise PartnerRefused(reason, _detail(ack, msa))
 
 
 def _error_code(ack: Message) -> ErrorCode | None:

@@ -25,10 +25,11 @@ from interop.store.fhirdates import format_instant
 from interop.store.tables import DisclosureLogRow
 
 ACCOUNTING_YEARS = 3
-NOT_DISCLOSURES = frozenset({"preview", "cds-consult", "update", "delete"})
+NOT_DISCLOSURES = frozenset({"preview", "cds-consult", "update", "delete", "sync-prepare"})
 """Decisions on which nothing left for the recipient named (PART2.md A2 lists disclosures
 only): a document shown to staff before sending, a consent consult answered to the system
-that asked about a third party, and an update's or delete's check of the version it replaces.
+that asked about a third party, an update's or delete's check of the version it replaces, and
+a push's payload as it is built (`sync-push` records it once the partner took it).
 What a write answers its writer with is logged apart ("write-answer") and is a disclosure: a
 shared Task sent back rebased carries what the other side wrote. A create is not among them
 either: one whose If-None-Exist matches answers with the record it matched."""

@@ -720,6 +720,18 @@ class DisclosureGate:
         write's, which holds the write lock already, is spared a transaction of their own."""
         log_into(session, gate)
 
+    def record_disclosed(self, prepared: Sequence[LogEntry], interaction: str) -> None:
+        """What a push released, once the partner took it: its permits again, as the
+        disclosure the accounting lists (A2), at the moment it was made."""
+        now = self._clock()
+        sent = [
+            replace(entry, interaction=interaction, recorded_at=now)
+            for entry in prepared
+            if entry.decision == "permit"
+        ]
+        if sent:
+            self._log.write(_grouped(sent))
+
     async def record_async(self, gate: GateSession) -> None:
         """As `record`, for a request served on the event loop."""
         await self._log.write_async(_grouped(gate.entries()))

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from interop.audit.log import LogEntry
 from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
 from interop.services import limits
@@ -96,6 +97,8 @@ class Gate(Protocol):
     def close_emergency(self) -> None: ...
 
     def released_references(self) -> list[str]: ...
+
+    def entries(self) -> list[LogEntry]: ...
 
     def releases_everything(self, resource_type: str) -> bool: ...
 
@@ -442,6 +445,11 @@ class ResourceOperations:
         """What the gate has released in this transaction, by reference (what a document
         built from the releases holds)."""
         return self._gate.released_references()
+
+    def decisions(self) -> list[LogEntry]:
+        """The gate's decisions so far, as they are logged (a push discloses them again once
+        the partner took it: interop.sync.payloads)."""
+        return list(self._gate.entries())
 
     def released_again(self, resource_type: str, lines: bytes) -> bytes:
         """Exported NDJSON lines decided again as they are downloaded: the download is the

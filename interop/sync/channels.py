@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from adapters.ccda.delivery import DirectoryChannel, HttpDropChannel
-from adapters.errors import PartnerRejected
+from adapters.errors import PartnerRefused, PartnerRejected
 from adapters.fhir_http import BackendServicesAuth, BackendServicesConfig, FhirPartnerChannel
 from adapters.ports import Receipt
 from interop.auth.requester import Requester
@@ -47,6 +47,18 @@ class ChannelDeliverer:
         self._auths_lock = threading.Lock()  # a dispatcher delivers from several threads
 
     def deliver(self, row: OutboxRow, partner: PartnerRow) -> Receipt:
+        """The payload, sent; disclosed (interop.sync.payloads.disclosing) once the partner
+        answered it: with a receipt, or with a refusal of what it read."""
+        with self._payloads.disclosing() as disclosed:
+            try:
+                receipt = self._send(row, partner)
+            except PartnerRefused:
+                disclosed()
+                raise
+            disclosed()
+            return receipt
+
+    def _send(self, row: OutboxRow, partner: PartnerRow) -> Receipt:
         requester = as_requester(partner)
         if row.channel == REST_HOOK:
             return self._notifier.deliver(row, partner, requester)

@@ -7,7 +7,9 @@ every decision is logged like any other disclosure. A payload the gate withholds
 in part: `Withheld` is raised and the delivery says so to staff.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -16,6 +18,7 @@ import orjson
 from sqlalchemy import Engine
 
 from adapters.ccda.delivery import OutgoingDocumentFile
+from interop.audit.log import LogEntry
 from interop.auth.requester import Requester
 from interop.services.disclosure import DisclosureGate
 from interop.services.disclosure import Released as GateReleased
@@ -27,6 +30,11 @@ from interop.store.tables import OutboxRow
 from mappings.terminology import NPI_SYSTEM, TASK_CODE
 
 _PAGING = Paging(1, 1)
+PREPARED = "sync-prepare"
+"""What a push's payload is logged as while it is built: decided, not yet disclosed."""
+PUSHED = "sync-push"
+"""What it is logged as again once the partner took it: the disclosure."""
+_BUILT: ContextVar[list[LogEntry] | None] = ContextVar("built", default=None)
 _T = TypeVar("_T")
 URI_SYSTEM = "urn:ietf:rfc:3986"
 _SERVER_META = ("versionId", "lastUpdated", "source")
@@ -96,6 +104,20 @@ class Payloads:
             entry["resource"]["for"] = {"reference": theirs}
         return entry
 
+    @contextmanager
+    def disclosing(self) -> Iterator[Callable[[], None]]:
+        """One delivery's payloads are decided and logged as they are built (`sync-prepare`:
+        nothing leaves before its decision is durable, A1) and become a disclosure
+        (`sync-push`, what the accounting lists) when the caller says the partner took them:
+        a delivery that never reached the partner, or a payload withheld after part of it was
+        released, discloses nothing, and a retry is not a second disclosure (probe 11 M1)."""
+        built: list[LogEntry] = []
+        token = _BUILT.set(built)
+        try:
+            yield lambda: self._gates.record_disclosed(built, PUSHED)
+        finally:
+            _BUILT.reset(token)
+
     def document(self, row: OutboxRow, partner: Requester) -> OutgoingDocumentFile:
         """A Referral Note, or a Transfer Summary for a handoff (adapters.ccda.writer), named
         by Task and version so that a resend replaces rather than doubles it."""
@@ -139,9 +161,13 @@ class Payloads:
 
     def _gated(self, partner: Requester, build: Callable[[ResourceOperations], _T]) -> _T:
         with behind_gate(
-            self._engine, self._gates, partner, "sync-push", paging=_PAGING
+            self._engine, self._gates, partner, PREPARED, paging=_PAGING
         ) as operations:
-            return build(operations)
+            built = build(operations)
+            collected = _BUILT.get()
+            if collected is not None:
+                collected.extend(operations.decisions())
+            return built
 
     def _entry(self, resource: dict[str, Any]) -> dict[str, Any]:
         url = f"{self._base}/{resource['resourceType']}/{resource['id']}"

@@ -119,11 +119,17 @@ class TestFhirPartner:
         assert row.next_attempt_at > world.clock.now
         assert "token endpoint" in row.error
         assert world.run() == []  # not due yet
+        assert pushed(world) == []  # probe 11 M1: nothing left, nothing to account for
         world.clock.advance(60)
         with serving(partner):
             [second] = world.run()
         assert second.state is TransportState.ACKNOWLEDGED
         assert len(partner.resources("Task")) == 1
+        assert sorted(pushed(world)) == [
+            "Patient/robin",
+            "ServiceRequest/referral-1",
+            "Task/task-1",
+        ]
 
     @pytest.mark.parametrize("mode", ["slow", "garbage", "busy"])
     def test_slow_or_wrong_answers_are_retried_then_given_up(self, world: World, mode: str) -> None:
@@ -156,6 +162,7 @@ class TestFhirPartner:
         assert outcome.state is TransportState.FAILED
         [row] = world.rows
         assert (row.attempts, row.error) == (1, "HTTP 422: bad Task")
+        assert "Task/task-1" in pushed(world)  # it read what it refused: a disclosure
 
 
 class TestPart2AtSending:
@@ -169,7 +176,7 @@ class TestPart2AtSending:
         assert partner.transactions == []
         with unit_of_work(world.engine, writes=False) as session:
             decisions = session.exec(
-                select(DisclosureLogRow).where(DisclosureLogRow.interaction == "sync-push")
+                select(DisclosureLogRow).where(DisclosureLogRow.interaction == "sync-prepare")
             ).all()
         assert any(row.decision == "deny" and row.part2 for row in decisions)
 
@@ -604,3 +611,14 @@ class TestReadingPartnersBack:
         [report] = self.poll(world)
         assert report.error.startswith("token endpoint")
         assert world.client.get("/fhir/Task/task-1").json()["meta"]["versionId"] == "1"
+
+
+def pushed(world: World) -> list[str]:
+    """What the log records as disclosed by pushes (`sync-push`: what the accounting lists)."""
+    with unit_of_work(world.engine, writes=False) as session:
+        rows = session.exec(
+            select(DisclosureLogRow).where(
+                DisclosureLogRow.interaction == "sync-push", DisclosureLogRow.decision == "permit"
+            )
+        ).all()
+    return [name for row in rows for name in row.resources.split()]
