@@ -265,11 +265,7 @@ class GateSession:
         if refusal is not None:
             self._log(patient, reference, "deny", refusal.rule, None, None, (), True, None)
             return None
-        decision = decide(
-            self._request(patient, resource, reference, stored, record),
-            self._consents(patient),
-            self._now,
-        )
+        decision = self._decided_for_every_source(patient, resource, reference, stored, record)
         contained = _contained(resource, reference)
         parts: tuple[tuple[str, Decision], ...] = ()
         if contained and decision.outcome is Outcome.PERMIT:
@@ -284,6 +280,36 @@ class GateSession:
             if record.part2 and notice is not None and notice.consent_reference:
                 self.released.consents.add(notice.consent_reference)
         return released
+
+    def _decided_for_every_source(
+        self,
+        patient: str,
+        resource: dict[str, Any],
+        reference: str,
+        stored: StoredVersion,
+        record: "_Record",
+    ) -> Decision:
+        """A version several Part 2 programs wrote is each one's record: its last writer's
+        version still carries what the others wrote (a shared Task's notes, its status), so
+        it leaves only under a consent for each of them (probe 11 H1: the owner's note left
+        under the requester's consent once the requester wrote again). The permit that
+        speaks is the first source's."""
+        decision = decide(
+            self._request(patient, resource, reference, stored, record),
+            self._consents(patient),
+            self._now,
+        )
+        for other in record.also_from:
+            if decision.outcome is not Outcome.PERMIT:
+                break
+            theirs = decide(
+                self._request(patient, resource, reference, stored, replace(record, source=other)),
+                self._consents(patient),
+                self._now,
+            )
+            if theirs.outcome is not Outcome.PERMIT:
+                return theirs
+        return decision
 
     def _with_contained(
         self,
@@ -436,7 +462,12 @@ class GateSession:
             source: str | None = stored.origin
         else:
             source = protected[0] if protected else None
-        return _Record(own=own, part2=part2 if own else labelled or bool(protected), source=source)
+        return _Record(
+            own=own,
+            part2=part2 if own else labelled or bool(protected),
+            source=source,
+            also_from=tuple(c for c in protected if c != source),
+        )
 
     def _in_scope(self, resource_type: str) -> bool:
         """Includes and Bundle entries reach types the route did not check: the token's
@@ -677,6 +708,9 @@ class _Record:
     own: bool  # the requester wrote it, and no other Part 2 program added to it
     part2: bool  # Part 2 data as far as this requester is concerned
     source: str | None  # the program whose disclosure this would be, for consents to name
+    also_from: tuple[str, ...] = ()
+    """The other Part 2 programs that wrote versions up to this one, whose words it may still
+    carry (a shared Task's notes and status): the disclosure is theirs too."""
 
 
 class DisclosureGate:

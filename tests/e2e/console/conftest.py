@@ -100,7 +100,7 @@ def browser(console: Console, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for old in SCREENSHOTS.glob("*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)  # the other worker may have just removed it
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
