@@ -294,19 +294,12 @@ class GateSession:
         it leaves only under a consent for each of them (probe 11 H1: the owner's note left
         under the requester's consent once the requester wrote again). The permit that
         speaks is the first source's."""
-        decision = decide(
-            self._request(patient, resource, reference, stored, record),
-            self._consents(patient),
-            self._now,
-        )
+        decision = self._decided(self._request(patient, resource, reference, stored, record))
         for other in record.also_from:
             if decision.outcome is not Outcome.PERMIT:
                 break
-            theirs = decide(
-                self._request(patient, resource, reference, stored, replace(record, source=other)),
-                self._consents(patient),
-                self._now,
-            )
+            also = replace(record, source=other)
+            theirs = self._decided(self._request(patient, resource, reference, stored, also))
             if theirs.outcome is not Outcome.PERMIT:
                 return theirs
         return decision
@@ -329,11 +322,7 @@ class GateSession:
         released = list(decision.obligations.released)
         permits = []
         for name, inner in contained:
-            inner_decision = decide(
-                self._request(patient, inner, name, stored, record),
-                self._consents(patient),
-                self._now,
-            )
+            inner_decision = self._decided(self._request(patient, inner, name, stored, record))
             if inner_decision.outcome is not Outcome.PERMIT:
                 return inner_decision, ()
             permits.append((name, inner_decision))
@@ -579,6 +568,9 @@ class GateSession:
         return refusal_of_any_part2_record(
             patient, self._requester.purposes, self._consents(patient)
         )
+
+    def _decided(self, request: DisclosureRequest) -> Decision:
+        return decide(request, self._consents(request.patient), self._now)
 
     def _request(
         self,
