@@ -99,8 +99,21 @@ itself), which the owner answers and never rewrites."""
 
 
 def is_fulfillment(task: Mapping[str, Any]) -> bool:
-    codings = task.get("code", {}).get("coding", []) if isinstance(task.get("code"), dict) else []
-    return any(c.get("system") == TASK_CODE and c.get("code") == "fulfill" for c in codings)
+    return _has_task_code(task, "fulfill")
+
+
+def is_abort(task: Mapping[str, Any]) -> bool:
+    """A cancellation request (COW IG): a Task with code `abort` focused on the one to end."""
+    return _has_task_code(task, "abort")
+
+
+def _has_task_code(task: Mapping[str, Any], code: str) -> bool:
+    found = task.get("code")
+    codings = found.get("coding", []) if isinstance(found, dict) else []
+    return any(
+        isinstance(c, dict) and (c.get("system"), c.get("code")) == (TASK_CODE, code)
+        for c in codings
+    )
 
 
 def task_change_problem(

@@ -97,11 +97,7 @@ def undertakes(
     """Whether one record names the organization as the provider, in a status of care taken on."""
     if resource.get("status") not in statuses:
         return False
-    return any(
-        _local(reference) == organization
-        for element in elements
-        for reference in _references(resource, element.split("."))
-    )
+    return _names_any(resource, elements, frozenset({organization}))
 
 
 def _references(value: Any, path: list[str]) -> Iterable[str]:

@@ -64,6 +64,7 @@ from mappings.model import Code
 from mappings.terminology import TASK_CODE
 from mappings.workflow import (
     Side,
+    is_abort,
     is_fulfillment,
     is_owner_cancellation,
     rebased,
@@ -689,7 +690,7 @@ class ResourceOperations:
         notes = localized.get("note")
         if isinstance(notes, list):  # an author named by identifier is that party here too
             localized["note"] = [_locally_signed(session, note) for note in notes]
-        if resource_type == "Task" and _is_abort(localized):
+        if resource_type == "Task" and is_abort(localized):
             for element in ("focus", "for"):
                 if element in localized:
                     localized[element] = _our_copy(session, localized[element])
@@ -1394,15 +1395,6 @@ def _check_no_other_servers_urls(session: Session, writer: str, resource: dict[s
                 f"an identifier under {root[:200]} names a record on another partner's server: "
                 "only that partner assigns it"
             )
-
-
-def _is_abort(task: dict[str, Any]) -> bool:
-    found = task.get("code")
-    codings = found.get("coding", []) if isinstance(found, dict) else []
-    return any(
-        isinstance(c, dict) and (c.get("system"), c.get("code")) == (TASK_CODE, "abort")
-        for c in codings
-    )
 
 
 def _our_copy(session: Session, reference: Any) -> Any:

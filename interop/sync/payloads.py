@@ -27,7 +27,8 @@ from interop.services.exports import DocumentExports, focus_id, released_resourc
 from interop.services.resources import ResourceOperations, behind_gate
 from interop.services.search_parser import Paging
 from interop.store.tables import OutboxRow
-from mappings.terminology import NPI_SYSTEM, TASK_CODE
+from mappings.terminology import NPI_SYSTEM
+from mappings.workflow import is_abort
 
 _PAGING = Paging(1, 1)
 PREPARED = "sync-prepare"
@@ -243,14 +244,9 @@ def _asks_to_abort(task: dict[str, Any]) -> bool:
     """A requester's cancellation request (a Task with code `abort` focused on the referral's
     Task, REFERRALS.md): it goes alone, its focus our Task's URL, which the partner's copy
     carries as its identifier and resolves to that copy."""
-    found = task.get("code")
-    codings = found.get("coding", []) if isinstance(found, dict) else []
     focus = task.get("focus")
     target = focus.get("reference", "") if isinstance(focus, dict) else ""
-    return str(target).startswith("Task/") and any(
-        isinstance(c, dict) and (c.get("system"), c.get("code")) == (TASK_CODE, "abort")
-        for c in codings
-    )
+    return str(target).startswith("Task/") and is_abort(task)
 
 
 def _released(operations: ResourceOperations, kind: str, ident: str) -> dict[str, Any]:
