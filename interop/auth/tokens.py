@@ -65,13 +65,13 @@ def issue(
         emergency=emergency,
         expires_at=now + lifetime,
         token_id=str(uuid.uuid4()),
-        issued_at=now.replace(microsecond=0),
+        issued_at=_to_the_millisecond(now),
     )
     payload: dict[str, Any] = {
         "iss": audience,
         "aud": audience,
         "sub": client_id,
-        "iat": int(now.timestamp()),
+        "iat": claims.issued_at.timestamp(),  # RFC 7519 NumericDate: fractions allowed
         "exp": int(claims.expires_at.timestamp()),
         "jti": claims.token_id,
         "scope": format_scopes(scopes),
@@ -81,6 +81,12 @@ def issue(
     if emergency is not None:
         payload["emergency"] = asdict(emergency)
     return jwt.encode(payload, key, algorithm=ALGORITHM), claims
+
+
+def _to_the_millisecond(moment: datetime) -> datetime:
+    """A key rotation is recorded to the millisecond (partners.credentials_since): a token
+    issued in the same second, before it, must still read as earlier."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def verify(token: str, *, key: bytes, audience: str, now: datetime) -> AccessClaims:

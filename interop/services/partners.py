@@ -94,11 +94,13 @@ class Standing:
     credentials_since: datetime | None
 
     def issued_with_current_keys(self, issued_at: datetime) -> bool:
-        """Whether a token issued at `issued_at` (whole seconds, as JWT's iat) was issued
-        no earlier than the second the partner's keys were last rotated."""
+        """Whether a token issued at `issued_at` (to the millisecond, as this service writes
+        iat) was issued no earlier than the partner's keys were last rotated. A token whose iat
+        is whole seconds (issued before iat carried milliseconds) reads as issued at the
+        start of its second, so it never outlives a rotation later in that second."""
         if self.credentials_since is None:
             return True
-        since = self.credentials_since.replace(microsecond=0)
+        since = self.credentials_since
         return issued_at >= (since if since.tzinfo else since.replace(tzinfo=UTC))
 
 

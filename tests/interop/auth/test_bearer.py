@@ -1,5 +1,6 @@
 """Bearer tokens on the FHIR API, and partner isolation between partners sharing the service."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,6 +100,24 @@ class TestBearer:
         rotated = RegisteredPartner(partner.client_id, partner.organization, fresh)
         again = {"Authorization": bearer(anonymous, rotated, scope="system/*.rs")}
         assert anonymous.get("/fhir/Patient", headers=again).status_code == 200
+
+    def test_a_token_issued_in_the_second_of_a_rotation_before_it_stops_working(
+        self, anonymous: TestClient, stored_patient: dict[str, Any]
+    ) -> None:
+        """A thief's token minted moments before the rotation, in the same second, ends with
+        it too; the partner's first token after the rotation, in that second, works."""
+        partner = register_partner(anonymous, scope="system/*.rs", name="Same Second Clinic")
+        while datetime.now(UTC).microsecond > 700_000:  # leave the second room for both
+            time.sleep(0.01)
+        stolen = {"Authorization": f"Bearer {_minted(anonymous, partner)}"}
+        service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+        fresh = rsa_key()
+        service.rotate_key(partner.client_id, fresh.jwks(), None)
+        unauthorized(anonymous.get(f"/fhir/Patient/{stored_patient['id']}", headers=stolen))
+        rotated = RegisteredPartner(partner.client_id, partner.organization, fresh)
+        again = {"Authorization": bearer(anonymous, rotated, scope="system/*.rs")}
+        read = anonymous.get(f"/fhir/Patient/{stored_patient['id']}", headers=again)
+        assert read.json()["id"] == stored_patient["id"]
 
     def test_missing_scope_is_403_per_interaction(
         self, anonymous: TestClient, stored_patient: dict[str, Any]
