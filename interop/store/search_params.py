@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from consent.vocabulary import canonical_identifier_system
+from consent.vocabulary import canonical_identifier_system, canonical_system
 from interop.store.fhirdates import EARLIEST, LATEST, parse_range
 from mappings.terminology import PART2_PROGRAM_EXTENSION, PROJECT_BASE
 
@@ -400,11 +400,17 @@ def _tokens(name: str, node: Any) -> Iterator[IndexValue]:
 
 
 def token_system(system: Any) -> str | None:
-    """A token's system as the index holds it, and as every look-up must ask for it: an
-    identifier system partners spell as an OID (the NPI's, the SSN's) in its FHIR URL, as
-    consent.model.Identifier reads it, so that either spelling finds the other (migration
-    0016 rewrote the rows stored before). None for no system."""
-    return canonical_identifier_system(system) if isinstance(system, str) else None
+    """A token's system as the index holds it, and as every look-up must ask for it: a system
+    partners spell as an OID or an older FHIR URL in its FHIR URL, so that either spelling
+    finds the other. Identifier systems (the NPI's, the SSN's OIDs) as consent.model.Identifier
+    reads them (migration 0016 rewrote the rows stored before); code systems (ICD-10-CM,
+    SNOMED CT, LOINC, RxNorm and the v3 vocabularies C-CDA writes by OID) as the consent engine
+    reads codings (migration 0017). Both tables apply to every token: a query does not say
+    whether its parameter is over an Identifier or a Coding, and the aliases of one are never
+    systems of the other. None for no system."""
+    if not isinstance(system, str):
+        return None
+    return canonical_system(canonical_identifier_system(system))
 
 
 _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")

@@ -6,7 +6,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.builders import MRN, PLACER, care_plan, organization, patient, service_request, task
+from consent.vocabulary import ACT_CODE, ICD10CM, LOINC, SNOMED_CT
+from tests.builders import (
+    MRN,
+    PLACER,
+    care_plan,
+    organization,
+    part2_consent,
+    part2_program,
+    patient,
+    service_request,
+    task,
+)
 from tests.conftest import RegisteredPartner
 from tests.interop.fhir.test_crud import create
 
@@ -39,6 +50,31 @@ def people(client: TestClient) -> dict[str, str]:
     return {name: body["id"] for name, body in made.items()}
 
 
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def _coded(
+    resource_type: str, subject: str, element: str, coding: dict[str, str]
+) -> dict[str, Any]:
+    """A Condition or MedicationStatement with `coding` (code "X" when it names none) in the
+    CodeableConcept `element` (a Condition's category is a list of them)."""
+    concept = {"coding": [{"code": "X", **coding}]}
+    resource: dict[str, Any] = {"resourceType": resource_type, "subject": {"reference": subject}}
+    if resource_type == "Condition":
+        resource["clinicalStatus"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "active",
+                }
+            ]
+        }
+    else:
+        resource["status"] = "active"
+    resource[element] = [concept] if element == "category" else concept
+    return resource
+
+
 class TestTokenAndString:
     def test_identifier_system_and_code(self, client: TestClient, people: dict[str, str]) -> None:
         assert ids(search(client, "Patient", identifier=f"{MRN}|MRN-11")) == [people["jo"]]
@@ -63,6 +99,81 @@ class TestTokenAndString:
         made = create(client, patient(family="Spelling", mrn="MRN-20", identifier=[ssn]))
         assert ids(search(client, "Patient", identifier=f"{asked}|123-45-6789")) == [made["id"]]
         assert ids(search(client, "Patient", identifier=f"{stored}|123-45-6789")) == [made["id"]]
+
+    @pytest.mark.parametrize(
+        ("resource_type", "element", "param", "url", "oid", "code"),
+        [
+            ("Condition", "code", "code", ICD10CM, "urn:oid:2.16.840.1.113883.6.90", "F11.20"),
+            ("Condition", "code", "code", SNOMED_CT, "urn:oid:2.16.840.1.113883.6.96", "5602001"),
+            (
+                "Condition",
+                "category",
+                "category",
+                LOINC,
+                "urn:oid:2.16.840.1.113883.6.1",
+                "75310-3",
+            ),
+            (
+                "MedicationStatement",
+                "medicationCodeableConcept",
+                "code",
+                RXNORM,
+                "urn:oid:2.16.840.1.113883.6.88",
+                "1010600",
+            ),
+        ],
+        ids=["icd-10-cm", "snomed", "loinc", "rxnorm"],
+    )
+    @pytest.mark.parametrize("stored_as_oid", [False, True], ids=["stored-url", "stored-oid"])
+    def test_a_code_system_in_either_spelling_finds_the_other(
+        self,
+        client: TestClient,
+        people: dict[str, str],
+        resource_type: str,
+        element: str,
+        param: str,
+        url: str,
+        oid: str,
+        code: str,
+        stored_as_oid: bool,
+    ) -> None:
+        """A code system's HL7 OID is its FHIR URL (consent.vocabulary.canonical_system), in
+        the index as in the consent engine: C-CDA writes the OID, partners search by the URL.
+        The stored resource keeps the spelling it was written with."""
+        stored, asked = (oid, url) if stored_as_oid else (url, oid)
+        subject = f"Patient/{people['jo']}"
+        written = _coded(resource_type, subject, element, {"system": stored, "code": code})
+        made = create(client, written)["id"]
+        sibling = create(client, _coded(resource_type, subject, element, {"system": url}))["id"]
+        for system in (asked, stored):
+            assert ids(search(client, resource_type, **{param: f"{system}|{code}"})) == [made]
+            assert sorted(ids(search(client, resource_type, **{param: f"{system}|"}))) == sorted(
+                [made, sibling]
+            )
+        icd10_who = "urn:oid:2.16.840.1.113883.6.3"  # a system none of these is
+        assert search(client, resource_type, **{param: f"{icd10_who}|{code}"})["total"] == 0
+        read = client.get(f"/fhir/{resource_type}/{made}")
+        assert read.status_code == 200, read.text
+        assert read.json()[element] == written[element]
+
+    @pytest.mark.parametrize(
+        ("stored", "asked"),
+        [(ACT_CODE, "urn:oid:2.16.840.1.113883.5.4"), ("urn:oid:2.16.840.1.113883.5.4", ACT_CODE)],
+        ids=["stored-url-asked-oid", "stored-oid-asked-url"],
+    )
+    def test_a_security_label_system_in_either_spelling_finds_the_other(
+        self, client: TestClient, people: dict[str, str], stored: str, asked: str
+    ) -> None:
+        """Consent?security-label= reads the same token index: the v3-ActCode OID a C-CDA
+        consent writes finds its THO URL, and the URL the OID."""
+        subject = f"Patient/{people['jo']}"
+        program = create(client, part2_program())["id"]
+        recipient = create(client, organization("Bayview Clinic"))["id"]
+        consent = part2_consent(subject, f"Organization/{program}", f"Organization/{recipient}")
+        consent["provision"]["provision"][0]["securityLabel"] = [{"system": stored, "code": "SUD"}]
+        made = create(client, consent)["id"]
+        assert ids(search(client, "Consent", **{"security-label": f"{asked}|SUD"})) == [made]
+        assert ids(search(client, "Consent", **{"security-label": f"{stored}|SUD"})) == [made]
 
     def test_string_is_prefix_case_and_accent_insensitive(
         self, client: TestClient, people: dict[str, str]

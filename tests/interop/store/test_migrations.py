@@ -215,6 +215,74 @@ def test_identifier_systems_stored_by_oid_are_indexed_by_their_fhir_urls(
         engine.dispose()
 
 
+def test_code_systems_stored_by_oid_are_indexed_by_their_fhir_urls(database_url: str) -> None:
+    """Migration 0017: index rows written before code systems were canonical hold ICD-10-CM's,
+    SNOMED CT's, v3-ActCode's OIDs (and pre-THO URLs); rewritten to FHIR's URLs, they are found
+    as rows written since are (interop.store.search_params.token_system), and other systems,
+    reference rows among them, are left as they were."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    downgrade(engine, "0016")
+    written = [
+        ("code", "urn:oid:2.16.840.1.113883.6.90", "F11.20"),
+        ("code", "urn:oid:2.16.840.1.113883.6.96", "5602001"),
+        ("category", "urn:oid:2.16.840.1.113883.6.1", "75310-3"),
+        ("category", "http://hl7.org/fhir/v3/ActCode", "42CFRPart2CD"),
+        ("code", "urn:oid:2.16.840.1.113883.3.9999.7", "LOCAL-1"),
+        ("subject", "Patient", "p-1"),
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO resource (resource_type, resource_id, version_id, last_updated,"
+                    " deleted, content, origin, custodians) VALUES ('Condition', 'coded-by-oid',"
+                    " 1, :at, false, :c, :o, :o)"
+                ),
+                {
+                    "at": datetime(2026, 12, 8, 12, 0, tzinfo=UTC),
+                    "c": b'{"resourceType":"Condition","id":"coded-by-oid"}',
+                    "o": OPERATOR_ORIGIN,
+                },
+            )
+            pk = connection.execute(
+                text("SELECT pk FROM resource WHERE resource_id = 'coded-by-oid'")
+            ).scalar_one()
+            connection.execute(
+                text(
+                    "INSERT INTO search_index (resource_pk, resource_type, param, system, value)"
+                    " VALUES (:pk, 'Condition', :param, :system, :value)"
+                ),
+                [{"pk": pk, "param": p, "system": s, "value": v} for p, s, v in written],
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            indexed = connection.execute(
+                text("SELECT param, system, value FROM search_index WHERE resource_pk = :pk"),
+                {"pk": pk},
+            ).all()
+        assert sorted(tuple(row) for row in indexed) == sorted(
+            [
+                ("code", "http://hl7.org/fhir/sid/icd-10-cm", "F11.20"),
+                ("code", "http://snomed.info/sct", "5602001"),
+                ("category", "http://loinc.org", "75310-3"),
+                ("category", "http://terminology.hl7.org/CodeSystem/v3-ActCode", "42CFRPart2CD"),
+                ("code", "urn:oid:2.16.840.1.113883.3.9999.7", "LOCAL-1"),
+                ("subject", "Patient", "p-1"),
+            ]
+        )
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "DELETE FROM search_index WHERE resource_pk IN"
+                    " (SELECT pk FROM resource WHERE resource_id = 'coded-by-oid')"
+                )
+            )
+            connection.execute(text("DELETE FROM resource WHERE resource_id = 'coded-by-oid'"))
+        engine.dispose()
+
+
 _INSERT_LOG = (
     "INSERT INTO disclosure_log (seq, recorded_at, client_id, requester, patient, purposes, "
     "interaction, decision, rule, consent, provision, resources, labels, part2, emergency, "
