@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, false, insert, select, tuple_
 from sqlmodel import Session
@@ -45,9 +45,9 @@ class StoredVersion:
         return replace(self, origin=origin, custodians=custodians)
 
 
-@dataclass(frozen=True, slots=True)
-class GateFacts:
-    """What the gate can tell of a current row without reading its content."""
+class GateFacts(NamedTuple):
+    """What the gate can tell of a current row without reading its content; a tuple, since a
+    search builds one per match (thousands) before deciding any."""
 
     key: int
     resource_id: str

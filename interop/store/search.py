@@ -94,10 +94,15 @@ class SearchQuery:
 
 
 def matching_rows(query: SearchQuery) -> Select[tuple[int]]:
-    """The primary keys of the current, undeleted resources the criteria select."""
-    statement = select(RESOURCE.pk).where(
-        RESOURCE.resource_type == query.resource_type, RESOURCE.deleted == false()
-    )
+    """The primary keys of the current, undeleted resources the criteria select.
+
+    A criterion that selects through the index names the type already: asking the resource
+    table for the type as well would let the database walk every resource of the type
+    (SQLite does), a cost that grows with the table, where the keys the index gives cost
+    what the matches do."""
+    statement = select(RESOURCE.pk).where(RESOURCE.deleted == false())
+    if not any(_selects_through_index(criterion) for criterion in query.criteria):
+        statement = statement.where(RESOURCE.resource_type == query.resource_type)
     for criterion in query.criteria:
         statement = statement.where(_criterion(query.resource_type, criterion))
     return statement
@@ -149,6 +154,12 @@ def _criterion(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
     if criterion.modifier == "not":
         return not_(RESOURCE.pk.in_(indexed.where(matches)))
     return RESOURCE.pk.in_(indexed.where(matches))
+
+
+def _selects_through_index(criterion: Criterion) -> bool:
+    """Whether the criterion keeps only resources listed in the index under the query's type
+    (`_criterion`: a value, or `:missing=false`), never those absent from it."""
+    return criterion.param is not None and criterion.modifier != "not" and not criterion.missing
 
 
 def _row_criterion(criterion: Criterion) -> ColumnElement[bool]:

@@ -78,7 +78,7 @@ class SearchIndexRow(SQLModel, table=True):
 
     __tablename__ = "search_index"
     __table_args__ = (
-        Index("ix_search_value", "resource_type", "param", "value"),
+        Index("ix_search_value", "resource_type", "param", "value", "resource_pk"),
         Index("ix_search_norm", "resource_type", "param", "norm"),
         Index("ix_search_date", "resource_type", "param", "lo", "hi"),
     )
