@@ -9,6 +9,10 @@ CSV, and as a letter the patient can read (HTML, every value escaped).
 list on the patient's written request: the disclosures made to member participants reached
 through a general designation (§2.31(a)(4)(ii)(B)) rather than by name, with for each the
 recipient, the date and a brief description, over the past three years.
+
+A row of the patient's log that cannot be read (altered: interop.audit.log.Unreadable) is
+never left out unseen nor guessed at: each form names it and says the accounting may be
+incomplete.
 """
 
 import csv
@@ -20,7 +24,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from interop.audit.events import audit_event
+from interop.audit.events import audit_event, unreadable_event
+from interop.audit.log import Unreadable
 from interop.store.fhirdates import format_instant
 from interop.store.tables import DisclosureLogRow
 
@@ -56,12 +61,14 @@ class Accounting:
     with_consent: tuple[Disclosure, ...]
     emergencies: tuple[Disclosure, ...]
     general_designation: bool = False
+    unreadable: tuple[int, ...] = ()
+    """The log's rows for this patient that cannot be read: any may have been a disclosure."""
 
 
 def accounting(
     patient: str,
     patient_name: str,
-    rows: Sequence[DisclosureLogRow],
+    rows: Sequence[DisclosureLogRow | Unreadable],
     names: Mapping[str, str],
     since: datetime,
     until: datetime,
@@ -70,7 +77,8 @@ def accounting(
     disclosed = [
         _disclosure(row, names)
         for row in rows
-        if row.decision == "permit"
+        if not isinstance(row, Unreadable)
+        and row.decision == "permit"
         and row.part2
         and row.rule != "USE"
         and row.interaction not in NOT_DISCLOSURES
@@ -82,6 +90,22 @@ def accounting(
         until,
         tuple(d for d in disclosed if not d.emergency),
         tuple(d for d in disclosed if d.emergency),
+        unreadable=tuple(row.seq for row in rows if isinstance(row, Unreadable)),
+    )
+
+
+def incomplete_because(report: Accounting) -> str | None:
+    """Why the accounting may be incomplete, in words for the patient and staff; None when
+    every row of the patient's log could be read."""
+    if not report.unreadable:
+        return None
+    rows = ", ".join(str(seq) for seq in report.unreadable)
+    return (
+        f"row {rows} of the disclosure log cannot be read: it was altered after it was "
+        "written, so what it recorded is not known and this accounting may be incomplete"
+        if len(report.unreadable) == 1
+        else f"rows {rows} of the disclosure log cannot be read: they were altered after they "
+        "were written, so what they recorded is not known and this accounting may be incomplete"
     )
 
 
@@ -100,7 +124,7 @@ def under_general_designation(
 def as_bundle(report: Accounting) -> dict[str, Any]:
     entries = [
         {"resource": audit_event(d.row)} for d in (*report.with_consent, *report.emergencies)
-    ]
+    ] + [{"resource": unreadable_event(seq, report.until)} for seq in report.unreadable]
     return {
         "resourceType": "Bundle",
         "type": "collection",
@@ -136,6 +160,8 @@ def as_csv(report: Accounting) -> str:
                 "yes" if d.emergency else "no",
             ]
         )
+    if (why := incomplete_because(report)) is not None:
+        writer.writerow(["", "", "", "", why, "", ""])
     return buffer.getvalue()
 
 
@@ -168,9 +194,17 @@ def as_letter(report: Accounting) -> str:
         f"<p>From {e(report.since.date().isoformat())} to {e(report.until.date().isoformat())}, "
         "Recovery Interop disclosed records of your substance use disorder care "
         f"{scope}.</p>"
+        f"{_incomplete_part(report)}"
         f"<table><thead>{_HEAD}</thead><tbody>{rows}</tbody></table>"
         f"{emergency_part}</main></body></html>"
     )
+
+
+def _incomplete_part(report: Accounting) -> str:
+    why = incomplete_because(report)
+    if why is None:
+        return ""
+    return f'<p role="alert"><strong>This list may be incomplete.</strong> {html.escape(why)}.</p>'
 
 
 _HEAD = "<tr><th>Date</th><th>Recipient</th><th>Purpose</th><th>What was disclosed</th></tr>"

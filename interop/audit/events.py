@@ -5,13 +5,15 @@ subtype the RESTful interaction, the requesting organization as the destination 
 service as the source, the patient, the consent relied on and the records as entities, the
 purpose of use, and the outcome (0 success when released, 4 when the gate withheld). The
 chain position and hash travel as entity details so a reviewer can check the row verbatim.
+A row the log cannot read (interop.audit.log.Unreadable) becomes, in its place, a security
+alert with outcome 8 that names the row and says the log was altered there, and nothing more.
 """
 
+from datetime import datetime
 from typing import Any
 
-import orjson
-
 from consent.vocabulary import CONFIDENTIALITY, CONFIDENTIALITY_RANK
+from interop.audit.log import Unreadable, emergency_facts
 from interop.store.fhirdates import format_instant
 from interop.store.tables import DisclosureLogRow
 
@@ -37,6 +39,41 @@ _READS = frozenset(
 _ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 SERVICE_NAME = "Recovery Interop"
+UNREADABLE_OUTCOME = "8"
+"""R4 AuditEvent.outcome "serious failure": the log could not give a row back as written."""
+
+
+def log_event(row: DisclosureLogRow | Unreadable, read_at: datetime) -> dict[str, Any]:
+    """The row as an AuditEvent; a row that cannot be read as the alert that says so."""
+    if isinstance(row, Unreadable):
+        return unreadable_event(row.seq, read_at)
+    return audit_event(row)
+
+
+def unreadable_event(seq: int, read_at: datetime) -> dict[str, Any]:
+    """A DICOM 110113 Security Alert in the row's place, recorded when the log was read: it
+    names the row and says the chain breaks there, and tells nothing the row held (who asked,
+    for whom, what): no value of an altered row can be trusted, and none is invented."""
+    return {
+        "resourceType": "AuditEvent",
+        "id": f"disclosure-{seq}",
+        "type": {"system": _DCM, "code": "110113", "display": "Security Alert"},
+        "recorded": format_instant(read_at),
+        "outcome": UNREADABLE_OUTCOME,
+        "outcomeDesc": (
+            f"row {seq} of the disclosure log cannot be read: a stored value was altered, so "
+            "the log's chain is broken at this row; what it recorded is not known"
+        ),
+        "agent": [_this_service()],
+        "source": _source(),
+        "entity": [
+            {
+                "type": _object_type("2", "System Object"),
+                "role": _object_role("13", "Security Resource"),
+                "detail": [{"type": "log-sequence", "valueString": str(seq)}],
+            }
+        ],
+    }
 
 
 def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
@@ -64,24 +101,9 @@ def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
                 "altId": row.client_id,
                 "requestor": True,
             },
-            {
-                "type": {
-                    "coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]
-                },
-                "who": {"display": SERVICE_NAME},
-                "requestor": False,
-            },
+            _this_service(),
         ],
-        "source": {
-            "observer": {"display": SERVICE_NAME},
-            "type": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
-                    "code": "4",
-                    "display": "Application Server",
-                }
-            ],
-        },
+        "source": _source(),
         "entity": _entities(row),
     }
     purposes = row.purposes.split()
@@ -90,6 +112,28 @@ def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
             {"coding": [{"system": _ACT_REASON, "code": p}]} for p in purposes
         ]
     return event
+
+
+def _this_service() -> dict[str, Any]:
+    """This service as the source agent: what the records left from, or what read the log."""
+    return {
+        "type": {"coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]},
+        "who": {"display": SERVICE_NAME},
+        "requestor": False,
+    }
+
+
+def _source() -> dict[str, Any]:
+    return {
+        "observer": {"display": SERVICE_NAME},
+        "type": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "code": "4",
+                "display": "Application Server",
+            }
+        ],
+    }
 
 
 def _label_system(code: str) -> str:
@@ -139,11 +183,10 @@ def _chain_entity(row: DisclosureLogRow) -> dict[str, Any]:
     ]
     if row.provision:
         details.append({"type": "consent-provision", "valueString": row.provision})
-    if row.emergency_facts:
-        facts = orjson.loads(row.emergency_facts)
-        details.extend(
-            {"type": f"emergency-{key}", "valueString": value} for key, value in facts.items()
-        )
+    facts = emergency_facts(row) or {}
+    details.extend(
+        {"type": f"emergency-{key}", "valueString": value} for key, value in facts.items()
+    )
     entity: dict[str, Any] = {
         "type": _object_type("2", "System Object"),
         "role": _object_role("13", "Security Resource"),

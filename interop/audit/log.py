@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import jwt
 import orjson
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, insert, select, update
 from sqlmodel import Session, col
 
 from interop.store.database import CHAIN_KEY_OPTION
@@ -181,12 +181,63 @@ def _locked_head(connection: Connection) -> tuple[int, str]:
     return int(found.seq), str(found.hash)
 
 
+DECISIONS: Final = frozenset({"permit", "deny", "reviewed"})
+"""Every decision the log writes: the gate's two, and a compliance officer's sign-off."""
+
+
 @dataclass(frozen=True, slots=True)
 class Unreadable:
-    """A row whose stored values the database cannot give back as the log wrote them (a
-    timestamp edited into text that is no time, in SQLite): tampering, reported as such."""
+    """A row whose stored values are none the log writes (a timestamp edited into text that
+    is no time, in SQLite; emergency facts that are no JSON object of texts; a decision the
+    log never makes): tampering, reported as such. Only its place in the chain is kept: no
+    value of an altered row can be trusted, so none is shown."""
 
     seq: int
+
+
+def read_rows(session: Session, statement: Select[Any]) -> list[DisclosureLogRow | Unreadable]:
+    """The rows a `select(DisclosureLogRow)` finds, in its order, each one that cannot be read
+    in its place as Unreadable: one altered row must not hide the others from compliance
+    staff, nor stop the walk that names it."""
+    try:
+        rows: list[DisclosureLogRow] = list(session.execute(statement).scalars())
+    except (ValueError, TypeError):
+        keys = statement.with_only_columns(col(DisclosureLogRow.seq))
+        return [_one(session, seq) for seq in session.execute(keys).scalars()]
+    return [_checked(row) for row in rows]
+
+
+def emergency_facts(row: DisclosureLogRow) -> dict[str, str] | None:
+    """The §2.51 facts the row keeps, as the log writes them (a JSON object of texts); None
+    when it keeps none, or keeps anything else."""
+    if row.emergency_facts is None:
+        return None
+    try:
+        facts = orjson.loads(row.emergency_facts)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(facts, dict) or not all(isinstance(v, str) for v in facts.values()):
+        return None
+    return facts
+
+
+def _one(session: Session, seq: int) -> DisclosureLogRow | Unreadable:
+    try:
+        row = session.execute(
+            select(DisclosureLogRow).where(col(DisclosureLogRow.seq) == seq)
+        ).scalar_one()
+    except (ValueError, TypeError):
+        return Unreadable(seq)
+    return _checked(row)
+
+
+def _checked(row: DisclosureLogRow) -> DisclosureLogRow | Unreadable:
+    """The row, or Unreadable when a value the views rely on is none the log writes."""
+    if row.decision not in DECISIONS:
+        return Unreadable(row.seq)
+    if row.emergency_facts is not None and emergency_facts(row) is None:
+        return Unreadable(row.seq)
+    return row
 
 
 def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow | Unreadable]:
@@ -198,29 +249,11 @@ def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow | Unreadable]:
             .order_by(col(DisclosureLogRow.seq))
             .limit(_BATCH)
         )
-        try:
-            rows: list[DisclosureLogRow | Unreadable] = list(session.execute(statement).scalars())
-        except (ValueError, TypeError):
-            rows = _one_by_one(session, last)
+        rows = read_rows(session, statement)
         if not rows:
             return
         yield from rows
         last = rows[-1].seq
-
-
-def _one_by_one(session: Session, after: int) -> list[DisclosureLogRow | Unreadable]:
-    """The next batch read row by row, up to and including the first that cannot be read."""
-    keys = select(col(DisclosureLogRow.seq)).where(col(DisclosureLogRow.seq) > after)
-    rows: list[DisclosureLogRow | Unreadable] = []
-    for seq in session.execute(keys.order_by(col(DisclosureLogRow.seq)).limit(_BATCH)).scalars():
-        try:
-            row = session.execute(
-                select(DisclosureLogRow).where(col(DisclosureLogRow.seq) == seq)
-            ).scalar_one()
-        except (ValueError, TypeError):
-            return [*rows, Unreadable(seq)]
-        rows.append(row)
-    return rows
 
 
 _CHAINED: Final = (

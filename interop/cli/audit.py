@@ -99,3 +99,6 @@ def accounting(
         typer.echo(acc.as_letter(report))
     else:
         typer.echo(orjson.dumps(acc.as_bundle(report), option=orjson.OPT_INDENT_2).decode())
+    if (why := acc.incomplete_because(report)) is not None:
+        # Said on stderr too: an operator piping the list to a file must not miss it.
+        typer.echo(f"warning: {why}", err=True)

@@ -3,22 +3,25 @@ patient's accounting of disclosures (PART2.md A1-A3, E1)."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 from sqlmodel import col
 
 from consent.model import ConsentDirective, Identifier, Party
 from consent.rules import disclosed_under_general_designation
 from interop.audit import accounting as acc
-from interop.audit.events import audit_event
+from interop.audit.events import log_event
 from interop.audit.log import (
+    DECISIONS,
     ChainReport,
     CheckpointInvalid,
+    Unreadable,
     checkpoint,
     read_checkpoint,
+    read_rows,
     verify,
 )
 from interop.services import bundle_builder as bb
@@ -79,38 +82,39 @@ class ComplianceService:
             return checkpoint(session, now)
 
     def audit_events(self, query: LogQuery) -> dict[str, Any]:
-        """A searchset of AuditEvents, newest first (A3: find every disclosure quickly)."""
+        """A searchset of AuditEvents, newest first (A3: find every disclosure quickly); a row
+        that cannot be read is listed in its place as the alert that says so."""
+        read_at = datetime.now(UTC)
         with unit_of_work(self._engine, writes=False) as session:
             statement = _filtered(query)
             total = len(
                 session.execute(statement.with_only_columns(col(DisclosureLogRow.seq))).all()
             )
-            rows = session.execute(
+            rows = read_rows(
+                session,
                 statement.order_by(col(DisclosureLogRow.seq).desc())
                 .offset(query.offset)
-                .limit(query.count)
-            ).scalars()
-            entries = [{"resource": audit_event(row), "search": {"mode": "match"}} for row in rows]
+                .limit(query.count),
+            )
+            entries = [
+                {"resource": log_event(row, read_at), "search": {"mode": "match"}} for row in rows
+            ]
         return bb.bundle("searchset", total=total, entry=entries)
 
     def accounting(self, patient_id: str, now: datetime) -> acc.Accounting:
-        """The past three years of the patient's disclosures, with recipients named."""
+        """The past three years of the patient's disclosures, with recipients named; rows that
+        cannot be read are counted, so the accounting says it may be incomplete."""
         patient = f"Patient/{patient_id}"
         since = now - timedelta(days=365 * acc.ACCOUNTING_YEARS + 1)
         with unit_of_work(self._engine, writes=False) as session:
             record = _content(session, "Patient", patient_id)
             if record is None:
                 raise ResourceNotFound(f"{patient} is not known")
-            rows = list(
-                session.execute(
-                    _filtered(LogQuery(patient=patient, since=since, decision="permit")).order_by(
-                        col(DisclosureLogRow.seq)
-                    )
-                ).scalars()
-            )
+            query = LogQuery(patient=patient, since=since, decision="permit")
+            rows = read_rows(session, _filtered(query).order_by(col(DisclosureLogRow.seq)))
             names = {
                 reference: _organization_name(session, reference)
-                for reference in {row.requester for row in rows}
+                for reference in {row.requester for row in rows if not isinstance(row, Unreadable)}
             }
         return acc.accounting(patient, _patient_name(record), rows, names, since, now)
 
@@ -169,12 +173,18 @@ def _filtered(query: LogQuery) -> Any:
     conditions = {
         "patient": (col(DisclosureLogRow.patient), query.patient),
         "requester": (col(DisclosureLogRow.requester), query.requester),
-        "decision": (col(DisclosureLogRow.decision), query.decision),
         "emergency": (col(DisclosureLogRow.emergency), query.emergency),
     }
     for column, value in conditions.values():
         if value is not None:
             statement = statement.where(column == value)
+    if query.decision is not None:
+        # A decision the log never writes is an altered row that may have been this one:
+        # listed (as unreadable), never left out unseen.
+        decision = col(DisclosureLogRow.decision)
+        statement = statement.where(
+            or_(decision == query.decision, decision.not_in(sorted(DECISIONS)))
+        )
     if query.consent is not None:
         statement = statement.where(col(DisclosureLogRow.consent).contains(query.consent))
     if query.since is not None:

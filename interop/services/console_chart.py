@@ -24,7 +24,7 @@ _WITHHELD = "#a33a00"
 def disclosure_chart(decisions: Sequence[Decision]) -> str:
     """Per recipient (the busiest five), released and withheld per day over the last 14 days
     that end on the newest decision shown."""
-    decisions = [d for d in decisions if not d.is_review]
+    decisions = [d for d in decisions if d.readable and not d.is_review]  # no day, no recipient
     if not decisions:
         return ""
     last = max(date.fromisoformat(d.day) for d in decisions)

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from interop.audit.events import UNREADABLE_OUTCOME
 from interop.audit.log import ChainReport, LogEntry, append
 from interop.auth.requester import Requester
 from interop.auth.scopes import parse_scopes
@@ -59,6 +60,13 @@ class Decision:
     resources: tuple[str, ...]
     labels: tuple[str, ...]
     emergency: dict[str, str]
+    readable: bool = True
+    """False for a row altered so that it cannot be read: only its number is known."""
+
+    @classmethod
+    def unreadable(cls, seq: int) -> "Decision":
+        """A row that cannot be read, in its place: nothing of what it held is shown."""
+        return cls(seq, "", "", "", "", None, (), False, "", None, None, (), (), {}, False)
 
     @property
     def day(self) -> str:
@@ -146,10 +154,14 @@ class ReviewConsole:
         )
         found = self._logged(query)
         purpose, rule = wanted.purpose.strip().upper(), wanted.rule.strip()
-        matching = [
+        matching = [  # a row that cannot be read may have matched: it stays in sight
             decision
             for decision in found
-            if (not purpose or purpose in decision.purposes) and (not rule or decision.rule == rule)
+            if not decision.readable
+            or (
+                (not purpose or purpose in decision.purposes)
+                and (not rule or decision.rule == rule)
+            )
         ]
         return matching[:_SHOWN_LIMIT]
 
@@ -180,6 +192,8 @@ class ReviewConsole:
         """A compliance officer's review of an emergency disclosure, as its own chain link."""
         require_role(reviewer, Role.COMPLIANCE_OFFICER, Role.ADMINISTRATOR)
         reviewed = self.decision(seq)
+        if not reviewed.readable:
+            raise InvalidRequest(f"decision {seq} cannot be read: the log was altered there")
         if not reviewed.emergency or not reviewed.released:
             raise InvalidRequest(f"decision {seq} is not an emergency disclosure")
         if any(e.decision.seq == seq and e.signed_off_by for e in self.emergencies()):
@@ -299,9 +313,11 @@ def _recorder(repository: ResourceRepository, consent: dict[str, Any]) -> str | 
 
 def _decision(event: dict[str, Any]) -> Decision:
     """A row back from its AuditEvent (interop.audit.events), the log's public form."""
-    requester = event["agent"][0]
     chain = event["entity"][-1]
     details = {d["type"]: d["valueString"] for d in chain.get("detail", [])}
+    if event["outcome"] == UNREADABLE_OUTCOME:
+        return Decision.unreadable(int(details["log-sequence"]))
+    requester = event["agent"][0]
     patient = next(
         (
             e["what"]["reference"]
@@ -361,7 +377,7 @@ def decisions_csv(decisions: Iterable[Decision]) -> str:
         cells = (
             d.seq,
             d.recorded,
-            "signed off" if d.is_review else "released" if d.released else "withheld",
+            _outcome(d),
             d.rule,
             d.requester,
             d.client_id,
@@ -374,6 +390,12 @@ def decisions_csv(decisions: Iterable[Decision]) -> str:
         )
         writer.writerow([_cell(value) for value in cells])
     return out.getvalue()
+
+
+def _outcome(d: Decision) -> str:
+    if not d.readable:
+        return "unreadable"
+    return "signed off" if d.is_review else "released" if d.released else "withheld"
 
 
 def _cell(value: object) -> str:

@@ -22,6 +22,7 @@ from tests.interop.console.conftest import (
     emergency_disclosure,
     sign_in_at_form,
 )
+from tests.interop.disclosure.test_audit import tamper
 
 
 def log_rows(officer: Person, **params: str) -> list[dict[str, str]]:
@@ -165,6 +166,52 @@ class TestCompliance:
             data={"csrf_token": officer.csrf, "checkpoint": token[:-4] + "AAAA"},
         )
         assert forged.status_code == 422
+
+    def test_a_row_that_cannot_be_read_is_shown_as_such_and_the_pages_still_open(
+        self, anonymous: TestClient, client: TestClient, officer: Person, database_url: str
+    ) -> None:
+        """An emergency disclosure's row altered so that its facts are no JSON: every page
+        still opens; the row says it cannot be read, where the chain is broken, and shows
+        nothing of what it held; the other decisions are listed as before."""
+        patient = emergency_disclosure(anonymous)
+        before = log_rows(officer)
+        seq = log_rows(officer, patient=patient, purpose="ETREAT")[0]["seq"]
+        tamper(
+            database_url,
+            f"UPDATE disclosure_log SET emergency_facts = '{{not json' WHERE seq = {seq}",  # noqa: S608
+        )
+        status = officer.browser.get("/console/compliance")
+        assert status.status_code == 200, status.text
+        assert f"Broken at row {seq}: the row cannot be read" in status.text
+        assert "<svg" in status.text
+        after = log_rows(officer)
+        spoiled = next(row for row in after if row["seq"] == seq)
+        assert spoiled["outcome"] == "unreadable"
+        assert {key: value for key, value in spoiled.items() if key not in ("seq", "outcome")} == {
+            key: "" for key in spoiled if key not in ("seq", "outcome")
+        }
+        assert [row for row in after if row["seq"] != seq] == [
+            row for row in before if row["seq"] != seq
+        ]
+        assert [row["seq"] for row in log_rows(officer, patient=patient, purpose="ETREAT")] == [seq]
+        listing = officer.browser.get("/console/disclosures")
+        assert listing.status_code == 200, listing.text
+        assert "cannot be read" in listing.text
+        detail = officer.browser.get(f"/console/disclosures/{seq}")
+        assert detail.status_code == 200, detail.text
+        assert f"Row {seq} of the disclosure log cannot be read" in detail.text
+        assert "the chain is broken here" in detail.text
+        assert patient not in detail.text
+        queue = officer.browser.get("/console/emergencies")
+        assert queue.status_code == 200, queue.text
+        assert "Cannot be read: the log was altered here" in queue.text
+        assert "Dr. Robin Example" not in queue.text
+        assert f"/console/emergencies/{seq}/sign-off" not in queue.text
+        refused = officer.browser.post(
+            f"/console/emergencies/{seq}/sign-off", data={"csrf_token": officer.csrf}
+        )
+        assert refused.status_code == 409
+        assert "cannot be read" in refused.text
 
     def test_the_accounting_letter_opens_from_the_console(
         self, anonymous: TestClient, client: TestClient, officer: Person

@@ -1,12 +1,15 @@
 """The disclosure log for compliance staff: AuditEvents, tamper evidence, accountings, and
 medical emergencies."""
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jwt
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, text
@@ -19,7 +22,7 @@ from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.tables import ChainHeadRow, DisclosureLogRow
 from tests.builders import care_plan, part2_consent
-from tests.conftest import bearer, register_partner
+from tests.conftest import REPOSITORY, bearer, register_partner
 from tests.interop.auth.test_staff import add_user, sign_in
 from tests.interop.disclosure.conftest import World, acting_as, as_, make
 from tests.interop.disclosure.test_gate import referral_task
@@ -251,6 +254,145 @@ class TestTamperEvidence:
         assert report["intact"] is False
         assert report["first_broken_seq"] == 2
         assert "cannot be read" in report["problem"]
+
+
+SPOILED = {
+    "facts-not-json": "UPDATE disclosure_log SET emergency_facts = '{{not json' WHERE seq = {seq}",
+    "unknown-decision": "UPDATE disclosure_log SET decision = 'maybe' WHERE seq = {seq}",
+    "time-no-time": "UPDATE disclosure_log SET recorded_at = 'yesterday' WHERE seq = {seq}",
+}
+"""Ways a row can be altered into one the log cannot read (the last only where SQLite keeps
+text in a timestamp column: PostgreSQL refuses it when it is written)."""
+
+
+def spoil(database_url: str, how: str, seq: int) -> None:
+    if how == "time-no-time" and not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL refuses a timestamp that is no time when it is written")
+    tamper(database_url, SPOILED[how].format(seq=seq))
+
+
+def released_to_a(compliance: TestClient, world: World) -> list[int]:
+    """The log's numbers of the patient's records released to partner A, oldest first."""
+    bundle = compliance.get("/audit/AuditEvent", params={"patient": world.client_ref}).json()
+    return sorted(
+        int(event["id"].removeprefix("disclosure-"))
+        for event in (e["resource"] for e in bundle["entry"])
+        if event["outcome"] == "0" and event["agent"][0]["who"]["reference"] == world.a.organization
+    )
+
+
+def by_id(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["resource"]["id"]: e["resource"] for e in bundle.get("entry", [])}
+
+
+def assert_unreadable(event: dict[str, Any], seq: int, world: World) -> None:
+    """Said plainly, and nothing of the altered row told (who, for whom, what, why)."""
+    assert event["outcome"] == "8"
+    assert f"row {seq} " in event["outcomeDesc"]
+    assert "cannot be read" in event["outcomeDesc"]
+    assert "altered" in event["outcomeDesc"]
+    assert "chain is broken" in event["outcomeDesc"]
+    told = orjson.dumps(event).decode()
+    for secret in (world.client_ref, world.a.organization, world.a.client_id, "TREAT", "CarePlan"):
+        assert secret not in told
+
+
+@pytest.mark.parametrize("how", list(SPOILED))
+class TestAnUnreadableRow:
+    """Compliance staff's views keep working when one row of the log has been altered into
+    one that cannot be read: the row is listed in its place as unreadable, where the chain is
+    broken, and the rest are listed as before; an accounting says it may be incomplete."""
+
+    def test_the_audit_event_search_lists_it_as_unreadable_and_the_rest_unchanged(
+        self,
+        anonymous: TestClient,
+        compliance: TestClient,
+        world: World,
+        database_url: str,
+        how: str,
+    ) -> None:
+        disclose(anonymous, world)
+        disclose(anonymous, world)
+        before = by_id(compliance.get("/audit/AuditEvent").json())
+        seq = released_to_a(compliance, world)[0]
+        spoil(database_url, how, seq)
+        answer = compliance.get("/audit/AuditEvent")
+        assert answer.status_code == 200, answer.text
+        after = by_id(answer.json())
+        assert after.keys() == before.keys()
+        assert_unreadable(after.pop(f"disclosure-{seq}"), seq, world)
+        before.pop(f"disclosure-{seq}")
+        assert after == before
+        for params in ({"patient": world.client_ref}, {"outcome": "released"}):
+            found = compliance.get("/audit/AuditEvent", params=params)
+            assert found.status_code == 200, found.text
+            assert_unreadable(by_id(found.json())[f"disclosure-{seq}"], seq, world)
+        emergencies = compliance.get("/audit/emergencies")
+        assert emergencies.status_code == 200, emergencies.text
+        assert compliance.get("/audit/verify").json()["first_broken_seq"] == seq
+
+    def test_the_accounting_says_it_may_be_incomplete(
+        self,
+        anonymous: TestClient,
+        compliance: TestClient,
+        world: World,
+        database_url: str,
+        how: str,
+    ) -> None:
+        disclose(anonymous, world)
+        disclose(anonymous, world)
+        seq, kept = released_to_a(compliance, world)
+        spoil(database_url, how, seq)
+        path = f"/audit/accounting/Patient/{world.client_ref.split('/')[1]}"
+        bundle = compliance.get(path, params={"format": "fhir"})
+        assert bundle.status_code == 200, bundle.text
+        events = by_id(bundle.json())
+        assert events.keys() == {f"disclosure-{seq}", f"disclosure-{kept}"}
+        assert_unreadable(events[f"disclosure-{seq}"], seq, world)
+        assert events[f"disclosure-{kept}"]["outcome"] == "0"
+        lines = compliance.get(path, params={"format": "csv"}).text.strip().splitlines()
+        assert len(lines) == 3, lines
+        assert "Riverside Residential" in lines[1]
+        assert f"row {seq} of the disclosure log cannot be read" in lines[2]
+        assert "may be incomplete" in lines[2]
+        assert world.a.organization not in lines[2]
+        for letter in (
+            compliance.get(path),
+            compliance.get(f"{path}/general-designation"),
+        ):
+            assert letter.status_code == 200, letter.text
+            assert "may be incomplete" in letter.text
+            assert f"row {seq} of the disclosure log cannot be read" in letter.text
+        assert "Riverside Residential" in compliance.get(path).text
+
+    def test_the_command_line_accounting_says_it_may_be_incomplete(
+        self,
+        anonymous: TestClient,
+        compliance: TestClient,
+        world: World,
+        settings: Settings,
+        how: str,
+    ) -> None:
+        disclose(anonymous, world)
+        disclose(anonymous, world)
+        seq, _kept = released_to_a(compliance, world)
+        spoil(settings.database_url, how, seq)
+        patient_id = world.client_ref.split("/")[1]
+        command = ["audit", "accounting", patient_id, "--database-url", settings.database_url]
+        ran = subprocess.run(
+            [sys.executable, "-m", "interop", *command],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
+        lines = ran.stdout.strip().splitlines()
+        assert len(lines) == 3, lines
+        assert "Riverside Residential" in lines[1]
+        assert f"row {seq} of the disclosure log cannot be read" in lines[2]
+        assert "may be incomplete" in ran.stderr
 
 
 class TestKeyedChain:
