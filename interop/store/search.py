@@ -94,17 +94,27 @@ class SearchQuery:
 
 
 def matching_rows(query: SearchQuery) -> Select[tuple[int]]:
-    """The primary keys of the current, undeleted resources the criteria select.
+    """The primary keys of the current, undeleted resources the criteria select, at a cost
+    that follows the matches rather than the table.
 
     A criterion that selects through the index names the type already: asking the resource
     table for the type as well would let the database walk every resource of the type
-    (SQLite does), a cost that grows with the table, where the keys the index gives cost
-    what the matches do."""
+    (SQLite does). With `_id` the type is kept, since the two find the row by key together.
+    When one criterion names a referenced record (`patient=`, `owner=`: few matches, as a
+    rule), it alone gives the candidate keys, and each other criterion with exact values is
+    asked of each candidate (`_probed`), so that `CarePlan?patient=X&status=active` never
+    lists every active CarePlan."""
+    criteria = query.criteria
     statement = select(RESOURCE.pk).where(RESOURCE.deleted == false())
-    if not any(_selects_through_index(criterion) for criterion in query.criteria):
+    if not any(map(_selects_through_index, criteria)) or any(c.name == ID_PARAM for c in criteria):
         statement = statement.where(RESOURCE.resource_type == query.resource_type)
-    for criterion in query.criteria:
-        statement = statement.where(_criterion(query.resource_type, criterion))
+    driver = next((c for c in criteria if _names_records(c)), None)
+    for criterion in criteria:
+        param = criterion.param
+        if driver not in (None, criterion) and param is not None and _probeable(criterion):
+            statement = statement.where(_probed(query.resource_type, param.name, criterion))
+        else:
+            statement = statement.where(_criterion(query.resource_type, criterion))
     return statement
 
 
@@ -160,6 +170,48 @@ def _selects_through_index(criterion: Criterion) -> bool:
     """Whether the criterion keeps only resources listed in the index under the query's type
     (`_criterion`: a value, or `:missing=false`), never those absent from it."""
     return criterion.param is not None and criterion.modifier != "not" and not criterion.missing
+
+
+def _names_records(criterion: Criterion) -> bool:
+    """A reference criterion naming records by type and id: its matches are the records that
+    point at those, few next to the type."""
+    return (
+        criterion.param is not None
+        and criterion.param.type is ParamType.REFERENCE
+        and _probeable(criterion)
+    )
+
+
+def _probeable(criterion: Criterion) -> bool:
+    """Whether each of the criterion's values is an exact index value (a token's code, a
+    reference's id), so that asking it of one resource is one index lookup."""
+    if criterion.param is None or criterion.modifier is not None or criterion.missing is not None:
+        return False
+    return all(
+        (isinstance(value, TokenValue) and value.code is not None)
+        or (
+            isinstance(value, ReferenceValue)
+            and value.target_id is not None
+            and value.absolute_url is None
+        )
+        for value in criterion.values
+    )
+
+
+def _probed(resource_type: str, param: str, criterion: Criterion) -> ColumnElement[bool]:
+    """`_criterion` asked of the candidate row: an index lookup by type, parameter, value and
+    key (ix_search_value) instead of the list of every resource the criterion matches."""
+    matches = or_(*(_value_condition(criterion, value) for value in criterion.values))
+    return (
+        select(INDEX.resource_pk)
+        .where(
+            INDEX.resource_pk == RESOURCE.pk,
+            INDEX.resource_type == resource_type,
+            INDEX.param == param,
+            matches,
+        )
+        .exists()
+    )
 
 
 def _row_criterion(criterion: Criterion) -> ColumnElement[bool]:

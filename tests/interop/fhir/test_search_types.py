@@ -1,6 +1,8 @@
 """A search answers with its own type only, whichever way its criteria select: through the
-index (a value, `:missing=false`) the query does not ask the resource table for the type
-(interop.store.search.matching_rows), so each form is checked against the records stored."""
+index (a value, `:missing=false`) the query does not ask the resource table for the type, and
+beside a reference criterion exact values are asked of each candidate
+(interop.store.search.matching_rows), so each form and mix is checked against the records
+stored."""
 
 from typing import Any
 
@@ -39,6 +41,16 @@ def stored(client: TestClient, stored_patient: dict[str, Any]) -> dict[str, str]
         ({"date:missing": "true"}, {"bare plan"}),
         ({"status:not": "draft"}, {"plan"}),
         ({"_id": "{plan}"}, {"plan"}),
+        ({"_id": "{plan}", "status": "draft"}, set()),
+        ({"patient": "{patient}", "status": "active"}, {"plan"}),
+        ({"status": "draft,active", "subject": "Patient/{patient}"}, {"plan", "bare plan"}),
+        ({"patient": "{patient}", "status:not": "draft"}, {"plan"}),
+        ({"patient": "{patient}", "date:missing": "true"}, {"bare plan"}),
+        ({"patient": "{patient}", "status": "revoked"}, set()),
+        (
+            {"patient": "{patient}", "subject": "Patient/{patient}", "intent": "plan"},
+            {"plan", "bare plan"},
+        ),
         ({}, {"plan", "bare plan"}),
     ],
 )
