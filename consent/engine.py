@@ -192,9 +192,11 @@ def decide(
     for directive in directives:
         if directive.patient != request.patient or directive.provision is None:
             continue
+        # A consent that does not name the record's program as disclosing still refuses
+        # (C8): Consent.organization is the consent's custodian in R4, and a patient who
+        # refused a recipient refused it whoever would disclose. Only its permits stay away.
         source = _discloser_matches(directive.discloser_group, facts)
-        if source is not False:
-            candidates.append((directive, directive.provision, source))
+        candidates.append((directive, directive.provision, source))
     notes = _Notes()
     permits: list[_Hit] = []
     for purpose in request.purposes:
@@ -292,6 +294,8 @@ def _by_consents(
                 if not opt_in_base and rules.refusal_in_force(directive, facts.as_of):
                     denies.append(_Hit(directive, root, path))
                 continue
+            if source is False:  # the consent lets other programs disclose, not this one
+                continue
             if relied is None:
                 relied = validity.is_valid(directive, facts.as_of, request.occurred_events)
                 if not relied:
@@ -327,7 +331,8 @@ def _by_consents(
 def _discloser_matches(group: ActorGroup | None, facts: _Facts) -> bool | None:
     """Whether the record's source program may disclose under the consent (§2.31(a)(2)).
 
-    None when the request does not name the source: only the consent's denies then count.
+    None when the request does not name the source, False when the consent names others:
+    only the consent's denies then count.
     """
     if group is None or group.general:
         return True

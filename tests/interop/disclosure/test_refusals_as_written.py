@@ -133,6 +133,49 @@ def test_an_opt_out_whose_root_names_a_purpose_or_a_recipient_still_refuses(
     assert riverside.get(RECORD).status_code == 404
 
 
+NPI_SPELLINGS = ["http://hl7.org/fhir/sid/us-npi", "urn:oid:2.16.840.1.113883.4.6"]
+"""The NPI as FHIR names it and as C-CDA, IHE and OID-based consent documents do."""
+
+
+def _refusing_riverside(custodian: dict[str, Any]) -> dict[str, Any]:
+    """The R4 example `consent-example-notOrg` ("withhold consent to disclose any instance of
+    his health information to Good Health Clinic") for Alex, refusing Riverside (by NPI), the
+    consent kept by `custodian` (R4: Consent.organization "manages the consent")."""
+    published = json.loads(
+        (corpus("fhir-r4-examples") / "Consent-consent-example-notOrg.json").read_text()
+    )
+    riverside = {"identifier": {"system": NPI_SPELLINGS[0], "value": "1992753883"}}
+    published["patient"] = {"reference": ALEX}
+    published["organization"] = [custodian]
+    published["provision"]["actor"][0]["reference"] = riverside
+    return dict(published)
+
+
+@pytest.mark.corpus
+@needs_corpus("fhir-r4-examples")
+@pytest.mark.usefixtures("released")
+@pytest.mark.parametrize(
+    "custodian",
+    [
+        pytest.param(
+            {"identifier": {"system": NPI_SPELLINGS[0], "value": "1992753883"}},
+            id="kept-by-the-refused-clinic-as-published",
+        ),
+        pytest.param({"reference": "Organization/another-program"}, id="kept-by-another-program"),
+    ],
+)
+def test_a_refusal_kept_by_another_organization_than_the_records_program_is_honoured(
+    ehr: TestClient, riverside: TestClient, custodian: dict[str, Any]
+) -> None:
+    """Probe 12 #1 (C8): a deny was applied only to records of the programs its
+    Consent.organization names, so the R4 example, kept by the refused clinic itself, let
+    that clinic go on reading Harbor Detox's records. A refusal counts whoever would
+    disclose; Consent.organization narrows only what a consent permits."""
+    put(ehr, _refusing_riverside(custodian))
+
+    assert riverside.get(RECORD).status_code == 404
+
+
 def _with_mrn(ehr: TestClient) -> None:
     put(
         ehr,
@@ -170,10 +213,6 @@ def test_a_refusal_naming_the_patient_by_identifier_is_honoured(
     put(ehr, _refusal({"identifier": MRN}))
 
     assert riverside.get(RECORD).status_code == 404
-
-
-NPI_SPELLINGS = ["http://hl7.org/fhir/sid/us-npi", "urn:oid:2.16.840.1.113883.4.6"]
-"""The NPI as FHIR names it and as C-CDA, IHE and OID-based consent documents do."""
 
 
 @pytest.mark.usefixtures("released")
