@@ -189,7 +189,8 @@ DECISIONS: Final = frozenset({"permit", "deny", "reviewed"})
 class Unreadable:
     """A row whose stored values are none the log writes (a timestamp edited into text that
     is no time, in SQLite; emergency facts that are no JSON object of texts; a decision the
-    log never makes): tampering, reported as such. Only its place in the chain is kept: no
+    log never makes), or, in a listing (`read_rows`), whose content its hash was not made of:
+    tampering, reported as such. Only its place in the chain is kept: no
     value of an altered row can be trusted, so none is shown."""
 
     seq: int
@@ -198,13 +199,27 @@ class Unreadable:
 def read_rows(session: Session, statement: Select[Any]) -> list[DisclosureLogRow | Unreadable]:
     """The rows a `select(DisclosureLogRow)` finds, in its order, each one that cannot be read
     in its place as Unreadable: one altered row must not hide the others from compliance
-    staff, nor stop the walk that names it."""
+    staff, nor stop the walk that names it. A row that reads well but no longer matches its
+    own link's HMAC was altered too (a recipient or a decision changed): it is listed as
+    unreadable, never as what it now says."""
+    key = chain_key(session)
     try:
         rows: list[DisclosureLogRow] = list(session.execute(statement).scalars())
     except (ValueError, TypeError):
         keys = statement.with_only_columns(col(DisclosureLogRow.seq))
-        return [_one(session, seq) for seq in session.execute(keys).scalars()]
-    return [_checked(row) for row in rows]
+        found = [_one(session, seq) for seq in session.execute(keys).scalars()]
+    else:
+        found = [_checked(row) for row in rows]
+    return [_authentic(row, key) for row in found]
+
+
+def _authentic(row: DisclosureLogRow | Unreadable, key: bytes) -> DisclosureLogRow | Unreadable:
+    """The row, or Unreadable when its content is not what its hash was made of."""
+    if isinstance(row, Unreadable):
+        return row
+    if hmac.compare_digest(_digest(row.prev_hash, _content(row), key), row.hash):
+        return row
+    return Unreadable(row.seq)
 
 
 def emergency_facts(row: DisclosureLogRow) -> dict[str, str] | None:

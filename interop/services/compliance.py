@@ -110,8 +110,14 @@ class ComplianceService:
             record = _content(session, "Patient", patient_id)
             if record is None:
                 raise ResourceNotFound(f"{patient} is not known")
-            query = LogQuery(patient=patient, since=since, decision="permit")
-            rows = read_rows(session, _filtered(query).order_by(col(DisclosureLogRow.seq)))
+            # Every decision is read and checked, the releases kept after: a release altered
+            # into a denial shows as unreadable instead of dropping out unseen.
+            query = LogQuery(patient=patient, since=since)
+            rows = [
+                row
+                for row in read_rows(session, _filtered(query).order_by(col(DisclosureLogRow.seq)))
+                if isinstance(row, Unreadable) or row.decision == "permit"
+            ]
             names = {
                 reference: _organization_name(session, reference)
                 for reference in {row.requester for row in rows if not isinstance(row, Unreadable)}

@@ -260,9 +260,14 @@ SPOILED = {
     "facts-not-json": "UPDATE disclosure_log SET emergency_facts = '{{not json' WHERE seq = {seq}",
     "unknown-decision": "UPDATE disclosure_log SET decision = 'maybe' WHERE seq = {seq}",
     "time-no-time": "UPDATE disclosure_log SET recorded_at = 'yesterday' WHERE seq = {seq}",
+    "recipient-changed": (
+        "UPDATE disclosure_log SET requester = 'Organization/never-got-it' WHERE seq = {seq}"
+    ),
+    "release-made-denial": "UPDATE disclosure_log SET decision = 'deny' WHERE seq = {seq}",
 }
-"""Ways a row can be altered into one the log cannot read (the last only where SQLite keeps
-text in a timestamp column: PostgreSQL refuses it when it is written)."""
+"""Ways a row can be altered into one the log cannot read (the third only where SQLite keeps
+text in a timestamp column: PostgreSQL refuses it when it is written), or into one that reads
+well but is not what its hash was made of (review 10 #1: shown as genuine before)."""
 
 
 def spoil(database_url: str, how: str, seq: int) -> None:
@@ -323,7 +328,9 @@ class TestAnUnreadableRow:
         assert_unreadable(after.pop(f"disclosure-{seq}"), seq, world)
         before.pop(f"disclosure-{seq}")
         assert after == before
-        for params in ({"patient": world.client_ref}, {"outcome": "released"}):
+        # A release altered into a denial now matches `outcome=withheld`, where it is listed.
+        outcome = "withheld" if how == "release-made-denial" else "released"
+        for params in ({"patient": world.client_ref}, {"outcome": outcome}):
             found = compliance.get("/audit/AuditEvent", params=params)
             assert found.status_code == 200, found.text
             assert_unreadable(by_id(found.json())[f"disclosure-{seq}"], seq, world)
