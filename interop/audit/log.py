@@ -199,18 +199,21 @@ class Unreadable:
 def read_rows(session: Session, statement: Select[Any]) -> list[DisclosureLogRow | Unreadable]:
     """The rows a `select(DisclosureLogRow)` finds, in its order, each one that cannot be read
     in its place as Unreadable: one altered row must not hide the others from compliance
-    staff, nor stop the walk that names it. A row that reads well but no longer matches its
-    own link's HMAC was altered too (a recipient or a decision changed): it is listed as
-    unreadable, never as what it now says."""
+    staff. A row that reads well but no longer matches its own link's HMAC was altered too (a
+    recipient or a decision changed): it is listed as unreadable, never as what it now says."""
     key = chain_key(session)
+    return [_authentic(row, key) for row in _loaded(session, statement)]
+
+
+def _loaded(session: Session, statement: Select[Any]) -> list[DisclosureLogRow | Unreadable]:
+    """The rows as stored, those whose values the log never writes as Unreadable: what the
+    chain's walk checks link by link (and the re-keying, under the older hash)."""
     try:
         rows: list[DisclosureLogRow] = list(session.execute(statement).scalars())
     except (ValueError, TypeError):
         keys = statement.with_only_columns(col(DisclosureLogRow.seq))
-        found = [_one(session, seq) for seq in session.execute(keys).scalars()]
-    else:
-        found = [_checked(row) for row in rows]
-    return [_authentic(row, key) for row in found]
+        return [_one(session, seq) for seq in session.execute(keys).scalars()]
+    return [_checked(row) for row in rows]
 
 
 def _authentic(row: DisclosureLogRow | Unreadable, key: bytes) -> DisclosureLogRow | Unreadable:
@@ -264,7 +267,7 @@ def _rows_in_order(session: Session) -> Iterator[DisclosureLogRow | Unreadable]:
             .order_by(col(DisclosureLogRow.seq))
             .limit(_BATCH)
         )
-        rows = read_rows(session, statement)
+        rows = _loaded(session, statement)
         if not rows:
             return
         yield from rows

@@ -31,7 +31,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -831,11 +831,11 @@ class DirectiveSets:
     ) -> list[ConsentDirective]:
         """The patient's directives, read again only when `marker` (the consent facts' marker
         now) differs from the one they were read under."""
-        kept = self._sets.get(patient)  # a hit takes no lock: each OrderedDict call is atomic
-        if kept is not None and kept[0] == marker:
-            with suppress(KeyError):  # another thread may have just evicted it
+        with self._lock:
+            kept = self._sets.get(patient)
+            if kept is not None and kept[0] == marker:
                 self._sets.move_to_end(patient)
-            return kept[1]
+                return kept[1]
         directives = read()
         with self._lock:
             self._sets[patient] = (marker, directives)

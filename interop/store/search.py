@@ -8,7 +8,7 @@ services layer's job, so that the rules of FHIR search syntax and those of SQL s
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import KeyedColumnElement
@@ -100,18 +100,19 @@ def matching_rows(query: SearchQuery) -> Select[tuple[int]]:
     A criterion that selects through the index names the type already: asking the resource
     table for the type as well would let the database walk every resource of the type
     (SQLite does). With `_id` the type is kept, since the two find the row by key together.
-    When one criterion names a referenced record (`patient=`, `owner=`: few matches, as a
-    rule), it alone gives the candidate keys, and each other criterion with exact values is
-    asked of each candidate (`_probed`), so that `CarePlan?patient=X&status=active` never
-    lists every active CarePlan."""
+    When one criterion names the patient (`patient=`, `subject=`: one person's records, few
+    next to the type), it alone gives the candidate keys, and each other criterion with exact
+    values is asked of each candidate (`_probed`), so that `CarePlan?patient=X&status=active`
+    never lists every active CarePlan. An organization (`owner=`) may be named by thousands:
+    there the lists of keys cost less than asking each."""
     criteria = query.criteria
     statement = select(RESOURCE.pk).where(RESOURCE.deleted == false())
     if not any(map(_selects_through_index, criteria)) or any(c.name == ID_PARAM for c in criteria):
         statement = statement.where(RESOURCE.resource_type == query.resource_type)
-    driver = next((c for c in criteria if _names_records(c)), None)
+    driver = next((c for c in criteria if _names_the_patient(c)), None)
     for criterion in criteria:
         param = criterion.param
-        if driver not in (None, criterion) and param is not None and _probeable(criterion):
+        if driver is not None and criterion is not driver and param and _probeable(criterion):
             statement = statement.where(_probed(query.resource_type, param.name, criterion))
         else:
             statement = statement.where(_criterion(query.resource_type, criterion))
@@ -172,12 +173,17 @@ def _selects_through_index(criterion: Criterion) -> bool:
     return criterion.param is not None and criterion.modifier != "not" and not criterion.missing
 
 
-def _names_records(criterion: Criterion) -> bool:
-    """A reference criterion naming records by type and id: its matches are the records that
-    point at those, few next to the type."""
+_PATIENT_PARAMS: Final = frozenset({"patient", "subject", "beneficiary"})
+"""Reference parameters naming whom a record is about (R4 search parameters of the stored
+types)."""
+
+
+def _names_the_patient(criterion: Criterion) -> bool:
+    """A criterion naming the person records are about, by type and id."""
     return (
         criterion.param is not None
         and criterion.param.type is ParamType.REFERENCE
+        and criterion.param.name in _PATIENT_PARAMS
         and _probeable(criterion)
     )
 
@@ -200,7 +206,7 @@ def _probeable(criterion: Criterion) -> bool:
 
 def _probed(resource_type: str, param: str, criterion: Criterion) -> ColumnElement[bool]:
     """`_criterion` asked of the candidate row: an index lookup by type, parameter, value and
-    key (ix_search_value) instead of the list of every resource the criterion matches."""
+    key (ix_search_value_key) instead of the list of every resource the criterion matches."""
     matches = or_(*(_value_condition(criterion, value) for value in criterion.values))
     return (
         select(INDEX.resource_pk)

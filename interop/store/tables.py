@@ -78,7 +78,7 @@ class SearchIndexRow(SQLModel, table=True):
 
     __tablename__ = "search_index"
     __table_args__ = (
-        Index("ix_search_value", "resource_type", "param", "value", "resource_pk"),
+        Index("ix_search_value_key", "resource_type", "param", "value", "resource_pk"),
         Index("ix_search_norm", "resource_type", "param", "norm"),
         Index("ix_search_date", "resource_type", "param", "lo", "hi"),
     )
@@ -119,7 +119,7 @@ class PartnerRow(SQLModel, table=True):
     notify_secret_hash: str | None = Field(default=None, max_length=64)
     poll_requested_at: datetime | None = None
     credentials_since: datetime | None = None
-    """When its keys were last rotated: access tokens issued before that second are void."""
+    """When its keys were last rotated (to the millisecond): access tokens issued before are void."""
 
 
 class UsedAssertionRow(SQLModel, table=True):
