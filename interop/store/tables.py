@@ -119,7 +119,7 @@ class PartnerRow(SQLModel, table=True):
     notify_secret_hash: str | None = Field(default=None, max_length=64)
     poll_requested_at: datetime | None = None
     credentials_since: datetime | None = None
-    """When its keys were last rotated (to the millisecond): access tokens issued before are void."""
+    """When its keys were last rotated (to the millisecond): tokens issued before are void."""
 
 
 class UsedAssertionRow(SQLModel, table=True):
