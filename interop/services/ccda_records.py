@@ -130,7 +130,9 @@ def record_document(
         key = _document_key(sender, document.id, raw)
         kept = _keep_document(operations, document, raw, sender, client, key, labels)
         written = [f"Patient/{client}", f"DocumentReference/{kept}"]
-        referral_key = _document_key(sender, document.set_id or document.id, raw)
+        referral_key = _referral_key(
+            document, _document_key(sender, document.set_id or document.id, raw)
+        )
         written += _referral(
             operations, document, sender, (client, owner, kept), referral_key, labels, received_at
         )
@@ -285,6 +287,16 @@ def _identifier(ii: CdaIdentifier) -> m.Identifier | None:
 
 
 # What
+
+
+def _referral_key(document: CcdaDocument, set_key: uuid.UUID) -> uuid.UUID:
+    """Versions of one document share its setId and its kind: a Transfer Summary carrying a
+    Referral Note's setId (HL7's own examples do) is another document set, and starts a
+    handoff of its own rather than landing on the referral. A Referral Note keeps the key of
+    its set, as before."""
+    if document.kind is DocumentKind.REFERRAL_NOTE:
+        return set_key
+    return uuid.uuid5(set_key, document.kind.name)
 
 
 def _document_key(sender: Sender, ii: CdaIdentifier | None, raw: bytes) -> uuid.UUID:
@@ -446,8 +458,8 @@ def _medications(
 def _supersede_earlier_versions(
     operations: ResourceOperations, document: CcdaDocument, client: str, kept: str
 ) -> set[str]:
-    """A later version of a document (the same setId, written later) replaces the earlier
-    one, Referral Note or Transfer Summary: the earlier DocumentReference becomes
+    """A later version of a document (the same setId and kind, written later) replaces the
+    earlier one, Referral Note or Transfer Summary: the earlier DocumentReference becomes
     `superseded`, so that a reader of the client's documents finds one current version.
     Returns the references of those it superseded."""
     set_id = _identifier(document.set_id) if document.set_id else None
@@ -455,10 +467,12 @@ def _supersede_earlier_versions(
     if token is None:
         return set()
     written_at = _instant(document.effective_time)
+    kind = _KINDS[document.kind]
     criteria = [
         ("identifier", token),
         ("patient", f"Patient/{client}"),
         ("status", "current"),
+        ("type", f"{kind.system}|{kind.code}"),
     ]
     replaced: set[str] = set()
     for earlier in _found(operations, "DocumentReference", criteria):

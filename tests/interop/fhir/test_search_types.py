@@ -1,6 +1,6 @@
 """A search answers with its own type only, whichever way its criteria select: through the
 index (a value, `:missing=false`) the query does not ask the resource table for the type, and
-beside a reference criterion exact values are asked of each candidate
+beside a patient criterion exact values are asked of each candidate
 (interop.store.search.matching_rows), so each form and mix is checked against the records
 stored."""
 

@@ -403,6 +403,32 @@ class TestTransferSummary:
         patient = one(engine, "Patient")
         assert patient["name"][0]["given"][0] == "Eve"
 
+    def test_a_transfer_summary_sharing_a_referral_notes_set_id_starts_its_own_handoff(
+        self, intake: DocumentIntake, sender: Sender, client: TestClient, engine: Engine
+    ) -> None:
+        """Probe 12 #2: HL7's example Referral Note and Transfer Summary carry the same setId;
+        the summary was answered "processed" but landed on the referral (no handoff for its
+        recipient, no transfer summary input) and superseded the note."""
+        examples = corpus("ccda", "hl7-examples")
+        organizations = {}
+        for name in ("Community Health and Hospitals", "The DoctorsApart Physician Group"):
+            made = client.post(
+                "/fhir/Organization", json={"resourceType": "Organization", "name": name}
+            )
+            organizations[name] = made.json()["id"]
+        for example in ("Referral_Note.xml", "Transfer_Summary.xml"):
+            receipt = intake.receive((examples / example).read_bytes(), sender, Channel.FILE)
+            assert receipt.status is IntakeStatus.PROCESSED, receipt
+        owners = {t["owner"]["reference"]: t for t in stored(engine, "Task")}
+        assert owners.keys() == {f"Organization/{i}" for i in organizations.values()}
+        handoff = owners[f"Organization/{organizations['The DoctorsApart Physician Group']}"]
+        assert any(
+            i.get("valueReference", {}).get("reference", "").startswith("DocumentReference/")
+            for i in handoff.get("input", [])
+        ), handoff
+        assert len(stored(engine, "ServiceRequest")) == 2
+        assert {d["status"] for d in stored(engine, "DocumentReference")} == {"current"}
+
 
 class TestHeld:
     def test_a_document_for_no_program_here_is_held_then_taken_once_fixed(
