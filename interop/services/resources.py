@@ -578,11 +578,19 @@ class ResourceOperations:
         holds (wrote a version of), or None. An identifier is only as good as who assigned
         it: a partner's message names a patient of its own records, never another party's
         client who happens to carry the same number (filing its document on a stranger's
-        chart, and telling it that client exists here, §2.13(c))."""
+        chart, and telling it that client exists here, §2.13(c)). BusinessRuleBroken when the
+        writer's side holds several: which one is meant cannot be told, and registering yet
+        another would split the client further; staff choose."""
         session = self._repository.session
         holder = self._gate.requester.organization
         carriers = held_carriers(session, system or "", value, holder)
-        return carriers[0] if len(carriers) == 1 else None
+        if len(carriers) > 1:
+            raise BusinessRuleBroken(
+                f"{len(carriers)} patients the sender holds carry the same identifier (system "
+                f"{(system or '')[:120]}): which one is meant cannot be told, and it is not "
+                "filed on a new one; staff merge them or choose"
+            )
+        return carriers[0] if carriers else None
 
     def single_match(
         self, resource_type: str, params: Sequence[tuple[str, str]], base_url: str

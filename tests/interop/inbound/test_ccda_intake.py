@@ -431,6 +431,32 @@ class TestTransferSummary:
 
 
 class TestHeld:
+    def test_a_document_whose_patient_the_sender_holds_twice_is_held_not_filed_anew(
+        self, anonymous: TestClient, client: TestClient, intake: DocumentIntake, engine: Engine
+    ) -> None:
+        """Probe 12 #3: a sender holding two Patients carrying the document's SSN got a third
+        with each document, and every later one another: the client's referral, documents
+        and medications split over ever more records. Staff choose instead."""
+        partner = register_partner(anonymous, scope="system/*.cruds", name="Two Charts Clinic")
+        writer = TestClient(anonymous.app)
+        writer.headers["Authorization"] = bearer(anonymous, partner)
+        ssn = {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "444222222"}
+        for family in ("Betterhalf", "Better-Half"):
+            body = {"resourceType": "Patient", "identifier": [ssn], "name": [{"family": family}]}
+            assert writer.post("/fhir/Patient", json=body).status_code == 201
+        client.post(
+            "/fhir/Organization",
+            json={"resourceType": "Organization", "name": "Community Health and Hospitals"},
+        )
+        raw = (corpus("ccda", "hl7-examples") / "Referral_Note.xml").read_bytes()
+        sender = Sender(partner.client_id, partner.organization)
+        receipt = intake.receive(raw, sender, Channel.FILE)
+        assert receipt.status is IntakeStatus.HELD, receipt
+        assert "which one is meant cannot be told" in receipt.held_for
+        assert "444222222" not in receipt.held_for
+        assert len(stored(engine, "Patient")) == 2
+        assert stored(engine, "Task") == []
+
     def test_a_document_for_no_program_here_is_held_then_taken_once_fixed(
         self, intake: DocumentIntake, sender: Sender, client: TestClient, engine: Engine
     ) -> None:
