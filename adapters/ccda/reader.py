@@ -112,7 +112,9 @@ def read_document(
         raise MalformedDocument(
             Refusal.NOT_CLINICAL_DOCUMENT,
             location=f"line {root.sourceline}",
-            detail=f"found {_shown(name.localname)} in {_shown(name.namespace)}",
+            detail=f"found {_shown(name.localname)} in "
+            + (f"namespace {_shown(name.namespace)}" if name.namespace else "no namespace")
+            + ", expected ClinicalDocument in namespace 'urn:hl7-org:v3'",
         )
     return _Reader(root).document()
 

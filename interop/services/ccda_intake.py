@@ -190,11 +190,21 @@ def _applied(session: Session, document: CcdaDocument, kind: str, drop: _Drop) -
     return row
 
 
+def _kind_named(kind: DocumentKind) -> str:
+    """The kind as a sentence names it: "a CCD", "a care-plan document", "a document of
+    another kind" (one whose templateIds name none this service knows)."""
+    if kind is DocumentKind.OTHER:
+        return "a document of another kind (no Referral Note or Transfer Summary templateId)"
+    if kind is DocumentKind.CCD:
+        return "a CCD"
+    return f"a {kind.value} document"
+
+
 def _refusal(document: CcdaDocument) -> str | None:
     """Why the document is not one this service takes, or None."""
     if document.kind not in _TAKEN:
         return (
-            f"a {document.kind.value} document is not taken here: send a Referral Note "
+            f"{_kind_named(document.kind)} is not taken here: send a Referral Note "
             "(57133-1) or a Transfer Summary (18761-7), told apart by their templateIds"
         )
     patient = document.patient

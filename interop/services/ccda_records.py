@@ -557,10 +557,14 @@ def _reported(
 
 
 def _code(code: CdaCode | None) -> m.Code | None:
+    """The code with its displayName: a case manager reconciling medications reads names, not
+    RxNorm numbers (probe 12 #6)."""
     if code is None or not code.system_oid:
         return None
+    display = code.display.strip()[:1000] or None if code.display else None
     try:
-        return m.Code(_SYSTEMS.get(code.system_oid, f"urn:oid:{code.system_oid}"), code.code)
+        system = _SYSTEMS.get(code.system_oid, f"urn:oid:{code.system_oid}")
+        return m.Code(system, code.code, display)
     except ValueError:
         return None
 

@@ -308,6 +308,7 @@ class TestTransferSummary:
         assert statement["medicationCodeableConcept"]["coding"][0] == {
             "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
             "code": "1010600",
+            "display": "buprenorphine 8 MG / naloxone 2 MG Sublingual Film",  # probe 12 #6
         }
         assert statement["informationSource"]["reference"] == sender.organization
         assert statement["derivedFrom"] == [{"reference": f"DocumentReference/{kept['id']}"}]
@@ -485,9 +486,18 @@ class TestHeld:
         [
             ("negative/NT_BadXml_r11_v2.xml", "not well-formed XML (at line 59, column 4)"),
             ("negative/GetRealHealth_Larson_BAD_ENCODING.xml", "invalid in its character"),
-            ("ds4p/b8_ds4p_amb_sample1_v8.xml", "a ccd document is not taken here"),
+            ("ds4p/b8_ds4p_amb_sample1_v8.xml", "a CCD is not taken here"),
             ("hl7-examples/Care_Plan.xml", "a care-plan document is not taken here"),
             ("fragments/Care_Plan_Goals_and_Instructions.xml", "not an HL7 v3 ClinicalDocument"),
+            (  # probe 12 #8: "found 'ClinicalDocument' in none"
+                "fragments/Intervention_Planned_Referral_and_Note.xml",
+                "found 'ClinicalDocument' in no namespace, expected ClinicalDocument in "
+                "namespace 'urn:hl7-org:v3'",
+            ),
+            (  # probe 12 #8: "a other document"
+                "hl7-examples/Discharge_Summary.xml",
+                "a document of another kind (no Referral Note or Transfer Summary templateId)",
+            ),
         ],
     )
     def test_what_is_no_referral_note_or_transfer_summary_is_refused_and_held(
