@@ -106,13 +106,18 @@ _PRIORITIES = {"S": m.Urgency.STAT, "A": m.Urgency.ASAP, "R": m.Urgency.ROUTINE}
 _SEX = {"F": m.Gender.FEMALE, "M": m.Gender.MALE, "O": m.Gender.OTHER}
 
 
-class NotForUs(ResourceNotFound):
-    """The message is for no program here: held for staff, as a C-CDA document for no program
-    of ours is. `location` is the segment that names the program (ERR-2)."""
+class UnknownKey(ResourceNotFound):
+    """The message names a record or party not known here: held for staff, and answered AE
+    with ERR-2 at `location`, the field naming it, and 204 (unknown key identifier)."""
 
     def __init__(self, message: str, location: Location) -> None:
         super().__init__(message)
         self.location = location
+
+
+class NotForUs(UnknownKey):
+    """The message is for no program here: held for staff, as a C-CDA document for no program
+    of ours is. `location` is the segment that names the program (ERR-2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +220,10 @@ class InboundService:
 
 
 def _located(error: Exception) -> tuple[Location, ErrorCode]:
-    """ERR-2 and ERR-3 of a held message: the PRD naming a program that is not here (204,
-    unknown key), else the message as a whole (207, application error)."""
-    if isinstance(error, NotForUs):
+    """ERR-2 and ERR-3 of a held message: the field naming what is not here (a PRD's program,
+    RF1-6's referral: 204, unknown key), else the message as a whole (207, application
+    error)."""
+    if isinstance(error, UnknownKey):
         return error.location, ErrorCode.UNKNOWN_KEY_IDENTIFIER
     return Location("MSH"), ErrorCode.APPLICATION_INTERNAL_ERROR
 
@@ -306,8 +312,9 @@ def _cancel(
     ]
     order = lookup.single_match("ServiceRequest", criteria, "") if referring else None
     if order is None:
-        raise ResourceNotFound(
-            f"no referral with RF1-6 {message.originating_id.value!r} from this referrer is known"
+        raise UnknownKey(
+            f"no referral with RF1-6 {message.originating_id.value!r} from this referrer is known",
+            Location("RF1", field=6),
         )
     task_id = f"{order.resource_id}-task"[:64]
     current = as_written(lookup.read("Task", task_id).content)

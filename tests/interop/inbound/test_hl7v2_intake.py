@@ -264,7 +264,11 @@ class TestCancellation:
         self, inbound: InboundService
     ) -> None:
         raw = (corpus("hl7v2") / "REF-I14-01.hl7").read_bytes()
-        assert msa(inbound.receive(raw, "mllp")) == "AE"
+        ack = inbound.receive(raw, "mllp")
+        assert msa(ack) == "AE"
+        err = next(line for line in ack.split(b"\r") if line.startswith(b"ERR")).split(b"|")
+        # probe 12 #5: ERR named MSH-1 and 207 "application internal error"
+        assert (err[2], err[3].split(b"^")[0]) == (b"RF1^1^6", b"204")
         [held] = inbound.held()
         assert held.message_type == "REF^I14"
         assert "no referral with RF1-6 '226839' from this referrer is known" in held.problems[0]
