@@ -152,43 +152,47 @@ def test_a_consent_naming_its_patient_by_identifier_is_indexed_when_stored_befor
         engine.dispose()
 
 
-def test_identifier_systems_stored_by_oid_are_indexed_by_their_fhir_urls(
-    database_url: str,
-) -> None:
-    """Migration 0016: index rows written before identifier systems were canonical hold the
-    SSN's and NPI's OIDs; rewritten to FHIR's URLs, they are found as rows written since are
-    (interop.store.search_params.token_system), and other systems are left as they were."""
+IndexRow = tuple[str, str, str]
+"""(param, system, value) of one search-index row."""
+
+
+def _indexed_after_upgrade(
+    database_url: str, before: str, resource_type: str, written: list[IndexRow]
+) -> list[IndexRow]:
+    """The index rows of one resource written at revision `before`, as the upgrade to head
+    leaves them; the resource is removed after."""
     engine = make_engine(database_url)
     upgrade(engine)
-    downgrade(engine, "0015")
-    written = [
-        ("identifier", "urn:oid:2.16.840.1.113883.4.1", "123-45-6789"),
-        ("identifier", "urn:oid:2.16.840.1.113883.3.9999.2", "M-7"),
-        ("general-practitioner:identifier", "urn:oid:2.16.840.1.113883.4.6", "1992753883"),
-    ]
+    downgrade(engine, before)
+    ident = f"indexed-before-{before}"
     try:
         with engine.begin() as connection:
             connection.execute(
                 text(
                     "INSERT INTO resource (resource_type, resource_id, version_id, last_updated,"
-                    " deleted, content, origin, custodians) VALUES ('Patient', 'by-oid',"
+                    " deleted, content, origin, custodians) VALUES (:type, :id,"
                     " 1, :at, false, :c, :o, :o)"
                 ),
                 {
+                    "type": resource_type,
+                    "id": ident,
                     "at": datetime(2026, 12, 1, 12, 0, tzinfo=UTC),
-                    "c": b'{"resourceType":"Patient","id":"by-oid"}',
+                    "c": orjson.dumps({"resourceType": resource_type, "id": ident}),
                     "o": OPERATOR_ORIGIN,
                 },
             )
             pk = connection.execute(
-                text("SELECT pk FROM resource WHERE resource_id = 'by-oid'")
+                text("SELECT pk FROM resource WHERE resource_id = :id"), {"id": ident}
             ).scalar_one()
             connection.execute(
                 text(
                     "INSERT INTO search_index (resource_pk, resource_type, param, system, value)"
-                    " VALUES (:pk, 'Patient', :param, :system, :value)"
+                    " VALUES (:pk, :type, :param, :system, :value)"
                 ),
-                [{"pk": pk, "param": p, "system": s, "value": v} for p, s, v in written],
+                [
+                    {"pk": pk, "type": resource_type, "param": p, "system": s, "value": v}
+                    for p, s, v in written
+                ],
             )
         upgrade(engine)
         with engine.connect() as connection:
@@ -196,23 +200,38 @@ def test_identifier_systems_stored_by_oid_are_indexed_by_their_fhir_urls(
                 text("SELECT param, system, value FROM search_index WHERE resource_pk = :pk"),
                 {"pk": pk},
             ).all()
-        assert sorted(tuple(row) for row in indexed) == sorted(
-            [
-                ("identifier", "http://hl7.org/fhir/sid/us-ssn", "123-45-6789"),
-                ("identifier", "urn:oid:2.16.840.1.113883.3.9999.2", "M-7"),
-                ("general-practitioner:identifier", "http://hl7.org/fhir/sid/us-npi", "1992753883"),
-            ]
-        )
+        return sorted((str(p), str(s), str(v)) for p, s, v in indexed)
     finally:
         with engine.begin() as connection:
             connection.execute(
                 text(
                     "DELETE FROM search_index WHERE resource_pk IN"
-                    " (SELECT pk FROM resource WHERE resource_id = 'by-oid')"
-                )
+                    " (SELECT pk FROM resource WHERE resource_id = :id)"
+                ),
+                {"id": ident},
             )
-            connection.execute(text("DELETE FROM resource WHERE resource_id = 'by-oid'"))
+            connection.execute(text("DELETE FROM resource WHERE resource_id = :id"), {"id": ident})
         engine.dispose()
+
+
+def test_identifier_systems_stored_by_oid_are_indexed_by_their_fhir_urls(
+    database_url: str,
+) -> None:
+    """Migration 0016: index rows written before identifier systems were canonical hold the
+    SSN's and NPI's OIDs; rewritten to FHIR's URLs, they are found as rows written since are
+    (interop.store.search_params.token_system), and other systems are left as they were."""
+    written = [
+        ("identifier", "urn:oid:2.16.840.1.113883.4.1", "123-45-6789"),
+        ("identifier", "urn:oid:2.16.840.1.113883.3.9999.2", "M-7"),
+        ("general-practitioner:identifier", "urn:oid:2.16.840.1.113883.4.6", "1992753883"),
+    ]
+    assert _indexed_after_upgrade(database_url, "0015", "Patient", written) == sorted(
+        [
+            ("identifier", "http://hl7.org/fhir/sid/us-ssn", "123-45-6789"),
+            ("identifier", "urn:oid:2.16.840.1.113883.3.9999.2", "M-7"),
+            ("general-practitioner:identifier", "http://hl7.org/fhir/sid/us-npi", "1992753883"),
+        ]
+    )
 
 
 def test_code_systems_stored_by_oid_are_indexed_by_their_fhir_urls(database_url: str) -> None:
@@ -220,9 +239,6 @@ def test_code_systems_stored_by_oid_are_indexed_by_their_fhir_urls(database_url:
     SNOMED CT's, v3-ActCode's OIDs (and pre-THO URLs); rewritten to FHIR's URLs, they are found
     as rows written since are (interop.store.search_params.token_system), and other systems,
     reference rows among them, are left as they were."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    downgrade(engine, "0016")
     written = [
         ("code", "urn:oid:2.16.840.1.113883.6.90", "F11.20"),
         ("code", "urn:oid:2.16.840.1.113883.6.96", "5602001"),
@@ -231,56 +247,16 @@ def test_code_systems_stored_by_oid_are_indexed_by_their_fhir_urls(database_url:
         ("code", "urn:oid:2.16.840.1.113883.3.9999.7", "LOCAL-1"),
         ("subject", "Patient", "p-1"),
     ]
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO resource (resource_type, resource_id, version_id, last_updated,"
-                    " deleted, content, origin, custodians) VALUES ('Condition', 'coded-by-oid',"
-                    " 1, :at, false, :c, :o, :o)"
-                ),
-                {
-                    "at": datetime(2026, 12, 8, 12, 0, tzinfo=UTC),
-                    "c": b'{"resourceType":"Condition","id":"coded-by-oid"}',
-                    "o": OPERATOR_ORIGIN,
-                },
-            )
-            pk = connection.execute(
-                text("SELECT pk FROM resource WHERE resource_id = 'coded-by-oid'")
-            ).scalar_one()
-            connection.execute(
-                text(
-                    "INSERT INTO search_index (resource_pk, resource_type, param, system, value)"
-                    " VALUES (:pk, 'Condition', :param, :system, :value)"
-                ),
-                [{"pk": pk, "param": p, "system": s, "value": v} for p, s, v in written],
-            )
-        upgrade(engine)
-        with engine.connect() as connection:
-            indexed = connection.execute(
-                text("SELECT param, system, value FROM search_index WHERE resource_pk = :pk"),
-                {"pk": pk},
-            ).all()
-        assert sorted(tuple(row) for row in indexed) == sorted(
-            [
-                ("code", "http://hl7.org/fhir/sid/icd-10-cm", "F11.20"),
-                ("code", "http://snomed.info/sct", "5602001"),
-                ("category", "http://loinc.org", "75310-3"),
-                ("category", "http://terminology.hl7.org/CodeSystem/v3-ActCode", "42CFRPart2CD"),
-                ("code", "urn:oid:2.16.840.1.113883.3.9999.7", "LOCAL-1"),
-                ("subject", "Patient", "p-1"),
-            ]
-        )
-    finally:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "DELETE FROM search_index WHERE resource_pk IN"
-                    " (SELECT pk FROM resource WHERE resource_id = 'coded-by-oid')"
-                )
-            )
-            connection.execute(text("DELETE FROM resource WHERE resource_id = 'coded-by-oid'"))
-        engine.dispose()
+    assert _indexed_after_upgrade(database_url, "0016", "Condition", written) == sorted(
+        [
+            ("code", "http://hl7.org/fhir/sid/icd-10-cm", "F11.20"),
+            ("code", "http://snomed.info/sct", "5602001"),
+            ("category", "http://loinc.org", "75310-3"),
+            ("category", "http://terminology.hl7.org/CodeSystem/v3-ActCode", "42CFRPart2CD"),
+            ("code", "urn:oid:2.16.840.1.113883.3.9999.7", "LOCAL-1"),
+            ("subject", "Patient", "p-1"),
+        ]
+    )
 
 
 _INSERT_LOG = (
