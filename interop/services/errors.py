@@ -23,9 +23,12 @@ class ServiceError(Exception):
 
     issue_code = "processing"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, expression: tuple[str, ...] = ()) -> None:
+        """`expression`: the FHIRPath of the elements at fault, where one is (README: errors
+        are OperationOutcomes with FHIRPath expressions)."""
         super().__init__(message)
         self.message = message
+        self.expression = expression
 
 
 class InvalidRequest(ServiceError):

@@ -81,7 +81,7 @@ def outcome_of(error: Exception) -> dict[str, Any]:
     if isinstance(error, FhirContentError):
         return outcome(*error.issues)
     if isinstance(error, ServiceError):
-        return outcome(Issue("error", error.issue_code, error.message))
+        return outcome(Issue("error", error.issue_code, error.message, error.expression))
     return outcome(Issue("fatal", "exception", "the server could not complete the request"))
 
 

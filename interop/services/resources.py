@@ -1018,7 +1018,8 @@ class ResourceOperations:
         if not named:
             raise BusinessRuleBroken(
                 "a partner records a Consent only for a patient whose record it holds here: "
-                "Consent.patient names no such Patient"
+                "Consent.patient names no such Patient",
+                ("Consent.patient",),
             )
 
     def _referenced(self, reference: Any) -> list[ResourceRow]:

@@ -76,9 +76,9 @@ class PartnerWriteGuard:
         if resource_type == "Subscription" and theirs:
             raise Forbidden("a partner writes only its own Subscriptions")
         if resource_type == "ServiceRequest":
-            self._require_party(before, new, ("requester",))
+            self._require_party(resource_type, before, new, ("requester",))
         elif resource_type == "Task" and self._shared(resource_type, before, new):
-            self._require_party(before, new, ("requester", "owner"))
+            self._require_party(resource_type, before, new, ("requester", "owner"))
 
     def _shared(
         self, resource_type: str, before: dict[str, Any] | None, after: dict[str, Any] | None
@@ -87,14 +87,21 @@ class PartnerWriteGuard:
         return resource_type in _SHARED_TYPES
 
     def _require_party(
-        self, before: dict[str, Any] | None, after: dict[str, Any] | None, roles: tuple[str, ...]
+        self,
+        resource_type: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        roles: tuple[str, ...],
     ) -> None:
         """Both the stored and the new version must name the partner in one of `roles`."""
         for resource in (before, after):
             if resource is not None and not any(
                 self._names_us(resource.get(role)) for role in roles
             ):
-                raise Forbidden(f"a partner may write only where it is the {' or '.join(roles)}")
+                raise Forbidden(
+                    f"a partner may write only where it is the {' or '.join(roles)}",
+                    tuple(f"{resource_type}.{role}" for role in roles),
+                )
 
     def _names_us(self, reference: Any) -> bool:
         if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):

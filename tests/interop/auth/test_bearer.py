@@ -178,6 +178,8 @@ class TestPartnerIsolation:
             headers=as_partner(anonymous, a),
         )
         assert theirs.status_code == 403
+        [issue] = theirs.json()["issue"]  # probe 12 #7: it named no element
+        assert (issue["code"], issue["expression"]) == ("forbidden", ["ServiceRequest.requester"])
         referral = mine.json()
         hijack = anonymous.put(
             f"/fhir/ServiceRequest/{referral['id']}",
@@ -304,6 +306,7 @@ class TestPartnerIsolation:
         assert hidden.status_code == unknown.status_code == 422
         assert hidden.json()["issue"] == unknown.json()["issue"]
         assert "Consent.patient names no such Patient" in hidden.json()["issue"][0]["diagnostics"]
+        assert hidden.json()["issue"][0]["expression"] == ["Consent.patient"]
         by_identifier = {**refusal, "patient": {"identifier": person["identifier"][0]}}
         assert (
             anonymous.post("/fhir/Consent", json=by_identifier, headers=headers).status_code == 422
