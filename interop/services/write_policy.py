@@ -54,6 +54,11 @@ class PartnerWriteGuard:
         for resource in (before, new):
             if resource is not None and _is_registration(resource):
                 raise Forbidden("partner registrations are managed by administrators only")
+        if resource_type == "AuditEvent" and before is not None:
+            raise Forbidden(
+                "an AuditEvent is kept as it was written: a partner adds audit records, never "
+                "changes or deletes one (R4 AuditEvent: audit records are not updated)"
+            )
         if (
             resource_type == "Organization"
             and custodians

@@ -194,6 +194,36 @@ class TestPartnerIsolation:
             == 403
         )
 
+    def test_a_partner_adds_audit_events_and_never_changes_one(
+        self, anonymous: TestClient, two_partners: tuple[RegisteredPartner, RegisteredPartner]
+    ) -> None:
+        """Probe 12 #10: a partner could update and delete its AuditEvents (R4: audit records
+        are not updated)."""
+        a, _ = two_partners
+        event = {
+            "resourceType": "AuditEvent",
+            "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},
+            "recorded": "2026-12-01T10:00:00Z",
+            "agent": [{"requestor": True, "who": {"display": "Partner A's app"}}],
+            "source": {"observer": {"display": "Partner A's app"}},
+        }
+        headers = as_partner(anonymous, a)
+        made = anonymous.post("/fhir/AuditEvent", json=event, headers=headers)
+        assert made.status_code == 201, made.text
+        stored = made.json()
+        changed = anonymous.put(
+            f"/fhir/AuditEvent/{stored['id']}",
+            json={**stored, "outcome": "8"},
+            headers=headers,
+        )
+        assert changed.status_code == 403, changed.text
+        assert "kept as it was written" in changed.json()["issue"][0]["diagnostics"]
+        gone = anonymous.delete(f"/fhir/AuditEvent/{stored['id']}", headers=headers)
+        assert gone.status_code == 403, gone.text
+        read = anonymous.get(f"/fhir/AuditEvent/{stored['id']}", headers=headers)
+        assert read.json()["meta"]["versionId"] == "1"
+        assert "outcome" not in read.json()
+
     def test_task_owner_may_update_and_a_stranger_may_not(
         self, anonymous: TestClient, two_partners: tuple[RegisteredPartner, RegisteredPartner]
     ) -> None:
