@@ -37,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Final
-from urllib.parse import parse_qsl
 
 from sqlmodel import Session
 
@@ -239,13 +238,9 @@ def _client(operations: ResourceOperations, person: CdaPatient, labels: tuple[m.
     identifiers = tuple(i for i in (_identifier(ii) for ii in person.ids) if i is not None)
     if not identifiers:
         raise InvalidRequest("the document's patient has no identifier")
-    criteria = [f"identifier={identifier.system}|{identifier.value}" for identifier in identifiers]
-    operations.lock_criteria("Patient", [parse_qsl(one) for one in criteria])
-    for identifier in identifiers:
-        found = operations.held_patient(identifier.system, identifier.value)
-        if found is not None:
-            operations.add_labels("Patient", found, labels)
-            return found
+    found = operations.held_client(identifiers, labels)
+    if found is not None:
+        return found
     client = m.Client(
         id=m.Id(str(uuid.uuid4())),
         identifiers=identifiers,

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote, unquote
 
 import orjson
 from sqlalchemy import Engine, select
@@ -520,13 +520,9 @@ def _client(
     ]
     if not identifiers:
         raise ValueError("PID-3 carries no patient identifier")
-    criteria = [f"identifier={identifier.system}|{identifier.value}" for identifier in identifiers]
-    operations.lock_criteria("Patient", [parse_qsl(one) for one in criteria])
-    for identifier in identifiers:
-        found = operations.held_patient(identifier.system, identifier.value)
-        if found is not None:
-            operations.add_labels("Patient", found, labels)
-            return found
+    found = operations.held_client(identifiers, labels)
+    if found is not None:
+        return found
     names = tuple(
         m.Name(family=name.family or None, given=tuple(g for g in (name.given, name.middle) if g))
         for name in person.names

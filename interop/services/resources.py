@@ -60,7 +60,7 @@ from mappings import fhir
 from mappings.consent import copy_problem, revival_problem, revoked
 from mappings.documents import with_labels
 from mappings.errors import InvalidResource, Issue
-from mappings.model import Code
+from mappings.model import Code, Identifier
 from mappings.terminology import TASK_CODE
 from mappings.workflow import (
     Side,
@@ -572,6 +572,22 @@ class ResourceOperations:
         orders would otherwise wait for each other)."""
         names = [locks.criteria_name(resource_type, criteria) for criteria in alternatives]
         locks.serialize_on(self._repository.session, names)
+
+    def held_client(
+        self, identifiers: Sequence[Identifier], labels: tuple[Code, ...]
+    ) -> str | None:
+        """The sender's Patient carrying one of a message's or document's patient identifiers
+        (`held_patient`, tried in order), labelled as what names it is; None when there is
+        none, to be registered. The identifiers' locks are taken first, all at once, so that
+        two messages about one new client register it once."""
+        named = [[("identifier", f"{each.system}|{each.value}")] for each in identifiers]
+        self.lock_criteria("Patient", named)
+        for identifier in identifiers:
+            found = self.held_patient(identifier.system, identifier.value)
+            if found is not None:
+                self.add_labels("Patient", found, labels)
+                return found
+        return None
 
     def held_patient(self, system: str | None, value: str) -> str | None:
         """The id of the one current Patient carrying this identifier that the writer's side

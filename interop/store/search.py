@@ -154,17 +154,26 @@ def _sort_column(resource_type: str, key: SortKey) -> Any:
 def _criterion(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
     if criterion.param is None:
         return _row_criterion(criterion)
-    indexed = select(INDEX.resource_pk).where(
-        INDEX.resource_type == resource_type,
-        INDEX.param == criterion.param.name,
-    )
+    indexed = _indexed(resource_type, criterion.param.name)
     if criterion.missing is not None:
         has_value = RESOURCE.pk.in_(indexed)
         return not_(has_value) if criterion.missing else has_value
-    matches = or_(*(_value_condition(criterion, value) for value in criterion.values))
+    matches = _matches(criterion)
     if criterion.modifier == "not":
         return not_(RESOURCE.pk.in_(indexed.where(matches)))
     return RESOURCE.pk.in_(indexed.where(matches))
+
+
+def _indexed(resource_type: str, param: str) -> Select[tuple[int]]:
+    """The keys of the type's resources the index lists under `param`."""
+    return select(INDEX.resource_pk).where(
+        INDEX.resource_type == resource_type, INDEX.param == param
+    )
+
+
+def _matches(criterion: Criterion) -> ColumnElement[bool]:
+    """An index row holding one of the criterion's values (they are ORed)."""
+    return or_(*(_value_condition(criterion, value) for value in criterion.values))
 
 
 def _selects_through_index(criterion: Criterion) -> bool:
@@ -207,15 +216,9 @@ def _probeable(criterion: Criterion) -> bool:
 def _probed(resource_type: str, param: str, criterion: Criterion) -> ColumnElement[bool]:
     """`_criterion` asked of the candidate row: an index lookup by type, parameter, value and
     key (ix_search_value_key) instead of the list of every resource the criterion matches."""
-    matches = or_(*(_value_condition(criterion, value) for value in criterion.values))
     return (
-        select(INDEX.resource_pk)
-        .where(
-            INDEX.resource_pk == RESOURCE.pk,
-            INDEX.resource_type == resource_type,
-            INDEX.param == param,
-            matches,
-        )
+        _indexed(resource_type, param)
+        .where(INDEX.resource_pk == RESOURCE.pk, _matches(criterion))
         .exists()
     )
 
