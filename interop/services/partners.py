@@ -202,11 +202,8 @@ class PartnerService:
         """What a request needs to know of its partner, by the cheapest query there is:
         every authenticated request asks, so that a partner disabled a moment ago is
         refused on its next request."""
-        with self._engine.connect() as connection:
-            row = outbox.partner_standing(connection, client_id)
-        if row is None:
-            return None
-        return Standing(**row._mapping)
+        row = outbox.partner_standing(self._engine, client_id)
+        return None if row is None else Standing(*row)
 
     def set_enabled(self, client_id: str, enabled: bool) -> Partner:
         with unit_of_work(self._engine) as session:
