@@ -17,7 +17,14 @@ Outbound: `channel.deliver(write_referral(referral, envelope))`, with a new enve
 per message and the same one for a resend of it.
 """
 
-from adapters.hl7v2.ack import Responder, acknowledge, build_ack, encode_ack, refuse
+from adapters.hl7v2.ack import (
+    Responder,
+    acknowledge,
+    acknowledge_batch,
+    build_ack,
+    encode_ack,
+    refuse,
+)
 from adapters.hl7v2.client import MllpChannel
 from adapters.hl7v2.errors import AckCode, ErrorCode, Hl7ParseError, Location, Problem, Severity
 from adapters.hl7v2.messages import (
@@ -29,6 +36,7 @@ from adapters.hl7v2.messages import (
     Inbound,
     PersonName,
     Referral,
+    is_batch,
     read_file,
     read_message,
 )
@@ -84,9 +92,11 @@ __all__ = [
     "Severity",
     "Sex",
     "acknowledge",
+    "acknowledge_batch",
     "build_ack",
     "encode_ack",
     "frame",
+    "is_batch",
     "read_file",
     "read_message",
     "refuse",

@@ -25,12 +25,21 @@ from adapters.hl7v2.er7 import (
     Segment,
     decode,
     encode_message,
+    encode_segment,
     is_empty,
     sniff_header,
 )
 from adapters.hl7v2.errors import AckCode, Problem, Severity
 
-__all__ = ["Acknowledgeable", "Responder", "acknowledge", "build_ack", "encode_ack", "refuse"]
+__all__ = [
+    "Acknowledgeable",
+    "Responder",
+    "acknowledge",
+    "acknowledge_batch",
+    "build_ack",
+    "encode_ack",
+    "refuse",
+]
 
 DEFAULT_VERSION = "2.5.1"
 
@@ -209,3 +218,67 @@ def refuse(
         responder=responder,
     )
     return encode_ack(ack)
+
+
+def acknowledge_batch(
+    envelope: Sequence[Segment],
+    acks: Sequence[bytes],
+    *,
+    control_id: str,
+    at: datetime,
+    comment: str = "",
+    responder: Responder = Responder(),
+) -> bytes:
+    """The answer to a batch received in one piece (over MLLP): every message's ACK, in order,
+    in a batch of our own (HL7 v2.5.1 section 2.10.3.3, all messages acknowledged) whose BHS-12
+    names the batch answered (its BHS-11), in a file (FHS/FTS) when the batch came in one.
+    `envelope` is the FHS/BHS/BTS/FTS segments received; `comment` goes in BTS-2 (a count that
+    did not match)."""
+    received = next((s for s in envelope if s.name == "BHS"), None)
+    file = next((s for s in envelope if s.name == "FHS"), None)
+    header = received or file
+    segments: list[str] = []
+    if file is not None:
+        segments.append(_encoded(_answering("FHS", file, control_id, at, responder)))
+    segments.append(_encoded(_answering("BHS", header, control_id, at, responder)))
+    trailer = (_field(str(len(acks))),) + ((_field(comment),) if comment else ())
+    closing = [_encoded(Segment("BTS", trailer))]
+    if file is not None:
+        closing.append(_encoded(Segment("FTS", (_field("1"),))))
+    return "".join(segments).encode("utf-8") + b"".join(acks) + "".join(closing).encode("utf-8")
+
+
+def _answering(
+    name: str, theirs: Segment | None, control_id: str, at: datetime, responder: Responder
+) -> Segment:
+    """Our FHS or BHS answering theirs: sender and receiver swapped, their control id
+    (field 11) referenced in field 12."""
+
+    def field(number: int) -> Field:
+        return theirs.field(number) if theirs is not None else _field("")
+
+    def either(number: int, ours: str) -> Field:
+        value = field(number)
+        return value if not is_empty(value) else _field(ours)
+
+    return Segment(
+        name,
+        (
+            _field(DEFAULT_ENCODING.field),
+            _field(DEFAULT_ENCODING.msh2),
+            either(5, responder.application),
+            either(6, responder.facility),
+            field(3),
+            field(4),
+            _field(_timestamp(at)),
+            _field(""),
+            _field(""),
+            _field(""),
+            _field(control_id),
+            field(11),
+        ),
+    )
+
+
+def _encoded(segment: Segment) -> str:
+    return encode_segment(segment, DEFAULT_ENCODING) + "\r"

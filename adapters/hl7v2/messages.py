@@ -70,6 +70,7 @@ __all__ = [
     "ReferralProvider",
     "Telecom",
     "Visit",
+    "is_batch",
     "read_file",
     "read_message",
 ]
@@ -1026,6 +1027,12 @@ class FileRead:
     items: tuple[Inbound, ...]
     problems: tuple[Problem, ...] = ()
     envelope: tuple[Segment, ...] = ()
+
+
+def is_batch(data: bytes) -> bool:
+    """Whether the bytes begin with a file or batch header (FHS, BHS): a batch sent in one
+    piece, as over MLLP, is answered with a batch of acknowledgments."""
+    return decode(data).lstrip().startswith(("FHS", "BHS"))
 
 
 def read_file(data: bytes) -> FileRead:

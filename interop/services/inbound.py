@@ -38,8 +38,10 @@ from adapters.hl7v2 import (
     Problem,
     Referral,
     acknowledge,
+    acknowledge_batch,
     build_ack,
     encode_ack,
+    is_batch,
     read_file,
     read_message,
 )
@@ -139,8 +141,21 @@ class InboundService:
         self._clock = clock
 
     def receive(self, raw: bytes, channel: str) -> bytes:
-        """Keep the message, process it when it can be, and answer with its ACK."""
+        """Keep the message, process it when it can be, and answer with its ACK; a batch sent
+        in one piece (FHS/BHS first, as an interface engine may send it over MLLP) is answered
+        with a batch of ACKs, one per message, in order."""
+        if is_batch(raw):
+            return self._receive_batch(raw, channel)
         return self._process(read_message(raw), channel)
+
+    def _receive_batch(self, raw: bytes, channel: str) -> bytes:
+        read = read_file(raw)
+        acks = [self._process(item, channel) for item in read.items]
+        comment = read.problems[0].reason if read.problems else ""
+        control_id = uuid.uuid4().hex[:20]
+        return acknowledge_batch(
+            read.envelope, acks, control_id=control_id, at=self._clock(), comment=comment
+        )
 
     def receive_file(self, data: bytes) -> list[bytes]:
         """A file of messages (bare, MLLP-framed, or a batch): one ACK per message."""

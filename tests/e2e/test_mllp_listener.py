@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -38,35 +39,63 @@ def exchange(port: int, payload: bytes) -> bytes:
     return received.strip(VT).removesuffix(FS + CR)
 
 
-def test_referral_over_mllp(live_server: LiveServer, database_url: str) -> None:
+@pytest.fixture
+def listener(database_url: str) -> Iterator[int]:
+    """`interop mllp` on a free port, on the live server's database."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "interop", "mllp", "--port", str(port),
+         "--database-url", database_url],
+        cwd=REPOSITORY,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def add_the_program(live_server: LiveServer) -> None:
     program = {"resourceType": "Organization", "name": "RADIANT HEALTH HOSPITAL"}  # its PRD RT
     created = httpx.post(
         f"{live_server.base}/Organization", json=program, headers=live_server.headers
     )
     assert created.status_code == 201, created.text
-    port = free_port()
-    listener = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "interop",
-            "mllp",
-            "--port",
-            str(port),
-            "--database-url",
-            database_url,
-        ],
-        cwd=REPOSITORY,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        ack = exchange(port, (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes())
-        assert b"MSA|AA|" in ack
-        garbage = exchange(port, b"this is not an HL7 message")
-        assert b"MSA|AR|" in garbage
-    finally:
-        listener.terminate()
-        listener.wait(timeout=10)
+
+
+def referrals(live_server: LiveServer) -> int:
     found = httpx.get(f"{live_server.base}/ServiceRequest", headers=live_server.headers).json()
-    assert found["total"] == 1
+    return int(found["total"])
+
+
+def test_referral_over_mllp(live_server: LiveServer, listener: int) -> None:
+    add_the_program(live_server)
+    ack = exchange(listener, (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes())
+    assert b"MSA|AA|" in ack
+    garbage = exchange(listener, b"this is not an HL7 message")
+    assert b"MSA|AR|" in garbage
+    assert referrals(live_server) == 1
+
+
+def test_a_batch_over_mllp_is_answered_with_a_batch_of_acks(
+    live_server: LiveServer, listener: int
+) -> None:
+    """An interface engine's batch in one MLLP block: each message processed, each
+    acknowledged, in a batch whose BHS-12 names the one received (HL7 v2.5.1 2.10.3.3)."""
+    add_the_program(live_server)
+    referral = (corpus("hl7v2") / "REF-I12-01.hl7").read_bytes().replace(b"\n", b"\r")
+    control = referral.split(b"|")[9]
+    resent = referral.replace(b"|" + control + b"|", b"|RESENT-1|", 1)
+    batch = (
+        b"BHS|^~\\&|CLINIC|NORTH|RECOVERY-INTEROP|HARBOR|20240305143000||||BATCH-42\r"
+        + referral.rstrip(b"\r") + b"\r" + resent.rstrip(b"\r") + b"\rBTS|2\r"
+    )  # fmt: skip
+    answer = exchange(listener, batch).decode().rstrip("\r").split("\r")
+    assert answer[0].startswith("BHS|^~\\&|RECOVERY-INTEROP|HARBOR|CLINIC|NORTH|")
+    assert answer[0].endswith("|BATCH-42")
+    acknowledged = [line.split("|")[1:3] for line in answer if line.startswith("MSA")]
+    assert acknowledged == [["AA", control.decode()], ["AA", "RESENT-1"]]
+    assert answer[-1] == "BTS|2"
+    assert referrals(live_server) == 1  # the resend changed nothing

@@ -4,10 +4,11 @@ from datetime import datetime
 
 import pytest
 
-from adapters.hl7v2.ack import Responder, acknowledge, build_ack, refuse
+from adapters.hl7v2.ack import Responder, acknowledge, acknowledge_batch, build_ack, refuse
 from adapters.hl7v2.er7 import decode, parse_message
 from adapters.hl7v2.errors import ErrorCode, Location, Problem
-from adapters.hl7v2.messages import read_message
+from adapters.hl7v2.messages import read_file, read_message
+from tests.conftest import corpus
 
 from . import AT, DISCHARGE, REFERRAL, REFERRAL_PID, REFERRAL_SEGMENTS, message
 
@@ -104,3 +105,60 @@ class TestBuildAck:
         whole = lines(refuse(REFERRAL[:300], problem, control_id="K", at=AT, truncated=True))
         assert whole[1] == "MSA|AR|REF-0001|too large"
         assert whole[2] == "ERR||MSH^1|104^Value too long^HL70357|E||||too large"
+
+
+class TestBatchAcknowledgment:
+    """A batch sent in one piece is answered by a batch of every message's ACK (HL7 v2.5.1
+    section 2.10.3.3): its BHS answers theirs, and a strict reader takes it as a batch."""
+
+    def batch(self, *, file: bool, count: str = "2") -> bytes:
+        second = REFERRAL.replace(b"|REF-0001|", b"|REF-0002|")
+        bhs = b"BHS|^~\\&|CLINIC-EHR|NORTHSIDE|RECOVERY-INTEROP|HARBOR|20240305143000||||B-77\r"
+        body = bhs + REFERRAL + second + f"BTS|{count}\r".encode()
+        if not file:
+            return body
+        return (
+            b"FHS|^~\\&|CLINIC-EHR|NORTHSIDE|RECOVERY-INTEROP|HARBOR|||||F-9\r" + body + b"FTS|1\r"
+        )
+
+    def answer(self, batch: bytes) -> bytes:
+        read = read_file(batch)
+        acks = [
+            acknowledge(item, control_id=f"ACK-{n}", at=AT) for n, item in enumerate(read.items)
+        ]
+        comment = read.problems[0].reason if read.problems else ""
+        return acknowledge_batch(read.envelope, acks, control_id="B-1", at=AT, comment=comment)
+
+    def test_every_message_is_acknowledged_in_a_batch_answering_theirs(self) -> None:
+        answer = lines(self.answer(self.batch(file=False)))
+        assert answer[0] == (
+            "BHS|^~\\&|RECOVERY-INTEROP|HARBOR|CLINIC-EHR|NORTHSIDE|20240310120000+0000||||B-1|B-77"
+        )
+        assert [line for line in answer if line.startswith("MSA")] == [
+            "MSA|AA|REF-0001",
+            "MSA|AA|REF-0002",
+        ]
+        assert answer[-1] == "BTS|2"
+
+    def test_a_file_is_answered_with_a_file_and_reads_back_as_a_valid_batch(self) -> None:
+        answer = self.answer(self.batch(file=True))
+        assert lines(answer)[0].endswith("|F-9")
+        assert lines(answer)[-2:] == ["BTS|2", "FTS|1"]
+        read = read_file(answer)
+        assert read.problems == ()
+        assert [item.header.control_id for item in read.items if item.header] == ["ACK-0", "ACK-1"]
+
+    def test_a_count_that_does_not_match_is_said_in_bts_2(self) -> None:
+        answer = lines(self.answer(self.batch(file=False, count="5")))
+        assert answer[-1].startswith("BTS|2|")
+        assert "5" in answer[-1]
+
+    def test_the_published_sample_file_is_answered_message_for_message(self) -> None:
+        sample = corpus("hl7v2") / "python-hl7_sample_file.hl7"
+        answer = lines(self.answer(sample.read_bytes().replace(b"\n", b"\r")))
+        assert answer[0].startswith("FHS|^~\\&|RECOVERY-INTEROP|AUSDHSV||ABCHS|")
+        assert answer[1].endswith("|abchs20070101123401-1")
+        assert [line.split("|")[2] for line in answer if line.startswith("MSA")] == [
+            "12334456778890"
+        ]
+        assert answer[-2:] == ["BTS|1", "FTS|1"]
