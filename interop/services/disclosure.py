@@ -40,6 +40,7 @@ import orjson
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from consent import vocabulary as v
 from consent.engine import Part2Refusal, decide, part2_refusal, refusal_of_any_part2_record
 from consent.model import (
     Coding,
@@ -71,6 +72,7 @@ from mappings.terminology import PROJECT_BASE
 NOTICE_EXTENSION = f"{PROJECT_BASE}/StructureDefinition/part2-disclosure-notice"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _SUD_CODES = frozenset({"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN"})
+_PART2_CONSENT_CODES = frozenset({v.PART2_CONSENT_DIRECTIVE, v.LAW_42CFR_PART2})
 _NO_REFUSAL = Part2Refusal(None, None)
 """Emergency purposes alone: no Part 2 record is refused before it is read."""
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -441,9 +443,8 @@ class GateSession:
         me = self._requester.organization
         others = [c for c in stored.custodians if c != me]
         protected = tuple(c for c in others if organizations.is_part2(c))
-        labelled = any(
-            coding.get("code") in _SUD_CODES
-            for coding in resource.get("meta", {}).get("security", [])
+        labelled = _sud_labelled(resource) or (
+            _part2_consent(resource) and not self._named_in(resource)
         )
         own = len(others) < len(stored.custodians) and not protected
         part2 = labelled or any(organizations.is_part2(c) for c in stored.custodians)
@@ -457,6 +458,15 @@ class GateSession:
             source=source,
             also_from=tuple(c for c in protected if c != source),
         )
+
+    def _named_in(self, consent: dict[str, Any]) -> bool:
+        """Whether the requester is a party the consent names (a program it lets disclose, a
+        recipient): to them it is the consent they act under; to anyone else a Part 2 consent
+        tells that its patient is a client of those programs (§2.13(c)), whoever recorded it
+        (probe 13 #1: one an operator's EHR, not flagged Part 2, recorded went to any partner)."""
+        references, identifiers = _parties_named(consent)
+        me = self._requester.organization
+        return me in references or bool(identifiers & set(self._identifiers(me)))
 
     def _in_scope(self, resource_type: str) -> bool:
         """Includes and Bundle entries reach types the route did not check: the token's
@@ -975,10 +985,52 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _labelled(resource: dict[str, Any]) -> bool:
+def _sud_labelled(resource: dict[str, Any]) -> bool:
     """Carries an SUD sensitivity or 42 CFR Part 2 label (S2), whoever wrote it."""
-    security = resource.get("meta", {}).get("security", [])
-    return any(isinstance(c, dict) and c.get("code") in _SUD_CODES for c in security)
+    found = resource.get("meta")
+    security = found.get("security") if isinstance(found, dict) else None
+    return any(isinstance(c, dict) and c.get("code") in _SUD_CODES for c in _as_list(security))
+
+
+def _part2_consent(resource: dict[str, Any]) -> bool:
+    """A consent directive under 42 CFR Part 2 (category 42CFRPart2CD or policyRule
+    42CFRPart2): it names its patient as a client of the programs it lets disclose."""
+    if resource.get("resourceType") != "Consent":
+        return False
+    concepts = [*_as_list(resource.get("category")), resource.get("policyRule")]
+    return any(
+        isinstance(coding, dict) and coding.get("code") in _PART2_CONSENT_CODES
+        for concept in concepts
+        if isinstance(concept, dict)
+        for coding in _as_list(concept.get("coding"))
+    )
+
+
+def _parties_named(consent: dict[str, Any]) -> tuple[set[str], set[Identifier]]:
+    """The Organizations a consent names, in `organization` and in its provisions' actors, by
+    local reference and by identifier."""
+    references: set[str] = set()
+    identifiers: set[Identifier] = set()
+    provisions = [consent.get("provision")]
+    named = list(_as_list(consent.get("organization")))
+    while provisions:
+        provision = provisions.pop()
+        if not isinstance(provision, dict):
+            continue
+        provisions.extend(_as_list(provision.get("provision")))
+        named += [
+            a.get("reference") for a in _as_list(provision.get("actor")) if isinstance(a, dict)
+        ]
+    for party in named:
+        if not isinstance(party, dict):
+            continue
+        local = _local_reference(party, "Organization")
+        if local is not None:
+            references.add(local)
+        identifier = party.get("identifier")
+        if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+            identifiers.add(Identifier(identifier.get("system"), identifier["value"]))
+    return references, identifiers
 
 
 def content_item(resource: dict[str, Any]) -> DataItem:

@@ -10,7 +10,7 @@ from interop.services.resources import internal_operations
 from interop.services.search_parser import Paging
 from interop.settings import Settings
 from interop.store.database import make_engine, unit_of_work
-from tests.builders import patient
+from tests.builders import part2_consent, patient
 from tests.conftest import register_partner
 from tests.interop.disclosure.conftest import World, acting_as, as_, make
 
@@ -76,3 +76,29 @@ def test_records_without_a_recorded_writer_are_withheld_until_attributed(
     assert attribute_operator_records(engine, clinic.organization) >= 1
     engine.dispose()
     assert anonymous.get("/fhir/Patient/seeded-1", headers=headers).status_code == 200
+
+
+def test_a_part2_consent_is_part2_data_whoever_recorded_it(
+    anonymous: TestClient, world: World
+) -> None:
+    """A consent directive under 42 CFR Part 2 names its patient as a client of the programs it
+    lets disclose (§2.13(c)): recorded by a system that is no Part 2 program (an operator's EHR
+    registered without the flag), it still tells an unrelated partner nothing (probe 13 #1);
+    the parties it names read it as before."""
+    registered = register_partner(anonymous, name="Operator EHR", first_party=True)
+    written = make(
+        acting_as(anonymous, registered),
+        part2_consent(world.client_ref, world.detox, world.a.organization),
+    )
+    headers = as_(anonymous, world.b)
+    assert anonymous.get(f"/fhir/Consent/{written['id']}", headers=headers).status_code == 404
+    for params in ({"patient": world.client_ref}, {"_id": written["id"]}):
+        searched = anonymous.get("/fhir/Consent", params=params, headers=headers)
+        assert searched.status_code == 200, searched.text
+        assert searched.json()["total"] == 0
+        assert "Partwo" not in searched.text and world.client_ref not in searched.text
+    history = anonymous.get(f"/fhir/Consent/{written['id']}/_history", headers=headers)
+    assert history.status_code == 404
+    assert "Partwo" not in history.text
+    named = anonymous.get(f"/fhir/Consent/{written['id']}", headers=as_(anonymous, world.a))
+    assert named.status_code == 200, named.text  # the recipient it names acts under it
