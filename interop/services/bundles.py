@@ -235,7 +235,7 @@ class BundleService:
             }
         if entry.method == "DELETE":
             assert entry.resource_id is not None
-            operations.delete(entry.resource_type, entry.resource_id)
+            operations.delete(entry.resource_type, entry.resource_id, if_match=entry.if_match)
             return {"response": {"status": "204 No Content"}}
         assert entry.resource is not None
         if entry.method == "POST":

@@ -382,16 +382,19 @@ class ResourceOperations:
             content = self._gate.admit(stored)
         return replace(written, stored=replace(stored, content=content))
 
-    def delete(self, resource_type: str, resource_id: str) -> None:
+    def delete(self, resource_type: str, resource_id: str, *, if_match: str | None = None) -> None:
         """Delete: a new version without content. Deleting twice, or what does not exist (to
-        the requester: a withheld record too), changes nothing and succeeds (R4 §3.1.0.7)."""
+        the requester: a withheld record too), changes nothing and succeeds (R4 §3.1.0.7),
+        unless If-Match names a version: then there is none to match (412, RFC 9110 §13.1.1)."""
         check_type(resource_type)
         check_id(resource_id)
         row = self._repository.current(resource_type, resource_id, lock=True)
         try:
             self._check_writable(row, resource_type, resource_id, creating=False)
         except ResourceNotFound:
-            return
+            row = None  # withheld: answered exactly as for an unknown id
+        if if_match is not None:
+            _check_if_match(row, if_match)
         if row is None or row.deleted:
             return
         if self._guard is not None:
@@ -1278,9 +1281,10 @@ class ResourceService:
         requester: Requester,
         *,
         guard: WriteGuard | None = None,
+        if_match: str | None = None,
     ) -> None:
         with self._door(requester, "delete", guard) as operations:
-            operations.delete(resource_type, resource_id)
+            operations.delete(resource_type, resource_id, if_match=if_match)
 
     def _door(
         self, requester: Requester, interaction: str, guard: WriteGuard | None = None

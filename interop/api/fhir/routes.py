@@ -268,8 +268,11 @@ def delete(
     fmt: FormatDep,
     base: BaseUrlDep,
     requester: Deleter,
+    if_match: Annotated[str | None, Header()] = None,
 ) -> FhirResponse:
-    resources.delete(resource_type, resource_id, requester, guard=write_guard(requester, base))
+    """Delete; If-Match deletes only the version the client read (RFC 9110 §13.1.1)."""
+    guard = write_guard(requester, base)
+    resources.delete(resource_type, resource_id, requester, guard=guard, if_match=if_match)
     return FhirResponse(None, fmt=fmt, status_code=204)
 
 

@@ -175,6 +175,37 @@ class TestDeleteAndHistory:
         assert client.get(f"{url}/_history/3").status_code == 410
         assert client.get("/fhir/Patient", params={"_id": created["id"]}).json()["total"] == 0
 
+    def test_a_stale_if_match_on_delete_is_412_and_deletes_nothing(
+        self, client: TestClient
+    ) -> None:
+        """RFC 9110 §13.1.1 holds for every method: If-Match on DELETE deletes only the
+        version the client read (probe 13 #2); with none there is nothing to match."""
+        created = create(client, patient(family="Kept"))
+        url = f"/fhir/Patient/{created['id']}"
+        client.put(url, json={**created, "active": True}, headers=FHIR_JSON)
+        stale = client.delete(url, headers={"If-Match": 'W/"1"'})
+        assert stale.status_code == 412
+        assert "current version is 2" in issue(stale)["diagnostics"]
+        assert client.get(url).json()["name"][0]["family"] == "Kept"
+        never = client.delete("/fhir/Patient/never-was", headers={"If-Match": 'W/"1"'})
+        assert never.status_code == 412
+        assert client.delete(url, headers={"If-Match": 'W/"2"'}).status_code == 204
+        assert client.get(url).status_code == 410
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "request": {
+                        "method": "DELETE",
+                        "url": f"Patient/{created['id']}",
+                        "ifMatch": 'W/"2"',
+                    }
+                }
+            ],
+        }
+        assert client.post("/fhir", json=bundle).status_code == 412  # version 3 is the deletion
+
     def test_deleting_what_does_not_exist_succeeds_in_a_transaction_too(
         self, client: TestClient
     ) -> None:
