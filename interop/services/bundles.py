@@ -8,6 +8,7 @@ in a savepoint, and reports each entry's own status.
 """
 
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,12 @@ from sqlmodel import Session
 from interop.auth.requester import Requester
 from interop.services import bundle_builder as bb
 from interop.services import limits
-from interop.services.errors import InvalidRequest, ServiceError, TransactionFailed
+from interop.services.errors import (
+    InvalidRequest,
+    PreconditionFailed,
+    ServiceError,
+    TransactionFailed,
+)
 from interop.services.outcomes import outcome_of, status_line, status_of
 from interop.services.resources import (
     Gate,
@@ -138,6 +144,7 @@ class BundleService:
         operations = self._operations(session, context.guard, gate)
         locks.serialize_on(session, _conditional_names(entries))
         references = self._plan_references(operations, entries, context.base_url)
+        references |= _conditional_targets(operations, entries, context.base_url)
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             if entry.resource is not None:
                 _guarded(entry.index, partial(_rewrite, entry, references))
@@ -392,6 +399,45 @@ def _conditional_names(entries: list[_Entry]) -> list[str]:
                 )
             )
     return names
+
+
+_CONDITIONAL_REFERENCE = re.compile(r"[A-Z][A-Za-z]{1,63}\?\S+")
+
+
+def _conditional_targets(
+    operations: ResourceOperations, entries: list[_Entry], base_url: str
+) -> dict[str, str]:
+    """Each conditional reference (`Patient?identifier=...`, R4 §3.1.0.11.3) -> "Type/id" of
+    its one match, resolved once, before the transaction writes anything, among what the
+    requester may see; none or several matches fail the transaction (412, naming the entry)."""
+    targets: dict[str, str] = {}
+    for entry in entries:
+        for reference in _conditional_references(entry.resource):
+            if reference not in targets:
+                resolve = partial(_resolved, operations, reference, base_url)
+                targets[reference] = _guarded(entry.index, resolve)
+    return targets
+
+
+def _conditional_references(node: Any) -> list[str]:
+    if isinstance(node, list):
+        return [found for item in node for found in _conditional_references(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [r for value in node.values() for r in _conditional_references(value)]
+    reference = node.get("reference")
+    if isinstance(reference, str) and _CONDITIONAL_REFERENCE.fullmatch(reference):
+        found.append(reference)
+    return found
+
+
+def _resolved(operations: ResourceOperations, reference: str, base_url: str) -> str:
+    resource_type, _, query = reference.partition("?")
+    criteria = parse_qsl(query, keep_blank_values=True)
+    match = operations.single_match(resource_type, criteria, base_url)
+    if match is None:
+        raise PreconditionFailed(f"the conditional reference {reference[:80]!r} matches nothing")
+    return f"{resource_type}/{match.resource_id}"
 
 
 def _rewrite(entry: _Entry, references: dict[str, str]) -> None:

@@ -113,6 +113,48 @@ class TestTransaction:
         assert "matches no entry" in response.json()["issue"][0]["diagnostics"]
         assert total(client, "CarePlan") == 0
 
+    def test_a_conditional_reference_resolves_to_its_one_match(self, client: TestClient) -> None:
+        """R4 §3.1.0.11.3: `Patient?identifier=...` becomes the match's `Patient/id` (probe 13
+        #3: it was stored as written, so the plan belonged to no patient)."""
+        person = create(client, patient(mrn="MRN-COND"))
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": care_plan(f"Patient?identifier={MRN}|MRN-COND"),
+                    "request": {"method": "POST", "url": "CarePlan"},
+                }
+            ],
+        }
+        response = post(client, bundle)
+        assert response.status_code == 200, response.text
+        found = client.get("/fhir/CarePlan", params={"patient": f"Patient/{person['id']}"}).json()
+        assert found["total"] == 1
+        assert found["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{person['id']}"
+
+    @pytest.mark.parametrize("people", [0, 2])
+    def test_a_conditional_reference_with_no_or_several_matches_fails_the_transaction(
+        self, client: TestClient, people: int
+    ) -> None:
+        for _ in range(people):
+            create(client, patient(mrn="MRN-TWICE"))
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": care_plan(f"Patient?identifier={MRN}|MRN-TWICE"),
+                    "request": {"method": "POST", "url": "CarePlan"},
+                }
+            ],
+        }
+        response = post(client, bundle)
+        assert response.status_code == 412, response.text
+        diagnostics = response.json()["issue"][0]["diagnostics"]
+        assert ("more than one" if people else "matches nothing") in diagnostics
+        assert total(client, "CarePlan") == 0
+
     def test_update_delete_and_read_in_one_transaction(self, client: TestClient) -> None:
         keep = create(client, patient(family="Keep"))
         drop = create(client, patient(family="Drop", mrn="MRN-D"))
