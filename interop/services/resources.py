@@ -63,6 +63,7 @@ from mappings.errors import InvalidResource, Issue
 from mappings.model import Code, Identifier
 from mappings.terminology import TASK_CODE
 from mappings.workflow import (
+    TERMINAL,
     Side,
     is_abort,
     is_fulfillment,
@@ -349,6 +350,8 @@ class ResourceOperations:
             _check_if_match(row, if_match)
         before = row.content if row is not None and not row.deleted else None
         self._check_workflow(resource_type, before, resource)
+        if row is not None and before is not None and _a_finished_task_resent(before, resource):
+            return WriteOutcome(current_version(row), created=False)
         if resource_type == "Consent" and row is not None:
             self._check_not_revived(resource_id, resource)
         self._check_not_a_revoked_copy(resource_type, resource_id, resource)
@@ -1363,6 +1366,17 @@ def _names(reference: Any, organization: str) -> bool:
         return False
     parsed = parse_reference(reference["reference"])
     return parsed is not None and f"{parsed[0]}/{parsed[1]}" == organization
+
+
+def _a_finished_task_resent(before: bytes, resource: dict[str, Any]) -> bool:
+    """A Task in a terminal state sent again as it is: it never changes again (REFERRALS.md),
+    so no new version is written and nothing is queued to the other side (probe 13 #7)."""
+    previous = as_written(before)
+    return (
+        previous.get("resourceType") == "Task"
+        and previous.get("status") in TERMINAL
+        and previous == as_written(orjson.dumps(resource))
+    )
 
 
 def as_written(content: bytes | None) -> dict[str, Any]:

@@ -47,6 +47,23 @@ def put(anonymous: TestClient, partner: RegisteredPartner, body: dict[str, Any])
     return anonymous.put(f"/fhir/Task/{body['id']}", json=body, headers=as_(anonymous, partner))
 
 
+def test_a_finished_task_sent_again_as_it_is_gets_no_new_version(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    """A terminal Task never changes again (REFERRALS.md): resending it as read writes
+    nothing, so the other side is not told of a change that is none (probe 13 #7)."""
+    shared, _, bayview = referral(anonymous, client)
+    declined = {**shared, "status": "rejected", "statusReason": {"text": "At capacity"}}
+    assert put(anonymous, bayview, declined).status_code == 200
+    read = anonymous.get(f"/fhir/Task/{shared['id']}", headers=as_(anonymous, bayview)).json()
+    for body in (declined, {k: v for k, v in read.items() if k != "meta"}):
+        again = put(anonymous, bayview, body)
+        assert again.status_code == 200, again.text
+        assert again.json()["meta"]["versionId"] == "2"
+    history = client.get(f"/fhir/Task/{shared['id']}/_history").json()
+    assert history["total"] == 2
+
+
 def test_the_owner_accepts_and_the_requester_cannot(
     anonymous: TestClient, client: TestClient
 ) -> None:
