@@ -520,13 +520,19 @@ class ResourceOperations:
         params: Sequence[tuple[str, str]],
         *,
         base_url: str,
+        strict: bool = False,
     ) -> dict[str, Any]:
-        """A history Bundle, newest version first; `_since` and `_count` as R4 defines them."""
+        """A history Bundle, newest version first; `_since`, `_at` and `_count` as R4 defines
+        them. Other parameters are ignored, or refused with `Prefer: handling=strict` (a
+        history Bundle has no place for an OperationOutcome saying so)."""
         if resource_type is not None:
             check_type(resource_type)
         if resource_id is not None:
             check_id(resource_id)
-        since, offset, count = _history_params(params, self._paging)
+        asked = _history_params(params, self._paging)
+        if strict and asked.ignored:
+            raise InvalidRequest(f"history takes no parameter {', '.join(asked.ignored)[:200]}")
+        since, offset, count = asked.since, asked.offset, asked.count
         if (
             resource_type is not None
             and resource_id is not None
@@ -534,6 +540,8 @@ class ResourceOperations:
         ):
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         versions = self._repository.history(resource_type, resource_id, since)
+        if asked.at is not None:
+            versions = _current_during(versions, asked.at)
         # Decided quietly to count and to find the page; only the page is sent, so only its
         # versions are decided on record (A1) and accounted as disclosed (A2).
         visible = [
@@ -546,7 +554,7 @@ class ResourceOperations:
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         path = "/".join(part for part in (resource_type, resource_id) if part)
         url = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
-        used = [(name, value) for name, value in params if name == "_since"]
+        used = [(name, value) for name, value in params if name in ("_since", "_at")]
         page = [
             kept
             for version in visible[offset : offset + count]
@@ -1200,9 +1208,12 @@ class ResourceService:
         requester: Requester,
         *,
         base_url: str,
+        strict: bool = False,
     ) -> dict[str, Any]:
         with self._door(requester, _history_level(resource_type, resource_id)) as operations:
-            return operations.history(resource_type, resource_id, params, base_url=base_url)
+            return operations.history(
+                resource_type, resource_id, params, base_url=base_url, strict=strict
+            )
 
     def create(
         self,
@@ -1553,16 +1564,32 @@ def _ignored_outcome(ignored: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _history_params(
-    params: Sequence[tuple[str, str]], paging: Paging
-) -> tuple[datetime | None, int, int]:
-    since, offset, count = None, 0, paging.default_count
+@dataclass(frozen=True, slots=True)
+class _HistoryParams:
+    since: datetime | None
+    at: tuple[datetime, datetime] | None
+    offset: int
+    count: int
+    ignored: tuple[str, ...]
+
+
+_HISTORY_PARAMS = frozenset({"_since", "_at", "_count", "_offset", "_format"})
+"""What R4 history takes (§3.1.0.10; `_list` aside), with our `_offset` paging and `_format`."""
+
+
+def _history_params(params: Sequence[tuple[str, str]], paging: Paging) -> _HistoryParams:
+    since: datetime | None = None
+    at: tuple[datetime, datetime] | None = None
+    offset, count = 0, paging.default_count
     for name, value in params:
-        if name == "_since":
+        if name in ("_since", "_at"):
             try:
-                since = parse_range(value)[0]
+                moment = parse_range(value)
             except ValueError:
-                raise InvalidRequest(f"_since must be an instant, not {value[:40]!r}") from None
+                raise InvalidRequest(
+                    f"{name} must be a date or instant, not {value[:40]!r}"
+                ) from None
+            since, at = (moment[0], at) if name == "_since" else (since, moment)
         elif name in ("_count", "_offset"):
             number = whole_number(value)
             if number is None:
@@ -1571,7 +1598,31 @@ def _history_params(
                 count = min(number, paging.max_count)
             else:
                 offset = number
-    return since, offset, count
+    ignored = tuple(sorted({name for name, _ in params} - _HISTORY_PARAMS))
+    return _HistoryParams(since, at, offset, count, ignored)
+
+
+def _current_during(
+    versions: list[StoredVersion], at: tuple[datetime, datetime]
+) -> list[StoredVersion]:
+    """R4 `_at`: the versions current at some moment of `at`, each one from its lastUpdated
+    until its resource's next version's. `versions` come newest first."""
+    lo, hi = at
+    superseded_at: dict[tuple[str, str], datetime] = {}
+    kept: list[StoredVersion] = []
+    for version in versions:
+        key = (version.resource_type, version.resource_id)
+        updated = _as_utc(version.last_updated)
+        superseded = superseded_at.get(key)
+        if updated <= hi and (superseded is None or superseded > lo):
+            kept.append(version)
+        superseded_at[key] = updated
+    return kept
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite gives lastUpdated back naive; it was written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _unseen(rows: list[ResourceRow], seen: set[tuple[str, str]]) -> list[ResourceRow]:

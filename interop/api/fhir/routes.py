@@ -83,10 +83,12 @@ def history_system(
     fmt: FormatDep,
     base: BaseUrlDep,
     requester: SystemReader,
+    strict: StrictDep,
 ) -> FhirResponse:
     """Every change to every resource, newest first (R4 §3.1.0.10)."""
     params = list(request.query_params.multi_items())
-    return FhirResponse(resources.history(None, None, params, requester, base_url=base), fmt=fmt)
+    bundle = resources.history(None, None, params, requester, base_url=base, strict=strict)
+    return FhirResponse(bundle, fmt=fmt)
 
 
 @router.get("/{resource_type}", operation_id="fhir_search", responses=RESPONSES)
@@ -188,11 +190,11 @@ def history_type(
     fmt: FormatDep,
     base: BaseUrlDep,
     requester: Searcher,
+    strict: StrictDep,
 ) -> FhirResponse:
     params = list(request.query_params.multi_items())
-    return FhirResponse(
-        resources.history(resource_type, None, params, requester, base_url=base), fmt=fmt
-    )
+    bundle = resources.history(resource_type, None, params, requester, base_url=base, strict=strict)
+    return FhirResponse(bundle, fmt=fmt)
 
 
 @router.get("/{resource_type}/{resource_id}", operation_id="fhir_read", responses=RESPONSES)
@@ -289,9 +291,12 @@ def history_instance(
     fmt: FormatDep,
     base: BaseUrlDep,
     requester: Reader,
+    strict: StrictDep,
 ) -> FhirResponse:
     params = list(request.query_params.multi_items())
-    bundle = resources.history(resource_type, resource_id, params, requester, base_url=base)
+    bundle = resources.history(
+        resource_type, resource_id, params, requester, base_url=base, strict=strict
+    )
     return FhirResponse(bundle, fmt=fmt)
 
 

@@ -1,5 +1,6 @@
 """Create, read, vread, update, delete and history over a real database (R4 §3.1.0)."""
 
+import time
 from typing import Any
 
 import pytest
@@ -243,6 +244,28 @@ class TestDeleteAndHistory:
         assert later["total"] == 0
         recent = client.get(f"{url}/_history", params={"_since": since}).json()
         assert recent["total"] == 2
+
+    def test_history_at_gives_the_versions_current_then(self, client: TestClient) -> None:
+        """R4 `_at`: the versions current at some moment of the given time (probe 13 #6: it
+        was ignored, so `_at=1990` answered every version)."""
+        created = create(client, patient(family="First"))
+        url = f"/fhir/Patient/{created['id']}"
+        first = created["meta"]["lastUpdated"]
+        time.sleep(0.01)
+        client.put(url, json={**created, "name": [{"family": "Second"}]}, headers=FHIR_JSON)
+        assert client.get(f"{url}/_history", params={"_at": "1990"}).json()["total"] == 0
+        then = client.get(f"{url}/_history", params={"_at": first}).json()
+        assert [e["resource"]["name"][0]["family"] for e in then["entry"]] == ["First"]
+        now = client.get(f"{url}/_history", params={"_at": "2999"}).json()
+        assert [e["resource"]["name"][0]["family"] for e in now["entry"]] == ["Second"]
+        assert client.get("/fhir/Patient/_history", params={"_at": "1990"}).json()["total"] == 0
+
+    def test_an_unknown_history_parameter_is_refused_when_strict(self, client: TestClient) -> None:
+        strict = {"Prefer": "handling=strict"}
+        refused = client.get("/fhir/_history", params={"bogus": "1"}, headers=strict)
+        assert refused.status_code == 400
+        assert "bogus" in issue(refused)["diagnostics"]
+        assert client.get("/fhir/_history", params={"bogus": "1"}).status_code == 200
 
 
 NOT_NUMBERS = ["9223372036854775808", "99999999999999999999999", "²", "٣", "1 ", "-1"]
