@@ -170,6 +170,7 @@ def create(
 @router.post("/{resource_type}/$validate", operation_id="fhir_validate", responses=RESPONSES)
 def validate(
     resource_type: str,
+    request: Request,
     resources: ResourcesDep,
     body: BodyDep,
     fmt: FormatDep,
@@ -177,8 +178,9 @@ def validate(
 ) -> FhirResponse:
     """$validate (R4 Resource-validate): an OperationOutcome, errors included, with 200 OK.
     The resource is the body, or the `resource` parameter of a Parameters body (the
-    operation's own form; mode `create` is the one a type-level call can answer)."""
-    resource = validated_resource(body)
+    operation's own form; mode `create`, in the body or the URL, is the one a type-level call
+    can answer)."""
+    resource = validated_resource(body, list(request.query_params.multi_items()))
     return FhirResponse(resources.validate(resource_type, resource, requester), fmt=fmt)
 
 

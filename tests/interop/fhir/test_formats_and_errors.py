@@ -187,6 +187,12 @@ class TestCapabilityStatement:
             ],
         }
         assert client.post("/fhir/Patient/$validate", json=update).status_code == 400
+        for mode in ("update", "bogus"):  # a resource posted as itself: mode in the URL
+            in_url = client.post("/fhir/Patient/$validate", params={"mode": mode}, json=body)
+            assert in_url.status_code == 400, in_url.text
+            assert "not offered" in in_url.json()["issue"][0]["diagnostics"]
+        created = client.post("/fhir/Patient/$validate", params={"mode": "create"}, json=body)
+        assert created.status_code == 200
         odd = {"resourceType": "Parameters", "parameter": 5}
         assert client.post("/fhir/Patient/$validate", json=odd).status_code == 400
         fhir.validate(client.get("/fhir/metadata").json())  # raises on what R4 refuses
