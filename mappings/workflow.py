@@ -136,7 +136,8 @@ def task_change_problem(
         return _field_problem(before, after, side)
     if old in TERMINAL:
         if _changed(before, after, exempt={"meta", "text"}):
-            return f"a {old} Task never changes again; a re-referral is a new Task"
+            article = "an" if old[0] in "aeiou" else "a"
+            return f"{article} {old} Task never changes again; a re-referral is a new Task"
         return None
     return (
         _move_problem(old, new, side)

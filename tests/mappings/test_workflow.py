@@ -181,6 +181,10 @@ def test_terminal_tasks_never_change_not_even_their_note() -> None:
         "a completed Task never changes again; a re-referral is a new Task"
     )
     assert task_change_problem(before, {**before, "meta": {"versionId": "9"}}, Side.OWNER) is None
+    voided = shared("entered-in-error")
+    assert task_change_problem(voided, {**voided, "note": [{"text": "x"}]}, Side.EITHER) == (
+        "an entered-in-error Task never changes again; a re-referral is a new Task"
+    )
 
 
 def test_the_requester_changes_only_status_note_and_input() -> None:
