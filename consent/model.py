@@ -104,6 +104,7 @@ class ConsentElement(StrEnum):
     PURPOSES = "purposes"
     REVOCATION_STATEMENT = "revocation-statement"
     EXPIRATION = "expiration"
+    TERM_START = "term-start"
     SIGNATURE = "signature"
     DATE_SIGNED = "date-signed"
     REDISCLOSURE_STATEMENT = "redisclosure-statement"

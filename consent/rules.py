@@ -521,8 +521,8 @@ def reliance_problems(
         problems.append(
             Problem(
                 "C5",
-                ConsentElement.EXPIRATION,
-                f"the consent takes effect only on {term.start.isoformat()} (§2.31(a)(7))",
+                ConsentElement.TERM_START,
+                f"the consent takes effect only on {term.start.isoformat()}",
             )
         )
     expires_at = directive.expires_at

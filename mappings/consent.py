@@ -114,6 +114,7 @@ ELEMENT_EXPRESSIONS: Final[Mapping[ConsentElement, str]] = {
     ConsentElement.PURPOSES: "Consent.provision.purpose",
     ConsentElement.REVOCATION_STATEMENT: "Consent.sourceAttachment",
     ConsentElement.EXPIRATION: "Consent.provision.period.end",
+    ConsentElement.TERM_START: "Consent.provision.period.start",
     ConsentElement.SIGNATURE: "Consent.performer",
     ConsentElement.DATE_SIGNED: "Consent.dateTime",
     ConsentElement.REDISCLOSURE_STATEMENT: "Consent.sourceAttachment",
@@ -143,6 +144,8 @@ ELEMENT_HINTS: Final[Mapping[ConsentElement, str]] = {
     "Consent.policy.uri or the signed form's sourceAttachment.url)",
     ConsentElement.EXPIRATION: "give period.end on the permit or any provision above it, or "
     "the expiration-event extension on Consent.provision",
+    ConsentElement.TERM_START: "nothing is disclosed under it before period.start; until then "
+    "another consent in force is needed",
     ConsentElement.SIGNATURE: "list the signer in Consent.performer with the signed form in "
     "sourceAttachment, or record a Provenance whose target is the Consent with a signature",
     ConsentElement.DATE_SIGNED: "give Consent.dateTime (or the Provenance signature's when)",

@@ -201,9 +201,10 @@ class TestInForce:
         assert problems(consent(expires="2026-03-02")) == []
 
     def test_not_yet_in_force(self) -> None:
+        """Named at its start, not its end (probe 13 #9: the advice was to give period.end)."""
         resource = consent(root=permit(period=("2026-04-01", None)))
 
-        assert problems(resource) == [("C5", E.EXPIRATION)]
+        assert problems(resource) == [("C5", E.TERM_START)]
 
     def test_expiration_event_known_to_have_happened(self) -> None:
         resource = consent(expires=None, expiration_event="end-of-treatment")
