@@ -38,6 +38,7 @@ _READS = frozenset(
 )
 _ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 SERVICE_NAME = "Recovery Interop"
 UNREADABLE_OUTCOME = "8"
 """R4 AuditEvent.outcome "serious failure": the log could not give a row back as written."""
@@ -102,6 +103,7 @@ def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
                 "requestor": True,
             },
             _this_service(),
+            *_disclosers(row),
         ],
         "source": _source(),
         "entity": _entities(row),
@@ -112,6 +114,20 @@ def audit_event(row: DisclosureLogRow) -> dict[str, Any]:
             {"coding": [{"system": _ACT_REASON, "code": p}]} for p in purposes
         ]
     return event
+
+
+def _disclosers(row: DisclosureLogRow) -> list[dict[str, Any]]:
+    """An emergency disclosure's record names who made it (§2.51(c)(2)): the programs whose
+    record it was, as custodians, this service acting for them."""
+    facts = emergency_facts(row) or {}
+    return [
+        {
+            "type": {"coding": [{"system": _PARTICIPATION, "code": "CST", "display": "custodian"}]},
+            "who": {"reference": program},
+            "requestor": False,
+        }
+        for program in facts.get("disclosed_by", "").split()
+    ]
 
 
 def _this_service() -> dict[str, Any]:

@@ -274,10 +274,10 @@ class GateSession:
             decision, parts = self._with_contained(decision, patient, contained, stored, record)
         if not parts:  # none, or one refused: the record and all it contains, as decided
             references = (reference, *(name for name, _ in contained))
-            return self._apply(decision, resource, content, patient, references, record.part2)
-        released = self._apply(decision, resource, content, patient, (reference,), record.part2)
+            return self._apply(decision, resource, content, patient, references, record)
+        released = self._apply(decision, resource, content, patient, (reference,), record)
         for name, permit in parts:  # each under the consent that released it (A1, A2, S1)
-            self._log_decided(permit, patient, (name,), record.part2)
+            self._log_decided(permit, patient, (name,), record)
             notice = permit.obligations.notice
             if record.part2 and notice is not None and notice.consent_reference:
                 self.released.consents.add(notice.consent_reference)
@@ -457,6 +457,7 @@ class GateSession:
             part2=part2 if own else labelled or bool(protected),
             source=source,
             also_from=tuple(c for c in protected if c != source),
+            written_by=stored.custodians,
         )
 
     def _named_in(self, consent: dict[str, Any]) -> bool:
@@ -496,15 +497,15 @@ class GateSession:
         content: bytes,
         patient: str,
         references: tuple[str, ...],
-        part2: bool,
+        record: "_Record",
     ) -> bytes | None:
         """The decision carried out: logged for `references` (the record and what it contains
         that the same decision covers), and, permitted, the record labelled as it obliges."""
-        self._log_decided(decision, patient, references, part2)
+        self._log_decided(decision, patient, references, record)
         if decision.outcome is not Outcome.PERMIT:
             return None
         labels = tuple((coding.system or "", coding.code) for coding in decision.obligations.labels)
-        if not part2:
+        if not record.part2:
             return content
         notice = decision.obligations.notice
         self.released.labels.update(labels)
@@ -522,11 +523,16 @@ class GateSession:
         )
 
     def _log_decided(
-        self, decision: Decision, patient: str, references: tuple[str, ...], part2: bool
+        self, decision: Decision, patient: str, references: tuple[str, ...], record: "_Record"
     ) -> None:
+        part2 = record.part2
         rule = decision.reasons[0].rule if decision.reasons else ("P1" if not part2 else "P2")
         permitted = decision.outcome is Outcome.PERMIT
         labels = tuple((coding.system or "", coding.code) for coding in decision.obligations.labels)
+        emergency = self._emergency_facts() if permitted and decision.emergency else None
+        if emergency is not None:
+            # §2.51(c)(2): the record of an emergency disclosure names who made it.
+            emergency = {**emergency, "disclosed_by": " ".join(record.disclosed_by)}
         self._log_covering(
             patient,
             references,
@@ -536,7 +542,7 @@ class GateSession:
             decision.provision_path,
             labels if permitted else (),
             part2,
-            self._emergency_facts() if permitted and decision.emergency else None,
+            emergency,
         )
 
     def _organizations_now(self) -> "Organizations":
@@ -713,6 +719,12 @@ class _Record:
     also_from: tuple[str, ...] = ()
     """The other Part 2 programs that wrote versions up to this one, whose words it may still
     carry (a shared Task's notes and status): the disclosure is theirs too."""
+    written_by: tuple[str, ...] = ()
+
+    @property
+    def disclosed_by(self) -> tuple[str, ...]:
+        """Whose disclosure a release is: its Part 2 programs, else whoever wrote it."""
+        return (self.source, *self.also_from) if self.source else self.written_by
 
 
 class DisclosureGate:

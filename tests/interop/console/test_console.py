@@ -130,6 +130,7 @@ class TestCompliance:
         emergency_disclosure(anonymous)
         queue = officer.browser.get("/console/emergencies")
         assert "County General Emergency Department" in queue.text
+        assert "Disclosed by" in queue.text  # §2.51(c)(2), the program whose record it was
         seq = log_rows(officer, purpose="ETREAT", outcome="released")[0]["seq"]
         signed = officer.browser.post(
             f"/console/emergencies/{seq}/sign-off", data={"csrf_token": officer.csrf}

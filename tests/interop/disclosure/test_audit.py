@@ -628,6 +628,15 @@ class TestBreakTheGlass:
         }
         assert details["emergency-personnel_name"] == "Dr. Robin Example"
         assert details["emergency-nature_of_emergency"].startswith("unresponsive")
+        # §2.51(c)(2): who made the disclosure, the program whose record it was (probe 13 #4)
+        assert details["emergency-disclosed_by"] == world.detox
+        custodians = [
+            agent["who"]["reference"]
+            for e in flagged["entry"]
+            for agent in e["resource"]["agent"]
+            if agent["type"]["coding"][0]["code"] == "CST"
+        ]
+        assert custodians and set(custodians) == {world.detox}
         letter = compliance.get(f"/audit/accounting/Patient/{patient_id}").text
         assert "medical emergency" in letter
         assert "County General ED" in letter
