@@ -105,6 +105,7 @@ class ConsentElement(StrEnum):
     REVOCATION_STATEMENT = "revocation-statement"
     EXPIRATION = "expiration"
     TERM_START = "term-start"
+    """Not a §2.31 element: when a consent takes effect, which a problem may name (C5)."""
     SIGNATURE = "signature"
     DATE_SIGNED = "date-signed"
     REDISCLOSURE_STATEMENT = "redisclosure-statement"

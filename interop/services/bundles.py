@@ -8,7 +8,6 @@ in a savepoint, and reports each entry's own status.
 """
 
 import logging
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from interop.services.resources import (
     WriteGuard,
     WriteOutcome,
     check_type,
+    conditional_references,
     if_none_exist_criteria,
 )
 from interop.services.search_parser import Paging
@@ -401,9 +401,6 @@ def _conditional_names(entries: list[_Entry]) -> list[str]:
     return names
 
 
-_CONDITIONAL_REFERENCE = re.compile(r"[A-Z][A-Za-z]{1,63}\?\S+")
-
-
 def _conditional_targets(
     operations: ResourceOperations, entries: list[_Entry], base_url: str
 ) -> dict[str, str]:
@@ -412,28 +409,22 @@ def _conditional_targets(
     requester may see; none or several matches fail the transaction (412, naming the entry)."""
     targets: dict[str, str] = {}
     for entry in entries:
-        for reference in _conditional_references(entry.resource):
+        for reference in conditional_references(entry.resource):
             if reference not in targets:
                 resolve = partial(_resolved, operations, reference, base_url)
                 targets[reference] = _guarded(entry.index, resolve)
     return targets
 
 
-def _conditional_references(node: Any) -> list[str]:
-    if isinstance(node, list):
-        return [found for item in node for found in _conditional_references(item)]
-    if not isinstance(node, dict):
-        return []
-    found = [r for value in node.values() for r in _conditional_references(value)]
-    reference = node.get("reference")
-    if isinstance(reference, str) and _CONDITIONAL_REFERENCE.fullmatch(reference):
-        found.append(reference)
-    return found
-
-
 def _resolved(operations: ResourceOperations, reference: str, base_url: str) -> str:
     resource_type, _, query = reference.partition("?")
-    criteria = parse_qsl(query, keep_blank_values=True)
+    criteria = [
+        (name, value)
+        for name, value in parse_qsl(query, keep_blank_values=True)
+        if name not in ("_format", "_pretty")
+    ]
+    if not criteria:
+        raise InvalidRequest(f"the conditional reference {reference[:80]!r} has no criteria")
     match = operations.single_match(resource_type, criteria, base_url)
     if match is None:
         raise PreconditionFailed(f"the conditional reference {reference[:80]!r} matches nothing")

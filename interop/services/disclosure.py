@@ -43,6 +43,7 @@ from sqlmodel import Session
 from consent import vocabulary as v
 from consent.engine import Part2Refusal, decide, part2_refusal, refusal_of_any_part2_record
 from consent.model import (
+    Actor,
     Coding,
     ConsentDirective,
     DataItem,
@@ -52,7 +53,9 @@ from consent.model import (
     Identifier,
     Outcome,
     Party,
+    ProvisionType,
     Reason,
+    permit_chains,
 )
 from consent.model import Requester as ConsentRequester
 from interop.audit.group_commit import GroupCommitLog
@@ -66,13 +69,14 @@ from interop.store.fhirdates import parse_range
 from interop.store.identifiers import ids_with
 from interop.store.repository import GateFacts, StoredVersion
 from interop.store.search_params import parse_reference
+from mappings.consent import directive_from_fhir
+from mappings.errors import FhirContentError
 from mappings.subscription import subscriber_of
 from mappings.terminology import PROJECT_BASE
 
 NOTICE_EXTENSION = f"{PROJECT_BASE}/StructureDefinition/part2-disclosure-notice"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _SUD_CODES = frozenset({"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN"})
-_PART2_CONSENT_CODES = frozenset({v.PART2_CONSENT_DIRECTIVE, v.LAW_42CFR_PART2})
 _NO_REFUSAL = Part2Refusal(None, None)
 """Emergency purposes alone: no Part 2 record is refused before it is read."""
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -324,7 +328,8 @@ class GateSession:
         released = list(decision.obligations.released)
         permits = []
         for name, inner in contained:
-            inner_decision = self._decided(self._request(patient, inner, name, stored, record))
+            held = record if record.part2 else replace(record, part2=self._part2_by_content(inner))
+            inner_decision = self._decided(self._request(patient, inner, name, stored, held))
             if inner_decision.outcome is not Outcome.PERMIT:
                 return inner_decision, ()
             permits.append((name, inner_decision))
@@ -443,9 +448,7 @@ class GateSession:
         me = self._requester.organization
         others = [c for c in stored.custodians if c != me]
         protected = tuple(c for c in others if organizations.is_part2(c))
-        labelled = _sud_labelled(resource) or (
-            _part2_consent(resource) and not self._named_in(resource)
-        )
+        labelled = self._part2_by_content(resource)
         own = len(others) < len(stored.custodians) and not protected
         part2 = labelled or any(organizations.is_part2(c) for c in stored.custodians)
         if stored.origin in protected:
@@ -460,14 +463,25 @@ class GateSession:
             written_by=stored.custodians,
         )
 
-    def _named_in(self, consent: dict[str, Any]) -> bool:
-        """Whether the requester is a party the consent names (a program it lets disclose, a
-        recipient): to them it is the consent they act under; to anyone else a Part 2 consent
-        tells that its patient is a client of those programs (§2.13(c)), whoever recorded it
-        (probe 13 #1: one an operator's EHR, not flagged Part 2, recorded went to any partner)."""
-        references, identifiers = _parties_named(consent)
+    def _part2_by_content(self, resource: dict[str, Any]) -> bool:
+        """Part 2 data by what it is, whoever wrote it: SUD-labelled, or a consent the
+        requester is no party to."""
+        if _sud_labelled(resource):
+            return True
+        return resource.get("resourceType") == "Consent" and not self._party_to(resource)
+
+    def _party_to(self, consent: dict[str, Any]) -> bool:
+        """Whether the requester is a party to the consent (a program it lets disclose, a
+        recipient of its permits): to them it is the consent they act under. To anyone else
+        a consent tells that its patient is a client of those programs (§2.13(c)), whoever
+        recorded it, so it is Part 2 data (probe 13 #1: one an operator's EHR, not flagged
+        Part 2, recorded went to any partner; review 11: a refused party is no party)."""
         me = self._requester.organization
-        return me in references or bool(identifiers & set(self._identifiers(me)))
+        mine = set(self._identifiers(me))
+        return any(
+            actor.reference == me or bool(mine.intersection(actor.identifiers))
+            for actor in _parties_to(consent)
+        )
 
     def _in_scope(self, resource_type: str) -> bool:
         """Includes and Bundle entries reach types the route did not check: the token's
@@ -720,6 +734,8 @@ class _Record:
     """The other Part 2 programs that wrote versions up to this one, whose words it may still
     carry (a shared Task's notes and status): the disclosure is theirs too."""
     written_by: tuple[str, ...] = ()
+    """Every organization that wrote a version up to this one: whose disclosure a release is
+    when no Part 2 program wrote it (labelled data a clinic holds, say)."""
 
     @property
     def disclosed_by(self) -> tuple[str, ...]:
@@ -1004,45 +1020,25 @@ def _sud_labelled(resource: dict[str, Any]) -> bool:
     return any(isinstance(c, dict) and c.get("code") in _SUD_CODES for c in _as_list(security))
 
 
-def _part2_consent(resource: dict[str, Any]) -> bool:
-    """A consent directive under 42 CFR Part 2 (category 42CFRPart2CD or policyRule
-    42CFRPart2): it names its patient as a client of the programs it lets disclose."""
-    if resource.get("resourceType") != "Consent":
-        return False
-    concepts = [*_as_list(resource.get("category")), resource.get("policyRule")]
-    return any(
-        isinstance(coding, dict) and coding.get("code") in _PART2_CONSENT_CODES
-        for concept in concepts
-        if isinstance(concept, dict)
-        for coding in _as_list(concept.get("coding"))
-    )
+def _parties_to(consent: dict[str, Any]) -> tuple[Actor, ...]:
+    """Who a consent lets act, as the engine reads it: the programs it lets disclose and the
+    recipients of its permits (an actor of a deny is refused, not a party). None when it
+    cannot be read: then it is protected from everyone but its writer."""
+    try:
+        directive = directive_from_fhir(consent)
+    except FhirContentError:
+        return ()
+    parties = list(directive.disclosers)
+    for chain in permit_chains(directive.provision):
+        for provision in chain:
+            if provision.type is ProvisionType.PERMIT:
+                parties += [actor for actor in provision.actors if _acts_under(actor)]
+    return tuple(parties)
 
 
-def _parties_named(consent: dict[str, Any]) -> tuple[set[str], set[Identifier]]:
-    """The Organizations a consent names, in `organization` and in its provisions' actors, by
-    local reference and by identifier."""
-    references: set[str] = set()
-    identifiers: set[Identifier] = set()
-    provisions = [consent.get("provision")]
-    named = list(_as_list(consent.get("organization")))
-    while provisions:
-        provision = provisions.pop()
-        if not isinstance(provision, dict):
-            continue
-        provisions.extend(_as_list(provision.get("provision")))
-        named += [
-            a.get("reference") for a in _as_list(provision.get("actor")) if isinstance(a, dict)
-        ]
-    for party in named:
-        if not isinstance(party, dict):
-            continue
-        local = _local_reference(party, "Organization")
-        if local is not None:
-            references.add(local)
-        identifier = party.get("identifier")
-        if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
-            identifiers.add(Identifier(identifier.get("system"), identifier["value"]))
-    return references, identifiers
+def _acts_under(actor: Actor) -> bool:
+    roles = v.RECIPIENT_ROLES | v.SOURCE_ROLES
+    return actor.role is not None and actor.role.code in roles
 
 
 def content_item(resource: dict[str, Any]) -> DataItem:

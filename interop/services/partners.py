@@ -203,7 +203,7 @@ class PartnerService:
         every authenticated request asks, so that a partner disabled a moment ago is
         refused on its next request."""
         row = outbox.partner_standing(self._engine, client_id)
-        return None if row is None else Standing(*row)
+        return None if row is None else Standing(**row)
 
     def set_enabled(self, client_id: str, enabled: bool) -> Partner:
         with unit_of_work(self._engine) as session:

@@ -540,8 +540,6 @@ class ResourceOperations:
         ):
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         versions = self._repository.history(resource_type, resource_id, since)
-        if asked.at is not None:
-            versions = _current_during(versions, asked.at)
         # Decided quietly to count and to find the page; only the page is sent, so only its
         # versions are decided on record (A1) and accounted as disclosed (A2).
         visible = [
@@ -552,6 +550,11 @@ class ResourceOperations:
         ]
         if resource_id is not None and not visible and versions:
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
+        if asked.at is not None:
+            # Chosen among what the requester may see only now: choosing first, an `_at`
+            # landing on withheld versions alone would answer 404, and tell they were there.
+            then = {_version_key(v) for v in _current_during(versions, asked.at)}
+            visible = [version for version in visible if _version_key(version) in then]
         path = "/".join(part for part in (resource_type, resource_id) if part)
         url = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
         used = [(name, value) for name, value in params if name in ("_since", "_at")]
@@ -735,7 +738,13 @@ class ResourceOperations:
         return localized
 
     def _prepared(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
-        """What the server owns in a resource, set before it is validated and stored."""
+        """What the server owns in a resource, set before it is validated and stored. A
+        conditional reference left in it names nothing: only a transaction resolves one."""
+        if conditional := conditional_references(resource):
+            raise InvalidRequest(
+                f"the conditional reference {conditional[0][:80]!r} is resolved only in a "
+                "transaction (R4 §3.1.0.11.3)"
+            )
         if resource_type == "Subscription":
             return prepare_subscription(resource, self._origin)
         return resource
@@ -1390,6 +1399,23 @@ def _a_finished_task_resent(before: bytes, resource: dict[str, Any]) -> bool:
     )
 
 
+_CONDITIONAL_REFERENCE = re.compile(r"[A-Z][A-Za-z]{1,63}\?\S+")
+
+
+def conditional_references(node: Any) -> list[str]:
+    """The conditional references (`Patient?identifier=...`) anywhere in a resource, its
+    contained resources included: a transaction resolves them, any other write refuses them."""
+    if isinstance(node, list):
+        return [found for item in node for found in conditional_references(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [r for value in node.values() for r in conditional_references(value)]
+    reference = node.get("reference")
+    if isinstance(reference, str) and _CONDITIONAL_REFERENCE.fullmatch(reference):
+        found.append(reference)
+    return found
+
+
 def as_written(content: bytes | None) -> dict[str, Any]:
     """A stored resource as a writer sends it back: meta kept (its security labels, tags,
     profiles and source are part of the record) but for what the server sets on each write."""
@@ -1520,17 +1546,23 @@ def _check_body_type(resource_type: str, resource: dict[str, Any]) -> None:
 
 
 def _check_if_match(row: ResourceRow | None, if_match: str) -> None:
-    """If-Match carries the ETag of the version the client read: W/"3" (R4 §3.1.0.5)."""
-    match = re.fullmatch(r'(?:W/)?"?(\d+)"?', if_match.strip())
-    if match is None:
-        raise InvalidRequest(f'If-Match must be an ETag such as W/"3", not {if_match[:30]!r}')
+    """If-Match carries the ETag of the version the client read: W/"3" (R4 §3.1.0.5), or
+    several, or `*` for whatever version is current (RFC 9110 §13.1.1)."""
     current = None if row is None or row.deleted else row.version_id
+    tags = [tag.strip() for tag in if_match.split(",")]
+    if tags == ["*"]:
+        if current is None:
+            raise PreconditionFailed("If-Match: * asks for a current version, and there is none")
+        return
+    matches = [re.fullmatch(r'(?:W/)?"?(\d+)"?', tag) for tag in tags]
+    if not all(matches):
+        raise InvalidRequest(f'If-Match must be an ETag such as W/"3", not {if_match[:30]!r}')
+    named = [int(match.group(1)) for match in matches if match is not None]
+    said = f"version{'s' if len(named) > 1 else ''} {', '.join(map(str, named))}"
     if current is None:
-        raise PreconditionFailed(f"If-Match names version {match.group(1)}, but there is none")
-    if current != int(match.group(1)):
-        raise PreconditionFailed(
-            f"If-Match names version {match.group(1)}, but the current version is {current}"
-        )
+        raise PreconditionFailed(f"If-Match names {said}, but there is none")
+    if current not in named:
+        raise PreconditionFailed(f"If-Match names {said}, but the current version is {current}")
 
 
 def _with_identity(
@@ -1566,6 +1598,9 @@ def _ignored_outcome(ignored: Sequence[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class _HistoryParams:
+    """A history request's parameters, read once; `ignored` names the ones it does not take,
+    for strict handling to refuse."""
+
     since: datetime | None
     at: tuple[datetime, datetime] | None
     offset: int
@@ -1573,8 +1608,9 @@ class _HistoryParams:
     ignored: tuple[str, ...]
 
 
-_HISTORY_PARAMS = frozenset({"_since", "_at", "_count", "_offset", "_format"})
-"""What R4 history takes (§3.1.0.10; `_list` aside), with our `_offset` paging and `_format`."""
+_HISTORY_PARAMS = frozenset({"_since", "_at", "_count", "_offset", "_format", "_pretty"})
+"""What R4 history takes (§3.1.0.10; `_list` aside), with our `_offset` paging, `_format` and
+`_pretty` (ignored, as a search ignores it): anything else is named under strict handling."""
 
 
 def _history_params(params: Sequence[tuple[str, str]], paging: Paging) -> _HistoryParams:
@@ -1618,6 +1654,10 @@ def _current_during(
             kept.append(version)
         superseded_at[key] = updated
     return kept
+
+
+def _version_key(version: StoredVersion) -> tuple[str, str, int]:
+    return version.resource_type, version.resource_id, version.version_id
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -128,9 +128,14 @@ class TestCompliance:
         self, anonymous: TestClient, client: TestClient, officer: Person
     ) -> None:
         emergency_disclosure(anonymous)
+        [found] = client.get("/fhir/Organization", params={"name": "Northside Detox"}).json()[
+            "entry"
+        ]
+        detox = f"Organization/{found['resource']['id']}"
         queue = officer.browser.get("/console/emergencies")
         assert "County General Emergency Department" in queue.text
         assert "Disclosed by" in queue.text  # §2.51(c)(2), the program whose record it was
+        assert f"<td>{detox}</td>" in queue.text
         seq = log_rows(officer, purpose="ETREAT", outcome="released")[0]["seq"]
         signed = officer.browser.post(
             f"/console/emergencies/{seq}/sign-off", data={"csrf_token": officer.csrf}

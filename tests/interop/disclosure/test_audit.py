@@ -636,7 +636,8 @@ class TestBreakTheGlass:
             for agent in e["resource"]["agent"]
             if agent["type"]["coding"][0]["code"] == "CST"
         ]
-        assert custodians and set(custodians) == {world.detox}
+        assert custodians
+        assert set(custodians) == {world.detox}
         letter = compliance.get(f"/audit/accounting/Patient/{patient_id}").text
         assert "medical emergency" in letter
         assert "County General ED" in letter

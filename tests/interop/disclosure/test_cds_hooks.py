@@ -168,24 +168,41 @@ def test_no_consent_in_force_for_another_actor_or_purpose(
     assert legal["cards"][0]["summary"] == "NO_CONSENT"
 
 
-def test_consent_deny_only_when_a_consent_refuses(
-    client: TestClient, anonymous: TestClient, detox: RegisteredPartner
-) -> None:
-    """C8: the patient's later written refusal of Riverside turns the permit into a denial."""
-    assert consult(anonymous, detox, "Riverside Residential")["cards"][0]["summary"] == (
-        "CONSENT_PERMIT"
-    )
+def _refusing_riverside(client: TestClient, **extra: Any) -> str:
     riverside = client.get("/fhir/Organization", params={"name": "Riverside Residential"})
     recipient = f"Organization/{riverside.json()['entry'][0]['resource']['id']}"
     person = client.get("/fhir/Patient", params={"identifier": f"{MRN}|MRN-CDS"})
     subject = f"Patient/{person.json()['entry'][0]['resource']['id']}"
-    created = client.post("/fhir/Consent", json=refusal(subject, recipient), headers=FHIR_JSON)
+    created = client.post(
+        "/fhir/Consent", json=refusal(subject, recipient, **extra), headers=FHIR_JSON
+    )
     assert created.status_code == 201, created.text
+    return f"Consent/{created.json()['id']}"
 
+
+def test_consent_deny_only_when_a_consent_refuses(
+    client: TestClient, anonymous: TestClient, detox: RegisteredPartner
+) -> None:
+    """C8: the patient's later written refusal of Riverside turns the permit into a denial,
+    and the card names the refusal to the program it binds."""
+    assert consult(anonymous, detox, "Riverside Residential")["cards"][0]["summary"] == (
+        "CONSENT_PERMIT"
+    )
+    created = _refusing_riverside(client, organization=[{"reference": detox.organization}])
     card = consult(anonymous, detox, "Riverside Residential")["cards"][0]
-
     assert (card["summary"], card["extension"]["decision"]) == ("CONSENT_DENY", "CONSENT_DENY")
-    assert card["extension"]["basedOn"] == f"Consent/{created.json()['id']}"
+    assert card["extension"]["basedOn"] == created
+
+
+def test_a_refusal_the_caller_is_no_party_to_denies_without_its_id(
+    client: TestClient, anonymous: TestClient, detox: RegisteredPartner
+) -> None:
+    """A consent naming no program is Part 2 data to each caller, no party to it: the denial
+    counts, its id is not told (review 11 #2)."""
+    _refusing_riverside(client)
+    card = consult(anonymous, detox, "Riverside Residential")["cards"][0]
+    assert (card["summary"], card["extension"]["decision"]) == ("CONSENT_DENY", "CONSENT_DENY")
+    assert "basedOn" not in card["extension"]
 
 
 def test_a_consult_is_logged_as_a_decision_not_a_disclosure(

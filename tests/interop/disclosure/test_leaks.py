@@ -316,6 +316,12 @@ def test_writes_to_withheld_records_answer_as_for_unknown_ids_and_change_nothing
             gone = observer.delete(f"/fhir/{stored.reference}")
             never = observer.delete(f"/fhir/{stored.resource_type}/{other}")
             assert as_unknown(gone, stored.id, other) == as_unknown(never, stored.id, other), stored
+            for tag in ('W/"1"', "*"):  # If-Match: a withheld version is none to match either
+                matched = {"If-Match": tag}
+                gone = observer.delete(f"/fhir/{stored.reference}", headers=matched)
+                never = observer.delete(f"/fhir/{stored.resource_type}/{other}", headers=matched)
+                assert gone.status_code == 412, (stored, gone.text)
+                assert as_unknown(gone, stored.id, other) == as_unknown(never, stored.id, other)
             after = owner.get(f"/fhir/{stored.reference}")
             assert after.status_code == 200, (stored, after.text)
             assert after.json()["meta"]["versionId"] == before.json()["meta"]["versionId"]

@@ -96,9 +96,63 @@ def test_a_part2_consent_is_part2_data_whoever_recorded_it(
         searched = anonymous.get("/fhir/Consent", params=params, headers=headers)
         assert searched.status_code == 200, searched.text
         assert searched.json()["total"] == 0
-        assert "Partwo" not in searched.text and world.client_ref not in searched.text
+        assert "Partwo" not in searched.text
+        assert world.client_ref not in searched.text
     history = anonymous.get(f"/fhir/Consent/{written['id']}/_history", headers=headers)
     assert history.status_code == 404
     assert "Partwo" not in history.text
     named = anonymous.get(f"/fhir/Consent/{written['id']}", headers=as_(anonymous, world.a))
     assert named.status_code == 200, named.text  # the recipient it names acts under it
+    assert named.json()["id"] == written["id"]
+
+
+V3 = "http://terminology.hl7.org/CodeSystem/v3-"
+IRCP = {"coding": [{"system": f"{V3}ParticipationType", "code": "IRCP"}]}
+
+
+def _recorded_by_the_operator(anonymous: TestClient, consent: dict[str, Any]) -> str:
+    registered = register_partner(anonymous, name="Operator EHR", first_party=True)
+    written: str = make(acting_as(anonymous, registered), consent)["id"]
+    return written
+
+
+def test_a_party_a_consent_refuses_is_no_party_to_it(anonymous: TestClient, world: World) -> None:
+    """Review 11 #1: an actor of a deny is refused, not a party: it learns nothing."""
+    refusing = {"actor": [{"role": IRCP, "reference": {"reference": world.b.organization}}]}
+    consent = part2_consent(
+        world.client_ref, world.detox, world.a.organization, nested_deny=refusing
+    )
+    ident = _recorded_by_the_operator(anonymous, consent)
+    answer = anonymous.get(f"/fhir/Consent/{ident}", headers=as_(anonymous, world.b))
+    assert answer.status_code == 404
+    assert "Partwo" not in answer.text
+
+
+def test_any_consent_is_withheld_from_those_it_does_not_name(
+    anonymous: TestClient, world: World
+) -> None:
+    """Review 11 #2: coded only as a privacy consent (LOINC 64292-6, no 42CFRPart2CD), it still
+    names the detox unit as discloser, and the engine reads it as a directive all the same."""
+    consent = part2_consent(world.client_ref, world.detox, world.a.organization)
+    consent["category"] = consent["category"][:1]
+    del consent["policyRule"]
+    ident = _recorded_by_the_operator(anonymous, consent)
+    assert (
+        anonymous.get(f"/fhir/Consent/{ident}", headers=as_(anonymous, world.b)).status_code == 404
+    )
+
+
+def test_a_recipient_named_by_identifier_is_a_party(anonymous: TestClient, world: World) -> None:
+    consent = part2_consent(world.client_ref, world.detox, world.a.organization)
+    by_identifier = {
+        "system": "urn:oid:2.16.840.1.113883.3.9999.10",
+        "value": "Riverside Residential",
+    }
+    consent["provision"]["provision"][0]["actor"][0]["reference"] = {"identifier": by_identifier}
+    ident = _recorded_by_the_operator(anonymous, consent)
+    named = anonymous.get(f"/fhir/Consent/{ident}", headers=as_(anonymous, world.a))
+    assert named.status_code == 200, named.text
+    assert named.json()["id"] == ident
+    assert (
+        anonymous.get(f"/fhir/Consent/{ident}", headers=as_(anonymous, world.b)).status_code == 404
+    )

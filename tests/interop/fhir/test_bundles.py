@@ -155,6 +155,38 @@ class TestTransaction:
         assert ("more than one" if people else "matches nothing") in diagnostics
         assert total(client, "CarePlan") == 0
 
+    def test_a_conditional_reference_needs_criteria_and_a_transaction(
+        self, client: TestClient
+    ) -> None:
+        """`Patient?_format=json` names no one: 400, not the one Patient there is (review 11
+        #9). Outside a transaction nothing resolves it, so a write carrying one is refused."""
+        create(client, patient(mrn="MRN-ONLY"))
+        unnamed = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": care_plan("Patient?_format=json"),
+                    "request": {"method": "POST", "url": "CarePlan"},
+                }
+            ],
+        }
+        answer = post(client, unnamed)
+        assert answer.status_code == 400, answer.text
+        assert "has no criteria" in answer.json()["issue"][0]["diagnostics"]
+        plain = client.post(
+            "/fhir/CarePlan",
+            json=care_plan(f"Patient?identifier={MRN}|MRN-ONLY"),
+            headers=FHIR_JSON,
+        )
+        assert plain.status_code == 400, plain.text
+        assert "only in a transaction" in plain.json()["issue"][0]["diagnostics"]
+        batch = {**unnamed, "type": "batch"}
+        batch["entry"][0]["resource"] = care_plan(f"Patient?identifier={MRN}|MRN-ONLY")
+        [entry] = post(client, batch).json()["entry"]
+        assert entry["response"]["status"].startswith("400")
+        assert total(client, "CarePlan") == 0
+
     def test_update_delete_and_read_in_one_transaction(self, client: TestClient) -> None:
         keep = create(client, patient(family="Keep"))
         drop = create(client, patient(family="Drop", mrn="MRN-D"))

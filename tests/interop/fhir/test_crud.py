@@ -207,6 +207,23 @@ class TestDeleteAndHistory:
         }
         assert client.post("/fhir", json=bundle).status_code == 412  # version 3 is the deletion
 
+    def test_if_match_takes_a_list_or_any_version(self, client: TestClient) -> None:
+        """RFC 9110 §13.1.1: a list matches when one of its tags does; `*` matches whatever
+        version is current, and nothing when there is none."""
+        created = create(client, patient(family="Listed"))
+        url = f"/fhir/Patient/{created['id']}"
+        changed = {**created, "active": True}
+        listed = client.put(url, json=changed, headers={**FHIR_JSON, "If-Match": 'W/"7", W/"1"'})
+        assert listed.status_code == 200, listed.text
+        stale = client.put(url, json=changed, headers={**FHIR_JSON, "If-Match": 'W/"1", W/"3"'})
+        assert stale.status_code == 412
+        assert "versions 1, 3, but the current version is 2" in issue(stale)["diagnostics"]
+        assert (
+            client.delete("/fhir/Patient/never-was", headers={"If-Match": "*"}).status_code == 412
+        )
+        assert client.delete(url, headers={"If-Match": "*"}).status_code == 204
+        assert client.get(url).status_code == 410
+
     def test_deleting_what_does_not_exist_succeeds_in_a_transaction_too(
         self, client: TestClient
     ) -> None:
@@ -266,6 +283,8 @@ class TestDeleteAndHistory:
         assert refused.status_code == 400
         assert "bogus" in issue(refused)["diagnostics"]
         assert client.get("/fhir/_history", params={"bogus": "1"}).status_code == 200
+        pretty = client.get("/fhir/_history", params={"_pretty": "true"}, headers=strict)
+        assert pretty.status_code == 200, pretty.text  # ignored, as a search ignores it
 
 
 NOT_NUMBERS = ["9223372036854775808", "99999999999999999999999", "²", "٣", "1 ", "-1"]

@@ -10,6 +10,7 @@ from interop.services.partners import ChannelConfig, PartnerService
 from mappings.terminology import BUSINESS_STATUS
 from tests.builders import patient, service_request, task
 from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.interop.sync.test_outbox import outbox_rows
 
 ADMITTED = {"coding": [{"system": BUSINESS_STATUS.url, "code": "admitted"}]}
 
@@ -52,9 +53,15 @@ def test_a_finished_task_sent_again_as_it_is_gets_no_new_version(
 ) -> None:
     """A terminal Task never changes again (REFERRALS.md): resending it as read writes
     nothing, so the other side is not told of a change that is none (probe 13 #7)."""
-    shared, _, bayview = referral(anonymous, client)
+    shared, harbor, bayview = referral(anonymous, client)
+    base = "https://harbor.example.org/fhir"
+    service: PartnerService = anonymous.app.state.partners  # type: ignore[attr-defined]
+    channel = ChannelConfig(ChannelKind.FHIR, base, "us-at-harbor", f"{base}/token")
+    service.set_channel(harbor.client_id, channel)
     declined = {**shared, "status": "rejected", "statusReason": {"text": "At capacity"}}
     assert put(anonymous, bayview, declined).status_code == 200
+    queued = len(outbox_rows(client))
+    assert queued >= 1  # the decline itself goes to the requester's server
     read = anonymous.get(f"/fhir/Task/{shared['id']}", headers=as_(anonymous, bayview)).json()
     for body in (declined, {k: v for k, v in read.items() if k != "meta"}):
         again = put(anonymous, bayview, body)
@@ -62,6 +69,7 @@ def test_a_finished_task_sent_again_as_it_is_gets_no_new_version(
         assert again.json()["meta"]["versionId"] == "2"
     history = client.get(f"/fhir/Task/{shared['id']}/_history").json()
     assert history["total"] == 2
+    assert len(outbox_rows(client)) == queued
 
 
 def test_the_owner_accepts_and_the_requester_cannot(
