@@ -18,6 +18,15 @@ def post(client: TestClient, bundle: dict[str, Any]) -> Any:
     return client.post("/fhir", json=bundle, headers=FHIR_JSON)
 
 
+def plan_for(patient_reference: str, kind: str = "transaction") -> dict[str, Any]:
+    """A Bundle of one entry: a CarePlan for `patient_reference`, posted."""
+    entry = {
+        "resource": care_plan(patient_reference),
+        "request": {"method": "POST", "url": "CarePlan"},
+    }
+    return {"resourceType": "Bundle", "type": kind, "entry": [entry]}
+
+
 def referral_transaction(requester: str, task_status: str = "requested") -> dict[str, Any]:
     return {
         "resourceType": "Bundle",
@@ -117,16 +126,7 @@ class TestTransaction:
         """R4 §3.1.0.11.3: `Patient?identifier=...` becomes the match's `Patient/id` (probe 13
         #3: it was stored as written, so the plan belonged to no patient)."""
         person = create(client, patient(mrn="MRN-COND"))
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {
-                    "resource": care_plan(f"Patient?identifier={MRN}|MRN-COND"),
-                    "request": {"method": "POST", "url": "CarePlan"},
-                }
-            ],
-        }
+        bundle = plan_for(f"Patient?identifier={MRN}|MRN-COND")
         response = post(client, bundle)
         assert response.status_code == 200, response.text
         found = client.get("/fhir/CarePlan", params={"patient": f"Patient/{person['id']}"}).json()
@@ -139,16 +139,7 @@ class TestTransaction:
     ) -> None:
         for _ in range(people):
             create(client, patient(mrn="MRN-TWICE"))
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {
-                    "resource": care_plan(f"Patient?identifier={MRN}|MRN-TWICE"),
-                    "request": {"method": "POST", "url": "CarePlan"},
-                }
-            ],
-        }
+        bundle = plan_for(f"Patient?identifier={MRN}|MRN-TWICE")
         response = post(client, bundle)
         assert response.status_code == 412, response.text
         diagnostics = response.json()["issue"][0]["diagnostics"]
@@ -161,16 +152,7 @@ class TestTransaction:
         """`Patient?_format=json` names no one: 400, not the one Patient there is (review 11
         #9). Outside a transaction nothing resolves it, so a write carrying one is refused."""
         create(client, patient(mrn="MRN-ONLY"))
-        unnamed = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {
-                    "resource": care_plan("Patient?_format=json"),
-                    "request": {"method": "POST", "url": "CarePlan"},
-                }
-            ],
-        }
+        unnamed = plan_for("Patient?_format=json")
         answer = post(client, unnamed)
         assert answer.status_code == 400, answer.text
         assert "has no criteria" in answer.json()["issue"][0]["diagnostics"]
@@ -181,8 +163,7 @@ class TestTransaction:
         )
         assert plain.status_code == 400, plain.text
         assert "only in a transaction" in plain.json()["issue"][0]["diagnostics"]
-        batch = {**unnamed, "type": "batch"}
-        batch["entry"][0]["resource"] = care_plan(f"Patient?identifier={MRN}|MRN-ONLY")
+        batch = plan_for(f"Patient?identifier={MRN}|MRN-ONLY", "batch")
         [entry] = post(client, batch).json()["entry"]
         assert entry["response"]["status"].startswith("400")
         assert total(client, "CarePlan") == 0
