@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from interop.auth.assertions import AssertionRejected
+from interop.store.fhirdates import as_utc
 
 _MAX_JWKS_BYTES = 256 * 1024
 
@@ -44,7 +45,7 @@ class JwksFetcher:
         if (
             cached is not None
             and self._clock() - cached.at < self._ttl
-            and (not_before is None or cached.on >= _aware(not_before))
+            and (not_before is None or cached.on >= as_utc(not_before))
             and _has_key(cached.jwks, key_id)
         ):
             return cached.jwks
@@ -70,11 +71,6 @@ class JwksFetcher:
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise AssertionRejected("invalid_client", "the client's JWKS URL did not return a JWKS")
         return document
-
-
-def _aware(moment: datetime) -> datetime:
-    """A stored moment in UTC (SQLite hands back naive datetimes)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _has_key(jwks: dict[str, Any], key_id: str) -> bool:

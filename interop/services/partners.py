@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -33,7 +33,7 @@ from interop.services.urls import require_https
 from interop.services.write_policy import REGISTRATION_TAG_CODE
 from interop.store import markers, outbox
 from interop.store.database import unit_of_work
-from interop.store.fhirdates import now_ms
+from interop.store.fhirdates import as_utc, now_ms
 from interop.store.tables import PartnerRow
 from mappings.terminology import (
     COVERED_ENTITY_EXTENSION,
@@ -100,8 +100,7 @@ class Standing:
         start of its second, so it never outlives a rotation later in that second."""
         if self.credentials_since is None:
             return True
-        since = self.credentials_since
-        return issued_at >= (since if since.tzinfo else since.replace(tzinfo=UTC))
+        return issued_at >= as_utc(self.credentials_since)
 
 
 @dataclass(frozen=True, slots=True)

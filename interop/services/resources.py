@@ -49,7 +49,7 @@ from interop.store import organizations as organizations_store
 from interop.store import outbox as outbox_store
 from interop.store.consents import held_carriers
 from interop.store.database import unit_of_work
-from interop.store.fhirdates import format_instant, now_ms, parse_range
+from interop.store.fhirdates import as_utc, format_instant, now_ms, parse_range
 from interop.store.identifiers import ids_with
 from interop.store.repository import GateFacts, ResourceRepository, current_version
 from interop.store.repository import StoredVersion as StoredVersion
@@ -1395,7 +1395,7 @@ def _a_finished_task_resent(before: bytes, resource: dict[str, Any]) -> bool:
     return (
         previous.get("resourceType") == "Task"
         and previous.get("status") in TERMINAL
-        and previous == as_written(orjson.dumps(resource))
+        and previous == _without_server_meta(resource)
     )
 
 
@@ -1419,10 +1419,13 @@ def conditional_references(node: Any) -> list[str]:
 def as_written(content: bytes | None) -> dict[str, Any]:
     """A stored resource as a writer sends it back: meta kept (its security labels, tags,
     profiles and source are part of the record) but for what the server sets on each write."""
-    resource: dict[str, Any] = orjson.loads(content or b"{}")
+    return _without_server_meta(orjson.loads(content or b"{}"))
+
+
+def _without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _SERVER_META}
-    resource.pop("meta", None)
-    return {**resource, "meta": meta} if meta else resource
+    rest = {k: v for k, v in resource.items() if k != "meta"}
+    return {**rest, "meta": meta} if meta else rest
 
 
 def _version_name(line: bytes) -> tuple[str, str, int] | None:
@@ -1625,7 +1628,10 @@ def _history_params(params: Sequence[tuple[str, str]], paging: Paging) -> _Histo
                 raise InvalidRequest(
                     f"{name} must be a date or instant, not {value[:40]!r}"
                 ) from None
-            since, at = (moment[0], at) if name == "_since" else (since, moment)
+            if name == "_since":
+                since = moment[0]
+            else:
+                at = moment
         elif name in ("_count", "_offset"):
             number = whole_number(value)
             if number is None:
@@ -1648,7 +1654,7 @@ def _current_during(
     kept: list[StoredVersion] = []
     for version in versions:
         key = (version.resource_type, version.resource_id)
-        updated = _as_utc(version.last_updated)
+        updated = as_utc(version.last_updated)
         superseded = superseded_at.get(key)
         if updated <= hi and (superseded is None or superseded > lo):
             kept.append(version)
@@ -1658,11 +1664,6 @@ def _current_during(
 
 def _version_key(version: StoredVersion) -> tuple[str, str, int]:
     return version.resource_type, version.resource_id, version.version_id
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """SQLite gives lastUpdated back naive; it was written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _unseen(rows: list[ResourceRow], seen: set[tuple[str, str]]) -> list[ResourceRow]:

@@ -77,6 +77,11 @@ def format_instant(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored moment in UTC: SQLite hands datetimes back naive, as they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def now_ms() -> datetime:
     """The current UTC time, truncated to the millisecond precision lastUpdated carries."""
     moment = datetime.now(UTC)
