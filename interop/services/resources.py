@@ -43,6 +43,7 @@ from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, ChannelKind, note_ch
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
+from interop.services.subsetting import Subset, requested_subset, subset_bundle
 from interop.store import consents as consents_store
 from interop.store import locks
 from interop.store import organizations as organizations_store
@@ -428,6 +429,7 @@ class ResourceOperations:
         inferred from it (PART2.md S3); the page is cut from the released matches.
         """
         check_type(resource_type)
+        wanted = requested_subset(params)
         query = parse_search(
             resource_type, params, base_url=base_url, paging=self._paging, strict=strict
         )
@@ -446,7 +448,8 @@ class ResourceOperations:
         if query.ignored:
             entries.append(bb.outcome_entry(_ignored_outcome(query.ignored)))
         counted = {} if total is None else {"total": total}
-        return self.seal(bb.bundle("searchset", **counted, link=links, entry=entries))
+        sealed = self.seal(bb.bundle("searchset", **counted, link=links, entry=entries))
+        return _subset(sealed, wanted)
 
     def released_references(self) -> list[str]:
         """What the gate has released in this transaction, by reference (what a document
@@ -530,6 +533,7 @@ class ResourceOperations:
         if resource_id is not None:
             check_id(resource_id)
         asked = _history_params(params, self._paging)
+        wanted = requested_subset(params)
         if strict and asked.ignored:
             raise InvalidRequest(f"history takes no parameter {', '.join(asked.ignored)[:200]}")
         since, offset, count = asked.since, asked.offset, asked.count
@@ -557,7 +561,7 @@ class ResourceOperations:
             visible = [version for version in visible if _version_key(version) in then]
         path = "/".join(part for part in (resource_type, resource_id) if part)
         url = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
-        used = [(name, value) for name, value in params if name in ("_since", "_at")]
+        used = [(name, value) for name, value in params if name in _HISTORY_CRITERIA]
         page = [
             kept
             for version in visible[offset : offset + count]
@@ -566,7 +570,7 @@ class ResourceOperations:
         entries = [bb.history_entry(base_url, stored) for stored in page]
         links = bb.paging_links(url, used, offset, count, len(visible))
         bundle = bb.bundle("history", total=len(visible), link=links, entry=entries)
-        return self.seal(bundle)
+        return _subset(self.seal(bundle), wanted)
 
     def conditional_match(
         self, resource_type: str, criteria: str, base_url: str
@@ -1611,9 +1615,11 @@ class _HistoryParams:
     ignored: tuple[str, ...]
 
 
-_HISTORY_PARAMS = frozenset({"_since", "_at", "_count", "_offset", "_format", "_pretty"})
-"""What R4 history takes (§3.1.0.10; `_list` aside), with our `_offset` paging, `_format` and
-`_pretty` (ignored, as a search ignores it): anything else is named under strict handling."""
+_HISTORY_CRITERIA = ("_since", "_at", "_summary", "_elements")
+_HISTORY_PARAMS = frozenset({*_HISTORY_CRITERIA, "_count", "_offset", "_format", "_pretty"})
+"""What R4 history takes (§3.1.0.10; `_list` aside), with our `_offset` paging, `_format`,
+`_pretty` (ignored, as a search ignores it) and the subsetting parameters every interaction
+takes (§3.1.1.5.8): anything else is named under strict handling."""
 
 
 def _history_params(params: Sequence[tuple[str, str]], paging: Paging) -> _HistoryParams:
@@ -1660,6 +1666,12 @@ def _current_during(
             kept.append(version)
         superseded_at[key] = updated
     return kept
+
+
+def _subset(bundle: dict[str, Any], wanted: Subset | None) -> dict[str, Any]:
+    """The Bundle's resources as `_summary`/`_elements` ask, once sealed whole: what is cut
+    was released, so nothing withheld can show through."""
+    return bundle if wanted is None else subset_bundle(bundle, wanted)
 
 
 def _version_key(version: StoredVersion) -> tuple[str, str, int]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from interop.services import limits
 from interop.services.errors import InvalidRequest
 from interop.services.numbers import whole_number
+from interop.services.subsetting import summary_mode
 from interop.store.fhirdates import parse_range
 from interop.store.search import (
     ID_PARAM,
@@ -35,10 +36,10 @@ _MODIFIERS: dict[ParamType, frozenset[str]] = {
     ParamType.DATE: frozenset({"missing"}),
     ParamType.REFERENCE: frozenset({"missing"}),
 }
-_SILENT_RESULT_PARAMS = frozenset({"_format", "_pretty"})
-_SUMMARY_MODES = ("true", "text", "data", "count", "false")
+_SILENT_RESULT_PARAMS = frozenset({"_format", "_pretty", "_elements"})
+"""Handled elsewhere: _format by content negotiation, _elements once the page is released
+(interop.services.subsetting)."""
 _TOTAL_MODES: tuple[TotalMode, ...] = ("none", "estimate", "accurate")
-"""Handled elsewhere (_format by content negotiation) or always honoured (totals are exact)."""
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -77,8 +78,8 @@ def parse_search(
             includes.append(_inclusion(raw_value, modifier, resource_type, reverse=False))
         elif name == "_revinclude":
             revincludes.append(_inclusion(raw_value, modifier, resource_type, reverse=True))
-        elif name == "_summary" and _summary_mode(raw_value) in ("count", "false"):
-            summary_count = summary_count or raw_value == "count"
+        elif name == "_summary":
+            summary_count = summary_count or summary_mode(raw_value) == "count"
         elif name == "_total":
             total = _total_mode(raw_value)
         elif name in (ID_PARAM, LAST_UPDATED_PARAM):
@@ -108,16 +109,6 @@ def parse_search(
         ignored=tuple(ignored),
         total=total,
     )
-
-
-def _summary_mode(text: str) -> str:
-    """R4 `_summary`: true, text, data, count or false; anything else a client error. Only
-    count and false are honoured; the others are reported as ignored."""
-    if text not in _SUMMARY_MODES:
-        raise InvalidRequest(
-            f"_summary must be one of {', '.join(_SUMMARY_MODES)}, not {text[:20]!r}"
-        )
-    return text
 
 
 def _total_mode(text: str) -> TotalMode:

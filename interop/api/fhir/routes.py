@@ -30,6 +30,7 @@ from interop.services.capability import security
 from interop.services.operations import validated_resource
 from interop.services.outcomes import outcome
 from interop.services.resources import WriteOutcome
+from interop.services.subsetting import Subset, requested_subset, subset_json
 from mappings.errors import Issue
 
 public_router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
@@ -201,11 +202,17 @@ def history_type(
 
 @router.get("/{resource_type}/{resource_id}", operation_id="fhir_read", responses=RESPONSES)
 async def read(
-    resource_type: str, resource_id: str, resources: ResourcesDep, fmt: FormatDep, requester: Reader
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    requester: Reader,
 ) -> FhirResponse:
     """The current version (R4 §3.1.0.2); 410 once deleted."""
+    wanted = requested_subset(request.query_params.multi_items())
     stored = await resources.read_on_loop(resource_type, resource_id, requester)
-    return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
+    return FhirResponse(_subset(stored.content, wanted), fmt=fmt, headers=version_headers(stored))
 
 
 @router.put("/{resource_type}/{resource_id}", operation_id="fhir_update", responses=RESPONSES)
@@ -311,13 +318,20 @@ async def vread(
     resource_type: str,
     resource_id: str,
     version_id: str,
+    request: Request,
     resources: ResourcesDep,
     fmt: FormatDep,
     requester: Reader,
 ) -> FhirResponse:
     """One version as it was (R4 §3.1.0.3)."""
+    wanted = requested_subset(request.query_params.multi_items())
     stored = await resources.vread_on_loop(resource_type, resource_id, version_id, requester)
-    return FhirResponse(stored.content, fmt=fmt, headers=version_headers(stored))
+    return FhirResponse(_subset(stored.content, wanted), fmt=fmt, headers=version_headers(stored))
+
+
+def _subset(content: bytes | None, wanted: Subset | None) -> bytes | None:
+    """`_summary`/`_elements` (R4 §3.1.1.5.8-9) applied to what the gate released."""
+    return content if wanted is None or content is None else subset_json(content, wanted)
 
 
 def _answers_with_resource(prefer: str | None) -> bool:

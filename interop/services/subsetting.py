@@ -1,0 +1,220 @@
+"""`_summary` and `_elements` (R4 §3.1.1.5.8, §3.1.1.5.9): a resource cut down to what the
+client asked for, after the disclosure gate released it.
+
+Subsetting only ever removes: `resourceType`, `id` and the whole of `meta` stay (its security
+labels and the §2.32 notice travel with every Part 2 record, however little of it is asked
+for), and so do the elements R4 makes mandatory and `modifierExtension`, without which the rest
+could be misread. A cut resource carries the SUBSETTED tag, so that no one writes it back over
+the whole one.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, get_args
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.backboneelement import BackboneElement
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+from interop.services.errors import InvalidRequest
+
+SummaryMode = Literal["true", "text", "data"]
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
+_SUMMARY_MODES = ("true", "text", "data", "count", "false")
+_KEPT = frozenset({"resourceType", "id", "meta", "modifierExtension", "implicitRules"})
+_BACKBONE_KEPT = frozenset({"id", "modifierExtension"})
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    """What the client asked to keep: a summary form, named elements, or both (both cut)."""
+
+    summary: SummaryMode | None = None
+    elements: frozenset[str] | None = None
+
+
+def requested_subset(params: Iterable[tuple[str, str]]) -> Subset | None:
+    """The subset a request's parameters ask for; None for the whole resource (`_summary`
+    false, or count, which only a search answers, by its total)."""
+    summary: SummaryMode | None = None
+    elements: set[str] | None = None
+    for name, value in params:
+        if name == "_summary":
+            mode = summary_mode(value)
+            if mode in ("true", "text", "data"):
+                summary = mode  # type: ignore[assignment]
+        elif name == "_elements":
+            elements = (elements or set()) | _element_names(value)
+    if summary is None and elements is None:
+        return None
+    return Subset(summary, None if elements is None else frozenset(elements))
+
+
+def summary_mode(text: str) -> str:
+    """R4 `_summary`: true, text, data, count or false; anything else a client error."""
+    if text not in _SUMMARY_MODES:
+        raise InvalidRequest(
+            f"_summary must be one of {', '.join(_SUMMARY_MODES)}, not {text[:20]!r}"
+        )
+    return text
+
+
+def _element_names(text: str) -> set[str]:
+    """`_elements=status,subject` (or `CarePlan.status`, as R5 writes it): top-level names."""
+    names = {part.strip().rpartition(".")[2] for part in text.split(",")}
+    if not all(name.isidentifier() for name in names):
+        raise InvalidRequest(
+            "_elements must list element names separated by commas, such as status,subject"
+        )
+    return names
+
+
+def subset_resource(resource: dict[str, Any], wanted: Subset) -> dict[str, Any]:
+    """The resource as `wanted` asks, tagged SUBSETTED when anything was asked away."""
+    kind = resource.get("resourceType")
+    if not isinstance(kind, str) or kind == "OperationOutcome":
+        return resource
+    shape = _shape(kind)
+    cut = resource
+    if wanted.summary == "data":
+        cut = {name: value for name, value in cut.items() if _base(name) != "text"}
+    elif wanted.summary == "text":
+        cut = _kept(cut, shape.mandatory | {"text"})
+    elif wanted.summary == "true":
+        cut = _summarized(cut, shape)
+    if wanted.elements is not None:
+        cut = _kept(cut, shape.mandatory | wanted.elements)
+    return _tagged(cut)
+
+
+def subset_json(content: bytes, wanted: Subset) -> bytes:
+    """`subset_resource` over stored JSON bytes."""
+    return orjson.dumps(subset_resource(orjson.loads(content), wanted))
+
+
+def subset_bundle(bundle: dict[str, Any], wanted: Subset) -> dict[str, Any]:
+    """A searchset or history Bundle whose entries' resources are cut (R4 applies the
+    parameters to the resources returned; the Bundle itself, its links and outcomes stay)."""
+    entries: list[dict[str, Any]] = []
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource")
+        if isinstance(resource, orjson.Fragment):
+            content = orjson.dumps(resource)
+            entry = {**entry, "resource": orjson.Fragment(subset_json(content, wanted))}
+        elif isinstance(resource, dict):
+            entry = {**entry, "resource": subset_resource(resource, wanted)}
+        entries.append(entry)
+    return {**bundle, "entry": entries} if entries else bundle
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """One resource's or backbone element's JSON names: summary, mandatory, and the backbone
+    elements below it (by JSON name) whose own summary elements `_summary=true` keeps."""
+
+    summary: frozenset[str]
+    mandatory: frozenset[str]
+    backbones: tuple[tuple[str, str], ...]
+
+
+@cache
+def _shape(model_name: str) -> _Shape:
+    model: type[FHIRAbstractModel] = get_fhir_model_class(model_name)
+    summary: set[str] = set()
+    mandatory: set[str] = set()
+    backbones: list[tuple[str, str]] = []
+    for field in model.model_fields.values():
+        extra = field.json_schema_extra
+        if not isinstance(extra, dict) or not extra.get("element_property"):
+            continue
+        name = field.alias or ""
+        if extra.get("summary_element_property"):
+            summary.add(name)
+        if (
+            field.is_required()
+            or extra.get("element_required")
+            or extra.get("one_of_many_required")
+        ):
+            mandatory.add(name)
+        backbone = _backbone_of(field.annotation)
+        if backbone is not None:
+            backbones.append((name, backbone))
+    return _Shape(frozenset(summary), frozenset(mandatory), tuple(backbones))
+
+
+def _backbone_of(annotation: Any) -> str | None:
+    """The backbone element type an element holds (`CarePlanActivity`), if it holds one."""
+    for candidate in (annotation, *_nested_args(annotation)):
+        name = getattr(candidate, "__name__", "")
+        if not name.endswith("Type") or name == "Type":
+            continue
+        try:
+            model = get_fhir_model_class(name.removesuffix("Type"))
+        except (KeyError, ValueError):
+            continue
+        if issubclass(model, BackboneElement):
+            return model.__name__
+    return None
+
+
+def _nested_args(annotation: Any) -> list[Any]:
+    found: list[Any] = []
+    for arg in get_args(annotation):
+        found.append(arg)
+        found.extend(_nested_args(arg))
+    return found
+
+
+def _base(name: str) -> str:
+    """A JSON name without the underscore of a primitive's id and extensions (`_status`)."""
+    return name.removeprefix("_")
+
+
+def _kept(resource: dict[str, Any], names: frozenset[str] | set[str]) -> dict[str, Any]:
+    return {
+        name: value for name, value in resource.items() if _base(name) in names or name in _KEPT
+    }
+
+
+def _summarized(resource: dict[str, Any], shape: _Shape) -> dict[str, Any]:
+    """`_summary=true`: the summary elements, and within the backbone elements kept, theirs."""
+    return _summarized_below(_kept(resource, shape.summary | shape.mandatory), shape)
+
+
+def _summarized_below(kept: dict[str, Any], shape: _Shape) -> dict[str, Any]:
+    """The backbone elements kept, cut to their own summary elements; one left with nothing
+    goes (FHIR JSON has no empty objects or arrays)."""
+    for name, backbone in shape.backbones:
+        if name in kept:
+            value = _summarized_backbone(kept[name], _shape(backbone))
+            if value:
+                kept[name] = value
+            else:
+                del kept[name]
+    return kept
+
+
+def _summarized_backbone(value: Any, shape: _Shape) -> Any:
+    if isinstance(value, list):
+        return [cut for item in value if (cut := _summarized_backbone(item, shape))]
+    if not isinstance(value, dict):
+        return value
+    kept = {
+        name: item
+        for name, item in value.items()
+        if _base(name) in shape.summary | shape.mandatory or name in _BACKBONE_KEPT
+    }
+    return _summarized_below(kept, shape) if set(kept) - {"id"} else {}
+
+
+def _tagged(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    tags: Sequence[dict[str, Any]] = meta.get("tag") or []
+    if SUBSETTED not in [{"system": t.get("system"), "code": t.get("code")} for t in tags]:
+        meta["tag"] = [*tags, SUBSETTED]
+    return {**resource, "meta": meta}
