@@ -33,6 +33,7 @@ import orjson
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as defused
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.backboneelement import BackboneElement
 from fhir.resources.R4B.extension import Extension
 from fhir.resources.R4B.fhirprimitiveextension import FHIRPrimitiveExtension
 from fhir_core.constraints import FHIR_PRIMITIVES_MAPS
@@ -507,6 +508,43 @@ def _element(
     return _Element(
         name, order, kind, type_, _is_list(info.annotation), is_attribute, target, binding
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryShape:
+    """A resource's or backbone element's JSON names as `_summary` and `_elements` read them
+    (R4 §3.1.1.5.8): its summary elements, its mandatory ones, and its backbone elements (by
+    JSON name, with their type's name) whose own summary elements `_summary=true` keeps."""
+
+    summary: frozenset[str]
+    mandatory: frozenset[str]
+    backbones: tuple[tuple[str, str], ...]
+
+
+@cache
+def summary_shape(type_name: str) -> SummaryShape:
+    """The shape of a resource type or backbone element type (`CarePlanActivity`)."""
+    model: type[FHIRAbstractModel] = get_fhir_model_class(type_name)
+    summary: set[str] = set()
+    mandatory: set[str] = set()
+    backbones: list[tuple[str, str]] = []
+    for field in model.model_fields.values():
+        extra = field.json_schema_extra
+        if not isinstance(extra, dict) or not extra.get("element_property"):
+            continue
+        name = field.alias or ""
+        if extra.get("summary_element_property"):
+            summary.add(name)
+        if (
+            field.is_required()
+            or extra.get("element_required")
+            or extra.get("one_of_many_required")
+        ):
+            mandatory.add(name)
+        target = _model_of(field.annotation)
+        if target is not None and issubclass(target, BackboneElement):
+            backbones.append((name, target.__name__))
+    return SummaryShape(frozenset(summary), frozenset(mandatory), tuple(backbones))
 
 
 _OPEN_CODES: Final = frozenset({"CapabilityStatement.format"})

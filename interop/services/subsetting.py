@@ -10,15 +10,12 @@ the whole one.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import orjson
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.backboneelement import BackboneElement
-from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 from interop.services.errors import InvalidRequest
+from mappings.fhir import SummaryShape, summary_shape
 
 SummaryMode = Literal["true", "text", "data"]
 SUBSETTED = {
@@ -79,7 +76,7 @@ def subset_resource(resource: dict[str, Any], wanted: Subset) -> dict[str, Any]:
     kind = resource.get("resourceType")
     if not isinstance(kind, str) or kind == "OperationOutcome":
         return resource
-    shape = _shape(kind)
+    shape = summary_shape(kind)
     cut = resource
     if wanted.summary == "data":
         cut = {name: value for name, value in cut.items() if _base(name) != "text"}
@@ -112,64 +109,6 @@ def subset_bundle(bundle: dict[str, Any], wanted: Subset) -> dict[str, Any]:
     return {**bundle, "entry": entries} if entries else bundle
 
 
-@dataclass(frozen=True, slots=True)
-class _Shape:
-    """One resource's or backbone element's JSON names: summary, mandatory, and the backbone
-    elements below it (by JSON name) whose own summary elements `_summary=true` keeps."""
-
-    summary: frozenset[str]
-    mandatory: frozenset[str]
-    backbones: tuple[tuple[str, str], ...]
-
-
-@cache
-def _shape(model_name: str) -> _Shape:
-    model: type[FHIRAbstractModel] = get_fhir_model_class(model_name)
-    summary: set[str] = set()
-    mandatory: set[str] = set()
-    backbones: list[tuple[str, str]] = []
-    for field in model.model_fields.values():
-        extra = field.json_schema_extra
-        if not isinstance(extra, dict) or not extra.get("element_property"):
-            continue
-        name = field.alias or ""
-        if extra.get("summary_element_property"):
-            summary.add(name)
-        if (
-            field.is_required()
-            or extra.get("element_required")
-            or extra.get("one_of_many_required")
-        ):
-            mandatory.add(name)
-        backbone = _backbone_of(field.annotation)
-        if backbone is not None:
-            backbones.append((name, backbone))
-    return _Shape(frozenset(summary), frozenset(mandatory), tuple(backbones))
-
-
-def _backbone_of(annotation: Any) -> str | None:
-    """The backbone element type an element holds (`CarePlanActivity`), if it holds one."""
-    for candidate in (annotation, *_nested_args(annotation)):
-        name = getattr(candidate, "__name__", "")
-        if not name.endswith("Type") or name == "Type":
-            continue
-        try:
-            model = get_fhir_model_class(name.removesuffix("Type"))
-        except (KeyError, ValueError):
-            continue
-        if issubclass(model, BackboneElement):
-            return model.__name__
-    return None
-
-
-def _nested_args(annotation: Any) -> list[Any]:
-    found: list[Any] = []
-    for arg in get_args(annotation):
-        found.append(arg)
-        found.extend(_nested_args(arg))
-    return found
-
-
 def _base(name: str) -> str:
     """A JSON name without the underscore of a primitive's id and extensions (`_status`)."""
     return name.removeprefix("_")
@@ -181,17 +120,17 @@ def _kept(resource: dict[str, Any], names: frozenset[str] | set[str]) -> dict[st
     }
 
 
-def _summarized(resource: dict[str, Any], shape: _Shape) -> dict[str, Any]:
+def _summarized(resource: dict[str, Any], shape: SummaryShape) -> dict[str, Any]:
     """`_summary=true`: the summary elements, and within the backbone elements kept, theirs."""
     return _summarized_below(_kept(resource, shape.summary | shape.mandatory), shape)
 
 
-def _summarized_below(kept: dict[str, Any], shape: _Shape) -> dict[str, Any]:
+def _summarized_below(kept: dict[str, Any], shape: SummaryShape) -> dict[str, Any]:
     """The backbone elements kept, cut to their own summary elements; one left with nothing
     goes (FHIR JSON has no empty objects or arrays)."""
     for name, backbone in shape.backbones:
         if name in kept:
-            value = _summarized_backbone(kept[name], _shape(backbone))
+            value = _summarized_backbone(kept[name], summary_shape(backbone))
             if value:
                 kept[name] = value
             else:
@@ -199,7 +138,7 @@ def _summarized_below(kept: dict[str, Any], shape: _Shape) -> dict[str, Any]:
     return kept
 
 
-def _summarized_backbone(value: Any, shape: _Shape) -> Any:
+def _summarized_backbone(value: Any, shape: SummaryShape) -> Any:
     if isinstance(value, list):
         return [cut for item in value if (cut := _summarized_backbone(item, shape))]
     if not isinstance(value, dict):
