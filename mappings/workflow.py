@@ -17,6 +17,7 @@ Not checked yet: what a new Task must carry (identifier, deadline, consent refer
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
@@ -116,13 +117,22 @@ def _has_task_code(task: Mapping[str, Any], code: str) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class WorkflowProblem:
+    """Why a write breaks the referral workflow, and the element at fault (a FHIRPath, for the
+    OperationOutcome's expression)."""
+
+    text: str
+    expression: str
+
+
 def task_change_problem(
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any],
     side: Side,
     *,
     abort_requested: bool = False,
-) -> str | None:
+) -> WorkflowProblem | None:
     """Why this write breaks the referral workflow, or None when it keeps it.
     `abort_requested`: a Task with code `abort` focused on this one exists (the caller looked)."""
     if not is_fulfillment(after) and (before is None or not is_fulfillment(before)):
@@ -132,12 +142,15 @@ def task_change_problem(
     old, new = str(before.get("status")), str(after.get("status"))
     if new == "entered-in-error" and old != new:  # from any state, by the author only
         if side is Side.OWNER:
-            return "only the Task's author marks it in error"
+            return WorkflowProblem("only the Task's author marks it in error", "Task.status")
         return _field_problem(before, after, side)
     if old in TERMINAL:
         if _changed(before, after, exempt={"meta", "text"}):
             article = "an" if old[0] in "aeiou" else "a"
-            return f"{article} {old} Task never changes again; a re-referral is a new Task"
+            return WorkflowProblem(
+                f"{article} {old} Task never changes again; a re-referral is a new Task",
+                "Task.status",
+            )
         return None
     return (
         _move_problem(old, new, side)
@@ -298,95 +311,123 @@ def _begun_as(latest: Mapping[str, Any]) -> Any:
     return {"coding": [{"system": BUSINESS_STATUS.url, "code": STARTED_AS[1 if ended else 0]}]}
 
 
-def _creation_problem(after: Mapping[str, Any], side: Side) -> str | None:
+def _creation_problem(after: Mapping[str, Any], side: Side) -> WorkflowProblem | None:
     status = str(after.get("status"))
     if side is Side.EITHER:  # the program's own records, history included
         return None
     if side is Side.OWNER:
-        return "a referral's Task is created by its requester"
+        return WorkflowProblem("a referral's Task is created by its requester", "Task.requester")
     if status not in ("draft", "requested"):
-        return f"a new referral's Task is draft or requested, not {status}"
+        return WorkflowProblem(
+            f"a new referral's Task is draft or requested, not {status}", "Task.status"
+        )
     return None
 
 
-def _move_problem(old: str, new: str, side: Side) -> str | None:
+def _move_problem(old: str, new: str, side: Side) -> WorkflowProblem | None:
     if old == new:
         return None
     allowed = _MOVES.get((old, new))
     if allowed is None:
-        return f"a Task does not go from {old} to {new}"
+        return WorkflowProblem(f"a Task does not go from {old} to {new}", "Task.status")
     if side is not Side.EITHER and side is not allowed:
-        return f"only the {allowed.value} moves a Task from {old} to {new}"
+        return WorkflowProblem(
+            f"only the {allowed.value} moves a Task from {old} to {new}", "Task.status"
+        )
     return None
 
 
 def _handshake_problem(
     before: Mapping[str, Any], old: str, new: str, side: Side, abort_requested: bool
-) -> str | None:
+) -> WorkflowProblem | None:
     """The owner cancels work under way only once asked (REFERRALS.md: "owner only (after a
     cancellation request)"). Staff recording what happened (`EITHER`) are not held to it."""
     if side is not Side.OWNER or old not in _UNDER_WAY or new != "cancelled":
         return None
     if abort_requested or cancellation_requested(before):
         return None
-    return (
+    return WorkflowProblem(
         f"the owner cancels work under way ({old}) only after a cancellation request "
         "(an abort Task focused on it, or businessStatus cancellation-requested set by the "
-        "requester)"
+        "requester)",
+        "Task.status",
     )
 
 
 def _carried_problem(
     before: Mapping[str, Any], after: Mapping[str, Any], old: str, new: str
-) -> str | None:
+) -> WorkflowProblem | None:
     """What a status must carry when it is entered (REFERRALS.md, "must carry")."""
     if old == new:
         return None
     if new in _NEEDS_REASON and not _has_reason(after.get("statusReason")):
-        return f"a Task put {new} says why, in statusReason"
+        return WorkflowProblem(f"a Task put {new} says why, in statusReason", "Task.statusReason")
     found = after.get("executionPeriod")
     period: Mapping[str, Any] = found if isinstance(found, dict) else {}
     if new == "in-progress" and not period.get("start"):
-        return "a Task put in-progress carries executionPeriod.start"
+        return WorkflowProblem(
+            "a Task put in-progress carries executionPeriod.start", "Task.executionPeriod.start"
+        )
     if new == "on-hold" and not business_statuses(after) & set(WAITING_FOR):
-        return "a Task put on-hold says what it waits for in businessStatus: " + ", ".join(
-            WAITING_FOR
+        return WorkflowProblem(
+            "a Task put on-hold says what it waits for in businessStatus: "
+            + ", ".join(WAITING_FOR),
+            "Task.businessStatus",
         )
     if (old, new) == ("accepted", "in-progress") and not business_statuses(after) & set(STARTED_AS):
-        return "a Task put in-progress says how it began in businessStatus: " + ", ".join(
-            STARTED_AS
+        return WorkflowProblem(
+            "a Task put in-progress says how it began in businessStatus: " + ", ".join(STARTED_AS),
+            "Task.businessStatus",
         )
     if new == "completed" and (not period.get("end") or not after.get("output")):
-        return "a completed Task carries executionPeriod.end and at least one output"
+        return WorkflowProblem(
+            "a completed Task carries executionPeriod.end and at least one output",
+            "Task.executionPeriod.end" if not period.get("end") else "Task.output",
+        )
     return _checklist_problem(checklist_kept(before, after))
 
 
-def _checklist_problem(after: Mapping[str, Any]) -> str | None:
+def _checklist_problem(after: Mapping[str, Any]) -> WorkflowProblem | None:
     """A handoff is completed only with its transfer checklist done (mappings.handoff)."""
     gaps = completion_gaps(after) if after.get("status") == "completed" else ()
     if not gaps:
         return None
-    return "the handoff cannot be completed before its transfer checklist is; not done: " + (
-        ", ".join(gaps)
+    return WorkflowProblem(
+        "the handoff cannot be completed before its transfer checklist is; not done: "
+        + ", ".join(gaps),
+        "Task.input",
     )
 
 
-def _field_problem(before: Mapping[str, Any], after: Mapping[str, Any], side: Side) -> str | None:
+def _field_problem(
+    before: Mapping[str, Any], after: Mapping[str, Any], side: Side
+) -> WorkflowProblem | None:
     if side is Side.REQUESTER:
         exempt = _REQUESTER_MAY_CHANGE
         if _asks_to_cancel(before, after):
             exempt = exempt | {"businessStatus"}
         changed = _changed(before, after, exempt=exempt)
         if changed:
-            return f"the requester may change only status, note and input, not {changed}"
+            return WorkflowProblem(
+                f"the requester may change only status, note and input, not {changed}",
+                f"Task.{changed}",
+            )
     if side is Side.OWNER:
         if cancellation_requested(after) and not cancellation_requested(before):
-            return "only the requester asks to cancel (businessStatus cancellation-requested)"
+            return WorkflowProblem(
+                "only the requester asks to cancel (businessStatus cancellation-requested)",
+                "Task.businessStatus",
+            )
         for element in _OWNER_MAY_NOT_CHANGE:
             if before.get(element) != after.get(element):
-                return f"the owner may not change the Task's {element}"
+                return WorkflowProblem(
+                    f"the owner may not change the Task's {element}", f"Task.{element}"
+                )
         if _input_types(before) - _input_types(after):
-            return "the owner may not remove the requester's input (documents, consent)"
+            return WorkflowProblem(
+                "the owner may not remove the requester's input (documents, consent)",
+                "Task.input",
+            )
     return _note_author_problem(before, after, side)
 
 
@@ -397,7 +438,7 @@ def _input_types(task: Mapping[str, Any]) -> set[str]:
 
 def _note_author_problem(
     before: Mapping[str, Any], after: Mapping[str, Any], side: Side
-) -> str | None:
+) -> WorkflowProblem | None:
     """A side never signs a note as the other party, which would put words in its mouth on
     the shared Task. Its own notes it signs as it names itself (its Organization, one of its
     practitioners), by an id of its own server: only the other party's name is refused."""
@@ -409,7 +450,10 @@ def _note_author_problem(
         if not isinstance(note, Mapping) or _note_key(note) in kept:
             continue
         if names_party(note.get("authorReference"), after.get(other.value)):
-            return f"a note the {side.value} adds may not name the {other.value} as its author"
+            return WorkflowProblem(
+                f"a note the {side.value} adds may not name the {other.value} as its author",
+                "Task.note.authorReference",
+            )
     return None
 
 

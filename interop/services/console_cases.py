@@ -114,7 +114,7 @@ class CaseConsole:
             task_mapping.to_fhir(before), task_mapping.to_fhir(after), side, abort_requested=asked
         )
         if problem is not None:
-            raise BusinessRuleBroken(problem)
+            raise BusinessRuleBroken(problem.text)
         changed: ReferralTask = self._cases.put(KINDS_BY_NAME["referral-tasks"], after, staff).value
         return changed.status.value
 
@@ -269,9 +269,10 @@ def _allowed(
         after = _moved(value, move, "as asked", now)
     except InvalidRequest as refused:
         return str(refused)
-    return workflow.task_change_problem(
+    problem = workflow.task_change_problem(
         task_mapping.to_fhir(value), task_mapping.to_fhir(after), side, abort_requested=asked
     )
+    return None if problem is None else problem.text
 
 
 def _moved(value: ReferralTask, move: str, reason: str, now: datetime) -> ReferralTask:

@@ -857,7 +857,7 @@ class ResourceOperations:
         )
         problem = task_change_problem(previous, after, side, abort_requested=asked)
         if problem is not None:
-            raise BusinessRuleBroken(problem)
+            raise BusinessRuleBroken(problem.text, (problem.expression,))
 
     def _own_side(self, task: dict[str, Any]) -> Side:
         """The program's own systems act for either side (staff recording what happened),

@@ -26,6 +26,14 @@ STATUSES = (
 REASON = {"text": "Program at capacity"}
 
 
+def refusal(
+    before: dict[str, Any], after: dict[str, Any], side: Side, *, abort_requested: bool = False
+) -> str | None:
+    """The workflow's refusal of the write, as its text."""
+    problem = task_change_problem(before, after, side, abort_requested=abort_requested)
+    return None if problem is None else problem.text
+
+
 def shared(status: str, **extra: Any) -> dict[str, Any]:
     return {
         "resourceType": "Task",
@@ -113,10 +121,10 @@ def test_each_move_of_the_table_is_allowed_to_its_side_and_to_staff(
     old: str, new: str, side: Side
 ) -> None:
     before, after = shared(old, **asked_first(old, new)), shared(new, **carried(new))
-    assert task_change_problem(before, after, side) is None
-    assert task_change_problem(before, after, Side.EITHER) is None
+    assert refusal(before, after, side) is None
+    assert refusal(before, after, Side.EITHER) is None
     other = Side.OWNER if side is Side.REQUESTER else Side.REQUESTER
-    assert task_change_problem(before, after, other) == (
+    assert refusal(before, after, other) == (
         f"only the {side.value} moves a Task from {old} to {new}"
     )
 
@@ -126,7 +134,7 @@ def test_no_other_move_exists(old: str, new: str) -> None:
     """Whoever writes, a move outside the table is refused; terminal states never move, but
     to entered-in-error, which any state may go to."""
     before = shared(old, **carried(old))
-    problem = task_change_problem(before, shared(new, **carried(new)), Side.EITHER)
+    problem = refusal(before, shared(new, **carried(new)), Side.EITHER)
     listed = any((old, new) == (a, b) for a, b, _ in ALLOWED)
     if old == new or new == "entered-in-error" or listed:
         assert problem is None
@@ -138,51 +146,51 @@ def test_no_other_move_exists(old: str, new: str) -> None:
 def test_a_status_that_needs_a_reason_is_refused_without_one(status: str) -> None:
     before = shared("in-progress" if status in ("on-hold", "failed") else "requested")
     side = Side.REQUESTER if status == "cancelled" else Side.OWNER
-    assert task_change_problem(before, shared(status), side) == (
+    assert refusal(before, shared(status), side) == (
         f"a Task put {status} says why, in statusReason"
     )
 
 
 def test_in_progress_needs_a_start_and_completion_an_end_and_an_output() -> None:
     assert "executionPeriod.start" in str(
-        task_change_problem(shared("accepted"), shared("in-progress"), Side.OWNER)
+        refusal(shared("accepted"), shared("in-progress"), Side.OWNER)
     )
     ended = shared("completed", executionPeriod={"end": "2026-12-01"})
     assert "at least one output" in str(
-        task_change_problem(shared("in-progress"), ended, Side.OWNER)
+        refusal(shared("in-progress"), ended, Side.OWNER)
     )
 
 
 @pytest.mark.parametrize("old", ["received", "accepted", "in-progress"])
 def test_on_hold_says_what_it_waits_for(old: str) -> None:
     held = shared("on-hold", statusReason=REASON)
-    assert "waits for in businessStatus" in str(task_change_problem(shared(old), held, Side.OWNER))
+    assert "waits for in businessStatus" in str(refusal(shared(old), held, Side.OWNER))
     held["businessStatus"] = business_status("under-review")
-    assert "waits for in businessStatus" in str(task_change_problem(shared(old), held, Side.OWNER))
+    assert "waits for in businessStatus" in str(refusal(shared(old), held, Side.OWNER))
     for waiting in ("awaiting-information", "awaiting-authorization", "waitlisted"):
         held["businessStatus"] = business_status(waiting)
-        assert task_change_problem(shared(old), held, Side.OWNER) is None
+        assert refusal(shared(old), held, Side.OWNER) is None
 
 
 def test_work_begun_says_how_in_our_code_or_bsers() -> None:
     started = shared("in-progress", executionPeriod={"start": "2026-11-03"})
     assert "how it began in businessStatus" in str(
-        task_change_problem(shared("accepted"), started, Side.OWNER)
+        refusal(shared("accepted"), started, Side.OWNER)
     )
     started["businessStatus"] = business_status("5.1.1", BSER_BUSINESS_STATUS)  # scheduled
-    assert task_change_problem(shared("accepted"), started, Side.OWNER) is None
+    assert refusal(shared("accepted"), started, Side.OWNER) is None
     started["businessStatus"] = business_status("5.1.2", BSER_BUSINESS_STATUS)  # no-show
-    assert "how it began" in str(task_change_problem(shared("accepted"), started, Side.OWNER))
+    assert "how it began" in str(refusal(shared("accepted"), started, Side.OWNER))
 
 
 def test_terminal_tasks_never_change_not_even_their_note() -> None:
     before = shared("completed", **carried("completed"))
-    assert task_change_problem(before, {**before, "note": [{"text": "late"}]}, Side.EITHER) == (
+    assert refusal(before, {**before, "note": [{"text": "late"}]}, Side.EITHER) == (
         "a completed Task never changes again; a re-referral is a new Task"
     )
-    assert task_change_problem(before, {**before, "meta": {"versionId": "9"}}, Side.OWNER) is None
+    assert refusal(before, {**before, "meta": {"versionId": "9"}}, Side.OWNER) is None
     voided = shared("entered-in-error")
-    assert task_change_problem(voided, {**voided, "note": [{"text": "x"}]}, Side.EITHER) == (
+    assert refusal(voided, {**voided, "note": [{"text": "x"}]}, Side.EITHER) == (
         "an entered-in-error Task never changes again; a re-referral is a new Task"
     )
 
@@ -190,11 +198,11 @@ def test_terminal_tasks_never_change_not_even_their_note() -> None:
 def test_the_requester_changes_only_status_note_and_input() -> None:
     before = shared("requested")
     assert (
-        task_change_problem(before, {**before, "note": [{"text": "call first"}]}, Side.REQUESTER)
+        refusal(before, {**before, "note": [{"text": "call first"}]}, Side.REQUESTER)
         is None
     )
     moved = {**before, "owner": {"reference": "Organization/elsewhere"}}
-    assert task_change_problem(before, moved, Side.REQUESTER) == (
+    assert refusal(before, moved, Side.REQUESTER) == (
         "the requester may change only status, note and input, not owner"
     )
 
@@ -203,34 +211,34 @@ def test_the_requester_changes_only_status_note_and_input() -> None:
 def test_the_owner_may_not_change_what_the_referral_is(element: str) -> None:
     before = shared("accepted")
     after = {**before, element: {"reference": "Organization/other"}}
-    assert task_change_problem(before, after, Side.OWNER) == (
+    assert refusal(before, after, Side.OWNER) == (
         f"the owner may not change the Task's {element}"
     )
 
 
 def test_creation_by_a_partner_is_the_requesters_draft_or_request() -> None:
-    assert task_change_problem(None, shared("requested"), Side.REQUESTER) is None
-    assert task_change_problem(None, shared("accepted"), Side.REQUESTER) == (
+    assert refusal(None, shared("requested"), Side.REQUESTER) is None
+    assert refusal(None, shared("accepted"), Side.REQUESTER) == (
         "a new referral's Task is draft or requested, not accepted"
     )
-    assert task_change_problem(None, shared("requested"), Side.OWNER) == (
+    assert refusal(None, shared("requested"), Side.OWNER) == (
         "a referral's Task is created by its requester"
     )
-    assert task_change_problem(None, shared("completed"), Side.EITHER) is None  # history
+    assert refusal(None, shared("completed"), Side.EITHER) is None  # history
 
 
 def test_only_the_author_marks_a_task_in_error_and_actions_are_free() -> None:
     done = shared("completed", **carried("completed"))
-    assert task_change_problem(done, {**done, "status": "entered-in-error"}, Side.REQUESTER) is None
+    assert refusal(done, {**done, "status": "entered-in-error"}, Side.REQUESTER) is None
     moved = {**shared("entered-in-error"), "owner": {"reference": "Organization/elsewhere"}}
-    assert "not owner" in str(task_change_problem(shared("accepted"), moved, Side.REQUESTER))
+    assert "not owner" in str(refusal(shared("accepted"), moved, Side.REQUESTER))
     before = shared("accepted")
-    assert task_change_problem(before, shared("entered-in-error"), Side.REQUESTER) is None
-    assert task_change_problem(before, shared("entered-in-error"), Side.OWNER) == (
+    assert refusal(before, shared("entered-in-error"), Side.REQUESTER) is None
+    assert refusal(before, shared("entered-in-error"), Side.OWNER) == (
         "only the Task's author marks it in error"
     )
     action = {"resourceType": "Task", "status": "completed", "intent": "order"}
-    assert task_change_problem({**action, "status": "draft"}, action, Side.OWNER) is None
+    assert refusal({**action, "status": "draft"}, action, Side.OWNER) is None
 
 
 def test_the_steps_between_two_polls_are_the_shortest_way_the_side_may_go() -> None:
@@ -249,25 +257,25 @@ def test_the_owner_cancels_work_under_way_only_once_asked(old: str) -> None:
     """REFERRALS.md: in-progress, on-hold -> cancelled, owner only, after a cancellation
     request; staff recording what happened are not held to the handshake."""
     cancelled = shared("cancelled", **carried("cancelled"))
-    unasked = task_change_problem(shared(old), cancelled, Side.OWNER)
+    unasked = refusal(shared(old), cancelled, Side.OWNER)
     assert unasked == (
         f"the owner cancels work under way ({old}) {HANDSHAKE} (an abort Task focused on it, "
         "or businessStatus cancellation-requested set by the requester)"
     )
-    assert task_change_problem(shared(old, **ASKED), cancelled, Side.OWNER) is None
-    assert task_change_problem(shared(old), cancelled, Side.OWNER, abort_requested=True) is None
-    assert task_change_problem(shared(old), cancelled, Side.EITHER) is None
+    assert refusal(shared(old, **ASKED), cancelled, Side.OWNER) is None
+    assert refusal(shared(old), cancelled, Side.OWNER, abort_requested=True) is None
+    assert refusal(shared(old), cancelled, Side.EITHER) is None
     bser = {"businessStatus": {"coding": [{"system": BSER_BUSINESS_STATUS, "code": "5.2"}]}}
-    assert task_change_problem(shared(old, **bser), cancelled, Side.OWNER) is None
+    assert refusal(shared(old, **bser), cancelled, Side.OWNER) is None
 
 
 @pytest.mark.parametrize("old", ["accepted", "in-progress", "on-hold"])
 def test_the_requester_asks_to_cancel_without_changing_status(old: str) -> None:
     before = shared(old, **carried(old))
-    assert task_change_problem(before, {**before, **ASKED}, Side.REQUESTER) is None
+    assert refusal(before, {**before, **ASKED}, Side.REQUESTER) is None
     moved = {**before, **ASKED, "status": "cancelled", **carried("cancelled")}
     if old != "accepted":
-        assert task_change_problem(before, moved, Side.REQUESTER) == (
+        assert refusal(before, moved, Side.REQUESTER) == (
             f"only the owner moves a Task from {old} to cancelled"
         )
 
@@ -275,10 +283,10 @@ def test_the_requester_asks_to_cancel_without_changing_status(old: str) -> None:
 def test_the_requester_writes_no_other_business_status_and_the_owner_not_that_one() -> None:
     before = shared("in-progress", **carried("in-progress"))
     scheduled = {"businessStatus": business_status("scheduled")}
-    assert task_change_problem(before, {**before, **scheduled}, Side.REQUESTER) == (
+    assert refusal(before, {**before, **scheduled}, Side.REQUESTER) == (
         "the requester may change only status, note and input, not businessStatus"
     )
-    assert task_change_problem(before, {**before, **ASKED}, Side.OWNER) == (
+    assert refusal(before, {**before, **ASKED}, Side.OWNER) == (
         "only the requester asks to cancel (businessStatus cancellation-requested)"
     )
 
@@ -328,7 +336,7 @@ def test_the_owner_never_rewrites_what_the_requester_asked(element: str, value: 
     before["restriction"] = {"period": {"end": "2026-12-20"}}
     before["priority"] = "routine"
     after = {**before, element: value}
-    assert task_change_problem(before, after, Side.OWNER) == (
+    assert refusal(before, after, Side.OWNER) == (
         f"the owner may not change the Task's {element}"
     )
 
@@ -337,7 +345,7 @@ def test_the_owner_never_removes_the_requesters_input() -> None:
     consent = {"type": {"text": "consent"}, "valueReference": {"reference": "Consent/c1"}}
     before = shared("accepted", input=[consent])
     after = {k: v for k, v in before.items() if k != "input"}
-    assert task_change_problem(before, after, Side.OWNER) == (
+    assert refusal(before, after, Side.OWNER) == (
         "the owner may not remove the requester's input (documents, consent)"
     )
 
@@ -356,7 +364,7 @@ def test_a_side_never_signs_a_note_as_the_other_party(side: Side) -> None:
         {"reference": "Organization/its-id-on-my-server", "identifier": by_oid},
     ):
         forged = {"text": "client declined", "authorReference": forged_author}
-        assert task_change_problem(before, {**before, "note": [forged]}, side) == refused
+        assert refusal(before, {**before, "note": [forged]}, side) == refused
     for own_author in (
         before[side.value],
         {"reference": "https://mine.example.org/fhir/Organization/me-on-my-server"},
@@ -366,7 +374,7 @@ def test_a_side_never_signs_a_note_as_the_other_party(side: Side) -> None:
         signed = {"text": "client prefers mornings", "authorReference": own_author}
         if own_author is None:
             signed = {"text": "client prefers mornings"}
-        assert task_change_problem(before, {**before, "note": [signed]}, side) is None
+        assert refusal(before, {**before, "note": [signed]}, side) is None
 
 
 def test_a_note_is_the_same_note_whatever_id_each_server_gives_its_author() -> None:
@@ -376,7 +384,7 @@ def test_a_note_is_the_same_note_whatever_id_each_server_gives_its_author() -> N
     before = shared("accepted", note=[{**mine, "authorReference": {"reference": "Organization/a"}}])
     theirs = {**mine, "authorReference": {"reference": "https://b.example.org/fhir/Organization/x"}}
     after = {**before, "note": [theirs]}
-    assert task_change_problem(before, after, Side.OWNER) is None
+    assert refusal(before, after, Side.OWNER) is None
     assert rebased(before, after, [before], Side.OWNER)["note"] == before["note"]
 
 
@@ -400,7 +408,7 @@ def test_a_note_read_back_from_the_other_server_is_the_same_note() -> None:
     read_back = shared("accepted", note=[theirs])
     merged = rebased(current, read_back, [current], Side.OWNER)
     assert merged["note"] == [mine]
-    assert task_change_problem(current, merged, Side.OWNER) is None
+    assert refusal(current, merged, Side.OWNER) is None
 
 
 def test_why_the_requester_cancels_is_its_own_even_a_reason_used_before() -> None:
@@ -409,7 +417,7 @@ def test_why_the_requester_cancels_is_its_own_even_a_reason_used_before() -> Non
     cancelling = shared("cancelled", statusReason={"text": "x"})
     merged = rebased(cleared, cancelling, [shared("requested"), held, cleared], Side.REQUESTER)
     assert merged["statusReason"] == {"text": "x"}
-    assert task_change_problem(cleared, merged, Side.REQUESTER) is None
+    assert refusal(cleared, merged, Side.REQUESTER) is None
 
 
 @pytest.mark.parametrize(
@@ -431,7 +439,7 @@ def test_a_move_seen_only_through_a_later_copy_carries_what_entering_it_needs(
     assert path == ["in-progress", latest]
     inferred = passed_through(ours, copy, "in-progress")
     assert inferred["businessStatus"] == business_status(begun)
-    assert task_change_problem(ours, inferred, Side.OWNER, abort_requested=True) is None
+    assert refusal(ours, inferred, Side.OWNER, abort_requested=True) is None
 
 
 def test_work_begun_in_the_partners_own_words_is_kept() -> None:
@@ -439,3 +447,21 @@ def test_work_begun_in_the_partners_own_words_is_kept() -> None:
     assert passed_through(shared("accepted"), copy, "in-progress")["businessStatus"] == (
         business_status("scheduled")
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "after", "side", "expression"),
+    [
+        ("requested", shared("in-progress"), Side.OWNER, "Task.status"),
+        ("requested", shared("rejected"), Side.OWNER, "Task.statusReason"),
+        ("accepted", shared("in-progress"), Side.OWNER, "Task.executionPeriod.start"),
+        ("requested", shared("requested", priority="stat"), Side.OWNER, "Task.priority"),
+    ],
+)
+def test_a_refusal_names_the_element_at_fault(
+    old: str, after: dict[str, Any], side: Side, expression: str
+) -> None:
+    """The OperationOutcome's expression (README: errors name the element by FHIRPath)."""
+    problem = task_change_problem(shared(old), after, side)
+    assert problem is not None
+    assert problem.expression == expression

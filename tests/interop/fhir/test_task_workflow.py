@@ -79,9 +79,10 @@ def test_the_owner_accepts_and_the_requester_cannot(
     refused = put(anonymous, harbor, {**shared, "status": "accepted"})
     assert refused.status_code == 422
     [issue] = refused.json()["issue"]
-    assert (issue["code"], issue["diagnostics"]) == (
+    assert (issue["code"], issue["diagnostics"], issue["expression"]) == (
         "business-rule",
         "only the owner moves a Task from requested to accepted",
+        ["Task.status"],
     )
     assert client.get(f"/fhir/Task/{shared['id']}").json()["meta"]["versionId"] == "1"
     accepted = put(anonymous, bayview, {**shared, "status": "accepted"})
@@ -95,6 +96,7 @@ def test_a_decline_needs_its_reason_and_then_never_changes(
     shared, harbor, bayview = referral(anonymous, client)
     bare = put(anonymous, bayview, {**shared, "status": "rejected"})
     assert bare.json()["issue"][0]["diagnostics"] == "a Task put rejected says why, in statusReason"
+    assert bare.json()["issue"][0]["expression"] == ["Task.statusReason"]
     declined = {**shared, "status": "rejected", "statusReason": {"text": "At capacity"}}
     assert put(anonymous, bayview, declined).status_code == 200
     current = client.get(f"/fhir/Task/{shared['id']}").json()
