@@ -156,9 +156,7 @@ def test_in_progress_needs_a_start_and_completion_an_end_and_an_output() -> None
         refusal(shared("accepted"), shared("in-progress"), Side.OWNER)
     )
     ended = shared("completed", executionPeriod={"end": "2026-12-01"})
-    assert "at least one output" in str(
-        refusal(shared("in-progress"), ended, Side.OWNER)
-    )
+    assert "at least one output" in str(refusal(shared("in-progress"), ended, Side.OWNER))
 
 
 @pytest.mark.parametrize("old", ["received", "accepted", "in-progress"])
@@ -174,9 +172,7 @@ def test_on_hold_says_what_it_waits_for(old: str) -> None:
 
 def test_work_begun_says_how_in_our_code_or_bsers() -> None:
     started = shared("in-progress", executionPeriod={"start": "2026-11-03"})
-    assert "how it began in businessStatus" in str(
-        refusal(shared("accepted"), started, Side.OWNER)
-    )
+    assert "how it began in businessStatus" in str(refusal(shared("accepted"), started, Side.OWNER))
     started["businessStatus"] = business_status("5.1.1", BSER_BUSINESS_STATUS)  # scheduled
     assert refusal(shared("accepted"), started, Side.OWNER) is None
     started["businessStatus"] = business_status("5.1.2", BSER_BUSINESS_STATUS)  # no-show
@@ -197,10 +193,7 @@ def test_terminal_tasks_never_change_not_even_their_note() -> None:
 
 def test_the_requester_changes_only_status_note_and_input() -> None:
     before = shared("requested")
-    assert (
-        refusal(before, {**before, "note": [{"text": "call first"}]}, Side.REQUESTER)
-        is None
-    )
+    assert refusal(before, {**before, "note": [{"text": "call first"}]}, Side.REQUESTER) is None
     moved = {**before, "owner": {"reference": "Organization/elsewhere"}}
     assert refusal(before, moved, Side.REQUESTER) == (
         "the requester may change only status, note and input, not owner"
@@ -211,9 +204,7 @@ def test_the_requester_changes_only_status_note_and_input() -> None:
 def test_the_owner_may_not_change_what_the_referral_is(element: str) -> None:
     before = shared("accepted")
     after = {**before, element: {"reference": "Organization/other"}}
-    assert refusal(before, after, Side.OWNER) == (
-        f"the owner may not change the Task's {element}"
-    )
+    assert refusal(before, after, Side.OWNER) == (f"the owner may not change the Task's {element}")
 
 
 def test_creation_by_a_partner_is_the_requesters_draft_or_request() -> None:
@@ -336,9 +327,7 @@ def test_the_owner_never_rewrites_what_the_requester_asked(element: str, value: 
     before["restriction"] = {"period": {"end": "2026-12-20"}}
     before["priority"] = "routine"
     after = {**before, element: value}
-    assert refusal(before, after, Side.OWNER) == (
-        f"the owner may not change the Task's {element}"
-    )
+    assert refusal(before, after, Side.OWNER) == (f"the owner may not change the Task's {element}")
 
 
 def test_the_owner_never_removes_the_requesters_input() -> None:
