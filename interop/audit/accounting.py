@@ -30,7 +30,9 @@ from interop.store.fhirdates import format_instant
 from interop.store.tables import DisclosureLogRow
 
 ACCOUNTING_YEARS = 3
-NOT_DISCLOSURES = frozenset({"preview", "cds-consult", "update", "delete", "sync-prepare"})
+NOT_DISCLOSURES = frozenset(
+    {"preview", "cds-consult", "update", "delete", "sync-prepare", "export-prepare"}
+)
 """Decisions on which nothing left for the recipient named (PART2.md A2 lists disclosures
 only): a document shown to staff before sending, a consent consult answered to the system
 that asked about a third party, an update's or delete's check of the version it replaces, and

@@ -16,7 +16,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,8 +45,12 @@ from interop.store.tables import ExportJobRow
 
 log = logging.getLogger("interop.export")
 INTERACTION = "export"
+"""How the job's decisions are logged for the program's own systems (use, as their reads)."""
+PREPARED = "export-prepare"
+"""How they are logged for a partner: decided, not disclosed, since the files stay here until
+the partner downloads them (accounting.NOT_DISCLOSURES)."""
 DOWNLOAD = "export-download"
-"""How a file's lines decided again as they leave are logged."""
+"""How a file's lines decided again as they leave are logged: a partner's disclosure."""
 ERROR_TYPE = "OperationOutcome"
 
 
@@ -179,10 +183,12 @@ class BulkExports:
             raise ResourceNotFound("no such export file")
         if resource_type == ERROR_TYPE:  # our notes on the request: no patient data
             return OutputFile(self._chunks(keys, resource_type, None))
-        now = self._requester_of(job)
-        if now is None:
+        if self._requester_of(job) is None:
             raise ResourceNotFound("no such export file")
-        return OutputFile(self._chunks(keys, resource_type, now))
+        # The download is the disclosure: decided for the token that asks for it now, its
+        # scopes and purposes (a legal-proceedings purpose needs its own consent, C4), not
+        # the kick-off's. An emergency never reaches an export (README: it cannot start one).
+        return OutputFile(self._chunks(keys, resource_type, replace(requester, emergency=None)))
 
     def delete(self, job_id: str, requester: Requester) -> None:
         """Cancel a job or drop its files; later requests for it answer 404 (IG delete)."""
@@ -258,7 +264,7 @@ class BulkExports:
             if stop.is_set():
                 raise _Stopped
             with behind_gate(
-                self._engine, self._gates, requester, INTERACTION, paging=self._paging
+                self._engine, self._gates, requester, _run_as(requester), paging=self._paging
             ) as operations:
                 released, cursor, more = operations.released_after(
                     queries, cursor, self._policy.page_size
@@ -287,7 +293,7 @@ class BulkExports:
         """The ids of the Patients a Group the requester may see lists (read through the
         gate: a Group it may not see is unknown to it)."""
         with behind_gate(
-            self._engine, self._gates, requester, INTERACTION, paging=self._paging
+            self._engine, self._gates, requester, _run_as(requester), paging=self._paging
         ) as operations:
             group = operations.read("Group", group_id or "")
         members: list[str] = []
@@ -344,6 +350,12 @@ class BulkExports:
                 ) as operations:
                     kept = operations.released_again(resource_type, chunk)
                 yield kept
+
+
+def _run_as(requester: Requester) -> str:
+    """What a job's decisions are logged as: for a partner, a decision that discloses nothing
+    until its download does."""
+    return INTERACTION if requester.first_party else PREPARED
 
 
 def local_requester(job: str) -> Requester:

@@ -464,20 +464,19 @@ class ResourceOperations:
     def released_again(self, resource_type: str, lines: bytes) -> bytes:
         """Exported NDJSON lines decided again as they are downloaded: the download is the
         disclosure, so a line whose consent was revoked since the export ran is left out
-        (C6). Decided quietly (`unrecorded`): the permits were logged and accounted when the
-        export ran; a line now withheld is logged as the denial it is (A1)."""
+        (C6), and what is released is logged and accounted now (A1, A2), with the consent
+        relied on now and labelled as it leaves."""
         if self._gate.releases_everything(resource_type):
             return lines
         names = [_version_name(line) for line in lines.splitlines() if line]
         found = self._repository.versions_named([name for name in names if name is not None])
-        with self._gate.unrecorded():
-            kept = [
-                released
-                for name in names
-                if name is not None
-                and name in found
-                and (released := self._gate.admit(found[name])) is not None
-            ]
+        kept = [
+            released
+            for name in names
+            if name is not None
+            and name in found
+            and (released := self._gate.admit(found[name])) is not None
+        ]
         return b"".join(line + b"\n" for line in kept)
 
     def released_after(

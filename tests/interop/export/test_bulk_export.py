@@ -245,31 +245,56 @@ class TestThroughTheGate:
         engine.dispose()
         assert any(f"CarePlan/{world.plan_id}" in row.resources for row in withheld)
 
-    def test_decisions_are_logged_and_accounted(
+    def test_decisions_are_logged_and_the_download_is_accounted(
         self, anonymous: TestClient, settings: Settings, world: World
     ) -> None:
-        """A1: each decision of the job in the disclosure log (permits and denials); A2: the
-        release to A is in the patient's accounting of disclosures."""
+        """A1: each decision of the job in the disclosure log (permits and denials), as a
+        decision only, since the files stay here; A2: the download is the disclosure the
+        patient's accounting lists, once it happens."""
+        compliance = anonymous.app.state.compliance  # type: ignore[attr-defined]
+        patient_id = world.client_ref.split("/")[1]
+        manifests = {}
         for partner in (world.a, world.b):
             headers = as_(anonymous, partner)
-            finished(anonymous, export(anonymous, "/fhir/$export", headers), headers)
-        engine = make_engine(settings.database_url)
-        with Session(engine) as session:
-            rows = session.exec(
-                select(DisclosureLogRow).where(col(DisclosureLogRow.interaction) == "export")
-            ).all()
-        engine.dispose()
+            manifests[partner] = finished(
+                anonymous, export(anonymous, "/fhir/$export", headers), headers
+            )
         plan = f"CarePlan/{world.plan_id}"
-        granted = [r for r in rows if r.requester == world.a.organization and plan in r.resources]
-        refused = [r for r in rows if r.requester == world.b.organization and plan in r.resources]
+        prepared = _logged(settings, "export-prepare")
+        granted = [
+            r for r in prepared if r.requester == world.a.organization and plan in r.resources
+        ]
+        refused = [
+            r for r in prepared if r.requester == world.b.organization and plan in r.resources
+        ]
         assert [r.decision for r in granted] == ["permit"]
         assert granted[0].consent == f"Consent/{world.consent_id}"
         assert [r.decision for r in refused] == ["deny"]
-        compliance = anonymous.app.state.compliance  # type: ignore[attr-defined]
-        report = compliance.accounting(world.client_ref.split("/")[1], datetime.now(UTC))
-        exported = [d for d in report.with_consent if d.row.interaction == "export"]
-        assert {d.recipient for d in exported} == {world.a.organization}
-        assert any("care plan" in d.description for d in exported)
+        report = compliance.accounting(patient_id, datetime.now(UTC))
+        assert not [d for d in report.with_consent if d.row.interaction.startswith("export")]
+        headers = as_(anonymous, world.a)
+        assert lines(anonymous, outputs(manifests[world.a])["CarePlan"]["url"], headers)
+        report = compliance.accounting(patient_id, datetime.now(UTC))
+        downloaded = [d for d in report.with_consent if d.row.interaction == "export-download"]
+        assert {d.recipient for d in downloaded} == {world.a.organization}
+        assert any("care plan" in d.description for d in downloaded)
+        assert {d.consent for d in downloaded} == {f"Consent/{world.consent_id}"}
+
+    def test_a_file_is_decided_for_the_token_that_downloads_it(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        """The download is decided as the partner asks now: a token for legal proceedings
+        (HLEGAL, which only a consent of its own permits: PART2.md C4, §2.31(d)) or one whose
+        scopes no longer cover the type gets none of the Part 2 lines the kick-off's could."""
+        headers = as_(anonymous, world.a)
+        files = outputs(finished(anonymous, export(anonymous, "/fhir/$export", headers), headers))
+        url = files["CarePlan"]["url"]
+        assert [plan["id"] for plan in lines(anonymous, url, headers)] == [world.plan_id]
+        legal = as_(anonymous, world.a, purposes=["urn:oid:2.16.840.1.113883.5.8#HLEGAL"])
+        assert lines(anonymous, url, legal) == []
+        narrow = {"Authorization": bearer(anonymous, world.a, scope="system/Organization.rs")}
+        assert lines(anonymous, url, narrow) == []
+        assert [plan["id"] for plan in lines(anonymous, url, headers)] == [world.plan_id]
 
     def test_patient_and_group_levels_walk_the_compartment(
         self, anonymous: TestClient, client: TestClient, world: World
@@ -359,3 +384,15 @@ def test_consented_partner_sees_the_unit_writing_as_itself(
     (plan,) = lines(anonymous, files["CarePlan"]["url"], headers)
     assert "42CFRPart2" not in codes(plan)
     assert acting_as is not None
+
+
+def _logged(settings: Settings, interaction: str) -> list[DisclosureLogRow]:
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        rows = list(
+            session.exec(
+                select(DisclosureLogRow).where(col(DisclosureLogRow.interaction) == interaction)
+            ).all()
+        )
+    engine.dispose()
+    return rows
