@@ -66,7 +66,6 @@ from interop.services.relationships import treats
 from interop.store import markers
 from interop.store import organizations as organizations_store
 from interop.store.fhirdates import parse_range
-from interop.store.identifiers import ids_with
 from interop.store.repository import GateFacts, StoredVersion
 from interop.store.search_params import parse_reference
 from mappings.consent import directive_from_fhir
@@ -160,7 +159,6 @@ class GateSession:
         self._entries: list[LogEntry] = []
         self.released = Released()
         self._emergency_open = interaction not in _ACROSS_PATIENTS
-        self._emergency_carriers: list[str] | None = None
 
     @property
     def requester(self) -> Requester:
@@ -353,16 +351,10 @@ class GateSession:
         return _engine_emergency(self._requester)
 
     def _emergency_names(self, patient: str) -> bool:
-        """Whether the emergency's patient (`Patient/{id}`, or `system|value` carried by
-        exactly one stored Patient) is this one."""
+        """Whether the emergency's patient is this one: the token names it as `Patient/{id}`,
+        an identifier having been bound to its one carrier when the token was issued."""
         facts = self._requester.emergency
-        named = facts.patient if facts is not None else ""
-        if named.startswith("Patient/") or not named:
-            return named == patient
-        if self._emergency_carriers is None:
-            system, _, value = named.rpartition("|")
-            self._emergency_carriers = ids_with(self._session, "Patient", system or None, value)
-        return self._emergency_carriers == [patient.partition("/")[2]]
+        return facts is not None and facts.patient == patient
 
     def forget_reads(self) -> None:
         """Drop what was read in an earlier transaction of this request (a batch entry): a

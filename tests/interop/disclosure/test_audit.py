@@ -15,12 +15,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session, col, select
 
-from interop.audit import log
+from interop.audit import accounting, log
 from interop.services.errors import InvalidRequest
 from interop.services.staff import Role
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.tables import ChainHeadRow, DisclosureLogRow
+from mappings import fhir
 from tests.builders import care_plan, part2_consent
 from tests.conftest import REPOSITORY, bearer, register_partner
 from tests.interop.auth.test_staff import add_user, sign_in
@@ -468,6 +469,36 @@ class TestKeyedChain:
 
 
 class TestAccounting:
+    @pytest.mark.parametrize("rows", ["none", "a disclosure and an unreadable row"])
+    def test_the_fhir_form_is_a_valid_r4_bundle(self, rows: str) -> None:
+        """A collection carries no total (R4 bdl-1: searches and histories only) and no empty
+        entry array; its AuditEvents validate."""
+        until = datetime(2026, 12, 7, tzinfo=UTC)
+        released = DisclosureLogRow(
+            seq=1,
+            recorded_at=until,
+            client_id="riverside",
+            requester="Organization/riverside",
+            patient="Patient/p1",
+            purposes="TREAT",
+            interaction="read",
+            decision="permit",
+            rule="CONSENT",
+            consent="Consent/c1",
+            resources="CarePlan/cp1",
+            part2=True,
+            prev_hash="0" * 64,
+            hash="1" * 64,
+        )
+        logged = [released, log.Unreadable(2)] if rows != "none" else []
+        report = accounting.accounting("p1", "Alex", logged, {}, datetime(2024, 1, 1), until)
+
+        bundle = accounting.as_bundle(report)
+
+        fhir.validate(bundle)
+        assert "total" not in bundle
+        assert len(bundle.get("entry", [])) == (2 if logged else 0)
+
     def test_accounting_lists_disclosures_with_consent_in_three_forms(
         self, anonymous: TestClient, compliance: TestClient, world: World
     ) -> None:
@@ -727,3 +758,39 @@ class TestBreakTheGlass:
         export = anonymous.get("/fhir/$export", headers={**about_first, "Prefer": "respond-async"})
         assert export.status_code == 403, export.text
         assert "never a bulk export" in export.json()["issue"][0]["diagnostics"]
+
+    def test_no_partner_can_unbind_an_emergency_by_copying_the_patients_identifier(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        """Probe 14 #3: the identifier names its carrier when the token is issued, and of
+        several carriers the one a Part 2 program wrote; a decoy written later, or one an
+        unrelated partner wrote before, leaves the §2.51 exception reaching the patient."""
+        detox = acting_as(anonymous, world.detox_partner)
+        mrn = {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "ER-9"}
+        person = make(detox, {"resourceType": "Patient", "identifier": [mrn]})
+        oud = make(detox, opioid_use_disorder(f"Patient/{person['id']}", world.detox))
+        decoys = acting_as(anonymous, register_partner(anonymous, name="Decoy Clinic"))
+        named = f"{mrn['system']}|{mrn['value']}"
+        before = emergency_department(anonymous, named, "City ED")
+        make(decoys, {"resourceType": "Patient", "identifier": [mrn], "name": [{"family": "D"}]})
+        after = emergency_department(anonymous, named, "Harbor ED")
+        for headers in (before, after):
+            answer = anonymous.get(f"/fhir/Condition/{oud['id']}", headers=headers)
+            assert answer.status_code == 200, answer.text
+
+    def test_an_identifier_no_one_patient_carries_is_refused_at_the_token_endpoint(
+        self, anonymous: TestClient, world: World
+    ) -> None:
+        """Never a token whose emergency silently reaches no one: the refusal says why."""
+        detox = acting_as(anonymous, world.detox_partner)
+        mrn = {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "ER-TWICE"}
+        for family in ("One", "Two"):
+            make(
+                detox,
+                {"resourceType": "Patient", "identifier": [mrn], "name": [{"family": family}]},
+            )
+        for n, value in enumerate((mrn["value"], "ER-NOBODY")):
+            with pytest.raises(AssertionError) as refused:
+                emergency_department(anonymous, f"{mrn['system']}|{value}", f"ED {n}")
+            assert "name the patient as Patient/{id}" in str(refused.value)
+            assert "invalid_request" in str(refused.value)
