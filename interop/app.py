@@ -25,6 +25,7 @@ from interop.api.fhir.bulk import router as bulk_router
 from interop.api.fhir.routes import public_router as fhir_public_router
 from interop.api.fhir.routes import router as fhir_router
 from interop.api.inbound.routes import router as inbound_router
+from interop.api.prefer import CombinedPrefer
 from interop.api.sync.routes import router as sync_router
 from interop.auth.jwks import JwksFetcher
 from interop.auth.oidc import OidcClient, OidcConfig
@@ -150,6 +151,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.include_router(sync_router)
     console.install(app)
     app.add_middleware(BrowserFhirView)
+    app.add_middleware(CombinedPrefer)
     return app
 
 
