@@ -119,6 +119,36 @@ _DATE_TIME: Final = re.compile(
     r"(?:Z|[+\-][0-9]{2}:[0-9]{2}))?)?)?"
 )
 _QUOTE_LIMIT: Final = 40
+_LISTED_ENTRIES: Final = 5
+# R4 Bundle: the types whose Bundle may carry a total (bdl-1); the element each entry of the
+# given types must carry and no other's may (bdl-3, bdl-4); the first resource a document or a
+# message must start with (bdl-11, bdl-12).
+_TOTAL_TYPES: Final = frozenset({"searchset", "history"})
+_REQUEST_RULE: Final = (
+    "bdl-3",
+    "entry.request mandatory for batch/transaction/history, otherwise prohibited",
+    "request",
+    frozenset({"batch", "transaction", "history"}),
+)
+_RESPONSE_RULE: Final = (
+    "bdl-4",
+    "entry.response mandatory for batch-response/transaction-response/history, "
+    "otherwise prohibited",
+    "response",
+    frozenset({"batch-response", "transaction-response", "history"}),
+)
+_FIRST_RESOURCES: Final = {
+    "document": (
+        "bdl-11",
+        "A document must have a Composition as the first resource",
+        "Composition",
+    ),
+    "message": (
+        "bdl-12",
+        "A message must have a MessageHeader as the first resource",
+        "MessageHeader",
+    ),
+}
 # The offsets a date without a timezone may have been meant in (UTC-12:00 to UTC+14:00).
 _LATEST_ZONE: Final = timezone(timedelta(hours=-12))
 _EARLIEST_ZONE: Final = timezone(timedelta(hours=14))
@@ -535,6 +565,180 @@ def _reference_types(tree: Tree, bundle: str, types: dict[str, set[str]]) -> Ite
             )
 
 
+Entry = tuple[int, dict[str, Any]]
+"""A Bundle entry that is a JSON object, with its index (the walk reports any other)."""
+
+
+def bundle_invariants(tree: Tree) -> Iterator[Issue]:
+    """bdl-1 to bdl-12 (R4 Bundle): what each Bundle type allows its entries and needs.
+
+    fhir.resources checks each element on its own, so a collection with a total or a document
+    without a Composition passed as valid. Each rule is reported where the reference validator
+    reports it: bdl-5 and bdl-8, constraints on Bundle.entry, at the entry; the others, on
+    Bundle, at the Bundle, with the text naming the entries that break them. A Bundle without
+    a type string (fhir.resources reports it) is held to the rules that do not depend on it.
+    """
+    for node in tree.of("Resource"):
+        if node.value.get("resourceType") != "Bundle":
+            continue
+        entries = _object_entries(node.value.get("entry"))
+        yield from _entry_contents(entries, node.path)
+        kind = node.value.get("type")
+        if isinstance(kind, str):
+            yield from _typed_contents(node.value, kind, entries, node.path)
+            yield from _unique_full_urls(kind, entries, node.path)
+            yield from _document_header(node.value, kind, node.path)
+            yield from _first_resource(kind, entries, node.path)
+
+
+def _object_entries(entries: Any) -> list[Entry]:
+    if not isinstance(entries, list):
+        return []
+    return [(index, entry) for index, entry in enumerate(entries) if isinstance(entry, dict)]
+
+
+def _has(element: dict[str, Any], name: str) -> bool:
+    """FHIRPath `exists()`: a value, or for a primitive, extensions in its `_name` instead."""
+    return element.get(name) is not None or element.get(f"_{name}") is not None
+
+
+def _invariant(key: str, human: str, detail: str, expression: str) -> Issue:
+    return _error("invariant", f"{key}: {human} ({detail})", expression)
+
+
+def _listed(indexes: list[int]) -> str:
+    """Entries named as "entry 3" or "entries 0, 2, 4", the first few only: a Bundle may
+    have thousands."""
+    shown = ", ".join(str(index) for index in indexes[:_LISTED_ENTRIES])
+    more = len(indexes) - _LISTED_ENTRIES
+    return f"entr{'y' if len(indexes) == 1 else 'ies'} {shown}" + (
+        f" and {more} more" if more > 0 else ""
+    )
+
+
+def _entry_contents(entries: list[Entry], bundle: str) -> Iterator[Issue]:
+    """bdl-5: an entry is a resource, a request or a response; bdl-8: a fullUrl names the
+    resource, never one version of it, so that references to it resolve to whichever is
+    current (R4 §2.36.0.4)."""
+    for index, entry in entries:
+        if not any(_has(entry, name) for name in ("resource", "request", "response")):
+            yield _invariant(
+                "bdl-5",
+                "must be a resource unless there's a request or response",
+                "the entry has none of them",
+                f"{bundle}.entry[{index}]",
+            )
+        full_url = entry.get("fullUrl")
+        if isinstance(full_url, str) and "/_history/" in full_url:
+            yield _invariant(
+                "bdl-8",
+                "fullUrl cannot be a version specific reference",
+                f"the fullUrl is {quote(full_url)}",
+                f"{bundle}.entry[{index}]",
+            )
+
+
+def _typed_contents(
+    bundle: dict[str, Any], kind: str, entries: list[Entry], path: str
+) -> Iterator[Issue]:
+    """bdl-1 to bdl-4: a total and search details belong to searches (and a history's total),
+    a request to what a server is asked to run or ran, a response to what it answered."""
+    if _has(bundle, "total") and kind not in _TOTAL_TYPES:
+        yield _invariant(
+            "bdl-1", "total only when a search or history", f"the type is {quote(kind)}", path
+        )
+    searched = [index for index, entry in entries if _has(entry, "search")]
+    if searched and kind != "searchset":
+        yield _invariant(
+            "bdl-2",
+            "entry.search only when a search",
+            f"the type is {quote(kind)}; search is in {_listed(searched)}",
+            path,
+        )
+    for rule in (_REQUEST_RULE, _RESPONSE_RULE):
+        yield from _mandatory_or_prohibited(rule, kind, entries, path)
+
+
+def _mandatory_or_prohibited(
+    rule: tuple[str, str, str, frozenset[str]], kind: str, entries: list[Entry], path: str
+) -> Iterator[Issue]:
+    key, human, name, types = rule
+    mandatory = kind in types
+    wrong = [index for index, entry in entries if _has(entry, name) != mandatory]
+    if wrong:
+        where = "missing from" if mandatory else "in"
+        detail = f"the type is {quote(kind)}; a {name} is {where} {_listed(wrong)}"
+        yield _invariant(key, human, detail, path)
+
+
+def _unique_full_urls(kind: str, entries: list[Entry], path: str) -> Iterator[Issue]:
+    """bdl-7: a fullUrl names one entry, or versions of one resource told apart by
+    meta.versionId; a history lists versions as it likes. Two entries with the same fullUrl and
+    neither version make a reference to it mean either."""
+    if kind == "history":
+        return
+    first: dict[tuple[str, str | None], int] = {}
+    repeated: list[int] = []
+    for index, entry in entries:
+        full_url = entry.get("fullUrl")
+        if not isinstance(full_url, str):
+            continue
+        identity = (full_url, _version_id(entry.get("resource")))
+        if identity in first:
+            repeated.append(index)
+        else:
+            first[identity] = index
+    if repeated:
+        yield _invariant(
+            "bdl-7",
+            "FullUrl must be unique in a bundle, or else entries with the same fullUrl must "
+            "have different meta.versionId (except in history bundles)",
+            f"an earlier entry's fullUrl and version recur in {_listed(repeated)}",
+            path,
+        )
+
+
+def _version_id(resource: Any) -> str | None:
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) else None
+
+
+def _document_header(bundle: dict[str, Any], kind: str, path: str) -> Iterator[Issue]:
+    """bdl-9 and bdl-10: a document is identified for all time and dated, since it is kept
+    and passed on whole (R4 §3.3.1)."""
+    if kind != "document":
+        return
+    identifier = bundle.get("identifier")
+    if not isinstance(identifier, dict):
+        identifier = {}
+    missing = [name for name in ("system", "value") if not _has(identifier, name)]
+    if missing:
+        yield _invariant(
+            "bdl-9",
+            "A document must have an identifier with a system and a value",
+            f"Bundle.identifier has no {' and no '.join(missing)}",
+            path,
+        )
+    if not isinstance(bundle.get("timestamp"), str):
+        yield _invariant(
+            "bdl-10", "A document must have a date", "Bundle.timestamp has no value", path
+        )
+
+
+def _first_resource(kind: str, entries: list[Entry], path: str) -> Iterator[Issue]:
+    """bdl-11 and bdl-12: a document starts with its Composition, a message with its
+    MessageHeader, which say what the rest is; a Bundle with no entries has neither."""
+    if kind not in _FIRST_RESOURCES:
+        return
+    key, human, expected = _FIRST_RESOURCES[kind]
+    resource = entries[0][1].get("resource") if entries and entries[0][0] == 0 else None
+    found = resource.get("resourceType") if isinstance(resource, dict) else None
+    if found != expected:
+        detail = f"the first is {quote(found)}" if isinstance(found, str) else "there is none"
+        yield _invariant(key, human, detail, path)
+
+
 RULES: Final[tuple[Rule, ...]] = (
     resource_ids,
     required_bindings,
@@ -547,4 +751,5 @@ RULES: Final[tuple[Rule, ...]] = (
     extensions,
     contained_resources,
     bundles,
+    bundle_invariants,
 )

@@ -124,16 +124,21 @@ def under_general_designation(
 
 
 def as_bundle(report: Accounting) -> dict[str, Any]:
+    """A collection of AuditEvents, valid R4: no `total`, which bdl-1 keeps to searches and
+    histories (the count is the number of entries), and no `entry` when there is nothing to
+    list, since FHIR JSON has no empty arrays. The entries carry no fullUrl: the events are
+    not served at URLs of their own, so none could be unique (bdl-7) or resolve."""
     entries = [
         {"resource": audit_event(d.row)} for d in (*report.with_consent, *report.emergencies)
     ] + [{"resource": unreadable_event(seq, report.until)} for seq in report.unreadable]
-    return {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "collection",
         "timestamp": format_instant(report.until),
-        "total": len(entries),
-        "entry": entries,
     }
+    if entries:
+        bundle["entry"] = entries
+    return bundle
 
 
 def as_csv(report: Accounting) -> str:

@@ -52,12 +52,30 @@ def checkpoint(
     database; `audit verify --checkpoint FILE` later proves nothing before it was removed."""
     from interop.services.compliance import ComplianceService
 
+    if output is not None:
+        check_output_file(output)
     token = ComplianceService(existing_engine(database_url)).checkpoint(datetime.now(UTC))
     if output is None:
         typer.echo(token)
         return
     output.write_text(token + "\n")
     typer.echo(f"checkpoint written to {output}")
+
+
+def check_output_file(output: Path) -> None:
+    """Refused before the head is signed: the file goes in a folder that exists (none is
+    made for it) and is not one."""
+    parent = output.absolute().parent
+    if output.is_dir():
+        raise CliError(
+            f"--output {output} is a folder: give a file name, e.g. {output}/head.jws", 2
+        )
+    if not parent.is_dir():
+        raise CliError(
+            f"--output {output}: the folder {parent} does not exist: create it or write the "
+            "checkpoint elsewhere",
+            2,
+        )
 
 
 @app.command("accounting")
@@ -92,7 +110,11 @@ def accounting(
             else service.accounting(patient_id, now)
         )
     except ResourceNotFound as missing:
-        raise CliError(missing.message, 1) from None
+        raise CliError(
+            f"{missing.message}: give the id of a stored Patient (e.g. alex-testperson, "
+            "without Patient/)",
+            2,
+        ) from None
     if format == "csv":
         typer.echo(acc.as_csv(report), nl=False)
     elif format == "html":

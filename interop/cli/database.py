@@ -33,5 +33,9 @@ def attribute_origin(
     try:
         changed = attribute_operator_records(engine(database_url), organization)
     except ResourceNotFound as missing:
-        raise CliError(f"{missing.message}: register the program first") from None
+        raise CliError(
+            f"{missing.message}: register the program first (`interop partners add`), or "
+            "give the id `interop partners list` shows",
+            2,
+        ) from None
     typer.echo(f"{changed} versions attributed to {organization}")

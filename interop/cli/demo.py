@@ -78,7 +78,7 @@ def register(made: "Engine", partner: "StoryPartner", keys_dir: Path) -> str:
     key_file = keys_dir / f"{partner.key_name}.key.pem"
     if existing is not None and key_file.is_file():
         return existing.client_id
-    files = write_key_pair(keys_dir, partner.key_name, "ES384")
+    files = write_key_pair(keys_dir, partner.key_name, "ES384", replace=True)
     jwks = json.loads(files.jwks.read_text())
     if existing is not None:
         service.rotate_key(existing.client_id, jwks, None)

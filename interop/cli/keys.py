@@ -41,9 +41,22 @@ def generate(algorithm: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=3072)
 
 
-def write_key_pair(folder: Path, name: str, algorithm: str) -> KeyFiles:
-    """A new key pair as NAME.key.pem (owner-only) and NAME.jwks.json (public, to register)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def write_key_pair(folder: Path, name: str, algorithm: str, *, replace: bool = False) -> KeyFiles:
+    """A new key pair as NAME.key.pem (owner-only) and NAME.jwks.json (public, to register).
+
+    Unless `replace` (the demo renewing its own keys), an existing file is refused before
+    anything is written: overwriting a private key loses it, and a JWKS beside a key it does
+    not match registers a partner that can never sign in. Both files are written or neither."""
+    key_path = folder / f"{name}.key.pem"
+    jwks_path = folder / f"{name}.jwks.json"
+    if not replace:
+        for path in (key_path, jwks_path):
+            if path.exists() or path.is_symlink():
+                raise CliError(
+                    f"{path} already exists: move it away or choose another NAME or --dir "
+                    "(keygen never overwrites a key)",
+                    2,
+                )
     private = generate(algorithm)
     jwk = public_jwk(private)
     pem = private.private_bytes(
@@ -51,12 +64,22 @@ def write_key_pair(folder: Path, name: str, algorithm: str) -> KeyFiles:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    key_path = folder / f"{name}.key.pem"
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as output:
-        output.write(pem)
-    jwks_path = folder / f"{name}.jwks.json"
-    jwks_path.write_text(json.dumps({"keys": [jwk]}, indent=2) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    written: list[Path] = []
+    try:
+        for path, content, mode in (
+            (key_path, pem, 0o600),
+            (jwks_path, (json.dumps({"keys": [jwk]}, indent=2) + "\n").encode(), 0o644),
+        ):
+            descriptor = os.open(path, flags, mode)
+            written.append(path)
+            with os.fdopen(descriptor, "wb") as output:
+                output.write(content)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return KeyFiles(key_path, jwks_path, str(jwk["kid"]))
 
 

@@ -67,6 +67,7 @@ def add(
     stored); prints its client_id, token_url, fhir_base and organization as JSON."""
     from interop.services.partners import NewPartner, PartnerService
 
+    name = organization_name(name)
     config = channel_config(channel, channel_address, channel_client_id, channel_token_url)
     new = NewPartner(
         name=name,
@@ -92,16 +93,22 @@ def add(
 @app.command("keygen")
 def keygen(
     name: Annotated[str, typer.Argument(help="File name stem, e.g. the partner's short name.")],
-    folder: Annotated[Path, typer.Option("--dir", help="Where to write the files.")] = Path("."),
+    folder: Annotated[
+        Path,
+        typer.Option("--dir", help="Where to write the files; made (with its parents) if missing."),
+    ] = Path("."),
     algorithm: Annotated[
         AlgorithmChoice, typer.Option(help="Signing algorithm.")
     ] = AlgorithmChoice.RS384,
 ) -> None:
-    """Write a key pair: NAME.key.pem (private, keep it) and NAME.jwks.json (register it)."""
+    """Write a key pair: NAME.key.pem (private, keep it) and NAME.jwks.json (register it);
+    refused, with nothing written, when either file is already there."""
     from interop.cli.keys import write_key_pair
 
     if not name or "/" in name or name.startswith("."):
         raise CliError(f"{name!r} is not a file name stem: use letters, digits and dashes", 2)
+    if folder.exists() and not folder.is_dir():
+        raise CliError(f"--dir {folder} is a file, not a folder: give a folder", 2)
     files = write_key_pair(folder, name, algorithm.value)
     typer.echo(f"private key: {files.private_key} (keep it; `interop token` signs with it)")
     typer.echo(
@@ -191,6 +198,19 @@ def describe(partner: "Partner", root: str) -> dict[str, Any]:
             "token_url": channel.token_url,
         },
     }
+
+
+def organization_name(text: str) -> str:
+    """The name without surrounding whitespace; a blank one is refused before anything is
+    stored (it would become an Organization no one can find by name, or none at all)."""
+    name = text.strip()
+    if not name:
+        raise CliError(
+            "the partner's name is blank: give the organization's name, e.g. "
+            "`interop partners add 'Bayview Outpatient' ...`",
+            2,
+        )
+    return name
 
 
 def split_identifier(text: str) -> tuple[str, str]:

@@ -154,13 +154,14 @@ def mllp(
 
 
 def openapi(
-    output: Annotated[Path, typer.Option(help="Where to write the document.")] = Path(
-        "openapi/openapi.json"
-    ),
+    output: Annotated[
+        Path, typer.Option(help="Where to write the document; its folder is made if missing.")
+    ] = Path("openapi/openapi.json"),
 ) -> None:
     """Export the OpenAPI document the service publishes."""
+    document = openapi_document()  # rendered before any folder is made for it
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(openapi_document())
+    output.write_bytes(document)
     typer.echo(f"wrote {output}")
 
 

@@ -33,6 +33,7 @@ def token(
     """Trade a signed client assertion for an access token; prints the token."""
     from interop.cli.keys import ASSERTION_TYPE, client_assertion, load_private_key
 
+    purpose = purpose_codes(purpose)
     private = load_private_key(key, read_file(key, "key file", "give the partner's NAME.key.pem"))
     root = (server or settings().public_base_url or DEFAULT_ROOT).rstrip("/")
     configuration = _fetch_json(f"{root}/fhir/.well-known/smart-configuration", None)
@@ -47,6 +48,20 @@ def token(
     }
     issued = _fetch_json(token_url, urllib.parse.urlencode(form).encode())
     typer.echo(str(issued["access_token"]))
+
+
+def purpose_codes(given: list[str]) -> list[str]:
+    """The purposes as codes without surrounding whitespace; a blank one is refused here
+    rather than signed into the assertion as an empty purpose of use."""
+    codes = [text.strip() for text in given]
+    if not codes or any(not code or any(c.isspace() for c in code) for code in codes):
+        shown = ", ".join(repr(text[:40]) for text in given) or "none"
+        raise CliError(
+            f"--purpose {shown} is not a purpose of use: give a v3-ActReason code such as "
+            "TREAT, HPAYMT or HOPERAT",
+            2,
+        )
+    return codes
 
 
 def _fetch_json(url: str, form: bytes | None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Staff accounts."""
 
+import re
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -8,9 +9,15 @@ import typer
 from interop.cli.common import CliError, DatabaseOption, RoleChoice, engine, settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from interop.services.staff import StaffService
 
 app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+"""What a sign-in name may be: typed into the login form or sent as an OpenID Connect
+provider's preferred_username or email (casey.manager, demo.harbor-detox, jo@example.org)."""
 
 PasswordStdinOption = Annotated[
     bool,
@@ -23,10 +30,16 @@ PasswordStdinOption = Annotated[
 
 @app.command("add")
 def add(
-    username: str,
+    username: Annotated[
+        str, typer.Argument(help="Sign-in name: letters, digits and . _ - @ + (1-128).")
+    ],
     role: Annotated[RoleChoice, typer.Option(help="The staff member's role.")],
     program: Annotated[
-        list[str], typer.Option(help="Organization id of a program; repeatable.")
+        list[str],
+        typer.Option(
+            help="Organization id of a stored program, e.g. harbor-detox; repeatable, and "
+            "required for a case manager."
+        ),
     ] = [],  # noqa: B006
     password_stdin: PasswordStdinOption = False,
     database_url: DatabaseOption = None,
@@ -36,10 +49,61 @@ def add(
     from interop.services.staff import Role
     from interop.store.fhirdates import now_ms
 
-    staff = staff_service(database_url)
+    username = check_username(username)
+    programs = program_ids(role, program)
+    made = engine(database_url)
+    check_programs_stored(made, programs)
+    staff = staff_service(database_url, made)
     password = _password(password_stdin, "Password")
-    staff.add(username, password, Role(role.value), tuple(program), now_ms())
+    staff.add(username, password, Role(role.value), programs, now_ms())
     typer.echo(f"added {username} ({role.value})")
+
+
+def check_username(text: str) -> str:
+    """The name as typed, without surrounding whitespace; refused (before the password is
+    asked for) unless it is one the login form and an OpenID Connect provider can send."""
+    username = text.strip()
+    if not USERNAME.fullmatch(username):
+        raise CliError(
+            f"{text[:80]!r} is not a username: use 1-128 letters, digits and . _ - @ + "
+            "starting with a letter or digit (e.g. casey.manager)",
+            2,
+        )
+    return username
+
+
+def program_ids(role: RoleChoice, given: list[str]) -> tuple[str, ...]:
+    """The programs as Organization ids, once each. A case manager works for at least one
+    (what they record, consents above all, is made in a program's name)."""
+    programs = tuple(dict.fromkeys(text.strip().removeprefix("Organization/") for text in given))
+    if "" in programs:
+        raise CliError("--program is blank: give a program's Organization id, e.g. harbor-detox", 2)
+    if role is RoleChoice.CASE_MANAGER and not programs:
+        raise CliError(
+            "a case manager needs --program ID (the Organization id of the program they "
+            "work for, e.g. harbor-detox)",
+            2,
+        )
+    return programs
+
+
+def check_programs_stored(engine: "Engine", programs: tuple[str, ...]) -> None:
+    """Every --program names an Organization stored here, so that a typo does not make an
+    account whose records belong to no program."""
+    from interop.store.database import unit_of_work
+    from interop.store.organizations import known_organizations
+
+    if not programs:
+        return
+    with unit_of_work(engine, writes=False) as session:
+        known = known_organizations(session)
+    for program in programs:
+        if f"Organization/{program}" not in known:
+            raise CliError(
+                f"no program Organization/{program[:80]} is stored: give the id of a stored "
+                "Organization (`interop partners list` shows the registered ones)",
+                2,
+            )
 
 
 @app.command("disable")
@@ -69,8 +133,9 @@ def _password(from_stdin: bool, prompt: str) -> str:
     return password
 
 
-def staff_service(database_url: str | None) -> "StaffService":
-    """The accounts service, without the web app (whose login policy reads the same settings)."""
+def staff_service(database_url: str | None, made: "Engine | None" = None) -> "StaffService":
+    """The accounts service, without the web app (whose login policy reads the same settings);
+    over `made` when the caller has the engine already."""
     from datetime import timedelta
 
     from interop.services.staff import LoginPolicy, StaffService
@@ -81,4 +146,4 @@ def staff_service(database_url: str | None) -> "StaffService":
         lockout=timedelta(minutes=configured.login_lockout_minutes),
         session_lifetime=timedelta(hours=configured.session_hours),
     )
-    return StaffService(engine(database_url), policy)
+    return StaffService(made or engine(database_url), policy)

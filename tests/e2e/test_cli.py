@@ -134,6 +134,14 @@ def test_partners_add_refuses_a_private_key(tmp_path: Path) -> None:
     assert "holds private key material" in one_line_error(refused)
 
 
+def _program(tmp_path: Path, database: str) -> str:
+    """A stored program for a case manager to work for: an Organization, made by registering
+    it as a partner; its id."""
+    added = _add(database, _jwks(tmp_path, "program.jwks.json"), "1093817462", "--part2-program")
+    assert added.returncode == 0, added.stderr
+    return str(json.loads(added.stdout)["organization"]).removeprefix("Organization/")
+
+
 def test_users_add_reads_the_password_from_the_prompt(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     secret = "a long enough passphrase"
@@ -143,6 +151,8 @@ def test_users_add_reads_the_password_from_the_prompt(tmp_path: Path) -> None:
         "casey.manager",
         "--role",
         "case-manager",
+        "--program",
+        _program(tmp_path, database),
         "--database-url",
         database,
         stdin=f"{secret}\n{secret}\n",
@@ -342,8 +352,9 @@ def test_a_partner_with_a_stored_organizations_identifier_is_that_organization(
 def test_users_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     added = interop(
-        "users", "add", "casey.manager", "--role", "case-manager", "--program", "harbor-detox",
-        "--password-stdin", "--database-url", database, stdin="a long enough passphrase\n",
+        "users", "add", "casey.manager", "--role", "case-manager",
+        "--program", _program(tmp_path, database), "--password-stdin", "--database-url", database,
+        stdin="a long enough passphrase\n",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     assert "added casey.manager (case-manager)" in added.stdout
