@@ -47,6 +47,20 @@ async def _base_url(request: Request) -> str:
 
 async def _body(request: Request) -> dict[str, Any]:
     """The request's FHIR resource, parsed by its Content-Type, within the size limit."""
+    body = await _read_body(request)
+    if body is None:
+        raise empty_body()
+    return body
+
+
+async def _optional_body(request: Request) -> dict[str, Any] | None:
+    """As `_body`, for an operation whose parameters may all be left out: no body at all."""
+    if request.headers.get("content-length", "0") == "0" and "content-type" not in request.headers:
+        return None
+    return await _read_body(request)
+
+
+async def _read_body(request: Request) -> dict[str, Any] | None:
     fmt = request_format(request)
     limit = _settings(request).max_request_bytes
     declared = whole_number(request.headers.get("content-length", ""))
@@ -58,7 +72,7 @@ async def _body(request: Request) -> dict[str, Any]:
         if len(raw) > limit:
             raise ContentTooLarge(f"the body exceeds the limit of {limit} bytes")
     if not raw.strip():
-        raise empty_body()
+        return None
     return fhir.parse_json(bytes(raw)) if fmt is Format.JSON else fhir_xml.parse_xml(bytes(raw))
 
 
@@ -78,4 +92,5 @@ async def _response_format(request: Request) -> Format:
 FormatDep = Annotated[Format, Depends(_response_format)]
 BaseUrlDep = Annotated[str, Depends(_base_url)]
 BodyDep = Annotated[dict[str, Any], Depends(_body)]
+OptionalBodyDep = Annotated[dict[str, Any] | None, Depends(_optional_body)]
 StrictDep = Annotated[bool, Depends(_strict)]

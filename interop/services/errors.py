@@ -41,6 +41,12 @@ class SearchTooCostly(InvalidRequest):
     issue_code = "too-costly"
 
 
+class NotSupported(InvalidRequest):
+    """A request this server understands and does not serve: 400, issue not-supported."""
+
+    issue_code = "not-supported"
+
+
 class ResourceNotFound(ServiceError):
     issue_code = "not-found"
 

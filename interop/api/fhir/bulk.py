@@ -15,15 +15,16 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response, StreamingResponse
 
-from interop.api.deps import BaseUrlDep, FormatDep
+from interop.api.deps import BaseUrlDep, FormatDep, OptionalBodyDep
 from interop.api.formats import Format
 from interop.api.responses import FhirResponse
 from interop.api.security import RequesterDep, authenticated
 from interop.auth.requester import Requester
 from interop.services.bulk_export import BulkExports
-from interop.services.errors import ResourceNotFound, ScopeInsufficient
+from interop.services.errors import NotSupported, ResourceNotFound, ScopeInsufficient
 from interop.services.everything import PatientEverything
 from interop.services.export_request import GROUP, PATIENT, SYSTEM
+from interop.services.operation_parameters import as_query
 from interop.services.outcomes import outcome
 from mappings.errors import Issue
 
@@ -105,6 +106,58 @@ def export_group(
     return _kickoff(request, exports, base, requester, prefer, GROUP, group_id)
 
 
+@router.post(
+    "/$export", operation_id="fhir_export_system_post", status_code=202, responses=RESPONSES
+)
+def export_system_post(
+    request: Request,
+    exports: ExportsDep,
+    base: BaseUrlDep,
+    requester: RequesterDep,
+    body: OptionalBodyDep,
+    prefer: PreferHeader = None,
+) -> Response:
+    """System-level export with its parameters in a Parameters body (IG "POST kick-off")."""
+    return _kickoff(request, exports, base, requester, prefer, SYSTEM, None, body)
+
+
+@router.post(
+    "/Patient/$export",
+    operation_id="fhir_export_patients_post",
+    status_code=202,
+    responses=RESPONSES,
+)
+def export_patients_post(
+    request: Request,
+    exports: ExportsDep,
+    base: BaseUrlDep,
+    requester: RequesterDep,
+    body: OptionalBodyDep,
+    prefer: PreferHeader = None,
+) -> Response:
+    """All patients' compartments, parameters in a Parameters body."""
+    return _kickoff(request, exports, base, requester, prefer, PATIENT, None, body)
+
+
+@router.post(
+    "/Group/{group_id}/$export",
+    operation_id="fhir_export_group_post",
+    status_code=202,
+    responses=RESPONSES,
+)
+def export_group_post(
+    group_id: str,
+    request: Request,
+    exports: ExportsDep,
+    base: BaseUrlDep,
+    requester: RequesterDep,
+    body: OptionalBodyDep,
+    prefer: PreferHeader = None,
+) -> Response:
+    """The Group's members' compartments, parameters in a Parameters body."""
+    return _kickoff(request, exports, base, requester, prefer, GROUP, group_id, body)
+
+
 @router.get("/$export-status/{job_id}", operation_id="fhir_export_status", responses=RESPONSES)
 def export_status(
     job_id: str, exports: ExportsDep, base: BaseUrlDep, requester: RequesterDep
@@ -169,6 +222,35 @@ def patient_everything(
     return FhirResponse(bundle, fmt=fmt)
 
 
+@router.post(
+    "/Patient/{patient_id}/$everything",
+    operation_id="fhir_patient_everything_post",
+    responses=RESPONSES,
+)
+def patient_everything_post(
+    patient_id: str,
+    request: Request,
+    everything: EverythingDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    requester: PatientReader,
+    body: OptionalBodyDep,
+) -> FhirResponse:
+    """$everything with its parameters in a Parameters body (R4: every operation by POST)."""
+    params = [*request.query_params.multi_items(), *as_query(body)]
+    bundle = everything.everything(patient_id, params, requester, base_url=base)
+    return FhirResponse(bundle, fmt=fmt)
+
+
+@router.get("/Patient/$everything", operation_id="fhir_patients_everything", responses=RESPONSES)
+def patients_everything(requester: PatientReader) -> Response:
+    """Every patient's record at once is not served here: it is what a bulk export is for."""
+    raise NotSupported(
+        "Patient/$everything for all patients is not supported: ask for one patient "
+        "(Patient/{id}/$everything) or export them (Patient/$export)"
+    )
+
+
 def _kickoff(
     request: Request,
     exports: BulkExports,
@@ -177,13 +259,17 @@ def _kickoff(
     prefer: str | None,
     level: str,
     group_id: str | None,
+    body: dict[str, Any] | None = None,
 ) -> Response:
     path = request.url.path.removeprefix("/fhir")
     query = request.url.query
     request_url = f"{base}{path}" + (f"?{query}" if query else "")
+    params = list(request.query_params.multi_items())
+    if request.method == "POST":  # the IG's request URL then leaves the body's out
+        params += as_query(body)
     job_id = exports.kickoff(
         level,
-        list(request.query_params.multi_items()),
+        params,
         requester,
         request_url=request_url,
         base_url=base,
