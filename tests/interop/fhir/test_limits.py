@@ -109,8 +109,8 @@ def test_a_transaction_too_costly_in_all_is_refused_before_the_write_lock(
         answer = client.post("/fhir", json=bundle, headers=FHIR_JSON)
         waited = time.monotonic() - started
     refused(answer, "elements in all")
-    if held:
-        assert waited < 5
+    if held:  # one that waited for the lock would end at the 30 s busy timeout, unrefused
+        assert waited < 25
     assert client.get("/fhir/Patient", params={"family": "Same"}).json()["total"] == 0
 
 
