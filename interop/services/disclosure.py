@@ -66,6 +66,7 @@ from interop.services.relationships import treats
 from interop.store import markers
 from interop.store import organizations as organizations_store
 from interop.store.fhirdates import parse_range
+from interop.store.identifiers import patient_custodians
 from interop.store.repository import GateFacts, StoredVersion
 from interop.store.search_params import parse_reference
 from mappings.consent import directive_from_fhir
@@ -149,6 +150,7 @@ class GateSession:
         self._sets = directive_sets
         self._organizations = organizations
         self._requester = requester
+        self._emergency_patient: str | None = None
         self._interaction = interaction
         self._now = now
         self._known: Organizations | None = None
@@ -351,10 +353,27 @@ class GateSession:
         return _engine_emergency(self._requester)
 
     def _emergency_names(self, patient: str) -> bool:
-        """Whether the emergency's patient is this one: the token names it as `Patient/{id}`,
-        an identifier having been bound to its one carrier when the token was issued."""
+        """Whether the emergency's patient (`Patient/{id}`, or `system|value`) is this one.
+
+        Anyone may write a Patient carrying any identifier. Of several carriers, only those a
+        Part 2 program wrote count, since §2.51 releases Part 2 records, so a copy another
+        partner writes cannot make the emergency reach no one (probe 14 #3); if that still
+        leaves not exactly one, it reaches no one, as for an identifier nobody carries
+        (fail closed; the answer never tells which)."""
         facts = self._requester.emergency
-        return facts is not None and facts.patient == patient
+        named = facts.patient if facts is not None else ""
+        if named.startswith("Patient/") or not named:
+            return named == patient
+        if self._emergency_patient is None:
+            system, _, value = named.rpartition("|")
+            carriers = patient_custodians(self._session, system or None, value)
+            if len(carriers) > 1:
+                programs = self._organizations_now().programs
+                carriers = {c: by for c, by in carriers.items() if by & programs} or carriers
+            self._emergency_patient = (
+                f"Patient/{next(iter(carriers))}" if len(carriers) == 1 else ""
+            )
+        return self._emergency_patient == patient
 
     def forget_reads(self) -> None:
         """Drop what was read in an earlier transaction of this request (a batch entry): a

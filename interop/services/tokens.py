@@ -3,7 +3,7 @@
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +17,8 @@ from interop.auth.assertions import ASSERTION_TYPE, AssertionRejected
 from interop.auth.jwks import JwksFetcher
 from interop.auth.requester import Requester
 from interop.auth.scopes import InvalidScope, format_scopes, grant, parse_scopes
-from interop.auth.tokens import EmergencyFacts
 from interop.services.partners import Partner, PartnerService
 from interop.store.database import unit_of_work
-from interop.store.identifiers import patients_carrying
-from interop.store.organizations import part2_programs
 from interop.store.tables import UsedAssertionRow
 
 
@@ -87,8 +84,6 @@ class TokenService:
         scopes = self._granted_scopes(form.get("scope", ""), partner)
         purposes = verified.purposes
         emergency = verified.emergency if _emergency_purpose(purposes) else None
-        if emergency is not None:
-            emergency = self._bound(emergency)
         token, claims = tokens.issue(
             client_id=partner.client_id,
             organization=partner.organization,
@@ -129,30 +124,6 @@ class TokenService:
             covered_entity=partner.covered_entity,
             first_party=partner.first_party,
         )
-
-    def _bound(self, emergency: EmergencyFacts) -> EmergencyFacts:
-        """The emergency's patient as one stored Patient, bound when the token is issued: a
-        Patient that any partner writes later carrying the same identifier cannot make the
-        token name no one (probe 14 #3). Of several carriers, those a Part 2 program wrote
-        are the ones an emergency is for; if that leaves not exactly one, the token is
-        refused saying so, never issued with an emergency that silently reaches no one."""
-        named = emergency.patient
-        if named.startswith("Patient/"):
-            return emergency
-        system, _, value = named.rpartition("|")
-        with unit_of_work(self._engine, writes=False) as session:
-            carriers = patients_carrying(session, system or None, value)
-            if len(carriers) > 1:
-                programs = part2_programs(session)
-                carriers = [c for c in carriers if c.origin in programs] or carriers
-        if len(carriers) != 1:
-            found = "no stored Patient" if not carriers else f"{len(carriers)} stored Patients"
-            raise TokenRefused(
-                "invalid_request",
-                f"the emergency's patient identifier is carried by {found}: name the patient "
-                "as Patient/{id}",
-            )
-        return replace(emergency, patient=f"Patient/{carriers[0].resource_id}")
 
     def _authenticate_client(
         self, assertion: str, token_url: str, now: datetime

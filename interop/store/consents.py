@@ -10,7 +10,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
 from interop.store import markers
-from interop.store.identifiers import ids_with
+from interop.store.identifiers import patient_custodians
 from interop.store.search_params import IDENTIFIER_MODIFIER
 from interop.store.tables import (
     INDEX_TABLE,
@@ -119,7 +119,7 @@ def consents_by_identifier(
     found: dict[str, tuple[int, int, str, bool]] = {}
     for pk, ident, version, origin, system, value in rows:
         if (system, value) not in carriers:
-            carriers[(system, value)] = _custodians(session, system, value)
+            carriers[(system, value)] = patient_custodians(session, system, value)
         held = _held(carriers[(system, value)], _side(local, origin))
         if patient_id in held:
             found[ident] = (pk, version, origin, len(held) > 1)
@@ -129,7 +129,7 @@ def consents_by_identifier(
 def held_carriers(session: Session, system: str, value: str, recorder: str) -> list[str]:
     """The ids of the current Patients carrying the identifier that the recorder's side holds
     (wrote a version of): the recorder, or this service's own side as a whole."""
-    return _held(_custodians(session, system, value), holding_side(session, recorder))
+    return _held(patient_custodians(session, system, value), holding_side(session, recorder))
 
 
 def holding_side(session: Session, organization: str) -> frozenset[str]:
@@ -144,19 +144,6 @@ def _side(local: frozenset[str], organization: str) -> frozenset[str]:
 
 def _held(carriers: dict[str, frozenset[str]], side: frozenset[str]) -> list[str]:
     return sorted(carrier for carrier, custodians in carriers.items() if custodians & side)
-
-
-def _custodians(session: Session, system: str, value: str) -> dict[str, frozenset[str]]:
-    """The current Patients carrying the identifier, with who wrote each."""
-    carriers = ids_with(session, "Patient", system, value)
-    statement = select(RESOURCE_TABLE.c.resource_id, RESOURCE_TABLE.c.custodians).where(
-        RESOURCE_TABLE.c.resource_type == "Patient",
-        RESOURCE_TABLE.c.resource_id.in_(carriers),
-        RESOURCE_TABLE.c.deleted.is_(False),
-    )
-    return {
-        ident: frozenset(custodians.split()) for ident, custodians in session.execute(statement)
-    }
 
 
 def local_authors(session: Session, own: frozenset[str] | None = None) -> frozenset[str]:

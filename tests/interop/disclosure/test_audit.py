@@ -762,9 +762,9 @@ class TestBreakTheGlass:
     def test_no_partner_can_unbind_an_emergency_by_copying_the_patients_identifier(
         self, anonymous: TestClient, world: World
     ) -> None:
-        """Probe 14 #3: the identifier names its carrier when the token is issued, and of
-        several carriers the one a Part 2 program wrote; a decoy written later, or one an
-        unrelated partner wrote before, leaves the §2.51 exception reaching the patient."""
+        """Probe 14 #3: of several Patients carrying the identifier, the one a Part 2 program
+        wrote is the emergency's; a copy another partner writes, before the token or after
+        it, leaves the §2.51 exception reaching the patient."""
         detox = acting_as(anonymous, world.detox_partner)
         mrn = {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "ER-9"}
         person = make(detox, {"resourceType": "Patient", "identifier": [mrn]})
@@ -778,19 +778,23 @@ class TestBreakTheGlass:
             answer = anonymous.get(f"/fhir/Condition/{oud['id']}", headers=headers)
             assert answer.status_code == 200, answer.text
 
-    def test_an_identifier_no_one_patient_carries_is_refused_at_the_token_endpoint(
+    def test_an_identifier_no_one_programs_patient_carries_reaches_no_one(
         self, anonymous: TestClient, world: World
     ) -> None:
-        """Never a token whose emergency silently reaches no one: the refusal says why."""
+        """Fail closed, and alike: two of a Part 2 program's Patients carrying the identifier,
+        or none, and the emergency releases neither's records; the token endpoint, which
+        decides nothing, does not tell which (§2.13(c))."""
         detox = acting_as(anonymous, world.detox_partner)
         mrn = {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "ER-TWICE"}
-        for family in ("One", "Two"):
-            make(
-                detox,
-                {"resourceType": "Patient", "identifier": [mrn], "name": [{"family": family}]},
-            )
+        twins = [
+            make(detox, {"resourceType": "Patient", "identifier": [mrn], "name": [{"family": f}]})
+            for f in ("One", "Two")
+        ]
+        records = [
+            make(detox, opioid_use_disorder(f"Patient/{twin['id']}", world.detox)) for twin in twins
+        ]
         for n, value in enumerate((mrn["value"], "ER-NOBODY")):
-            with pytest.raises(AssertionError) as refused:
-                emergency_department(anonymous, f"{mrn['system']}|{value}", f"ED {n}")
-            assert "name the patient as Patient/{id}" in str(refused.value)
-            assert "invalid_request" in str(refused.value)
+            headers = emergency_department(anonymous, f"{mrn['system']}|{value}", f"ED {n}")
+            for record in records:
+                answer = anonymous.get(f"/fhir/Condition/{record['id']}", headers=headers)
+                assert answer.status_code == 404, answer.text
