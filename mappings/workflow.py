@@ -410,7 +410,7 @@ def _field_problem(
         if changed:
             return WorkflowProblem(
                 f"the requester may change only status, note and input, not {changed}",
-                f"Task.{changed}",
+                f"Task.{changed.removeprefix('_')}",
             )
     if side is Side.OWNER:
         if cancellation_requested(after) and not cancellation_requested(before):

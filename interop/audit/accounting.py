@@ -36,7 +36,9 @@ NOT_DISCLOSURES = frozenset(
 """Decisions on which nothing left for the recipient named (PART2.md A2 lists disclosures
 only): a document shown to staff before sending, a consent consult answered to the system
 that asked about a third party, an update's or delete's check of the version it replaces, and
-a push's payload as it is built (`sync-push` records it once the partner took it).
+a push's payload as it is built (`sync-push` records it once the partner took it), and a
+partner's export job deciding what goes in its files (`export-download` records what leaves
+when the partner downloads them).
 What a write answers its writer with is logged apart ("write-answer") and is a disclosure: a
 shared Task sent back rebased carries what the other side wrote. A create is not among them
 either: one whose If-None-Exist matches answers with the record it matched."""

@@ -10,7 +10,7 @@ in a savepoint, and reports each entry's own status.
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -39,6 +39,7 @@ from interop.services.resources import (
     if_none_exist_criteria,
 )
 from interop.services.search_parser import Paging
+from interop.services.subsetting import requested_subset, subset_content
 from interop.store import locks
 from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant
@@ -274,11 +275,13 @@ class BundleService:
     def _read(self, operations: ResourceOperations, entry: _Entry, base_url: str) -> Any:
         if entry.resource_id is None:
             return operations.search(entry.resource_type, entry.query, base_url=base_url)
+        wanted = requested_subset(entry.query)
         if entry.version is not None:
             stored = operations.vread(entry.resource_type, entry.resource_id, entry.version)
         else:
             stored = operations.read(entry.resource_type, entry.resource_id)
-        return bb.search_entry(base_url, stored, "match")["resource"]
+        cut = replace(stored, content=subset_content(stored.content, wanted))
+        return bb.search_entry(base_url, cut, "match")["resource"]
 
     def _operations(
         self, session: Session, guard: WriteGuard | None, gate: Gate

@@ -108,7 +108,9 @@ _DATE_ELEMENTS = (
     "effectiveDateTime",
 )
 _PERIOD_ELEMENTS = ("period", "executionPeriod", "effectivePeriod")
-_ACROSS_PATIENTS = frozenset({"export", "export-download", "history-type", "history-system"})
+_ACROSS_PATIENTS = frozenset(
+    {"export", "export-prepare", "export-download", "history-type", "history-system"}
+)
 """Interactions that never ask about one patient: the emergency exception reaches none."""
 _ROW_CHARACTERS = 99_000
 """The references one disclosure-log row lists, space-separated, fit its 100,000-character

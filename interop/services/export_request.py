@@ -34,6 +34,9 @@ NDJSON_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "nd
 SYSTEM, PATIENT, GROUP = "system", "patient", "group"
 COMPARTMENT_PARAM = "patient"
 """The reference parameter naming a resource's patient: what puts it in the compartment."""
+_NARROWING = frozenset({"patient", "_elements", "includeAssociatedData"})
+"""Kick-off parameters that narrow what is exported (Bulk Data v2): unsupported, so refused
+whatever the handling, since leaving one out would widen the export."""
 _KNOWN = frozenset({"_outputFormat", "_since", "_type", "_typeFilter"})
 _RESULT_PARAMS = frozenset(
     {"_include", "_revinclude", "_sort", "_count", "_offset", "_summary", "_elements", "_total"}
@@ -96,6 +99,11 @@ def read_kickoff(
     filters: list[str] = []
     since: datetime | None = None
     for name, value in params:
+        if name in _NARROWING:
+            raise InvalidRequest(
+                f"the kick-off parameter {name!r} is not supported, and is not left out even "
+                "under lenient handling: the export would then hold more than was asked for"
+            )
         if name not in _KNOWN:
             refuse(f"the kick-off parameter {name[:40]!r} is not supported")
         elif name == "_outputFormat" and value not in NDJSON_FORMATS:

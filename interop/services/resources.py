@@ -43,7 +43,7 @@ from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, ChannelKind, note_ch
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import prepare_subscription
-from interop.services.subsetting import Subset, requested_subset, subset_bundle
+from interop.services.subsetting import Subset, is_subsetted, requested_subset, subset_bundle
 from interop.store import consents as consents_store
 from interop.store import locks
 from interop.store import organizations as organizations_store
@@ -535,6 +535,8 @@ class ResourceOperations:
         wanted = requested_subset(params)
         if strict and asked.ignored:
             raise InvalidRequest(f"history takes no parameter {', '.join(asked.ignored)[:200]}")
+        if strict and ("_summary", "count") in params:
+            raise InvalidRequest("_summary=count is a search's (R4 §3.1.1.5.8), not history's")
         since, offset, count = asked.since, asked.offset, asked.count
         if (
             resource_type is not None
@@ -747,6 +749,13 @@ class ResourceOperations:
             raise InvalidRequest(
                 f"the conditional reference {conditional[0][:80]!r} is resolved only in a "
                 "transaction (R4 §3.1.0.11.3)"
+            )
+        if is_subsetted(resource):
+            raise BusinessRuleBroken(
+                "a resource tagged SUBSETTED is a part of one (_summary, _elements) and is "
+                "never stored, lest it overwrite the whole one (R4 §3.1.1.5.8): read it whole "
+                "and write that",
+                (f"{resource_type}.meta.tag",),
             )
         if resource_type == "Subscription":
             return prepare_subscription(resource, self._origin)

@@ -23,6 +23,8 @@ SUBSETTED = {
     "code": "SUBSETTED",
 }
 _SUMMARY_MODES = ("true", "text", "data", "count", "false")
+_CUTTING: dict[str, SummaryMode] = {"true": "true", "text": "text", "data": "data"}
+"""The summary modes that cut a resource (count answers a search with its total alone)."""
 _KEPT = frozenset({"resourceType", "id", "meta", "modifierExtension", "implicitRules"})
 _BACKBONE_KEPT = frozenset({"id", "modifierExtension"})
 
@@ -43,8 +45,7 @@ def requested_subset(params: Iterable[tuple[str, str]]) -> Subset | None:
     for name, value in params:
         if name == "_summary":
             mode = summary_mode(value)
-            if mode in ("true", "text", "data"):
-                summary = mode  # type: ignore[assignment]
+            summary = _CUTTING.get(mode, summary)
         elif name == "_elements":
             elements = (elements or set()) | _element_names(value)
     if summary is None and elements is None:
@@ -62,13 +63,19 @@ def summary_mode(text: str) -> str:
 
 
 def _element_names(text: str) -> set[str]:
-    """`_elements=status,subject` (or `CarePlan.status`, as R5 writes it): top-level names."""
-    names = {part.strip().rpartition(".")[2] for part in text.split(",")}
+    """`_elements=status,subject` (or `CarePlan.status`, as R5 writes it): top-level names;
+    a deeper path (`name.family`) keeps its top-level element whole."""
+    names = {_top_level(part.strip()) for part in text.split(",")}
     if not all(name.isidentifier() for name in names):
         raise InvalidRequest(
             "_elements must list element names separated by commas, such as status,subject"
         )
     return names
+
+
+def _top_level(path: str) -> str:
+    first, _, rest = path.partition(".")
+    return rest.partition(".")[0] if first[:1].isupper() and rest else first
 
 
 def subset_resource(resource: dict[str, Any], wanted: Subset) -> dict[str, Any]:
@@ -86,12 +93,19 @@ def subset_resource(resource: dict[str, Any], wanted: Subset) -> dict[str, Any]:
         cut = _summarized(cut, shape)
     if wanted.elements is not None:
         cut = _kept(cut, shape.mandatory | wanted.elements)
+    if wanted.summary != "data" or wanted.elements is not None:
+        cut = _with_contained(cut, resource.get("contained"))
     return _tagged(cut)
 
 
 def subset_json(content: bytes, wanted: Subset) -> bytes:
     """`subset_resource` over stored JSON bytes."""
     return orjson.dumps(subset_resource(orjson.loads(content), wanted))
+
+
+def subset_content(content: bytes | None, wanted: Subset | None) -> bytes | None:
+    """A read's released bytes as `wanted` asks (all of them when it asks nothing)."""
+    return content if wanted is None or content is None else subset_json(content, wanted)
 
 
 def subset_bundle(bundle: dict[str, Any], wanted: Subset) -> dict[str, Any]:
@@ -151,9 +165,58 @@ def _summarized_backbone(value: Any, shape: SummaryShape) -> Any:
     return _summarized_below(kept, shape) if set(kept) - {"id"} else {}
 
 
+def _with_contained(cut: dict[str, Any], contained: Any) -> dict[str, Any]:
+    """The contained resources what was kept refers to (`#id`), directly or through one
+    another, and no others: a local reference needs its target (R4 ref-1), and a contained
+    resource nothing refers to may not stay (dom-3)."""
+    body = {name: value for name, value in cut.items() if name != "contained"}
+    if not isinstance(contained, list):
+        return body
+    referenced = _local_references(body)
+    kept: list[dict[str, Any]] = []
+    for _ in contained:  # each round keeps at least one more, or ends
+        more = [
+            inner
+            for inner in contained
+            if isinstance(inner, dict) and inner not in kept and inner.get("id") in referenced
+        ]
+        if not more:
+            break
+        kept += more
+        referenced |= _local_references(more)
+    return {**body, "contained": kept} if kept else body
+
+
+def _local_references(value: Any) -> set[str]:
+    """The ids of contained resources a JSON value refers to (`{"reference": "#med1"}`)."""
+    if isinstance(value, dict):
+        found = {
+            reference[1:]
+            for reference in (value.get("reference"),)
+            if isinstance(reference, str) and reference.startswith("#")
+        }
+        return found.union(*(_local_references(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_local_references(item) for item in value))
+    return set()
+
+
+def is_subsetted(resource: dict[str, Any]) -> bool:
+    """Whether the resource carries the SUBSETTED tag: a part, never to be stored."""
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return any(
+        isinstance(tag, dict)
+        and tag.get("system") == SUBSETTED["system"]
+        and tag.get("code") == SUBSETTED["code"]
+        for tag in tags or ()
+    )
+
+
 def _tagged(resource: dict[str, Any]) -> dict[str, Any]:
+    if is_subsetted(resource):
+        return resource
     meta = dict(resource.get("meta") or {})
     tags: Sequence[dict[str, Any]] = meta.get("tag") or []
-    if SUBSETTED not in [{"system": t.get("system"), "code": t.get("code")} for t in tags]:
-        meta["tag"] = [*tags, SUBSETTED]
+    meta["tag"] = [*tags, SUBSETTED]
     return {**resource, "meta": meta}

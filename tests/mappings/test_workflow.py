@@ -445,6 +445,19 @@ def test_work_begun_in_the_partners_own_words_is_kept() -> None:
         ("requested", shared("rejected"), Side.OWNER, "Task.statusReason"),
         ("accepted", shared("in-progress"), Side.OWNER, "Task.executionPeriod.start"),
         ("requested", shared("requested", priority="stat"), Side.OWNER, "Task.priority"),
+        (
+            "requested",
+            shared("requested", _authoredOn={"id": "x"}),
+            Side.REQUESTER,
+            "Task.authoredOn",
+        ),
+        ("in-progress", shared("completed"), Side.OWNER, "Task.executionPeriod.end"),
+        (
+            "in-progress",
+            shared("completed", executionPeriod={"end": "2026-12-01"}),
+            Side.OWNER,
+            "Task.output",
+        ),
     ],
 )
 def test_a_refusal_names_the_element_at_fault(

@@ -35,6 +35,16 @@ FHIR_MEDIA: dict[str, dict[str, Any]] = {"application/fhir+json": {}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     "default": {"description": "An OperationOutcome describing the error", "content": FHIR_MEDIA}
 }
+PARAMETERS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "description": "The operation's parameters, as a FHIR Parameters resource",
+        "content": {
+            "application/fhir+json": {"schema": {"type": "object"}},
+            "application/fhir+xml": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
 def _patient_reader(requester: RequesterDep) -> Requester:
@@ -107,7 +117,11 @@ def export_group(
 
 
 @router.post(
-    "/$export", operation_id="fhir_export_system_post", status_code=202, responses=RESPONSES
+    "/$export",
+    operation_id="fhir_export_system_post",
+    openapi_extra=PARAMETERS_BODY,
+    status_code=202,
+    responses=RESPONSES,
 )
 def export_system_post(
     request: Request,
@@ -124,6 +138,7 @@ def export_system_post(
 @router.post(
     "/Patient/$export",
     operation_id="fhir_export_patients_post",
+    openapi_extra=PARAMETERS_BODY,
     status_code=202,
     responses=RESPONSES,
 )
@@ -142,6 +157,7 @@ def export_patients_post(
 @router.post(
     "/Group/{group_id}/$export",
     operation_id="fhir_export_group_post",
+    openapi_extra=PARAMETERS_BODY,
     status_code=202,
     responses=RESPONSES,
 )
@@ -225,6 +241,7 @@ def patient_everything(
 @router.post(
     "/Patient/{patient_id}/$everything",
     operation_id="fhir_patient_everything_post",
+    openapi_extra=PARAMETERS_BODY,
     responses=RESPONSES,
 )
 def patient_everything_post(
@@ -245,7 +262,19 @@ def patient_everything_post(
 @router.get("/Patient/$everything", operation_id="fhir_patients_everything", responses=RESPONSES)
 def patients_everything(requester: PatientReader) -> Response:
     """Every patient's record at once is not served here: it is what a bulk export is for."""
-    raise NotSupported(
+    raise _all_patients()
+
+
+@router.post(
+    "/Patient/$everything", operation_id="fhir_patients_everything_post", responses=RESPONSES
+)
+def patients_everything_post(requester: PatientReader) -> Response:
+    """As by GET."""
+    raise _all_patients()
+
+
+def _all_patients() -> NotSupported:
+    return NotSupported(
         "Patient/$everything for all patients is not supported: ask for one patient "
         "(Patient/{id}/$everything) or export them (Patient/$export)"
     )

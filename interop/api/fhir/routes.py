@@ -30,7 +30,7 @@ from interop.services.capability import security
 from interop.services.operations import validated_resource
 from interop.services.outcomes import outcome
 from interop.services.resources import WriteOutcome
-from interop.services.subsetting import Subset, requested_subset, subset_json
+from interop.services.subsetting import requested_subset, subset_content
 from mappings.errors import Issue
 
 public_router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
@@ -212,7 +212,9 @@ async def read(
     """The current version (R4 §3.1.0.2); 410 once deleted."""
     wanted = requested_subset(request.query_params.multi_items())
     stored = await resources.read_on_loop(resource_type, resource_id, requester)
-    return FhirResponse(_subset(stored.content, wanted), fmt=fmt, headers=version_headers(stored))
+    return FhirResponse(
+        subset_content(stored.content, wanted), fmt=fmt, headers=version_headers(stored)
+    )
 
 
 @router.put("/{resource_type}/{resource_id}", operation_id="fhir_update", responses=RESPONSES)
@@ -326,12 +328,9 @@ async def vread(
     """One version as it was (R4 §3.1.0.3)."""
     wanted = requested_subset(request.query_params.multi_items())
     stored = await resources.vread_on_loop(resource_type, resource_id, version_id, requester)
-    return FhirResponse(_subset(stored.content, wanted), fmt=fmt, headers=version_headers(stored))
-
-
-def _subset(content: bytes | None, wanted: Subset | None) -> bytes | None:
-    """`_summary`/`_elements` (R4 §3.1.1.5.8-9) applied to what the gate released."""
-    return content if wanted is None or content is None else subset_json(content, wanted)
+    return FhirResponse(
+        subset_content(stored.content, wanted), fmt=fmt, headers=version_headers(stored)
+    )
 
 
 def _answers_with_resource(prefer: str | None) -> bool:

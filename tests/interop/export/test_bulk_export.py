@@ -81,7 +81,7 @@ class TestKickoff:
         headers = as_(anonymous, world.a)
         lenient = {**headers, "Prefer": "respond-async, handling=lenient"}
         response = anonymous.get(
-            "/fhir/$export?_type=Patient&_elements=id", headers={**ASYNC, **lenient}
+            "/fhir/$export?_type=Patient&_pretty=true", headers={**ASYNC, **lenient}
         )
         assert response.status_code == 202
         manifest = finished(anonymous, response.headers["Content-Location"], headers)
@@ -89,7 +89,19 @@ class TestKickoff:
         assert error["type"] == "OperationOutcome"
         assert error["count"] == 1
         (note,) = lines(anonymous, error["url"], headers)
-        assert "_elements" in note["issue"][0]["diagnostics"]
+        assert "_pretty" in note["issue"][0]["diagnostics"]
+
+    @pytest.mark.parametrize(
+        "param", [("patient", "Patient/x"), ("_elements", "id"), ("includeAssociatedData", "x")]
+    )
+    def test_a_narrowing_parameter_is_refused_even_under_lenient_handling(
+        self, anonymous: TestClient, world: World, param: tuple[str, str]
+    ) -> None:
+        """Left out, it would export more than was asked for."""
+        lenient = {**as_(anonymous, world.a), "Prefer": "respond-async, handling=lenient"}
+        response = anonymous.get("/fhir/Group/g/$export", params=[param], headers=lenient)
+        assert response.status_code == 400, response.text
+        assert "more than was asked for" in response.json()["issue"][0]["diagnostics"]
 
     @pytest.mark.parametrize(
         "output_format", ["application/fhir+ndjson", "application/ndjson", "ndjson"]

@@ -38,3 +38,25 @@ def test_an_export_kick_off_reads_respond_async_on_any_prefer_line(client: TestC
         )
         assert answer.status_code == 202, answer.text
         assert "/fhir/$export-status/" in answer.headers["content-location"]
+
+
+def test_of_a_preference_given_twice_the_first_counts(client: TestClient) -> None:
+    """RFC 7240 §2: "only the first instance is to be considered"."""
+    written = client.post(
+        "/fhir/Patient",
+        json=patient(family="FirstWins"),
+        headers=[
+            *FHIR_JSON.items(),
+            ("Prefer", "return=representation"),
+            ("Prefer", "return=minimal"),
+        ],
+    )
+    assert written.status_code == 201, written.text
+    assert written.json()["name"][0]["family"] == "FirstWins"
+    lenient = client.get(
+        "/fhir/Patient",
+        params={"shoe_size": "42"},
+        headers={"Prefer": "handling=lenient, handling=strict"},
+    )
+    assert lenient.status_code == 200, lenient.text
+    assert lenient.json()["entry"][-1]["search"]["mode"] == "outcome"

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from interop.services.subsetting import SUBSETTED, Subset, subset_resource
+from interop.services.subsetting import SUBSETTED, Subset, requested_subset, subset_resource
 from mappings import fhir
 from tests.builders import patient
 from tests.conftest import corpus, needs_corpus
-from tests.interop.fhir.test_crud import create, issue
+from tests.interop.fhir.test_crud import FHIR_JSON, create, issue
 
 NARRATIVE = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Avery</div>'}
 
@@ -127,3 +127,91 @@ def _valid(resource: dict[str, Any]) -> bool:
     except Exception:
         return False
     return True
+
+
+def test_a_subsetted_resource_is_never_written_back(
+    client: TestClient, person: dict[str, Any]
+) -> None:
+    """R4 §3.1.1.5.8: the tag is there so that a part never overwrites the whole."""
+    path = f"/fhir/Patient/{person['id']}"
+    part = client.get(path, params={"_elements": "gender"}).json()
+    refused = client.put(path, json=part, headers=FHIR_JSON)
+    assert refused.status_code == 422, refused.text
+    assert issue(refused)["expression"] == ["Patient.meta.tag"]
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": part, "request": {"method": "PUT", "url": f"Patient/{person['id']}"}}
+        ],
+    }
+    assert client.post("/fhir", json=transaction, headers=FHIR_JSON).status_code == 422
+    stored = client.get(path).json()
+    assert stored["name"] == person["name"]
+    assert stored["meta"]["versionId"] == person["meta"]["versionId"]
+
+
+def test_a_batch_read_takes_the_subsetting_parameters(
+    client: TestClient, person: dict[str, Any]
+) -> None:
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": f"Patient/{person['id']}?_elements=gender"}}
+        ],
+    }
+    answer = client.post("/fhir", json=batch, headers=FHIR_JSON)
+    assert answer.status_code == 200, answer.text
+    [entry] = answer.json()["entry"]
+    assert entry["resource"]["gender"] == "female"
+    assert "name" not in entry["resource"]
+    assert SUBSETTED in tags(entry["resource"])
+
+
+def test_an_element_path_keeps_its_top_level_element() -> None:
+    """R4 §3.1.1.5.9 names base elements: `name.family` (or `Patient.name.family`) is `name`."""
+    resource = patient(family="Pathed")
+    for asked in ("Patient.name.family", "name.family", "name"):
+        wanted = requested_subset([("_elements", asked)])
+        assert wanted is not None
+        assert subset_resource(resource, wanted)["name"] == resource["name"]
+
+
+def test_contained_resources_stay_as_far_as_what_is_kept_refers_to_them() -> None:
+    """R4 ref-1 (a local reference has its target) and dom-3 (no contained resource that
+    nothing refers to)."""
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "mr",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p"},
+        "medicationReference": {"reference": "#med"},
+        "contained": [
+            {"resourceType": "Medication", "id": "med", "manufacturer": {"reference": "#maker"}},
+            {"resourceType": "Organization", "id": "maker", "name": "Maker"},
+            {"resourceType": "Organization", "id": "unused", "name": "Unused"},
+        ],
+        "note": [{"text": "with food"}],
+    }
+    for wanted in (Subset("true"), Subset(None, frozenset({"note"}))):
+        cut = subset_resource(order, wanted)
+        assert [inner["id"] for inner in cut["contained"]] == ["med", "maker"]
+        fhir.validate(cut)
+    plain = {**order, "medicationReference": None}
+    del plain["medicationReference"]
+    plain["medicationCodeableConcept"] = {"text": "buprenorphine"}
+    assert "contained" not in subset_resource(plain, Subset("true"))
+
+
+def test_history_refuses_summary_count_under_strict_handling(
+    client: TestClient, person: dict[str, Any]
+) -> None:
+    answer = client.get(
+        f"/fhir/Patient/{person['id']}/_history",
+        params={"_summary": "count"},
+        headers={"Prefer": "handling=strict"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert "_summary=count" in issue(answer)["diagnostics"]
