@@ -56,6 +56,10 @@ NOTICE_FULL = (
 # §2.32(a)(2), Statement 2.
 NOTICE_SHORT = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
 
+_PART2_MARKS = frozenset(
+    {*v.SUD_SENSITIVITY, v.LAW_42CFR_PART2, v.NO_REDISCLOSURE, v.NO_REDISCLOSURE_RETIRED}
+)
+"""The labels that make a record Part 2 data wherever it came from (P1, S2)."""
 _LABEL_CONFIDENTIALITY = Coding(v.CONFIDENTIALITY, v.RESTRICTED)
 _LABEL_LAW = Coding(v.ACT_CODE, v.LAW_42CFR_PART2)
 _LABEL_REFRAIN = Coding(v.ACT_CODE, v.NO_REDISCLOSURE)
@@ -102,16 +106,17 @@ def is_part2_data(item: DataItem) -> bool:
     """P1 (§2.11 "records", §2.12(d)): the record identifies the patient as having an SUD.
 
     The caller marks records created or received by a Part 2 program; records that carry an
-    SUD sensitivity label or the 42CFRPart2 law label, and SUD counseling notes, are Part 2 data
-    wherever they came from.
+    SUD sensitivity label, the 42CFRPart2 law label or the NORDSCLCD refrain (no redisclosure
+    without a consent directive: how the ONC's DS4P Part 2 documents mark what they hold, S2),
+    and SUD counseling notes, are Part 2 data wherever they came from.
     """
     if item.is_part2 or item.is_counseling_note:
         return True
     return any(
-        v.canonical_system(label.system) == v.ACT_CODE
-        and (label.code in v.SUD_SENSITIVITY or label.code == v.LAW_42CFR_PART2)
+        v.canonical_system(label.system) == v.ACT_CODE and label.code in _PART2_MARKS
         for label in item.security_labels
     )
+
 
 
 def default_deny() -> Reason:

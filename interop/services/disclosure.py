@@ -76,7 +76,9 @@ from mappings.terminology import PROJECT_BASE
 
 NOTICE_EXTENSION = f"{PROJECT_BASE}/StructureDefinition/part2-disclosure-notice"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-_SUD_CODES = frozenset({"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN"})
+_SUD_CODES = frozenset(
+    {"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN", "NORDSCLCD", "NORDSLCD"}
+)
 _NO_REFUSAL = Part2Refusal(None, None)
 """Emergency purposes alone: no Part 2 record is refused before it is read."""
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -1027,7 +1029,8 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _sud_labelled(resource: dict[str, Any]) -> bool:
-    """Carries an SUD sensitivity or 42 CFR Part 2 label (S2), whoever wrote it."""
+    """Carries an SUD sensitivity or 42 CFR Part 2 label, or the refrain from redisclosure
+    without consent (S2), whoever wrote it."""
     found = resource.get("meta")
     security = found.get("security") if isinstance(found, dict) else None
     return any(isinstance(c, dict) and c.get("code") in _SUD_CODES for c in _as_list(security))

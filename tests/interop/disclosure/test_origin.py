@@ -156,3 +156,26 @@ def test_a_recipient_named_by_identifier_is_a_party(anonymous: TestClient, world
     assert (
         anonymous.get(f"/fhir/Consent/{ident}", headers=as_(anonymous, world.b)).status_code == 404
     )
+
+
+def test_a_record_marked_no_redisclosure_without_consent_is_withheld_like_part2_data(
+    anonymous: TestClient, world: World
+) -> None:
+    """Probe 15 #1: the ONC's DS4P Part 2 documents mark what they hold R and NORDSCLCD (no
+    redisclosure without a consent directive), with no 42CFRPart2 code. A record so marked,
+    from a sender that is no Part 2 program, reaches no one its patient's consent does not
+    name; its writer still reads it (its own record)."""
+    clinic = acting_as(anonymous, register_partner(anonymous, name="Sender Clinic"))
+    marks = {
+        "security": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"},
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "NORDSCLCD"},
+        ]
+    }
+    person = make(clinic, patient(family="Marked", mrn="MRN-MARK", meta=marks))
+    written = make(clinic, goal(f"Patient/{person['id']}", meta=marks))
+    for path in (f"/fhir/Goal/{written['id']}", f"/fhir/Patient/{person['id']}"):
+        assert anonymous.get(path, headers=as_(anonymous, world.b)).status_code == 404
+        assert clinic.get(path).status_code == 200
+    searched = anonymous.get("/fhir/Goal", headers=as_(anonymous, world.b)).json()
+    assert written["id"] not in str(searched)
