@@ -84,12 +84,15 @@ def add(session: Session, rows: Sequence[OutboxRow]) -> None:
 
 
 def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list[OutboxRow]:
-    """Due rows, oldest first, at most one per partner and resource: a later change waits for
-    the earlier one, so a cancellation never overtakes the referral it cancels. A disabled
-    partner's rows wait until it is enabled again."""
+    """Due rows, oldest first, at most one per partner, resource and channel: a later change
+    waits for the earlier one, so a cancellation never overtakes the referral it cancels; a
+    partner's Subscription endpoint failing never holds back what its FHIR server is sent
+    (transport state is the channel's own, REFERRALS.md; probe 15 #7). A disabled partner's
+    rows wait until it is enabled again."""
     earlier = OUTBOX_TABLE.alias("earlier").c
     blocked_by_earlier = exists().where(
         earlier.partner_client_id == OUTBOX.partner_client_id,
+        earlier.channel == OUTBOX.channel,
         earlier.resource_type == OUTBOX.resource_type,
         earlier.resource_id == OUTBOX.resource_id,
         earlier.pk < OUTBOX.pk,

@@ -111,3 +111,45 @@ def test_a_dispatcher_that_lost_its_lease_records_nothing(engine: Engine) -> Non
     assert outcome.state is TransportState.SENDING
     [row] = rows(engine)
     assert (row.state, row.attempts, row.receipt) == ("sending", 2, "")
+
+
+def test_a_failing_notification_endpoint_never_holds_back_the_push(engine: Engine) -> None:
+    """Probe 15 #7: a Subscription hook retried for hours kept the same Task's push to the
+    partner's FHIR server queued behind it. Each channel keeps its own order."""
+    now = datetime.now(UTC)
+    with unit_of_work(engine) as session:
+        [earlier] = outbox.listing(session, (), None, 10)
+        earlier.channel = "rest-hook"
+        session.add(earlier)
+        session.add(
+            OutboxRow(
+                created_at=now,
+                partner_client_id="p1",
+                channel="fhir",
+                event="task-changed",
+                resource_type="Task",
+                resource_id="t1",
+                version_id=2,
+                state="queued",
+                next_attempt_at=now,
+            )
+        )
+        session.add(
+            OutboxRow(
+                created_at=now,
+                partner_client_id="p1",
+                channel="rest-hook",
+                event="task-changed",
+                resource_type="Task",
+                resource_id="t1",
+                version_id=2,
+                state="queued",
+                next_attempt_at=now,
+            )
+        )
+    with unit_of_work(engine) as session:
+        claimed = outbox.claim(session, now + timedelta(seconds=1), POLICY.lease, 10)
+    assert sorted((row.channel, row.version_id) for row in claimed) == [
+        ("fhir", 2),
+        ("rest-hook", 1),
+    ]
