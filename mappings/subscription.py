@@ -85,14 +85,10 @@ def notification(
     content: str,
 ) -> dict[str, Any]:
     """A notification Bundle (history, R4 form): the SubscriptionStatus Parameters, then the
-    focus as a URL only, for an event with `id-only` content."""
-    parameters: list[dict[str, Any]] = [
-        {"name": "subscription", "valueReference": {"reference": subscription_url}},
-        {"name": "topic", "valueCanonical": REFERRAL_TASK_TOPIC},
-        {"name": "status", "valueCode": "active"},
-        {"name": "type", "valueCode": kind},
-        {"name": "events-since-subscription-start", "valueString": str(events_since_start)},
-    ]
+    focus as a URL only, for an event with `id-only` content. A handshake is sent while the
+    Subscription is still `requested` (the IG's R4 handshake example), an event once active."""
+    status = "requested" if kind == "handshake" else "active"
+    parameters = _status_parameters(subscription_url, status, kind, events_since_start)
     stamp = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if focus is not None:
         event: list[dict[str, Any]] = [
@@ -102,17 +98,14 @@ def notification(
         if content == "id-only":
             event.append({"name": "focus", "valueReference": {"reference": focus}})
         parameters.append({"name": "notification-event", "part": event})
-    status = {
-        "fullUrl": f"{subscription_url}/$status",
-        "resource": {
-            "resourceType": "Parameters",
-            "meta": {"profile": [_STATUS_PROFILE]},
-            "parameter": parameters,
-        },
-        "request": {"method": "GET", "url": f"{subscription_url}/$status"},
-        "response": {"status": "200"},
-    }
-    entries = [status]
+    entries = [
+        {
+            "fullUrl": f"{subscription_url}/$status",
+            "resource": _status_resource(parameters),
+            "request": {"method": "GET", "url": f"{subscription_url}/$status"},
+            "response": {"status": "200"},
+        }
+    ]
     if focus is not None and content == "id-only":
         entries.append(
             {
@@ -127,6 +120,44 @@ def notification(
         "type": "history",
         "timestamp": stamp,
         "entry": entries,
+    }
+
+
+def status_bundle(subscription_url: str, status: str, events_since_start: int) -> dict[str, Any]:
+    """The answer of `$status` (Backport IG, backport-subscription-status): a searchset of
+    the Subscription's SubscriptionStatus, of type query-status."""
+    parameters = _status_parameters(subscription_url, status, "query-status", events_since_start)
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": 1,
+        "entry": [
+            {
+                "fullUrl": f"{subscription_url}/$status",
+                "resource": _status_resource(parameters),
+                "search": {"mode": "match"},
+            }
+        ],
+    }
+
+
+def _status_parameters(
+    subscription_url: str, status: str, kind: str, events_since_start: int
+) -> list[dict[str, Any]]:
+    return [
+        {"name": "subscription", "valueReference": {"reference": subscription_url}},
+        {"name": "topic", "valueCanonical": REFERRAL_TASK_TOPIC},
+        {"name": "status", "valueCode": status},
+        {"name": "type", "valueCode": kind},
+        {"name": "events-since-subscription-start", "valueString": str(events_since_start)},
+    ]
+
+
+def _status_resource(parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Parameters",
+        "meta": {"profile": [_STATUS_PROFILE]},
+        "parameter": parameters,
     }
 
 

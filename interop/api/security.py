@@ -65,6 +65,13 @@ def requires(permission: str) -> Callable[[str, Requester], Awaitable[Requester]
     return check
 
 
+async def subscription_reader(requester: RequesterDep) -> Requester:
+    """`Subscription/{id}/$status` reads a Subscription: it needs 'r' on Subscription."""
+    if not requester.may("Subscription", "r"):
+        raise ScopeInsufficient("the access token has no scope allowing 'r' on Subscription")
+    return requester
+
+
 async def system_reader(requester: RequesterDep) -> Requester:
     """System-wide history spans every type: it needs `system/*.rs`."""
     if not requester.may("*", "s"):

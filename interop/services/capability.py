@@ -26,8 +26,16 @@ _TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
         },
     ],
     "Group": [{"name": "export", "definition": f"{_BULK}/OperationDefinition/group-export"}],
+    "Subscription": [
+        {
+            "name": "status",
+            "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
+            "backport-subscription-status",
+        }
+    ],
 }
-"""Bulk Data Access IG v2.0.0 at all three levels, and R4 Patient $everything."""
+"""Bulk Data Access IG v2.0.0 at all three levels, R4 Patient $everything, and the
+Subscriptions Backport IG's $status."""
 _VALIDATE = {
     "name": "validate",
     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",

@@ -39,10 +39,10 @@ from interop.services.errors import (
     VersionConflict,
 )
 from interop.services.numbers import whole_number
-from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, ChannelKind, note_change
+from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, ChannelKind, Event, note_change
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
-from interop.services.subscriptions import prepare_subscription
+from interop.services.subscriptions import is_subscriber, prepare_subscription
 from interop.services.subsetting import Subset, is_subsetted, requested_subset, subset_bundle
 from interop.store import consents as consents_store
 from interop.store import locks
@@ -62,6 +62,7 @@ from mappings.consent import copy_problem, revival_problem, revoked
 from mappings.documents import with_labels
 from mappings.errors import InvalidResource, Issue
 from mappings.model import Code, Identifier
+from mappings.subscription import status_bundle
 from mappings.terminology import TASK_CODE
 from mappings.workflow import (
     TERMINAL,
@@ -1099,6 +1100,11 @@ class ResourceOperations:
         with self._gate.unrecorded():
             return self._admitted(stored) is not None
 
+    def notifications_sent(self, subscription_id: str) -> int:
+        """How many event notifications the Subscription's partner took."""
+        session = self._repository.session
+        return outbox_store.notifications_sent(session, subscription_id, Event.NOTIFICATION)
+
     def seal(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """A Bundle of what was released carries their labels and the notice (S1, S2)."""
         return self._gate.seal(bundle)
@@ -1193,6 +1199,21 @@ class ResourceService:
     def read(self, resource_type: str, resource_id: str, requester: Requester) -> StoredVersion:
         with self._door(requester, "read") as operations:
             return operations.read(resource_type, resource_id)
+
+    def subscription_status(
+        self, subscription_id: str, requester: Requester, *, base_url: str
+    ) -> dict[str, Any]:
+        """`Subscription/{id}/$status` (Subscriptions Backport IG): its status and how many
+        notifications it was sent; only its subscriber (or the program's own systems) learns
+        it, anyone else gets the 404 of an unknown Subscription."""
+        with self._door(requester, "read") as operations:
+            stored = operations.read("Subscription", subscription_id)
+            resource = orjson.loads(stored.content or b"{}")
+            if not (requester.first_party or is_subscriber(resource, requester.organization)):
+                raise ResourceNotFound(f"Subscription/{subscription_id[:64]} is not known")
+            sent = operations.notifications_sent(subscription_id)
+        url = f"{base_url}/Subscription/{subscription_id}"
+        return status_bundle(url, str(resource.get("status")), sent)
 
     async def read_on_loop(
         self, resource_type: str, resource_id: str, requester: Requester

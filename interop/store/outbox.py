@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     exists,
     false,
+    func,
     literal,
     or_,
     select,
@@ -125,6 +126,20 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list
         row.attempts += 1
     session.flush()
     return rows
+
+
+def notifications_sent(
+    session: Session, subscription_id: str, event: str, *, besides: int = 0
+) -> int:
+    """The `event` notifications a Subscription was sent and its partner took (besides the
+    row `besides`): withheld ones are not counted, since a gap would tell that one was."""
+    statement = select(func.count()).where(
+        col(OutboxRow.subscription_id) == subscription_id,
+        col(OutboxRow.event) == event,
+        col(OutboxRow.state).in_([TransportState.SENT, TransportState.ACKNOWLEDGED]),
+        col(OutboxRow.pk) != besides,
+    )
+    return int(session.execute(statement).scalar_one())
 
 
 def get(session: Session, pk: int, *, lock: bool = False) -> OutboxRow | None:

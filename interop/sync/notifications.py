@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from sqlalchemy import Engine, func, select
-from sqlmodel import col
+from sqlalchemy import Engine
 
 from adapters.errors import PartnerRejected, PartnerUnavailable
 from adapters.fhir_http import RestHookChannel
@@ -27,8 +26,8 @@ from interop.services.errors import ResourceNotFound
 from interop.services.outbox import Event
 from interop.services.resources import as_written, internal_operations
 from interop.services.search_parser import Paging
+from interop.store import outbox
 from interop.store.database import unit_of_work
-from interop.store.outbox import TransportState
 from interop.store.repository import ResourceRepository
 from interop.store.tables import OutboxRow, PartnerRow
 from interop.sync.payloads import Payloads
@@ -105,13 +104,10 @@ class Notifier:
         """events-since-subscription-start: the notifications the partner was sent before this
         one, plus it. Withheld ones are not counted: a gap would tell that something was."""
         with unit_of_work(self._engine, writes=False) as session:
-            statement = select(func.count()).where(
-                col(OutboxRow.subscription_id) == row.subscription_id,
-                col(OutboxRow.event) == Event.NOTIFICATION,
-                col(OutboxRow.state).in_([TransportState.SENT, TransportState.ACKNOWLEDGED]),
-                col(OutboxRow.pk) != row.pk,
+            sent = outbox.notifications_sent(
+                session, row.subscription_id or "", Event.NOTIFICATION, besides=row.pk or 0
             )
-            return int(session.execute(statement).scalar_one()) + 1
+        return sent + 1
 
     def _set_status(self, subscription_id: str, status: str, version: int) -> None:
         """The handshake's outcome, on the version it was sent for: a Subscription changed

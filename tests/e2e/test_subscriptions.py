@@ -99,6 +99,18 @@ class TestLifecycle:
         }
         assert "Quill" not in str(hook.received)
         assert hook.headers[1]["Authorization"] == "Bearer hook-secret"
+        handshake_status = {p["name"]: p for p in first["entry"][0]["resource"]["parameter"]}
+        assert handshake_status["status"]["valueCode"] == "requested"
+        status = world.client.get(
+            f"/fhir/Subscription/{created['id']}/$status", headers=as_(world, partner)
+        )
+        assert status.status_code == 200, status.text
+        [entry] = status.json()["entry"]
+        now = {p["name"]: p for p in entry["resource"]["parameter"]}
+        assert now["type"]["valueCode"] == "query-status"
+        assert now["status"]["valueCode"] == "active"
+        assert now["events-since-subscription-start"]["valueString"] == "1"
+        assert f"Subscription/{created['id']}" in now["subscription"]["valueReference"]["reference"]
 
     def test_a_part2_task_without_consent_is_never_notified(self, world: World) -> None:
         hook = Hook()
@@ -173,6 +185,7 @@ class TestIsolation:
         assert world.client.delete(url, headers=headers).status_code == 204
         mine = world.client.get(url, headers=as_(world, owner)).json()
         assert mine["channel"]["endpoint"] == hook.url
+        assert world.client.get(f"{url}/$status", headers=headers).status_code == 404
 
     def test_what_cannot_work_or_would_leak_is_refused(self, world: World) -> None:
         hook = Hook()

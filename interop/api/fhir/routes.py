@@ -22,6 +22,7 @@ from interop.api.security import (
     authenticated,
     requires,
     scope_authorizer,
+    subscription_reader,
     system_reader,
     write_guard,
 )
@@ -44,6 +45,7 @@ Updater = Annotated[Requester, Depends(requires("u"))]
 Deleter = Annotated[Requester, Depends(requires("d"))]
 SystemReader = Annotated[Requester, Depends(system_reader)]
 Validator = Annotated[Requester, Depends(requires("c"))]
+SubscriptionReader = Annotated[Requester, Depends(subscription_reader)]
 
 FHIR_MEDIA: dict[str, dict[str, Any]] = {"application/fhir+json": {}, "application/fhir+xml": {}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -308,6 +310,23 @@ def history_instance(
     bundle = resources.history(
         resource_type, resource_id, params, requester, base_url=base, strict=strict
     )
+    return FhirResponse(bundle, fmt=fmt)
+
+
+@router.get(
+    "/Subscription/{subscription_id}/$status",
+    operation_id="fhir_subscription_status",
+    responses=RESPONSES,
+)
+def subscription_status(
+    subscription_id: str,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    requester: SubscriptionReader,
+) -> FhirResponse:
+    """The Subscription's status and event count (Subscriptions Backport IG `$status`)."""
+    bundle = resources.subscription_status(subscription_id, requester, base_url=base)
     return FhirResponse(bundle, fmt=fmt)
 
 
