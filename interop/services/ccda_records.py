@@ -58,7 +58,7 @@ from adapters.ccda import Period as CdaPeriod
 from consent import vocabulary as v
 from interop.services.bundle_builder import plain
 from interop.services.errors import InvalidRequest, PreconditionFailed, ResourceNotFound
-from interop.services.resources import ResourceOperations, internal_operations
+from interop.services.resources import ResourceOperations, as_written, internal_operations
 from interop.services.search_parser import Paging
 from interop.store.fhirdates import parse_range
 from mappings import documents, patient, service_request, task
@@ -74,6 +74,7 @@ from mappings.terminology import (
     TRANSFER_SUMMARY,
     TRANSITION_ITEM,
 )
+from mappings.workflow import TERMINAL
 
 JOB: Final = "ccda-intake"
 _PAGING = Paging(2, 2)
@@ -139,8 +140,11 @@ def record_document(
         if document.kind is DocumentKind.TRANSFER_SUMMARY:
             written += _medications(operations, document, sender, client, kept, key, labels)
         replaced = _supersede_earlier_versions(operations, document, client, kept)
+        _note_replaced(operations, kept, replaced)
         if document.kind is DocumentKind.TRANSFER_SUMMARY:
             _retire_medications_of(operations, client, replaced)
+            task_id = str(uuid.uuid5(referral_key, "task"))
+            _point_to_current(operations, task_id, replaced, f"DocumentReference/{kept}")
     return written
 
 
@@ -479,6 +483,44 @@ def _supersede_earlier_versions(
         operations.update("DocumentReference", earlier["id"], {**earlier, "status": "superseded"})
         replaced.add(f"DocumentReference/{earlier['id']}")
     return replaced
+
+
+def _note_replaced(operations: ResourceOperations, kept: str, replaced: set[str]) -> None:
+    """The new version says which it replaces (DocumentReference.relatesTo `replaces`), as
+    the superseded ones say by their status that they were."""
+    if not replaced:
+        return
+    current = as_written(operations.read("DocumentReference", kept).content)
+    relations = current.get("relatesTo") or []
+    named = {relation.get("target", {}).get("reference") for relation in relations}
+    added = [
+        {"code": "replaces", "target": {"reference": reference}}
+        for reference in sorted(replaced - named)
+    ]
+    if added:
+        updated = {**current, "relatesTo": [*relations, *added]}
+        operations.update("DocumentReference", kept, updated)
+
+
+def _point_to_current(
+    operations: ResourceOperations, task_id: str, replaced: set[str], current: str
+) -> None:
+    """A handoff's Task names the Transfer Summary that stands (its input 18761-7), not one a
+    later version superseded; a Task already ended keeps what it ended with."""
+    if not replaced or not _exists(operations, "Task", task_id):
+        return
+    shared = as_written(operations.read("Task", task_id).content)
+    if shared.get("status") in TERMINAL:
+        return
+    inputs = shared.get("input") or []
+    moved = [
+        {**item, "valueReference": {"reference": current}}
+        if (item.get("valueReference") or {}).get("reference") in replaced
+        else item
+        for item in inputs
+    ]
+    if moved != inputs:
+        operations.update("Task", task_id, {**shared, "input": moved})
 
 
 def _retire_medications_of(operations: ResourceOperations, client: str, replaced: set[str]) -> None:

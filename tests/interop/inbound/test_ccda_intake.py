@@ -356,7 +356,17 @@ class TestTransferSummary:
         assert sorted(kept.values()) == ["current", "superseded"]
         left = {rxnorm(s): s["status"] for s in stored(engine, "MedicationStatement") if s}
         assert left == {"197591": "stopped", "1666383": "active"}
-        assert len(stored(engine, "Task")) == 1
+        [handoff] = stored(engine, "Task")
+        [current] = [ident for ident, status in kept.items() if status == "current"]
+        [old] = [ident for ident, status in kept.items() if status == "superseded"]
+        named = [
+            i["valueReference"]["reference"] for i in handoff["input"] if "valueReference" in i
+        ]
+        assert named == [f"DocumentReference/{current}"]
+        [document] = [d for d in stored(engine, "DocumentReference") if d["id"] == current]
+        assert document["relatesTo"] == [
+            {"code": "replaces", "target": {"reference": f"DocumentReference/{old}"}}
+        ]
 
     def test_the_programs_case_managers_work_the_received_handoff(
         self, intake: DocumentIntake, sender: Sender, program: str, engine: Engine,
