@@ -232,5 +232,6 @@ def _log_attempt(row: OutboxRow, outcome: Outcome, elapsed_ms: int) -> None:
 
 _WITHHELD = (
     "the disclosure gate withheld the referral from this partner, or a part it needs (the "
-    "Task, its ServiceRequest, the client): no consent on file covers it for this partner"
+    "Task, its ServiceRequest, the client): no consent on file covers it for this partner, "
+    "or the part is not stored here (a Task whose focus names no ServiceRequest)"
 )
