@@ -8,11 +8,14 @@ next read here returns. Reads pass the disclosure gate with the case manager's p
 the requester: records of other programs reach a case manager only as the gate allows.
 """
 
+import re
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from difflib import SequenceMatcher
+from typing import Any, Final, Generic, TypeVar, cast
 
 import orjson
 from sqlalchemy import Engine
@@ -205,10 +208,8 @@ class CaseService:
         with self._door(staff, "update", writes=True) as operations:
             _check_client_known(kind, value, operations)
             parts = _stored_parts(kind, ident, operations)
-            kept = _unmapped_elements(kind, parts)
-            for resource in resources:
-                merged = {**kept.get(str(resource["id"]), {}), **resource}
-                operations.update(resource["resourceType"], str(resource["id"]), merged)
+            for resource in _written(kind, parts, resources):
+                operations.update(resource["resourceType"], str(resource["id"]), resource)
         return self.get(kind, ident, staff)
 
     def get(
@@ -343,24 +344,238 @@ def _stored_parts(
     return [resource, *_companions(kind, resource, operations)]
 
 
-def _unmapped_elements(kind: Kind[Any], parts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per stored resource id, its top-level elements that the case model cannot carry: those
-    a round trip through the domain value loses (meta, with its labels, among them)."""
+def _written(
+    kind: Kind[Any], parts: list[dict[str, Any]], resources: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What a PUT stores over the stored `parts`: the value's resources (N), merged with the
+    stored ones (S) against the case model's reading of what is stored (P0 = to_fhir of
+    from_fhir of S), so that the PUT changes only what the manager changed and never deletes
+    what the case model cannot show (README, "The case API").
+
+    Element by element (`_merge`): what the manager left as the model shows it (N equal to
+    P0) is kept as stored, verbatim (codings, extensions, an instant as it was written, nested
+    elements the model has no field for); what the model never shows (in S, not in P0) is kept;
+    what the manager changed is written as the value says, keeping of the stored element the
+    parts the model has no field for (`_merge_object`, `_merge_list`). A record stored in a
+    shape the kind cannot read is replaced by the value's resources, as before."""
     if not parts:
-        return {}
+        return resources
+    before = _projected(kind, parts)
+    if before is None:
+        return resources
+    stored = {str(part["id"]): (index, part) for index, part in enumerate(parts)}
+    written = []
+    for resource in resources:
+        ident = str(resource["id"])
+        if ident not in stored:
+            written.append(resource)
+            continue
+        index, part = stored[ident]
+
+        def linker(key: str, index: int = index, ident: str = ident) -> _Linker:
+            return lambda items, shown: _removal_links(kind, parts, index, ident, key, shown)
+
+        merged = _merge_object(part, before.get(ident, {}), resource, linker)
+        written.append({**merged, "resourceType": resource["resourceType"], "id": ident})
+    return written
+
+
+def _projected(kind: Kind[Any], parts: list[dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+    """The case model's reading of stored resources, as the resources it writes (P0), by id;
+    None when they do not read as a value of the kind."""
     try:
         mapped = kind.from_fhir(_document(kind, parts))
+        resources = _resources(kind.to_fhir(mapped.value))
     except MappingError:
-        return {}
-    carried = {str(r.get("id")): r for r in _resources(kind.to_fhir(mapped.value))}
-    return {
-        str(part["id"]): {
-            key: value
-            for key, value in part.items()
-            if key not in carried.get(str(part["id"]), {}) and key not in ("id", "resourceType")
+        return None
+    return {str(resource.get("id")): resource for resource in resources}
+
+
+_ABSENT: Any = object()
+"""An element a resource does not have."""
+
+_Linker = Callable[[list[Any], list[Any]], list[frozenset[int] | None]]
+"""For each stored list entry, the entries of the model's reading (P0) it becomes: empty when
+the model has no field for it, None when that cannot be told."""
+
+
+def _merge(stored: Any, before: Any, after: Any, linker: _Linker) -> Any:
+    """One element: `stored` (S), the model's reading of it `before` (P0), the value's `after`
+    (N); _ABSENT for an element one of them lacks."""
+    if after == before:
+        return stored  # unchanged: as stored, absent included
+    if isinstance(after, dict) and isinstance(stored, dict):
+        shown = before if isinstance(before, dict) else {}
+        if _renamed(before if isinstance(before, dict) else stored, after):
+            return after
+        return _merge_object(stored, shown, after, lambda _key: _similar_links)
+    if isinstance(after, list) and isinstance(stored, list):
+        return _merge_list(stored, before if isinstance(before, list) else [], after, linker)
+    return after
+
+
+_NAMING: Final = ("reference", "system", "code", "value", "url")
+"""What names the thing an element stands for (a Reference's target, a Coding's code, an
+Identifier's value, an extension's url)."""
+
+
+def _renamed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether the element now names another thing: then what was stored beside the old name
+    (a display, a version, an identifier's period) does not describe it, and the element is
+    written as sent."""
+    return any(
+        before.get(key) != after.get(key) for key in _NAMING if key in before or key in after
+    )
+
+
+def _merge_object(
+    stored: dict[str, Any],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    linker: Callable[[str], _Linker],
+) -> dict[str, Any]:
+    """Per key: absent from the value but shown by the model: removed by the manager (a list:
+    emptied, keeping its entries the model has no field for, such as an extension of another
+    url); absent from both: a stored element the model has no field for, kept (unless the
+    value now writes another type of the same choice element, `value[x]`); else `_merge`d."""
+    chosen = {_choice_of(key) for key in after} - {None}
+    merged: dict[str, Any] = {}
+    for key in (*stored, *(key for key in after if key not in stored)):
+        value, shown, sent = (
+            stored.get(key, _ABSENT),
+            before.get(key, _ABSENT),
+            after.get(key, _ABSENT),
+        )
+        if sent is _ABSENT and isinstance(shown, list):
+            sent = []  # a list emptied: what the model has no field for in it stays
+        elif sent is _ABSENT:
+            if shown is _ABSENT and _choice_of(key) not in chosen:
+                merged[key] = value
+            continue
+        found = _merge(value, shown, sent, linker(key))
+        if found is not _ABSENT and found != []:
+            merged[key] = found
+    return merged
+
+
+def _merge_list(
+    stored: list[Any], before: list[Any], after: list[Any], linker: _Linker
+) -> list[Any]:
+    """A list the manager changed. The model's entries (P0) are aligned with the value's (N):
+    an entry left as it was is written as stored (every stored entry it came from); an entry
+    edited in place (a run of changed entries as long in both) is `_merge`d with the one
+    stored entry it came from, which so keeps what the model has no field for (a coded reason
+    whose text was edited keeps its codings, a note its author and time); an entry removed
+    takes the stored entries it came from with it; a new entry is written as sent. Stored
+    entries the model has no field for at all (an inline CarePlan activity, a coded-only
+    reason) are kept, after the others. A stored entry several of the model's entries came
+    from is kept only while all of those are unchanged, and one whose reading is unknown
+    (`linker`) follows the value."""
+    links = linker(stored, before)
+    matcher = SequenceMatcher(None, _keys(before), _keys(after), autojunk=False)
+    same: dict[int, int] = {}
+    edited: dict[int, int] = {}
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+            (same if tag == "equal" else edited).update(
+                zip(range(i1, i2), range(j1, j2), strict=True)
+            )
+    claims = Counter(i for link in links if link for i in link)
+    standing_for: dict[int, list[Any]] = {}
+    stood: set[int] = set()
+    unshown: list[Any] = []
+    for item, link in zip(stored, links, strict=True):
+        if link is None:
+            continue
+        if not link:
+            unshown.append(item)
+        elif all(i in same for i in link):
+            standing_for.setdefault(min(same[i] for i in link), []).append(item)
+            stood.update(same[i] for i in link)
+        elif len(link) == 1 and (i := min(link)) in edited and claims[i] == 1:
+            j = edited[i]
+            standing_for.setdefault(j, []).append(_merge(item, before[i], after[j], _similar_links))
+            stood.add(j)
+    merged: list[Any] = []
+    for j, item in enumerate(after):
+        merged += standing_for.get(j, [])
+        if j not in stood:
+            merged.append(item)
+    return merged + unshown
+
+
+def _removal_links(
+    kind: Kind[Any],
+    parts: list[dict[str, Any]],
+    index: int,
+    ident: str,
+    key: str,
+    before: list[Any],
+) -> list[frozenset[int] | None]:
+    """Which of the model's entries each stored entry of a resource's top-level list becomes,
+    told by the mapping itself: the entries that go from its reading when the stored entry is
+    left out. When none go (the model writes the entry anyway, a default), the entries like
+    it. Unknown when the resource without it cannot be read."""
+    stored: list[Any] = parts[index][key]
+    links: list[frozenset[int] | None] = []
+    for position, item in enumerate(stored):
+        rest = stored[:position] + stored[position + 1 :]
+        part = {k: v for k, v in parts[index].items() if k != key} | ({key: rest} if rest else {})
+        reading = _projected(kind, [*parts[:index], part, *parts[index + 1 :]])
+        if reading is None:
+            links.append(None)
+            continue
+        left = reading.get(ident, {}).get(key, [])
+        matcher = SequenceMatcher(None, _keys(before), _keys(left), autojunk=False)
+        kept = {
+            i
+            for block in matcher.get_matching_blocks()
+            for i in range(block.a, block.a + block.size)
         }
-        for part in parts
-    }
+        gone = frozenset(range(len(before))) - kept
+        links.append(gone or frozenset(i for i, entry in enumerate(before) if _alike(item, entry)))
+    return links
+
+
+def _similar_links(stored: list[Any], before: list[Any]) -> list[frozenset[int] | None]:
+    """Within an entry: a stored entry becomes the model's entries like it."""
+    return [
+        frozenset(i for i, entry in enumerate(before) if _alike(item, entry)) for item in stored
+    ]
+
+
+def _alike(stored: Any, shown: Any) -> bool:
+    """One holds the other: the model's reading of a stored entry drops what it has no field
+    for, and may add what it always writes (a display)."""
+    return _within(shown, stored) or _within(stored, shown)
+
+
+def _within(part: Any, whole: Any) -> bool:
+    if isinstance(part, dict) and isinstance(whole, dict):
+        return all(key in whole and _within(value, whole[key]) for key, value in part.items())
+    if isinstance(part, list) and isinstance(whole, list):
+        return all(any(_within(item, other) for other in whole) for item in part)
+    return bool(part == whole)
+
+
+def _keys(items: list[Any]) -> list[bytes]:
+    """Entries as comparable keys (the mappings write decimals as Decimal)."""
+    return [orjson.dumps(item, default=str, option=orjson.OPT_SORT_KEYS) for item in items]
+
+
+_CHOICE: Final = re.compile(
+    r"([a-z][A-Za-z]*?)(Address|Age|Annotation|Attachment|Base64Binary|Boolean|Canonical|Code"
+    r"|CodeableConcept|Coding|ContactPoint|Count|Date|DateTime|Decimal|Distance|Dosage|Duration"
+    r"|Expression|HumanName|Id|Identifier|Instant|Integer|Markdown|Money|Oid|Period|PositiveInt"
+    r"|Quantity|Range|Ratio|Reference|SampledData|Signature|String|Time|Timing|UnsignedInt|Uri"
+    r"|Url|Uuid)"
+)
+
+
+def _choice_of(key: str) -> str | None:
+    """The choice element (`value[x]`) a key is one type of, if it looks like one."""
+    found = _CHOICE.fullmatch(key)
+    return found.group(1) if found else None
 
 
 def _document(kind: Kind[Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
