@@ -22,10 +22,12 @@ permit wins for what it covers). A root deny with provisions beneath it is an op
 consent's base policy ("nothing but what is permitted below"): towards a request that none
 of its permits covers it is silent, so one recipient's consent never blocks another's; the
 root deny of an opt-out consent (policyRule OPTOUT) is the patient's refusal and is not silent.
-An untyped provision takes its parent's type. Where the
-request does not say what a criterion needs (a record with no date against a dataPeriod, no
-source program against the disclosing actors), the criterion holds for a deny and fails for a
-permit, so missing facts never widen a disclosure.
+An untyped provision takes its parent's type
+(`mappings.consent` never produces one: it reads every untyped FHIR provision as a deny).
+Where the request does not say what a criterion needs (a record with no date against a
+dataPeriod, no source program against the disclosing actors, no references against a
+`dependents` data item), the criterion holds for a deny and fails for a permit, so missing
+facts never widen a disclosure. How far `data` reaches: `_datum_matches`.
 
 Decisions are values: a deny is returned, never raised. `ValueError` means the request cannot
 be evaluated (a naive `as_of` or record date).
@@ -43,6 +45,7 @@ from consent.model import (
     ConsentDirective,
     ConsentKind,
     DataMeaning,
+    DataReference,
     Decision,
     DisclosureRequest,
     Identifier,
@@ -81,7 +84,7 @@ class _Facts:
     code_codes: frozenset[str]
     date: datetime | None
     reference: str | None
-    related: frozenset[str]
+    refers_to: frozenset[str] | None
     authors: frozenset[str]
     author_ids: frozenset[Identifier]
     source: str | None
@@ -118,9 +121,6 @@ class _Facts:
         ]
         classes = {(c.system, c.code) for c in item.classes}
         classes.add((v.RESOURCE_TYPES, item.resource_type))
-        related = set(item.related)
-        if item.reference is not None:
-            related.add(item.reference)
         authors = set(item.authors)
         if item.source_program is not None:
             authors.add(item.source_program)
@@ -141,7 +141,7 @@ class _Facts:
             code_codes=frozenset(c.code for c in item.codes),
             date=item.date,
             reference=item.reference,
-            related=frozenset(related),
+            refers_to=None if item.related is None else frozenset(item.related),
             authors=frozenset(authors),
             author_ids=frozenset((*item.author_identifiers, *item.source_identifiers)),
             source=item.source_program,
@@ -492,23 +492,44 @@ def _recipients_match(recipients: ActorGroup, facts: _Facts, deny: bool) -> bool
 
 
 def _data_matches(provision: Provision, facts: _Facts, deny: bool) -> bool:
-    """FHIR consent-data-meaning: the record itself (instance), or a record that refers to it
-    (related, dependents), or a record authored by it (authoredby)."""
-    for data in provision.data:
-        if data.meaning is DataMeaning.AUTHOREDBY:
-            if not facts.authors and not facts.author_ids:
-                return deny
-            if data.reference in facts.authors or not facts.author_ids.isdisjoint(data.identifiers):
-                return True
-        elif data.reference is None:
-            continue
-        elif facts.reference is None:
+    """Whether the record is among the provision's `data` (any of them)."""
+    return any(_datum_matches(data, facts, deny) for data in provision.data)
+
+
+def _datum_matches(data: DataReference, facts: _Facts, deny: bool) -> bool:
+    """R4 consent-data-meaning, the record asked for against one `data` item:
+
+    - instance: "the instance of the resource": the record itself;
+    - related: "the instance of the resource and instances it refers to": the record itself,
+      or one the data's instance refers to (`DataReference.reaches`, resolved from the store
+      by whoever read the directive). For a deny only: what an instance refers to is read
+      when the directive is, and may have changed since, so a permit would reach what the
+      instance no longer refers to. A related permit reaches the instance alone (never more
+      than the consent says); unresolved (None), a related deny reaches the instance alone
+      too (an instance that cannot be read refers to nothing here);
+    - dependents: "the instance of the resource and instances that refer to it": the record
+      itself, or one whose own references (`DataItem.related`) name it. Where the request does
+      not say what the record refers to, the deny applies and the permit does not (C8);
+    - authoredby: "instances of resources that are authored by" the referenced party: the
+      record's authors, custodians and source program, by reference or identifier.
+
+    A record named by identifier only (no literal reference) cannot be told from others, as
+    the request carries no record identifiers: such a deny applies (C8), such a permit not.
+    """
+    if data.meaning is DataMeaning.AUTHOREDBY:
+        if not facts.authors and not facts.author_ids:
             return deny
-        elif data.meaning is DataMeaning.INSTANCE:
-            if data.reference == facts.reference:
-                return True
-        elif data.reference in facts.related:
-            return True
+        return data.reference in facts.authors or not facts.author_ids.isdisjoint(data.identifiers)
+    if data.reference is None or facts.reference is None:
+        return deny
+    if data.reference == facts.reference:
+        return True
+    if data.meaning is DataMeaning.RELATED:
+        return deny and data.reaches is not None and facts.reference in data.reaches
+    if data.meaning is DataMeaning.DEPENDENTS:
+        if facts.refers_to is None:
+            return deny
+        return data.reference in facts.refers_to
     return False
 
 

@@ -185,11 +185,19 @@ class Party:
 @dataclass(frozen=True, slots=True)
 class DataReference:
     """A provision's `data`: a specific record (by literal reference, identifier, or both) and
-    how far the rule reaches from it."""
+    how far the rule reaches from it (R4 consent-data-meaning).
+
+    `reaches` are the records the data's instance itself refers to (`Type/id`), which a
+    `related` refusal reaches too ("the instance of the resource and instances it refers
+    to"). The engine cannot read them (it sees one record at a time): whoever reads the
+    directive from the store resolves them (`interop.services.directives`); None when they
+    were not resolved, or the instance could not be read, and then a refusal reaches the
+    instance alone (`consent.engine` explains why that is safe)."""
 
     meaning: DataMeaning
     reference: str | None
     identifiers: tuple[Identifier, ...] = ()
+    reaches: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +324,8 @@ class Provision:
     """One rule of a consent (FHIR R4 Consent.provision), with its nested exceptions.
 
     Every criterion that is given must match for the rule to apply; an untyped provision takes
-    its type from the nearest typed ancestor.
+    its type from the nearest typed ancestor (a value built in code; `mappings.consent` reads
+    every untyped FHIR provision as a deny, PART2.md C8).
     """
 
     type: ProvisionType | None = None
@@ -516,7 +525,10 @@ class DataItem:
     `source_program` is the Part 2 program that created or holds the record (author or
     custodian); `authors` (of any type: Organization, Practitioner, PractitionerRole, Device,
     RelatedPerson...) with `author_identifiers`, and `related`, are the references the record
-    makes, for provisions whose `data` reaches records authored by, or related to, a record.
+    makes, for provisions whose `data` reaches records authored by (`authoredby`), or that
+    refer to (`dependents`), a record. `related` is None when the caller did not say which
+    records this one refers to: a `dependents` refusal then reaches it, a permit does not
+    (PART2.md C8), so missing facts never widen a disclosure; () says it refers to none.
     """
 
     resource_type: str
@@ -529,7 +541,7 @@ class DataItem:
     source_identifiers: tuple[Identifier, ...] = ()
     authors: tuple[str, ...] = ()
     author_identifiers: tuple[Identifier, ...] = ()
-    related: tuple[str, ...] = ()
+    related: tuple[str, ...] | None = None
     is_part2: bool = False
     is_counseling_note: bool = False
 

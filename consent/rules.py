@@ -118,7 +118,6 @@ def is_part2_data(item: DataItem) -> bool:
     )
 
 
-
 def default_deny() -> Reason:
     """P2 (§2.13(a), §2.31): Part 2 data leaves only on a valid consent or an exception."""
     return Reason("P2", "no valid consent permits this disclosure and no exception applies")

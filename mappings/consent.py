@@ -28,13 +28,26 @@ Pure and dict-based (no fhir.resources): the gate and the API call it on stored 
 
 The base policy: a `policyRule` (or a `policy.uri` ending in the code) of v3-ActCode OPTOUT or
 OPTOUTE makes the consent the patient's refusal. R4 leaves the root provision's type out
-("not permitted in root rule"), so the base policy says what it is: under an opt-out the
-untyped root (and what inherits from it) is a deny, and an opt-out with no provision at all
-is a blanket refusal (PART2.md C8: a refusal whose terms are not understood still applies).
-Under OPTIN, an untyped provision stays untyped (it neither permits nor denies): the R4
-examples write both authorizations (`basic`) and withholdings (`notThem`, `notThis`,
-`notTime`, `notAuthor`) that way, so the structure alone cannot tell which it is; a
-withholding under OPTIN is honoured once it says `type: deny` (as `notOrg` does).
+("not permitted in root rule, required in all nested rules") and calls a provision "an
+exception to the base policy of this consent", so an untyped provision is read as a deny
+wherever it stands, root or nested (`_typed`), and never as a permit:
+
+- under an opt-out the untyped root is the refusal itself (`_as_refusal`), and an opt-out
+  with no provision at all is a blanket refusal (PART2.md C8: a refusal whose terms are not
+  understood still applies). An untyped exception beneath it would be a permit, which is
+  never inferred: it is read as a deny, i.e. as part of the refusal around it;
+- under OPTIN (or no stated policy) the exception to an assent is a withholding: the R4
+  examples `notThem`, `notThis`, `notTime` and `notAuthor` ("withhold ... from") write it
+  untyped, so the untyped provision is the patient's refusal of what its criteria cover.
+  The `basic` authorization is written the same way, so the structure cannot tell the two
+  apart: C8 decides (an unclear deny applies; a permit is never inferred). An untyped root
+  with typed permits beneath it (`signature`, `smartonfhir`) is then the opt-in base policy,
+  "nothing but what is permitted below", which the engine keeps silent towards whom it does
+  not permit (`consent.engine`), exactly as before;
+- an untyped nested provision is an exception to its parent: under a permit, a deny (what
+  R4 means); under a deny it would be a permit, never inferred, so a deny again.
+
+`provision_reading_notes` says, for the writer, which provisions were read this way.
 
 `scope` (a modifier element) is kept: only a patient-privacy consent is relied on to disclose.
 
@@ -582,6 +595,7 @@ class _Reader:
         opt_out = _opts_out(consent)
         if opt_out:
             provision = _as_refusal(provision)
+        provision = _typed(provision)
         events = (
             self.codes(root, EXPIRATION_EVENT, "Consent.provision.extension")
             if isinstance(root, Mapping)
@@ -934,6 +948,185 @@ def _as_refusal(root: Provision | None) -> Provision:
     return Provision(
         type=ProvisionType.DENY, period=root.period, actors=sources, provisions=root.provisions
     )
+
+
+def _typed(provision: Provision | None) -> Provision | None:
+    """The provision tree with every untyped provision read as a deny (see the module's
+    docstring): an untyped provision is a refusal of what its criteria cover, never a
+    permit (PART2.md C8)."""
+    if provision is None:
+        return None
+    children = tuple(_typed(child) or child for child in provision.provisions)
+    if provision.type is not None and children == provision.provisions:
+        return provision
+    return replace(provision, type=provision.type or ProvisionType.DENY, provisions=children)
+
+
+def provision_reading_notes(consent: Mapping[str, Any]) -> tuple[Issue, ...]:
+    """How the untyped provisions of a Consent are read, as OperationOutcome information for
+    whoever wrote it: each is a refusal of what its criteria cover (`_typed`), and an opt-out's
+    untyped root naming a purpose or a recipient refuses all the same (`_as_refusal`). An
+    untyped root with typed permits beneath it is the usual R4 opt-in shape and needs no note.
+    """
+    root = consent.get("provision")
+    if not isinstance(root, Mapping):
+        return ()
+    opt_out = _opts_out(consent)
+    notes: list[Issue] = []
+    stack: list[tuple[Mapping[str, Any], str]] = [(root, "Consent.provision")]
+    while stack and len(notes) < _MAX_NOTES:
+        provision, path = stack.pop()
+        nested = [p for p in provision.get("provision") or () if isinstance(p, Mapping)]
+        stack.extend(
+            (child, f"{path}.provision[{number}]")
+            for number, child in reversed(list(enumerate(nested)))
+        )
+        if provision.get("type") is not None:
+            continue
+        is_root = path == "Consent.provision"
+        if is_root and not opt_out and _permits_beneath(provision):
+            continue
+        if is_root and opt_out:
+            text = "the provision has no type: under the opt-out policyRule it is the patient's "
+            text += (
+                "refusal; the purpose or recipient it names is not read as an exception to it, "
+                "since a permit is never inferred (PART2.md C8)"
+                if _names_purpose_or_recipient(provision)
+                else "refusal (PART2.md C8)"
+            )
+        elif is_root:
+            text = (
+                "the provision has no type: R4 makes a provision an exception to the consent's "
+                "base policy, so it is read as a deny (the patient's refusal of what it covers), "
+                "never as a permit (PART2.md C8); write type permit or deny to say which"
+            )
+        else:
+            text = (
+                "the nested provision has no type (R4 requires one): an exception to the "
+                "provision above it, it is read as a deny, never as a permit (PART2.md C8); "
+                "write type permit or deny to say which"
+            )
+        notes.append(Issue("information", "informational", text, (path,)))
+    return tuple(notes)
+
+
+_MAX_NOTES: Final = 20
+
+
+def _names_purpose_or_recipient(provision: Mapping[str, Any]) -> bool:
+    if provision.get("purpose"):
+        return True
+    for actor in provision.get("actor") or ():
+        role = actor.get("role") if isinstance(actor, Mapping) else None
+        codings = role.get("coding") if isinstance(role, Mapping) else None
+        for coding in codings if isinstance(codings, list) else ():
+            if isinstance(coding, Mapping) and coding.get("code") in v.RECIPIENT_ROLES:
+                return True
+    return False
+
+
+_REFERENCE: Final = re.compile(
+    r"(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?"
+)
+
+
+def local_reference(text: Any) -> str | None:
+    """`Type/id` of a relative literal reference (a version of it included), None for anything
+    else: an absolute URL names a record on some server by that server's ids, a `#id` a
+    contained resource, a `urn:uuid:` an entry of a Bundle."""
+    if not isinstance(text, str) or "://" in text or text.startswith(("#", "urn:")):
+        return None
+    match = _REFERENCE.fullmatch(text)
+    return None if match is None else f"{match['type']}/{match['id']}"
+
+
+def related_instances(directive: ConsentDirective) -> frozenset[str]:
+    """The records (`Type/id`) named by the `related` data of the directive's denies, whose
+    own references a reader from the store resolves (`with_related_reaches`)."""
+    found: set[str] = set()
+    stack = [] if directive.provision is None else [directive.provision]
+    while stack:
+        provision = stack.pop()
+        if provision.type is ProvisionType.DENY:
+            for data in provision.data:
+                reference = local_reference(data.reference)
+                if data.meaning is DataMeaning.RELATED and reference is not None:
+                    found.add(reference)
+        stack.extend(provision.provisions)
+    return frozenset(found)
+
+
+def with_related_reaches(
+    directive: ConsentDirective, reaches: Mapping[str, frozenset[str] | None]
+) -> ConsentDirective:
+    """The directive with each `related` data item of its denies knowing the records its
+    instance refers to (`DataReference.reaches`), from `reaches` (`Type/id` -> what that
+    record refers to, None when it cannot be read)."""
+    if directive.provision is None:
+        return directive
+    provision = _reaching(directive.provision, reaches)
+    return (
+        directive if provision is directive.provision else replace(directive, provision=provision)
+    )
+
+
+def _reached(
+    item: DataReference, reaches: Mapping[str, frozenset[str] | None]
+) -> frozenset[str] | None:
+    """What a related refusal reaches beyond its instance as written: the records the instance
+    refers to, and the instance itself as `Type/id` (a refusal naming a version of the record
+    still reaches the record)."""
+    instance = local_reference(item.reference)
+    found = None if instance is None else reaches.get(instance)
+    return None if found is None or instance is None else found | {instance}
+
+
+def _reaching(provision: Provision, reaches: Mapping[str, frozenset[str] | None]) -> Provision:
+    children = tuple(_reaching(child, reaches) for child in provision.provisions)
+    data = provision.data
+    if provision.type is ProvisionType.DENY:
+        data = tuple(
+            replace(item, reaches=_reached(item, reaches))
+            if item.meaning is DataMeaning.RELATED
+            else item
+            for item in data
+        )
+    if data == provision.data and children == provision.provisions:
+        return provision
+    return replace(provision, data=data, provisions=children)
+
+
+_MAX_REFERENCES: Final = 10_000
+
+
+def references_in(resource: Any) -> frozenset[str]:
+    """Every record a FHIR resource (parsed JSON) refers to by relative literal reference, as
+    `Type/id`, wherever the Reference stands (extensions and contained resources included):
+    what R4 consent-data-meaning calls the "instances it refers to" (`related`), and what makes
+    a record one of the "instances that refer to" another (`dependents`)."""
+    found: set[str] = set()
+    stack: list[Any] = [resource]
+    while stack and len(found) < _MAX_REFERENCES:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            reference = local_reference(value.get("reference"))
+            if reference is not None:
+                found.add(reference)
+            stack.extend(item for item in value.values() if isinstance(item, (Mapping, list)))
+        elif isinstance(value, list):
+            stack.extend(item for item in value if isinstance(item, (Mapping, list)))
+    return frozenset(found)
+
+
+def _permits_beneath(provision: Mapping[str, Any]) -> bool:
+    """Whether a typed permit lies anywhere beneath the provision (JSON)."""
+    stack = [p for p in provision.get("provision") or () if isinstance(p, Mapping)]
+    while stack:
+        child = stack.pop()
+        if child.get("type") == "permit":
+            return True
+        stack.extend(p for p in child.get("provision") or () if isinstance(p, Mapping))
+    return False
 
 
 def _states_an_exception(root: Provision) -> bool:

@@ -31,9 +31,13 @@ from mappings.consent import (
     ConsentSignature,
     directive_from_fhir,
     directive_problems_as_issues,
+    provision_reading_notes,
+    references_in,
+    related_instances,
     signatures_of,
     source_form_keys,
     source_reference,
+    with_related_reaches,
 )
 from mappings.errors import FhirContentError, Issue
 
@@ -190,7 +194,39 @@ def read_directives(
                 patient_ambiguous=by_identifier is not None and by_identifier[3],
             )
             found.append(cache.put(key, consent, read_with))
-    return [directive for directive in found if directive is not None]
+    return related_reaches(session, [directive for directive in found if directive is not None])
+
+
+def related_reaches(session: Session, directives: list[ConsentDirective]) -> list[ConsentDirective]:
+    """The directives with what each `related` refusal's instance refers to (R4
+    consent-data-meaning `related`: "the instance of the resource and instances it refers
+    to"), read from every stored version of that instance: a refusal of a Task and what it
+    refers to keeps reaching the ServiceRequest it was about after an update points it
+    elsewhere. An instance not stored here refers to nothing here: the refusal reaches the
+    instance alone.
+
+    Read each time the directives are (never kept with a consent's version in the
+    DirectiveCache). The gate keeps the result while no consent fact changes
+    (interop.store.markers): a reference an instance gains after that is reached once the
+    directives are read again. Only refusals read this (a permit's `related` reaches its
+    instance alone, `consent.engine`), so what is kept can only refuse too much, never
+    release what a patient refused at the time it was read."""
+    wanted = sorted({ref for directive in directives for ref in related_instances(directive)})
+    if not wanted:
+        return directives
+    reaches: dict[str, frozenset[str] | None] = {}
+    for reference in wanted:
+        kind, _, ident = reference.partition("/")
+        versions = store.recorded_versions(session, kind, ident)
+        if not versions:
+            reaches[reference] = None
+            continue
+        found: set[str] = set()
+        for _origin, content in versions:
+            if content is not None:
+                found |= references_in(orjson.loads(content))
+        reaches[reference] = frozenset(found)
+    return [with_related_reaches(directive, reaches) for directive in directives]
 
 
 def consent_facts(
@@ -332,7 +368,8 @@ def consent_warnings(
             ident, source_forms(session, resource), recorded_by_holder=holder, patient=identified
         )
     directive = directive_from_fhir(resource, facts=facts)
-    return directive_problems_as_issues(directive, now, hints=ELEMENT_HINTS)
+    problems = directive_problems_as_issues(directive, now, hints=ELEMENT_HINTS)
+    return (*problems, *provision_reading_notes(resource))
 
 
 def _held_by_identifier(session: Session, identifier: Any, origin: str | None) -> str | None:

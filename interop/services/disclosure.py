@@ -69,7 +69,7 @@ from interop.store.fhirdates import parse_range
 from interop.store.identifiers import patient_custodians
 from interop.store.repository import GateFacts, StoredVersion
 from interop.store.search_params import parse_reference
-from mappings.consent import directive_from_fhir
+from mappings.consent import directive_from_fhir, references_in
 from mappings.errors import FhirContentError
 from mappings.subscription import subscriber_of
 from mappings.terminology import PROJECT_BASE
@@ -1070,6 +1070,7 @@ def content_item(resource: dict[str, Any]) -> DataItem:
         classes=(Coding("http://hl7.org/fhir/resource-types", resource_type),),
         codes=tuple(_codings(_concept_codings(resource))),
         date=_record_date(resource),
+        related=tuple(sorted(references_in(resource))),
     )
 
 

@@ -288,7 +288,7 @@ def item(
     codes: tuple[Coding, ...] = (),
     date: datetime | None = datetime(2026, 1, 20, tzinfo=UTC),
     source: str | None = PROGRAM,
-    related: tuple[str, ...] = (),
+    related: tuple[str, ...] | None = None,
     authors: tuple[str, ...] = (),
     author_identifiers: tuple[Identifier, ...] = (),
     part2: bool = True,

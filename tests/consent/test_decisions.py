@@ -178,6 +178,7 @@ WITHOUT_2019 = consent(
 )
 ONE_RECORD = consent(root=permit(labels=[], data=[("instance", "Condition/sud-dx-1")]))
 RELATED_TO_PLAN = consent(root=permit(labels=[], data=[("related", "CarePlan/plan-1")]))
+DEPENDENTS_OF_PLAN = consent(root=permit(labels=[], data=[("dependents", "CarePlan/plan-1")]))
 DISCLOSE_ONLY = consent(root=permit(actions=["disclose"]))
 ACCESS_ONLY = consent(root=permit(actions=["access"]))
 
@@ -1377,11 +1378,34 @@ DECISION_CASES: list[DecisionCase] = [
         "P2",
     ),
     row(
-        "S3-data-related-releases-records-that-refer-to-it",
+        "S3-data-related-releases-its-instance",
         [RELATED_TO_PLAN],
+        request(data=item("CarePlan", reference="CarePlan/plan-1")),
+        PERMIT,
+        "C1",
+    ),
+    row(
+        # R4 `related` is the instance and what it refers to, not what refers to it; and a
+        # related permit reaches its instance alone (consent.engine._datum_matches).
+        "S3-data-related-permit-does-not-release-records-that-refer-to-it",
+        [RELATED_TO_PLAN],
+        request(data=item("Goal", reference="Goal/g1", related=("CarePlan/plan-1",))),
+        DENY,
+        "P2",
+    ),
+    row(
+        "S3-data-dependents-releases-records-that-refer-to-it",
+        [DEPENDENTS_OF_PLAN],
         request(data=item("Goal", reference="Goal/g1", related=("CarePlan/plan-1",))),
         PERMIT,
         "C1",
+    ),
+    row(
+        "S3-data-dependents-permit-needs-what-the-record-refers-to",
+        [DEPENDENTS_OF_PLAN],
+        request(data=item("Goal", reference="Goal/g1", related=None)),
+        DENY,
+        "P2",
     ),
     row(
         "S3-data-related-withholds-unrelated-records",

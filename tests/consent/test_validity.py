@@ -189,8 +189,15 @@ class TestRefusals:
         assert problems(restriction()) == []
         assert problems({**restriction(), "dateTime": None}) == [("C1", E.DATE_SIGNED)]
 
+    def test_an_untyped_provision_is_a_restriction(self) -> None:
+        """R4: a provision is an exception to the base policy; untyped, it is read as a deny
+        (PART2.md C8), so it needs what a restriction needs and no more."""
+        assert problems(consent(root=provision(None, actors=[actor()]))) == []
+
     def test_a_directive_deciding_nothing_is_invalid(self) -> None:
-        assert problems(consent(root=provision(None, actors=[actor()]))) == [("C1", E.INFORMATION)]
+        resource = consent()
+        del resource["provision"]
+        assert problems(resource) == [("C1", E.INFORMATION)]
 
 
 class TestInForce:

@@ -61,26 +61,20 @@ E = ConsentElement
 C1 = "C1"
 
 # What each official R4 example lacks to be relied on under Part 2 (none has a signature by the
-# patient on a signed form; most permit nothing, so what they cover cannot be told). The
-# OPTOUT examples (Out, grantor, pkb, Emergency) are refusals: their untyped provisions deny.
+# patient on a signed form). Untyped provisions are denies (R4: an exception to the base
+# policy; PART2.md C8), so the OPTOUT examples (Out, grantor, pkb, Emergency) and the OPTIN
+# withholdings (notThem, notThis, notTime, notAuthor, and `basic`, written the same way) are
+# refusals, which need only the patient's name, a signature and a date.
 OFFICIAL_PROBLEMS: dict[str, list[tuple[str, ConsentElement]]] = {
     "Consent-consent-example-Emergency.json": [(C1, E.SIGNATURE)],
     "Consent-consent-example-Out.json": [(C1, E.SIGNATURE)],
-    "Consent-consent-example-basic.json": [
-        ("C5", E.EXPIRATION),
-        (C1, E.INFORMATION),
-        (C1, E.SIGNATURE),
-    ],
+    "Consent-consent-example-basic.json": [("C5", E.EXPIRATION), (C1, E.SIGNATURE)],
     "Consent-consent-example-grantor.json": [(C1, E.SIGNATURE)],
-    "Consent-consent-example-notAuthor.json": [(C1, E.INFORMATION), (C1, E.SIGNATURE)],
+    "Consent-consent-example-notAuthor.json": [(C1, E.SIGNATURE)],
     "Consent-consent-example-notOrg.json": [(C1, E.SIGNATURE)],
-    "Consent-consent-example-notThem.json": [(C1, E.INFORMATION), (C1, E.SIGNATURE)],
-    "Consent-consent-example-notThis.json": [(C1, E.INFORMATION), (C1, E.SIGNATURE)],
-    "Consent-consent-example-notTime.json": [
-        ("C5", E.EXPIRATION),
-        (C1, E.INFORMATION),
-        (C1, E.SIGNATURE),
-    ],
+    "Consent-consent-example-notThem.json": [(C1, E.SIGNATURE)],
+    "Consent-consent-example-notThis.json": [(C1, E.SIGNATURE)],
+    "Consent-consent-example-notTime.json": [("C5", E.EXPIRATION), (C1, E.SIGNATURE)],
     "Consent-consent-example-pkb.json": [(C1, E.SIGNATURE)],
     "Consent-consent-example-signature.json": [
         ("C5", E.EXPIRATION),
@@ -139,7 +133,9 @@ class TestOfficialExamples:
         directive = directive_from_fhir(_load(example("Consent-consent-example-signature.json")))
 
         assert directive.provision is not None
-        assert directive.provision.type is None
+        # Untyped root over a permit: the opt-in base policy (a deny the engine keeps silent
+        # towards whom the permit does not name).
+        assert directive.provision.type is ProvisionType.DENY
         nested = directive.provision.provisions[0]
         assert nested.type is ProvisionType.PERMIT
         assert nested.actors == (

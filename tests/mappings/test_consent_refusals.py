@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consent import (
     Coding,
@@ -17,11 +19,17 @@ from consent import (
     decide,
 )
 from consent import vocabulary as v
-from mappings.consent import ConsentFacts, directive_from_fhir, directive_to_fhir
+from mappings.consent import (
+    ConsentFacts,
+    directive_from_fhir,
+    directive_to_fhir,
+    provision_reading_notes,
+)
 from tests.conftest import corpus
 from tests.consent import (
     AS_OF,
     CLINIC,
+    CLINIC_NPI,
     GUARDIAN,
     PATIENT,
     PATIENT_NAME,
@@ -30,6 +38,7 @@ from tests.consent import (
     WORLD,
     actor,
     consent,
+    item,
     performer,
     permit,
     provision,
@@ -135,23 +144,158 @@ class TestOptOut:
         assert directive_from_fhir(directive_to_fhir(directive), facts=WORLD) == directive
 
 
+def _opt_in(resource: dict[str, Any]) -> dict[str, Any]:
+    return {**resource, "policyRule": {"coding": [{"system": v.ACT_CODE, "code": "OPTIN"}]}}
+
+
+def _withholding(name: str, recipient: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An R4 OPTIN withholding example for our patient, its actor pointed at `recipient`."""
+    resource = _retargeted(_example(f"Consent-consent-example-{name}.json"))
+    if recipient is not None:
+        resource["provision"]["actor"][0]["reference"] = recipient
+    return resource
+
+
 class TestOptInWithholdings:
-    """D6: the R4 "withhold" examples are written under OPTIN with untyped provisions, exactly
-    as the `basic` authorization is: the structure cannot tell a refusal from a permit, so
-    neither is read into them (an OPTIN withholding is honoured once typed deny, as notOrg
-    is)."""
+    """R4 makes a provision "an exception to the base policy of this consent" and requires a
+    type in every nested rule: the R4 "withhold" examples write the exception to an OPTIN
+    assent untyped, so an untyped provision is read as a deny, root or nested, and never as
+    a permit (PART2.md C8: an unclear deny applies). `basic` is written the same way and is
+    read the same way: a refusal in its (long past) term, never a permit."""
 
     @pytest.mark.corpus
     @pytest.mark.parametrize(
         "name", ["basic", "notThem", "notThis", "notTime", "notAuthor"], ids=str
     )
-    def test_untyped_optin_provisions_neither_permit_nor_deny(self, name: str) -> None:
-        resource = _retargeted(_example(f"Consent-consent-example-{name}.json"))
-        directive = directive_from_fhir(resource)
+    def test_untyped_optin_provisions_are_denies(self, name: str) -> None:
+        directive = directive_from_fhir(_withholding(name))
 
         assert not directive.opt_out
         assert directive.provision is not None
-        assert directive.provision.type is None
+        assert directive.provision.type is ProvisionType.DENY
+        assert not directive.permits
+
+    @pytest.mark.corpus
+    @pytest.mark.parametrize(
+        "recipient",
+        [
+            {"reference": CLINIC},
+            {"identifier": {"system": CLINIC_NPI.system, "value": "1234567893"}},
+        ],
+        ids=["by-reference", "by-npi"],
+    )
+    def test_not_them_refuses_the_named_recipient_only(self, recipient: dict[str, Any]) -> None:
+        """Finding 1: the example's PRCP actor, access and correct, pointed at the clinic,
+        refuses the clinic's reads whatever consent permits them; another recipient's own
+        consent still counts (the refusal names the clinic)."""
+        refusal = directive_from_fhir(_withholding("notThem", recipient), facts=WORLD)
+        clinics = directive_from_fhir(consent("consent-clinic"), facts=WORLD)
+        strangers = directive_from_fhir(
+            consent("consent-stranger", root=permit(actors=[actor(STRANGER)])), facts=WORLD
+        )
+        clinic = request(who=requester(CLINIC, identifiers=(CLINIC_NPI,)))
+        stranger = request(who=requester(STRANGER))
+
+        assert decide(clinic, [clinics, refusal], AS_OF).rules[0] == "C8"
+        assert decide(stranger, [strangers, refusal], AS_OF).outcome is Outcome.PERMIT
+
+    @pytest.mark.corpus
+    def test_not_this_refuses_its_record(self) -> None:
+        """Finding 1: notThis (an untyped provision with only `data`) refuses Task/example3."""
+        refusal = directive_from_fhir(_withholding("notThis"), facts=WORLD)
+        relied = directive_from_fhir(consent("consent-clinic"), facts=WORLD)
+        task = item("Task", reference="Task/example3")
+        other = item("Task", reference="Task/other")
+
+        assert decide(request(data=task), [relied, refusal], AS_OF).rules[0] == "C8"
+        assert decide(request(data=other), [relied, refusal], AS_OF).outcome is Outcome.PERMIT
+
+    def test_an_untyped_provision_nested_in_a_permit_is_an_exception_to_it(self) -> None:
+        """R4 requires a nested rule's type; untyped, the exception to a permit is a deny."""
+        root = permit(purposes=["TREAT", "HPAYMT"], children=[provision(None, purposes=["HPAYMT"])])
+        directive = directive_from_fhir(_opt_in(consent(root=root)), facts=WORLD)
+
+        assert decide(request(), [directive], AS_OF).outcome is Outcome.PERMIT
+        assert decide(request(purposes=("HPAYMT",)), [directive], AS_OF).rules[0] == "C8"
+
+    def test_an_untyped_root_over_permits_stays_the_silent_opt_in_base(self) -> None:
+        """The `signature` shape: untyped root, typed permit beneath. The root is the opt-in
+        base policy, silent towards whom the permit does not name."""
+        tree = provision(None, children=[permit()])
+        directive = directive_from_fhir(_opt_in(consent(root=tree)), facts=WORLD)
+        strangers = directive_from_fhir(
+            consent("consent-stranger", root=permit(actors=[actor(STRANGER)])), facts=WORLD
+        )
+
+        assert decide(request(), [directive], AS_OF).outcome is Outcome.PERMIT
+        ask = request(who=requester(STRANGER))
+        assert decide(ask, [directive, strangers], AS_OF).outcome is Outcome.PERMIT
+
+    def test_the_writer_is_told_how_an_untyped_provision_is_read(self) -> None:
+        resource = _opt_in(consent(root=provision(None, actors=[actor()])))
+
+        notes = provision_reading_notes(resource)
+
+        assert [(n.severity, n.expression) for n in notes] == [
+            ("information", ("Consent.provision",))
+        ]
+        assert "read as a deny" in notes[0].diagnostics
+        assert provision_reading_notes(consent()) == ()
+
+
+_KINDS = st.sampled_from(["permit", "deny", None])
+
+
+def _json_tree(depth: int) -> st.SearchStrategy[dict[str, Any]]:
+    children = st.just([]) if depth == 0 else st.lists(_json_tree(depth - 1), max_size=3)
+    return st.builds(
+        lambda kind, who, purposes, kids: provision(
+            kind, actors=[actor(r) for r in who], purposes=purposes, children=kids
+        ),
+        _KINDS,
+        st.lists(st.sampled_from([CLINIC, STRANGER]), max_size=2, unique=True),
+        st.lists(st.sampled_from(["TREAT", "HPAYMT"]), max_size=2, unique=True),
+        children,
+    )
+
+
+_POLICIES = st.sampled_from([None, "OPTIN", "OPTOUT", v.LAW_42CFR_PART2])
+
+
+def _types(tree: dict[str, Any]) -> list[str | None]:
+    found = [tree.get("type")]
+    for child in tree.get("provision", []):
+        found.extend(_types(child))
+    return found
+
+
+def _read_types(tree: Any) -> list[ProvisionType | None]:
+    found = [tree.type]
+    for child in tree.provisions:
+        found.extend(_read_types(child))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_tree(3), _POLICIES)
+def test_an_untyped_provision_is_read_as_a_deny_and_never_as_a_permit(
+    tree: dict[str, Any], policy: str | None
+) -> None:
+    """Whatever the tree and the base policy: every provision is typed once read, each
+    written type is kept, and each untyped one is a deny (so the permits are exactly the
+    written ones)."""
+    resource = consent(root=tree, expires=None)
+    if policy is None:
+        del resource["policyRule"]
+    else:
+        resource["policyRule"] = {"coding": [{"system": v.ACT_CODE, "code": policy}]}
+
+    directive = directive_from_fhir(resource, facts=WORLD)
+
+    assert directive.provision is not None
+    written = _types(tree)
+    read = _read_types(directive.provision)
+    assert read == [ProvisionType(kind) if kind else ProvisionType.DENY for kind in written]
 
 
 class TestPatientByIdentifier:
