@@ -384,6 +384,18 @@ def _names_intermediary(root: Provision | None) -> bool:
     return False
 
 
+def _asks_dependents(root: Provision | None) -> bool:
+    """Whether any provision's data reaches the records that refer to its instance
+    (`dependents`): only then must a decision be told what a record refers to."""
+    stack = [] if root is None else [root]
+    while stack:
+        provision = stack.pop()
+        if any(datum.meaning is DataMeaning.DEPENDENTS for datum in provision.data):
+            return True
+        stack.extend(provision.provisions)
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Signer:
     """Who signed the consent (FHIR Consent.performer) and in what capacity."""
@@ -452,6 +464,7 @@ class ConsentDirective:
     discloser_group: ActorGroup | None = field(init=False, repr=False, compare=False)
     permits: bool = field(init=False, repr=False, compare=False)
     names_intermediary: bool = field(init=False, repr=False, compare=False)
+    asks_dependents: bool = field(init=False, repr=False, compare=False)
     expires_at: datetime | None = field(init=False, repr=False, compare=False)
     _hash: int = field(init=False, repr=False, compare=False)
 
@@ -469,6 +482,7 @@ class ConsentDirective:
             expires = root_term.end
         object.__setattr__(self, "permits", bool(ends))
         object.__setattr__(self, "names_intermediary", _names_intermediary(self.provision))
+        object.__setattr__(self, "asks_dependents", _asks_dependents(self.provision))
         object.__setattr__(self, "expires_at", expires)
         # Hashed once: `consent.validity` memoizes what does not depend on time per directive,
         # and a directive's tree is too deep to rehash on every decision.

@@ -635,7 +635,7 @@ class GateSession:
             requester=self._as_consent_requester(),
             purposes=self._requester.purposes,
             item=replace(
-                content_item(resource),
+                content_item(resource, references=self._asks_dependents(patient)),
                 reference=reference,
                 source_program=source,
                 source_identifiers=self._identifiers(source) if source is not None else (),
@@ -645,6 +645,11 @@ class GateSession:
             ),
             emergency=self._emergency_for(patient),
         )
+
+    def _asks_dependents(self, patient: str) -> bool:
+        """Whether a consent of the patient's reaches the records that refer to a record
+        (`dependents`): only then is what each record refers to read from it."""
+        return any(directive.asks_dependents for directive in self._consents(patient))
 
     def _intermediary_facts(self, patient: str) -> tuple[Party | None, bool]:
         """§2.31(a)(4)(ii): this service as the intermediary the disclosure passes through, and
@@ -1057,10 +1062,12 @@ def _acts_under(actor: Actor) -> bool:
     return actor.role is not None and actor.role.code in roles
 
 
-def content_item(resource: dict[str, Any]) -> DataItem:
-    """What a record's own content tells the engine (its type, labels, codes and date): all
-    the CDS consent service has of the records a caller sends, and where every gate request
-    starts, so that both decide a record alike."""
+def content_item(resource: dict[str, Any], *, references: bool = True) -> DataItem:
+    """What a record's own content tells the engine (its type, labels, codes, date and, with
+    `references`, the records it refers to): all the CDS consent service has of the records a
+    caller sends, and where every gate request starts, so that both decide a record alike.
+    Reading the references walks the whole record, so the gate asks for them only when a
+    consent needs them (`dependents`); without them a `dependents` refusal applies (C8)."""
     resource_type = str(resource.get("resourceType"))
     found = resource.get("meta")
     meta: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -1070,7 +1077,7 @@ def content_item(resource: dict[str, Any]) -> DataItem:
         classes=(Coding("http://hl7.org/fhir/resource-types", resource_type),),
         codes=tuple(_codings(_concept_codings(resource))),
         date=_record_date(resource),
-        related=tuple(sorted(references_in(resource))),
+        related=tuple(sorted(references_in(resource))) if references else None,
     )
 
 
