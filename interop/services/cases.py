@@ -471,7 +471,7 @@ def _merge_list(
     reason) are kept, after the others. A stored entry several of the model's entries came
     from is kept only while all of those are unchanged, and one whose reading is unknown
     (`linker`) follows the value."""
-    links = linker(stored, before)
+    links = _told_apart(stored, before, linker(stored, before))
     matcher = SequenceMatcher(None, _keys(before), _keys(after), autojunk=False)
     same: dict[int, int] = {}
     edited: dict[int, int] = {}
@@ -502,6 +502,29 @@ def _merge_list(
         if j not in stood:
             merged.append(item)
     return merged + unshown
+
+
+def _told_apart(
+    stored: list[Any], before: list[Any], links: list[frozenset[int] | None]
+) -> list[frozenset[int] | None]:
+    """Identical stored entries (two identifiers alike) each read as the same one of the
+    model's entries, since leaving out either reads the same: given as many identical model
+    entries, the n-th stored one becomes the n-th of those, so that none is kept twice."""
+    keys, shown = _keys(stored), _keys(before)
+    told = list(links)
+    for key in dict.fromkeys(keys):
+        positions = [n for n, k in enumerate(keys) if k == key]
+        alike = {links[n] for n in positions}
+        if len(positions) < 2 or len(alike) != 1:
+            continue
+        [link] = alike
+        if link is None or len(link) != 1:
+            continue
+        twins = [i for i, k in enumerate(shown) if k == shown[min(link)]]
+        if len(twins) >= len(positions):
+            for n, i in zip(positions, twins, strict=False):
+                told[n] = frozenset({i})
+    return told
 
 
 def _removal_links(

@@ -135,3 +135,22 @@ def test_an_unchanged_put_keeps_a_published_example_whole(name: str) -> None:
         if isinstance(kind.from_fhir(resource).value, kind.model)
     ]
     assert _written(kind, [resource], reading(kind, [resource])) == [resource]
+
+
+def test_identical_stored_entries_are_each_kept_once() -> None:
+    """Hypothesis found it: two stored identifiers alike, a value with three, stored four."""
+    kind = KINDS_BY_NAME["episodes"]
+    stored = {
+        "resourceType": "EpisodeOfCare",
+        "id": "e1",
+        "status": "planned",
+        "patient": {"reference": "Patient/p1"},
+        "managingOrganization": {"reference": "Organization/o1"},
+        "identifier": [{"value": "0"}, {"value": "0"}],
+        "extension": [{"url": KEPT, "valueString": "kept"}],
+    }
+    value = kind.from_fhir(_document(kind, [stored])).value
+    sent = replace(value, identifiers=(*value.identifiers, value.identifiers[0]))
+    [written] = _written(kind, [stored], _resources(kind.to_fhir(sent)))
+    assert written["identifier"] == [{"value": "0"}] * 3
+    assert written["extension"] == stored["extension"]
