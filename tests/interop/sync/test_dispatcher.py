@@ -57,21 +57,24 @@ def engine(database_url: str) -> Iterator[Engine]:
                 channel_address="https://fhir.bayview.example.org",
             )
         )
-        session.add(
-            OutboxRow(
-                created_at=now,
-                partner_client_id="p1",
-                channel="fhir",
-                event="task-changed",
-                resource_type="Task",
-                resource_id="t1",
-                version_id=1,
-                state="queued",
-                next_attempt_at=now,
-            )
-        )
+        session.add(queued("fhir", 1, now))
     yield engine
     engine.dispose()
+
+
+def queued(channel: str, version: int, now: datetime) -> OutboxRow:
+    """A change of Task t1 queued for partner p1 on `channel`, due now."""
+    return OutboxRow(
+        created_at=now,
+        partner_client_id="p1",
+        channel=channel,
+        event="task-changed",
+        resource_type="Task",
+        resource_id="t1",
+        version_id=version,
+        state="queued",
+        next_attempt_at=now,
+    )
 
 
 def rows(engine: Engine) -> list[OutboxRow]:
@@ -121,32 +124,8 @@ def test_a_failing_notification_endpoint_never_holds_back_the_push(engine: Engin
         [earlier] = outbox.listing(session, (), None, 10)
         earlier.channel = "rest-hook"
         session.add(earlier)
-        session.add(
-            OutboxRow(
-                created_at=now,
-                partner_client_id="p1",
-                channel="fhir",
-                event="task-changed",
-                resource_type="Task",
-                resource_id="t1",
-                version_id=2,
-                state="queued",
-                next_attempt_at=now,
-            )
-        )
-        session.add(
-            OutboxRow(
-                created_at=now,
-                partner_client_id="p1",
-                channel="rest-hook",
-                event="task-changed",
-                resource_type="Task",
-                resource_id="t1",
-                version_id=2,
-                state="queued",
-                next_attempt_at=now,
-            )
-        )
+        session.add(queued("fhir", 2, now))
+        session.add(queued("rest-hook", 2, now))
     with unit_of_work(engine) as session:
         claimed = outbox.claim(session, now + timedelta(seconds=1), POLICY.lease, 10)
     assert sorted((row.channel, row.version_id) for row in claimed) == [
