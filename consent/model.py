@@ -373,27 +373,26 @@ def chain_end(chain: tuple[Provision, ...]) -> datetime | None:
     return min(ends) if ends else None
 
 
-def _names_intermediary(root: Provision | None) -> bool:
-    """Whether any provision names an intermediary among its actors (§2.31(a)(4)(ii))."""
+def provisions_in(root: Provision | None) -> Iterator[Provision]:
+    """The root and every provision nested beneath it, at any depth."""
     stack = [] if root is None else [root]
     while stack:
         provision = stack.pop()
-        if any(actor.intermediary for actor in provision.actors):
-            return True
+        yield provision
         stack.extend(provision.provisions)
-    return False
+
+
+def _names_intermediary(root: Provision | None) -> bool:
+    """Whether any provision names an intermediary among its actors (§2.31(a)(4)(ii))."""
+    return any(actor.intermediary for p in provisions_in(root) for actor in p.actors)
 
 
 def _asks_dependents(root: Provision | None) -> bool:
     """Whether any provision's data reaches the records that refer to its instance
     (`dependents`): only then must a decision be told what a record refers to."""
-    stack = [] if root is None else [root]
-    while stack:
-        provision = stack.pop()
-        if any(datum.meaning is DataMeaning.DEPENDENTS for datum in provision.data):
-            return True
-        stack.extend(provision.provisions)
-    return False
+    return any(
+        datum.meaning is DataMeaning.DEPENDENTS for p in provisions_in(root) for datum in p.data
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,10 +56,10 @@ NOTICE_FULL = (
 # §2.32(a)(2), Statement 2.
 NOTICE_SHORT = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
 
-_PART2_MARKS = frozenset(
+PART2_MARKS = frozenset(
     {*v.SUD_SENSITIVITY, v.LAW_42CFR_PART2, v.NO_REDISCLOSURE, v.NO_REDISCLOSURE_RETIRED}
 )
-"""The labels that make a record Part 2 data wherever it came from (P1, S2)."""
+"""The labels (v3-ActCode) that make a record Part 2 data wherever it came from (P1, S2)."""
 _LABEL_CONFIDENTIALITY = Coding(v.CONFIDENTIALITY, v.RESTRICTED)
 _LABEL_LAW = Coding(v.ACT_CODE, v.LAW_42CFR_PART2)
 _LABEL_REFRAIN = Coding(v.ACT_CODE, v.NO_REDISCLOSURE)
@@ -113,7 +113,7 @@ def is_part2_data(item: DataItem) -> bool:
     if item.is_part2 or item.is_counseling_note:
         return True
     return any(
-        v.canonical_system(label.system) == v.ACT_CODE and label.code in _PART2_MARKS
+        v.canonical_system(label.system) == v.ACT_CODE and label.code in PART2_MARKS
         for label in item.security_labels
     )
 

@@ -96,6 +96,7 @@ from consent.model import (
     ProvisionType,
     Signer,
     SignerRole,
+    provisions_in,
 )
 from consent.validity import check, kind_from_content
 from mappings.errors import InvalidResource, Issue
@@ -1043,17 +1044,14 @@ def local_reference(text: Any) -> str | None:
 def related_instances(directive: ConsentDirective) -> frozenset[str]:
     """The records (`Type/id`) named by the `related` data of the directive's denies, whose
     own references a reader from the store resolves (`with_related_reaches`)."""
-    found: set[str] = set()
-    stack = [] if directive.provision is None else [directive.provision]
-    while stack:
-        provision = stack.pop()
-        if provision.type is ProvisionType.DENY:
-            for data in provision.data:
-                reference = local_reference(data.reference)
-                if data.meaning is DataMeaning.RELATED and reference is not None:
-                    found.add(reference)
-        stack.extend(provision.provisions)
-    return frozenset(found)
+    return frozenset(
+        reference
+        for provision in provisions_in(directive.provision)
+        if provision.type is ProvisionType.DENY
+        for data in provision.data
+        if data.meaning is DataMeaning.RELATED
+        and (reference := local_reference(data.reference)) is not None
+    )
 
 
 def with_related_reaches(

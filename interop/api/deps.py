@@ -54,7 +54,10 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 async def _optional_body(request: Request) -> dict[str, Any] | None:
-    """As `_body`, for an operation whose parameters may all be left out: no body at all."""
+    """As `_body`, for an operation whose parameters may all be left out: no body at all, and
+    none read from a GET, whose parameters are in its URL."""
+    if request.method != "POST":
+        return None
     if request.headers.get("content-length", "0") == "0" and "content-type" not in request.headers:
         return None
     return await _read_body(request)

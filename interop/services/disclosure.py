@@ -58,6 +58,7 @@ from consent.model import (
     permit_chains,
 )
 from consent.model import Requester as ConsentRequester
+from consent.rules import PART2_MARKS
 from interop.audit.group_commit import GroupCommitLog
 from interop.audit.log import LogEntry, append
 from interop.auth.requester import Requester, system_requester
@@ -76,9 +77,9 @@ from mappings.terminology import PROJECT_BASE
 
 NOTICE_EXTENSION = f"{PROJECT_BASE}/StructureDefinition/part2-disclosure-notice"
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-_SUD_CODES = frozenset(
-    {"SUD", "ETHUD", "OPIOIDUD", "ETH", "42CFRPart2", "PSYTHPN", "NORDSCLCD", "NORDSLCD"}
-)
+_SUD_CODES = PART2_MARKS | {v.COUNSELING_NOTE}
+"""The labels that make a stored record Part 2 data by its content (`consent.rules`), and a
+counseling note's, which is Part 2 data too."""
 _NO_REFUSAL = Part2Refusal(None, None)
 """Emergency purposes alone: no Part 2 record is refused before it is read."""
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")

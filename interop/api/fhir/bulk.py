@@ -73,34 +73,59 @@ PreferHeader = Annotated[str | None, Header()]
 
 
 @router.get("/$export", operation_id="fhir_export_system", status_code=202, responses=RESPONSES)
+@router.post(
+    "/$export",
+    operation_id="fhir_export_system_post",
+    openapi_extra=PARAMETERS_BODY,
+    status_code=202,
+    responses=RESPONSES,
+)
 def export_system(
     request: Request,
     exports: ExportsDep,
     base: BaseUrlDep,
     requester: RequesterDep,
+    body: OptionalBodyDep,
     prefer: PreferHeader = None,
 ) -> Response:
-    """System-level export: every type the token reaches (IG "Endpoint - System Level")."""
-    return _kickoff(request, exports, base, requester, prefer, SYSTEM, None)
+    """System-level export: every type the token reaches (IG "Endpoint - System Level");
+    by POST, its parameters in a Parameters body."""
+    return _kickoff(request, exports, base, requester, prefer, SYSTEM, None, body)
 
 
 @router.get(
     "/Patient/$export", operation_id="fhir_export_patients", status_code=202, responses=RESPONSES
+)
+@router.post(
+    "/Patient/$export",
+    operation_id="fhir_export_patients_post",
+    openapi_extra=PARAMETERS_BODY,
+    status_code=202,
+    responses=RESPONSES,
 )
 def export_patients(
     request: Request,
     exports: ExportsDep,
     base: BaseUrlDep,
     requester: RequesterDep,
+    body: OptionalBodyDep,
     prefer: PreferHeader = None,
 ) -> Response:
-    """All patients' compartments (IG "Endpoint - All Patients")."""
-    return _kickoff(request, exports, base, requester, prefer, PATIENT, None)
+    """All patients' compartments (IG "Endpoint - All Patients"); by POST, its parameters in
+    a Parameters body."""
+    return _kickoff(request, exports, base, requester, prefer, PATIENT, None, body)
 
 
 @router.get(
     "/Group/{group_id}/$export",
     operation_id="fhir_export_group",
+    status_code=202,
+    responses=RESPONSES,
+)
+@router.post(
+    "/Group/{group_id}/$export",
+    operation_id="fhir_export_group_post",
+    openapi_extra=PARAMETERS_BODY,
     status_code=202,
     responses=RESPONSES,
 )
@@ -110,67 +135,11 @@ def export_group(
     exports: ExportsDep,
     base: BaseUrlDep,
     requester: RequesterDep,
-    prefer: PreferHeader = None,
-) -> Response:
-    """The compartments of the Group's member Patients (IG "Endpoint - Group of Patients")."""
-    return _kickoff(request, exports, base, requester, prefer, GROUP, group_id)
-
-
-@router.post(
-    "/$export",
-    operation_id="fhir_export_system_post",
-    openapi_extra=PARAMETERS_BODY,
-    status_code=202,
-    responses=RESPONSES,
-)
-def export_system_post(
-    request: Request,
-    exports: ExportsDep,
-    base: BaseUrlDep,
-    requester: RequesterDep,
     body: OptionalBodyDep,
     prefer: PreferHeader = None,
 ) -> Response:
-    """System-level export with its parameters in a Parameters body (IG "POST kick-off")."""
-    return _kickoff(request, exports, base, requester, prefer, SYSTEM, None, body)
-
-
-@router.post(
-    "/Patient/$export",
-    operation_id="fhir_export_patients_post",
-    openapi_extra=PARAMETERS_BODY,
-    status_code=202,
-    responses=RESPONSES,
-)
-def export_patients_post(
-    request: Request,
-    exports: ExportsDep,
-    base: BaseUrlDep,
-    requester: RequesterDep,
-    body: OptionalBodyDep,
-    prefer: PreferHeader = None,
-) -> Response:
-    """All patients' compartments, parameters in a Parameters body."""
-    return _kickoff(request, exports, base, requester, prefer, PATIENT, None, body)
-
-
-@router.post(
-    "/Group/{group_id}/$export",
-    operation_id="fhir_export_group_post",
-    openapi_extra=PARAMETERS_BODY,
-    status_code=202,
-    responses=RESPONSES,
-)
-def export_group_post(
-    group_id: str,
-    request: Request,
-    exports: ExportsDep,
-    base: BaseUrlDep,
-    requester: RequesterDep,
-    body: OptionalBodyDep,
-    prefer: PreferHeader = None,
-) -> Response:
-    """The Group's members' compartments, parameters in a Parameters body."""
+    """The compartments of the Group's member Patients (IG "Endpoint - Group of Patients");
+    by POST, its parameters in a Parameters body."""
     return _kickoff(request, exports, base, requester, prefer, GROUP, group_id, body)
 
 
@@ -224,27 +193,13 @@ def export_file(
     operation_id="fhir_patient_everything",
     responses=RESPONSES,
 )
-def patient_everything(
-    patient_id: str,
-    request: Request,
-    everything: EverythingDep,
-    fmt: FormatDep,
-    base: BaseUrlDep,
-    requester: PatientReader,
-) -> FhirResponse:
-    """The patient's compartment, paged (R4 Patient-everything), through the gate."""
-    params = list(request.query_params.multi_items())
-    bundle = everything.everything(patient_id, params, requester, base_url=base)
-    return FhirResponse(bundle, fmt=fmt)
-
-
 @router.post(
     "/Patient/{patient_id}/$everything",
     operation_id="fhir_patient_everything_post",
     openapi_extra=PARAMETERS_BODY,
     responses=RESPONSES,
 )
-def patient_everything_post(
+def patient_everything(
     patient_id: str,
     request: Request,
     everything: EverythingDep,
@@ -253,28 +208,20 @@ def patient_everything_post(
     requester: PatientReader,
     body: OptionalBodyDep,
 ) -> FhirResponse:
-    """$everything with its parameters in a Parameters body (R4: every operation by POST)."""
+    """The patient's compartment, paged (R4 Patient-everything), through the gate; by POST,
+    its parameters in a Parameters body (R4: every operation by POST)."""
     params = [*request.query_params.multi_items(), *as_query(body)]
     bundle = everything.everything(patient_id, params, requester, base_url=base)
     return FhirResponse(bundle, fmt=fmt)
 
 
 @router.get("/Patient/$everything", operation_id="fhir_patients_everything", responses=RESPONSES)
-def patients_everything(requester: PatientReader) -> Response:
-    """Every patient's record at once is not served here: it is what a bulk export is for."""
-    raise _all_patients()
-
-
 @router.post(
     "/Patient/$everything", operation_id="fhir_patients_everything_post", responses=RESPONSES
 )
-def patients_everything_post(requester: PatientReader) -> Response:
-    """As by GET."""
-    raise _all_patients()
-
-
-def _all_patients() -> NotSupported:
-    return NotSupported(
+def patients_everything(requester: PatientReader) -> Response:
+    """Every patient's record at once is not served here: it is what a bulk export is for."""
+    raise NotSupported(
         "Patient/$everything for all patients is not supported: ask for one patient "
         "(Patient/{id}/$everything) or export them (Patient/$export)"
     )
@@ -288,14 +235,14 @@ def _kickoff(
     prefer: str | None,
     level: str,
     group_id: str | None,
-    body: dict[str, Any] | None = None,
+    body: dict[str, Any] | None,
 ) -> Response:
+    """Queue the job; a POST's parameters come from its body, and the manifest's request URL
+    then leaves them out (IG)."""
     path = request.url.path.removeprefix("/fhir")
     query = request.url.query
     request_url = f"{base}{path}" + (f"?{query}" if query else "")
-    params = list(request.query_params.multi_items())
-    if request.method == "POST":  # the IG's request URL then leaves the body's out
-        params += as_query(body)
+    params = [*request.query_params.multi_items(), *as_query(body)]
     job_id = exports.kickoff(
         level,
         params,
