@@ -501,13 +501,16 @@ def _contained_issues(
 
 
 def bundles(tree: Tree) -> Iterator[Issue]:
-    """Entry fullUrls are absolute, and a "Type/id" reference to an entry names its real type."""
+    """Entry fullUrls are absolute, a "Type/id" reference to an entry names its real type, and
+    the R4 Bundle invariants hold (`_bundle_invariants`)."""
     for node in tree.of("Resource"):
-        entries = node.value.get("entry") if node.value.get("resourceType") == "Bundle" else None
-        if not isinstance(entries, list):
+        if node.value.get("resourceType") != "Bundle":
             continue
-        yield from _full_urls(entries, node.path)
-        yield from _reference_types(tree, node.path, _entry_types(entries))
+        entries = node.value.get("entry")
+        if isinstance(entries, list):
+            yield from _full_urls(entries, node.path)
+            yield from _reference_types(tree, node.path, _entry_types(entries))
+        yield from _bundle_invariants(node.value, node.path)
 
 
 def _full_urls(entries: list[Any], bundle: str) -> Iterator[Issue]:
@@ -569,7 +572,7 @@ Entry = tuple[int, dict[str, Any]]
 """A Bundle entry that is a JSON object, with its index (the walk reports any other)."""
 
 
-def bundle_invariants(tree: Tree) -> Iterator[Issue]:
+def _bundle_invariants(bundle: dict[str, Any], path: str) -> Iterator[Issue]:
     """bdl-1 to bdl-12 (R4 Bundle): what each Bundle type allows its entries and needs.
 
     fhir.resources checks each element on its own, so a collection with a total or a document
@@ -578,17 +581,14 @@ def bundle_invariants(tree: Tree) -> Iterator[Issue]:
     Bundle, at the Bundle, with the text naming the entries that break them. A Bundle without
     a type string (fhir.resources reports it) is held to the rules that do not depend on it.
     """
-    for node in tree.of("Resource"):
-        if node.value.get("resourceType") != "Bundle":
-            continue
-        entries = _object_entries(node.value.get("entry"))
-        yield from _entry_contents(entries, node.path)
-        kind = node.value.get("type")
-        if isinstance(kind, str):
-            yield from _typed_contents(node.value, kind, entries, node.path)
-            yield from _unique_full_urls(kind, entries, node.path)
-            yield from _document_header(node.value, kind, node.path)
-            yield from _first_resource(kind, entries, node.path)
+    entries = _object_entries(bundle.get("entry"))
+    yield from _entry_contents(entries, path)
+    kind = bundle.get("type")
+    if isinstance(kind, str):
+        yield from _typed_contents(bundle, kind, entries, path)
+        yield from _unique_full_urls(kind, entries, path)
+        yield from _document_header(bundle, kind, path)
+        yield from _first_resource(kind, entries, path)
 
 
 def _object_entries(entries: Any) -> list[Entry]:
@@ -751,5 +751,4 @@ RULES: Final[tuple[Rule, ...]] = (
     extensions,
     contained_resources,
     bundles,
-    bundle_invariants,
 )

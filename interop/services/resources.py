@@ -43,7 +43,7 @@ from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, ChannelKind, Event, 
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import is_subscriber, prepare_subscription
-from interop.services.subsetting import Subset, is_subsetted, requested_subset, subset_bundle
+from interop.services.subsetting import is_subsetted, requested_subset, subset_bundle
 from interop.store import consents as consents_store
 from interop.store import locks
 from interop.store import organizations as organizations_store
@@ -450,7 +450,7 @@ class ResourceOperations:
             entries.append(bb.outcome_entry(_ignored_outcome(query.ignored)))
         counted = {} if total is None else {"total": total}
         sealed = self.seal(bb.bundle("searchset", **counted, link=links, entry=entries))
-        return _subset(sealed, wanted)
+        return subset_bundle(sealed, wanted)
 
     def released_references(self) -> list[str]:
         """What the gate has released in this transaction, by reference (what a document
@@ -572,7 +572,7 @@ class ResourceOperations:
         entries = [bb.history_entry(base_url, stored) for stored in page]
         links = bb.paging_links(url, used, offset, count, len(visible))
         bundle = bb.bundle("history", total=len(visible), link=links, entry=entries)
-        return _subset(self.seal(bundle), wanted)
+        return subset_bundle(self.seal(bundle), wanted)
 
     def conditional_match(
         self, resource_type: str, criteria: str, base_url: str
@@ -1695,12 +1695,6 @@ def _current_during(
             kept.append(version)
         superseded_at[key] = updated
     return kept
-
-
-def _subset(bundle: dict[str, Any], wanted: Subset | None) -> dict[str, Any]:
-    """The Bundle's resources as `_summary`/`_elements` ask, once sealed whole: what is cut
-    was released, so nothing withheld can show through."""
-    return bundle if wanted is None else subset_bundle(bundle, wanted)
 
 
 def _version_key(version: StoredVersion) -> tuple[str, str, int]:

@@ -108,9 +108,12 @@ def subset_content(content: bytes | None, wanted: Subset | None) -> bytes | None
     return content if wanted is None or content is None else subset_json(content, wanted)
 
 
-def subset_bundle(bundle: dict[str, Any], wanted: Subset) -> dict[str, Any]:
+def subset_bundle(bundle: dict[str, Any], wanted: Subset | None) -> dict[str, Any]:
     """A searchset or history Bundle whose entries' resources are cut (R4 applies the
-    parameters to the resources returned; the Bundle itself, its links and outcomes stay)."""
+    parameters to the resources returned; the Bundle itself, its links and outcomes stay),
+    once it was sealed whole: what is cut was released, so nothing withheld shows through."""
+    if wanted is None:
+        return bundle
     entries: list[dict[str, Any]] = []
     for entry in bundle.get("entry", []):
         resource = entry.get("resource")
