@@ -363,32 +363,37 @@ def _written(
     before = _projected(kind, parts)
     if before is None:
         return resources
-    stored = {str(part["id"]): (index, part) for index, part in enumerate(parts)}
+    stored = {_name(part): (index, part) for index, part in enumerate(parts)}
     written = []
     for resource in resources:
-        ident = str(resource["id"])
-        if ident not in stored:
+        name = _name(resource)
+        if name not in stored:
             written.append(resource)
             continue
-        index, part = stored[ident]
+        index, part = stored[name]
 
-        def linker(key: str, index: int = index, ident: str = ident) -> _Linker:
-            return lambda items, shown: _removal_links(kind, parts, index, ident, key, shown)
+        def linker(key: str, index: int = index, name: str = name) -> _Linker:
+            return lambda items, shown: _removal_links(kind, parts, index, name, key, shown)
 
-        merged = _merge_object(part, before.get(ident, {}), resource, linker)
-        written.append({**merged, "resourceType": resource["resourceType"], "id": ident})
+        merged = _merge_object(part, before.get(name, {}), resource, linker)
+        written.append({**merged, "resourceType": resource["resourceType"], "id": resource["id"]})
     return written
 
 
+def _name(resource: dict[str, Any]) -> str:
+    """`Type/id`: a kind's resources (a handoff's ServiceRequest and Task) may share an id."""
+    return f"{resource.get('resourceType')}/{resource.get('id')}"
+
+
 def _projected(kind: Kind[Any], parts: list[dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
-    """The case model's reading of stored resources, as the resources it writes (P0), by id;
-    None when they do not read as a value of the kind."""
+    """The case model's reading of stored resources, as the resources it writes (P0), by
+    `Type/id`; None when they do not read as a value of the kind."""
     try:
         mapped = kind.from_fhir(_document(kind, parts))
         resources = _resources(kind.to_fhir(mapped.value))
     except MappingError:
         return None
-    return {str(resource.get("id")): resource for resource in resources}
+    return {_name(resource): resource for resource in resources}
 
 
 _ABSENT: Any = object()
@@ -531,7 +536,7 @@ def _removal_links(
     kind: Kind[Any],
     parts: list[dict[str, Any]],
     index: int,
-    ident: str,
+    name: str,
     key: str,
     before: list[Any],
 ) -> list[frozenset[int] | None]:
@@ -548,7 +553,7 @@ def _removal_links(
         if reading is None:
             links.append(None)
             continue
-        left = reading.get(ident, {}).get(key, [])
+        left = reading.get(name, {}).get(key, [])
         matcher = SequenceMatcher(None, _keys(before), _keys(left), autojunk=False)
         kept = {
             i

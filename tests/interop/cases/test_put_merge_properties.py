@@ -44,6 +44,11 @@ STRATEGIES: Final[dict[str, st.SearchStrategy[Any]]] = {
 }
 
 
+def named(resource: dict[str, Any]) -> str:
+    """`Type/id`: a handoff's ServiceRequest and Task may share an id."""
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
 def reading(kind: Kind[Any], parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The resources the case model writes of its reading of `parts` (an unchanged PUT)."""
     return _resources(kind.to_fhir(kind.from_fhir(_document(kind, parts)).value))
@@ -115,10 +120,10 @@ def test_a_changed_value_is_stored_as_sent_beside_what_the_model_cannot_show(
     written = _written(kind, parts, _resources(kind.to_fhir(sent)))
     for resource in written:
         fhir.validate(resource)
-    by_id = {str(resource["id"]): resource for resource in written}
-    assert kind.from_fhir(_document(kind, [by_id[str(p["id"])] for p in parts])).value == sent
+    by_name = {named(resource): resource for resource in written}
+    assert kind.from_fhir(_document(kind, [by_name[named(p)] for p in parts])).value == sent
     for part in parts:
-        kept = by_id[str(part["id"])]
+        kept = by_name[named(part)]
         assert part["extension"][-1] in kept["extension"]
         assert set(pairs(kept)) <= set(pairs(part)), "a display kept beside another reference"
 
@@ -154,3 +159,69 @@ def test_identical_stored_entries_are_each_kept_once() -> None:
     [written] = _written(kind, [stored], _resources(kind.to_fhir(sent)))
     assert written["identifier"] == [{"value": "0"}] * 3
     assert written["extension"] == stored["extension"]
+
+
+def test_a_handoffs_order_and_task_sharing_an_id_are_each_merged_with_their_own() -> None:
+    """Hypothesis found it: ids are per type, so a handoff's ServiceRequest and Task may both
+    be `00`; merged by id alone, each took the other's stored elements."""
+    kind = KINDS_BY_NAME["handoffs"]
+    extension = [{"url": KEPT, "valueString": "kept"}]
+    local = "http://recovery-interop.example.org/fhir/CodeSystem"
+    order = {
+        "resourceType": "ServiceRequest",
+        "id": "00",
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "4266003"}]},
+        "subject": {"reference": "Patient/p1"},
+        "occurrenceDateTime": "2026-01-09",
+        "authoredOn": "2026-01-02",
+        "orderDetail": [
+            {
+                "coding": [
+                    {
+                        "system": f"{local}/level-of-care",
+                        "code": "1-WM",
+                    }
+                ]
+            }
+        ],
+        "requester": {"reference": "Organization/o1"},
+        "performer": [{"reference": "Organization/o2"}],
+        "extension": extension,
+    }
+    task = {
+        "resourceType": "Task",
+        "id": "00",
+        "status": "draft",
+        "intent": "order",
+        "code": {
+            "coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]
+        },
+        "focus": {"reference": "ServiceRequest/00"},
+        "for": {"reference": "Patient/p1"},
+        "authoredOn": "2026-01-02",
+        "requester": {"reference": "Organization/o1"},
+        "owner": {"reference": "Organization/o2"},
+        "input": [
+            {
+                "type": {"coding": [{"system": "http://loinc.org", "code": "18761-7"}]},
+                "valueReference": {"reference": "DocumentReference/d1"},
+            },
+            {
+                "type": {
+                    "coding": [{"system": f"{local}/transition-item", "code": "from-level-of-care"}]
+                },
+                "valueCodeableConcept": {
+                    "coding": [{"system": f"{local}/level-of-care", "code": "1-WM"}]
+                },
+            },
+        ],
+        "extension": extension,
+    }
+    parts = [order, task]
+    value = kind.from_fhir(_document(kind, parts)).value
+    written = _written(kind, parts, _resources(kind.to_fhir(value)))
+    assert {named(resource): resource for resource in written} == {
+        named(part): part for part in parts
+    }
