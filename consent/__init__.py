@@ -40,7 +40,7 @@ from consent.model import (
     Validity,
 )
 from consent.rules import NOTICE_FULL, NOTICE_SHORT
-from consent.validity import check, kind_from_content
+from consent.validity import check, held_kind, kind_from_content
 
 __all__ = [
     "NOTICE_FULL",
@@ -78,5 +78,6 @@ __all__ = [
     "Validity",
     "check",
     "decide",
+    "held_kind",
     "kind_from_content",
 ]

@@ -7,7 +7,8 @@
     ├── per purpose, over the patient's consents (deny-overrides across consents):
     │     each consent: the provisions that apply, most specific first; a deny of any
     │     active consent counts (C8); a permit only on a valid consent (C1-C7, C9); C3
-    │     counseling notes and C4 legal proceedings only on their own kind of consent
+    │     counseling notes and C4 legal proceedings only on their own kind of consent;
+    │     to a covered entity for TPO only on a form stating HIPAA redisclosure (C1(d))
     ├── every purpose permitted ..................... permit (C1-C4), S1 notice, S2 labels
     ├── E1  emergency purpose, medical personnel, §2.51 facts ... permit, flagged for review
     ├── C8  a consent refuses ................................ deny
@@ -43,7 +44,6 @@ from consent import vocabulary as v
 from consent.model import (
     ActorGroup,
     ConsentDirective,
-    ConsentKind,
     DataMeaning,
     DataReference,
     Decision,
@@ -57,13 +57,6 @@ from consent.model import (
     ProvisionType,
     Reason,
 )
-
-_PERMIT_RULE = {
-    ConsentKind.GENERAL: "C1",
-    ConsentKind.TPO: "C2",
-    ConsentKind.COUNSELING_NOTES: "C3",
-    ConsentKind.LEGAL_PROCEEDINGS: "C4",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +304,11 @@ def _by_consents(
             elif not rules.legal_permit_allowed(directive, purpose):
                 text = f"consent {directive.id} is not a consent for legal proceedings"
                 notes.add(Reason("C4", text))
+            elif problem := rules.covered_entity_statement_problem(
+                directive, request.requester, purpose
+            ):
+                text = f"consent {directive.id} not relied on: {problem.text}"
+                notes.add(Reason(problem.rule, text))
             else:
                 permits.append(hit)
     deny = min(denies, key=lambda hit: hit.sort_key) if denies else None
@@ -578,7 +576,7 @@ def _permit(request: DisclosureRequest, as_of: datetime, hits: list[_Hit]) -> De
         rules.redisclosure_permitted(h.directive, request.requester, request.purposes) for h in hits
     )
     released = rules.released_classes(request.item)
-    rule = _PERMIT_RULE[directive.kind]
+    rule = rules.RULE_OF_KIND[directive.kind]
     reason = Reason(rule, f"consent {directive.id} permits this disclosure at {hit.path}")
     return Decision(
         outcome=Outcome.PERMIT,

@@ -409,19 +409,24 @@ class Signer:
 class ConsentDirective:
     """A patient's Part 2 consent (or restriction) as the engine reads it.
 
-    `has_signed_form` says whether the signed form itself is on file (FHIR sourceAttachment or
-    sourceReference); the `has_*_statement` flags say which §2.31 statements that form holds.
+    `has_signed_form` says whether the signed form itself is on file (FHIR sourceAttachment
+    with its bytes, URL or hash, or sourceReference: a title alone is no form, §2.31(a)(8));
+    the `has_*_statement` flags say which §2.31 statements that form holds, as compliance
+    staff approved it (`form_approved`).
     `materially_false` records that the program knows, or should know, the consent to be false
     (§2.31(c)(4)). The expiration is the earliest period end along each permit's provision
     chain (PART2.md's table, row (g)), an event (`expiration_event`, e.g. "end-of-treatment",
     or "none" for a TPO consent), or both.
 
     `signature_on_file` says a signature is recorded for the consent apart from the form (an
-    R4 `Provenance.signature` whose target is the Consent). `form_approved` is what compliance
-    staff said of the form the consent was signed on (PART2.md C9): True when an approved form
-    supplied the statement flags, False when the consent names a form nobody approved (or
-    none) and nothing else vouches for its statements, None when the consent itself attests
-    them (the per-consent FORM_STATEMENT extension of `mappings.consent`).
+    R4 `Provenance.signature` whose target is the Consent). `form_approved` says compliance
+    staff approved the form the consent was signed on (PART2.md C9), so that the statement
+    flags are theirs: a statement counts only then, since what a consent claims of itself is
+    no approval (`consent.rules` reads the flags through `form_states`). `form` names that form
+    as the consent does (`policy.uri`) and `signed_form` where the signed copy is kept
+    (`sourceAttachment.url`, or the `sourceReference`): the engine reads neither; they are how
+    a directive written through the case API (`mappings.consent.directive_to_fhir`) names its
+    form and copy.
 
     `recorded_by_holder` is False when the consent was recorded by someone who does not hold
     it: neither the program's own side nor a program it names as disclosing, e.g. a recipient
@@ -454,7 +459,9 @@ class ConsentDirective:
     has_refusal_consequences_statement: bool = False
     materially_false: bool = False
     signature_on_file: bool = False
-    form_approved: bool | None = None
+    form_approved: bool = False
+    form: str | None = None
+    signed_form: str | None = None
     recorded_by_holder: bool = True
     opt_out: bool = False
     scope: Coding | None = None

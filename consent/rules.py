@@ -67,6 +67,13 @@ _LABEL_SUD = Coding(v.ACT_CODE, v.SUD)
 _LABEL_COUNSELING = Coding(v.ACT_CODE, v.COUNSELING_NOTE)
 _COUNSELING_KEY = (v.ACT_CODE, v.COUNSELING_NOTE)
 _EXPIRES_NEVER = "none"
+RULE_OF_KIND = {
+    ConsentKind.GENERAL: "C1",
+    ConsentKind.TPO: "C2",
+    ConsentKind.COUNSELING_NOTES: "C3",
+    ConsentKind.LEGAL_PROCEEDINGS: "C4",
+}
+"""The PART2.md rule that holds each kind of consent (and that a permit on it rests on)."""
 
 
 def has_typed_provision(root: Provision | None) -> bool:
@@ -207,7 +214,7 @@ def _disclosure_elements(
         yield _problem(
             ConsentElement.PURPOSES, "(e) a permit states no purpose of disclosure (§2.31(a)(5))"
         )
-    if not directive.has_revocation_statement:
+    if not form_states(directive, directive.has_revocation_statement):
         yield _form_problem(
             directive,
             ConsentElement.REVOCATION_STATEMENT,
@@ -278,20 +285,25 @@ def disclosed_under_general_designation(
     return False
 
 
+def form_states(directive: ConsentDirective, statement: bool) -> bool:
+    """C9: a §2.31 statement of the signed form counts only as compliance staff approved the
+    form: what a consent says of its own form vouches for nothing, or any writer could make
+    its consent complete by saying so."""
+    return directive.form_approved and statement
+
+
 def _form_problem(
     directive: ConsentDirective, element: ConsentElement, label: str, statement: str, cite: str
 ) -> Problem:
     """C9: the form's statements are a fact about the form, vouched for by its approval."""
-    if directive.form_approved is True:
+    if directive.form_approved:
         text = f"{label} the approved form does not state {statement} ({cite})"
-        return Problem("C9", element, text)
-    if directive.form_approved is False:
+    else:
         text = (
             f"{label} cannot be verified: the form is not approved; an approved form must "
             f"state {statement} ({cite})"
         )
-        return Problem("C9", element, text)
-    return _problem(element, f"{label} the signed form does not state {statement} ({cite})")
+    return Problem("C9", element, text)
 
 
 def expiration_problems(directive: ConsentDirective) -> list[Problem]:
@@ -322,7 +334,7 @@ def tpo_statement_problems(directive: ConsentDirective) -> list[Problem]:
     """C1/C2 (§2.31(a)(10)): a TPO consent states the redisclosure risk and what refusing
     to sign means for the patient."""
     problems = []
-    if not directive.has_redisclosure_statement:
+    if not form_states(directive, directive.has_redisclosure_statement):
         problems.append(
             _form_problem(
                 directive,
@@ -332,7 +344,7 @@ def tpo_statement_problems(directive: ConsentDirective) -> list[Problem]:
                 "§2.31(a)(10)(i)",
             )
         )
-    if not directive.has_refusal_consequences_statement:
+    if not form_states(directive, directive.has_refusal_consequences_statement):
         problems.append(
             _form_problem(
                 directive,
@@ -403,6 +415,31 @@ def redisclosure_permitted(
         directive.kind is ConsentKind.TPO
         and requester.is_covered_entity
         and all(is_tpo_purpose(purpose) for purpose in purposes)
+    )
+
+
+def covered_entity_statement_problem(
+    directive: ConsentDirective, requester: Requester, purpose: str
+) -> Problem | None:
+    """C1(d) (§2.31(a)(4)(iii), 2024): a consent relied on to disclose to a covered entity or
+    business associate for treatment, payment or health care operations includes the statement
+    that the record may be redisclosed as the HIPAA regulations permit, except in proceedings
+    against the patient. Any kind of consent, TREAT alone included: such a recipient may so
+    redisclose what it received for TPO (§2.33(b)(1)). Whether the recipient is one is known
+    only per disclosure (its registration: `Requester.is_covered_entity`), so this is asked of
+    each permit relied on; the statement is the approved form's `redisclosure-risk` (C9)."""
+    if not requester.is_covered_entity or not is_tpo_purpose(purpose):
+        return None
+    if form_states(directive, directive.has_redisclosure_statement):
+        return None
+    return _form_problem(
+        directive,
+        ConsentElement.REDISCLOSURE_STATEMENT,
+        "(d)",
+        "that what a covered entity or business associate receives for treatment, payment or "
+        "health care operations may be redisclosed as HIPAA permits, except in proceedings "
+        "against the patient",
+        "§2.31(a)(4)(iii)",
     )
 
 

@@ -14,6 +14,7 @@ from consent import rules
 from consent import vocabulary as v
 from consent.model import (
     ConsentDirective,
+    ConsentElement,
     ConsentKind,
     Problem,
     Provision,
@@ -61,12 +62,45 @@ def _on_its_face(directive: ConsentDirective) -> tuple[Problem, ...]:
         *rules.tpo_scope_problems(directive),
         *rules.counseling_note_problems(directive),
         *rules.legal_proceedings_problems(directive),
+        *kind_problems(directive),
         *rules.signer_problems(directive),
     )
 
 
+def held_kind(declared: ConsentKind | None, provision: Provision | None) -> ConsentKind:
+    """The kind a consent is held to: what its permits make it (`kind_from_content`), unless
+    it declares a kind, and never a declared kind that asks less than its permits grant.
+
+    A declaration asks more where it names a kind the permits do not match: a consent declared
+    for counseling notes or legal proceedings that grants other records or purposes, or one
+    declared general that names counseling notes or HLEGAL, fails C3 or C4; one declared TPO
+    needs the TPO statements. It would ask less in one case, which is refused: permits granting
+    treatment, payment and operations together make a TPO consent (§2.33(b)), with the TPO
+    statements (§2.31(a)(10)), whether or not it calls itself general.
+    """
+    content = kind_from_content(provision)
+    if declared is None or (declared is ConsentKind.GENERAL and content is ConsentKind.TPO):
+        return content
+    return declared
+
+
+def kind_problems(directive: ConsentDirective) -> list[Problem]:
+    """C2 (§2.31(a)(10), §2.33(b)): a directive given a kind that asks less than its permits
+    grant (`held_kind`: a general consent granting TPO) is not relied on. `mappings.consent`
+    reads every Consent with its held kind; a directive built in code is checked here, so
+    that nothing is relied on under the weaker kind's rules."""
+    held = held_kind(directive.kind, directive.provision)
+    if held is directive.kind:
+        return []
+    text = (
+        f"the consent is given as a {directive.kind.value} consent, but its permits grant "
+        f"what makes it a {held.value} consent, whose elements it must show (§2.31(a)(10))"
+    )
+    return [Problem(rules.RULE_OF_KIND[held], ConsentElement.PURPOSES, text)]
+
+
 def kind_from_content(provision: Provision | None) -> ConsentKind:
-    """The kind a consent's permits imply, for consents that do not declare one.
+    """The kind a consent's permits make it (see `held_kind`).
 
     Naming SUD counseling notes (PSYTHPN) makes a counseling-notes consent (§2.31(b));
     permitting HLEGAL, a legal-proceedings consent (§2.31(d)); permitting treatment, payment

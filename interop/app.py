@@ -17,6 +17,7 @@ from interop.api.admin.forms import router as forms_router
 from interop.api.admin.routes import router as admin_router
 from interop.api.audit.routes import router as audit_router
 from interop.api.auth.routes import router as auth_router
+from interop.api.caching import NoStore
 from interop.api.cases.routes import router as cases_router
 from interop.api.cds.routes import router as cds_router
 from interop.api.console import routes as console
@@ -152,6 +153,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     console.install(app)
     app.add_middleware(BrowserFhirView)
     app.add_middleware(CombinedPrefer)
+    app.add_middleware(NoStore)
     return app
 
 

@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         description="Deliveries one dispatcher makes at once, each of a different resource "
         "(the changes of one resource to one partner stay in order).",
     )
+    sync_batch: int = Field(
+        default=10,
+        ge=1,
+        le=50,
+        description="Changes to one partner's FHIR server a dispatcher sends in one transaction "
+        "(each still its own delivery, recorded and retried on its own; 1: one each).",
+    )
     request_threads: int = Field(
         default=8,
         ge=1,

@@ -16,14 +16,20 @@ Pure and dict-based (no fhir.resources): the gate and the API call it on stored 
   (valueBoolean true); its member participants are the other IRCP actors of the same
   provision, by name (reference or identifier) or as a display-only general designation.
 - (5) purposes: each permit's `purpose` (v3-ActReason).
-- (6) right to revoke, and (10) the TPO statements: the signed form, `sourceAttachment` or
-  `sourceReference`, carrying the extension FORM_STATEMENT once per statement it contains:
-  `right-to-revoke`, `redisclosure-risk`, `refusal-consequences`.
+- (6) right to revoke, (10) the TPO statements and (4)(iii) the statement that a covered
+  entity may redisclose under HIPAA: the form the patient signed, named by `policy.uri` (or
+  the signed form's attachment URL, or `sourceReference`), as compliance staff approved it
+  with the statements it contains (`ConsentFacts.approved_forms`, PART2.md C9):
+  `right-to-revoke`, `redisclosure-risk`, `refusal-consequences`. Nothing in the Consent
+  itself says what its form states: a consent vouching for its own statements would need no
+  approval at all.
 - (7) expiration: the root `provision.period.end`, and/or the extension EXPIRATION_EVENT
   (valueCode) on the root `provision`: `end-of-treatment`, `none` (TPO only) or another event.
 - (8) signature: `performer[]`, the Patient itself or a RelatedPerson (or another Patient)
   signing for them, with the extension SIGNER_RELATIONSHIP (valueCoding, v3-RoleCode such as
-  GUARD, PRN, EXCEST) on the reference; plus the signed form itself.
+  GUARD, PRN, EXCEST) on the reference; plus the signed form itself: a `sourceAttachment`
+  giving its bytes (`data`), `url` or `hash`, or a `sourceReference` (a title alone is no
+  form), or a Provenance signature (`ConsentFacts.signatures`).
 - (9) date signed: `dateTime`.
 
 The base policy: a `policyRule` (or a `policy.uri` ending in the code) of v3-ActCode OPTOUT or
@@ -52,15 +58,20 @@ wherever it stands, root or nested (`_typed`), and never as a permit:
 `scope` (a modifier element) is kept: only a patient-privacy consent is relied on to disclose.
 
 Also on the Consent: CONSENT_KIND (valueCode `general` | `tpo` | `counseling-notes` |
-`legal-proceedings`; derived from the permits when absent, see
-`consent.validity.kind_from_content`), PATIENT_CAPACITY (valueCode `adult` (default) |
-`minor-self-consent` | `minor-parental-consent` | `lacks-capacity` | `deceased`, for §2.14 and
-§2.15) and KNOWN_FALSE (valueBoolean, §2.31(c)(4)). Revocation is `status` = `inactive`.
+`legal-proceedings`): what the permits grant decides the kind, and a declaration counts only
+where it asks more of the consent, never less (`consent.validity.held_kind`);
+PATIENT_CAPACITY (valueCode `adult` (default) | `minor-self-consent` |
+`minor-parental-consent` | `lacks-capacity` | `deceased`, for §2.14 and §2.15) and KNOWN_FALSE
+(valueBoolean, §2.31(c)(4)). Revocation is `status` = `inactive`.
 Without PATIENT_CAPACITY, a patient the store knows to be deceased (`Patient.deceased[x]`) at
 signing, or at an unknown date, is `deceased` (§2.15(b)): a personal representative signs; a
 "signature" by the patient after the recorded death is known to be false (§2.31(c)(4)).
 `directive_to_fhir` writes the same representation back, with scope `patient-privacy`,
-category LOINC 64292-6 plus v3-ActCode 42CFRPart2CD and policyRule v3-ActCode 42CFRPart2.
+category LOINC 64292-6 plus v3-ActCode 42CFRPart2CD and policyRule v3-ActCode 42CFRPart2; the
+form as `policy.uri` (`ConsentDirective.form`) and the signed copy as `sourceAttachment.url`,
+or a `sourceReference` to the resource holding it (`signed_form`). What the store knows
+around a consent (the approved forms' statements, signatures, its holder) is never written:
+it is read again with the consent.
 
 Dates: a FHIR date or partial dateTime without a zone is read in UTC; a period's start is the
 first instant it names and its end the last (an end of "2026-06-30" lasts all that day).
@@ -98,13 +109,12 @@ from consent.model import (
     SignerRole,
     provisions_in,
 )
-from consent.validity import check, kind_from_content
+from consent.validity import check, held_kind
 from mappings.errors import InvalidResource, Issue
 from mappings.uris import document_url
 
 EXTENSION_BASE: Final = "http://recovery-interop.example.org/fhir/StructureDefinition/"
 EXPIRATION_EVENT: Final = EXTENSION_BASE + "consent-expiration-event"
-FORM_STATEMENT: Final = EXTENSION_BASE + "consent-form-statement"
 CONSENT_KIND: Final = EXTENSION_BASE + "part2-consent-kind"
 PATIENT_CAPACITY: Final = EXTENSION_BASE + "consent-patient-capacity"
 SIGNER_RELATIONSHIP: Final = EXTENSION_BASE + "consent-signer-relationship"
@@ -161,10 +171,12 @@ ELEMENT_HINTS: Final[Mapping[ConsentElement, str]] = {
     ConsentElement.TERM_START: "nothing is disclosed under it before period.start; until then "
     "another consent in force is needed",
     ConsentElement.SIGNATURE: "list the signer in Consent.performer with the signed form in "
-    "sourceAttachment, or record a Provenance whose target is the Consent with a signature",
+    "sourceAttachment (its url, data or hash) or sourceReference, or record a Provenance "
+    "whose target is the Consent with a signature",
     ConsentElement.DATE_SIGNED: "give Consent.dateTime (or the Provenance signature's when)",
-    ConsentElement.REDISCLOSURE_STATEMENT: "sign on an approved form that states the HIPAA "
-    "redisclosure risk (named by Consent.policy.uri)",
+    ConsentElement.REDISCLOSURE_STATEMENT: "sign on a form approved as stating that the "
+    "records may be redisclosed under HIPAA (statement redisclosure-risk; named by "
+    "Consent.policy.uri)",
     ConsentElement.REFUSAL_STATEMENT: "sign on an approved form that states the consequences "
     "of refusing to sign (named by Consent.policy.uri)",
     ConsentElement.STATUS: "set Consent.status to active once signed",
@@ -424,17 +436,52 @@ def directive_from_fhir(
 def form_keys(consent: Mapping[str, Any]) -> tuple[str, ...]:
     """How a Consent names the form it was signed on: `policy.uri`, the signed form's
     attachment URL, and the literal reference of `sourceReference` (PART2.md C9)."""
-    keys: list[str] = []
-    for policy in consent.get("policy") or ():
-        if isinstance(policy, Mapping) and isinstance(policy.get("uri"), str):
-            keys.append(policy["uri"])
+    keys = list(_policy_uris(consent))
+    attachment = _attachment_url(consent)
+    if attachment is not None:
+        keys.append(attachment)
+    reference = source_reference(consent)
+    if reference is not None:
+        keys.append(reference)
+    return tuple(dict.fromkeys(keys))
+
+
+def _policy_uris(consent: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every `policy.uri` of the Consent, in order."""
+    policies = consent.get("policy")
+    return tuple(
+        policy["uri"]
+        for policy in (policies if isinstance(policies, list) else ())
+        if isinstance(policy, Mapping) and isinstance(policy.get("uri"), str)
+    )
+
+
+def _attachment_url(consent: Mapping[str, Any]) -> str | None:
+    """The signed form's `sourceAttachment.url`, if any."""
     attachment = consent.get("sourceAttachment")
     if isinstance(attachment, Mapping) and isinstance(attachment.get("url"), str):
-        keys.append(attachment["url"])
+        return str(attachment["url"])
+    return None
+
+
+def _signed_form_on_file(consent: Mapping[str, Any]) -> bool:
+    """§2.31(a)(8): whether the signed form itself is on file: an attachment giving its bytes,
+    URL or hash, or a reference to the resource holding it. An attachment with a title only
+    names a form nobody can produce, so it is no signed form."""
+    attachment = consent.get("sourceAttachment")
+    if isinstance(attachment, Mapping) and any(
+        isinstance(attachment.get(key), str) and attachment[key].strip()
+        for key in ("data", "url", "hash")
+    ):
+        return True
     reference = consent.get("sourceReference")
-    if isinstance(reference, Mapping) and isinstance(reference.get("reference"), str):
-        keys.append(reference["reference"])
-    return tuple(dict.fromkeys(keys))
+    if not isinstance(reference, Mapping):
+        return False
+    identifier = reference.get("identifier")
+    named = [reference.get("reference")]
+    if isinstance(identifier, Mapping):
+        named.append(identifier.get("value"))
+    return any(isinstance(name, str) and name.strip() for name in named)
 
 
 def source_reference(consent: Mapping[str, Any]) -> str | None:
@@ -535,19 +582,12 @@ def directive_to_fhir(directive: ConsentDirective) -> dict[str, Any]:
         resource["performer"] = [_signer_to_fhir(signer) for signer in directive.signers]
     if directive.disclosers:
         resource["organization"] = [_reference_to_fhir(actor) for actor in directive.disclosers]
-    if directive.has_signed_form:
-        statements = [
-            {"url": FORM_STATEMENT, "valueCode": code}
-            for code, present in (
-                (RIGHT_TO_REVOKE, directive.has_revocation_statement),
-                (REDISCLOSURE_RISK, directive.has_redisclosure_statement),
-                (REFUSAL_CONSEQUENCES, directive.has_refusal_consequences_statement),
-            )
-            if present
-        ]
-        resource["sourceAttachment"] = _without_nones(
-            {"extension": statements or None, "title": FORM_TITLE}
-        )
+    if directive.signed_form is not None and local_reference(directive.signed_form):
+        resource["sourceReference"] = {"reference": directive.signed_form}
+    elif directive.signed_form is not None:
+        resource["sourceAttachment"] = {"title": FORM_TITLE, "url": directive.signed_form}
+    if directive.form is not None:
+        resource["policy"] = [{"uri": directive.form}]
     resource["policyRule"] = {
         "coding": [
             _coding_to_fhir(Coding(v.ACT_CODE, v.LAW_42CFR_PART2)),
@@ -585,12 +625,9 @@ class _Reader:
         )
         display = self.string(patient, "display", "Consent.patient.display")
         name = facts.patient_name or display
-        source, source_path = _source(consent)
-        attested = set(self.codes(source or {}, FORM_STATEMENT, f"{source_path}.extension"))
         keys = (*form_keys(consent), *facts.source_forms)
         approved = [facts.approved_forms[key] for key in keys if key in facts.approved_forms]
-        statements = attested.union(*approved)
-        form_approved = True if approved else (None if attested else False)
+        statements = frozenset[str]().union(*approved)
         root = consent.get("provision")
         provision = None if root is None else self.provision(root, "Consent.provision", 0)
         opt_out = _opts_out(consent)
@@ -603,6 +640,9 @@ class _Reader:
             else []
         )
         kind_codes = self.codes(consent, CONSENT_KIND, "Consent.extension")
+        declared = (
+            self.enum(ConsentKind, kind_codes[0], "Consent.extension") if kind_codes else None
+        )
         capacity_codes = self.codes(consent, PATIENT_CAPACITY, "Consent.extension")
         signers = (
             *self.signers(consent, patient_reference, facts),
@@ -637,17 +677,12 @@ class _Reader:
                     self.sequence(consent, "organization", "Consent.organization")
                 )
             ),
-            kind=(
-                self.enum(ConsentKind, kind_codes[0], "Consent.extension")
-                if kind_codes
-                else kind_from_content(provision)
-            )
-            or ConsentKind.GENERAL,
+            kind=held_kind(declared, provision),
             signed_at=signed_at,
             signers=signers,
             patient_capacity=capacity or PatientCapacity.ADULT,
             expiration_event=events[0] if events else None,
-            has_signed_form=bool(source),
+            has_signed_form=_signed_form_on_file(consent),
             has_revocation_statement=RIGHT_TO_REVOKE in statements,
             has_redisclosure_statement=REDISCLOSURE_RISK in statements,
             has_refusal_consequences_statement=REFUSAL_CONSEQUENCES in statements,
@@ -657,7 +692,9 @@ class _Reader:
                 for extension in self.extensions(consent, KNOWN_FALSE, "Consent.extension")
             ),
             signature_on_file=bool(facts.signatures),
-            form_approved=form_approved,
+            form_approved=bool(approved),
+            form=next(iter(_policy_uris(consent)), None),
+            signed_form=_attachment_url(consent) or source_reference(consent),
             recorded_by_holder=facts.recorded_by_holder,
             opt_out=opt_out,
             scope=self.scope(consent),
@@ -1183,15 +1220,6 @@ def _resource_type(reference: str | None) -> str | None:
         return None
     parts = reference.split("/")
     return parts[-2] if len(parts) >= 2 else None
-
-
-def _source(consent: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]:
-    """The signed form: sourceAttachment or sourceReference (R4 source[x])."""
-    for key in ("sourceAttachment", "sourceReference"):
-        value = consent.get(key)
-        if isinstance(value, Mapping) and value:
-            return value, f"Consent.{key}"
-    return None, "Consent.sourceAttachment"
 
 
 def _instant(text: str, *, end: bool) -> datetime | None:

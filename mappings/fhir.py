@@ -56,36 +56,8 @@ MAX_XML_DEPTH: Final = 256
 # levels; real resources nest far less deeply, so deeper ones are refused before it runs.
 MAX_NESTING: Final = 64
 
-# The R4 4.0.1 resource types that have an R4B model of the same shape. Left out: the R4 types
-# that R4B removed (EffectEvidenceSynthesis, RiskEvidenceSynthesis, MedicinalProduct*, and
-# Substance{NucleicAcid, Polymer, Protein, ReferenceInformation, SourceMaterial, Specification}),
-# the two R4B redefined incompatibly (Evidence, EvidenceVariable), and the R4B-only types
-# (SubscriptionTopic, SubscriptionStatus, Citation, EvidenceReport, Ingredient, ...).
-RESOURCE_TYPES: Final = frozenset(
-    """
-    Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse
-    AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement
-    CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Claim ClaimResponse
-    ClinicalImpression CodeSystem Communication CommunicationRequest CompartmentDefinition
-    Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
-    CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest
-    DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference Encounter Endpoint
-    EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition ExampleScenario
-    ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse
-    HealthcareService ImagingStudy Immunization ImmunizationEvaluation
-    ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice Library Linkage List
-    Location Measure MeasureReport Media Medication MedicationAdministration MedicationDispense
-    MedicationKnowledge MedicationRequest MedicationStatement MessageDefinition MessageHeader
-    MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition
-    OperationDefinition OperationOutcome Organization OrganizationAffiliation Parameters Patient
-    PaymentNotice PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole
-    Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson RequestGroup
-    ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
-    Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition
-    StructureMap Subscription Substance SupplyDelivery SupplyRequest Task
-    TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription
-    """.split()  # noqa: SIM905 - a block of names reads better than 126 quoted strings
-)
+# The R4 resource types read here: those with an R4B model of the same shape (see there).
+RESOURCE_TYPES: Final = invariants.RESOURCE_TYPES
 
 Kind = Literal["primitive", "xhtml", "complex", "resource"]
 _INTEGER_TYPES: Final = frozenset({"integer", "unsignedInt", "positiveInt", "integer64"})

@@ -97,6 +97,38 @@ STRING_TYPES: Final = frozenset(
     }
 )
 
+# The R4 4.0.1 resource types that have an R4B model of the same shape. Left out: the R4 types
+# that R4B removed (EffectEvidenceSynthesis, RiskEvidenceSynthesis, MedicinalProduct*, and
+# Substance{NucleicAcid, Polymer, Protein, ReferenceInformation, SourceMaterial, Specification}),
+# the two R4B redefined incompatibly (Evidence, EvidenceVariable), and the R4B-only types
+# (SubscriptionTopic, SubscriptionStatus, Citation, EvidenceReport, Ingredient, ...). Kept here,
+# where the Bundle rules tell a RESTful fullUrl by them; mappings.fhir reads resources by them.
+RESOURCE_TYPES: Final = frozenset(
+    """
+    Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse
+    AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement
+    CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Claim ClaimResponse
+    ClinicalImpression CodeSystem Communication CommunicationRequest CompartmentDefinition
+    Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
+    CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest
+    DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference Encounter Endpoint
+    EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition ExampleScenario
+    ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse
+    HealthcareService ImagingStudy Immunization ImmunizationEvaluation
+    ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice Library Linkage List
+    Location Measure MeasureReport Media Medication MedicationAdministration MedicationDispense
+    MedicationKnowledge MedicationRequest MedicationStatement MessageDefinition MessageHeader
+    MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition
+    OperationDefinition OperationOutcome Organization OrganizationAffiliation Parameters Patient
+    PaymentNotice PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole
+    Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson RequestGroup
+    ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
+    Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition
+    StructureMap Subscription Substance SupplyDelivery SupplyRequest Task
+    TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription
+    """.split()  # noqa: SIM905 - a block of names reads better than 126 quoted strings
+)
+
 _RESOURCE_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ID_CHARACTERS: Final = re.compile(r"[A-Za-z0-9\-.]+")
 # A tag is "<", an optional "/", a letter, then anything but angle brackets up to ">"; "a<b" and
@@ -110,6 +142,11 @@ _ABSOLUTE_URI: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
 _FULL_URL: Final = re.compile(
     r"https?://\S+|urn:uuid:[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
     r"|urn:oid:[0-2](\.(0|[1-9][0-9]*))+"
+)
+# R4 references' regex (references.html#regex): a base, then Type/id, perhaps a version.
+_RESTFUL_URL: Final = re.compile(
+    r"https?://(?:[A-Za-z0-9\-\\.:%$]*/)+([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"
+    r"(?:/_history/[A-Za-z0-9\-.]{1,64})?"
 )
 _RELATIVE_REFERENCE: Final = re.compile(
     r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?"
@@ -516,13 +553,42 @@ def bundles(tree: Tree) -> Iterator[Issue]:
 def _full_urls(entries: list[Any], bundle: str) -> Iterator[Issue]:
     for index, entry in enumerate(entries):
         full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
-        if isinstance(full_url, str) and not _FULL_URL.fullmatch(full_url):
+        if not isinstance(full_url, str):
+            continue
+        if not _FULL_URL.fullmatch(full_url):
             yield _error(
                 "value",
                 f"The fullUrl must be an absolute URL (http, https, urn:uuid or urn:oid), "
                 f"not {quote(full_url)}",
                 f"{bundle}.entry[{index}]",
             )
+        elif (disagreement := full_url_disagreement(full_url, entry.get("resource"))) is not None:
+            yield _error("value", disagreement, f"{bundle}.entry[{index}]")
+
+
+def full_url_disagreement(full_url: str, resource: Any) -> str | None:
+    """Why an entry's fullUrl disagrees with its resource, or None (R4 Bundle.entry.fullUrl:
+    it "SHALL NOT disagree with the id in the resource"). A fullUrl that looks like a RESTful
+    server URL names the resource's type and ends with its id; a urn:uuid or urn:oid, or any
+    other URL, names neither, and a resource without an id (a create's) has none to match."""
+    restful = _RESTFUL_URL.fullmatch(full_url)
+    if restful is None or not isinstance(resource, dict):
+        return None
+    named_type, named_id = restful.groups()
+    if named_type not in RESOURCE_TYPES:  # no FHIR server's: https://x.org/people/Jane/2
+        return None
+    kind, resource_id = resource.get("resourceType"), resource.get("id")
+    if isinstance(kind, str) and named_type != kind:
+        return (
+            f"The fullUrl {quote(full_url)} must name the resource's type {quote(kind)}, not "
+            f"{named_type} (R4 Bundle.entry.fullUrl)"
+        )
+    if isinstance(resource_id, str) and named_id != resource_id:
+        return (
+            f"The fullUrl {quote(full_url)} must end with the resource's id "
+            f"{quote(resource_id)} (R4 Bundle.entry.fullUrl)"
+        )
+    return None
 
 
 def _entry_types(entries: list[Any]) -> dict[str, set[str]]:

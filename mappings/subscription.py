@@ -123,21 +123,32 @@ def notification(
     }
 
 
-def status_bundle(subscription_url: str, status: str, events_since_start: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """How one Subscription stands, as `$status` reports it: its URL here, its status and
+    how many event notifications it was sent."""
+
+    url: str
+    status: str
+    events_since_start: int
+
+
+def status_bundle(standings: Sequence[Standing]) -> dict[str, Any]:
     """The answer of `$status` (Backport IG, backport-subscription-status): a searchset of
-    the Subscription's SubscriptionStatus, of type query-status."""
-    parameters = _status_parameters(subscription_url, status, "query-status", events_since_start)
+    one SubscriptionStatus, of type query-status, per Subscription asked about; at the type
+    level there may be none, and FHIR JSON has no empty array."""
+    entries = [_status_entry(standing) for standing in standings]
+    listed = {"entry": entries} if entries else {}
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), **listed}
+
+
+def _status_entry(standing: Standing) -> dict[str, Any]:
+    kind, events = "query-status", standing.events_since_start
+    parameters = _status_parameters(standing.url, standing.status, kind, events)
     return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": 1,
-        "entry": [
-            {
-                "fullUrl": f"{subscription_url}/$status",
-                "resource": _status_resource(parameters),
-                "search": {"mode": "match"},
-            }
-        ],
+        "fullUrl": f"{standing.url}/$status",
+        "resource": _status_resource(parameters),
+        "search": {"mode": "match"},
     }
 
 

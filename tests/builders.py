@@ -102,6 +102,11 @@ def task(
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 EXT = "http://recovery-interop.example.org/fhir/StructureDefinition/"
 PART2_PROGRAM = EXT + "part2-program"
+PART2_FORM = "https://forms.example.org/part2-consent/v1"
+"""The form `part2_consent` is signed on (its `policy.uri`), as compliance staff approve it."""
+PART2_FORM_STATEMENTS = ("right-to-revoke", "redisclosure-risk")
+"""What that form states: the right to revoke (§2.31(a)(6)) and HIPAA redisclosure, which a
+covered entity receiving for treatment needs (§2.31(a)(4)(iii))."""
 
 
 def part2_program(name: str = "Harbor Detox Unit") -> dict[str, Any]:
@@ -120,7 +125,9 @@ def part2_consent(
     status: str = "active",
     nested_deny: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A §2.31-complete Consent in the representation of mappings/consent.py."""
+    """A §2.31-complete Consent in the representation of mappings/consent.py, signed on the
+    form `PART2_FORM` (its signed copy at a URL of its own): relied on once compliance staff
+    approved that form (`tests.conftest.approve_part2_form`, PART2.md C9)."""
     permit: dict[str, Any] = {
         "type": "permit",
         "actor": [
@@ -167,11 +174,8 @@ def part2_consent(
             "contentType": "application/pdf",
             "title": "Signed 42 CFR Part 2 consent form",
             "url": "https://forms.example.org/consents/1.pdf",
-            "extension": [
-                {"url": EXT + "consent-form-statement", "valueCode": "right-to-revoke"},
-                {"url": EXT + "consent-form-statement", "valueCode": "redisclosure-risk"},
-            ],
         },
+        "policy": [{"uri": PART2_FORM}],
         "policyRule": {"coding": [{"system": ACT_CODE, "code": "42CFRPart2"}]},
         "provision": {
             "type": "deny",

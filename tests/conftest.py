@@ -14,10 +14,12 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy import make_url, text
 
 from interop.app import create_app
+from interop.services.forms import ConsentForms
 from interop.services.partners import NewPartner, PartnerService
 from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.migrate import upgrade
+from tests.builders import PART2_FORM, PART2_FORM_STATEMENTS
 from tests.keys import ClientKey, assertion, rsa_key, token_form
 
 # In CI the property tests draw the same examples every run, so that a red run is one anyone
@@ -142,6 +144,13 @@ def register_partner(
         )
     )
     return RegisteredPartner(partner.client_id, partner.organization, key)
+
+
+def approve_part2_form(client: TestClient) -> None:
+    """Compliance staff approve the form `tests.builders.part2_consent` is signed on, once
+    (PART2.md C9): without it no such consent is relied on."""
+    forms: ConsentForms = client.app.state.consent_forms  # type: ignore[attr-defined]
+    forms.approve(PART2_FORM, "Part 2 consent form", PART2_FORM_STATEMENTS, "cora.compliance")
 
 
 def bearer(

@@ -6,6 +6,7 @@ twice; that is why every answer we cannot read is a PartnerUnavailable (send aga
 
     2xx, a transaction-response Bundle with one entry per     ACKNOWLEDGED, reference = the
     request entry, each with a 2xx response.status            first entry's response.location
+                                                               (`deliver_each`: each entry's)
     202                                                        SENT (taken for later processing)
     2xx with any other body                                    PartnerUnavailable
                                                                ("unreadable answer")
@@ -46,6 +47,11 @@ class FhirPartnerChannel:
 
     def deliver(self, bundle: dict[str, Any]) -> Receipt:
         """POST the transaction Bundle; raise PartnerUnavailable or PartnerRejected."""
+        return self.deliver_each(bundle)[0]
+
+    def deliver_each(self, bundle: dict[str, Any]) -> list[Receipt]:
+        """As `deliver`, one receipt per entry: several changes sent in one transaction are
+        each known by where the partner stored it."""
         expected = _entry_count(bundle)
         answer = post(
             self._client,
@@ -55,12 +61,14 @@ class FhirPartnerChannel:
             auth=self._auth,
         )
         if answer.status == 202:
-            return Receipt(Delivery.SENT, shorten(answer.headers.get("content-location")) or "")
+            taken = Receipt(Delivery.SENT, shorten(answer.headers.get("content-location")) or "")
+            return [taken] * expected
         if not answer.succeeded:
             raise failure(answer)
         if answer.body is None:
             raise PartnerUnavailable("answer too large")
-        return Receipt(Delivery.ACKNOWLEDGED, _first_location(answer.body, expected))
+        locations = _locations(answer.body, expected)
+        return [Receipt(Delivery.ACKNOWLEDGED, location) for location in locations]
 
     def create(self, resource: dict[str, Any]) -> str:
         """POST one resource to the partner (R4 create); its Location, or "" when none."""
@@ -142,13 +150,14 @@ def _entry_count(bundle: dict[str, Any]) -> int:
         bundle.get("resourceType") != "Bundle"
         or bundle.get("type") != "transaction"
         or not isinstance(entries, list)
+        or not entries
     ):
-        raise ValueError("FhirPartnerChannel delivers transaction Bundles")
+        raise ValueError("FhirPartnerChannel delivers transaction Bundles of some entries")
     return len(entries)
 
 
-def _first_location(body: bytes, expected: int) -> str:
-    """The first entry's response.location, once the answer is known to say "all stored"."""
+def _locations(body: bytes, expected: int) -> list[str]:
+    """Each entry's response.location, once the answer is known to say "all stored"."""
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -165,7 +174,11 @@ def _first_location(body: bytes, expected: int) -> str:
     responses = [_response(entry) for entry in entries]
     if not all(_stored(response) for response in responses):
         raise PartnerUnavailable("unreadable answer")
-    location = responses[0].get("location") if responses else None
+    return [_location(response) for response in responses]
+
+
+def _location(response: dict[str, Any]) -> str:
+    location = response.get("location")
     return (shorten(location) or "") if isinstance(location, str) else ""
 
 

@@ -2,7 +2,8 @@
 
     er7        sans-I/O ER7 parsing and encoding (delimiters, escapes, batches)
     messages   read_message / read_file: typed Referral and Discharge, or the problems found
-    ack        ACK^<trigger> with MSA and ERR (table 0357), and AR for unreadable input
+    ack        ACK^<trigger> with MSA and ERR (table 0357), in original mode (AA, AE, AR) or
+               enhanced mode (MSH-15/16: CA, CE, CR, then AA, AE, AR); none for an ACK
     mllp       MLLP framing (sans-I/O decoder) and the asyncio listener serve_mllp
     outbound   write_referral (REF^I12), write_cancellation (REF^I14), write_return (RRI^I12):
                v2.5.1 ER7 bytes from typed values, keyed for the partner by RF1-6, with the
@@ -12,17 +13,23 @@
     errors     Problem, Location (ERR-2), ErrorCode (table 0357), AckCode, Hl7ParseError
 
 Typical use by the service, inbound: `inbound = read_message(payload)`; store `inbound.raw` with
-its problems when `not inbound.accepted`; answer `acknowledge(inbound, control_id=..., at=...)`.
+its problems when `not inbound.accepted`; answer with what `acknowledgments(inbound.header,
+Outcome(...), new_control_id=..., at=...)` returns once the outcome is committed (none, one or
+two ACKs), or `acknowledge(inbound, control_id=..., at=...)` where there is no link to answer on.
 Outbound: `channel.deliver(write_referral(referral, envelope))`, with a new envelope (MSH-10)
 per message and the same one for a resend of it.
 """
 
 from adapters.hl7v2.ack import (
+    Condition,
+    Outcome,
     Responder,
     acknowledge,
     acknowledge_batch,
+    acknowledgments,
     build_ack,
     encode_ack,
+    is_acknowledgment,
     refuse,
 )
 from adapters.hl7v2.client import MllpChannel
@@ -64,6 +71,7 @@ __all__ = [
     "PART2_NOTE_TYPE",
     "AckCode",
     "Code",
+    "Condition",
     "Discharge",
     "EntityIdentifier",
     "Envelope",
@@ -78,6 +86,7 @@ __all__ = [
     "MllpDecoder",
     "MllpServer",
     "MllpStats",
+    "Outcome",
     "OutgoingPatient",
     "OutgoingReferral",
     "Part2Marking",
@@ -93,9 +102,11 @@ __all__ = [
     "Sex",
     "acknowledge",
     "acknowledge_batch",
+    "acknowledgments",
     "build_ack",
     "encode_ack",
     "frame",
+    "is_acknowledgment",
     "is_batch",
     "read_file",
     "read_message",

@@ -1,21 +1,28 @@
-"""Original-mode acknowledgments: ACK^<trigger> with MSA and one ERR per problem.
+"""Acknowledgments: ACK^<trigger> with MSA and one ERR per problem, in original or enhanced mode.
 
-HL7 v2.5.1 section 2.9.2 (original acknowledgment rules), 2.15.8 (MSA), 2.15.5 (ERR). MSA-1 is
-AA, AE (the content is wrong: the sender should not resend it as is) or AR (the envelope is
-unsupported, the message unreadable, or we failed: the sender may resend). From v2.5 an error
-is located in ERR-2 (segment^sequence^field^repetition^component) with its table 0357 code in
-ERR-3 and severity in ERR-4; older senders get ERR-1 (segment^sequence^field^code&text&table).
-The ACK echoes the sender's delimiters, version and processing id, swaps sender and receiver,
-and answers MSH-10 in MSA-2. Time and control id are parameters: this module does no I/O.
+HL7 v2.5.1 section 2.9.2 (original acknowledgment rules), 2.9.3 (enhanced), 2.15.8 (MSA),
+2.15.5 (ERR). In original mode (MSH-15 and MSH-16 both empty) one ACK answers, MSA-1 AA, AE
+(the content is wrong: the sender should not resend it as is) or AR (the envelope is
+unsupported, the message unreadable, or we failed: the sender may resend). In enhanced mode the
+sender says in MSH-15 and MSH-16 (table 0155: AL always, NE never, ER on error or reject only,
+SU on success only) which of two ACKs it wants: the accept acknowledgment (CA committed to safe
+storage, CE not committed, CR refused) and, for a committed message, the application
+acknowledgment (AA, AE, AR) after it. An acknowledgment (MSH-9.1 ACK) is never answered.
+From v2.5 an error is located in ERR-2 (segment^sequence^field^repetition^component) with its
+table 0357 code in ERR-3 and severity in ERR-4; older senders get ERR-1
+(segment^sequence^field^code&text&table). The ACK echoes the sender's delimiters, version and
+processing id, swaps sender and receiver, and answers MSH-10 in MSA-2. Time and control ids are
+parameters: this module does no I/O.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from enum import StrEnum
+from typing import Protocol, TypeGuard
 
 from adapters.hl7v2.er7 import (
     DEFAULT_ENCODING,
@@ -33,11 +40,15 @@ from adapters.hl7v2.errors import AckCode, Problem, Severity
 
 __all__ = [
     "Acknowledgeable",
+    "Condition",
+    "Outcome",
     "Responder",
     "acknowledge",
     "acknowledge_batch",
+    "acknowledgments",
     "build_ack",
     "encode_ack",
+    "is_acknowledgment",
     "refuse",
 ]
 
@@ -65,6 +76,136 @@ class Acknowledgeable(Protocol):
     def problems(self) -> tuple[Problem, ...]: ...
 
 
+class Condition(StrEnum):
+    """MSH-15 and MSH-16, HL7 table 0155: when the sender wants that acknowledgment."""
+
+    ALWAYS = "AL"
+    NEVER = "NE"
+    ERROR = "ER"  # error or reject conditions only
+    SUCCESS = "SU"  # successful completion only
+
+    def calls_for(self, succeeded: bool) -> bool:
+        """Whether the acknowledgment is due for an outcome that succeeded or not."""
+        if self is Condition.ALWAYS:
+            return True
+        if self is Condition.NEVER:
+            return False
+        return succeeded is (self is Condition.SUCCESS)
+
+
+@dataclass(frozen=True)
+class _Requested:
+    """The acknowledgments an enhanced-mode message asks for: MSH-15 and MSH-16."""
+
+    accept: Condition
+    application: Condition
+
+
+def _requested(header: MessageHeader | None) -> _Requested | None:
+    """What the sender of `header` asks for; None in original mode (MSH-15 and MSH-16 both
+    empty, or no readable MSH: section 2.9.2)."""
+    if header is None or not (header.accept_ack_type or header.application_ack_type):
+        return None
+    return _Requested(_condition(header.accept_ack_type), _condition(header.application_ack_type))
+
+
+def _condition(value: str) -> Condition:
+    """One of the two fields in enhanced mode. Left empty, that acknowledgment was not asked
+    for (a sender valuing MSH-16 alone waits for the application acknowledgment only, and a
+    commit acknowledgment it did not expect would be read as the answer). A value outside
+    table 0155 asks for something we cannot read, and answering is the safe side of it."""
+    if not value:
+        return Condition.NEVER
+    try:
+        return Condition(value)
+    except ValueError:
+        return Condition.ALWAYS
+
+
+_APPLICATION_CODES = frozenset({AckCode.ACCEPT, AckCode.ERROR, AckCode.REJECT})
+_COMMIT_CODES = frozenset({AckCode.COMMIT_ACCEPT, AckCode.COMMIT_ERROR, AckCode.COMMIT_REJECT})
+_POSITIVE = frozenset({AckCode.ACCEPT, AckCode.COMMIT_ACCEPT})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the receiver did with a message, which either mode answers from.
+
+    `commit` is the accept level (2.9.3): CA once the message is committed to safe storage,
+    whatever processing then made of it; CR when its envelope is refused (unreadable, or a
+    message type, event, processing id or version not taken here); CE when it could not be
+    committed, so that the sender keeps it and sends it again. `code` is the application level,
+    AA, AE or AR, and the one answer of original mode: AR whenever the message was not
+    committed. `problems` become the ERR segments.
+    """
+
+    code: AckCode
+    commit: AckCode
+    problems: tuple[Problem, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.code not in _APPLICATION_CODES or self.commit not in _COMMIT_CODES:
+            raise ValueError("an outcome is an application code (AA, AE, AR) and a commit code")
+        if not self.committed and self.code is not AckCode.REJECT:
+            raise ValueError("a message that was not committed is answered AR in original mode")
+
+    @property
+    def committed(self) -> bool:
+        """Whether the message is in safe storage (CA)."""
+        return self.commit is AckCode.COMMIT_ACCEPT
+
+
+def is_acknowledgment(header: MessageHeader | None) -> TypeGuard[MessageHeader]:
+    """Whether the message is itself an acknowledgment (MSH-9.1 ACK). None is ever answered:
+    acknowledging acknowledgments would loop between two systems (HL7 v2 chapter 2)."""
+    return header is not None and header.message_code == "ACK"
+
+
+def acknowledgments(
+    header: MessageHeader | None,
+    outcome: Outcome,
+    *,
+    new_control_id: Callable[[], str],
+    at: datetime,
+    responder: Responder = Responder(),
+) -> tuple[bytes, ...]:
+    """The ACK messages due for the message whose MSH is `header`, in the order they go back.
+
+    None for an acknowledgment. In original mode, one: MSA-1 `outcome.code`. In enhanced mode
+    (2.9.3), each an ACK of its own (its own MSH-10, MSA-2 the message's): first the accept
+    acknowledgment, `outcome.commit`, when MSH-15 calls for it, then the application
+    acknowledgment, `outcome.code`, when MSH-16 calls for it and the message was committed; one
+    refused or not committed never reached the application, and its accept acknowledgment
+    carries the problems. On a synchronous link the two follow each other on the connection
+    the message came in on, since a sender there has no other way to hear the second.
+    """
+    if is_acknowledgment(header):
+        return ()
+    wanted = _requested(header)
+
+    def ack(code: AckCode, problems: Sequence[Problem]) -> bytes:
+        return encode_ack(
+            build_ack(
+                header,
+                code,
+                problems,
+                control_id=new_control_id(),
+                at=at,
+                responder=responder,
+                enhanced=wanted is not None,
+            )
+        )
+
+    if wanted is None:
+        return (ack(outcome.code, outcome.problems),)
+    due: list[bytes] = []
+    if wanted.accept.calls_for(outcome.committed):
+        due.append(ack(outcome.commit, () if outcome.committed else outcome.problems))
+    if outcome.committed and wanted.application.calls_for(outcome.code is AckCode.ACCEPT):
+        due.append(ack(outcome.code, outcome.problems))
+    return tuple(due)
+
+
 def _field(*components: str) -> Field:
     return (tuple((component,) for component in components),)
 
@@ -90,8 +231,10 @@ def build_ack(
     control_id: str,
     at: datetime,
     responder: Responder = Responder(),
+    enhanced: bool = False,
 ) -> Message:
-    """The ACK message for a received message whose MSH is `header` (None if unreadable)."""
+    """The ACK message for a received message whose MSH is `header` (None if unreadable).
+    An `enhanced` mode ACK says in its own MSH-15 and MSH-16 (NE) that it wants no answer."""
     encoding = header.encoding if header is not None else DEFAULT_ENCODING
     version = DEFAULT_VERSION
     if header is not None and re.fullmatch(r"2\.\d+(\.\d+)?", header.version):
@@ -120,6 +263,7 @@ def build_ack(
             _field(control_id),
             _field(processing_id),
             _field(version),
+            *((_field(""), _field(""), _field("NE"), _field("NE")) if enhanced else ()),
         ),
     )
     text = next(
@@ -129,7 +273,7 @@ def build_ack(
     msa = Segment(
         "MSA",
         (_field(code.value), _field(header.control_id if header else ""))
-        + ((_field(text),) if code is not AckCode.ACCEPT and text else ()),
+        + ((_field(text),) if code not in _POSITIVE and text else ()),
     )
     modern = _version_tuple(version) >= (2, 5)
     errs = tuple(_err(problem, modern) for problem in problems)
@@ -201,23 +345,23 @@ def refuse(
     at: datetime,
     truncated: bool = False,
     responder: Responder = Responder(),
-) -> bytes:
-    """An AR for bytes we will not read (too large, or we failed), from whatever MSH is there.
+) -> tuple[bytes, ...]:
+    """What is due for bytes we will not read (too large, or we failed before committing them),
+    from whatever MSH is there: AR in original mode, CE when an enhanced-mode MSH-15 asks for
+    it (`acknowledgments`), nothing for an acknowledgment.
 
     With `truncated`, the last line is ignored: it may stop in the middle of MSH-10.
     """
     text = decode(raw)
     if truncated:
         text = text[: text.rfind("\r") + 1]
-    ack = build_ack(
+    return acknowledgments(
         sniff_header(text),
-        AckCode.REJECT,
-        (problem,),
-        control_id=control_id,
+        Outcome(AckCode.REJECT, AckCode.COMMIT_ERROR, (problem,)),
+        new_control_id=lambda: control_id,
         at=at,
         responder=responder,
     )
-    return encode_ack(ack)
 
 
 def acknowledge_batch(

@@ -340,6 +340,16 @@ class MessageHeader:
         """MSH-12.1, e.g. 2.5.1."""
         return self.segment.value(12).strip()
 
+    @property
+    def accept_ack_type(self) -> str:
+        """MSH-15 (table 0155): when the sender wants an accept acknowledgment."""
+        return self.segment.value(15).strip()
+
+    @property
+    def application_ack_type(self) -> str:
+        """MSH-16 (table 0155): when the sender wants an application acknowledgment."""
+        return self.segment.value(16).strip()
+
 
 # --- parsing ----------------------------------------------------------------------------------
 

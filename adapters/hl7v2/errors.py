@@ -19,11 +19,16 @@ __all__ = ["AckCode", "ErrorCode", "Hl7ParseError", "Location", "Problem", "Seve
 
 
 class AckCode(StrEnum):
-    """MSA-1, HL7 table 0008 (original acknowledgment mode)."""
+    """MSA-1, HL7 table 0008: AA, AE and AR answer in original mode and are the application
+    acknowledgment of enhanced mode; CA, CE and CR are enhanced mode's accept acknowledgment
+    (the message is committed to safe storage, could not be, or is refused)."""
 
     ACCEPT = "AA"
     ERROR = "AE"
     REJECT = "AR"
+    COMMIT_ACCEPT = "CA"
+    COMMIT_ERROR = "CE"
+    COMMIT_REJECT = "CR"
 
 
 class Severity(StrEnum):

@@ -2,8 +2,10 @@
 
 `MllpDecoder` is the sans-I/O part: bytes in, events out (a frame, a frame too large, bytes
 discarded outside frames, a frame cut off by the end of the stream). `serve_mllp` is the
-asyncio listener around it: one frame at a time per connection, each answered with the bytes
-the handler returns, framed. A frame over the size limit is answered with an AR and the
+asyncio listener around it: one frame at a time per connection, each answered with the
+messages the handler returns, each in a frame of its own, in order: none for a message that
+wants no answer (an acknowledgment, or enhanced mode's NE), two for enhanced mode's accept and
+application acknowledgments. A frame over the size limit is refused (`ack.refuse`) and the
 connection closed; nothing a client sends can stop the server.
 """
 
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -179,7 +181,8 @@ class MllpDecoder:
 
 # --- the asyncio listener ---------------------------------------------------------------------
 
-Handler = Callable[[bytes], Awaitable[bytes]]
+Handler = Callable[[bytes], Awaitable[Sequence[bytes]]]
+"""A received message in, the messages that answer it out (each framed on its own)."""
 
 
 @dataclass
@@ -247,12 +250,15 @@ async def serve_mllp(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_control_id: Callable[[], str] = lambda: uuid.uuid4().hex[:20],
 ) -> MllpServer:
-    """Listen on (host, port) and answer each frame with `await handler(payload)`, framed.
+    """Listen on (host, port) and answer each frame with the messages `await handler(payload)`
+    returns, each framed; with none, the connection waits for the next frame.
 
-    A frame over `max_message_bytes` gets an AR (built from its MSH when that is readable) and
-    the connection is closed; a handler that raises gets an AR with code 207 so the sender
-    retries; a connection silent for `idle_timeout` seconds is closed. `clock` and
-    `new_control_id` stamp the ACKs the server writes itself.
+    A frame over `max_message_bytes` is refused with code 104 and the connection is closed; a
+    handler that raises is refused with code 207 so the sender retries: AR in original mode, CE
+    in enhanced mode when MSH-15 asks for it, as `ack.refuse` decides from the MSH when that is
+    readable. Failures are logged by kind, never with their text, which can quote the message.
+    A connection silent for `idle_timeout` seconds is closed. `clock` and `new_control_id`
+    stamp the ACKs the server writes itself.
     """
     stats = MllpStats()
     mllp = MllpServer(stats)
@@ -269,8 +275,8 @@ async def serve_mllp(
             await connection.run()
         except asyncio.CancelledError:
             raise
-        except Exception:  # the server outlives any client
-            logger.exception("MLLP connection failed")
+        except Exception as error:  # the server outlives any client
+            logger.error("MLLP: the connection failed (%s)", type(error).__name__)
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -338,27 +344,29 @@ class _Connection:
             return False
         self.stats.frames += 1
         try:
-            answer = await self.handler(event.payload)
-        except Exception:
+            answers = await self.handler(event.payload)
+        except Exception as error:
             self.stats.handler_failures += 1
-            logger.exception("MLLP handler failed")
+            logger.error("MLLP: the handler failed (%s)", type(error).__name__)
             problem = Problem(
                 Location("MSH", 1),
                 ErrorCode.APPLICATION_INTERNAL_ERROR,
                 "the message could not be processed; send it again later",
             )
-            answer = self._refusal(event.payload, problem, truncated=False)
-        return await self._send(answer)
+            answers = self._refusal(event.payload, problem, truncated=False)
+        return await self._send(answers)
 
-    def _refusal(self, head: bytes, problem: Problem, *, truncated: bool) -> bytes:
+    def _refusal(self, head: bytes, problem: Problem, *, truncated: bool) -> tuple[bytes, ...]:
         return refuse(
             head, problem, control_id=self.new_control_id(), at=self.clock(), truncated=truncated
         )
 
-    async def _send(self, payload: bytes) -> bool:
+    async def _send(self, payloads: Sequence[bytes]) -> bool:
+        """Frame and send each payload in order; False when the peer is gone or stalls."""
         try:
-            self.writer.write(frame(payload))
-            await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
+            for payload in payloads:
+                self.writer.write(frame(payload))
+                await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
         except (OSError, TimeoutError):
             return False
         return True

@@ -25,10 +25,11 @@ from interop.api.formats import (
     UnsupportedMediaType,
     response_format,
 )
+from interop.api.problems import problem, reason_phrase
 from interop.api.responses import FhirResponse
-from interop.api.security import CsrfRejected, StaffUnauthenticated
+from interop.api.security import STAFF_CHALLENGE, CsrfRejected, StaffUnauthenticated
 from interop.services.errors import ScopeInsufficient, ServiceError, TransactionFailed
-from interop.services.outcomes import REASONS, outcome, outcome_of, status_of
+from interop.services.outcomes import outcome, outcome_of, status_of
 from interop.services.tokens import TokenRefused, Unauthenticated
 from mappings.errors import FhirContentError, Issue
 
@@ -70,17 +71,11 @@ def fhir_error(request: Request, status: int, document: dict[str, Any]) -> Respo
     return FhirResponse(document, fmt=fmt, status_code=status)
 
 
-def problem(status: int, title: str, detail: str) -> Response:
-    """An RFC 9457 problem detail for the routes that are not FHIR."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/problem+json")
-
-
 async def _typed_error(request: Request, error: Exception) -> Response:
     status = _HTTP_ONLY.get(type(error)) or status_of(error)
     if not is_fhir_request(request):
         detail = error.message if isinstance(error, ServiceError) else str(error)
-        return problem(status, REASONS.get(status, "Error"), detail)
+        return problem(status, detail)
     return fhir_error(request, status, outcome_of(error))
 
 
@@ -88,7 +83,7 @@ async def _unauthenticated(request: Request, error: Exception) -> Response:
     """401 with the Bearer challenge of RFC 6750 §3; the body says nothing about the data
     (a problem detail on the C-CDA drop, whose other errors are problem details too)."""
     if request.url.path.startswith("/inbound/"):
-        response = problem(401, "Unauthorized", str(error))
+        response = problem(401, str(error))
     else:
         response = fhir_error(request, 401, outcome(Issue("error", "login", str(error))))
     assert isinstance(error, Unauthenticated)
@@ -120,16 +115,19 @@ async def _token_refused(_request: Request, error: Exception) -> Response:
 
 
 async def _staff_unauthenticated(_request: Request, _error: Exception) -> Response:
-    return problem(401, "Unauthorized", "sign in at /auth/login first")
+    """401 with the challenge of the staff routes, whose credential is the session cookie."""
+    return problem(
+        401, "sign in at /auth/login first", headers={"WWW-Authenticate": STAFF_CHALLENGE}
+    )
 
 
 async def _oidc_disabled(_request: Request, _error: Exception) -> Response:
-    return problem(404, "Not Found", "OpenID Connect sign-in is not configured here")
+    return problem(404, "OpenID Connect sign-in is not configured here")
 
 
 async def _csrf_rejected(_request: Request, _error: Exception) -> Response:
     return problem(
-        403, "CSRF check failed", "send the session's CSRF token in the X-CSRF-Token header"
+        403, "CSRF check failed: send the session's CSRF token in the X-CSRF-Token header"
     )
 
 
@@ -137,7 +135,9 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     detail = _http_detail(request, error.status_code)
     if not is_fhir_request(request):
-        response = problem(error.status_code, str(error.detail), detail)
+        said = str(error.detail)  # the framework's own reason (a malformed form), if it gave one
+        phrase = reason_phrase(error.status_code)
+        response = problem(error.status_code, detail if said == phrase else said[:200])
     else:
         code = _ISSUE_CODES.get(error.status_code, "processing")
         response = fhir_error(request, error.status_code, outcome(Issue("error", code, detail)))
@@ -179,7 +179,7 @@ async def _validation_error(request: Request, error: Exception) -> Response:
         f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
     )
     if not is_fhir_request(request):
-        return problem(422, "Invalid request", messages)
+        return problem(422, messages)
     return fhir_error(request, 400, outcome(Issue("error", "invalid", messages)))
 
 
@@ -188,5 +188,5 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     route = getattr(request.scope.get("route"), "path", "(no route)")
     logger.error("unhandled %s on %s %s", type(error).__name__, request.method, route)
     if not is_fhir_request(request):
-        return problem(500, "Internal Server Error", "the server could not complete the request")
+        return problem(500, "the server could not complete the request")
     return fhir_error(request, 500, outcome_of(error))

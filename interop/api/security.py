@@ -1,7 +1,8 @@
 """Authentication at the edge: partners by bearer token, staff by session cookie.
 
 Every FHIR interaction names the SMART permission it needs (c, r, u, d or s); a token without
-it gets 403, a request without a valid token 401 with a Bearer challenge (RFC 6750 §3).
+it gets 403, a request without a valid token 401 with a Bearer challenge (RFC 6750 §3). A
+staff route without a session answers 401 with the `Cookie` challenge naming the sign-in form.
 """
 
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,11 @@ from interop.services.write_policy import PartnerWriteGuard
 
 SESSION_COOKIE = "interop_session"
 CSRF_HEADER = "x-csrf-token"
+STAFF_CHALLENGE = f'Cookie realm="staff", form-action="/auth/login", cookie-name="{SESSION_COOKIE}"'
+"""The challenge of a 401 from a staff route (RFC 9110 §15.5.2: a 401 carries one). Staff
+routes take the session cookie alone, never a bearer token, so the scheme is the `Cookie` one
+of draft-broyer-http-cookie-auth: sign in with the form at `form-action`, which sets the
+cookie named."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

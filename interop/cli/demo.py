@@ -39,11 +39,17 @@ def demo(database_url: DatabaseOption = None, keys_dir: KeysOption = Path("var/d
 
 
 def seed(made: "Engine", staff: "StaffService") -> None:
-    """Every record, written by a case manager of the program it comes from."""
-    from interop.services.cases import CaseService
-    from interop.services.demo import story
-    from interop.services.disclosure import DisclosureGate
+    """The consent form approved, then every record, written by a case manager of the
+    program it comes from."""
+    from datetime import UTC, datetime
 
+    from interop.services.cases import CaseService
+    from interop.services.demo import approve_form, story
+    from interop.services.disclosure import DisclosureGate
+    from interop.services.forms import ConsentForms
+
+    approved = approve_form(ConsentForms(made, lambda: datetime.now(UTC)))
+    typer.echo(f"approved the consent form {approved.form}: {' '.join(approved.statements)}")
     cases = CaseService(made, DisclosureGate(made))
     seeds = story()
     with typer.progressbar(seeds, label="seeding the story") as progress:

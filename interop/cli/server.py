@@ -128,7 +128,8 @@ def mllp(
         float, typer.Option(help="Seconds before a silent peer is dropped.")
     ] = 300.0,
 ) -> None:
-    """Receive HL7 v2 REF^I12 and ADT^A03 over MLLP; every message is kept and acknowledged."""
+    """Receive HL7 v2 REF^I12 and ADT^A03 over MLLP; every message is kept and acknowledged as
+    its MSH-15 and MSH-16 ask (original or enhanced mode); an ACK that comes in is not answered."""
     import asyncio
 
     ensure_free(host, port, "--port")
@@ -139,7 +140,7 @@ def mllp(
 
     inbound = InboundService(engine(database_url), lambda: datetime.now(UTC))
 
-    async def handle(payload: bytes) -> bytes:
+    async def handle(payload: bytes) -> tuple[bytes, ...]:
         return await asyncio.to_thread(inbound.receive, payload, "mllp")
 
     async def run() -> None:

@@ -45,6 +45,7 @@ from interop.store.database import unit_of_work
 from interop.store.fhirdates import format_instant
 from interop.store.repository import ResourceRepository, StoredVersion
 from mappings.errors import FhirContentError
+from mappings.invariants import full_url_disagreement
 
 _log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class BundleService:
         if not isinstance(raw_entries, list):
             raise InvalidRequest("Bundle.entry must be an array")
         limits.check_bundle_entries(len(raw_entries))
-        _refuse_repeated_full_urls(raw_entries)
+        _check_full_urls(raw_entries)
         context = _Context(base_url, authorize, guard, requester)
         if kind == "transaction":
             return self._transaction(raw_entries, context)
@@ -355,10 +356,12 @@ def _check_entry_shape(method: str, resource_id: str | None, resource: Any, url:
         raise InvalidRequest(f"a POST entry's url must be the resource type, not {url[:80]!r}")
 
 
-def _refuse_repeated_full_urls(raw_entries: list[Any]) -> None:
+def _check_full_urls(raw_entries: list[Any]) -> None:
     """R4 bdl-7: a fullUrl names one entry of a Bundle (or versions of it, which a
     transaction or batch never carries): two entries with one fullUrl make references to it
-    mean either, so the Bundle is refused whole."""
+    mean either. And a fullUrl that looks like a RESTful URL names its resource's type and id
+    (R4 Bundle.entry.fullUrl), or a reference to it would name another record than the one
+    written. Either way the Bundle is refused whole, naming the entry."""
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_entries):
         full_url = raw.get("fullUrl") if isinstance(raw, dict) else None
@@ -371,6 +374,9 @@ def _refuse_repeated_full_urls(raw_entries: list[Any]) -> None:
                     f"fullUrl {full_url[:80]!r} is also entry {seen[full_url]}'s (bdl-7)"
                 ),
             )
+        disagreement = full_url_disagreement(full_url, raw.get("resource"))
+        if disagreement is not None:
+            raise TransactionFailed(index, InvalidRequest(disagreement))
         seen[full_url] = index
 
 

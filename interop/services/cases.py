@@ -255,17 +255,23 @@ class CaseService:
         if not self._works_with(staff, client_id):
             raise ResourceNotFound(f"{name or 'clients/' + client_id[:64]} is not known")
 
+    def reads_every_client(self, staff: StaffPrincipal) -> bool:
+        """Administrators and the operating program's own staff read every client; a case
+        manager of another program, only those their programs work with."""
+        if staff.role is Role.ADMINISTRATOR or not staff.programs:
+            return True
+        programs = {f"Organization/{program}" for program in staff.programs}
+        with unit_of_work(self._engine, writes=False) as session:
+            return bool(programs & store.operating_programs(session))
+
     def _works_with(self, staff: StaffPrincipal, client_id: str) -> bool:
         """A case manager reads the clients their programs work with (relationships.works_with),
-        as though no other existed; administrators and the operating program's own staff read
-        every client."""
-        if staff.role is Role.ADMINISTRATOR or not staff.programs:
+        as though no other existed."""
+        if self.reads_every_client(staff):
             return True
         programs = frozenset(f"Organization/{program}" for program in staff.programs)
         with unit_of_work(self._engine, writes=False) as session:
-            return bool(programs & store.operating_programs(session)) or works_with(
-                session, client_id, programs
-            )
+            return works_with(session, client_id, programs)
 
     def requester_for(self, staff: StaffPrincipal, program: str | None) -> Requester:
         """`staff_requester`, told whether `program` is the operating program."""

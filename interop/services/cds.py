@@ -26,6 +26,7 @@ The engine still decides on every consent of the patient, so a refusal the calle
 refuses all the same (C8).
 """
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -66,6 +67,14 @@ _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _PURPOSE_PREFIXES = (
     "http://terminology.hl7.org/CodeSystem/v3-ActReason#",
     "urn:oid:2.16.840.1.113883.5.8#",
+)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_AUTHORIZATION_FIELDS: tuple[tuple[str, type], ...] = (
+    ("access_token", str),
+    ("token_type", str),
+    ("expires_in", int),
+    ("scope", str),
+    ("subject", str),
 )
 
 DISCOVERY: dict[str, Any] = {
@@ -132,11 +141,8 @@ def _asker(
 
 
 def _context(body: dict[str, Any]) -> _Context:
-    if body.get("hook") != HOOK:
-        raise InvalidRequest(f"this service answers the {HOOK} hook")
-    context = body.get("context")
-    if not isinstance(context, dict):
-        raise InvalidRequest("the request needs a context")
+    _check_request(body)
+    context: dict[str, Any] = body["context"]
     patient_ids = _identifiers(context.get("patientId"), "context.patientId")
     actors = _identifiers(context.get("actor"), "context.actor")
     purposes = tuple(_purpose(code) for code in _list(context.get("purposeOfUse")))
@@ -151,6 +157,44 @@ def _context(body: dict[str, Any]) -> _Context:
     ):
         raise InvalidRequest("context.content must be a FHIR Bundle")
     return _Context(patient_ids, actors, purposes, labels, content)
+
+
+def _check_request(body: dict[str, Any]) -> None:
+    """The fields of a CDS Hooks 2.0 call ("Calling a CDS Service", HTTP Request): `hook`,
+    `hookInstance` (a UUID) and `context` (an object) are required; `fhirServer` is a URL, and
+    required when `fhirAuthorization` is given, whose own fields are all required; `prefetch`
+    is an object. An element given is never null (the spec's "Use of JSON")."""
+    if body.get("hook") != HOOK:
+        raise InvalidRequest(f"this service answers the {HOOK} hook")
+    instance = body.get("hookInstance")
+    if not isinstance(instance, str) or not _UUID.fullmatch(instance):
+        raise InvalidRequest("hookInstance is required: a UUID naming this call")
+    if not isinstance(body.get("context"), dict):
+        raise InvalidRequest("context is required: an object, the hook's context")
+    if "fhirServer" in body and not _is_url(body["fhirServer"]):
+        raise InvalidRequest("fhirServer is the base URL of the client's FHIR server")
+    if "fhirAuthorization" in body:
+        if "fhirServer" not in body:
+            raise InvalidRequest("fhirAuthorization needs the fhirServer it is for")
+        _check_authorization(body["fhirAuthorization"])
+    if "prefetch" in body and not isinstance(body["prefetch"], dict):
+        raise InvalidRequest("prefetch is an object of the prefetched data by key")
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"https?://[^\s/?#]+\S*", value) is not None
+
+
+def _check_authorization(value: Any) -> None:
+    """CDS Hooks 2.0 "Passing the Access Token": each field required, the type `Bearer`."""
+    if not isinstance(value, dict):
+        raise InvalidRequest("fhirAuthorization is an object")
+    for name, kind in _AUTHORIZATION_FIELDS:
+        given = value.get(name)
+        if not isinstance(given, kind) or isinstance(given, bool):
+            raise InvalidRequest(f"fhirAuthorization.{name} is required ({kind.__name__})")
+    if value["token_type"] != "Bearer":  # noqa: S105 - the token's type, no password
+        raise InvalidRequest("fhirAuthorization.token_type is Bearer")
 
 
 def _identifiers(value: Any, where: str) -> tuple[Identifier, ...]:
@@ -321,8 +365,9 @@ def _labelled(resource: dict[str, Any], decision: Decision, names: _ConsentNames
     pairs = [(c.system or "", c.code) for c in decision.obligations.labels]
     notice = decision.obligations.notice
     if notice is None:
-        return label(resource, pairs, None, None)
-    return label(resource, pairs, notice.statement, names.shown(notice.consent_reference))
+        return label(resource, pairs, None, ())
+    shown = names.shown(notice.consent_reference)
+    return label(resource, pairs, notice.statement, [shown] if shown else ())
 
 
 def _rule(decision: Decision) -> str:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, func, or_, select
 from sqlmodel import col
 
 from consent.model import ConsentDirective, Identifier, Party
@@ -62,6 +62,15 @@ class LogQuery:
     count: int = 100
 
 
+@dataclass(frozen=True, slots=True)
+class PageAddress:
+    """Where a page of the log was asked for: its URL and the filters it was asked with, for
+    the searchset's self and next links (R4 §3.1.1.6 paging, over `_offset` and `_count`)."""
+
+    url: str
+    filters: Sequence[tuple[str, str]] = ()
+
+
 class ComplianceService:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -81,15 +90,17 @@ class ComplianceService:
         with unit_of_work(self._engine, writes=False) as session:
             return checkpoint(session, now)
 
-    def audit_events(self, query: LogQuery) -> dict[str, Any]:
+    def audit_events(self, query: LogQuery, page: PageAddress | None = None) -> dict[str, Any]:
         """A searchset of AuditEvents, newest first (A3: find every disclosure quickly); a row
-        that cannot be read is listed in its place as the alert that says so."""
+        that cannot be read is listed in its place as the alert that says so. With the
+        `page`'s address, the Bundle links to itself and to the pages around it, so that a
+        listing longer than a page is followed to its end (E1: every emergency disclosure)."""
         read_at = datetime.now(UTC)
         with unit_of_work(self._engine, writes=False) as session:
             statement = _filtered(query)
-            total = len(
-                session.execute(statement.with_only_columns(col(DisclosureLogRow.seq))).all()
-            )
+            total: int = session.execute(
+                select(func.count()).select_from(statement.subquery())
+            ).scalar_one()
             rows = read_rows(
                 session,
                 statement.order_by(col(DisclosureLogRow.seq).desc())
@@ -99,7 +110,12 @@ class ComplianceService:
             entries = [
                 {"resource": log_event(row, read_at), "search": {"mode": "match"}} for row in rows
             ]
-        return bb.bundle("searchset", total=total, entry=entries)
+        links = (
+            bb.paging_links(page.url, page.filters, query.offset, query.count, total)
+            if page is not None
+            else []
+        )
+        return bb.bundle("searchset", total=total, link=links, entry=entries)
 
     def accounting(self, patient_id: str, now: datetime) -> acc.Accounting:
         """The past three years of the patient's disclosures, with recipients named; rows that

@@ -1,5 +1,5 @@
 """What case managers work on in the console: the referral inbox and outbox and their moves,
-and the clients of their programs.
+and the clients of their programs (every client, for an administrator, as in the case API).
 
 Everything is read and written through the case and resource services as the person's
 program, so through the disclosure gate and into its log as the API's reads are; a move is
@@ -53,6 +53,14 @@ class Referrals:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientList:
+    """The clients listed, and how many more the person reads than one page lists."""
+
+    clients: tuple[Client, ...]
+    unlisted: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClientFile:
     """A client's page: everything the gate lets the case manager's program see."""
 
@@ -61,6 +69,7 @@ class ClientFile:
 
 
 _FILE_KINDS = ("episodes", "care-plans", "goals", "barriers", "actions", "handoffs")
+_LISTED = 1000
 _OPEN = frozenset({"draft", "requested", "received", "accepted", "in-progress", "on-hold"})
 MOVES = ("accept", "decline", "request-cancellation", "confirm-cancellation")
 _UNDER_WAY = frozenset({TaskStatus.IN_PROGRESS, TaskStatus.ON_HOLD})
@@ -150,28 +159,35 @@ class CaseConsole:
             "Task", abort, self._cases.requester_for(staff, program), base_url=""
         )
 
-    def clients(self, staff: StaffPrincipal) -> list[Client]:
-        """The clients of the person's programs: those with an episode of care there."""
+    def clients(self, staff: StaffPrincipal) -> ClientList:
+        """The clients of the person's programs (those with an episode of care there), or
+        every client for those who read every one (administrators, the operating program's
+        staff); each read through the case service, so through the gate and its log."""
+        ids, unlisted = self._client_ids(staff)
         found: dict[str, Client] = {}
-        for client_id in sorted(self._client_ids(staff)):
+        for client_id in sorted(ids):
             try:
                 record = self._cases.get(KINDS_BY_NAME["clients"], client_id, staff)
             except ResourceNotFound:
                 continue
             found[client_id] = record.value
-        return list(found.values())
+        return ClientList(tuple(found.values()), unlisted)
 
     def client_file(self, staff: StaffPrincipal, client_id: str) -> ClientFile:
-        """A client of the person's programs, as the gate releases them; others are unknown."""
-        if client_id not in self._client_ids(staff):
-            raise ResourceNotFound(f"clients/{client_id[:64]} is not known")
+        """A client the person reads, as the gate releases them; others are unknown. Who may
+        read which client is the case service's to say, so this page and
+        `GET /cases/clients/{id}` never disagree."""
         client = self._cases.get(KINDS_BY_NAME["clients"], client_id, staff).value
         records = {
             name: self._cases.list(KINDS_BY_NAME[name], client_id, staff) for name in _FILE_KINDS
         }
         return ClientFile(client, records)
 
-    def _client_ids(self, staff: StaffPrincipal) -> set[str]:
+    def _client_ids(self, staff: StaffPrincipal) -> tuple[set[str], int]:
+        """The ids to list, and how many more clients there are than are listed."""
+        require_role(staff, Role.CASE_MANAGER, Role.ADMINISTRATOR)
+        if self._cases.reads_every_client(staff):
+            return self._every_client(staff)
         ids: set[str] = set()
         for program in _programs(staff):
             bundle = self._resources.search(
@@ -184,7 +200,23 @@ class CaseConsole:
                 patient = bb.plain(entry["resource"]).get("patient", {}).get("reference", "")
                 if patient.startswith("Patient/"):
                     ids.add(patient.removeprefix("Patient/"))
-        return ids
+        return ids, 0
+
+    def _every_client(self, staff: StaffPrincipal) -> tuple[set[str], int]:
+        """Every client the gate releases to the person, a page of them by id."""
+        program = staff.programs[0] if staff.programs else None
+        bundle = self._resources.search(
+            "Patient",
+            [("_sort", "_id"), ("_count", str(_LISTED))],
+            self._cases.requester_for(staff, program),
+            base_url="",
+        )
+        ids = {
+            str(bb.plain(entry["resource"]).get("id"))
+            for entry in bundle.get("entry", [])
+            if entry.get("search", {}).get("mode") == "match"
+        }
+        return ids, max(int(bundle.get("total", len(ids))) - len(ids), 0)
 
     def _referral_lines(
         self,

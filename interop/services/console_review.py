@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from interop.audit.accounting import Accounting
 from interop.audit.events import UNREADABLE_OUTCOME
 from interop.audit.log import ChainReport, LogEntry, append
 from interop.auth.requester import Requester
@@ -217,6 +218,15 @@ class ReviewConsole:
         )
         with unit_of_work(self._engine) as session:
             append(session, [entry])
+
+    def accounting(self, staff: StaffPrincipal, patient: str, now: datetime) -> Accounting:
+        """The patient's accounting of disclosures (A2), the patient named by id or by
+        `Patient/id`, as the console's other patient filters take them."""
+        require_role(staff, Role.COMPLIANCE_OFFICER, Role.ADMINISTRATOR)
+        reference = _reference(patient, "Patient")
+        if reference is None:
+            raise InvalidRequest("give the patient's id (or Patient/id) to open the letter")
+        return self._compliance.accounting(reference.removeprefix("Patient/"), now)
 
     def chain(self, checkpoints: Sequence[str] = ()) -> ChainReport:
         """The chain walked now, and checked against checkpoints kept outside the database."""

@@ -10,7 +10,9 @@ Each record is written by a case manager of the program it comes from (the detox
 intake by Harbor Detox, each handoff by the program handing off, each episode by the program
 that opens it), because a record's origin is what the disclosure gate classifies
 Part 2 data by. Jordan's consent (PART2.md's §2.31 table) lets the Part 2 programs of the
-story disclose to the programs that follow, for treatment.
+story disclose to the programs that follow, for treatment, on a form compliance staff approved
+(PART2.md C9): `approve_form` records that approval before the story is entered, as
+`interop forms approve` would, since a consent never vouches for its own form.
 """
 
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ from consent.model import (
 from consent.model import Identifier as ConsentIdentifier
 from consent.model import Period as ConsentPeriod
 from interop.services.cases import KINDS_BY_NAME, Kind
+from interop.services.forms import ApprovedForm, ConsentForms
+from mappings.consent import REDISCLOSURE_RISK, RIGHT_TO_REVOKE
 from mappings.model import (
     Achievement,
     Action,
@@ -75,6 +79,12 @@ from mappings.terminology import NPI_SYSTEM, REFERRAL_TO_DRUG_REHABILITATION
 
 CLIENT = "jordan-rivers"
 CONSENT = "consent-jordan"
+FORM = "https://forms.example.org/recovery-story/part2-consent/v1"
+"""The consent form Jordan signed, as the consent names it (`policy.uri`)."""
+FORM_STATEMENTS = (RIGHT_TO_REVOKE, REDISCLOSURE_RISK)
+"""What the form states: the right to revoke (§2.31(a)(6)) and, the recipients being covered
+entities receiving for treatment, that they may redisclose under HIPAA (§2.31(a)(4)(iii))."""
+SIGNED_FORM = "https://forms.example.org/recovery-story/signed/jordan-rivers-2026-06-02.pdf"
 MRN = Identifier("urn:oid:2.16.840.1.113883.3.9999.2", "DEMO-0001")
 _UCUM = "http://unitsofmeasure.org"
 
@@ -264,11 +274,18 @@ STAFF = (
 """The staff accounts the demo suggests: username, role, programs."""
 
 
+def approve_form(forms: ConsentForms) -> ApprovedForm:
+    """Compliance staff approve the form Jordan's consent was signed on, once (PART2.md C9)."""
+    title = "Consent to disclose SUD records (recovery story)"
+    return forms.approve(FORM, title, FORM_STATEMENTS, "interop demo")
+
+
 def consent() -> ConsentDirective:
     """Jordan's consent in PART2.md's representation: (a) the patient, (b) the Part 2 programs
     of the story as disclosers, (c) all SUD records, (d) the programs that follow as IRCP
-    recipients with their NPIs, (e) treatment, (f) the signed form, (g) a period end,
-    (h) signed by the patient, (i) the date signed."""
+    recipients with their NPIs, (e) treatment, (f) the form it was signed on (`FORM`, whose
+    statements are its approval's, `approve_form`), (g) a period end, (h) signed by the patient
+    with the signed copy on file, (i) the date signed."""
     disclosers = tuple(
         _program_actor(program, None) for program in PROGRAMS if program.part2_program
     )
@@ -296,7 +313,8 @@ def consent() -> ConsentDirective:
         signed_at=datetime(2026, 6, 2, 15, 30, tzinfo=UTC),
         signers=(Signer(SignerRole.PATIENT, f"Patient/{CLIENT}"),),
         has_signed_form=True,
-        has_revocation_statement=True,
+        form=FORM,
+        signed_form=SIGNED_FORM,
         provision=permit,
     )
 

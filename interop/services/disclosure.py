@@ -22,8 +22,8 @@ client's consent.
 
 The S1 notice travels as an extension of meta on each released Part 2 resource and on the
 Bundle that carries it: url NOTICE_EXTENSION, a complex extension (valid under ext-1: no value
-of its own) whose `statement` holds the §2.32 statement and `consent` (valueReference) the
-consent relied on. Bundles also carry the labels of everything in them (high-water mark) in
+of its own) whose `statement` holds the §2.32 statement and each `consent` (valueReference)
+a consent relied on. Bundles also carry the labels of everything in them (high-water mark) in
 Bundle.meta.security.
 """
 
@@ -517,8 +517,7 @@ class GateSession:
         released = self.released
         if not released.labels and released.notice is None:
             return bundle
-        consent = ", ".join(sorted(released.consents)) or None
-        return label(bundle, sorted(released.labels), released.notice, consent)
+        return label(bundle, sorted(released.labels), released.notice, released.consents)
 
     def _apply(
         self,
@@ -548,7 +547,7 @@ class GateSession:
                 resource,
                 labels,
                 notice.statement if notice else None,
-                notice.consent_reference if notice else None,
+                [notice.consent_reference] if notice and notice.consent_reference else (),
             )
         )
 
@@ -840,12 +839,13 @@ def label(
     resource: dict[str, Any],
     labels: Iterable[tuple[str, str]],
     notice: str | None,
-    consent: str | None,
+    consents: Iterable[str],
 ) -> dict[str, Any]:
     """The resource with the S2 labels added to meta.security and the S1 notice in meta.
 
     The notice is a complex extension (no value[x], so that ext-1 holds): `statement` carries
-    the §2.32 text and `consent` the consent relied on.
+    the §2.32 text and each `consent` one consent relied on (a Bundle spanning several
+    patients relies on several; each part a reference a receiver can resolve).
     """
     meta = dict(resource.get("meta", {}))
     security = [c for c in meta.get("security", []) if c.get("code") != "NORDSLCD"]
@@ -857,8 +857,10 @@ def label(
         meta["security"] = security
     if notice is not None:
         parts: list[dict[str, Any]] = [{"url": "statement", "valueString": notice}]
-        if consent:
-            parts.append({"url": "consent", "valueReference": {"reference": consent}})
+        parts.extend(
+            {"url": "consent", "valueReference": {"reference": consent}}
+            for consent in sorted(set(consents))
+        )
         others = [e for e in meta.get("extension", []) if e.get("url") != NOTICE_EXTENSION]
         meta["extension"] = [*others, {"url": NOTICE_EXTENSION, "extension": parts}]
     return {**resource, "meta": meta}

@@ -7,6 +7,7 @@ ServiceError
 ├── ResourceGone          it existed and was deleted
 ├── Forbidden             the requester may not do this (scope, or partner isolation)
 ├── VersionConflict       another writer got there first
+│   └── AlreadyExists     what is to be made once is there already (a partner's registration)
 ├── PreconditionFailed    If-Match / If-None-Exist did not hold
 ├── BusinessRuleBroken    valid FHIR that the workflow forbids (a Task's status move)
 ├── TooCostly             past a limit of what one resource or Bundle may cost
@@ -66,6 +67,12 @@ class ScopeInsufficient(Forbidden):
 
 class VersionConflict(ServiceError):
     issue_code = "conflict"
+
+
+class AlreadyExists(VersionConflict):
+    """A second registration of what is registered once: 409, issue duplicate."""
+
+    issue_code = "duplicate"
 
 
 class PreconditionFailed(ServiceError):

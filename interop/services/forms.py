@@ -1,11 +1,14 @@
 """Consent forms approved once by compliance staff (PART2.md C9).
 
-Whether a signed form states the patient's right to revoke (§2.31(a)(6)), the HIPAA
-redisclosure risk and the consequences of refusing to sign (§2.31(a)(10), TPO consents) is a
-fact about the form, not about each consent signed on it: staff read the form once and record
-which of these statements it contains. Consents name their form by `policy.uri`, the signed
-form's attachment URL, or `sourceReference`; `interop.services.directives` reads each consent
-with the approvals recorded here.
+Whether a signed form states the patient's right to revoke (§2.31(a)(6)), that the records
+may be redisclosed under HIPAA (`redisclosure-risk`: §2.31(a)(10)(i) for TPO consents, and
+§2.31(a)(4)(iii) for any consent relied on to disclose to a covered entity or business
+associate for treatment, payment or operations) and the consequences of refusing to sign
+(§2.31(a)(10)(ii), TPO consents) is a fact about the form, not about each consent signed on
+it: staff read the form once and record which of these statements it contains. Consents name
+their form by `policy.uri`, the signed form's attachment URL, or `sourceReference`;
+`interop.services.directives` reads each consent with the approvals recorded here, and nothing
+a consent says of its own form stands in for them.
 """
 
 from collections.abc import Callable, Sequence
@@ -56,6 +59,11 @@ class ConsentForms:
         with unit_of_work(self._engine) as session:
             row = store.approve_form(session, key, title, ordered, approved_by, self._clock())
             return _approved(row)
+
+    def is_approved(self, form: str) -> bool:
+        """Whether the form is approved already: approving it again replaces the approval."""
+        with unit_of_work(self._engine, writes=False) as session:
+            return any(row.form == form.strip() for row in store.approved_forms(session))
 
     def list(self) -> list[ApprovedForm]:
         """Every approved form, by key."""

@@ -10,9 +10,13 @@ referrer's own id (RF1-6) is the placer identifier, so a resent referral updates
 records instead of doubling them. An ADT^A03 discharge starts a handoff: the
 discharged patient gets an action for their case manager to plan the next level of care.
 Everything of one message, and its inbound row, is written in one transaction; a message that
-cannot be read or mapped is held for staff with its problems, and answered AE or AR.
+cannot be read or mapped is held for staff with its problems, and answered AE or AR. Over MLLP
+the answers are those the sender asks for in MSH-15 and MSH-16 (original or enhanced mode:
+adapters.hl7v2.acknowledgments), sent once that transaction is committed; an acknowledgment
+that comes in is logged and never answered.
 """
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -35,16 +39,19 @@ from adapters.hl7v2 import (
     ErrorCode,
     Inbound,
     Location,
+    Outcome,
     Problem,
     Referral,
-    acknowledge,
     acknowledge_batch,
+    acknowledgments,
     build_ack,
     encode_ack,
+    is_acknowledgment,
     is_batch,
     read_file,
     read_message,
 )
+from adapters.hl7v2.er7 import Message, MessageHeader
 from adapters.hl7v2.messages import Hl7DateTime, Note, ReferralProvider
 from adapters.hl7v2.messages import Patient as V2Patient
 from consent import vocabulary as v
@@ -73,6 +80,7 @@ from mappings.errors import FhirContentError
 from mappings.terminology import NPI_SYSTEM, PATIENT_REFERRAL
 from mappings.workflow import Side, steps
 
+_log = logging.getLogger(__name__)
 _PAGING = Paging(2, 2)
 V2_IDENTIFIERS = "urn:recovery-interop:hl7v2"
 _REFERRAL_NAMESPACE = f"{V2_IDENTIFIERS}:referral:"
@@ -140,31 +148,72 @@ class InboundService:
         self._engine = engine
         self._clock = clock
 
-    def receive(self, raw: bytes, channel: str) -> bytes:
-        """Keep the message, process it when it can be, and answer with its ACK; a batch sent
-        in one piece (FHS/BHS first, as an interface engine may send it over MLLP) is answered
-        with a batch of ACKs, one per message, in order."""
+    def receive(self, raw: bytes, channel: str) -> tuple[bytes, ...]:
+        """Keep the message, process it when it can be, and give the acknowledgments its
+        sender asked for, in the order they go back (adapters.hl7v2.acknowledgments): one in
+        original mode; in enhanced mode (MSH-15, MSH-16) the accept acknowledgment, then the
+        application acknowledgment, each only when asked for, and neither before the message
+        and what it records are committed; none for an acknowledgment, which is logged and
+        dropped. A batch sent in one piece (FHS/BHS first, as an interface engine may send it
+        over MLLP) is answered with a batch of original-mode ACKs, one per message, in order
+        (section 2.10.3.3); a batch of acknowledgments with nothing."""
         if is_batch(raw):
             return self._receive_batch(raw, channel)
-        return self._process(read_message(raw), channel)
+        inbound = read_message(raw)
+        if is_acknowledgment(inbound.header):
+            self._consume(inbound, inbound.header, channel)
+            return ()
+        now = self._clock()
+        outcome = self._process(inbound, channel, now)
+        return acknowledgments(inbound.header, outcome, new_control_id=_control_id, at=now)
 
-    def _receive_batch(self, raw: bytes, channel: str) -> bytes:
+    def _consume(self, inbound: Inbound, header: MessageHeader, channel: str) -> None:
+        """An acknowledgment that came in: logged, never answered, and kept for staff only
+        when its frame is not one readable ACK (more may follow it there)."""
+        _consumed(header, inbound.message, channel)
+        if inbound.message is None:
+            problems = [str(problem) for problem in inbound.problems]
+            self._hold(inbound, channel, self._clock(), inbound.ack_code, problems)
+
+    def _receive_batch(self, raw: bytes, channel: str) -> tuple[bytes, ...]:
         read = read_file(raw)
-        acks = [self._process(item, channel) for item in read.items]
+        if read.items and all(is_acknowledgment(item.header) for item in read.items):
+            _log.warning(
+                "HL7 v2: a batch of %d acknowledgments came in by %s; it is not answered",
+                len(read.items),
+                channel,
+            )
+            return ()
+        acks = [self._acknowledged(item, channel) for item in read.items]
         comment = read.problems[0].reason if read.problems else ""
-        control_id = uuid.uuid4().hex[:20]
-        return acknowledge_batch(
-            read.envelope, acks, control_id=control_id, at=self._clock(), comment=comment
+        batch = acknowledge_batch(
+            read.envelope, acks, control_id=_control_id(), at=self._clock(), comment=comment
         )
+        return (batch,)
 
     def receive_file(self, data: bytes) -> list[bytes]:
         """A file of messages (bare, MLLP-framed, or a batch): one ACK per message."""
-        return [self._process(item, "file") for item in read_file(data).items]
+        return [self._acknowledged(item, "file") for item in read_file(data).items]
 
-    def held(self) -> list[Held]:
+    def _acknowledged(self, inbound: Inbound, channel: str) -> bytes:
+        """Process one message and give its original-mode ACK: a batch or a file is answered
+        message for message, whatever each message's MSH-15 and MSH-16 ask."""
+        now = self._clock()
+        outcome = self._process(inbound, channel, now)
+        ack = build_ack(
+            inbound.header, outcome.code, outcome.problems, control_id=_control_id(), at=now
+        )
+        return encode_ack(ack)
+
+    def held(self, after: int = 0, limit: int | None = None) -> list[Held]:
+        """Held messages oldest first, those numbered past `after`, at most `limit` of them
+        (a page of `GET /inbound/held`; numbers only grow, so a page never shifts)."""
         with unit_of_work(self._engine, writes=False) as session:
-            statement = select(InboundMessageRow).where(col(InboundMessageRow.status) == "held")
-            rows = session.execute(statement.order_by(col(InboundMessageRow.pk))).scalars()
+            statement = select(InboundMessageRow).where(
+                col(InboundMessageRow.status) == "held", col(InboundMessageRow.pk) > after
+            )
+            ordered = statement.order_by(col(InboundMessageRow.pk)).limit(limit)
+            rows = session.execute(ordered).scalars()
             return [
                 Held(
                     row.pk or 0,
@@ -178,52 +227,47 @@ class InboundService:
                 for row in rows
             ]
 
-    def _process(self, inbound: Inbound, channel: str) -> bytes:
-        now = self._clock()
-        control_id = uuid.uuid4().hex[:20]
+    def _process(self, inbound: Inbound, channel: str, now: datetime) -> Outcome:
+        """Keep the message and process it when it can be. What it records and its row are
+        written in one transaction, so that a message is committed (CA) only with its outcome:
+        a crash after the commit cannot lose what the sender was released from resending."""
         if inbound.accepted:
             try:
                 with unit_of_work(self._engine) as session:
                     created = _apply(session, inbound)
                     session.add(_row(inbound, channel, now, "processed", created, []))
-                return acknowledge(inbound, control_id=control_id, at=now)
+                return Outcome(AckCode.ACCEPT, AckCode.COMMIT_ACCEPT, inbound.problems)
             except (ServiceError, FhirContentError, ValueError) as error:
-                return self._held(inbound, channel, now, control_id, AckCode.ERROR, error)
+                told = self._held(inbound, channel, now, AckCode.ERROR, error)
+                return Outcome(AckCode.ERROR, AckCode.COMMIT_ACCEPT, (told,))
             except DBAPIError as error:
-                return self._unavailable(inbound, channel, now, control_id, error)
+                return self._unavailable(inbound, channel, now, error)
         self._hold(inbound, channel, now, inbound.ack_code, [str(p) for p in inbound.problems])
-        return acknowledge(inbound, control_id=control_id, at=now)
+        return _as_read(inbound)
 
     def _held(
-        self,
-        inbound: Inbound,
-        channel: str,
-        now: datetime,
-        control_id: str,
-        code: AckCode,
-        error: Exception,
-    ) -> bytes:
-        """Hold the message with its reason for staff. The sender learns that it is held and
-        where (`_located`), never why: why could tell it whether a referral exists here, and in
-        which state (PART2.md S3)."""
+        self, inbound: Inbound, channel: str, now: datetime, code: AckCode, error: Exception
+    ) -> Problem:
+        """Hold the message with its reason for staff, and give what the sender is told: that
+        it is held and where (`_located`), never why: why could tell it whether a referral
+        exists here, and in which state (PART2.md S3)."""
         where, problem = _located(error)
         self._hold(inbound, channel, now, code, [str(Problem(where, problem, reason_of(error)))])
-        told = Problem(where, problem, _HELD)
-        return encode_ack(build_ack(inbound.header, code, (told,), control_id=control_id, at=now))
+        return Problem(where, problem, _HELD)
 
     def _unavailable(
-        self, inbound: Inbound, channel: str, now: datetime, control_id: str, error: DBAPIError
-    ) -> bytes:
-        """The database failed (locked, gone, a concurrent write): AR, which tells the sender
-        to send again (HL7 v2 §2.9.2), and the message held for staff when it can still be
-        kept. When even that fails, the AR is the only record, and the sender keeps the message."""
+        self, inbound: Inbound, channel: str, now: datetime, error: DBAPIError
+    ) -> Outcome:
+        """The database failed (locked, gone, a concurrent write): nothing the message records
+        was committed, so AR in original mode and CE in enhanced mode, both telling the sender
+        to send again (HL7 v2 §2.9.2, §2.9.3), and the message held for staff when it can still
+        be kept. When even that fails, the answer is the only record, and the sender keeps the
+        message."""
         try:
-            return self._held(inbound, channel, now, control_id, AckCode.REJECT, error)
+            told = self._held(inbound, channel, now, AckCode.REJECT, error)
         except DBAPIError:
             told = Problem(Location("MSH"), ErrorCode.APPLICATION_INTERNAL_ERROR, _UNAVAILABLE)
-            return encode_ack(
-                build_ack(inbound.header, AckCode.REJECT, (told,), control_id=control_id, at=now)
-            )
+        return Outcome(AckCode.REJECT, AckCode.COMMIT_ERROR, (told,))
 
     def _hold(
         self, inbound: Inbound, channel: str, now: datetime, code: AckCode, problems: list[str]
@@ -232,6 +276,33 @@ class InboundService:
             row = _row(inbound, channel, now, "held", [], problems)
             row.ack_code = code.value
             session.add(row)
+
+
+def _as_read(inbound: Inbound) -> Outcome:
+    """The outcome of a message held as read: one whose envelope is refused (AR: unreadable,
+    or a message type, event, processing id or version not taken here) is refused at the
+    accept level too (CR); one whose content is wrong (AE) is committed, held for staff."""
+    refused = inbound.ack_code is AckCode.REJECT
+    commit = AckCode.COMMIT_REJECT if refused else AckCode.COMMIT_ACCEPT
+    return Outcome(inbound.ack_code, commit, inbound.problems)
+
+
+def _control_id() -> str:
+    """MSH-10 of an ACK we write (ST, at most 20 characters)."""
+    return uuid.uuid4().hex[:20]
+
+
+def _consumed(header: MessageHeader, message: Message | None, channel: str) -> None:
+    """Log an acknowledgment that came in as a message, by its control ids and sender alone:
+    its texts (MSA-3, ERR-8) can quote the message it answers."""
+    msa = message.first("MSA") if message is not None else None
+    _log.warning(
+        "HL7 v2: acknowledgment %r from %r (answering %r) came in by %s; it is not answered",
+        header.control_id[:20],
+        header.segment.value(4)[:60],
+        msa.value(2)[:20] if msa is not None else "",
+        channel,
+    )
 
 
 def _located(error: Exception) -> tuple[Location, ErrorCode]:

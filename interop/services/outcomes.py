@@ -55,9 +55,11 @@ REASONS = {
     412: "Precondition Failed",
     413: "Content Too Large",
     415: "Unsupported Media Type",
-    422: "Unprocessable Entity",
+    422: "Unprocessable Content",
     500: "Internal Server Error",
 }
+"""RFC 9110 §15's reason phrases (422 is "Unprocessable Content" there, no longer RFC 4918's
+"Unprocessable Entity"): Bundle response lines and problem detail titles."""
 
 
 def status_of(error: Exception) -> int:

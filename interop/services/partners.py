@@ -24,7 +24,7 @@ from sqlmodel import col
 from consent.vocabulary import canonical_identifier_system
 from interop.auth.scopes import InvalidScope, format_scopes, parse_scopes
 from interop.services.bundle_builder import plain
-from interop.services.errors import InvalidRequest, ResourceNotFound
+from interop.services.errors import AlreadyExists, InvalidRequest, ResourceNotFound
 from interop.services.numbers import whole_number
 from interop.services.outbox import ChannelKind
 from interop.services.resources import ResourceOperations, internal_operations
@@ -444,7 +444,7 @@ def _refuse_second_registration(
     row = _registration_of(session, organization_id)
     if row is not None:
         system, value = identifiers[0]
-        raise InvalidRequest(
+        raise AlreadyExists(
             f"a partner is already registered for {system}|{value} (client_id {row.client_id}): "
             "rotate its key or change its channel instead of registering it again"
         )

@@ -43,7 +43,12 @@ from interop.services.outbox import COPY_IDENTIFIER_SYSTEM, ChannelKind, Event, 
 from interop.services.outcomes import outcome
 from interop.services.search_parser import Paging, parse_search
 from interop.services.subscriptions import is_subscriber, prepare_subscription
-from interop.services.subsetting import is_subsetted, requested_subset, subset_bundle
+from interop.services.subsetting import (
+    is_subsetted,
+    requested_subset,
+    subset_bundle,
+    summary_mode,
+)
 from interop.store import consents as consents_store
 from interop.store import locks
 from interop.store import organizations as organizations_store
@@ -62,7 +67,7 @@ from mappings.consent import copy_problem, revival_problem, revoked
 from mappings.documents import with_labels
 from mappings.errors import InvalidResource, Issue
 from mappings.model import Code, Identifier
-from mappings.subscription import status_bundle
+from mappings.subscription import Standing, status_bundle
 from mappings.terminology import TASK_CODE
 from mappings.workflow import (
     TERMINAL,
@@ -526,8 +531,10 @@ class ResourceOperations:
         strict: bool = False,
     ) -> dict[str, Any]:
         """A history Bundle, newest version first; `_since`, `_at` and `_count` as R4 defines
-        them. Other parameters are ignored, or refused with `Prefer: handling=strict` (a
-        history Bundle has no place for an OperationOutcome saying so)."""
+        them, and `_summary=count` the total alone, as a search answers it (R4 §3.1.1.5.8:
+        the count without the versions, so nothing is disclosed). Other parameters are
+        ignored, or refused with `Prefer: handling=strict` (a history Bundle has no place for
+        an OperationOutcome saying so)."""
         if resource_type is not None:
             check_type(resource_type)
         if resource_id is not None:
@@ -536,8 +543,6 @@ class ResourceOperations:
         wanted = requested_subset(params)
         if strict and asked.ignored:
             raise InvalidRequest(f"history takes no parameter {', '.join(asked.ignored)[:200]}")
-        if strict and ("_summary", "count") in params:
-            raise InvalidRequest("_summary=count is a search's (R4 §3.1.1.5.8), not history's")
         since, offset, count = asked.since, asked.offset, asked.count
         if (
             resource_type is not None
@@ -546,8 +551,8 @@ class ResourceOperations:
         ):
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not known")
         versions = self._repository.history(resource_type, resource_id, since)
-        # Decided quietly to count and to find the page; only the page is sent, so only its
-        # versions are decided on record (A1) and accounted as disclosed (A2).
+        # Decided quietly to count and to find the page; only the page is sent (none for a
+        # count), so only its versions are decided on record (A1) and accounted (A2).
         visible = [
             version
             for version in versions
@@ -564,11 +569,8 @@ class ResourceOperations:
         path = "/".join(part for part in (resource_type, resource_id) if part)
         url = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
         used = [(name, value) for name, value in params if name in _HISTORY_CRITERIA]
-        page = [
-            kept
-            for version in visible[offset : offset + count]
-            if (kept := self._admitted(version)) is not None
-        ]
+        sent = visible[offset : offset if asked.summary_count else offset + count]
+        page = [kept for version in sent if (kept := self._admitted(version)) is not None]
         entries = [bb.history_entry(base_url, stored) for stored in page]
         links = bb.paging_links(url, used, offset, count, len(visible))
         bundle = bb.bundle("history", total=len(visible), link=links, entry=entries)
@@ -1100,10 +1102,29 @@ class ResourceOperations:
         with self._gate.unrecorded():
             return self._admitted(stored) is not None
 
-    def notifications_sent(self, subscription_id: str) -> int:
-        """How many event notifications the Subscription's partner took."""
+    def subscription_standings(
+        self, criteria: Sequence[tuple[str, str]], base_url: str
+    ) -> list[Standing]:
+        """How each Subscription matching `criteria` stands, of those the requester may ask
+        `$status` of (`subscription_standing`)."""
+        query = parse_search("Subscription", criteria, base_url=base_url, paging=self._paging)
+        found = [
+            self.subscription_standing(stored, base_url)
+            for _row, stored in self._released_matches(query)
+        ]
+        return [standing for standing in found if standing is not None]
+
+    def subscription_standing(self, stored: StoredVersion, base_url: str) -> Standing | None:
+        """How a released Subscription stands (`$status`); None unless the requester is its
+        subscriber or the program's own side: a partner's Subscription is its own business."""
+        resource = orjson.loads(stored.content or b"{}")
+        requester = self._gate.requester
+        if not (requester.first_party or is_subscriber(resource, requester.organization)):
+            return None
         session = self._repository.session
-        return outbox_store.notifications_sent(session, subscription_id, Event.NOTIFICATION)
+        sent = outbox_store.notifications_sent(session, stored.resource_id, Event.NOTIFICATION)
+        url = f"{base_url}/Subscription/{stored.resource_id}"
+        return Standing(url, str(resource.get("status")), sent)
 
     def seal(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """A Bundle of what was released carries their labels and the notice (S1, S2)."""
@@ -1208,12 +1229,21 @@ class ResourceService:
         it, anyone else gets the 404 of an unknown Subscription."""
         with self._door(requester, "read") as operations:
             stored = operations.read("Subscription", subscription_id)
-            resource = orjson.loads(stored.content or b"{}")
-            if not (requester.first_party or is_subscriber(resource, requester.organization)):
-                raise ResourceNotFound(f"Subscription/{subscription_id[:64]} is not known")
-            sent = operations.notifications_sent(subscription_id)
-        url = f"{base_url}/Subscription/{subscription_id}"
-        return status_bundle(url, str(resource.get("status")), sent)
+            standing = operations.subscription_standing(stored, base_url)
+        if standing is None:
+            raise ResourceNotFound(f"Subscription/{subscription_id[:64]} is not known")
+        return status_bundle([standing])
+
+    def subscription_statuses(
+        self, params: Sequence[tuple[str, str]], requester: Requester, *, base_url: str
+    ) -> dict[str, Any]:
+        """`Subscription/$status` (Backport IG 1.1.0, backport-subscription-status at the type
+        level): a SubscriptionStatus for each of the requester's Subscriptions that `id` and
+        `status` name, every one when they name none. Another's is left out as one that does
+        not exist is, so that the answer never tells it exists."""
+        with self._door(requester, "search") as operations:
+            standings = operations.subscription_standings(_status_criteria(params), base_url)
+        return status_bundle(standings)
 
     async def read_on_loop(
         self, resource_type: str, resource_id: str, requester: Requester
@@ -1641,6 +1671,7 @@ class _HistoryParams:
     at: tuple[datetime, datetime] | None
     offset: int
     count: int
+    summary_count: bool
     ignored: tuple[str, ...]
 
 
@@ -1654,9 +1685,11 @@ takes (§3.1.1.5.8): anything else is named under strict handling."""
 def _history_params(params: Sequence[tuple[str, str]], paging: Paging) -> _HistoryParams:
     since: datetime | None = None
     at: tuple[datetime, datetime] | None = None
-    offset, count = 0, paging.default_count
+    offset, count, summary_count = 0, paging.default_count, False
     for name, value in params:
-        if name in ("_since", "_at"):
+        if name == "_summary":
+            summary_count = summary_count or summary_mode(value) == "count"
+        elif name in ("_since", "_at"):
             try:
                 moment = parse_range(value)
             except ValueError:
@@ -1676,7 +1709,7 @@ def _history_params(params: Sequence[tuple[str, str]], paging: Paging) -> _Histo
             else:
                 offset = number
     ignored = tuple(sorted({name for name, _ in params} - _HISTORY_PARAMS))
-    return _HistoryParams(since, at, offset, count, ignored)
+    return _HistoryParams(since, at, offset, count, summary_count, ignored)
 
 
 def _current_during(
@@ -1709,6 +1742,21 @@ def _unseen(rows: list[ResourceRow], seen: set[tuple[str, str]]) -> list[Resourc
             seen.add(key)
             fresh.append(row)
     return fresh
+
+
+_STATUS_FILTERS = (("id", "_id"), ("status", "status"))
+"""`Subscription/$status`'s parameters and the Subscription search parameters they are."""
+
+
+def _status_criteria(params: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`$status`'s `id` and `status` (each 0..*, its values ORed) as search criteria; any
+    other parameter (`_format`) filters nothing."""
+    criteria: list[tuple[str, str]] = []
+    for name, search_name in _STATUS_FILTERS:
+        values = [value for given, value in params if given == name and value]
+        if values:
+            criteria.append((search_name, ",".join(values)))
+    return criteria
 
 
 def if_none_exist_criteria(header: str) -> list[tuple[str, str]]:

@@ -19,8 +19,12 @@ LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def parse_range(text: str) -> tuple[datetime, datetime]:
-    """The [lo, hi] UTC range a FHIR date, dateTime or instant covers; ValueError if malformed."""
-    lo, hi = _naive_range(text)
+    """The [lo, hi] UTC range a FHIR date, dateTime or instant covers; ValueError if malformed,
+    or if its zone puts it outside the years 1 to 9999 in UTC (`9999-12-31T23:00-05:00`)."""
+    try:
+        lo, hi = _naive_range(text)
+    except OverflowError:
+        raise ValueError(f"outside the years 1 to 9999 in UTC: {text[:40]!r}") from None
     return lo.replace(tzinfo=UTC), hi.replace(tzinfo=UTC)
 
 
@@ -39,7 +43,7 @@ def _naive_range(text: str) -> tuple[datetime, datetime]:
     day = int(parts["day"])
     if parts["hour"] is None:
         start = datetime(year, month, day)
-        return start, start + timedelta(days=1) - timedelta(microseconds=1)
+        return start, start + _last_microsecond(timedelta(days=1))
     return _time_range(datetime(year, month, day), parts)
 
 
@@ -59,7 +63,13 @@ def _time_range(date: datetime, parts: dict[str, str | None]) -> tuple[datetime,
             hour=hour, minute=minute, second=int(parts["second"]), microsecond=micro
         )
     start = _to_utc(start, parts["tz"])
-    return start, start + width - timedelta(microseconds=1)
+    return start, start + _last_microsecond(width)
+
+
+def _last_microsecond(width: timedelta) -> timedelta:
+    """From a span's first microsecond to its last: added in one step, so that the calendar's
+    last day (9999-12-31) ends on itself rather than overflowing into a day that cannot be."""
+    return width - timedelta(microseconds=1)
 
 
 def _to_utc(moment: datetime, tz: str | None) -> datetime:

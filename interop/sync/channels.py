@@ -7,12 +7,13 @@ treatment, the purpose a referral is made for.
 """
 
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
 
 from adapters.ccda.delivery import DirectoryChannel, HttpDropChannel
-from adapters.errors import PartnerRefused, PartnerRejected
+from adapters.errors import PartnerRefused, PartnerRejected, PartnerUnavailable
 from adapters.fhir_http import BackendServicesAuth, BackendServicesConfig, FhirPartnerChannel
 from adapters.ports import Receipt
 from interop.auth.requester import Requester
@@ -21,7 +22,7 @@ from interop.services.outbox import REST_HOOK, ChannelKind
 from interop.store.tables import OutboxRow, PartnerRow
 from interop.sync.identity import SyncIdentity
 from interop.sync.notifications import Notifier
-from interop.sync.payloads import Payloads
+from interop.sync.payloads import Payloads, Transaction
 from interop.sync.v2 import V2Messages
 
 
@@ -58,12 +59,71 @@ class ChannelDeliverer:
             disclosed()
             return receipt
 
+    def deliver_together(
+        self, rows: Sequence[OutboxRow], partner: PartnerRow
+    ) -> list[Receipt | Exception]:
+        """Changes to one partner's FHIR server in one transaction, each row's outcome in
+        order: a receipt, or the error `deliver` would have raised for it alone. A row the
+        gate withholds, or that cannot share the transaction, is delivered on its own; a
+        refused transaction is sent again row by row, so that one change the partner refuses
+        holds back none of the others (each sending that reached the partner is disclosed)."""
+        outcomes: list[Receipt | Exception | None] = [None] * len(rows)
+        batch, members, disclosures = Transaction(), [], []
+        requester = as_requester(partner)
+        for index, row in enumerate(rows):
+            if row.channel != partner.channel:
+                outcomes[index] = PartnerRejected(_CHANNEL_CHANGED)
+                continue
+            with self._payloads.disclosing() as disclosed:
+                try:
+                    push = self._payloads.fhir_push(row, requester, partner.channel_address or "")
+                except Exception as error:  # the row's own outcome, as in `deliver`
+                    outcomes[index] = error
+                    continue
+            if not push.alone and batch.add(push):
+                members.append(index)
+                disclosures.append(disclosed)
+        for index, outcome in enumerate(self._sent_together(batch, members, disclosures, partner)):
+            outcomes[members[index]] = outcome
+        return [
+            self._alone(row, partner) if outcome is None else outcome
+            for row, outcome in zip(rows, outcomes, strict=True)
+        ]
+
+    def _sent_together(
+        self,
+        batch: Transaction,
+        members: list[int],
+        disclosures: list[Callable[[], None]],
+        partner: PartnerRow,
+    ) -> list[Receipt | Exception | None]:
+        """The batch's outcomes, one per member; None where the member goes again alone."""
+        if not members:
+            return []
+        try:
+            receipts = self.fhir_channel(partner).deliver_each(batch.bundle())
+        except PartnerRefused:
+            for disclosed in disclosures:
+                disclosed()
+            return [None] * len(members)
+        except (PartnerUnavailable, PartnerRejected) as failed:
+            return [failed] * len(members)
+        for disclosed in disclosures:
+            disclosed()
+        return [receipts[first] for first in batch.firsts]
+
+    def _alone(self, row: OutboxRow, partner: PartnerRow) -> Receipt | Exception:
+        try:
+            return self.deliver(row, partner)
+        except Exception as error:
+            return error
+
     def _send(self, row: OutboxRow, partner: PartnerRow) -> Receipt:
         requester = as_requester(partner)
         if row.channel == REST_HOOK:
             return self._notifier.deliver(row, partner, requester)
         if row.channel != partner.channel:  # the event was chosen for the channel then
-            raise PartnerRejected("the partner's channel changed since this was queued")
+            raise PartnerRejected(_CHANNEL_CHANGED)
         address = partner.channel_address or ""
         kind = ChannelKind(partner.channel)
         if kind is ChannelKind.FHIR:
@@ -111,6 +171,8 @@ def _push_config(identity: SyncIdentity, token_url: str, client_id: str) -> Back
         purposes=_PURPOSES,
     )
 
+
+_CHANNEL_CHANGED = "the partner's channel changed since this was queued"
 
 _PUSH_SCOPES = (
     "system/Patient.cru system/ServiceRequest.cru system/Task.crus system/Subscription.cr"

@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from adapters.errors import PartnerRejected, PartnerUnavailable
 from adapters.ports import Receipt
 from interop.services.errors import ServiceError
-from interop.services.outbox import REST_HOOK
+from interop.services.outbox import REST_HOOK, ChannelKind
 from interop.store import outbox
 from interop.store.database import unit_of_work
 from interop.store.outbox import TransportState
@@ -45,6 +45,12 @@ class Deliverer(Protocol):
     """Builds the row's payload for the partner and hands it to the partner's channel."""
 
     def deliver(self, row: OutboxRow, partner: PartnerRow) -> Receipt: ...
+
+    def deliver_together(
+        self, rows: Sequence[OutboxRow], partner: PartnerRow
+    ) -> list[Receipt | Exception]:
+        """Several changes to one partner's FHIR server, each row's receipt or error."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +91,10 @@ class Dispatcher:
         clock: Callable[[], datetime],
         jitter: Callable[[], float] = random.random,
         concurrency: int = 1,
+        together: int = 1,
     ) -> None:
         self._concurrency = concurrency
+        self._together = together
         self._engine = engine
         self._deliverer = deliverer
         self._policy = policy
@@ -97,12 +105,13 @@ class Dispatcher:
         """One round: claim what is due and work it; the outcomes, for the CLI and tests."""
         with unit_of_work(self._engine) as session:
             claimed = outbox.claim(session, self._clock(), self._policy.lease, limit)
-        if self._concurrency == 1 or len(claimed) < 2:
-            return [self._work(row) for row in claimed]
+        units = _units(claimed, self._together)
+        if self._concurrency == 1 or len(units) < 2:
+            return [outcome for unit in units for outcome in self._work(unit)]
         # A round claims at most one change per partner and resource, so its deliveries are
         # independent: made at once, a round lasts as long as its slowest partner answer.
-        with ThreadPoolExecutor(min(self._concurrency, len(claimed))) as workers:
-            return list(workers.map(self._work, claimed))
+        with ThreadPoolExecutor(min(self._concurrency, len(units))) as workers:
+            return [outcome for done in workers.map(self._work, units) for outcome in done]
 
     def run_forever(self, stop: threading.Event, interval: float, limit: int = 20) -> None:
         """Rounds until `stop` is set, resting `interval` seconds when nothing was due."""
@@ -123,37 +132,59 @@ class Dispatcher:
             if not worked:
                 stop.wait(interval)
 
-    def _work(self, row: OutboxRow) -> Outcome:
-        """One attempt, then its log line."""
+    def _work(self, unit: list[OutboxRow]) -> list[Outcome]:
+        """One attempt at each row of the unit, then their log lines."""
         started = time.monotonic()
-        outcome = self._attempt(row)
-        _log_attempt(row, outcome, round((time.monotonic() - started) * 1000))
-        return outcome
+        # claimed again and again, never finished: given up, not attempted again
+        spent = [row for row in unit if row.attempts > self._policy.max_attempts]
+        due = [row for row in unit if row.attempts <= self._policy.max_attempts]
+        outcomes = [*map(self._settle, due, self._deliver(due)), *map(self._gave_up, spent)]
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        for row, outcome in zip([*due, *spent], outcomes, strict=True):
+            _log_attempt(row, outcome, elapsed_ms)
+        return outcomes
 
-    def _attempt(self, row: OutboxRow) -> Outcome:
-        if row.attempts > self._policy.max_attempts:  # claimed again and again, never finished
-            reason = f"gave up after {row.attempts - 1} attempts that never finished"
-            return self._finish(row, TransportState.FAILED, error=reason, cause="never finished")
+    def _deliver(self, rows: list[OutboxRow]) -> list[Receipt | Exception]:
+        """Each row's receipt or error: alone, or together when the unit is several."""
+        if not rows:
+            return []
         try:
-            partner = self._partner(row)
-            receipt = self._deliverer.deliver(row, partner)
-        except Withheld:
-            return self._finish(row, TransportState.WITHHELD, error=_WITHHELD, cause="withheld")
-        except PartnerRejected as refused:
-            return self._finish(
-                row, TransportState.FAILED, error=str(refused)[:1000], cause=refused.reason[:100]
-            )
-        except PartnerUnavailable as unavailable:
-            return self._retry(row, unavailable)
-        except ServiceError as error:
-            return self._finish(
-                row, TransportState.FAILED, error=error.message[:1000], cause=type(error).__name__
-            )
-        except Exception as error:  # a bug of ours: stop, say so, and keep the round going
-            name = type(error).__name__
-            reason = f"internal error ({name}); see the service log"
-            return self._finish(row, TransportState.FAILED, error=reason, cause=f"bug: {name}")
-        return self._finish(row, TransportState(receipt.state.value), receipt=receipt.reference)
+            partner = self._partner(rows[0])
+            if len(rows) == 1:
+                return [self._deliverer.deliver(rows[0], partner)]
+            return self._deliverer.deliver_together(rows, partner)
+        except Exception as error:  # the partner's registration, or a bug: every row
+            return [error] * len(rows)
+
+    def _gave_up(self, row: OutboxRow) -> Outcome:
+        reason = f"gave up after {row.attempts - 1} attempts that never finished"
+        return self._finish(row, TransportState.FAILED, error=reason, cause="never finished")
+
+    def _settle(self, row: OutboxRow, result: Receipt | Exception) -> Outcome:
+        """The attempt's result recorded: a receipt's state, a retry, or the end and why."""
+        match result:
+            case Receipt():
+                state = TransportState(result.state.value)
+                return self._finish(row, state, receipt=result.reference)
+            case Withheld():
+                return self._finish(row, TransportState.WITHHELD, error=_WITHHELD, cause="withheld")
+            case PartnerRejected():
+                return self._finish(
+                    row, TransportState.FAILED, error=str(result)[:1000], cause=result.reason[:100]
+                )
+            case PartnerUnavailable():
+                return self._retry(row, result)
+            case ServiceError():
+                return self._finish(
+                    row,
+                    TransportState.FAILED,
+                    error=result.message[:1000],
+                    cause=type(result).__name__,
+                )
+        # a bug of ours: stop, say so, and keep the round going
+        name = type(result).__name__
+        reason = f"internal error ({name}); see the service log"
+        return self._finish(row, TransportState.FAILED, error=reason, cause=f"bug: {name}")
 
     def _partner(self, row: OutboxRow) -> PartnerRow:
         with unit_of_work(self._engine, writes=False) as session:
@@ -211,6 +242,25 @@ class Dispatcher:
                 row.finished_at = self._clock()
             session.add(row)
         return Outcome(claimed.pk, claimed.partner_client_id, state, error, cause)
+
+
+def _units(claimed: list[OutboxRow], together: int) -> list[list[OutboxRow]]:
+    """The round's rows as delivery units: a partner's FHIR pushes on their first attempt in
+    groups of up to `together` (one transaction each), every other row alone. A change tried
+    before goes alone: whatever failed it (a partner too slow for a large transaction, a
+    refusal of one of its neighbours) then holds back no other change."""
+    units: list[list[OutboxRow]] = []
+    open_units: dict[str, list[OutboxRow]] = {}
+    for row in claimed:
+        if together < 2 or row.channel != ChannelKind.FHIR or row.attempts > 1:
+            units.append([row])
+            continue
+        unit = open_units.get(row.partner_client_id)
+        if unit is None or len(unit) >= together:
+            unit = open_units[row.partner_client_id] = []
+            units.append(unit)
+        unit.append(row)
+    return units
 
 
 def _log_attempt(row: OutboxRow, outcome: Outcome, elapsed_ms: int) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from adapters.ccda.delivery import OutgoingDocumentFile
 from interop.audit.log import LogEntry
 from interop.auth.requester import Requester
-from interop.services.disclosure import DisclosureGate
+from interop.services.disclosure import DisclosureGate, label
 from interop.services.disclosure import Released as GateReleased
 from interop.services.errors import Forbidden, ServiceError
 from interop.services.exports import DocumentExports, focus_id, released_resource
@@ -57,8 +57,14 @@ class Payloads:
     def fhir_transaction(
         self, row: OutboxRow, partner: Requester, partner_base: str = ""
     ) -> dict[str, Any]:
-        """The referral and its Task as a transaction of conditional updates on our absolute
-        URLs as identifiers (R4 §3.1.0.4.3): a resend updates what the first one created, and a
+        """The row's push alone as a transaction Bundle (`fhir_push`), sealed."""
+        batch = Transaction()
+        batch.add(self.fhir_push(row, partner, partner_base))
+        return batch.bundle()
+
+    def fhir_push(self, row: OutboxRow, partner: Requester, partner_base: str = "") -> "Push":
+        """The referral and its Task as conditional updates on our absolute URLs as
+        identifiers (R4 §3.1.0.4.3): a resend updates what the first one created, and a
         later change reaches the partner's copy. The client goes too when the gate releases
         it: the copies' subject then resolves to the partner's own Patient (R4 §3.1.0.11.2, our
         URL is the entry's fullUrl), so the partner's consents for that client apply to what it
@@ -68,12 +74,11 @@ class Payloads:
         names it in its identifiers) is not sent back: the copies name the partner's record by
         a relative reference, which is the partner's own server's."""
 
-        def build(operations: ResourceOperations) -> dict[str, Any]:
+        def build(operations: ResourceOperations) -> Push:
             task = _released(operations, "Task", row.resource_id)
             if _asks_to_abort(task):
-                return operations.seal(
-                    _transaction([self._abort_entry(operations, task, partner_base)])
-                )
+                entry = self._abort_entry(operations, task, partner_base)
+                return Push((entry,), operations.released, alone=True)
             order = _released(operations, "ServiceRequest", focus_id(task))
             client = released_resource(
                 operations, "Patient", _reference_id(order.get("subject"), "Patient")
@@ -88,7 +93,7 @@ class Payloads:
                     entry["resource"][element] = {"reference": theirs}
             elif client is not None:  # last: the receipt stays the referral's location
                 entries.append(self._entry(client))
-            return operations.seal(_transaction(entries))
+            return Push(tuple(entries), operations.released, alone=False)
 
         return self._gated(partner, build)
 
@@ -186,6 +191,55 @@ class Payloads:
             "resource": body,
             "request": {"method": "PUT", "url": f"{resource['resourceType']}?{criteria}"},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One queued change's entries for the partner's transaction, and what the gate released
+    in them (the labels, notice and consents the Bundle carrying them must show)."""
+
+    entries: tuple[dict[str, Any], ...]
+    released: GateReleased
+    alone: bool
+    """A cancellation request goes in a transaction of its own: its focus resolves to the
+    partner's copy of our Task, which another entry of the same transaction may be writing."""
+
+
+class Transaction:
+    """Several pushes to one partner as one transaction Bundle: the partner pays for one
+    request, token check and commit instead of one each. An entry two pushes share (the same
+    client, the same referral) goes once; a push that would carry a different version of an
+    entry already in (R4 bdl-7: one fullUrl per Bundle) stays out for a transaction of its
+    own."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._released: list[GateReleased] = []
+        self.firsts: list[int] = []
+        """Per push added, the index of its first entry: where its receipt is read."""
+
+    def __len__(self) -> int:
+        return len(self.firsts)
+
+    def add(self, push: Push) -> bool:
+        """Whether the push joined the transaction (see the class)."""
+        if any(self._entries.get(e["fullUrl"], e) != e for e in push.entries):
+            return False
+        for entry in push.entries:
+            self._entries.setdefault(entry["fullUrl"], entry)
+        self.firsts.append(list(self._entries).index(push.entries[0]["fullUrl"]))
+        self._released.append(push.released)
+        return True
+
+    def bundle(self) -> dict[str, Any]:
+        """The transaction, carrying the labels and notice of everything in it (S1, S2)."""
+        bundle = _transaction(list(self._entries.values()))
+        labels = {pair for released in self._released for pair in released.labels}
+        notice = next((r.notice for r in self._released if r.notice is not None), None)
+        if not labels and notice is None:
+            return bundle
+        consents = {consent for released in self._released for consent in released.consents}
+        return label(bundle, sorted(labels), notice, consents)
 
 
 @dataclass(frozen=True, slots=True)

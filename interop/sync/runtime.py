@@ -88,4 +88,11 @@ def dispatcher(
             backoff_max=timedelta(seconds=settings.sync_backoff_max_seconds),
             lease=timedelta(seconds=settings.sync_lease_seconds),
         )
-        yield Dispatcher(engine, channels, policy, clock, concurrency=settings.sync_concurrency)
+        yield Dispatcher(
+            engine,
+            channels,
+            policy,
+            clock,
+            concurrency=settings.sync_concurrency,
+            together=settings.sync_batch,
+        )

@@ -9,6 +9,7 @@ rule is about. Synthetic people and organizations only.
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import combinations
 from typing import Any
 
 from consent import (
@@ -25,7 +26,6 @@ from consent import vocabulary as v
 from mappings.consent import (
     CONSENT_KIND,
     EXPIRATION_EVENT,
-    FORM_STATEMENT,
     INTERMEDIARY,
     KNOWN_FALSE,
     PATIENT_CAPACITY,
@@ -52,14 +52,33 @@ HIE_OID = Identifier("urn:ietf:rfc:3986", "urn:oid:2.16.840.1.113883.3.9999.77")
 VIA_HIE = Party(HIE, (HIE_OID,))
 PARENT = "RelatedPerson/parent-1"
 GUARDIAN = "RelatedPerson/guardian-1"
-ALL_STATEMENTS = (RIGHT_TO_REVOKE,)
+# A general consent's form states the right to revoke (§2.31(a)(6)) and, since the usual
+# recipient is a covered entity receiving for treatment, that it may redisclose under HIPAA
+# (§2.31(a)(4)(iii)); a TPO consent's adds the consequences of refusing (§2.31(a)(10)).
+ALL_STATEMENTS = (RIGHT_TO_REVOKE, REDISCLOSURE_RISK)
 TPO_STATEMENTS = (RIGHT_TO_REVOKE, REDISCLOSURE_RISK, REFUSAL_CONSEQUENCES)
+FORMS = "http://recovery-interop.example.org/forms/"
+FORM_URI = FORMS + "part2-consent-2026"
+TPO_FORM_URI = FORMS + "part2-tpo-consent-2026"
+
+
+def form_stating(statements: Sequence[str]) -> str:
+    """The form (`policy.uri`) the builders' consents name for a set of statements: compliance
+    staff approved one form per set in WORLD (PART2.md C9)."""
+    named = [statement for statement in TPO_STATEMENTS if statement in statements]
+    return f"{FORMS}stating/{'+'.join(named) or 'nothing'}"
+
+
+APPROVED_FORMS = {
+    form_stating(chosen): frozenset(chosen)
+    for size in range(len(TPO_STATEMENTS) + 1)
+    for chosen in combinations(TPO_STATEMENTS, size)
+}
 # What the store knows around the rows' consents: the Patient they reference has a name, as
-# the e2e replay stores it (PART2.md table, row (a)).
-WORLD = ConsentFacts(patient_name=PATIENT_NAME)
-UNNAMED = ConsentFacts()
-FORM_URI = "http://recovery-interop.example.org/forms/part2-consent-2026"
-TPO_FORM_URI = "http://recovery-interop.example.org/forms/part2-tpo-consent-2026"
+# the e2e replay stores it (PART2.md table, row (a)), and the forms the consents name are
+# approved with the statements the builders give them (C9), as the e2e replay approves them.
+WORLD = ConsentFacts(patient_name=PATIENT_NAME, approved_forms=APPROVED_FORMS)
+UNNAMED = ConsentFacts(approved_forms=APPROVED_FORMS)
 TREATING_PROVIDERS = (
     "my treating providers, health plans, third-party payers, and people helping to operate "
     "this program"
@@ -179,10 +198,12 @@ def consent(
     form: str | None = None,
     root: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A FHIR R4 Consent for a Part 2 disclosure, valid unless told otherwise.
+    """A FHIR R4 Consent for a Part 2 disclosure, valid (read with WORLD) unless told otherwise.
 
-    `statements` None leaves out the signed form itself; `form` names it by `policy.uri`
-    (PART2.md C9); `root` replaces the root provision (whose period end is `expires`).
+    `statements` None leaves out the signed form itself; otherwise the signed copy is on file
+    and the consent names the form approved in WORLD as stating them (`form_stating`), unless
+    `form` names another by `policy.uri` (PART2.md C9); `root` replaces the root provision
+    (whose period end is `expires`).
     """
     resource: dict[str, Any] = {"resourceType": "Consent", "id": id}
     extensions: list[dict[str, Any]] = []
@@ -214,13 +235,12 @@ def consent(
     if organizations:
         resource["organization"] = [{"reference": o} for o in organizations]
     if statements is not None:
-        signed_form: dict[str, Any] = {
+        resource["sourceAttachment"] = {
             "contentType": "application/pdf",
             "title": "Signed consent to disclose SUD records",
+            "url": f"https://forms.example.org/signed/{id}.pdf",
         }
-        if statements:
-            signed_form["extension"] = [{"url": FORM_STATEMENT, "valueCode": s} for s in statements]
-        resource["sourceAttachment"] = signed_form
+        form = form or form_stating(statements)
     if form is not None:
         resource["policy"] = [{"uri": form}]
     resource["policyRule"] = {"coding": [coding(v.ACT_CODE, v.LAW_42CFR_PART2)]}

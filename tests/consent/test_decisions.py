@@ -31,6 +31,7 @@ from mappings.consent import (
     directive_from_fhir,
 )
 from tests.consent import (
+    APPROVED_FORMS,
     AS_OF,
     CLINIC,
     CLINIC_NPI,
@@ -50,6 +51,7 @@ from tests.consent import (
     PROGRAM,
     STRANGER,
     TPO_FORM_URI,
+    TPO_STATEMENTS,
     UNNAMED,
     VIA_HIE,
     WORLD,
@@ -57,6 +59,7 @@ from tests.consent import (
     coding,
     consent,
     designation,
+    form_stating,
     intermediary,
     item,
     label,
@@ -228,11 +231,12 @@ MINOR = ConsentFacts(
     patient_name="Alex Testperson",
     patient_birth_date=date(2010, 4, 2),
     relationships={PARENT: (Coding(v.ROLE_CODE, "MTH"),)},
+    approved_forms=APPROVED_FORMS,
 )
 APPROVED = ConsentFacts(
     patient_name="Alex Testperson",
     approved_forms={
-        FORM_URI: frozenset({RIGHT_TO_REVOKE}),
+        FORM_URI: frozenset({RIGHT_TO_REVOKE, REDISCLOSURE_RISK}),
         TPO_FORM_URI: frozenset({RIGHT_TO_REVOKE, REDISCLOSURE_RISK, REFUSAL_CONSEQUENCES}),
     },
 )
@@ -253,6 +257,27 @@ QUESTIONNAIRE_CONSENT = {
     **consent("consent-questionnaire", statements=None),
     "sourceReference": {"reference": "QuestionnaireResponse/signed-part2-form-1"},
 }
+
+# A title and a statement the consent makes of its own form: no approval, no signed form.
+SELF_VOUCHED = {
+    **consent("consent-self-vouched", statements=None),
+    "sourceAttachment": {
+        "title": "Signed consent",
+        "extension": [
+            {
+                "url": "http://recovery-interop.example.org/fhir/StructureDefinition/"
+                "consent-form-statement",
+                "valueCode": RIGHT_TO_REVOKE,
+            }
+        ],
+    },
+}
+TPO_DECLARED_GENERAL = consent(
+    "consent-tpo-called-general",
+    kind="general",
+    statements=(RIGHT_TO_REVOKE, REDISCLOSURE_RISK),
+    root=permit(actors=[designation()], purposes=["TREAT", "HPAYMT", "HOPERAT"]),
+)
 
 DECISION_CASES: list[DecisionCase] = [
     # P1: what is Part 2 data
@@ -472,6 +497,7 @@ DECISION_CASES: list[DecisionCase] = [
         facts=ConsentFacts(
             patient_name="Alex Testperson",
             signatures=(ConsentSignature(PATIENT, datetime(2026, 1, 10, tzinfo=UTC)),),
+            approved_forms=APPROVED_FORMS,
         ),
     ),
     row(
@@ -483,6 +509,7 @@ DECISION_CASES: list[DecisionCase] = [
         facts=ConsentFacts(
             patient_name="Alex Testperson",
             signatures=(ConsentSignature(PATIENT, datetime(2026, 1, 10, tzinfo=UTC)),),
+            approved_forms=APPROVED_FORMS,
         ),
     ),
     row(
@@ -554,7 +581,7 @@ DECISION_CASES: list[DecisionCase] = [
         request(),
         DENY,
         "P2",
-        supporting_rules=("C1",),
+        supporting_rules=("C9",),
     ),
     row(
         "C1-tpo-without-refusal-statement-denies",
@@ -562,7 +589,7 @@ DECISION_CASES: list[DecisionCase] = [
         request(),
         DENY,
         "P2",
-        supporting_rules=("C1",),
+        supporting_rules=("C9",),
     ),
     row(
         "C2-tpo-without-an-end-expires-never",
@@ -884,7 +911,11 @@ DECISION_CASES: list[DecisionCase] = [
         request(),
         PERMIT,
         "C1",
-        facts=ConsentFacts(patient_name="Alex Testperson", patient_birth_date=date(1990, 5, 1)),
+        facts=ConsentFacts(
+            patient_name="Alex Testperson",
+            patient_birth_date=date(1990, 5, 1),
+            approved_forms=APPROVED_FORMS,
+        ),
     ),
     # C8: a refusal is always honoured
     row(
@@ -1702,7 +1733,7 @@ DECISION_CASES: list[DecisionCase] = [
         consent_id="consent-questionnaire",
         facts=ConsentFacts(
             patient_name=PATIENT_NAME,
-            approved_forms={QUESTIONNAIRE_V3: frozenset({RIGHT_TO_REVOKE})},
+            approved_forms={QUESTIONNAIRE_V3: frozenset({RIGHT_TO_REVOKE, REDISCLOSURE_RISK})},
             source_forms=(QUESTIONNAIRE_V3,),
         ),
     ),
@@ -1718,6 +1749,56 @@ DECISION_CASES: list[DecisionCase] = [
             approved_forms={QUESTIONNAIRE + "|2": frozenset({RIGHT_TO_REVOKE})},
             source_forms=(QUESTIONNAIRE_V3,),
         ),
+    ),
+    # Probe: a consent may not vouch for its own §2.31 statements (C9), nor call a TPO grant
+    # general (C2), and a covered entity receiving for treatment needs the HIPAA redisclosure
+    # statement whatever the kind of consent (§2.31(a)(4)(iii)).
+    row(
+        "C9-a-consent-vouching-for-its-own-form-denies",
+        [SELF_VOUCHED],
+        request(),
+        DENY,
+        "P2",
+        supporting_rules=("C9",),
+    ),
+    row(
+        "C2-a-tpo-grant-declared-general-needs-the-tpo-statements",
+        [TPO_DECLARED_GENERAL],
+        request(who=requester(PAYER), purposes=("HPAYMT",)),
+        DENY,
+        "P2",
+        supporting_rules=("C9",),
+    ),
+    row(
+        "C2-a-tpo-grant-declared-general-with-the-tpo-statements-permits",
+        [{**TPO_DECLARED_GENERAL, "policy": [{"uri": form_stating(TPO_STATEMENTS)}]}],
+        request(who=requester(PAYER), purposes=("HPAYMT",)),
+        PERMIT,
+        "C2",
+        labels=REDISCLOSABLE,
+    ),
+    row(
+        "C1-treatment-to-a-covered-entity-needs-the-hipaa-redisclosure-statement",
+        [consent(statements=(RIGHT_TO_REVOKE,))],
+        request(),
+        DENY,
+        "P2",
+        supporting_rules=("C9",),
+    ),
+    row(
+        "C1-treatment-to-a-program-not-a-covered-entity-needs-no-hipaa-statement",
+        [consent(statements=(RIGHT_TO_REVOKE,))],
+        request(who=requester(covered_entity=False, part2_program=True)),
+        PERMIT,
+        "C1",
+        labels=REFRAINED,
+    ),
+    row(
+        "C1-a-covered-entity-outside-tpo-needs-no-hipaa-statement",
+        [consent(statements=(RIGHT_TO_REVOKE,), root=permit(purposes=["PATRQT"]))],
+        request(purposes=("PATRQT",)),
+        PERMIT,
+        "C1",
     ),
     # A1: every decision is accounted (checked for every row below, named here too)
     row("A1-deny-is-accounted", [], request(), DENY, "P2"),
@@ -1819,7 +1900,7 @@ def test_case_ids_are_unique_and_name_a_rule() -> None:
 
 
 def test_permit_carries_the_part2_notice_and_scope() -> None:
-    decision = decide(request(), [directive_from_fhir(GENERAL)], AS_OF)
+    decision = decide(request(), [directive_from_fhir(GENERAL, facts=WORLD)], AS_OF)
 
     notice = decision.obligations.notice
     assert notice is not None
@@ -1844,7 +1925,9 @@ def test_emergency_disclosure_records_the_section_2_51_facts() -> None:
 
 
 def test_deny_text_never_names_the_withheld_record() -> None:
-    decision = decide(request(data=MEDICATION), [directive_from_fhir(CARE_PLAN_ONLY)], AS_OF)
+    decision = decide(
+        request(data=MEDICATION), [directive_from_fhir(CARE_PLAN_ONLY, facts=WORLD)], AS_OF
+    )
 
     assert all("methadone" not in reason.text for reason in decision.reasons)
 

@@ -94,6 +94,8 @@ def _directive(number: int, root: Provision) -> ConsentDirective:
         signers=(Signer(SignerRole.PATIENT, PATIENT),),
         has_signed_form=True,
         has_revocation_statement=True,
+        has_redisclosure_statement=True,
+        form_approved=True,
         provision=root,
     )
 

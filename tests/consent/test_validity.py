@@ -1,5 +1,6 @@
 """`check`: which §2.31 consents can be relied on, and which element is at fault."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,8 @@ from tests.consent import (
     GUARDIAN,
     PARENT,
     PATIENT,
+    UNNAMED,
+    WORLD,
     actor,
     consent,
     designation,
@@ -35,16 +38,17 @@ E = ConsentElement
 
 
 def problems(resource: dict[str, Any], **kwargs: Any) -> list[tuple[str, ConsentElement]]:
-    found = check(directive_from_fhir(resource), kwargs.pop("as_of", AS_OF), **kwargs)
+    directive = directive_from_fhir(resource, facts=UNNAMED)
+    found = check(directive, kwargs.pop("as_of", AS_OF), **kwargs)
     return [(problem.rule, problem.element) for problem in found.problems]
 
 
 class TestRequiredElements:
     def test_a_complete_general_consent_is_valid(self) -> None:
-        assert check(directive_from_fhir(consent()), AS_OF).valid
+        assert check(directive_from_fhir(consent(), facts=WORLD), AS_OF).valid
 
     def test_a_complete_tpo_consent_is_valid(self) -> None:
-        assert check(directive_from_fhir(tpo_consent()), AS_OF).valid
+        assert check(directive_from_fhir(tpo_consent(), facts=WORLD), AS_OF).valid
 
     @pytest.mark.parametrize(
         ("resource", "element"),
@@ -62,6 +66,17 @@ class TestRequiredElements:
             pytest.param(consent(expires=None), E.EXPIRATION, id="g-expiration"),
             pytest.param(consent(performers=[]), E.SIGNATURE, id="h-signature"),
             pytest.param(consent(signed=None), E.DATE_SIGNED, id="i-date-signed"),
+        ],
+    )
+    def test_each_missing_element_is_named(
+        self, resource: dict[str, Any], element: ConsentElement
+    ) -> None:
+        assert problems(resource) == [("C1", element)]
+
+    @pytest.mark.parametrize(
+        ("resource", "element"),
+        [
+            pytest.param(consent(statements=()), E.REVOCATION_STATEMENT, id="f-revocation"),
             pytest.param(
                 tpo_consent(statements=("right-to-revoke", REFUSAL_CONSEQUENCES)),
                 E.REDISCLOSURE_STATEMENT,
@@ -74,10 +89,10 @@ class TestRequiredElements:
             ),
         ],
     )
-    def test_each_missing_element_is_named(
+    def test_each_statement_the_approved_form_lacks_is_named(
         self, resource: dict[str, Any], element: ConsentElement
     ) -> None:
-        assert problems(resource) == [("C1", element)]
+        assert problems(resource) == [("C9", element)]
 
     def test_without_the_signed_form_revocation_and_signature_are_missing(self) -> None:
         assert problems(consent(statements=None)) == [
@@ -118,11 +133,78 @@ class TestApprovedForms:
 
         assert check(directive_from_fhir(resource, facts=facts), AS_OF).valid
 
-    def test_the_per_consent_statement_extension_stays_accepted(self) -> None:
-        directive = directive_from_fhir(consent())
+    def test_a_consent_vouching_for_its_own_statements_is_not_approved(self) -> None:
+        """Probe: a signed form given by its title, saying of itself (an extension) that it
+        states the right to revoke, was relied on without any approval (C9). Only an approved
+        form's statements count, and a title is no signed form (§2.31(a)(8))."""
+        resource = consent(statements=None)
+        resource["sourceAttachment"] = {
+            "title": "Signed consent",
+            "extension": [
+                {
+                    "url": "http://recovery-interop.example.org/fhir/StructureDefinition/"
+                    "consent-form-statement",
+                    "valueCode": RIGHT_TO_REVOKE,
+                }
+            ],
+        }
+        directive = directive_from_fhir(resource, facts=WORLD)
 
-        assert directive.form_approved is None
-        assert check(directive, AS_OF).valid
+        assert not directive.form_approved
+        assert not directive.has_signed_form
+        found = check(directive, AS_OF).problems
+        assert [(p.rule, p.element) for p in found] == [
+            ("C9", E.REVOCATION_STATEMENT),
+            ("C1", E.SIGNATURE),
+        ]
+        assert "(f) cannot be verified: the form is not approved" in found[0].text
+
+    def test_statements_of_a_form_nobody_approved_do_not_count(self) -> None:
+        """A directive saying its form states the right to revoke, its form not approved (as a
+        directive built in code can): the statement is no approval's, so it cannot be
+        verified."""
+        directive = replace(
+            directive_from_fhir(consent(), facts=WORLD),
+            form_approved=False,
+            has_revocation_statement=True,
+        )
+
+        [problem] = check(directive, AS_OF).problems
+        assert (problem.rule, problem.element) == ("C9", E.REVOCATION_STATEMENT)
+
+    @pytest.mark.parametrize(
+        ("attachment", "on_file"),
+        [
+            ({"title": "Signed consent"}, False),
+            ({"contentType": "application/pdf", "title": "Signed consent"}, False),
+            ({"title": "Signed consent", "url": "   "}, False),
+            ({"url": "https://forms.example.org/signed/1.pdf"}, True),
+            ({"data": "JVBERi0xLjQK"}, True),
+            ({"hash": "2jmj7l5rSw0yVb/vlWAYkK/YBwk="}, True),
+        ],
+    )
+    def test_a_signed_form_is_its_bytes_url_or_hash(
+        self, attachment: dict[str, str], on_file: bool
+    ) -> None:
+        resource = {**consent(), "sourceAttachment": attachment}
+
+        assert directive_from_fhir(resource, facts=WORLD).has_signed_form is on_file
+
+    @pytest.mark.parametrize(
+        ("reference", "on_file"),
+        [
+            ({"reference": "DocumentReference/signed-1"}, True),
+            ({"identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:1"}}, True),
+            ({"display": "the signed form"}, False),
+        ],
+    )
+    def test_a_signed_form_by_reference_names_it(
+        self, reference: dict[str, Any], on_file: bool
+    ) -> None:
+        resource = {k: v for k, v in consent().items() if k != "sourceAttachment"}
+        resource["sourceReference"] = reference
+
+        assert directive_from_fhir(resource, facts=WORLD).has_signed_form is on_file
 
 
 class TestRefusals:
@@ -234,7 +316,7 @@ class TestInForce:
         assert problems(consent(status=status)) == [(rule, E.STATUS)]
 
     def test_revocation_text_keeps_past_disclosures(self) -> None:
-        found = check(directive_from_fhir(consent(status="inactive")), AS_OF)
+        found = check(directive_from_fhir(consent(status="inactive"), facts=WORLD), AS_OF)
 
         assert "revoked" in found.problems[0].text
         assert "already made" in found.problems[0].text
@@ -338,3 +420,36 @@ class TestKindFromContent:
     def test_nothing_permitted_is_general(self) -> None:
         assert kind_from_content(None) is ConsentKind.GENERAL
         assert kind_from_content(Provision(type=ProvisionType.DENY)) is ConsentKind.GENERAL
+
+    def test_a_declared_kind_never_weakens_a_tpo_grant(self) -> None:
+        """Probe: a consent declaring itself `general` while permitting TREAT, HPAYMT and
+        HOPERAT skipped the TPO statements (§2.31(a)(10)). What it grants decides."""
+        root = permit(actors=[designation()], purposes=["TREAT", "HPAYMT", "HOPERAT"])
+        resource = consent(kind="general", root=root, statements=(RIGHT_TO_REVOKE,))
+
+        assert directive_from_fhir(resource, facts=WORLD).kind is ConsentKind.TPO
+        assert problems(resource) == [
+            ("C9", E.REDISCLOSURE_STATEMENT),
+            ("C9", E.REFUSAL_STATEMENT),
+        ]
+
+    @pytest.mark.parametrize(
+        ("declared", "root", "kind"),
+        [
+            ("tpo", permit(), ConsentKind.TPO),
+            ("general", permit(labels=[label(v.COUNSELING_NOTE)]), ConsentKind.GENERAL),
+            ("counseling-notes", permit(), ConsentKind.COUNSELING_NOTES),
+            ("legal-proceedings", permit(), ConsentKind.LEGAL_PROCEEDINGS),
+        ],
+    )
+    def test_a_declared_kind_that_asks_more_stands(
+        self, declared: str, root: dict[str, Any], kind: ConsentKind
+    ) -> None:
+        assert directive_from_fhir(consent(kind=declared, root=root)).kind is kind
+
+    def test_a_directive_built_weaker_than_its_grant_is_not_relied_on(self) -> None:
+        tpo = directive_from_fhir(tpo_consent(), facts=WORLD)
+        general = replace(tpo, kind=ConsentKind.GENERAL)
+
+        assert check(tpo, AS_OF).valid
+        assert ("C2", E.PURPOSES) in [(p.rule, p.element) for p in check(general, AS_OF).problems]

@@ -257,7 +257,10 @@ def install(instance: Instance) -> None:
     registered = json.loads(added)
     instance.ehr_client_id = registered["client_id"]
     instance.organization = registered["organization"]
-    instance.cli("forms", "approve", CONSENT_FORM, "--statement", "right-to-revoke")
+    instance.cli(
+        "forms", "approve", CONSENT_FORM,
+        "--statement", "right-to-revoke", "--statement", "redisclosure-risk",
+    )  # fmt: skip
     instance.sync_jwks.write_text(instance.cli("sync", "jwks"))
 
 

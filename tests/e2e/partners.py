@@ -40,6 +40,9 @@ class FhirPartner:
     searches: int = 0
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
+    refuse: str = ""
+    """The end of a fullUrl: a transaction carrying such an entry is refused (422)."""
+    refused: int = 0
 
     @property
     def base(self) -> str:
@@ -81,7 +84,8 @@ class FhirPartner:
             return 200, b"<html>oops</html>", {}
         if self.mode == "busy":
             return 503, b"", {"Retry-After": "120"}
-        if self.mode == "reject":
+        if self.mode == "reject" or self._carries_refused(bundle):
+            self.refused += 1
             outcome = {
                 "resourceType": "OperationOutcome",
                 "issue": [{"severity": "error", "code": "invalid", "diagnostics": "bad Task"}],
@@ -89,6 +93,11 @@ class FhirPartner:
             return 422, orjson.dumps(outcome), {}
         self.transactions.append(bundle)
         return 200, orjson.dumps(self._apply(bundle)), {}
+
+    def _carries_refused(self, bundle: dict[str, Any]) -> bool:
+        return bool(self.refuse) and any(
+            entry["fullUrl"].endswith(self.refuse) for entry in bundle["entry"]
+        )
 
     def work(self, kind: str, **changes: Any) -> dict[str, Any]:
         """The partner's own staff change their copy (the only one of `kind`), as in its EHR."""
@@ -284,7 +293,7 @@ def listening(partner: MllpPartner) -> Iterator[None]:
     ready = threading.Event()
     holder: list[MllpServer] = []
 
-    async def handle(payload: bytes) -> bytes:
+    async def handle(payload: bytes) -> tuple[bytes, ...]:
         partner.received.append(payload)
         inbound = read_message(payload)
         ack = build_ack(
@@ -294,7 +303,7 @@ def listening(partner: MllpPartner) -> Iterator[None]:
             control_id=f"ACK{len(partner.received)}",
             at=datetime.now(UTC),
         )
-        return encode_ack(ack)
+        return (encode_ack(ack),)
 
     async def start() -> None:
         server = await serve_mllp(

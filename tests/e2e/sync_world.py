@@ -24,7 +24,7 @@ from mappings import model as m
 from mappings import service_request, task
 from mappings.terminology import PATIENT_REFERRAL
 from tests.builders import organization, part2_consent, part2_program, patient
-from tests.conftest import RegisteredPartner, bearer
+from tests.conftest import RegisteredPartner, approve_part2_form, bearer
 from tests.e2e.partners import FhirPartner
 from tests.keys import rsa_key
 
@@ -197,6 +197,7 @@ def set_task(client: TestClient, owner: str, status: str) -> dict[str, Any]:
 
 
 def consent_for(client: TestClient, recipient: str) -> None:
+    approve_part2_form(client)
     consent = part2_consent("Patient/robin", "Organization/sender", f"Organization/{recipient}")
     put(as_sender(client, part2=True), {**consent, "id": "consent-robin"})
 

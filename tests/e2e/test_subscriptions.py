@@ -65,6 +65,25 @@ def subscribe(world: World, hook: Hook) -> tuple[RegisteredPartner, dict[str, An
     return partner, created.json()
 
 
+def reported(answer: Any) -> list[str]:
+    """The Subscriptions a `$status` answer reports, each a SubscriptionStatus of type
+    query-status (none ran a handshake, so each is still requested)."""
+    assert answer.status_code == 200, answer.text
+    bundle = answer.json()
+    entries = bundle.get("entry", [])
+    assert (bundle["type"], bundle["total"]) == ("searchset", len(entries))
+    statuses = [{p["name"]: p for p in e["resource"]["parameter"]} for e in entries]
+    assert {(s["type"]["valueCode"], s["status"]["valueCode"]) for s in statuses} <= {
+        ("query-status", "requested")
+    }
+    return sorted(s["subscription"]["valueReference"]["reference"] for s in statuses)
+
+
+def asking(*ids: str) -> dict[str, Any]:
+    """A `$status` Parameters body naming Subscriptions by `id`."""
+    return {"resourceType": "Parameters", "parameter": [{"name": "id", "valueId": i} for i in ids]}
+
+
 class TestLifecycle:
     def test_handshake_then_id_only_notifications(self, world: World) -> None:
         hook = Hook()
@@ -186,6 +205,62 @@ class TestIsolation:
         mine = world.client.get(url, headers=as_(world, owner)).json()
         assert mine["channel"]["endpoint"] == hook.url
         assert world.client.get(f"{url}/$status", headers=headers).status_code == 404
+
+    def test_status_is_asked_by_post_too(self, world: World) -> None:
+        """R4: "Servers SHALL support POST method for all operations": `$status` by POST, with
+        no body or a Parameters body (whose `id` the instance level ignores, as the IG says),
+        answered as the GET is; another's Subscription is unknown by POST as by GET."""
+        hook = Hook()
+        owner, first = subscribe(world, hook)
+        mine = as_(world, owner)
+        second = world.client.post(
+            "/fhir/Subscription", json=subscription_body(hook, owner.organization), headers=mine
+        ).json()
+        other = register_partner(world.client, name="Unrelated Clinic")
+        instance = f"/fhir/Subscription/{first['id']}/$status"
+        expected = [f"http://testserver/fhir/Subscription/{first['id']}"]
+        assert reported(world.client.get(instance, headers=mine)) == expected
+        assert reported(world.client.post(instance, headers=mine)) == expected
+        ignored = world.client.post(instance, json=asking(second["id"]), headers=mine)
+        assert reported(ignored) == expected
+        assert (
+            world.client.post(instance, json={"resourceType": "Patient"}, headers=mine).status_code
+            == 400
+        )
+        refused = world.client.post(instance, headers=as_(world, other))
+        assert refused.status_code == 404, refused.text
+
+    def test_status_at_the_type_level_reports_its_own_alone(self, world: World) -> None:
+        """Backport IG 1.1.0 `Subscription/$status`: the caller's Subscriptions, those `id`
+        names (ORed) or every one, each a SubscriptionStatus; another's id is left out exactly
+        as an unknown one is. A read by id is still a read."""
+        hook = Hook()
+        owner, first = subscribe(world, hook)
+        mine = as_(world, owner)
+        second = world.client.post(
+            "/fhir/Subscription", json=subscription_body(hook, owner.organization), headers=mine
+        ).json()
+        other = register_partner(world.client, name="Unrelated Clinic")
+        theirs = world.client.post(
+            "/fhir/Subscription",
+            json=subscription_body(hook, other.organization),
+            headers=as_(world, other),
+        ).json()
+        url = "http://testserver/fhir/Subscription/"
+        both = sorted([url + first["id"], url + second["id"]])
+        status = "/fhir/Subscription/$status"
+        assert reported(world.client.get(status, headers=mine)) == both
+        assert reported(world.client.post(status, headers=mine)) == both
+        named = [("id", first["id"]), ("id", theirs["id"])]
+        assert reported(world.client.get(status, params=named, headers=mine)) == [url + first["id"]]
+        not_mine = world.client.post(status, json=asking(theirs["id"]), headers=mine)
+        unknown = world.client.post(status, json=asking("no-such-subscription"), headers=mine)
+        assert reported(not_mine) == reported(unknown) == []
+        assert not_mine.json() == unknown.json()
+        active = world.client.get(status, params={"status": "active"}, headers=mine)
+        assert reported(active) == []
+        read = world.client.get(f"/fhir/Subscription/{first['id']}", headers=mine)
+        assert (read.status_code, read.json()["id"]) == (200, first["id"])
 
     def test_what_cannot_work_or_would_leak_is_refused(self, world: World) -> None:
         hook = Hook()

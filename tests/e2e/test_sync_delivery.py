@@ -3,6 +3,7 @@ learn of changes"; ARCHITECTURE.md rule 5): FHIR, C-CDA over HTTP and into a dir
 over MLLP; partners that are down, slow or wrong; Part 2 decided when sending."""
 
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,103 @@ class TestFhirPartner:
         assert "Task/task-1" in pushed(world)  # it read what it refused: a disclosure
 
 
+class TestTogether:
+    """Several changes to one partner's FHIR server share a transaction (SYNC_BATCH), each
+    still its own delivery."""
+
+    def test_one_transaction_carries_them_with_shared_entries_once(self, world: World) -> None:
+        partner = FhirPartner(world.key_jwks)
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program)
+            for index in range(3):
+                put(world.client, extra_task(program, index))
+            outcomes = world.run()
+        assert [o.state for o in outcomes] == [TransportState.ACKNOWLEDGED] * 4
+        [bundle] = partner.transactions
+        urls = [entry["fullUrl"].removeprefix(f"{BASE}/") for entry in bundle["entry"]]
+        assert sorted(urls) == sorted(
+            ["ServiceRequest/referral-1", "Patient/robin", "Task/task-1"]
+            + [f"Task/task-extra-{n}" for n in range(3)]
+        )
+        # each row's receipt is its own first entry's location: the referral's copy
+        [order] = partner.resources("ServiceRequest")
+        assert {row.receipt for row in world.rows} == {f"ServiceRequest/{order['id']}/_history/1"}
+        assert sorted(pushed(world)).count("Task/task-extra-2") == 1
+
+    def test_a_change_the_partner_refuses_holds_back_none_of_the_others(self, world: World) -> None:
+        partner = FhirPartner(world.key_jwks, refuse="Task/task-extra-1")
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program)
+            for index in range(3):
+                put(world.client, extra_task(program, index))
+            world.run()
+        states = {row.resource_id: (row.state, row.error) for row in world.rows}
+        assert states.pop("task-extra-1") == ("failed", "HTTP 422: bad Task")
+        assert {state for state, _ in states.values()} == {"acknowledged"}
+        assert partner.refused == 2  # the transaction of all four, then that change alone
+        tasks = {task["identifier"][-1]["value"] for task in partner.resources("Task")}
+        assert tasks == {
+            f"{BASE}/Task/{ident}" for ident in ("task-1", "task-extra-0", "task-extra-2")
+        }
+
+    def test_a_withheld_change_goes_nowhere_and_the_others_go(self, world: World) -> None:
+        partner = FhirPartner(world.key_jwks)
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program)
+            orphan = extra_task(program, 0)
+            put(world.client, {**orphan, "focus": {"reference": "ServiceRequest/nowhere"}})
+            put(world.client, extra_task(program, 1))
+            world.run()
+        states = {row.resource_id: row.state for row in world.rows}
+        assert states == {
+            "task-1": "acknowledged",
+            "task-extra-0": "withheld",
+            "task-extra-1": "acknowledged",
+        }
+        [bundle] = partner.transactions
+        assert f"{BASE}/Task/task-extra-0" not in {e["fullUrl"] for e in bundle["entry"]}
+
+    def test_a_change_tried_before_goes_alone(self, world: World) -> None:
+        partner = FhirPartner(world.key_jwks, mode="busy")
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program)
+            put(world.client, extra_task(program, 0))
+            world.run()
+            partner.mode = "ok"
+            world.clock.advance(600)
+            world.run()
+        assert {row.state for row in world.rows} == {"acknowledged"}
+        assert [len(bundle["entry"]) for bundle in partner.transactions] == [3, 3]
+
+    def test_sync_batch_1_sends_each_alone(self, world: World) -> None:
+        partner = FhirPartner(world.key_jwks)
+        with serving(partner):
+            program = world.register("Bayview Outpatient", fhir_channel(partner))
+            refer(world.client, program)
+            put(world.client, extra_task(program, 0))
+            world.run(sync_batch=1)
+        assert len(partner.transactions) == 2
+
+
+def extra_task(program: str, index: int) -> dict[str, Any]:
+    """Another Task on the referral of `refer`, owned by `program`: a row of its own."""
+    return task.to_fhir(
+        m.ReferralTask(
+            id=m.Id(f"task-extra-{index}"),
+            referral_id=m.Ref("referral-1"),
+            client_id=m.Ref("robin"),
+            requester=m.Party(m.PartyKind.PROGRAM, m.Ref("sender")),
+            status=m.TaskStatus.REQUESTED,
+            authored_on=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+            owner=m.Party(m.PartyKind.PROGRAM, m.Ref(program)),
+        )
+    )
+
+
 class TestPart2AtSending:
     def test_without_consent_nothing_leaves_and_the_denial_is_logged(self, world: World) -> None:
         partner = FhirPartner(world.key_jwks)
@@ -324,11 +422,11 @@ class TestHl7v2:
             refer(world.client, program)
             world.run()
         inbound = world.client.app.state.inbound  # type: ignore[attr-defined]
-        accepted = inbound.receive(answer(ReferralStatus.ACCEPTED, "RRI-1"), "mllp")
+        [accepted] = inbound.receive(answer(ReferralStatus.ACCEPTED, "RRI-1"), "mllp")
         assert b"MSA|AA|RRI-1" in accepted
         ours = world.client.get("/fhir/Task/task-1").json()
         assert (ours["status"], ours["meta"]["versionId"]) == ("accepted", "2")
-        declined = inbound.receive(answer(ReferralStatus.REJECTED, "RRI-2"), "mllp")
+        [declined] = inbound.receive(answer(ReferralStatus.REJECTED, "RRI-2"), "mllp")
         assert b"MSA|AE|RRI-2" in declined
         assert world.client.get("/fhir/Task/task-1").json()["status"] == "accepted"
         assert [row.event for row in world.rows] == ["referral-sent"]  # no echo to the partner
@@ -403,7 +501,17 @@ class TestAtLeastOnce:
         delivered = [o.pk for o in outcomes if o.state is TransportState.ACKNOWLEDGED]
         assert sorted(delivered) == sorted(set(delivered))
         assert {row.state for row in world.rows} == {"acknowledged"}
-        assert len(partner.transactions) == len(world.rows) == 10
+        # Each row's Task went once (task-1 twice: requested, then cancelled), several rows
+        # to the partner sharing a transaction (SYNC_BATCH).
+        sent = Counter(
+            entry["fullUrl"].rpartition("/")[2]
+            for bundle in partner.transactions
+            for entry in bundle["entry"]
+            if entry["resource"]["resourceType"] == "Task"
+        )
+        assert len(world.rows) == 10
+        assert sent == {"task-1": 2, **{f"task-extra-{n}": 1 for n in range(8)}}
+        assert len(partner.transactions) < 10
 
 
 def answer(status: ReferralStatus, control_id: str) -> bytes:

@@ -291,6 +291,43 @@ def test_accepts_a_bundle_keeping_to_them(resource: dict[str, Any]) -> None:
     fhir.validate(resource)
 
 
+@pytest.mark.parametrize(
+    "full_url",
+    [
+        f"{BASE}/Patient/p2",
+        f"{BASE}/Patient/p2/_history/1",
+        f"{BASE}/Observation/p1",
+        "http://x/Patient/2",
+    ],
+)
+def test_a_restful_full_url_names_its_resources_type_and_id(full_url: str) -> None:
+    """R4 Bundle.entry.fullUrl: "if the fullUrl looks like a RESTful server URL (e.g. meets
+    the regex), then the 'id' portion of the fullUrl SHALL end with the Resource.id"."""
+    issues = [
+        issue
+        for issue in _issues(bundle("collection", patient_entry(full_url)))
+        if not issue.diagnostics.startswith("bdl-")
+    ]
+
+    assert [(i.severity, i.code, i.expression) for i in issues] == [
+        ("error", "value", ("Bundle.entry[0]",))
+    ]
+    assert "R4 Bundle.entry.fullUrl" in issues[0].diagnostics
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        patient_entry(f"{BASE}/Patient/p1"),
+        patient_entry("urn:oid:1.2.840.10008.1"),
+        patient_entry("https://records.example.org/people/Jane/2"),  # no resource type there
+        {"fullUrl": f"{BASE}/Patient/2", "resource": {"resourceType": "Patient"}},  # no id
+    ],
+)
+def test_a_full_url_that_names_no_other_resource_is_kept(entry: dict[str, Any]) -> None:
+    fhir.validate(bundle("collection", entry))
+
+
 @pytest.mark.parametrize("kind", ["handshake", "event-notification"])
 @pytest.mark.parametrize("content", ["empty", "id-only"])
 def test_a_subscription_notification_keeps_to_them(kind: str, content: str) -> None:

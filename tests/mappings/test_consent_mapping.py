@@ -29,9 +29,11 @@ from consent import vocabulary as v
 from mappings.consent import (
     ELEMENT_EXPRESSIONS,
     EXPIRATION_EVENT,
-    FORM_STATEMENT,
+    EXTENSION_BASE,
     MAX_PROVISION_DEPTH,
     REDISCLOSURE_RISK,
+    RIGHT_TO_REVOKE,
+    ConsentFacts,
     directive_from_fhir,
     directive_problems_as_issues,
     directive_to_fhir,
@@ -40,12 +42,15 @@ from mappings.errors import InvalidResource, Issue
 from mappings.fhir import validate
 from tests.conftest import corpus
 from tests.consent import (
+    ALL_STATEMENTS,
     AS_OF,
     GUARDIAN,
     PATIENT,
     PATIENT_NAME,
     PROGRAM,
+    WORLD,
     consent,
+    form_stating,
     item,
     performer,
     permit,
@@ -203,7 +208,7 @@ class TestOurConsents:
 
 class TestElements:
     def test_general_consent(self) -> None:
-        directive = directive_from_fhir(consent())
+        directive = directive_from_fhir(consent(), facts=WORLD)
 
         assert directive.id == "consent-general"
         assert directive.status is ConsentStatus.ACTIVE
@@ -215,11 +220,15 @@ class TestElements:
         assert directive.signers == (Signer(SignerRole.PATIENT, PATIENT),)
         assert directive.expires_at == datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
         assert directive.has_signed_form
+        assert directive.signed_form == "https://forms.example.org/signed/consent-general.pdf"
+        assert directive.form == form_stating(ALL_STATEMENTS)
+        assert directive.form_approved
         assert directive.has_revocation_statement
-        assert not directive.has_redisclosure_statement
+        assert directive.has_redisclosure_statement
+        assert not directive.has_refusal_consequences_statement
 
     def test_tpo_consent(self) -> None:
-        directive = directive_from_fhir(tpo_consent())
+        directive = directive_from_fhir(tpo_consent(), facts=WORLD)
 
         assert directive.kind is ConsentKind.TPO
         assert directive.expiration_event == "none"
@@ -248,18 +257,56 @@ class TestElements:
             Signer(SignerRole.REPRESENTATIVE, GUARDIAN, Coding(v.ROLE_CODE, "GUARD")),
         )
 
-    def test_statements_on_a_source_reference(self) -> None:
+    def test_statements_of_a_form_approved_as_its_source_reference(self) -> None:
+        """C9: what the approval of the form says, never what the reference says of itself."""
         resource = consent(statements=None)
         resource["sourceReference"] = {
             "reference": "DocumentReference/signed-form",
-            "extension": [{"url": FORM_STATEMENT, "valueCode": REDISCLOSURE_RISK}],
+            "extension": [
+                {"url": EXTENSION_BASE + "consent-form-statement", "valueCode": RIGHT_TO_REVOKE}
+            ],
         }
+        approved = {"DocumentReference/signed-form": frozenset({REDISCLOSURE_RISK})}
 
-        directive = directive_from_fhir(resource)
+        directive = directive_from_fhir(resource, facts=ConsentFacts(approved_forms=approved))
 
         assert directive.has_signed_form
+        assert directive.signed_form == "DocumentReference/signed-form"
+        assert directive.form_approved
         assert directive.has_redisclosure_statement
         assert not directive.has_revocation_statement
+
+    def test_what_a_consent_says_of_its_own_form_is_not_read(self) -> None:
+        resource = consent(statements=None)
+        resource["sourceAttachment"] = {
+            "title": "Signed 42 CFR Part 2 consent form",
+            "extension": [
+                {"url": EXTENSION_BASE + "consent-form-statement", "valueCode": code}
+                for code in (RIGHT_TO_REVOKE, REDISCLOSURE_RISK)
+            ],
+        }
+
+        directive = directive_from_fhir(resource, facts=WORLD)
+
+        assert not directive.form_approved
+        assert not directive.has_signed_form
+        assert not directive.has_revocation_statement
+        assert not directive.has_redisclosure_statement
+
+    def test_the_form_and_signed_copy_are_written_back_and_no_statement(self) -> None:
+        """The case API writes a directive: its form by `policy.uri`, its signed copy by URL;
+        what the form states is its approval's, so nothing about statements is written."""
+        directive = directive_from_fhir(consent(), facts=WORLD)
+
+        written = directive_to_fhir(directive)
+
+        assert written["policy"] == [{"uri": form_stating(ALL_STATEMENTS)}]
+        assert written["sourceAttachment"] == {
+            "title": "Signed 42 CFR Part 2 consent form",
+            "url": "https://forms.example.org/signed/consent-general.pdf",
+        }
+        assert "consent-form-statement" not in json.dumps(written)
+        assert directive_from_fhir(written, facts=WORLD) == directive
 
     def test_expiration_event(self) -> None:
         directive = directive_from_fhir(consent(expiration_event="end-of-treatment"))
@@ -367,7 +414,8 @@ class TestUnreadable:
 
 class TestProblemsAsIssues:
     def test_warnings_point_at_the_element(self) -> None:
-        directive = directive_from_fhir(consent(root=permit(actors=[]), performers=[]))
+        resource = consent(root=permit(actors=[]), performers=[])
+        directive = directive_from_fhir(resource, facts=WORLD)
 
         issues = directive_problems_as_issues(directive, AS_OF)
 
@@ -379,7 +427,9 @@ class TestProblemsAsIssues:
         assert issues[0].diagnostics.startswith("C1: (d)")
 
     def test_a_valid_consent_has_none(self) -> None:
-        assert directive_problems_as_issues(directive_from_fhir(consent()), AS_OF) == ()
+        assert (
+            directive_problems_as_issues(directive_from_fhir(consent(), facts=WORLD), AS_OF) == ()
+        )
 
     def test_every_element_has_an_expression(self) -> None:
         assert set(ELEMENT_EXPRESSIONS) == set(ConsentElement)

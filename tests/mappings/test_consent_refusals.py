@@ -27,6 +27,7 @@ from mappings.consent import (
 )
 from tests.conftest import corpus
 from tests.consent import (
+    APPROVED_FORMS,
     AS_OF,
     CLINIC,
     CLINIC_NPI,
@@ -307,7 +308,9 @@ class TestPatientByIdentifier:
         return resource
 
     def test_the_resolved_patient_is_the_consents(self) -> None:
-        facts = ConsentFacts(patient_name=PATIENT_NAME, patient=PATIENT)
+        facts = ConsentFacts(
+            patient_name=PATIENT_NAME, patient=PATIENT, approved_forms=APPROVED_FORMS
+        )
 
         directive = directive_from_fhir(self._by_identifier(), facts=facts)
 
@@ -321,7 +324,12 @@ class TestPatientByIdentifier:
         assert directive_from_fhir(consent(), facts=facts).patient == PATIENT
 
     def test_an_ambiguous_identifier_refuses_but_never_permits(self) -> None:
-        facts = ConsentFacts(patient_name=PATIENT_NAME, patient=PATIENT, patient_ambiguous=True)
+        facts = ConsentFacts(
+            patient_name=PATIENT_NAME,
+            patient=PATIENT,
+            patient_ambiguous=True,
+            approved_forms=APPROVED_FORMS,
+        )
         permits = directive_from_fhir(self._by_identifier(), facts=facts)
         refusal = {**self._by_identifier(), "provision": {"type": "deny"}}
 
@@ -373,6 +381,7 @@ class TestDeceasedPatient:
             relationships={EXECUTOR: (Coding(v.ROLE_CODE, "EXCEST"),)},
             patient_deceased=True,
             patient_deceased_at=died_at,
+            approved_forms=APPROVED_FORMS,
         )
         resource = consent(performers=[performer(signer)])
 
@@ -384,7 +393,9 @@ class TestDeceasedPatient:
         assert decide(request(), [directive], AS_OF).outcome is expected
 
     def test_a_stated_capacity_still_wins(self) -> None:
-        facts = ConsentFacts(patient_name=PATIENT_NAME, patient_deceased=True)
+        facts = ConsentFacts(
+            patient_name=PATIENT_NAME, patient_deceased=True, approved_forms=APPROVED_FORMS
+        )
         resource = consent(capacity="lacks-capacity", performers=[performer(GUARDIAN, "GUARD")])
 
         directive = directive_from_fhir(resource, facts=facts)

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from interop.api.bounds import PageSize, RowNumber
 from interop.api.security import AdministratorDep, requires_role
 from interop.services.staff import Role, StaffSession
 from interop.sync.deliveries import Deliveries, DeliveryView
@@ -30,7 +31,7 @@ def list_deliveries(
     _: WatcherDep,
     state: Annotated[list[str], Query(max_length=6)] = [],  # noqa: B006
     partner: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[PageSize, Query()] = 100,
 ) -> list[DeliveryView]:
     """Newest first; filter by transport state (repeatable) and partner client_id."""
     return deliveries.list(state, partner, limit)
@@ -38,7 +39,7 @@ def list_deliveries(
 
 @router.post("/deliveries/{delivery_id}/retry", operation_id="retry_delivery")
 def retry_delivery(
-    delivery_id: int, deliveries: DeliveriesDep, _: AdministratorDep
+    delivery_id: RowNumber, deliveries: DeliveriesDep, _: AdministratorDep
 ) -> DeliveryView:
     """Queue a failed or withheld delivery again from its first attempt."""
     return deliveries.retry(delivery_id)

@@ -3,7 +3,7 @@ contains (PART2.md C9), and list the approvals. The API twin of `interop forms`.
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from interop.api.security import requires_role
@@ -41,11 +41,22 @@ def list_consent_forms(forms: FormsDep, _: ComplianceDep) -> list[ApprovedForm]:
     return forms.list()
 
 
-@router.post("/consent-forms", operation_id="approve_consent_form")
+@router.post(
+    "/consent-forms",
+    operation_id="approve_consent_form",
+    status_code=201,
+    responses={200: {"description": "The form's earlier approval, replaced by this one"}},
+)
 def approve_consent_form(
-    approval: FormApproval, forms: FormsDep, staff: ComplianceDep
+    approval: FormApproval, forms: FormsDep, staff: ComplianceDep, response: Response
 ) -> ApprovedForm:
-    """Approve a consent form once; consents signed on it then have its statements."""
-    return forms.approve(
+    """Approve a consent form; consents signed on it then have its statements. 201 when
+    this makes the form's approval; 200 when it replaces the one the form had (the
+    statements then are those given here)."""
+    replacing = forms.is_approved(approval.form)
+    approved = forms.approve(
         approval.form, approval.title, approval.statements, staff.principal.username
     )
+    if replacing:
+        response.status_code = 200
+    return approved

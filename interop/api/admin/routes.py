@@ -114,7 +114,12 @@ def list_partners(partners: PartnersDep, base: BaseUrlDep, _: AdministratorDep) 
     return [describe(partner, base) for partner in partners.list()]
 
 
-@router.post("/partners", operation_id="register_partner", status_code=201)
+@router.post(
+    "/partners",
+    operation_id="register_partner",
+    status_code=201,
+    responses={409: {"description": "The organization has a registration already"}},
+)
 def register_partner(
     body: PartnerIn, partners: PartnersDep, base: BaseUrlDep, _: AdministratorDep
 ) -> PartnerOut:

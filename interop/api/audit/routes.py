@@ -6,11 +6,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import HTMLResponse, Response
 
+from interop.api.bounds import Offset, PageSize
+from interop.api.deps import BaseUrlDep
 from interop.api.formats import Format
 from interop.api.responses import FhirResponse
 from interop.api.security import requires_role
 from interop.audit import accounting as acc
-from interop.services.compliance import ComplianceService, LogQuery, date_bounds
+from interop.services.compliance import ComplianceService, LogQuery, PageAddress, date_bounds
 from interop.services.staff import Role, StaffSession
 
 router = APIRouter(prefix="/audit", tags=["Compliance"])
@@ -26,6 +28,15 @@ def _compliance(request: Request) -> ComplianceService:
 
 
 ComplianceDep = Annotated[ComplianceService, Depends(_compliance)]
+CountParam = Annotated[PageSize, Query(alias="_count")]
+OffsetParam = Annotated[Offset, Query(alias="_offset")]
+
+
+def _address(base: str, path: str, filters: list[tuple[str, str | None]]) -> PageAddress:
+    """The page's absolute URL (beside the FHIR base partners see) and the filters it was
+    asked with, those given, for its paging links."""
+    given = [(name, value) for name, value in filters if value is not None]
+    return PageAddress(base.removesuffix("/fhir") + path, given)
 
 
 @router.get("/verify", operation_id="verify_audit_chain")
@@ -44,6 +55,7 @@ def verify_chain(compliance: ComplianceDep, _: ReviewerDep) -> dict[str, Any]:
 def search_audit_events(
     compliance: ComplianceDep,
     _: ReviewerDep,
+    base: BaseUrlDep,
     patient: Annotated[str | None, Query(pattern=r"^Patient/[A-Za-z0-9\-.]{1,64}$")] = None,
     agent: Annotated[str | None, Query(pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$")] = None,
     consent: Annotated[str | None, Query(max_length=100)] = None,
@@ -51,10 +63,11 @@ def search_audit_events(
     date_to: Annotated[str | None, Query(alias="date-to", max_length=40)] = None,
     outcome: Annotated[Literal["released", "withheld"] | None, Query()] = None,
     emergency: bool | None = None,
-    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
+    count: CountParam = 100,
+    offset: OffsetParam = 0,
 ) -> FhirResponse:
-    """Disclosure decisions as FHIR AuditEvents, newest first (A3: by patient or consent)."""
+    """Disclosure decisions as FHIR AuditEvents, newest first (A3: by patient or consent),
+    a page at a time: `link` names this page and the next while more follow."""
     since, until = date_bounds(date_from, date_to)
     query = LogQuery(
         patient=patient,
@@ -67,14 +80,35 @@ def search_audit_events(
         offset=offset,
         count=count,
     )
-    return FhirResponse(compliance.audit_events(query), fmt=Format.JSON)
+    page = _address(
+        base,
+        "/audit/AuditEvent",
+        [
+            ("patient", patient),
+            ("agent", agent),
+            ("consent", consent),
+            ("date-from", date_from),
+            ("date-to", date_to),
+            ("outcome", outcome),
+            ("emergency", None if emergency is None else str(emergency).lower()),
+        ],
+    )
+    return FhirResponse(compliance.audit_events(query, page), fmt=Format.JSON)
 
 
 @router.get("/emergencies", operation_id="emergency_disclosures")
-def emergency_disclosures(compliance: ComplianceDep, _: ReviewerDep) -> FhirResponse:
-    """Every break-the-glass disclosure, for compliance review (E1)."""
-    query = LogQuery(emergency=True, decision="permit", count=1000)
-    return FhirResponse(compliance.audit_events(query), fmt=Format.JSON)
+def emergency_disclosures(
+    compliance: ComplianceDep,
+    _: ReviewerDep,
+    base: BaseUrlDep,
+    count: CountParam = 100,
+    offset: OffsetParam = 0,
+) -> FhirResponse:
+    """Every break-the-glass disclosure, for compliance review (E1), newest first and a page
+    at a time: `total` counts them all and `link` names the next page while more follow."""
+    query = LogQuery(emergency=True, decision="permit", offset=offset, count=count)
+    page = _address(base, "/audit/emergencies", [])
+    return FhirResponse(compliance.audit_events(query, page), fmt=Format.JSON)
 
 
 @router.get("/accounting/Patient/{patient_id}", operation_id="accounting_of_disclosures")

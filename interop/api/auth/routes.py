@@ -5,13 +5,13 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from interop.api.deps import BaseUrlDep
-from interop.api.security import CSRF_HEADER, SESSION_COOKIE, staff_session
+from interop.api.problems import problem
+from interop.api.security import CSRF_HEADER, SESSION_COOKIE, STAFF_CHALLENGE, staff_session
 from interop.auth.assertions import ALGORITHMS
 from interop.auth.oidc import OidcClient, OidcFailed
 from interop.services.staff import LoginFailed, StaffService, StaffSession
@@ -29,6 +29,7 @@ class OidcDisabled(Exception):
 
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_CHALLENGED = {"WWW-Authenticate": STAFF_CHALLENGE}
 
 
 def endpoints(base: str) -> Endpoints:
@@ -88,7 +89,8 @@ def _login_page(request: Request, error: str, status: int) -> HTMLResponse:
     csrf = secrets.token_urlsafe(32)
     shown = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     page = _LOGIN_PAGE.format(csrf=html.escape(csrf), error=shown)
-    response = HTMLResponse(page, status_code=status, headers=_NO_STORE)
+    headers = {**_NO_STORE, **_CHALLENGED} if status == 401 else _NO_STORE
+    response = HTMLResponse(page, status_code=status, headers=headers)
     _set_cookie(request, response, _LOGIN_CSRF_COOKIE, csrf, max_age=900)
     return response
 
@@ -110,7 +112,7 @@ def login(
     if cookie is None or not secrets.compare_digest(cookie, csrf_token):
         if browser:
             return _login_page(request, "The form had expired: please sign in again.", 403)
-        return _problem(403, "CSRF check failed", "reload the sign-in form and try again")
+        return problem(403, "CSRF check failed: reload the sign-in form and try again")
     service: StaffService = request.app.state.staff
     try:
         session = service.login(username, password, datetime.now(UTC))
@@ -119,9 +121,7 @@ def login(
             return _login_page(
                 request, "The name or password is wrong, or the account is locked.", 401
             )
-        return _problem(
-            401, "Sign-in failed", "the name or password is wrong, or the account is locked"
-        )
+        return _sign_in_failed("the name or password is wrong, or the account is locked")
     response = _signed_in(request, session, to_console=browser)
     response.delete_cookie(_LOGIN_CSRF_COOKIE, path="/auth")
     return response
@@ -178,9 +178,9 @@ def oidc_callback(
         service: StaffService = request.app.state.staff
         session = service.login_external(username, datetime.now(UTC))
     except OidcFailed as failed:
-        return _problem(401, "Sign-in failed", str(failed))
+        return _sign_in_failed(str(failed))
     except LoginFailed:
-        return _problem(401, "Sign-in failed", "no enabled account has that name here")
+        return _sign_in_failed("no enabled account has that name here")
     response = _signed_in(request, session)
     response.delete_cookie(_OIDC_COOKIE, path="/auth/oidc")
     return response
@@ -229,9 +229,9 @@ def _set_cookie(
     )
 
 
-def _problem(status: int, title: str, detail: str) -> Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/problem+json")
+def _sign_in_failed(why: str) -> Response:
+    """401 with the staff challenge: the sign-in form is where the session comes from."""
+    return problem(401, why, headers=_CHALLENGED)
 
 
 _LOGIN_PAGE = """<!doctype html>

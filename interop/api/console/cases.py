@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Path, Request
 from starlette.responses import HTMLResponse, Response
 
-from interop.api.console.pages import ID, CaseManager, ConsoleRefused, back, page
+from interop.api.bounds import RowNumber
+from interop.api.console.pages import ID, CaseManager, ConsoleRefused, ConsoleRoute, back, page
 from interop.services.console_cases import DECLINE_REASONS, MOVES, CaseConsole
 from interop.services.errors import (
     BusinessRuleBroken,
@@ -17,7 +18,7 @@ from interop.services.errors import (
 )
 from interop.sync.deliveries import Deliveries
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
 
 def _console(request: Request) -> CaseConsole:
@@ -64,18 +65,21 @@ def move_referral(
 
 @router.get("/console/clients")
 def clients(request: Request, session: CaseManager, console: ConsoleDep) -> HTMLResponse:
-    return page(request, session, "clients.html", clients=console.clients(session.principal))
+    return page(request, session, "clients.html", listing=console.clients(session.principal))
 
 
 @router.get("/console/clients/{client_id}")
 def client(
-    request: Request, client_id: str, session: CaseManager, console: ConsoleDep
+    request: Request,
+    client_id: Annotated[str, Path(pattern=ID)],
+    session: CaseManager,
+    console: ConsoleDep,
 ) -> HTMLResponse:
     """A client's page, every record read through the gate and logged as the API's are."""
     try:
         found = console.client_file(session.principal, client_id)
     except ResourceNotFound as missing:
-        raise ConsoleRefused(404, "No client of your programs has that id.") from missing
+        raise ConsoleRefused(404, "No client you may read has that id.") from missing
     return page(request, session, "client.html", file=found)
 
 
@@ -98,7 +102,7 @@ def deliveries(
 
 
 @router.post("/console/deliveries/{delivery_id}/retry")
-def retry(delivery_id: int, session: CaseManager, outbox: DeliveriesDep) -> Response:
+def retry(delivery_id: RowNumber, session: CaseManager, outbox: DeliveriesDep) -> Response:
     try:
         outbox.retry_for(session.principal, delivery_id)
     except ResourceNotFound as missing:

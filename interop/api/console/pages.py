@@ -3,18 +3,23 @@ every form, and how a page is rendered or a form answered.
 
 A page needs a staff session (without one the browser is sent to the sign-in form) and a role
 (a wrong role: 403 as an HTML page); every form carries the session's CSRF token as a hidden
-field, and a POST without it is refused.
+field, and a POST without it is refused. Whatever a page is refused for (a role, an address
+naming nothing, a filter that is no filter) is said on the console's error page, never in the
+API's problem detail, which a browser shows as raw JSON.
 """
 
 import secrets
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from starlette.responses import HTMLResponse, RedirectResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from interop.api.security import SESSION_COOKIE
 from interop.services.staff import Role, StaffService, StaffSession
@@ -22,7 +27,6 @@ from interop.services.staff import Role, StaffService, StaffSession
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
-NO_STORE = {"Cache-Control": "no-store"}
 ID = r"^[A-Za-z0-9\-.]{1,64}$"
 
 
@@ -37,6 +41,32 @@ class ConsoleRefused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class ConsoleRoute(APIRoute):
+    """A console page whose request FastAPI cannot read answers with the error page: an
+    address naming nothing (`/console/disclosures/abc`, a number past any row) is a page that
+    is not there (404); a missing or malformed field of a form or filter, a 400 naming it."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answered(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as invalid:
+                raise _unreadable(invalid) from None
+
+        return answered
+
+
+def _unreadable(invalid: RequestValidationError) -> ConsoleRefused:
+    """The refusal of a request FastAPI could not read, in words a person can act on."""
+    problems = invalid.errors()
+    if any(problem["loc"][:1] == ("path",) for problem in problems):
+        return ConsoleRefused(404, "There is no such page.")
+    said = "; ".join(f"{problem['loc'][-1]} ({problem['msg'].lower()})" for problem in problems)
+    return ConsoleRefused(400, f"Check the form: {said}.")
 
 
 async def console_session(request: Request) -> StaffSession:
@@ -78,7 +108,6 @@ def page(
         template,
         {"session": session, "role": session.principal.role.value, **context},
         status_code=status,
-        headers=NO_STORE,
     )
 
 

@@ -7,16 +7,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from markupsafe import Markup
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 
+from interop.api.bounds import RowNumber
 from interop.api.console.pages import (
     ID,
-    NO_STORE,
     ConsoleRefused,
+    ConsoleRoute,
     Reviewer,
     back,
     page,
 )
+from interop.audit.accounting import as_letter
 from interop.services.console_chart import disclosure_chart
 from interop.services.console_review import DecisionFilter, ReviewConsole, decisions_csv
 from interop.services.errors import (
@@ -28,7 +30,7 @@ from interop.services.errors import (
 from interop.services.forms import STATEMENTS
 from interop.services.staff import StaffSession
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
 
 def _console(request: Request) -> ReviewConsole:
@@ -88,9 +90,20 @@ def _compliancepage(
 
 
 @router.get("/console/accounting")
-def accounting(_session: Reviewer, patient: Annotated[str, Query(pattern=ID)]) -> RedirectResponse:
-    """The patient's printable accounting letter (the compliance API renders it)."""
-    return RedirectResponse(f"/audit/accounting/Patient/{patient}?format=html", status_code=303)
+def accounting(
+    session: Reviewer,
+    console: ConsoleDep,
+    patient: Annotated[str, Query(max_length=80)] = "",
+) -> HTMLResponse:
+    """The patient's printable accounting letter, the patient named by id or `Patient/id`
+    as the other filters take it."""
+    try:
+        report = console.accounting(session.principal, patient, datetime.now(UTC))
+    except InvalidRequest as refused:
+        raise ConsoleRefused(400, str(refused)) from refused
+    except ResourceNotFound as missing:
+        raise ConsoleRefused(404, str(missing)) from missing
+    return HTMLResponse(as_letter(report))
 
 
 def _filters(
@@ -129,12 +142,14 @@ def disclosures_csv(session: Reviewer, console: ConsoleDep, wanted: FiltersDep) 
     return Response(
         decisions_csv(found),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="disclosures.csv"', **NO_STORE},
+        headers={"Content-Disposition": 'attachment; filename="disclosures.csv"'},
     )
 
 
 @router.get("/console/disclosures/{seq}")
-def disclosure(request: Request, seq: int, session: Reviewer, console: ConsoleDep) -> HTMLResponse:
+def disclosure(
+    request: Request, seq: RowNumber, session: Reviewer, console: ConsoleDep
+) -> HTMLResponse:
     try:
         found = console.decision(seq)
     except ResourceNotFound as missing:
@@ -152,11 +167,13 @@ def emergencies(
 
 
 @router.post("/console/emergencies/{seq}/sign-off")
-def sign_off(seq: int, session: Reviewer, console: ConsoleDep) -> Response:
+def sign_off(seq: RowNumber, session: Reviewer, console: ConsoleDep) -> Response:
     """The §2.51 review: a compliance officer signs the emergency disclosure off."""
     try:
         console.sign_off(seq, session.principal, datetime.now(UTC))
-    except (InvalidRequest, ResourceNotFound, BusinessRuleBroken) as refused:
+    except ResourceNotFound as missing:
+        raise ConsoleRefused(404, str(missing)) from missing
+    except (InvalidRequest, BusinessRuleBroken) as refused:
         raise ConsoleRefused(409, str(refused)) from refused
     return back("/console/emergencies", f"Decision {seq} signed off")
 
@@ -179,7 +196,7 @@ def revoke(
     consent_id: Annotated[str, Path(pattern=ID)],
     session: Reviewer,
     console: ConsoleDep,
-    version: Annotated[int, Form(ge=1)],
+    version: Annotated[RowNumber, Form()],
     received: Annotated[str, Form(max_length=30)] = "",
 ) -> Response:
     """The patient's written revocation (C6), recorded against the version shown."""

@@ -12,9 +12,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from interop.api.console import cases, review
 from interop.api.console.pages import (
     HERE,
-    NO_STORE,
     AnyStaff,
     ConsoleRefused,
+    ConsoleRoute,
     SignInNeeded,
     page,
     templates,
@@ -22,7 +22,7 @@ from interop.api.console.pages import (
 from interop.api.security import SESSION_COOKIE
 from interop.services.staff import StaffService
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
 
 @router.get("/")
@@ -55,7 +55,6 @@ def _refused(request: Request, exc: Exception) -> Response:
         "error.html",
         {"status": exc.status, "message": exc.message},
         status_code=exc.status,
-        headers=NO_STORE,
     )
 
 

@@ -12,9 +12,11 @@ from interop.api.deps import (
     BodyDep,
     BundlesDep,
     FormatDep,
+    OptionalBodyDep,
     ResourcesDep,
     StrictDep,
 )
+from interop.api.fhir.bulk import PARAMETERS_BODY
 from interop.api.formats import Format, UnsupportedMediaType
 from interop.api.responses import FhirResponse, version_headers
 from interop.api.security import (
@@ -28,6 +30,7 @@ from interop.api.security import (
 )
 from interop.auth.requester import Requester
 from interop.services.capability import security
+from interop.services.operation_parameters import as_query
 from interop.services.operations import validated_resource
 from interop.services.outcomes import outcome
 from interop.services.resources import WriteOutcome
@@ -202,6 +205,29 @@ def history_type(
     return FhirResponse(bundle, fmt=fmt)
 
 
+# Routed before the read, whose path would take `$status` for an id.
+@router.get("/Subscription/$status", operation_id="fhir_subscriptions_status", responses=RESPONSES)
+@router.post(
+    "/Subscription/$status",
+    operation_id="fhir_subscriptions_status_post",
+    openapi_extra=PARAMETERS_BODY,
+    responses=RESPONSES,
+)
+def subscriptions_status(
+    request: Request,
+    resources: ResourcesDep,
+    fmt: FormatDep,
+    base: BaseUrlDep,
+    requester: SubscriptionReader,
+    body: OptionalBodyDep,
+) -> FhirResponse:
+    """The status of the requester's Subscriptions, those `id` names or every one (Backport
+    IG `$status` at the type level); by POST, its parameters in a Parameters body."""
+    params = [*request.query_params.multi_items(), *as_query(body)]
+    bundle = resources.subscription_statuses(params, requester, base_url=base)
+    return FhirResponse(bundle, fmt=fmt)
+
+
 @router.get("/{resource_type}/{resource_id}", operation_id="fhir_read", responses=RESPONSES)
 async def read(
     resource_type: str,
@@ -318,14 +344,24 @@ def history_instance(
     operation_id="fhir_subscription_status",
     responses=RESPONSES,
 )
+@router.post(
+    "/Subscription/{subscription_id}/$status",
+    operation_id="fhir_subscription_status_post",
+    openapi_extra=PARAMETERS_BODY,
+    responses=RESPONSES,
+)
 def subscription_status(
     subscription_id: str,
     resources: ResourcesDep,
     fmt: FormatDep,
     base: BaseUrlDep,
     requester: SubscriptionReader,
+    body: OptionalBodyDep,
 ) -> FhirResponse:
-    """The Subscription's status and event count (Subscriptions Backport IG `$status`)."""
+    """The Subscription's status and event count (Subscriptions Backport IG `$status`); by
+    POST too, as R4 has every operation take, with a Parameters body or none (its `id` is
+    ignored at the instance level, as the IG says)."""
+    as_query(body)  # a body that is no Parameters is refused all the same
     bundle = resources.subscription_status(subscription_id, requester, base_url=base)
     return FhirResponse(bundle, fmt=fmt)
 

@@ -3,12 +3,14 @@ because it could not be processed (nothing is dropped)."""
 
 from dataclasses import asdict
 from typing import Annotated, Any, Final
+from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from interop.api.outcomes import problem
+from interop.api.bounds import Offset, PageSize
+from interop.api.problems import problem
 from interop.api.security import RequesterDep, requires_role
 from interop.auth.requester import Requester
 from interop.services.ccda_intake import (
@@ -43,11 +45,22 @@ def _intake(request: Request) -> DocumentIntake:
 
 @router.get("/held", operation_id="held_messages")
 def held_messages(
-    inbound: Annotated[InboundService, Depends(_inbound)], _: StaffDep
+    inbound: Annotated[InboundService, Depends(_inbound)],
+    _: StaffDep,
+    response: Response,
+    after: Annotated[Offset, Query(description="the `pk` the page starts after")] = 0,
+    limit: Annotated[PageSize, Query(description="at most this many (1 to 1000)")] = 100,
 ) -> list[dict[str, Any]]:
     """HL7 v2 messages answered AE or AR and C-CDA documents held (ack_code AR: the document
-    was refused; AE: it could not be applied here), each with its problems."""
-    return [asdict(message) for message in inbound.held()]
+    was refused; AE: it could not be applied here), each with its problems; oldest first, at
+    most `limit` of them, and while more follow a `Link` header (RFC 8288) with `rel="next"`
+    names the next page (`after` the last one's `pk`)."""
+    held = inbound.held(after, limit + 1)
+    if len(held) > limit:
+        held = held[:limit]
+        following = urlencode({"after": held[-1].pk, "limit": limit})
+        response.headers["Link"] = f'</inbound/held?{following}>; rel="next"'
+    return [asdict(message) for message in held]
 
 
 async def _document(request: Request) -> bytes | Response:
@@ -55,15 +68,9 @@ async def _document(request: Request) -> bytes | Response:
     not; nothing is read past the limit."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _XML_TYPES:
-        return problem(
-            415,
-            "Unsupported Media Type",
-            "send the C-CDA document as application/xml (or text/xml)",
-        )
+        return problem(415, "send the C-CDA document as application/xml (or text/xml)")
     declared = whole_number(request.headers.get("content-length", ""))
-    too_large = problem(
-        413, "Content Too Large", f"a document is at most {MAX_DOCUMENT_BYTES} bytes"
-    )
+    too_large = problem(413, f"a document is at most {MAX_DOCUMENT_BYTES} bytes")
     if declared is not None and declared > MAX_DOCUMENT_BYTES:
         return too_large
     body = bytearray()
@@ -83,7 +90,7 @@ def _drop_key(value: str | None) -> str | Response | None:
     if len(key) >= 2 and key[0] == key[-1] == '"':
         key = key[1:-1]
     if not key or len(key) > _MAX_KEY or not all(" " <= c <= "~" for c in key):
-        return problem(400, "Bad Request", "Idempotency-Key is 1 to 200 printable ASCII characters")
+        return problem(400, "Idempotency-Key is 1 to 200 printable ASCII characters")
     return key
 
 
@@ -164,20 +171,8 @@ def _answer(receipt: DocumentReceipt, *, keyed: bool) -> Response:
     one is answered as the first was too (its digest is the key), but no key was replayed."""
     headers = {"Idempotent-Replayed": "true"} if receipt.replayed and keyed else {}
     if receipt.status is IntakeStatus.REFUSED:
-        body: dict[str, Any] = {
-            "type": "about:blank",
-            "title": "Unprocessable Content",
-            "status": 422,
-            "detail": receipt.reason,
-            "inbound_id": receipt.inbound_id,
-        }
-        return Response(
-            orjson.dumps(body),
-            status_code=422,
-            media_type="application/problem+json",
-            headers=headers,
-        )
-    body = {"status": receipt.status.value, "inbound_id": receipt.inbound_id}
+        return problem(422, receipt.reason, headers, inbound_id=receipt.inbound_id)
+    body: dict[str, Any] = {"status": receipt.status.value, "inbound_id": receipt.inbound_id}
     if receipt.status is IntakeStatus.HELD:
         body["detail"] = receipt.reason
         return Response(orjson.dumps(body), 202, headers, "application/json")

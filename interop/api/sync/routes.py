@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
-from interop.api.outcomes import problem
+from interop.api.problems import problem
 from interop.services.numbers import whole_number
 from interop.sync.subscribing import NotificationInbox
 
@@ -50,9 +50,13 @@ def partner_notification(
     partner's server; 204 once its poll is asked for. The body is checked before the poll is
     asked for, and read only up to 1 MB."""
     if not _is_notification(body):
-        return problem(400, "Bad Request", "a notification is a FHIR history Bundle")
+        return problem(400, "a notification is a FHIR history Bundle")
     if not inbox.notified(client_id[:64], authorization):
-        return problem(401, "Unauthorized", "this notification's credentials are not ours")
+        return problem(
+            401,
+            "this notification's credentials are not ours",
+            headers={"WWW-Authenticate": 'Bearer realm="sync"'},
+        )
     return Response(status_code=204)
 
 

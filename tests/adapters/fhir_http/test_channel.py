@@ -210,7 +210,7 @@ class TestUnavailable:
         started = time.monotonic()
 
         with pytest.raises(PartnerUnavailable, match="timed out"):
-            channel.deliver(transaction(0))
+            channel.deliver(transaction())
         assert time.monotonic() - started < 1.5
 
     def test_nothing_listening(self, client: httpx.Client) -> None:

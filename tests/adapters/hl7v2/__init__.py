@@ -107,3 +107,19 @@ DISCHARGE_SEGMENTS = (
     "DG1|1||F11.20^Opioid dependence, uncomplicated^I10||20240301|F",
 )
 DISCHARGE = message(*DISCHARGE_SEGMENTS)
+
+
+def discharge_asking(accept: str, application: str, control_id: str = "ADT-7781") -> bytes:
+    """DISCHARGE in enhanced mode: MSH-15 `accept`, MSH-16 `application` (table 0155)."""
+    msh = DISCHARGE_SEGMENTS[0].replace("|ADT-7781|", f"|{control_id}|")
+    return message(f"{msh}|||{accept}|{application}", *DISCHARGE_SEGMENTS[1:])
+
+
+INCOMING_ACK = message(
+    "MSH|^~\\&|CLINIC-EHR|NORTHSIDE|RECOVERY-INTEROP|HARBOR|20240310120500+0000||ACK^I12^ACK|"
+    "NS-ACK-9|P|2.5.1",
+    "MSA|AE|OUT-0001|Patrick O'Brien is not known here",
+    "ERR||PID^1^3|204^Unknown key identifier^HL70357|E||||Patrick O'Brien is not known here",
+)
+"""An acknowledgment a partner sends to our listener (of a message of ours, or by mistake); its
+texts quote a patient, as a partner's ACK may."""

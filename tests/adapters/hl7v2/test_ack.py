@@ -1,16 +1,36 @@
 """ACK^<trigger>: MSH swapped and echoed, MSA-1/MSA-2, ERR-2 location and table 0357 code."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
 
-from adapters.hl7v2.ack import Responder, acknowledge, acknowledge_batch, build_ack, refuse
-from adapters.hl7v2.er7 import decode, parse_message
-from adapters.hl7v2.errors import ErrorCode, Location, Problem
+from adapters.hl7v2.ack import (
+    Condition,
+    Outcome,
+    Responder,
+    acknowledge,
+    acknowledge_batch,
+    acknowledgments,
+    build_ack,
+    is_acknowledgment,
+    refuse,
+)
+from adapters.hl7v2.er7 import MessageHeader, decode, parse_message
+from adapters.hl7v2.errors import AckCode, ErrorCode, Location, Problem
 from adapters.hl7v2.messages import read_file, read_message
 from tests.conftest import corpus
 
-from . import AT, DISCHARGE, REFERRAL, REFERRAL_PID, REFERRAL_SEGMENTS, message
+from . import (
+    AT,
+    DISCHARGE,
+    INCOMING_ACK,
+    REFERRAL,
+    REFERRAL_PID,
+    REFERRAL_SEGMENTS,
+    discharge_asking,
+    message,
+)
 
 
 def lines(ack: bytes) -> list[str]:
@@ -100,11 +120,23 @@ class TestBuildAck:
     def test_refuse_ignores_a_cut_last_line(self) -> None:
         problem = Problem(Location("MSH", 1), ErrorCode.VALUE_TOO_LONG, "too large")
         head = REFERRAL[: REFERRAL.index(b"REF-0001") + 3]  # MSH-10 cut to "REF"
-        cut = lines(refuse(head, problem, control_id="K", at=AT, truncated=True))
-        assert cut[1] == "MSA|AR||too large"
-        whole = lines(refuse(REFERRAL[:300], problem, control_id="K", at=AT, truncated=True))
-        assert whole[1] == "MSA|AR|REF-0001|too large"
-        assert whole[2] == "ERR||MSH^1|104^Value too long^HL70357|E||||too large"
+        [cut] = refuse(head, problem, control_id="K", at=AT, truncated=True)
+        assert lines(cut)[1] == "MSA|AR||too large"  # no MSH-15 read: original mode
+        [whole] = refuse(REFERRAL[:300], problem, control_id="K", at=AT, truncated=True)
+        assert lines(whole)[1] == "MSA|CE|REF-0001|too large"  # MSH-15 AL: commit error
+        assert lines(whole)[2] == "ERR||MSH^1|104^Value too long^HL70357|E||||too large"
+
+    def test_refuse_answers_an_original_mode_message_ar(self) -> None:
+        problem = Problem(Location("MSH", 1), ErrorCode.APPLICATION_INTERNAL_ERROR, "failed")
+        [ack] = refuse(DISCHARGE, problem, control_id="K", at=AT)
+        assert lines(ack)[1:] == [
+            "MSA|AR|ADT-7781|failed",
+            "ERR||MSH^1|207^Application internal error^HL70357|E||||failed",
+        ]
+
+    def test_refuse_answers_an_acknowledgment_with_nothing(self) -> None:
+        problem = Problem(Location("MSH", 1), ErrorCode.VALUE_TOO_LONG, "too large")
+        assert refuse(INCOMING_ACK, problem, control_id="K", at=AT) == ()
 
 
 class TestBatchAcknowledgment:
@@ -164,3 +196,178 @@ class TestBatchAcknowledgment:
             "12334456778890"
         ]
         assert answer[-2:] == ["BTS|1", "FTS|1"]
+
+
+def header_asking(accept: str, application: str) -> MessageHeader:
+    """The discharge's MSH with MSH-15 `accept` and MSH-16 `application`."""
+    header = read_message(discharge_asking(accept, application)).header
+    assert header is not None
+    return header
+
+
+def numbered() -> Callable[[], str]:
+    """New control ids ACK-1, ACK-2..., so each ACK shows it has its own MSH-10."""
+    count = iter(range(1, 100))
+    return lambda: f"ACK-{next(count)}"
+
+
+def answered(header: MessageHeader | None, outcome: Outcome) -> list[list[str]]:
+    """Each ACK due, as its lines after MSH, preceded by its MSH-10."""
+    acks = acknowledgments(header, outcome, new_control_id=numbered(), at=AT)
+    return [[lines(ack)[0].split("|")[9], *lines(ack)[1:]] for ack in acks]
+
+
+PROCESSED = Outcome(AckCode.ACCEPT, AckCode.COMMIT_ACCEPT)
+HELD = Outcome(
+    AckCode.ERROR,
+    AckCode.COMMIT_ACCEPT,
+    (Problem(Location("PRD", 2), ErrorCode.UNKNOWN_KEY_IDENTIFIER, "held for staff"),),
+)
+REFUSED = Outcome(
+    AckCode.REJECT,
+    AckCode.COMMIT_REJECT,
+    (Problem(Location("MSH", 1, 9), ErrorCode.UNSUPPORTED_MESSAGE_TYPE, "ORU is not taken"),),
+)
+NOT_STORED = Outcome(
+    AckCode.REJECT,
+    AckCode.COMMIT_ERROR,
+    (Problem(Location("MSH"), ErrorCode.APPLICATION_INTERNAL_ERROR, "send it again"),),
+)
+HELD_ERR = "ERR||PRD^2|204^Unknown key identifier^HL70357|E||||held for staff"
+REFUSED_ERR = "ERR||MSH^1^9|200^Unsupported message type^HL70357|E||||ORU is not taken"
+NOT_STORED_ERR = "ERR||MSH^1|207^Application internal error^HL70357|E||||send it again"
+
+
+class TestConditions:
+    """HL7 table 0155, as MSH-15 and MSH-16 use it."""
+
+    @pytest.mark.parametrize(
+        ("condition", "on_success", "on_failure"),
+        [
+            (Condition.ALWAYS, True, True),
+            (Condition.NEVER, False, False),
+            (Condition.ERROR, False, True),
+            (Condition.SUCCESS, True, False),
+        ],
+    )
+    def test_when_each_calls_for_an_acknowledgment(
+        self, condition: Condition, on_success: bool, on_failure: bool
+    ) -> None:
+        assert (condition.calls_for(True), condition.calls_for(False)) == (on_success, on_failure)
+
+    def test_an_outcome_not_committed_is_ar_in_original_mode(self) -> None:
+        with pytest.raises(ValueError, match="AR"):
+            Outcome(AckCode.ACCEPT, AckCode.COMMIT_ERROR)
+        with pytest.raises(ValueError, match="application code"):
+            Outcome(AckCode.COMMIT_ACCEPT, AckCode.COMMIT_ACCEPT)
+
+
+class TestOriginalMode:
+    def test_one_ack_with_the_application_code_and_no_msh_15_or_16(self) -> None:
+        header = read_message(DISCHARGE).header
+        acks = acknowledgments(header, HELD, new_control_id=numbered(), at=AT)
+        [ack] = acks
+        assert lines(ack)[0].endswith("|ACK^A03^ACK|ACK-1|P|2.5.1")
+        assert lines(ack)[1:] == ["MSA|AE|ADT-7781|held for staff", HELD_ERR]
+
+    @pytest.mark.parametrize("outcome", [REFUSED, NOT_STORED])
+    def test_a_message_not_committed_gets_ar(self, outcome: Outcome) -> None:
+        [[_, msa, _]] = answered(read_message(DISCHARGE).header, outcome)
+        assert msa.startswith("MSA|AR|ADT-7781|")
+
+    def test_nothing_readable_gets_ar(self) -> None:
+        assert answered(None, NOT_STORED) == [["ACK-1", "MSA|AR||send it again", NOT_STORED_ERR]]
+
+
+class TestEnhancedMode:
+    """HL7 v2.5.1 section 2.9.3: MSH-15 decides the accept acknowledgment (CA, CE, CR), MSH-16
+    the application acknowledgment (AA, AE, AR) that follows it as an ACK of its own."""
+
+    def test_each_ack_says_it_wants_no_answer_in_its_own_msh_15_and_16(self) -> None:
+        acks = acknowledgments(
+            header_asking("AL", "AL"), PROCESSED, new_control_id=numbered(), at=AT
+        )
+        assert [lines(ack)[0].split("|")[8:] for ack in acks] == [
+            ["ACK^A03^ACK", "ACK-1", "P", "2.5.1", "", "", "NE", "NE"],
+            ["ACK^A03^ACK", "ACK-2", "P", "2.5.1", "", "", "NE", "NE"],
+        ]
+
+    @pytest.mark.parametrize(
+        ("accept", "application", "codes"),
+        [
+            ("AL", "AL", ["CA", "AA"]),
+            ("AL", "NE", ["CA"]),
+            ("NE", "AL", ["AA"]),
+            ("NE", "NE", []),
+            ("ER", "ER", []),
+            ("SU", "SU", ["CA", "AA"]),
+            ("ER", "SU", ["AA"]),
+            ("AL", "", ["CA"]),  # a field left empty asks for nothing
+            ("", "AL", ["AA"]),
+            ("XX", "NE", ["CA"]),  # a value outside table 0155 is answered
+        ],
+    )
+    def test_a_processed_message(self, accept: str, application: str, codes: list[str]) -> None:
+        answers = answered(header_asking(accept, application), PROCESSED)
+        assert [answer[1] for answer in answers] == [f"MSA|{code}|ADT-7781" for code in codes]
+        assert [answer[0] for answer in answers] == [f"ACK-{n}" for n in range(1, len(codes) + 1)]
+
+    @pytest.mark.parametrize(
+        ("accept", "application", "due"),
+        [
+            ("AL", "AL", [["MSA|CA|ADT-7781"], ["MSA|AE|ADT-7781|held for staff", HELD_ERR]]),
+            ("ER", "ER", [["MSA|AE|ADT-7781|held for staff", HELD_ERR]]),
+            ("SU", "SU", [["MSA|CA|ADT-7781"]]),
+            ("AL", "NE", [["MSA|CA|ADT-7781"]]),
+        ],
+    )
+    def test_a_message_committed_and_held_is_accepted_then_answered_ae(
+        self, accept: str, application: str, due: list[list[str]]
+    ) -> None:
+        answers = answered(header_asking(accept, application), HELD)
+        assert [answer[1:] for answer in answers] == due
+
+    @pytest.mark.parametrize(
+        ("accept", "due"),
+        [
+            ("AL", [["MSA|CR|ADT-7781|ORU is not taken", REFUSED_ERR]]),
+            ("ER", [["MSA|CR|ADT-7781|ORU is not taken", REFUSED_ERR]]),
+            ("SU", []),
+            ("NE", []),
+        ],
+    )
+    def test_a_refused_message_gets_cr_and_never_an_application_ack(
+        self, accept: str, due: list[list[str]]
+    ) -> None:
+        answers = answered(header_asking(accept, "AL"), REFUSED)
+        assert [answer[1:] for answer in answers] == due
+
+    @pytest.mark.parametrize("accept", ["AL", "ER"])
+    def test_a_message_not_committed_gets_ce_and_never_an_application_ack(
+        self, accept: str
+    ) -> None:
+        answers = answered(header_asking(accept, "AL"), NOT_STORED)
+        assert [answer[1:] for answer in answers] == [
+            ["MSA|CE|ADT-7781|send it again", NOT_STORED_ERR]
+        ]
+
+
+class TestAcknowledgmentsAreNotAnswered:
+    """Acknowledging acknowledgments results in an infinite loop (HL7 v2 chapter 2)."""
+
+    def test_an_ack_is_an_acknowledgment(self) -> None:
+        assert is_acknowledgment(read_message(INCOMING_ACK).header)
+        assert not is_acknowledgment(read_message(DISCHARGE).header)
+        assert not is_acknowledgment(None)
+
+    @pytest.mark.parametrize("outcome", [PROCESSED, HELD, REFUSED, NOT_STORED])
+    def test_whatever_the_outcome(self, outcome: Outcome) -> None:
+        header = read_message(INCOMING_ACK).header
+        assert acknowledgments(header, outcome, new_control_id=numbered(), at=AT) == ()
+
+    def test_in_enhanced_mode_too(self) -> None:
+        enhanced = INCOMING_ACK.replace(b"|P|2.5.1\r", b"|P|2.5.1|||AL|AL\r")
+        header = read_message(enhanced).header
+        assert header is not None
+        assert header.accept_ack_type == "AL"
+        assert acknowledgments(header, REFUSED, new_control_id=numbered(), at=AT) == ()

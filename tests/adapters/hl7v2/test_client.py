@@ -27,7 +27,7 @@ WAIT = 5.0  # seconds; bounds every wait, so a failing test ends by itself even 
 QUICK = 0.3  # the ACK timeout where the test is the timeout
 REFERRAL = write_referral(referral(), envelope("OUT-0001"))
 
-Handler = Callable[[bytes], Awaitable[bytes]]
+Handler = Callable[[bytes], Awaitable[tuple[bytes, ...]]]
 Behaviour = Callable[[socket.socket], object]
 
 
@@ -125,15 +125,15 @@ def ack(code: str, control_id: str, text: str = "", *more: str) -> bytes:
     return frame("".join(line + "\r" for line in lines).encode())
 
 
-async def answer_aa(payload: bytes) -> bytes:
-    return acknowledge(read_message(payload), control_id="ACK1", at=AT)
+async def answer_aa(payload: bytes) -> tuple[bytes, ...]:
+    return (acknowledge(read_message(payload), control_id="ACK1", at=AT),)
 
 
 class TestAcknowledged:
     def test_our_own_listener_reads_the_referral_and_answers_aa(self) -> None:
         received: list[bytes] = []
 
-        async def handler(payload: bytes) -> bytes:
+        async def handler(payload: bytes) -> tuple[bytes, ...]:
             received.append(payload)
             return await answer_aa(payload)
 
@@ -154,13 +154,13 @@ class TestAcknowledged:
 
 class TestRejected:
     def test_ae_with_the_partners_reason(self) -> None:
-        async def handler(payload: bytes) -> bytes:
+        async def handler(payload: bytes) -> tuple[bytes, ...]:
             problem = Problem(
                 Location("PID", 1, 3), ErrorCode.UNKNOWN_KEY_IDENTIFIER, "no such patient here"
             )
             header = read_message(payload).header
             answer = build_ack(header, AckCode.ERROR, (problem,), control_id="ACK1", at=AT)
-            return encode_ack(answer)
+            return (encode_ack(answer),)
 
         with listener(handler) as port, pytest.raises(PartnerRejected) as refused:
             channel(port).deliver(REFERRAL)
@@ -222,7 +222,7 @@ class TestRejected:
 
 class TestUnavailable:
     def test_ar_207_when_the_partners_handler_fails(self) -> None:
-        async def failing(payload: bytes) -> bytes:
+        async def failing(payload: bytes) -> tuple[bytes, ...]:
             raise RuntimeError("database down")
 
         with listener(failing) as port, pytest.raises(PartnerUnavailable) as failed:

@@ -3,12 +3,13 @@
 import asyncio
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.hl7v2.ack import acknowledge
+from adapters.hl7v2.ack import Outcome, acknowledge, acknowledgments
+from adapters.hl7v2.errors import AckCode
 from adapters.hl7v2.messages import read_message
 from adapters.hl7v2.mllp import (
     BytesDiscarded,
@@ -22,7 +23,15 @@ from adapters.hl7v2.mllp import (
     serve_mllp,
 )
 
-from . import AT, DISCHARGE, REFERRAL, REFERRAL_SEGMENTS, message
+from . import (
+    AT,
+    DISCHARGE,
+    INCOMING_ACK,
+    REFERRAL,
+    REFERRAL_SEGMENTS,
+    discharge_asking,
+    message,
+)
 
 WAIT = 5.0  # seconds; every socket wait is bounded so a failing test ends by itself
 
@@ -105,20 +114,27 @@ class TestDecoder:
 # --- the server over real sockets -------------------------------------------------------------
 
 Scenario = Callable[[MllpServer, list[bytes]], Awaitable[None]]
+Handler = Callable[[list[bytes], bytes], Awaitable[Sequence[bytes]]]
 
 
-async def ack_handler(received: list[bytes], payload: bytes) -> bytes:
+async def ack_handler(received: list[bytes], payload: bytes) -> tuple[bytes, ...]:
     received.append(payload)
-    return acknowledge(read_message(payload), control_id=f"ACK{len(received)}", at=AT)
+    return (acknowledge(read_message(payload), control_id=f"ACK{len(received)}", at=AT),)
 
 
-def run(scenario: Scenario, *, max_message_bytes: int = 65536, idle_timeout: float = WAIT) -> None:
+def run(
+    scenario: Scenario,
+    *,
+    max_message_bytes: int = 65536,
+    idle_timeout: float = WAIT,
+    handler: Handler = ack_handler,
+) -> None:
     async def main() -> None:
         received: list[bytes] = []
         server = await serve_mllp(
             "127.0.0.1",
             0,
-            lambda payload: ack_handler(received, payload),
+            lambda payload: handler(received, payload),
             max_message_bytes=max_message_bytes,
             idle_timeout=idle_timeout,
             clock=lambda: AT,
@@ -169,6 +185,14 @@ def msa(ack: bytes) -> str:
     return ack.split(b"\r")[1].decode()
 
 
+async def as_asked(received: list[bytes], payload: bytes) -> tuple[bytes, ...]:
+    """A receiver that commits whatever it reads: the acknowledgments its sender asks for."""
+    received.append(payload)
+    header = read_message(payload).header
+    committed = Outcome(AckCode.ACCEPT, AckCode.COMMIT_ACCEPT)
+    return acknowledgments(header, committed, new_control_id=lambda: f"ACK{len(received)}", at=AT)
+
+
 async def eventually(condition: Callable[[], bool]) -> None:
     for _ in range(int(WAIT / 0.01)):
         if condition():
@@ -214,7 +238,8 @@ class TestServer:
 
         run(scenario)
 
-    def test_an_oversize_frame_gets_ar_and_the_connection_is_closed(self) -> None:
+    def test_an_oversize_frame_is_refused_and_the_connection_is_closed(self) -> None:
+        """REFERRAL asks for accept acknowledgments (MSH-15 AL): the refusal is a CE."""
         big = message(*REFERRAL_SEGMENTS, *["NTE|||" + "x" * 1000] * 10)
 
         async def scenario(server: MllpServer, received: list[bytes]) -> None:
@@ -224,8 +249,8 @@ class TestServer:
             assert ack.split(b"\r")[:3] == [
                 b"MSH|^~\\&|RECOVERY-INTEROP|HARBOR|CLINIC-EHR|"
                 b"NORTHSIDE^2.16.840.1.113883.3.1234^ISO|20240310120000+0000||"
-                b"ACK^I12^ACK|SRV|P|2.5.1",
-                b"MSA|AR|REF-0001|the message exceeds 4096 bytes",
+                b"ACK^I12^ACK|SRV|P|2.5.1|||NE|NE",
+                b"MSA|CE|REF-0001|the message exceeds 4096 bytes",
                 b"ERR||MSH^1|104^Value too long^HL70357|E||||the message exceeds 4096 bytes",
             ]
             assert await client.closed_by_server()
@@ -314,11 +339,11 @@ class TestServer:
     def test_a_failing_handler_gets_ar_207_and_the_connection_stays_open(self) -> None:
         calls: list[bytes] = []
 
-        async def flaky(payload: bytes) -> bytes:
+        async def flaky(payload: bytes) -> tuple[bytes, ...]:
             calls.append(payload)
             if len(calls) == 1:
                 raise RuntimeError("database down")
-            return acknowledge(read_message(payload), control_id="OK", at=AT)
+            return (acknowledge(read_message(payload), control_id="OK", at=AT),)
 
         async def main() -> None:
             server = await serve_mllp(
@@ -326,14 +351,14 @@ class TestServer:
             )
             async with server:
                 client = await Client.connect(server.port)
-                await client.send(frame(REFERRAL))
+                await client.send(frame(DISCHARGE))
                 failed = await client.ack()
                 assert msa(failed) == (
-                    "MSA|AR|REF-0001|the message could not be processed; send it again later"
+                    "MSA|AR|ADT-7781|the message could not be processed; send it again later"
                 )
                 assert b"|207^Application internal error^HL70357|" in failed
-                await client.send(frame(REFERRAL))
-                assert msa(await client.ack()) == "MSA|AA|REF-0001"
+                await client.send(frame(DISCHARGE))
+                assert msa(await client.ack()) == "MSA|AA|ADT-7781"
                 assert server.stats.handler_failures == 1
                 await client.close()
 
@@ -355,3 +380,75 @@ class TestServer:
             await client.close()
 
         asyncio.run(main())
+
+
+class TestAnswers:
+    """The listener sends each message the handler answers with in a frame of its own, in
+    order, and none when it answers with none: the connection then waits for the next frame."""
+
+    def test_an_acknowledgment_is_not_answered_and_the_connection_stays_open(self) -> None:
+        async def scenario(server: MllpServer, received: list[bytes]) -> None:
+            client = await Client.connect(server.port)
+            await client.send(frame(INCOMING_ACK), frame(DISCHARGE))
+            assert msa(await client.ack()) == "MSA|AA|ADT-7781"  # the first frame back
+            assert received == [INCOMING_ACK, DISCHARGE]
+            assert server.stats.frames == 2
+            await client.close()
+
+        run(scenario, handler=as_asked)
+
+    def test_two_answers_go_in_two_frames_in_order(self) -> None:
+        async def scenario(server: MllpServer, received: list[bytes]) -> None:
+            client = await Client.connect(server.port)
+            await client.send(frame(discharge_asking("AL", "AL")))
+            commit, application = await client.ack(), await client.ack()
+            assert (msa(commit), msa(application)) == ("MSA|CA|ADT-7781", "MSA|AA|ADT-7781")
+            await client.send(frame(DISCHARGE.replace(b"|ADT-7781|", b"|ADT-7782|")))
+            assert msa(await client.ack()) == "MSA|AA|ADT-7782"  # nothing else came between
+            await client.close()
+
+        run(scenario, handler=as_asked)
+
+    def test_never_asked_for_nothing_is_sent(self) -> None:
+        async def scenario(server: MllpServer, received: list[bytes]) -> None:
+            client = await Client.connect(server.port)
+            await client.send(frame(discharge_asking("NE", "NE")), frame(REFERRAL))
+            assert msa(await client.ack()) == "MSA|CA|REF-0001"  # REFERRAL asks AL, NE
+            assert len(received) == 2
+            await client.close()
+
+        run(scenario, handler=as_asked)
+
+    def test_a_failing_handler_in_enhanced_mode_gets_ce_207(self) -> None:
+        async def failing(received: list[bytes], payload: bytes) -> tuple[bytes, ...]:
+            received.append(payload)
+            raise RuntimeError("database down")
+
+        async def scenario(server: MllpServer, received: list[bytes]) -> None:
+            client = await Client.connect(server.port)
+            await client.send(frame(discharge_asking("ER", "AL")))
+            failed = await client.ack()
+            assert failed.split(b"\r")[0].endswith(b"|ACK^A03^ACK|SRV|P|2.5.1|||NE|NE")
+            assert msa(failed) == (
+                "MSA|CE|ADT-7781|the message could not be processed; send it again later"
+            )
+            assert b"|207^Application internal error^HL70357|" in failed
+            # MSH-15 NE: not even a failure is told; the connection waits for the next frame
+            await client.send(frame(discharge_asking("NE", "AL", "ADT-2")), frame(DISCHARGE))
+            assert msa(await client.ack()).startswith("MSA|AR|ADT-7781|")
+            assert server.stats.handler_failures == 3
+            await client.close()
+
+        run(scenario, handler=failing)
+
+    def test_an_oversize_acknowledgment_is_not_answered(self) -> None:
+        big = INCOMING_ACK + b"NTE|||" + b"x" * 5000 + b"\r"
+
+        async def scenario(server: MllpServer, received: list[bytes]) -> None:
+            client = await Client.connect(server.port)
+            await client.send(frame(big))
+            assert await client.closed_by_server()  # closed, and nothing sent before
+            assert server.stats.oversize_frames == 1
+            await client.close()
+
+        run(scenario, max_message_bytes=4096)

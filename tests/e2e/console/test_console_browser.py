@@ -84,7 +84,7 @@ class TestComplianceOfficer:
         assert page.get_by_test_id("chain-status").inner_text().startswith("Intact")
         assert page.locator("svg.chart rect").count() >= 1
         shot(page, "06-compliance")
-        page.get_by_label("Patient id").fill(console.emergency_patient.removeprefix("Patient/"))
+        page.get_by_label("Patient", exact=True).fill(console.emergency_patient)  # Patient/id
         page.get_by_role("button", name="Open the letter").click()
         assert "medical emergency" in page.content()
         shot(page, "07-accounting-letter")

@@ -11,7 +11,7 @@ from interop.auth import tokens
 from interop.auth.scopes import parse_scopes
 from interop.services.partners import PartnerService
 from tests.builders import care_plan, organization, part2_consent, patient, service_request, task
-from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.conftest import RegisteredPartner, approve_part2_form, bearer, register_partner
 from tests.keys import rsa_key
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -352,6 +352,7 @@ class TestPartnerIsolation:
         # By identifier alone, only Patients the partner holds count: one of its own carrying
         # the hidden client's MRN is answered as one carrying an MRN nobody else has (no MRN
         # oracle), and its refusal reaches no one else's client (a permit stays relied on).
+        approve_part2_form(anonymous)
         assert anonymous.post("/fhir/Consent", json=consent, headers=ehr).status_code == 201
         reader = as_partner(anonymous, recipient)
         assert anonymous.get(f"/fhir/{subject}", headers=reader).status_code == 200

@@ -1,5 +1,6 @@
 """A client's whole story through the case API, read back through the FHIR API (issue 3)."""
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -8,7 +9,7 @@ from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
 from consent.model import ConsentDirective
-from interop.services.demo import CLIENT, story
+from interop.services.demo import CLIENT, approve_form, story
 from interop.services.partners import NewPartner, PartnerService
 from interop.services.staff import Role
 from mappings.consent import directive_from_fhir
@@ -34,7 +35,9 @@ def staff(
 
 def enter_story(browser: TestClient, csrf: dict[str, str]) -> list[dict[str, Any]]:
     """Each record entered by a case manager of the program it comes from (its origin);
-    `browser` signs them in on its app."""
+    `browser` signs them in on its app. The form Jordan's consent was signed on is approved
+    first, as `interop demo` does (PART2.md C9)."""
+    approve_form(browser.app.state.consent_forms)  # type: ignore[attr-defined]
     answers = []
     managers: dict[str, tuple[TestClient, dict[str, str]]] = {}
     for seed in story():
@@ -274,6 +277,37 @@ class TestConsents:
         assert directive_from_fhir(consent) == directive
         listed = browser.get("/cases/consents", params={"client": CLIENT}).json()
         assert [record["value"]["id"] for record in listed] == ["consent-jordan"]
+
+    def test_a_consent_saying_what_its_form_states_is_not_relied_on_for_it(
+        self, admin: tuple[TestClient, dict[str, str]], client: TestClient
+    ) -> None:
+        """Probe (PART2.md C9): the case API wrote a PUT's statement flags into the Consent,
+        and the gate relied on the consent's own word with no form approved. The flags are
+        not written: the consent names its form, and only the form's approval counts."""
+        browser, csrf = admin
+        enter_story(browser, csrf)
+        jordan = browser.get("/cases/consents/consent-jordan").json()
+        assert jordan["problems"] == []
+        claims = {
+            **jordan["value"],
+            "id": "consent-claims",
+            "form": None,
+            "form_approved": True,
+            "has_revocation_statement": True,
+            "has_redisclosure_statement": True,
+        }
+
+        answer = browser.put("/cases/consents/consent-claims", json=claims, headers=csrf)
+
+        assert answer.status_code == 200, answer.text
+        value = answer.json()["value"]
+        assert (value["form_approved"], value["has_revocation_statement"]) == (False, False)
+        problems = [p["diagnostics"] for p in answer.json()["problems"]]
+        assert any(p.startswith("C9: (f) cannot be verified") for p in problems), problems
+        stored = client.get("/fhir/Consent/consent-claims").json()
+        assert "policy" not in stored
+        assert stored["sourceAttachment"]["url"] == jordan["value"]["signed_form"]
+        assert "consent-form-statement" not in json.dumps(stored)
 
 
 class TestConsentProblems:

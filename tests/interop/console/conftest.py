@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from interop.services.cases import KINDS_BY_NAME, CaseService
-from interop.services.demo import CLIENT, story
+from interop.services.demo import CLIENT, approve_form, story
 from interop.services.staff import Role, StaffPrincipal, StaffService
 from mappings.model import (
     Id,
@@ -21,7 +21,7 @@ from mappings.model import (
     TaskStatus,
 )
 from tests.builders import part2_consent
-from tests.conftest import bearer, register_partner
+from tests.conftest import approve_part2_form, bearer, register_partner
 from tests.interop.auth.test_staff import PASSWORD
 from tests.interop.disclosure.test_audit import emergency_department, opioid_use_disorder
 
@@ -91,6 +91,8 @@ def enter_story(anonymous: TestClient, client: TestClient) -> dict[str, Referral
     """Jordan's story, Jordan's consent to Harbor Detox, and three open referrals: two to
     Harbor Detox (one overdue) and one from it; `client` is the program's own EHR."""
     cases: CaseService = anonymous.app.state.cases  # type: ignore[attr-defined]
+    approve_form(anonymous.app.state.consent_forms)  # type: ignore[attr-defined]
+    approve_part2_form(anonymous)
     for seed in story():
         cases.put(seed.kind, seed.value, case_manager_of(anonymous, seed.program))
     consent = part2_consent(

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.builders import care_plan, part2_consent, patient
-from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.conftest import RegisteredPartner, approve_part2_form, bearer, register_partner
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -58,6 +58,7 @@ def world(anonymous: TestClient) -> World:
     plan = make(detox_client, care_plan(client_ref))
     clinic = register_partner(anonymous, name="Ordinary Clinic")
     ordinary = make(acting_as(anonymous, clinic), patient(family="Ordinary", mrn="MRN-ORD"))
+    approve_part2_form(anonymous)
     consent = make(detox_client, part2_consent(client_ref, unit.organization, a.organization))
     return World(
         unit.organization,

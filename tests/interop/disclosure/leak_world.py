@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from interop.app import create_app
 from interop.settings import Settings
 from tests.builders import PLACER, care_plan, part2_consent, patient, service_request
-from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.conftest import RegisteredPartner, approve_part2_form, bearer, register_partner
 from tests.interop.disclosure.conftest import make
 from tests.interop.disclosure.test_gate import referral_task
 
@@ -259,6 +259,7 @@ def build(anonymous: TestClient, plan: WorldPlan) -> World:
         )
     for referral in plan.referrals:
         world.records.append(_refer(world, referral))
+    approve_part2_form(anonymous)
     for client, discloser in sorted(plan.consents):
         make(
             writers[discloser],

@@ -599,6 +599,60 @@ class TestAccounting:
         assert ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R") in labels
         assert ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "R") not in labels
 
+    @pytest.mark.parametrize(
+        ("path", "level"),
+        [
+            ("/fhir/CarePlan/{plan}/_history", "history-instance"),
+            ("/fhir/CarePlan/_history", "history-type"),
+            ("/fhir/_history", "history-system"),
+        ],
+    )
+    @pytest.mark.parametrize("handling", ["lenient", "strict"])
+    def test_a_history_count_is_the_total_alone_and_discloses_nothing(
+        self,
+        anonymous: TestClient,
+        compliance: TestClient,
+        world: World,
+        settings: Settings,
+        path: str,
+        level: str,
+        handling: str,
+    ) -> None:
+        """R4 §3.1.1.5.8 (the count without the matches), §2.13(a) (minimum necessary), A1,
+        A2, S3: `_summary=count` on history, in either handling, answers a history Bundle
+        with its total alone, counted through the gate as a page of it would be, and nothing
+        of it is logged as disclosed, accounted or labelled."""
+        detox = acting_as(anonymous, world.detox_partner)
+        make(detox, care_plan(world.client_ref))
+        url = path.format(plan=world.plan_id)
+        headers = {**as_(anonymous, world.a), "Prefer": f"handling={handling}"}
+        answer = anonymous.get(url, params={"_summary": "count"}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        counted = answer.json()
+        assert (counted["type"], "entry" in counted) == ("history", False)
+        assert set(counted["meta"]) == {"lastUpdated"}  # no labels, no notice: nothing left
+        patient_id = world.client_ref.split("/")[1]
+        accounted = compliance.get(
+            f"/audit/accounting/Patient/{patient_id}", params={"format": "fhir"}
+        ).json()
+        assert accounted.get("entry", []) == []
+        engine = make_engine(settings.database_url)
+        with Session(engine) as session:
+            permits = session.exec(
+                select(DisclosureLogRow)
+                .where(col(DisclosureLogRow.requester) == world.a.organization)
+                .where(col(DisclosureLogRow.decision) == "permit")
+            ).all()
+        engine.dispose()
+        assert [(row.interaction, row.resources) for row in permits] == []
+        full = anonymous.get(url, params={"_count": "100"}, headers=as_(anonymous, world.a))
+        assert counted["total"] == full.json()["total"] == len(full.json()["entry"])
+        assert counted["total"] >= (1 if level == "history-instance" else 2)
+        unconsented = anonymous.get(
+            "/fhir/CarePlan/_history", params={"_summary": "count"}, headers=as_(anonymous, world.b)
+        )
+        assert unconsented.json()["total"] == 0
+
     def test_unknown_patient_is_404_problem(self, compliance: TestClient) -> None:
         response = compliance.get("/audit/accounting/Patient/nobody")
         assert response.status_code == 404

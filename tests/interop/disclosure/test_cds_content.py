@@ -6,7 +6,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.builders import ACT_CODE, part2_consent, patient
-from tests.conftest import RegisteredPartner, register_partner
+from tests.conftest import RegisteredPartner, approve_part2_form, register_partner
 from tests.interop.disclosure.test_cds_hooks import FHIR_JSON, consult
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -23,6 +23,7 @@ def program_with_consent(
     )
     riverside = register_partner(anonymous, scope="system/*.rs", name="Riverside Residential")
     person = client.post("/fhir/Patient", json=patient(mrn="MRN-CDS"), headers=FHIR_JSON).json()
+    approve_part2_form(anonymous)
     consent = part2_consent(
         f"Patient/{person['id']}",
         program.organization,

@@ -18,7 +18,7 @@ from interop.settings import Settings
 from interop.store.database import make_engine
 from interop.store.tables import DisclosureLogRow
 from tests.builders import ACT_CODE, MRN, part2_consent, patient
-from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.conftest import RegisteredPartner, approve_part2_form, bearer, register_partner
 from tests.interop.disclosure.conftest import World, acting_as, as_, make
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -137,6 +137,7 @@ def detox(client: TestClient, anonymous: TestClient) -> RegisteredPartner:
     client.post(
         "/fhir/Patient", json=patient(family="Noconsent", mrn="MRN-NONE"), headers=FHIR_JSON
     )
+    approve_part2_form(anonymous)
     consent = part2_consent(f"Patient/{person['id']}", program.organization, riverside.organization)
     created = client.post("/fhir/Consent", json=consent, headers=FHIR_JSON)
     assert created.status_code == 201
@@ -270,8 +271,11 @@ def test_callers_authenticate_like_any_partner(anonymous: TestClient) -> None:
     assert response.status_code == 401
 
 
-def test_storing_a_consent_says_why_it_cannot_be_relied_on(client: TestClient) -> None:
+def test_storing_a_consent_says_why_it_cannot_be_relied_on(
+    client: TestClient, anonymous: TestClient
+) -> None:
     """C1: a draft missing §2.31 elements is stored, with the missing elements named."""
+    approve_part2_form(anonymous)
     draft = part2_consent("Patient/p1", "Organization/detox", "Organization/clinic")
     del draft["dateTime"]
     del draft["provision"]["provision"][0]["purpose"]
@@ -409,3 +413,86 @@ def test_a_consent_the_caller_may_not_read_is_not_named(
     assert card["summary"] == "CONSENT_DENY"
     assert "basedOn" not in card["extension"]
     assert created["id"] not in json.dumps(card)
+
+
+A_CALL = {
+    "hook": "patient-consent-consult",
+    "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+    "context": {
+        "patientId": [{"system": MRN, "value": "MRN-CDS"}],
+        "actor": [{"system": PARTNER_SYSTEM, "value": "Riverside Residential"}],
+        "purposeOfUse": ["TREAT"],
+    },
+}
+AUTHORIZATION = {
+    "access_token": "opaque",
+    "token_type": "Bearer",
+    "expires_in": 300,
+    "scope": "system/Patient.rs",
+    "subject": "cds-service",
+}
+
+
+@pytest.mark.parametrize(
+    ("changed", "detail"),
+    [
+        ({"hookInstance": None}, "hookInstance is required: a UUID naming this call"),
+        ({"hookInstance": "call-7"}, "hookInstance is required: a UUID naming this call"),
+        ({"hookInstance": 7}, "hookInstance is required: a UUID naming this call"),
+        ({"hook": None}, "this service answers the patient-consent-consult hook"),
+        ({"hook": "patient-view"}, "this service answers the patient-consent-consult hook"),
+        ({"context": None}, "context is required: an object, the hook's context"),
+        ({"context": ["TREAT"]}, "context is required: an object, the hook's context"),
+        ({"fhirServer": "not a url"}, "fhirServer is the base URL of the client's FHIR server"),
+        ({"fhirAuthorization": AUTHORIZATION}, "fhirAuthorization needs the fhirServer it is for"),
+        (
+            {
+                "fhirServer": "https://ehr.example.org/fhir",
+                "fhirAuthorization": {**AUTHORIZATION, "expires_in": "300"},
+            },
+            "fhirAuthorization.expires_in is required (int)",
+        ),
+        (
+            {
+                "fhirServer": "https://ehr.example.org/fhir",
+                "fhirAuthorization": {**AUTHORIZATION, "token_type": "MAC"},
+            },
+            "fhirAuthorization.token_type is Bearer",
+        ),
+        ({"prefetch": []}, "prefetch is an object of the prefetched data by key"),
+    ],
+)
+def test_a_call_missing_what_cds_hooks_requires_is_a_bad_request(
+    anonymous: TestClient, detox: RegisteredPartner, changed: dict[str, Any], detail: str
+) -> None:
+    """CDS Hooks 2.0, "Calling a CDS Service": `hook`, `hookInstance` (a UUID) and `context`
+    are required, `fhirServer` comes with `fhirAuthorization`, whose fields are required. A
+    call without them was answered (200)."""
+    call = {key: value for key, value in {**A_CALL, **changed}.items() if value is not None}
+    answer = anonymous.post(
+        "/cds-services/patient-consent-consult",
+        json=call,
+        headers={"Authorization": bearer(anonymous, detox, scope="system/Consent.rs")},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["detail"] == detail
+    assert answer.json()["title"] == "Bad Request"
+
+
+def test_a_call_with_every_field_the_spec_names_is_answered(
+    anonymous: TestClient, detox: RegisteredPartner
+) -> None:
+    call = {
+        **A_CALL,
+        "fhirServer": "https://ehr.example.org/fhir",
+        "fhirAuthorization": AUTHORIZATION,
+        "prefetch": {"patient": None},
+    }
+    answer = anonymous.post(
+        "/cds-services/patient-consent-consult",
+        json=call,
+        headers={"Authorization": bearer(anonymous, detox, scope="system/Consent.rs")},
+    )
+    assert answer.status_code == 200, answer.text
+    assert schema_errors(answer.json(), SCHEMA) == []

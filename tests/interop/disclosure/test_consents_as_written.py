@@ -9,12 +9,14 @@ Part 2 data by its recorded origin, and carries the SUD label too.
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from interop.services.forms import ConsentForms
 from interop.services.partners import NewPartner, PartnerService
 from interop.services.staff import Role, StaffService
 from tests.conftest import REPOSITORY, RegisteredPartner, bearer
@@ -94,8 +96,14 @@ def riverside(anonymous: TestClient) -> TestClient:
     return riverside_for_treatment(anonymous)
 
 
-def approve_the_form(anonymous: TestClient) -> None:
-    """Compliance staff approve the form once (PART2.md C9), through the admin API."""
+README_STATEMENTS = ("right-to-revoke", "redisclosure-risk")
+"""What the README's form states: the right to revoke (§2.31(a)(6)) and, Riverside Clinic
+being a covered entity receiving for treatment, HIPAA redisclosure (§2.31(a)(4)(iii))."""
+
+
+def approve_the_form(anonymous: TestClient, statements: Sequence[str] = README_STATEMENTS) -> None:
+    """Compliance staff approve the form once (PART2.md C9), through the admin API, as the
+    README's command does."""
     staff: StaffService = anonymous.app.state.staff  # type: ignore[attr-defined]
     staff.add(
         "cora.compliance",
@@ -110,13 +118,13 @@ def approve_the_form(anonymous: TestClient) -> None:
     csrf = {"X-CSRF-Token": signed_in.json()["csrf_token"]}
     approved = browser.post(
         "/admin/consent-forms",
-        json={"form": FORM, "title": "Part 2 consent v3", "statements": ["right-to-revoke"]},
+        json={"form": FORM, "title": "Part 2 consent v3", "statements": list(statements)},
         headers=csrf,
     )
-    assert approved.status_code == 200, approved.text
+    assert approved.status_code == 201, approved.text
     listed = browser.get("/admin/consent-forms").json()
     assert [(f["form"], f["statements"], f["approved_by"]) for f in listed] == [
-        (FORM, ["right-to-revoke"], "cora.compliance")
+        (FORM, list(statements), "cora.compliance")
     ]
 
 
@@ -243,3 +251,106 @@ def test_validate_reports_what_storing_reports_and_no_more(
     unknown = westside.post("/fhir/Consent/$validate", json=nobody)
     assert problems(withheld) == problems(unknown)
     assert any("(a)" in diagnostics for _, diagnostics, _ in problems(withheld))
+
+
+STATEMENT_EXTENSION = (
+    "http://recovery-interop.example.org/fhir/StructureDefinition/consent-form-statement"
+)
+
+
+def test_a_consent_vouching_for_its_own_form_releases_nothing(
+    anonymous: TestClient, detox_ehr: TestClient, riverside: TestClient
+) -> None:
+    """Probe (PART2.md C9): the README's consent with its signed form given by a title and the
+    consent's own word that the form states the right to revoke (an extension), no form
+    approved. Before, Riverside read the record (200); now the consent cannot be verified, is
+    no signed form, and releases nothing."""
+    store_the_patient_and_record(detox_ehr)
+    consent = {k: v for k, v in readme_consent().items() if k != "policy"}
+    consent["sourceAttachment"] = {
+        "title": "Signed consent to disclose SUD records",
+        "extension": [{"url": STATEMENT_EXTENSION, "valueCode": "right-to-revoke"}],
+    }
+
+    validated = detox_ehr.post("/fhir/Consent/$validate", json=consent, headers=FHIR_JSON)
+    stored = put(detox_ehr, consent, Prefer="return=OperationOutcome")
+
+    for answer in (validated, stored):
+        warnings = [i["diagnostics"] for i in answer.json()["issue"] if i["severity"] == "warning"]
+        assert any("C9: (f) cannot be verified" in w for w in warnings), warnings
+        assert any(w.startswith("C1: (h)") for w in warnings), warnings
+    assert riverside.get("/fhir/Condition/alex-oud").status_code == 404
+
+
+def test_a_tpo_grant_declared_general_needs_the_tpo_statements(
+    anonymous: TestClient, detox_ehr: TestClient
+) -> None:
+    """Probe (PART2.md C1, C2): the README's consent declared `general` while permitting
+    treatment, payment and operations is a TPO consent: on a form approved without the TPO
+    statements Riverside's payment read is refused (404), where it was released."""
+    approve_the_form(anonymous)
+    store_the_patient_and_record(detox_ehr)
+    consent = readme_consent()
+    consent["extension"] = [
+        {
+            "url": "http://recovery-interop.example.org/fhir/StructureDefinition/"
+            "part2-consent-kind",
+            "valueCode": "general",
+        }
+    ]
+    permit = consent["provision"]["provision"][0]
+    permit["purpose"] = [
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": code}
+        for code in ("TREAT", "HPAYMT", "HOPERAT")
+    ]
+
+    stored = put(detox_ehr, consent, Prefer="return=OperationOutcome")
+
+    warnings = [i["diagnostics"] for i in stored.json()["issue"] if i["severity"] == "warning"]
+    assert any("consequences of refusing to sign" in w for w in warnings), warnings
+    clinic = partner(
+        anonymous, "Riverside Clinic", "1992753883", "system/*.rs", covered_entity=True
+    )
+    purposes = {"hl7-b2b": {"version": "1", "purpose_of_use": [PURPOSE_OF_USE + "HPAYMT"]}}
+    payer = as_partner(anonymous, clinic, "system/*.rs", extra={"extensions": purposes})
+    assert payer.get("/fhir/Condition/alex-oud").status_code == 404
+
+    forms: ConsentForms = anonymous.app.state.consent_forms  # type: ignore[attr-defined]
+    statements = (*README_STATEMENTS, "refusal-consequences")
+    forms.approve(FORM, "Part 2 consent v3", statements, "cora.compliance")
+    assert payer.get("/fhir/Condition/alex-oud").status_code == 200
+
+
+def test_a_covered_entity_reads_for_treatment_only_on_a_form_stating_hipaa_redisclosure(
+    anonymous: TestClient, detox_ehr: TestClient, riverside: TestClient
+) -> None:
+    """Probe (§2.31(a)(4)(iii)): Riverside Clinic, registered as a covered entity, reads for
+    treatment under the README's general consent: on a form approved with the right to revoke
+    alone it is refused (404), where it was released; once the form is approved as stating
+    that a covered entity may redisclose under HIPAA, the record is released."""
+    approve_the_form(anonymous, ("right-to-revoke",))
+    store_the_patient_and_record(detox_ehr)
+    put(detox_ehr, readme_consent())
+
+    assert riverside.get("/fhir/Condition/alex-oud").status_code == 404
+
+    forms: ConsentForms = anonymous.app.state.consent_forms  # type: ignore[attr-defined]
+    forms.approve(FORM, "Part 2 consent v3", README_STATEMENTS, "cora.compliance")
+    assert riverside.get("/fhir/Condition/alex-oud").status_code == 200
+
+
+def test_a_recipient_that_is_no_covered_entity_needs_no_hipaa_statement(
+    anonymous: TestClient, detox_ehr: TestClient
+) -> None:
+    """§2.31(a)(4)(iii) asks the statement only where the recipient is a covered entity or
+    business associate: a Part 2 program that is neither reads on the right to revoke alone."""
+    approve_the_form(anonymous, ("right-to-revoke",))
+    store_the_patient_and_record(detox_ehr)
+    put(detox_ehr, readme_consent())
+    program = partner(
+        anonymous, "Riverside Clinic", "1992753883", "system/*.rs", part2_program=True
+    )
+    purposes = {"hl7-b2b": {"version": "1", "purpose_of_use": [PURPOSE_OF_USE + "TREAT"]}}
+    reader = as_partner(anonymous, program, "system/*.rs", extra={"extensions": purposes})
+
+    assert reader.get("/fhir/Condition/alex-oud").status_code == 200

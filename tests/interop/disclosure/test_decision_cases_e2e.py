@@ -46,6 +46,7 @@ from sqlmodel import Session, col, select
 from consent import DataItem, DisclosureRequest, Outcome
 from consent import vocabulary as v
 from interop.app import create_app
+from interop.services.forms import ConsentForms
 from interop.services.partners import NewPartner, PartnerService
 from interop.services.resources import internal_operations
 from interop.services.search_parser import Paging
@@ -134,8 +135,8 @@ def unexpressible(case: DecisionCase) -> str | None:
     item = request.item
     if case.facts != WORLD:
         return (
-            "the row's facts around its consents (Provenance signatures, approved forms, a "
-            "birth date or an unnamed Patient) are not stored by this replay"
+            "the row's facts around its consents (Provenance signatures, approved forms other "
+            "than WORLD's, a birth date or an unnamed Patient) are not stored by this replay"
         )
     if request.intermediary is not None or request.treating_relationship:
         return (
@@ -321,6 +322,13 @@ def store_world(ehr: TestClient, case: DecisionCase) -> None:
         )
 
 
+def approve_forms(service: TestClient, case: DecisionCase) -> None:
+    """The forms the row's facts hold approved, approved once by compliance staff (C9)."""
+    forms: ConsentForms = service.app.state.consent_forms  # type: ignore[attr-defined]
+    for form, statements in case.facts.approved_forms.items():
+        forms.approve(form, "Part 2 consent form", sorted(statements), "cora.compliance")
+
+
 def consents_for(case: DecisionCase, recipient: str) -> list[dict[str, Any]]:
     """The row's consents with its requester reference rewritten to the registered partner."""
     text = json.dumps(list(case.consents))
@@ -427,6 +435,7 @@ def test_the_gate_decides_as_the_engine(
     request = case.request
     item = request.item
     assert item.reference is not None
+    approve_forms(service, case)
     store_world(ehr, case)
     partner = requester_of(service, request)
     for resource in consents_for(case, partner.organization):

@@ -24,6 +24,7 @@ from tests.consent import PARTICIPANTS_WHO_TREAT_ME
 from tests.interop.auth.test_staff import sign_in
 from tests.interop.disclosure.test_consents_as_written import (
     PURPOSE_OF_USE,
+    README_STATEMENTS,
     approve_the_form,
     as_partner,
     partner,
@@ -166,10 +167,10 @@ def approve(anonymous: TestClient, form: str) -> None:
     browser, csrf = compliance_browser(anonymous)
     approved = browser.post(
         "/admin/consent-forms",
-        json={"form": form, "title": "Part 2 consent", "statements": ["right-to-revoke"]},
+        json={"form": form, "title": "Part 2 consent", "statements": list(README_STATEMENTS)},
         headers=csrf,
     )
-    assert approved.status_code == 200, approved.text
+    assert approved.status_code == 201, approved.text
 
 
 def questionnaire_consent() -> dict[str, Any]:

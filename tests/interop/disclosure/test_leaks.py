@@ -662,7 +662,7 @@ def test_a_consent_consult_tells_an_unrelated_caller_nothing_of_a_withheld_clien
     def consult(mrn: str) -> tuple[int, Any]:
         body = {
             "hook": "patient-consent-consult",
-            "hookInstance": "leak-suite",
+            "hookInstance": "0d3f4c59-8a51-4f8e-9b0e-6c2f1f6a7e10",
             "context": {
                 "patientId": [{"system": MRN, "value": mrn}],
                 "actor": [{"system": PARTNER_SYSTEM, "value": recipient_name}],

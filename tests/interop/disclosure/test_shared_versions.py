@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from mappings.terminology import BUSINESS_STATUS
 from tests.builders import part2_consent, patient, service_request, task
-from tests.conftest import RegisteredPartner, bearer, register_partner
+from tests.conftest import RegisteredPartner, approve_part2_form, bearer, register_partner
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 ADMITTED = {
@@ -36,6 +36,7 @@ def test_the_owners_words_stay_behind_its_consent_when_the_requester_writes_agai
     ehr = as_(anonymous, harbor)
     person = anonymous.post("/fhir/Patient", json=patient(), headers=ehr).json()
     subject = f"Patient/{person['id']}"
+    approve_part2_form(anonymous)
     for recipient in (riverside, northside):  # Harbor may tell both; Riverside no one
         consent = part2_consent(subject, harbor.organization, recipient.organization)
         assert anonymous.post("/fhir/Consent", json=consent, headers=ehr).status_code == 201

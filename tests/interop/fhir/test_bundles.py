@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from interop.services.resources import ResourceOperations
+from mappings import fhir
 from tests.builders import MRN, care_plan, patient, service_request, task
 from tests.conftest import RegisteredPartner
 from tests.interop.fhir.test_crud import FHIR_JSON, create
@@ -241,6 +242,73 @@ def test_two_entries_with_one_full_url_are_refused_whole(client: TestClient, kin
     assert total(client, "Patient") == 0
 
 
+@pytest.mark.parametrize(
+    ("full_url", "said"),
+    [
+        ("http://x/Patient/2", "must end with the resource's id 'p1'"),
+        ("http://x/Observation/p1", "must name the resource's type 'Patient', not Observation"),
+    ],
+)
+def test_a_restful_full_url_disagreeing_with_its_resource_is_refused(
+    client: TestClient, full_url: str, said: str
+) -> None:
+    """R4 Bundle.entry.fullUrl: a fullUrl that looks like a RESTful server URL ends with its
+    resource's type and id. `$validate` says so of entry 0, and a transaction or batch
+    carrying such an entry is refused whole, naming it, with nothing written."""
+    resource = {**patient(mrn="MRN-FU"), "id": "p1"}
+    entry = {"fullUrl": full_url, "resource": resource}
+    collection = {"resourceType": "Bundle", "type": "collection", "entry": [entry]}
+    checked = client.post("/fhir/Bundle/$validate", json=collection, headers=FHIR_JSON)
+    assert checked.status_code == 200, checked.text
+    [problem] = [i for i in checked.json()["issue"] if i["severity"] == "error"]
+    assert (problem["code"], problem["expression"]) == ("value", ["Bundle.entry[0]"])
+    assert said in problem["diagnostics"]
+    for kind, method, url in (("transaction", "PUT", "Patient/p1"), ("batch", "POST", "Patient")):
+        written = {**entry, "request": {"method": method, "url": url}}
+        answer = post(client, {"resourceType": "Bundle", "type": kind, "entry": [written]})
+        assert answer.status_code == 400, answer.text
+        [issue] = answer.json()["issue"]
+        assert issue["expression"] == ["Bundle.entry[0]"]
+        assert issue["diagnostics"].startswith("entry 0: ")
+        assert said in issue["diagnostics"]
+    assert total(client, "Patient") == 0
+
+
+def test_the_services_own_bundles_keep_their_full_urls_to_their_resources(
+    client: TestClient,
+) -> None:
+    """What the service answers with (a transaction's response, a search, a history) is
+    valid to a validating receiver, the fullUrl rule included; a fullUrl that is no RESTful
+    URL, or an entry without a resource id, is not held to it."""
+    person = create(client, patient(mrn="MRN-OWN"))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "http://x/Patient/any",
+                "resource": patient(mrn="MRN-NEW"),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "fullUrl": "urn:oid:1.2.3.4",
+                "resource": {**person, "gender": "male"},
+                "request": {"method": "PUT", "url": f"Patient/{person['id']}"},
+            },
+        ],
+    }
+    answer = post(client, bundle)
+    assert answer.status_code == 200, answer.text
+    for served in (
+        answer.json(),
+        client.get("/fhir/Patient").json(),
+        client.get("/fhir/Patient/_history").json(),
+        client.get("/fhir/_history").json(),
+    ):
+        assert served.get("entry"), served
+        fhir.validate(served)
+
+
 class TestBatch:
     def test_each_entry_succeeds_or_fails_on_its_own(self, client: TestClient) -> None:
         bundle = {
@@ -264,7 +332,7 @@ class TestBatch:
         entries = response.json()["entry"]
         assert [e["response"]["status"] for e in entries] == [
             "201 Created",
-            "422 Unprocessable Entity",
+            "422 Unprocessable Content",
             "404 Not Found",
             "200 OK",
         ]

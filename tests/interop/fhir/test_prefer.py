@@ -60,3 +60,35 @@ def test_of_a_preference_given_twice_the_first_counts(client: TestClient) -> Non
     )
     assert lenient.status_code == 200, lenient.text
     assert lenient.json()["entry"][-1]["search"]["mode"] == "outcome"
+
+
+def test_a_quoted_value_means_what_the_token_does(client: TestClient) -> None:
+    """RFC 7240 §2: a value is a token or a quoted-string (`return="minimal"` is
+    `return=minimal`), around "=" may be blanks, and names compare case-insensitively."""
+    minimal = client.post(
+        "/fhir/Patient",
+        json=patient(family="Quoted"),
+        headers={**FHIR_JSON, "Prefer": 'return="minimal"'},
+    )
+    assert minimal.status_code == 201, minimal.text
+    assert minimal.content == b""
+    assert minimal.headers["location"].startswith("http://testserver/fhir/Patient/")
+    outcome = client.post(
+        "/fhir/Patient",
+        json=patient(family="Outcome"),
+        headers={**FHIR_JSON, "Prefer": 'Return = "OperationOutcome"'},
+    )
+    assert outcome.status_code == 201, outcome.text
+    assert outcome.json()["resourceType"] == "OperationOutcome"
+    strict = client.get(
+        "/fhir/Patient", params={"shoe_size": "42"}, headers={"Prefer": 'handling="strict"'}
+    )
+    assert strict.status_code == 400, strict.text
+    assert "shoe_size" in issue(strict)["diagnostics"]
+    exported = client.get(
+        "/fhir/$export",
+        params={"unknown": "x"},
+        headers={"Accept": "application/fhir+json", "Prefer": 'respond-async, handling="lenient"'},
+    )
+    assert exported.status_code == 202, exported.text
+    assert "/fhir/$export-status/" in exported.headers["content-location"]
