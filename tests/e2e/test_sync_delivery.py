@@ -467,22 +467,7 @@ class TestAtLeastOnce:
             for status in ("cancelled",):
                 set_task(world.client, program, status)
             for index in range(8):  # more Tasks, each its own row
-                put(
-                    world.client,
-                    {
-                        **task.to_fhir(
-                            m.ReferralTask(
-                                id=m.Id(f"task-extra-{index}"),
-                                referral_id=m.Ref("referral-1"),
-                                client_id=m.Ref("robin"),
-                                requester=m.Party(m.PartyKind.PROGRAM, m.Ref("sender")),
-                                status=m.TaskStatus.REQUESTED,
-                                authored_on=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
-                                owner=m.Party(m.PartyKind.PROGRAM, m.Ref(program)),
-                            )
-                        )
-                    },
-                )
+                put(world.client, extra_task(program, index))
             outcomes: list[Any] = []
             errors: list[BaseException] = []
 
